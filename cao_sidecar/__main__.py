@@ -1,0 +1,3 @@
+from cao_sidecar.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Serves the MCP app with uvicorn inside the sidecar's event loop.
+
+Two listeners, one app: 127.0.0.1 on an ephemeral port (Claude Code, Codex and the mock agent
+use Streamable HTTP) and a 0600 Unix socket (for `cao-sidecar mcp-bridge`). Every request must
+carry the bearer token of an agent we launched; anything else gets 401 before the SDK sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any, Optional
+
+from cao_sidecar.agent_face.credentials import CredentialStore
+from cao_sidecar.core.agent import Agent
+from cao_sidecar.core.orchestrator import Orchestrator
+
+log = logging.getLogger(__name__)
+
+MCP_PATH = "/mcp"
+
+
+class AuthMiddleware:
+    """ASGI: refuse requests without a valid agent token (401) and browser requests (403)."""
+
+    def __init__(self, app: Any, credentials: CredentialStore) -> None:
+        self._app = app
+        self._credentials = credentials
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        origin = headers.get("origin")
+        if origin is not None and origin != "null":
+            await _reply(send, 403, "browser origins are not allowed")
+            return
+        if self._credentials.agent_for(headers.get("authorization")) is None:
+            await _reply(send, 401, "missing or invalid agent credential", {"www-authenticate": "Bearer"})
+            return
+        await self._app(scope, receive, send)
+
+
+async def _reply(send: Any, status: int, message: str, extra: Optional[dict[str, str]] = None) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class AgentFace:
+    def __init__(self, core: Orchestrator, unix_socket_path: Path) -> None:
+        self._core = core
+        self.credentials = CredentialStore()
+        self.unix_socket_path = unix_socket_path
+        self.url: Optional[str] = None
+        self._server: Any = None
+        self._task: Optional[asyncio.Task[None]] = None
+
+    def caller_of(self, ctx: Any) -> Agent:
+        from mcp.server.mcpserver.exceptions import ToolError
+
+        headers = ctx.headers or {}
+        terminal_id = self.credentials.agent_for(headers.get("authorization"))
+        agent = self._core.agents.get(terminal_id or "")
+        if agent is None:
+            raise ToolError("this credential belongs to no running agent")
+        return agent
+
+    def agent_env(self, agent: Agent) -> dict[str, str]:
+        """What a launched agent needs to reach us: URL, its own token, the bridge socket."""
+        assert self.url is not None
+        token = self.credentials.issue(agent.terminal_id, agent.agent_dir)
+        return {"CAO_MCP_URL": self.url, "CAO_MCP_TOKEN": token, "CAO_MCP_SOCKET": str(self.unix_socket_path)}
+
+    async def start(self) -> None:
+        # Imported here: the SDK costs about a second, and the editor's initialize must not wait.
+        import uvicorn
+        from mcp.server.transport_security import TransportSecuritySettings
+
+        from cao_sidecar.agent_face.tools import build_mcp_server
+
+        mcp = build_mcp_server(self._core, self.caller_of)
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind(("127.0.0.1", 0))
+        port = tcp.getsockname()[1]
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=[f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", "localhost"],
+            allowed_origins=[],
+        )
+        app = mcp.streamable_http_app(
+            streamable_http_path=MCP_PATH, stateless_http=True, json_response=True, transport_security=security
+        )
+        with contextlib.suppress(FileNotFoundError):
+            self.unix_socket_path.unlink()
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            unix.bind(str(self.unix_socket_path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.unix_socket_path, 0o600)
+        config = uvicorn.Config(
+            AuthMiddleware(app, self.credentials),
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            log_level="warning",
+            timeout_graceful_shutdown=1,
+        )
+        server = uvicorn.Server(config)
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign] # the sidecar owns signals
+        self._server = server
+        self._task = asyncio.get_running_loop().create_task(server.serve(sockets=[tcp, unix]))
+        while not server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the MCP server stopped while starting")
+            await asyncio.sleep(0.005)
+        self.url = f"http://127.0.0.1:{port}{MCP_PATH}"
+        self._core.add_env_hook(self.agent_env)
+        self._core.add_status_listener(self._on_status)
+        log.info("MCP server on %s and %s", self.url, self.unix_socket_path)
+
+    def _on_status(self, agent: Agent, _previous: object, status: object) -> None:
+        if not agent.alive:
+            self.credentials.revoke(agent.terminal_id)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._task, 3)
+        with contextlib.suppress(FileNotFoundError):
+            self.unix_socket_path.unlink()

@@ -1,0 +1,76 @@
+"""Command line: `cao-sidecar --stdio` (the server), plus verbs for scripts and humans."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tmux-socket", help="tmux server socket name (default: $CAO_TMUX_SOCKET or 'cao-sidecar')")
+    parser.add_argument("--session", default="cao", help="default orchestration session (tmux session) name")
+    parser.add_argument("--log-level", default="warning", help="stderr log level (debug, info, warning, error)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cao-sidecar", description=__doc__)
+    parser.add_argument("--stdio", action="store_true", help="serve JSON-RPC (LSP framing) on stdin/stdout (the default)")
+    _add_common(parser)
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="hand one task to a new worker and print its answer")
+    run.add_argument("--profile", required=True)
+    run.add_argument("--provider")
+    run.add_argument("--timeout", type=float, default=600.0)
+    run.add_argument("task")
+    _add_common(run)
+
+    demo = sub.add_parser("demo", help="a supervisor hands parts of a task to two workers (mock agents)")
+    _add_common(demo)
+
+    mock = sub.add_parser("mock-agent", help="the built-in deterministic test agent (provider 'mock')")
+    mock.add_argument("args", nargs=argparse.REMAINDER)
+
+    bridge = sub.add_parser("mcp-bridge", help="stdio MCP endpoint for CLIs that only speak stdio")
+    bridge.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "mock-agent":
+        from cao_sidecar.mock_agent.__main__ import main as mock_main
+
+        return mock_main(args.args)
+
+    if args.command == "mcp-bridge":
+        from cao_sidecar.agent_face.bridge import main as bridge_main
+
+        return bridge_main(args.args)
+
+    from cao_sidecar import paths
+    from cao_sidecar.app import configure_logging
+
+    configure_logging(args.log_level)
+    socket = paths.tmux_socket_name(args.tmux_socket)
+    if args.command == "run":
+        from cao_client.commands import run_command
+
+        return run_command(args, socket)
+    if args.command == "demo":
+        from cao_client.demo import run_demo
+
+        return run_demo(args, socket)
+
+    import asyncio
+
+    from cao_sidecar.app import serve_stdio
+
+    try:
+        return asyncio.run(serve_stdio(tmux_socket=socket, session=args.session))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

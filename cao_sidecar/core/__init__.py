@@ -1,0 +1,1 @@
+"""Orchestration core: agents, turns, handoff/assign/messages. Shared by every face."""

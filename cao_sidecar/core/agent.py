@@ -1,0 +1,130 @@
+"""An agent (one CLI process in one tmux window) and the turn it is working on.
+
+The status an agent shows comes from its provider's reading of the screen, but a screen can lie
+right after input was sent (it still shows the previous answer). A Turn tracks one input and
+decides when its end is real: once the agent was seen busy, or the screen moved on from what it
+showed when the input was sent. Idle without having been seen busy never ends a turn (the input
+may still be sitting in the prompt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+import attrs
+
+from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.profiles.profile import Profile
+from cao_sidecar.providers.base import Provider
+
+
+@attrs.define(eq=False)
+class TurnResult:
+    status: AgentStatus  # completed, error or exited
+    screen: str
+
+
+@attrs.define(eq=False)
+class Turn:
+    text: str
+    screen_before: str
+    sent_at: float = attrs.field(factory=time.monotonic)
+    seen_busy: bool = False
+    done: "asyncio.Future[TurnResult]" = attrs.field(factory=lambda: asyncio.get_running_loop().create_future())
+
+    def observe(self, status: AgentStatus, screen: str) -> Optional[TurnResult]:
+        """Feed one classification; returns the result when this turn is over."""
+        if status in (AgentStatus.PROCESSING, AgentStatus.WAITING_USER_ANSWER):
+            self.seen_busy = True
+            return None
+        if status is AgentStatus.EXITED:
+            return TurnResult(status, screen)
+        if status in (AgentStatus.COMPLETED, AgentStatus.ERROR):
+            if self.seen_busy or screen != self.screen_before:
+                return TurnResult(status, screen)
+            return None
+        if status is AgentStatus.IDLE and self.seen_busy:
+            # Back at an empty prompt after working, with no answer marker: interrupted, or a CLI
+            # that draws no completion marker. Either way the turn is over.
+            return TurnResult(AgentStatus.COMPLETED, screen)
+        return None
+
+
+StatusListener = Callable[["Agent", Optional[AgentStatus], AgentStatus], None]
+
+
+@attrs.define(eq=False)
+class Agent:
+    terminal_id: str
+    session: str
+    profile: Profile
+    provider: Provider
+    working_directory: str
+    agent_dir: Path
+    name: Optional[str] = None
+    created_at: str = attrs.field(factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    pane_id: Optional[str] = None
+    status: AgentStatus = AgentStatus.STARTING
+    screen: str = ""  # last captured visible screen
+    last_answer: Optional[str] = None
+    turn: Optional[Turn] = None
+    terminating: bool = False
+    _changed: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+    @property
+    def alive(self) -> bool:
+        return self.status is not AgentStatus.EXITED
+
+    @property
+    def busy(self) -> bool:
+        return self.turn is not None or not self.status.accepts_input
+
+    def screen_tail(self, lines: int = 15) -> str:
+        rows = self.screen.rstrip("\n").splitlines()
+        return "\n".join(rows[-lines:])
+
+    def begin_turn(self, text: str) -> Turn:
+        self.turn = Turn(text=text, screen_before=self.screen)
+        return self.turn
+
+    def apply(self, status: AgentStatus, screen: str) -> tuple[Optional[AgentStatus], Optional[TurnResult]]:
+        """Record a new classification. Returns (previous status if it changed, finished turn)."""
+        if self.status is AgentStatus.EXITED:
+            return None, None
+        self.screen = screen
+        finished = None
+        if self.turn is not None:
+            finished = self.turn.observe(status, screen)
+            if finished is None and status in (AgentStatus.COMPLETED, AgentStatus.ERROR, AgentStatus.IDLE):
+                # Stale end-of-turn screen from before the input: not a status change yet.
+                return None, None
+            if finished is not None:
+                status = finished.status
+        previous = self.status if status is not self.status else None
+        self.status = status
+        if previous is not None:
+            self._changed.set()
+            self._changed = asyncio.Event()
+        return previous, finished
+
+    def mark_exited(self) -> Optional[AgentStatus]:
+        """The process is gone. Returns the previous status, or None if it was known already."""
+        if self.status is AgentStatus.EXITED:
+            return None
+        previous = self.status
+        self.status = AgentStatus.EXITED
+        self._changed.set()
+        self._changed = asyncio.Event()
+        return previous
+
+    async def wait_change(self, timeout: float | None) -> None:
+        """Wait for the next status change (or the timeout)."""
+        event = self._changed
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass

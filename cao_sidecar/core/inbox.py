@@ -1,0 +1,97 @@
+"""Per-agent inbox: input for an agent waits until it can take it, then goes in, in order, once.
+
+Every task and message for an existing agent goes through its inbox, so two callers can never
+type into the same prompt at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Awaitable, Callable, Optional
+
+import attrs
+
+from cao_sidecar.core.agent import Agent, Turn
+from cao_sidecar.storage.messages import MessageStore
+
+log = logging.getLogger(__name__)
+
+
+@attrs.define(eq=False)
+class Delivery:
+    text: str
+    message_id: str
+    sender: Optional[str] = None
+    # Resolved with the Turn the text started once it has been typed in, or with an exception.
+    sent: "asyncio.Future[Turn]" = attrs.field(factory=lambda: asyncio.get_running_loop().create_future())
+
+
+SendInput = Callable[[Agent, str], Awaitable[Turn]]
+
+
+class Inbox:
+    def __init__(self, agent: Agent, send_input: SendInput, store: MessageStore) -> None:
+        self._agent = agent
+        self._send_input = send_input
+        self._store = store
+        self._queue: deque[Delivery] = deque()
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def can_deliver_now(self) -> bool:
+        return not self._queue and self._worker is None and not self._agent.busy and self._agent.alive
+
+    def put(self, text: str, sender: Optional[str] = None) -> Delivery:
+        """Store the text durably, then queue it. Returns once stored (not delivered)."""
+        delivery = Delivery(text, self._store.add(self._agent.terminal_id, text, sender), sender)
+        self._queue.append(delivery)
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+        return delivery
+
+    def fail_all(self, exc: BaseException) -> None:
+        while self._queue:
+            delivery = self._queue.popleft()
+            self._store.mark_failed(delivery.message_id, str(exc))
+            if not delivery.sent.done():
+                delivery.sent.set_exception(exc)
+                delivery.sent.exception()  # mark retrieved: nobody may be waiting
+        if self._worker is not None:
+            self._worker.cancel()
+            self._worker = None
+
+    async def _run(self) -> None:
+        agent = self._agent
+        try:
+            while self._queue:
+                while agent.alive and agent.busy:
+                    if agent.turn is not None:
+                        await asyncio.wait({agent.turn.done})
+                    else:
+                        await agent.wait_change(None)
+                if not self._queue:
+                    break
+                delivery = self._queue.popleft()
+                if delivery.sent.cancelled():
+                    self._store.mark_failed(delivery.message_id, "cancelled before delivery")
+                    continue
+                try:
+                    turn = await self._send_input(agent, delivery.text)
+                except Exception as exc:  # noqa: BLE001 - the caller gets it through the future
+                    self._store.mark_failed(delivery.message_id, str(exc))
+                    if not delivery.sent.done():
+                        delivery.sent.set_exception(exc)
+                        delivery.sent.exception()
+                    continue
+                self._store.mark_delivered(delivery.message_id)
+                if not delivery.sent.done():
+                    delivery.sent.set_result(turn)
+                await asyncio.wait({turn.done})
+        finally:
+            if self._worker is asyncio.current_task():
+                self._worker = None

@@ -1,0 +1,590 @@
+"""The orchestration core: spawn, handoff, assign, messages, teardown.
+
+Every face (the editor's cao/* methods, the agents' MCP tools, the command line) calls these
+methods; none of them talks to tmux or to providers directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+from typing import Awaitable, Callable, Optional
+
+import attrs
+
+from cao_sidecar.core.agent import Agent, Turn, TurnResult
+from cao_sidecar.core.errors import (
+    AgentExited,
+    AgentFailed,
+    AgentNotReady,
+    AgentTimeout,
+    CaoError,
+    InvalidRequest,
+    TerminalError,
+    UnknownTerminal,
+)
+from cao_sidecar.core.inbox import Inbox
+from cao_sidecar.core.monitor import StatusMonitor
+from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.profiles.catalog import ProfileCatalog
+from cao_sidecar.storage.messages import MessageStore
+from cao_sidecar.providers import LaunchContext, get_provider
+from cao_sidecar.terminal.tmux import PaneGone, TmuxError, TmuxServer
+
+log = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+READY_TIMEOUT = float(os.environ.get("CAO_READY_TIMEOUT", "30"))
+EXIT_GRACE_SECONDS = 2.0
+ENTER_RETRY_AFTER = (0.5, 1.5)  # seconds after sending: press Enter again if the turn never started
+# Environment passed through to agents so they find the same tools as the sidecar.
+PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "CAO_MOCK_DELAY_MS")
+
+
+@attrs.define
+class WorkerOutcome:
+    agent: Agent
+    status: AgentStatus
+    output: str
+    error: Optional[CaoError] = None
+
+
+StatusListener = Callable[[Agent, Optional[AgentStatus], AgentStatus], None]
+CompletedListener = Callable[[WorkerOutcome], None]
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        *,
+        tmux: TmuxServer,
+        catalog: ProfileCatalog,
+        state_dir: Path,
+        default_cwd: str,
+        default_session: str = "cao",
+    ) -> None:
+        self.tmux = tmux
+        self.catalog = catalog
+        self.state_dir = state_dir
+        self.default_cwd = default_cwd
+        self.default_session = default_session
+        self.agents: dict[str, Agent] = {}
+        self.messages = MessageStore(state_dir / "state.db")
+        self._inboxes: dict[str, Inbox] = {}
+        self._status_listeners: list[StatusListener] = []
+        self._completed_listeners: list[CompletedListener] = []
+        self._background: set[asyncio.Task[object]] = set()
+        self._env_hooks: list[Callable[[Agent], dict[str, str]]] = []
+        # Set once everything agents may call (the MCP server) is up; launches wait for it.
+        self.agents_may_start = asyncio.Event()
+        self._monitor = StatusMonitor(tmux, self._on_classified)
+        tmux.add_exit_listener(self._on_pane_exit)
+
+    # ---- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.tmux.start()
+
+    async def close(self) -> None:
+        """Stop watching. Agents keep running in tmux: they outlive the sidecar."""
+        for task in list(self._background):
+            task.cancel()
+        await self.tmux.close()
+        self.messages.close()
+
+    def add_status_listener(self, listener: StatusListener) -> None:
+        self._status_listeners.append(listener)
+
+    def add_completed_listener(self, listener: CompletedListener) -> None:
+        self._completed_listeners.append(listener)
+
+    def add_env_hook(self, hook: Callable[[Agent], dict[str, str]]) -> None:
+        """`hook(agent)` adds to a launching agent's environment (e.g. its MCP credential)."""
+        self._env_hooks.append(hook)
+
+    # ---- queries ------------------------------------------------------------------------------
+
+    def get_agent(self, terminal_id: str) -> Agent:
+        agent = self.agents.get(terminal_id)
+        if agent is None:
+            raise UnknownTerminal(f"no agent with terminal id '{terminal_id}'", terminalId=terminal_id)
+        return agent
+
+    def resolve_target(self, target: str, session: str | None) -> Agent:
+        """An agent by terminal id, or by name within `session`."""
+        agent = self.agents.get(target)
+        if agent is not None:
+            return agent
+        named = [a for a in self.agents.values() if a.name == target and (session is None or a.session == session)]
+        if len(named) == 1:
+            return named[0]
+        if len(named) > 1:
+            raise InvalidRequest(f"more than one agent is named '{target}'; use its terminal id", field="target")
+        raise UnknownTerminal(f"no agent with terminal id or name '{target}'", terminalId=target)
+
+    def list_agents(self, session: str | None = None) -> list[Agent]:
+        return [a for a in self.agents.values() if session is None or a.session == session]
+
+    async def get_output(self, terminal_id: str, mode: str = "last") -> str:
+        agent = self.get_agent(terminal_id)
+        if mode == "full":
+            if agent.alive and agent.pane_id is not None:
+                try:
+                    return await self.tmux.capture(agent.pane_id, history=True)
+                except TmuxError:
+                    pass
+            return agent.screen
+        if agent.last_answer is not None:
+            return agent.last_answer
+        return await self._read_answer(agent) or ""
+
+    # ---- spawn --------------------------------------------------------------------------------
+
+    def create(
+        self,
+        profile_name: str,
+        *,
+        provider: str | None = None,
+        working_directory: str | None = None,
+        session: str | None = None,
+        name: str | None = None,
+    ) -> Agent:
+        """Validate a spawn request and register the agent (status starting). Nothing runs yet."""
+        profile = self.catalog.get(profile_name)
+        provider_impl = get_provider(provider or profile.provider)
+        session = session or self.default_session
+        if not NAME_PATTERN.match(session):
+            raise InvalidRequest("field 'session' must be 1-64 letters, digits, '_' or '-'", field="session")
+        if name is not None:
+            if not NAME_PATTERN.match(name):
+                raise InvalidRequest("field 'name' must be 1-64 letters, digits, '_' or '-'", field="name")
+            if any(a.name == name and a.session == session and a.alive for a in self.agents.values()):
+                raise InvalidRequest(f"an agent named '{name}' already runs in session '{session}'", field="name")
+        cwd = os.path.abspath(os.path.expanduser(working_directory or self.default_cwd))
+        if not os.path.isdir(cwd):
+            raise InvalidRequest(f"workingDirectory '{cwd}' is not a directory", field="workingDirectory")
+        terminal_id = secrets.token_hex(4)
+        while terminal_id in self.agents:
+            terminal_id = secrets.token_hex(4)
+        agent_dir = self.state_dir / "agents" / terminal_id
+        agent = Agent(
+            terminal_id=terminal_id,
+            session=session,
+            profile=profile,
+            provider=provider_impl,
+            working_directory=cwd,
+            agent_dir=agent_dir,
+            name=name,
+        )
+        self.agents[terminal_id] = agent
+        self._inboxes[terminal_id] = Inbox(agent, self._send_input, self.messages)
+        self._emit_status(agent, None, AgentStatus.STARTING)
+        return agent
+
+    async def launch(self, agent: Agent, *, ready_timeout: float = READY_TIMEOUT) -> None:
+        """Start the agent's CLI in a new tmux window and wait until it takes input."""
+        try:
+            await self.agents_may_start.wait()
+            agent.agent_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
+            env.update(
+                CAO_TERMINAL_ID=agent.terminal_id,
+                CAO_SESSION=agent.session,
+                CAO_PROFILE=agent.profile.name,
+            )
+            for hook in self._env_hooks:
+                env.update(hook(agent))
+            spec = agent.provider.launch(
+                LaunchContext(
+                    terminal_id=agent.terminal_id,
+                    session=agent.session,
+                    working_directory=agent.working_directory,
+                    agent_dir=agent.agent_dir,
+                    model=agent.profile.model,
+                    system_prompt=agent.profile.system_prompt,
+                    env=env,
+                )
+            )
+            env.update(spec.env)
+            window_name = agent.name or f"{agent.profile.name}-{agent.terminal_id}"
+            try:
+                pane = await self.tmux.new_window(
+                    agent.session, window_name, spec.argv, env=env, cwd=agent.working_directory
+                )
+            except TmuxError as exc:
+                raise TerminalError(f"tmux could not start the agent: {exc}", terminalId=agent.terminal_id) from exc
+            agent.pane_id = pane.pane_id
+            self._monitor.watch(agent)
+            if pane.dead:
+                self._on_pane_exit(pane.pane_id, pane.dead_status)
+            await self._wait_ready(agent, ready_timeout)
+        except BaseException:
+            self._spawn_background(self._discard(agent))
+            raise
+
+    async def spawn(self, profile_name: str, **kwargs: object) -> Agent:
+        ready_timeout = kwargs.pop("ready_timeout", READY_TIMEOUT)
+        agent = self.create(profile_name, **kwargs)  # type: ignore[arg-type]
+        await self.launch(agent, ready_timeout=ready_timeout)  # type: ignore[arg-type]
+        return agent
+
+    async def _wait_ready(self, agent: Agent, timeout: float) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if agent.status.accepts_input:
+                return
+            if agent.status is AgentStatus.EXITED:
+                raise AgentExited(
+                    f"agent '{agent.profile.name}' exited before it was ready",
+                    terminalId=agent.terminal_id,
+                    screenTail=agent.screen_tail(),
+                )
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AgentNotReady(
+                    f"agent '{agent.profile.name}' was not ready for input after {timeout:g}s "
+                    f"(status {agent.status.value})",
+                    terminalId=agent.terminal_id,
+                    screenTail=agent.screen_tail(),
+                )
+            await agent.wait_change(remaining)
+
+    # ---- input and turns ----------------------------------------------------------------------
+
+    async def _send_input(self, agent: Agent, text: str) -> Turn:
+        if not agent.alive or agent.pane_id is None:
+            raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
+        turn = agent.begin_turn(text)
+        try:
+            await self.tmux.paste_text(agent.pane_id, text)
+            await self.tmux.send_keys(agent.pane_id, "Enter")
+        except PaneGone as exc:
+            agent.turn = None
+            raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail()) from exc
+        except TmuxError as exc:
+            agent.turn = None
+            raise TerminalError(f"could not type into the agent: {exc}", terminalId=agent.terminal_id) from exc
+        self._spawn_background(self._retry_enter(agent, turn))
+        return turn
+
+    async def _retry_enter(self, agent: Agent, turn: Turn) -> None:
+        """TUIs sometimes swallow the Enter that follows a paste: press it again, never the text."""
+        waited = 0.0
+        for delay in ENTER_RETRY_AFTER:
+            try:
+                await asyncio.wait_for(asyncio.shield(turn.done), delay - waited)
+                return
+            except asyncio.TimeoutError:
+                waited = delay
+            if turn.seen_busy or agent.turn is not turn or not agent.alive or agent.pane_id is None:
+                return
+            log.info("turn of %s did not start; pressing Enter again", agent.terminal_id)
+            try:
+                await self.tmux.send_keys(agent.pane_id, "Enter")
+            except TmuxError:
+                return
+
+    def _on_classified(self, agent: Agent, status: AgentStatus, screen: str) -> None:
+        previous, finished = agent.apply(status, screen)
+        if previous is not None:
+            self._emit_status(agent, previous, agent.status)
+        if finished is not None:
+            self._finish_turn(agent, finished)
+
+    def _finish_turn(self, agent: Agent, result: TurnResult) -> None:
+        turn = agent.turn
+        agent.turn = None
+        if turn is not None and not turn.done.done():
+            turn.done.set_result(result)
+
+    def _on_pane_exit(self, pane_id: str, exit_status: int | None) -> None:
+        agent = self._monitor.agent_for_pane(pane_id)
+        if agent is not None and agent.alive:
+            self._spawn_background(self._mark_exited(agent, exit_status))
+
+    async def _mark_exited(self, agent: Agent, exit_status: int | None) -> None:
+        if agent.pane_id is not None:
+            try:
+                agent.screen = await self.tmux.capture(agent.pane_id)
+            except TmuxError:
+                pass
+        if not agent.alive:
+            return
+        self._monitor.unwatch(agent)
+        previous = agent.mark_exited()
+        if previous is not None:
+            self._emit_status(agent, previous, AgentStatus.EXITED)
+        if agent.turn is not None:
+            self._finish_turn(agent, TurnResult(AgentStatus.EXITED, agent.screen))
+        inbox = self._inboxes.get(agent.terminal_id)
+        if inbox is not None:
+            inbox.fail_all(AgentExited("agent exited before the message was delivered", terminalId=agent.terminal_id))
+        if agent.pane_id is not None and not agent.terminating:
+            # remain-on-exit kept the window so we could read its last screen; now drop it.
+            try:
+                await self.tmux.kill_window(agent.pane_id)
+            except TmuxError:
+                pass
+        log.info("agent %s exited (status %s)", agent.terminal_id, exit_status)
+
+    async def run_turn(self, agent: Agent, text: str, timeout: float) -> str:
+        """Give `agent` one task (through its inbox) and return its final answer."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delivery = self._inboxes[agent.terminal_id].put(text)
+        try:
+            turn = await asyncio.wait_for(asyncio.shield(delivery.sent), timeout)
+            result = await asyncio.wait_for(asyncio.shield(turn.done), max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            delivery.sent.cancel()
+            raise AgentTimeout(
+                f"agent '{agent.profile.name}' did not finish within {timeout:g}s (status {agent.status.value})",
+                terminalId=agent.terminal_id,
+                screenTail=agent.screen_tail(),
+            ) from None
+        except asyncio.CancelledError:
+            delivery.sent.cancel()
+            raise
+        if result.status is AgentStatus.EXITED:
+            raise AgentExited(
+                f"agent '{agent.profile.name}' exited during the task",
+                terminalId=agent.terminal_id,
+                screenTail=agent.screen_tail(),
+            )
+        if result.status is AgentStatus.ERROR:
+            raise AgentFailed(
+                f"agent '{agent.profile.name}' reported an error",
+                terminalId=agent.terminal_id,
+                screenTail=agent.screen_tail(),
+            )
+        answer = await self._read_answer(agent, result.screen)
+        agent.last_answer = answer
+        return answer
+
+    async def _read_answer(self, agent: Agent, screen: str | None = None) -> str:
+        answer = agent.provider.read_answer(agent.agent_dir)
+        if answer is not None:
+            return answer
+        if agent.alive and agent.pane_id is not None:
+            try:
+                screen = await self.tmux.capture(agent.pane_id, history=True)
+            except TmuxError:
+                pass
+        return agent.provider.extract_answer(screen or agent.screen) or ""
+
+    # ---- handoff / assign / messages ----------------------------------------------------------
+
+    async def handoff(
+        self,
+        message: str,
+        *,
+        profile: str | None = None,
+        terminal_id: str | None = None,
+        provider: str | None = None,
+        working_directory: str | None = None,
+        session: str | None = None,
+        timeout: float = 600.0,
+        keep: bool = False,
+        on_agent: Callable[[Agent], None] | None = None,
+        caller: Agent | None = None,
+    ) -> tuple[Agent, str]:
+        """Run one task to completion on a new worker (profile) or an existing agent (terminal_id).
+
+        A worker started for an agent (`caller`) joins the caller's session and working directory.
+        """
+        if (profile is None) == (terminal_id is None):
+            raise InvalidRequest("give exactly one of 'profile' or 'terminalId'", field="profile")
+        if not message.strip():
+            raise InvalidRequest("field 'message' must not be empty", field="message")
+        if timeout <= 0:
+            raise InvalidRequest("field 'timeoutSeconds' must be positive", field="timeoutSeconds")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        new_worker = terminal_id is None
+        if caller is not None:
+            session = session or caller.session
+            working_directory = working_directory or caller.working_directory
+        if new_worker:
+            agent = self.create(
+                profile, provider=provider, working_directory=working_directory, session=session  # type: ignore[arg-type]
+            )
+        else:
+            agent = self.get_agent(terminal_id)  # type: ignore[arg-type]
+            if caller is agent:
+                raise InvalidRequest("an agent cannot hand a task to itself", field="terminalId")
+            if not agent.alive:
+                raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
+        if on_agent is not None:
+            on_agent(agent)
+        try:
+            if new_worker:
+                try:
+                    await asyncio.wait_for(self.launch(agent, ready_timeout=min(READY_TIMEOUT, timeout)), timeout)
+                except asyncio.TimeoutError:
+                    raise AgentTimeout(
+                        f"agent '{agent.profile.name}' was not ready within {timeout:g}s",
+                        terminalId=agent.terminal_id,
+                        screenTail=agent.screen_tail(),
+                    ) from None
+            answer = await self.run_turn(agent, message, max(0.001, deadline - loop.time()))
+        except BaseException as exc:
+            if isinstance(exc, (asyncio.CancelledError, AgentTimeout)) and agent.alive and agent.turn is not None:
+                await self._interrupt(agent)
+            if new_worker and not keep:
+                self._spawn_background(self.teardown(agent))
+            raise
+        if new_worker and not keep:
+            await self.teardown(agent)
+        return agent, answer
+
+    def assign(
+        self,
+        message: str,
+        *,
+        profile: str,
+        provider: str | None = None,
+        working_directory: str | None = None,
+        session: str | None = None,
+        timeout: float = 3600.0,
+        keep: bool = True,
+        caller: Agent | None = None,
+    ) -> Agent:
+        """Start a worker on `message` in the background; completion goes to the listeners and,
+        for an agent's assign, to that agent's inbox."""
+        if not message.strip():
+            raise InvalidRequest("field 'message' must not be empty", field="message")
+        if caller is not None:
+            session = session or caller.session
+            working_directory = working_directory or caller.working_directory
+        agent = self.create(profile, provider=provider, working_directory=working_directory, session=session)
+        self._spawn_background(self._run_assigned(agent, message, timeout, keep, caller))
+        return agent
+
+    async def _run_assigned(
+        self, agent: Agent, message: str, timeout: float, keep: bool, reply_to: Agent | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        outcome: WorkerOutcome
+        try:
+            await self.launch(agent, ready_timeout=min(READY_TIMEOUT, timeout))
+            answer = await self.run_turn(agent, message, max(0.001, deadline - loop.time()))
+            outcome = WorkerOutcome(agent, AgentStatus.COMPLETED, answer)
+        except CaoError as exc:
+            status = agent.status if agent.status in (AgentStatus.ERROR, AgentStatus.EXITED) else AgentStatus.ERROR
+            outcome = WorkerOutcome(agent, status, agent.screen_tail(), exc)
+        for listener in self._completed_listeners:
+            try:
+                listener(outcome)
+            except Exception:  # noqa: BLE001
+                log.exception("completion listener failed")
+        if reply_to is not None:
+            worker = f"{agent.profile.name} worker {agent.terminal_id}"
+            if outcome.error is None:
+                report = f"result of the task you assigned: {outcome.output}"
+            else:
+                report = f"the task you assigned failed: {outcome.error.message}"
+            try:
+                await self.send_message(reply_to.terminal_id, report, sender=worker)
+            except CaoError as exc:
+                log.warning("could not report assign result to %s: %s", reply_to.terminal_id, exc)
+        if not keep and agent.terminal_id in self.agents:
+            await self.teardown(agent)
+
+    async def send_message(self, terminal_id: str, message: str, sender: str | None = None) -> tuple[str, str]:
+        """Queue `message` for an agent; returns (message id, 'delivered' | 'queued')."""
+        agent = self.get_agent(terminal_id)
+        if not agent.alive:
+            raise AgentExited("agent has exited", terminalId=terminal_id, screenTail=agent.screen_tail())
+        if not message:
+            raise InvalidRequest("field 'message' must not be empty", field="message")
+        text = f"[message from {sender}] {message}" if sender else message
+        inbox = self._inboxes[terminal_id]
+        immediate = inbox.can_deliver_now()
+        delivery = inbox.put(text, sender)
+        if immediate:
+            await asyncio.shield(delivery.sent)  # raises if typing failed
+            return delivery.message_id, "delivered"
+        return delivery.message_id, "queued"
+
+    # ---- teardown -----------------------------------------------------------------------------
+
+    async def _interrupt(self, agent: Agent) -> None:
+        if agent.pane_id is None or not agent.alive:
+            return
+        try:
+            await self.tmux.send_keys(agent.pane_id, agent.provider.interrupt_key)
+        except TmuxError:
+            pass
+        if agent.turn is not None:
+            self._finish_turn(agent, TurnResult(AgentStatus.ERROR, agent.screen))
+
+    async def teardown(self, agent: Agent) -> None:
+        """Ask the CLI to exit, give it a moment, then remove its window and forget it."""
+        if agent.terminating:
+            return
+        agent.terminating = True
+        try:
+            if agent.alive and agent.pane_id is not None:
+                if agent.status.accepts_input and agent.turn is None:
+                    try:
+                        await self.tmux.paste_text(agent.pane_id, agent.provider.exit_command)
+                        await self.tmux.send_keys(agent.pane_id, "Enter")
+                    except TmuxError:
+                        pass
+                    deadline = asyncio.get_running_loop().time() + EXIT_GRACE_SECONDS
+                    while agent.alive:
+                        remaining = deadline - asyncio.get_running_loop().time()
+                        if remaining <= 0:
+                            break
+                        await agent.wait_change(remaining)
+            await self._discard(agent)
+        finally:
+            agent.terminating = True
+
+    async def terminate(self, terminal_id: str) -> None:
+        await self.teardown(self.get_agent(terminal_id))
+
+    async def _discard(self, agent: Agent) -> None:
+        """Remove the window and the record; report the agent as exited if it was not yet."""
+        agent.terminating = True
+        self._monitor.unwatch(agent)
+        if agent.pane_id is not None:
+            try:
+                await self.tmux.kill_window(agent.pane_id)
+            except TmuxError:
+                pass
+        previous = agent.mark_exited()
+        if previous is not None:
+            self._emit_status(agent, previous, AgentStatus.EXITED)
+        if agent.turn is not None:
+            self._finish_turn(agent, TurnResult(AgentStatus.EXITED, agent.screen))
+        inbox = self._inboxes.pop(agent.terminal_id, None)
+        if inbox is not None:
+            inbox.fail_all(AgentExited("agent was terminated", terminalId=agent.terminal_id))
+        self.agents.pop(agent.terminal_id, None)
+        shutil.rmtree(agent.agent_dir, ignore_errors=True)
+
+    # ---- plumbing -----------------------------------------------------------------------------
+
+    def _emit_status(self, agent: Agent, previous: AgentStatus | None, status: AgentStatus) -> None:
+        for listener in self._status_listeners:
+            try:
+                listener(agent, previous, status)
+            except Exception:  # noqa: BLE001
+                log.exception("status listener failed")
+
+    def _spawn_background(self, coro: Awaitable[object]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[object]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())

@@ -1,0 +1,318 @@
+"""The editor face: cao/* methods and notifications on a pygls language server.
+
+Handlers only translate: params in (validated into wire types), a call into the orchestration
+core, a wire result out. Errors of the core become JSON-RPC errors with their documented codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, Optional
+from urllib.parse import unquote, urlparse
+
+import attrs
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol, default_converter
+from pygls.protocol.language_server import lsp_method
+
+from cao_sidecar import PROTOCOL_VERSION, __version__, wire
+from cao_sidecar.core.agent import Agent
+from cao_sidecar.core.errors import CaoError
+from cao_sidecar.core.orchestrator import Orchestrator, WorkerOutcome
+from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.providers import provider_names
+
+log = logging.getLogger(__name__)
+
+
+@attrs.define
+class RawRequest:
+    """A cao/* request whose params stay raw JSON: we validate them ourselves, naming the field."""
+
+    id: Any
+    method: str
+    jsonrpc: str
+    params: Any = None
+
+
+@attrs.define
+class RawNotification:
+    method: str
+    jsonrpc: str
+    params: Any = None
+
+
+def _make_converter():
+    converter = default_converter()
+    converter.register_structure_hook(
+        RawRequest, lambda obj, _: RawRequest(obj["id"], obj["method"], obj["jsonrpc"], obj.get("params"))
+    )
+    converter.register_structure_hook(
+        RawNotification, lambda obj, _: RawNotification(obj["method"], obj["jsonrpc"], obj.get("params"))
+    )
+    return converter
+
+
+class CaoProtocol(LanguageServerProtocol):
+    def get_message_type(self, method: str) -> Any:
+        if method.startswith("cao/"):
+            return None  # decided per message in structure_message
+        return super().get_message_type(method)
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        method = data.get("method")
+        if isinstance(method, str) and method.startswith("cao/"):
+            cls = RawRequest if "id" in data else RawNotification
+            return self._converter.structure(data, cls)
+        return super().structure_message(data)
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams):  # type: ignore[override]
+        result = yield from super().lsp_initialize(params)
+        result.capabilities.experimental = {
+            "cao": {
+                "protocolVersion": PROTOCOL_VERSION,
+                "methods": sorted(wire.METHODS),
+                "notifications": sorted(wire.NOTIFICATIONS),
+                "providers": provider_names(),
+            }
+        }
+        return result
+
+
+class CaoLanguageServer(LanguageServer):
+    """pygls server plus the orchestrator it fronts (set once the core has started)."""
+
+    def __init__(self, core_ready: "asyncio.Future[Orchestrator]") -> None:
+        super().__init__(
+            "cao-sidecar", __version__, protocol_cls=CaoProtocol, converter_factory=_make_converter
+        )
+        self.core_ready = core_ready
+        self.workspace_root: Optional[str] = None
+        self.initialized = asyncio.Event()  # set once `initialize` has been answered
+
+    async def core(self) -> Orchestrator:
+        return await asyncio.shield(self.core_ready)
+
+    def notify(self, method: str, params: Any) -> None:
+        self.protocol.notify(method, wire.unstructure(params))
+
+
+def _to_jsonrpc(exc: CaoError) -> JsonRpcException:
+    return JsonRpcException(message=exc.message, code=exc.code, data=exc.data or None)
+
+
+Handler = Callable[[CaoLanguageServer, Any], Awaitable[Any]]
+
+
+def _cao_method(server: CaoLanguageServer, method: str) -> Callable[[Handler], Handler]:
+    params_cls, _result_cls = wire.METHODS[method]
+
+    def register(fn: Handler) -> Handler:
+        async def handler(ls: CaoLanguageServer, raw: Any) -> Any:
+            try:
+                params = wire.structure_params(raw, params_cls)
+            except wire.ParamsError as exc:
+                raise JsonRpcInvalidParams(f"{method}: {exc}") from None
+            try:
+                result = await fn(ls, params)
+            except CaoError as exc:
+                raise _to_jsonrpc(exc) from None
+            return wire.unstructure(result)
+
+        server.feature(method)(handler)
+        return fn
+
+    return register
+
+
+def _agent_info(agent: Agent) -> wire.AgentInfo:
+    return wire.AgentInfo(
+        terminal_id=agent.terminal_id,
+        session=agent.session,
+        profile=agent.profile.name,
+        provider=agent.provider.name,
+        status=agent.status,
+        working_directory=agent.working_directory,
+        created_at=agent.created_at,
+        name=agent.name,
+    )
+
+
+def _root_path(params: types.InitializeParams) -> Optional[str]:
+    uri = params.root_uri
+    if not uri and params.workspace_folders:
+        uri = params.workspace_folders[0].uri
+    if uri:
+        parsed = urlparse(uri)
+        if parsed.scheme == "file":
+            return unquote(parsed.path)
+    return params.root_path
+
+
+def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServer:
+    server = CaoLanguageServer(core_ready)
+
+    @server.feature(types.INITIALIZE)
+    def on_initialize(ls: CaoLanguageServer, params: types.InitializeParams) -> None:
+        ls.workspace_root = _root_path(params)
+        if ls.core_ready.done() and not ls.core_ready.exception() and ls.workspace_root:
+            ls.core_ready.result().default_cwd = ls.workspace_root
+        # The answer is written right after this handler returns, in the same loop step.
+        asyncio.get_running_loop().call_soon(ls.initialized.set)
+
+    @_cao_method(server, "cao/spawn")
+    async def spawn(ls: CaoLanguageServer, p: wire.SpawnParams) -> wire.SpawnResult:
+        core = await ls.core()
+        agent = await core.spawn(
+            p.profile, provider=p.provider, working_directory=p.working_directory, session=p.session, name=p.name
+        )
+        return wire.SpawnResult(
+            terminal_id=agent.terminal_id,
+            session=agent.session,
+            profile=agent.profile.name,
+            provider=agent.provider.name,
+            status=agent.status,
+            name=agent.name,
+        )
+
+    @_cao_method(server, "cao/handoff")
+    async def handoff(ls: CaoLanguageServer, p: wire.HandoffParams) -> wire.HandoffResult:
+        core = await ls.core()
+        progress = _HandoffProgress(ls, p.work_done_token)
+        try:
+            agent, answer = await core.handoff(
+                p.message,
+                profile=p.profile,
+                terminal_id=p.terminal_id,
+                provider=p.provider,
+                working_directory=p.working_directory,
+                session=p.session,
+                timeout=p.timeout_seconds,
+                keep=p.keep,
+                on_agent=progress.begin,
+            )
+        finally:
+            progress.end()
+        return wire.HandoffResult(terminal_id=agent.terminal_id, status=AgentStatus.COMPLETED, output=answer)
+
+    @_cao_method(server, "cao/assign")
+    async def assign(ls: CaoLanguageServer, p: wire.AssignParams) -> wire.AssignResult:
+        core = await ls.core()
+        agent = core.assign(
+            p.message,
+            profile=p.profile,
+            provider=p.provider,
+            working_directory=p.working_directory,
+            session=p.session,
+            timeout=p.timeout_seconds,
+            keep=p.keep,
+        )
+        return wire.AssignResult(terminal_id=agent.terminal_id)
+
+    @_cao_method(server, "cao/sendMessage")
+    async def send_message(ls: CaoLanguageServer, p: wire.SendMessageParams) -> wire.SendMessageResult:
+        core = await ls.core()
+        message_id, state = await core.send_message(p.terminal_id, p.message, p.sender)
+        return wire.SendMessageResult(message_id=message_id, state=state)  # type: ignore[arg-type]
+
+    @_cao_method(server, "cao/listAgents")
+    async def list_agents(ls: CaoLanguageServer, p: wire.ListAgentsParams) -> wire.ListAgentsResult:
+        core = await ls.core()
+        return wire.ListAgentsResult(agents=[_agent_info(a) for a in core.list_agents(p.session)])
+
+    @_cao_method(server, "cao/getOutput")
+    async def get_output(ls: CaoLanguageServer, p: wire.GetOutputParams) -> wire.GetOutputResult:
+        core = await ls.core()
+        return wire.GetOutputResult(output=await core.get_output(p.terminal_id, p.mode))
+
+    @_cao_method(server, "cao/terminate")
+    async def terminate(ls: CaoLanguageServer, p: wire.TerminateParams) -> wire.TerminateResult:
+        core = await ls.core()
+        await core.terminate(p.terminal_id)
+        return wire.TerminateResult()
+
+    @_cao_method(server, "cao/listProfiles")
+    async def list_profiles(ls: CaoLanguageServer, p: wire.ListProfilesParams) -> wire.ListProfilesResult:
+        core = await ls.core()
+        return wire.ListProfilesResult(
+            profiles=[
+                wire.ProfileInfo(name=pr.name, description=pr.description, provider=pr.provider, source=pr.source)
+                for pr in core.catalog.all()
+            ]
+        )
+
+    return server
+
+
+def connect_notifications(server: CaoLanguageServer, core: Orchestrator) -> None:
+    """Push the core's events to the editor."""
+
+    def on_status(agent: Agent, previous: Optional[AgentStatus], status: AgentStatus) -> None:
+        server.notify(
+            "cao/agentStatus",
+            wire.AgentStatusNotification(
+                terminal_id=agent.terminal_id,
+                profile=agent.profile.name,
+                status=status,
+                previous_status=previous,
+                session=agent.session,
+            ),
+        )
+        for progress in list(_HandoffProgress.active.get(agent.terminal_id, ())):
+            progress.report(status)
+
+    def on_completed(outcome: WorkerOutcome) -> None:
+        server.notify(
+            "cao/workerCompleted",
+            wire.WorkerCompletedNotification(
+                terminal_id=outcome.agent.terminal_id,
+                profile=outcome.agent.profile.name,
+                status=outcome.status,
+                output=outcome.output,
+                error=outcome.error.message if outcome.error else None,
+            ),
+        )
+
+    core.add_status_listener(on_status)
+    core.add_completed_listener(on_completed)
+
+
+class _HandoffProgress:
+    """Work-done progress for one handoff, when the client sent a workDoneToken."""
+
+    active: dict[str, list["_HandoffProgress"]] = {}
+
+    def __init__(self, ls: CaoLanguageServer, token: wire.ProgressToken | None) -> None:
+        self._ls = ls
+        self._token = token
+        self._terminal_id: Optional[str] = None
+
+    def begin(self, agent: Agent) -> None:
+        if self._token is None:
+            return
+        self._terminal_id = agent.terminal_id
+        self.active.setdefault(agent.terminal_id, []).append(self)
+        self._ls.work_done_progress.begin(
+            self._token,
+            types.WorkDoneProgressBegin(
+                title=f"Handoff to {agent.profile.name}", message=agent.status.value, cancellable=True
+            ),
+        )
+
+    def report(self, status: AgentStatus) -> None:
+        if self._token is not None:
+            self._ls.work_done_progress.report(self._token, types.WorkDoneProgressReport(message=status.value))
+
+    def end(self) -> None:
+        if self._token is None or self._terminal_id is None:
+            return
+        waiting = self.active.get(self._terminal_id, [])
+        if self in waiting:
+            waiting.remove(self)
+        if not waiting:
+            self.active.pop(self._terminal_id, None)
+        self._ls.work_done_progress.end(self._token, types.WorkDoneProgressEnd(message="done"))

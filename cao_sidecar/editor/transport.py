@@ -1,0 +1,213 @@
+"""LSP base protocol over stdio, hardened: Content-Length framing in, responses out.
+
+pygls's own reader drops requests it cannot parse without answering, so we frame and vet each
+message here and hand only well-formed JSON-RPC envelopes to pygls. Every bad input gets the
+JSON-RPC error the spec names (or is dropped where the spec says so) and the next message is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import stat
+import sys
+from typing import Any, BinaryIO
+
+from pygls.exceptions import JsonRpcException
+from pygls.protocol import JsonRPCProtocol
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_HEADER_LINE = 8192
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+SERVER_NOT_INITIALIZED = -32002
+
+
+class PipeWriter:
+    """Non-blocking writer for a pipe or socket; a blocking fallback for regular files/ttys."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._transport: asyncio.WriteTransport | None = None
+
+    async def connect(self) -> None:
+        mode = os.fstat(self._stream.fileno()).st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            loop = asyncio.get_running_loop()
+            self._transport, _ = await loop.connect_write_pipe(asyncio.Protocol, self._stream)
+
+    def write(self, data: bytes) -> None:
+        if self._transport is not None:
+            if not self._transport.is_closing():
+                self._transport.write(data)
+            return
+        self._stream.write(data)
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        else:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                pass
+
+
+async def open_stdin_reader(stdin: BinaryIO) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_HEADER_LINE * 4)
+    mode = os.fstat(stdin.fileno()).st_mode
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
+    else:  # a regular file: no event-driven reading possible; feed it from a thread
+        async def pump() -> None:
+            while chunk := await loop.run_in_executor(None, stdin.read1, 65536):  # type: ignore[attr-defined]
+                reader.feed_data(chunk)
+            reader.feed_eof()
+
+        loop.create_task(pump())
+    return reader
+
+
+class MessageReader:
+    """Reads framed messages and dispatches them to a pygls protocol."""
+
+    def __init__(self, reader: asyncio.StreamReader, protocol: JsonRPCProtocol) -> None:
+        self._reader = reader
+        self._protocol = protocol
+        self.initialized = False
+
+    def _send_error(self, msg_id: Any, code: int, message: str) -> None:
+        self._protocol._send_data({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
+
+    async def _read_line(self) -> bytes | None:
+        try:
+            return await self._reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial or None
+        except asyncio.LimitOverrunError as exc:
+            # A header line far too long: garbage. Drop it up to the next newline.
+            await self._reader.readexactly(exc.consumed)
+            return b"\x00garbage"
+
+    async def _skip(self, length: int) -> None:
+        while length > 0:
+            chunk = await self._reader.read(min(length, 1 << 20))
+            if not chunk:
+                return
+            length -= len(chunk)
+
+    async def run(self) -> None:
+        """Serve until end of input. `exit` surfaces as SystemExit from pygls."""
+        content_length: int | None = None
+        in_garbage = False
+        while True:
+            line = await self._read_line()
+            if line is None:
+                return
+            stripped = line.strip()
+            if not stripped:  # blank line: end of headers
+                if content_length is None:
+                    if not in_garbage:
+                        self._send_error(None, PARSE_ERROR, "bad message: headers without 'Content-Length'")
+                    in_garbage = False
+                    continue
+                length, content_length, in_garbage = content_length, None, False
+                if length > MAX_BODY_BYTES:
+                    await self._skip(length)
+                    self._send_error(None, INVALID_REQUEST, f"message of {length} bytes exceeds the limit of {MAX_BODY_BYTES}")
+                    continue
+                try:
+                    body = await self._reader.readexactly(length)
+                except asyncio.IncompleteReadError:
+                    return
+                self._dispatch(body)
+                continue
+            # A header line. Garbage glued in front of a real header is cut off (and reported).
+            at = stripped.lower().find(b"content-length:")
+            if at > 0:
+                self._report_garbage(in_garbage)
+                in_garbage, stripped = False, stripped[at:]
+            name, sep, value = stripped.partition(b":")
+            if sep and name.strip().lower() == b"content-length":
+                try:
+                    content_length = int(value.strip())
+                    if content_length < 0:
+                        raise ValueError(value)
+                except ValueError:
+                    self._report_garbage(in_garbage)
+                    content_length, in_garbage = None, True
+            elif sep and name.strip().replace(b"-", b"").isalnum() and not in_garbage:
+                pass  # another header (Content-Type): ignored
+            else:
+                self._report_garbage(in_garbage)
+                content_length, in_garbage = None, True
+
+    def _report_garbage(self, already_reported: bool) -> None:
+        if not already_reported:
+            self._send_error(None, PARSE_ERROR, "bad message header: expected 'Content-Length: N' lines then a blank line")
+
+    def _dispatch(self, body: bytes) -> None:
+        try:
+            message = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            self._send_error(None, PARSE_ERROR, f"parse error: {exc}")
+            return
+        if not isinstance(message, dict):
+            self._send_error(None, INVALID_REQUEST, "a message must be a JSON object (batches are not supported)")
+            return
+        msg_id = message.get("id")
+        has_id = "id" in message
+        if has_id and (isinstance(msg_id, bool) or not isinstance(msg_id, (int, str))):
+            self._send_error(None, INVALID_REQUEST, "'id' must be an integer or a string")
+            return
+        if message.get("jsonrpc") != "2.0":
+            if has_id:
+                self._send_error(msg_id, INVALID_REQUEST, "'jsonrpc' must be \"2.0\"")
+            return
+        method = message.get("method")
+        if "method" in message and not isinstance(method, str):
+            if has_id:
+                self._send_error(msg_id, INVALID_REQUEST, "'method' must be a string")
+            return
+        if method is None and not has_id:
+            return  # neither request, notification nor response: nothing to answer
+        if method is not None and not self.initialized and method not in ("initialize", "exit"):
+            if has_id:
+                self._send_error(msg_id, SERVER_NOT_INITIALIZED, "the server is not initialized: send 'initialize' first")
+            return
+        try:
+            structured = self._protocol.structure_message(message)
+        except JsonRpcException as exc:
+            if has_id and method is not None:
+                self._send_error(msg_id, exc.code, f"invalid params for '{method}'")
+            return
+        except Exception:  # noqa: BLE001
+            log.exception("cannot structure message")
+            if has_id and method is not None:
+                self._send_error(msg_id, INVALID_REQUEST, "invalid request")
+            return
+        if method == "initialize":
+            self.initialized = True
+        try:
+            self._protocol.handle_message(structured)
+        except SystemExit:
+            raise
+        except Exception:  # noqa: BLE001 - one bad message must not stop the server
+            log.exception("failed to handle message")
+            if has_id and method is not None:
+                self._send_error(msg_id, -32603, "internal error")
+
+
+def take_stdout_for_protocol() -> BinaryIO:
+    """Keep the real stdout for the protocol and point fd 1 at stderr, so a stray print (ours or
+    a library's) can never corrupt the stream."""
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(protocol_fd, "wb", buffering=0)

@@ -1,0 +1,1 @@
+"""The built-in deterministic test agent (provider `mock`)."""

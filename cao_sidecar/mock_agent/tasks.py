@@ -1,0 +1,91 @@
+"""The mock agent's task grammar: the first word of a submitted input decides what the turn does.
+
+    echo TEXT             answer TEXT (everything after "echo" and one separator, byte-exact)
+    sleep SECONDS TEXT    busy for SECONDS, then answer TEXT
+    ask QUESTION          ask a yes/no question; the next input answers it: "answered: <input>"
+    fail TEXT             end the turn with an error
+    exit                  say goodbye and exit 0
+    handoff PROFILE TASK  call the sidecar's MCP tool handoff, answer its text result
+    assign PROFILE TASK   call the sidecar's MCP tool assign, answer its text result
+    send TARGET MESSAGE   call the sidecar's MCP tool send_message, answer its text result
+    anything else         answer "done: <task>"
+
+A separator is one space, tab or newline; nothing else of the input is trimmed.
+"""
+
+from __future__ import annotations
+
+_SEPARATORS = (" ", "\n", "\t")
+
+
+class Task:
+    """What a submitted input asks for. (A plain class: `typing` would cost startup time.)"""
+
+    __slots__ = ("kind", "text", "seconds", "tool", "arguments")
+
+    def __init__(
+        self,
+        kind: str,  # "answer", "sleep", "ask", "fail", "exit", "tool"
+        text: str = "",  # answer / question / error text
+        seconds: float = 0.0,  # busy time on top of --delay-ms (sleep)
+        tool: str = "",  # MCP tool name (kind "tool")
+        arguments: dict[str, object] | None = None,  # MCP tool arguments (kind "tool")
+    ) -> None:
+        self.kind = kind
+        self.text = text
+        self.seconds = seconds
+        self.tool = tool
+        self.arguments = arguments
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Task({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Task):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+
+def split_word(text: str) -> tuple[str, str | None]:
+    """(first word, the rest after exactly one separator), rest None when there is no separator."""
+    cut = -1
+    for sep in _SEPARATORS:
+        i = text.find(sep, 0, cut if cut >= 0 else len(text))
+        if i >= 0:
+            cut = i
+    if cut < 0:
+        return text, None
+    return text[:cut], text[cut + 1 :]
+
+
+def parse_task(text: str) -> Task:
+    word, rest = split_word(text)
+    if word == "echo":
+        return Task("answer", rest or "")
+    if word == "sleep":
+        seconds_text, answer = split_word(rest or "")
+        try:
+            seconds = float(seconds_text)
+        except ValueError:
+            seconds = -1.0
+        if not 0.0 <= seconds < 1e6:  # also rejects nan and inf
+            return Task("fail", f"sleep: SECONDS must be a number of seconds, got {seconds_text!r}")
+        return Task("sleep", answer or "", seconds=seconds)
+    if word == "ask":
+        return Task("ask", rest or "Proceed?")
+    if word == "fail":
+        return Task("fail", rest or "failed")
+    if word in ("exit", "/exit"):
+        return Task("exit")
+    if word in ("handoff", "assign"):
+        profile, message = split_word(rest or "")
+        if not profile or message is None:
+            return Task("fail", f"usage: {word} PROFILE TASK")
+        return Task("tool", tool=word, arguments={"profile": profile, "message": message})
+    if word == "send":
+        target, message = split_word(rest or "")
+        if not target or message is None:
+            return Task("fail", "usage: send TARGET MESSAGE")
+        return Task("tool", tool="send_message", arguments={"terminal_id": target, "message": message})
+    return Task("answer", "done: " + text)

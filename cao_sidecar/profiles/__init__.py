@@ -1,0 +1,1 @@
+"""Agent profiles: Markdown files with YAML frontmatter."""

@@ -1,0 +1,1 @@
+"""Durable state under the state dir (SQLite)."""

@@ -1,0 +1,1 @@
+"""Terminal layer: our own tmux server, driven through one control-mode client per session."""

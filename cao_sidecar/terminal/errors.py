@@ -1,0 +1,15 @@
+"""Errors of the terminal layer (re-exported by :mod:`cao_sidecar.terminal.tmux`)."""
+
+from __future__ import annotations
+
+
+class TmuxError(Exception):
+    """tmux answered ``%error`` (the message is tmux's text), or a tmux fork failed."""
+
+
+class PaneGone(TmuxError):
+    """The target pane/window no longer exists, or its process has exited."""
+
+
+class ControlClientExited(TmuxError):
+    """The control-mode client exited before answering (its session was destroyed, or the server died)."""

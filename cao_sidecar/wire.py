@@ -1,0 +1,294 @@
+"""Wire types of the cao/* JSON-RPC methods and notifications (protocol version 1).
+
+These attrs classes are the Python side of protocol/cao-protocol.schema.json; a test keeps the two
+in step. Field names are snake_case here and camelCase on the wire: the converter renames them.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any, Literal, Optional, Union
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from cao_sidecar.core.status import AgentStatus
+
+ProgressToken = Union[int, str]
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+# ---- requests and their results ------------------------------------------------------------
+
+
+@attrs.define
+class SpawnParams:
+    profile: str
+    provider: Optional[str] = None
+    working_directory: Optional[str] = None
+    session: Optional[str] = None
+    name: Optional[str] = None
+
+
+@attrs.define
+class SpawnResult:
+    terminal_id: str
+    session: str
+    profile: str
+    provider: str
+    status: AgentStatus
+    name: Optional[str] = None
+
+
+@attrs.define
+class HandoffParams:
+    message: str
+    profile: Optional[str] = None
+    terminal_id: Optional[str] = None
+    provider: Optional[str] = None
+    working_directory: Optional[str] = None
+    session: Optional[str] = None
+    timeout_seconds: float = 600.0
+    keep: bool = False
+    work_done_token: Optional[ProgressToken] = None
+
+
+@attrs.define
+class HandoffResult:
+    terminal_id: str
+    status: AgentStatus
+    output: str
+
+
+@attrs.define
+class AssignParams:
+    profile: str
+    message: str
+    provider: Optional[str] = None
+    working_directory: Optional[str] = None
+    session: Optional[str] = None
+    timeout_seconds: float = 3600.0
+    keep: bool = True
+
+
+@attrs.define
+class AssignResult:
+    terminal_id: str
+
+
+@attrs.define
+class SendMessageParams:
+    terminal_id: str
+    message: str
+    sender: Optional[str] = None
+
+
+@attrs.define
+class SendMessageResult:
+    message_id: str
+    state: Literal["delivered", "queued"]
+
+
+@attrs.define
+class ListAgentsParams:
+    session: Optional[str] = None
+
+
+@attrs.define
+class AgentInfo:
+    terminal_id: str
+    session: str
+    profile: str
+    provider: str
+    status: AgentStatus
+    working_directory: str
+    created_at: str
+    name: Optional[str] = None
+
+
+@attrs.define
+class ListAgentsResult:
+    agents: list[AgentInfo]
+
+
+@attrs.define
+class GetOutputParams:
+    terminal_id: str
+    mode: Literal["last", "full"] = "last"
+
+
+@attrs.define
+class GetOutputResult:
+    output: str
+
+
+@attrs.define
+class TerminateParams:
+    terminal_id: str
+
+
+@attrs.define
+class TerminateResult:
+    pass
+
+
+@attrs.define
+class ListProfilesParams:
+    pass
+
+
+@attrs.define
+class ProfileInfo:
+    name: str
+    description: str
+    provider: str
+    source: str
+
+
+@attrs.define
+class ListProfilesResult:
+    profiles: list[ProfileInfo]
+
+
+# ---- notifications -------------------------------------------------------------------------
+
+
+@attrs.define
+class AgentStatusNotification:
+    terminal_id: str
+    profile: str
+    status: AgentStatus
+    previous_status: Optional[AgentStatus]
+    session: str = ""
+
+
+@attrs.define
+class WorkerCompletedNotification:
+    terminal_id: str
+    profile: str
+    status: AgentStatus
+    output: str
+    error: Optional[str] = None
+
+
+# ---- method table --------------------------------------------------------------------------
+
+# method -> (params type, result type)
+METHODS: dict[str, tuple[type, type]] = {
+    "cao/spawn": (SpawnParams, SpawnResult),
+    "cao/handoff": (HandoffParams, HandoffResult),
+    "cao/assign": (AssignParams, AssignResult),
+    "cao/sendMessage": (SendMessageParams, SendMessageResult),
+    "cao/listAgents": (ListAgentsParams, ListAgentsResult),
+    "cao/getOutput": (GetOutputParams, GetOutputResult),
+    "cao/terminate": (TerminateParams, TerminateResult),
+    "cao/listProfiles": (ListProfilesParams, ListProfilesResult),
+}
+
+NOTIFICATIONS: dict[str, type] = {
+    "cao/agentStatus": AgentStatusNotification,
+    "cao/workerCompleted": WorkerCompletedNotification,
+}
+
+# Inner types first: cattrs fixes how nested objects convert when the outer hook is made.
+WIRE_CLASSES: tuple[type, ...] = (AgentInfo, ProfileInfo) + tuple(
+    {cls: None for pair in METHODS.values() for cls in pair}.keys()
+) + tuple(NOTIFICATIONS.values())
+
+
+# ---- conversion ----------------------------------------------------------------------------
+
+
+class ParamsError(ValueError):
+    """Params that do not fit the method's type; the message names the field."""
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    # Progress tokens are int or str as sent; _check_type has vetted them already.
+    conv.register_structure_hook(Optional[ProgressToken], lambda value, _type: value)
+    for cls in WIRE_CLASSES:
+        renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
+        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **renames))
+        conv.register_unstructure_hook(
+            cls,
+            make_dict_unstructure_fn(
+                cls, conv, **{k: override(rename=v.rename, omit_if_default=False) for k, v in renames.items()}
+            ),
+        )
+    return conv
+
+
+converter = _make_converter()
+for _cls in WIRE_CLASSES:
+    attrs.resolve_types(_cls)
+
+
+def structure_params(params: Any, cls: type) -> Any:
+    """Turn raw JSON params into `cls`, or raise ParamsError naming the offending field."""
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ParamsError(f"params must be an object, got {type(params).__name__}")
+    for field in attrs.fields(cls):
+        key = camel(field.name)
+        if key not in params:
+            if field.default is attrs.NOTHING:
+                raise ParamsError(f"missing required field '{key}'")
+            continue
+        _check_type(key, params[key], field.type)
+    try:
+        return converter.structure(params, cls)
+    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:  # pragma: no cover - guarded above
+        raise ParamsError("; ".join(cattrs.transform_error(exc)) if isinstance(exc, cattrs.BaseValidationError) else str(exc)) from exc
+
+
+def _check_type(key: str, value: Any, annotation: Any) -> None:
+    """JSON-level type check with a clear message (cattrs would coerce 1 -> '1')."""
+    allowed = typing.get_args(annotation) if typing.get_origin(annotation) is Union else (annotation,)
+    if value is None:
+        if type(None) in allowed:
+            return
+        raise ParamsError(f"field '{key}' must not be null")
+    for kind in allowed:
+        if kind is type(None):
+            continue
+        if typing.get_origin(kind) is Literal:
+            if value in typing.get_args(kind):
+                return
+            choices = ", ".join(repr(c) for c in typing.get_args(kind))
+            raise ParamsError(f"field '{key}' must be one of {choices}, got {value!r}")
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ParamsError(f"field '{key}' must be a finite number")
+            return
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if kind in (str, bool) and isinstance(value, kind):
+            return
+    names = {str: "a string", bool: "a boolean", float: "a number", int: "an integer"}
+    expected = " or ".join(names.get(k, getattr(k, "__name__", str(k))) for k in allowed if k is not type(None))
+    raise ParamsError(f"field '{key}' must be {expected}, got {_json_type(value)}")
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def unstructure(obj: Any) -> Any:
+    return converter.unstructure(obj)

@@ -1,0 +1,202 @@
+"""JSON-RPC over the LSP base protocol (Content-Length framing), stdlib only."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+NotificationHandler = Callable[[str, Any], None]
+
+
+class CaoError(Exception):
+    """An error answer from the sidecar: `code` and `data` as in protocol/spec.md."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{message} (code {code})")
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class CaoClient:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._handlers: list[NotificationHandler] = []
+        self._reader_task: Optional[asyncio.Task[None]] = None
+        self.server_info: dict[str, Any] = {}
+        self.capabilities: dict[str, Any] = {}
+
+    # ---- life cycle ---------------------------------------------------------------------------
+
+    @classmethod
+    async def start(
+        cls,
+        *,
+        workspace: str | os.PathLike[str] | None = None,
+        tmux_socket: str | None = None,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        on_notification: NotificationHandler | None = None,
+    ) -> "CaoClient":
+        """Start the sidecar, initialize it and return a connected client."""
+        argv = list(command or [sys.executable, "-m", "cao_sidecar", "--stdio"])
+        if tmux_socket:
+            argv += ["--tmux-socket", tmux_socket]
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            limit=64 * 1024 * 1024,
+        )
+        client = cls(process)
+        if on_notification is not None:
+            client.on_notification(on_notification)
+        client._reader_task = asyncio.get_running_loop().create_task(client._read_loop())
+        root = Path(workspace or os.getcwd()).resolve()
+        result = await client.request(
+            "initialize",
+            {
+                "processId": os.getpid(),
+                "rootUri": root.as_uri(),
+                "capabilities": {"window": {"workDoneProgress": True}},
+                "clientInfo": {"name": "cao_client"},
+            },
+        )
+        client.server_info = result.get("serverInfo", {})
+        client.capabilities = result.get("capabilities", {})
+        client.notify("initialized", {})
+        return client
+
+    async def close(self) -> int:
+        """shutdown + exit; agents keep running in tmux unless terminated first."""
+        if self._process.returncode is None:
+            try:
+                await asyncio.wait_for(self.request("shutdown", None), 10)
+                self.notify("exit", None)
+                return await asyncio.wait_for(self._process.wait(), 10)
+            except (asyncio.TimeoutError, CaoError, ConnectionError):
+                self._process.kill()
+        return await self._process.wait()
+
+    async def __aenter__(self) -> "CaoClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def on_notification(self, handler: NotificationHandler) -> None:
+        self._handlers.append(handler)
+
+    # ---- the cao/* methods --------------------------------------------------------------------
+
+    async def spawn(self, profile: str, **kw: Any) -> dict[str, Any]:
+        return await self.request("cao/spawn", {"profile": profile, **_camel(kw)})
+
+    async def handoff(self, message: str, **kw: Any) -> dict[str, Any]:
+        return await self.request("cao/handoff", {"message": message, **_camel(kw)})
+
+    async def assign(self, profile: str, message: str, **kw: Any) -> dict[str, Any]:
+        return await self.request("cao/assign", {"profile": profile, "message": message, **_camel(kw)})
+
+    async def send_message(self, terminal_id: str, message: str, sender: str | None = None) -> dict[str, Any]:
+        params = {"terminalId": terminal_id, "message": message}
+        if sender:
+            params["sender"] = sender
+        return await self.request("cao/sendMessage", params)
+
+    async def list_agents(self, session: str | None = None) -> list[dict[str, Any]]:
+        result = await self.request("cao/listAgents", {"session": session} if session else {})
+        return result["agents"]
+
+    async def get_output(self, terminal_id: str, mode: str = "last") -> str:
+        return (await self.request("cao/getOutput", {"terminalId": terminal_id, "mode": mode}))["output"]
+
+    async def terminate(self, terminal_id: str) -> None:
+        await self.request("cao/terminate", {"terminalId": terminal_id})
+
+    async def list_profiles(self) -> list[dict[str, Any]]:
+        return (await self.request("cao/listProfiles", {}))["profiles"]
+
+    # ---- JSON-RPC -----------------------------------------------------------------------------
+
+    async def request(self, method: str, params: Any) -> Any:
+        msg_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[msg_id] = future
+        self._write({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params})
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if self._process.returncode is None:
+                self._write({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": msg_id}})
+            raise
+        finally:
+            self._pending.pop(msg_id, None)
+
+    def notify(self, method: str, params: Any) -> None:
+        self._write({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def _write(self, message: dict[str, Any]) -> None:
+        assert self._process.stdin is not None
+        body = json.dumps(message).encode()
+        self._process.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    async def _read_loop(self) -> None:
+        stdout = self._process.stdout
+        assert stdout is not None
+        try:
+            while True:
+                length = None
+                while True:
+                    line = await stdout.readline()
+                    if not line:
+                        raise ConnectionError("the sidecar closed its output")
+                    if line in (b"\r\n", b"\n"):
+                        break
+                    name, _, value = line.decode("ascii", "replace").partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                if length is None:
+                    continue
+                self._dispatch(json.loads(await stdout.readexactly(length)))
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionError(f"sidecar connection lost: {exc}"))
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if "id" in message and "method" not in message:
+            future = self._pending.get(message["id"])
+            if future is None or future.done():
+                return
+            if "error" in message:
+                err = message["error"]
+                future.set_exception(CaoError(err.get("code", 0), err.get("message", ""), err.get("data")))
+            else:
+                future.set_result(message.get("result"))
+        elif "id" in message:
+            # A request from the server (e.g. window/workDoneProgress/create): accept it.
+            self._write({"jsonrpc": "2.0", "id": message["id"], "result": None})
+        else:
+            for handler in self._handlers:
+                handler(message["method"], message.get("params"))
+
+
+def _camel(kw: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in kw.items():
+        if value is None:
+            continue
+        head, *rest = key.split("_")
+        out[head + "".join(p.title() for p in rest)] = value
+    return out
+
+

@@ -1,0 +1,72 @@
+"""`cao-sidecar demo`: a supervisor agent hands parts of a task to two workers.
+
+Everything runs for real: the sidecar, a private tmux server, and three mock agents (the
+supervisor calls the sidecar's `handoff` tool itself, as a real CLI would). Status changes are
+printed as the editor would receive them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+from cao_client.client import CaoClient
+
+PARTS = [
+    ("mock_developer", "implement: parse the config file and validate every field"),
+    ("mock_reviewer", "review: the parser handles missing fields and bad types"),
+]
+
+
+def _printer(start: float):
+    def on_notification(method: str, params: dict) -> None:
+        stamp = f"{time.monotonic() - start:6.2f}s"
+        if method == "cao/agentStatus":
+            before = params.get("previousStatus") or "-"
+            print(f"  {stamp}  {params['profile']:<16} {params['terminalId']}  {before} -> {params['status']}", flush=True)
+        elif method == "cao/workerCompleted":
+            print(f"  {stamp}  {params['profile']:<16} {params['terminalId']}  finished: {params['output']!r}", flush=True)
+
+    return on_notification
+
+
+async def _demo(socket: str) -> int:
+    start = time.monotonic()
+    print(f"cao-sidecar demo: tmux socket '{socket}' (watch live: tmux -L {socket} attach -t demo)\n")
+    client = await CaoClient.start(tmux_socket=socket, on_notification=_printer(start))
+    try:
+        print("Starting the supervisor...")
+        supervisor = await client.spawn("mock_supervisor", session="demo")
+        sid = supervisor["terminalId"]
+        answers = []
+        for profile, part in PARTS:
+            print(f"\nSupervisor hands to {profile}: {part!r}")
+            result = await client.handoff(f"handoff {profile} echo {part}: done", terminal_id=sid, timeout_seconds=60)
+            answers.append((profile, result["output"]))
+        await client.terminate(sid)
+    finally:
+        await client.close()
+    print("\nCombined answer:")
+    for profile, answer in answers:
+        print(f"  [{profile}] {answer}")
+    print(f"\nDone in {time.monotonic() - start:.2f}s")
+    return 0
+
+
+def run_demo(args: argparse.Namespace, socket: str) -> int:
+    # A private tmux server unless the user named one, so the demo never touches real agents.
+    if not args.tmux_socket and "CAO_TMUX_SOCKET" not in os.environ:
+        socket = f"cao-demo-{os.getpid()}"
+    try:
+        return asyncio.run(_demo(socket))
+    finally:
+        if socket.startswith("cao-demo-"):
+            subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+
+
+if __name__ == "__main__":
+    sys.exit(run_demo(argparse.Namespace(tmux_socket=None), "cao-demo"))

@@ -1,0 +1,137 @@
+"""Shared fixtures: a real sidecar process (pytest-lsp) on its own tmux server and state dirs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def isolated_env(base: Path) -> dict[str, str]:
+    """Environment for a sidecar that touches nothing of the user's: own XDG dirs, own tmux."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(base / "home"),
+        "XDG_STATE_HOME": str(base / "state"),
+        "XDG_CONFIG_HOME": str(base / "config"),
+        "XDG_DATA_HOME": str(base / "data"),
+        "CAO_TMUX_SOCKET": f"cao-test-{uuid.uuid4().hex[:10]}",
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": str(ROOT) + os.pathsep + str(ROOT / "clients" / "python"),
+    }
+    for name in ("TMUX_TMPDIR", "CAO_MOCK_DELAY_MS"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    (base / "home").mkdir(parents=True, exist_ok=True)
+    (base / "workspace").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def kill_tmux(socket: str) -> None:
+    subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+    uid = os.getuid()
+    tmpdir = os.environ.get("TMUX_TMPDIR", "/tmp")
+    Path(tmpdir, f"tmux-{uid}", socket).unlink(missing_ok=True)
+
+
+class Sidecar:
+    """What a test needs besides the client: its env, its workspace, the notifications seen."""
+
+    def __init__(self, base: Path, env: dict[str, str]) -> None:
+        self.base = base
+        self.env = env
+        self.workspace = base / "workspace"
+        self.socket = env["CAO_TMUX_SOCKET"]
+        self.notifications: dict[str, list[Any]] = defaultdict(list)
+        self._waiters: list[tuple[str, Any, asyncio.Future[Any]]] = []
+
+    def record(self, method: str, params: Any) -> None:
+        params = _plain(params)
+        self.notifications[method].append(params)
+        for waiter in list(self._waiters):
+            wanted, predicate, future = waiter
+            if wanted == method and not future.done() and predicate(params):
+                future.set_result(params)
+                self._waiters.remove(waiter)
+
+    async def wait_for(self, method: str, predicate=lambda p: True, timeout: float = 15.0) -> Any:
+        """Wait for a notification (including one that already arrived)."""
+        for params in self.notifications[method]:
+            if predicate(params):
+                return params
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.append((method, predicate, future))
+        return await asyncio.wait_for(future, timeout)
+
+    def statuses(self, terminal_id: str) -> list[str]:
+        return [n["status"] for n in self.notifications["cao/agentStatus"] if n["terminalId"] == terminal_id]
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True).stdout
+
+
+def _plain(value: Any) -> Any:
+    """pygls hands custom notification params over as namedtuples; make them dicts."""
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def sidecar_config(base: Path) -> tuple[ClientServerConfig, Sidecar]:
+    env = isolated_env(base)
+    sidecar = Sidecar(base, env)
+
+    def client_factory() -> LanguageClient:
+        from pytest_lsp.client import make_test_lsp_client
+
+        client = make_test_lsp_client()
+        for method in ("cao/agentStatus", "cao/workerCompleted"):
+
+            def handler(params: Any, method: str = method) -> None:
+                sidecar.record(method, params)
+
+            client.feature(method)(handler)
+        return client
+
+    config = ClientServerConfig(
+        server_command=[sys.executable, "-m", "cao_sidecar", "--stdio"],
+        server_env=env,
+        client_factory=client_factory,
+    )
+    return config, sidecar
+
+
+async def initialize(client: LanguageClient, sidecar: Sidecar) -> types.InitializeResult:
+    return await client.initialize_session(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(window=types.WindowClientCapabilities(work_done_progress=True)),
+            root_uri=sidecar.workspace.as_uri(),
+        )
+    )
+
+
+async def request(client: LanguageClient, method: str, params: Any, timeout: float = 30.0) -> Any:
+    result = await asyncio.wait_for(client.protocol.send_request_async(method, params), timeout)
+    return _plain(result)
+
+
+@pytest.fixture
+def tmp_base():
+    base = Path(tempfile.mkdtemp(prefix="cao-test-"))
+    yield base
+    shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,719 @@
+"""Keep the wire contract in step: protocol/cao-protocol.schema.json, the examples in
+protocol/spec.md, and the Python wire types (cao_sidecar/wire.py, core/errors.py, core/status.py).
+
+No sidecar process and no tmux here: these tests only compare documents and types.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import attrs
+import pytest
+from jsonschema import Draft202012Validator
+
+from cao_sidecar import wire
+from cao_sidecar.core import errors
+from cao_sidecar.core.status import AgentStatus
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = ROOT / "protocol" / "cao-protocol.schema.json"
+SPEC_PATH = ROOT / "protocol" / "spec.md"
+
+SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+DEFS: dict[str, Any] = SCHEMA["$defs"]
+SPEC_TEXT = SPEC_PATH.read_text(encoding="utf-8")
+
+PARAMS_CLASSES = tuple(params for params, _result in wire.METHODS.values())
+
+
+def _name(cls: type) -> str:
+    return cls.__name__
+
+
+# The same $defs, but the wire types closed (additionalProperties false): our own examples must
+# not use fields the contract does not list (a misspelt optional field would pass otherwise).
+_WIRE_NAMES = {cls.__name__ for cls in wire.WIRE_CLASSES}
+STRICT_DEFS: dict[str, Any] = {
+    name: {**schema, "additionalProperties": False} if name in _WIRE_NAMES else schema
+    for name, schema in DEFS.items()
+}
+
+
+def validator_for(
+    schema: dict[str, Any], *, formats: bool = True, strict: bool = False
+) -> Draft202012Validator:
+    """A validator for `schema`, with the document's $defs in reach of its `#/$defs/...` refs.
+
+    `formats`: also check `format` (e.g. date-time), a constraint beyond the Python type.
+    `strict`: refuse properties the wire types do not list."""
+    return Draft202012Validator(
+        {"$defs": STRICT_DEFS if strict else DEFS, **schema},
+        format_checker=Draft202012Validator.FORMAT_CHECKER if formats else None,
+    )
+
+
+def schema_errors(def_name: str, instance: Any, *, strict: bool = False) -> list[str]:
+    assert def_name in DEFS, f"schema has no $defs/{def_name}"
+    check = validator_for({"$ref": f"#/$defs/{def_name}"}, strict=strict)
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in check.iter_errors(instance)
+    ]
+
+
+def to_json(value: Any) -> Any:
+    """What actually goes over the wire: a JSON round trip (enums become their values)."""
+    return json.loads(json.dumps(value, allow_nan=False))
+
+
+# ---- the schema document itself ------------------------------------------------------------
+
+
+def test_schema_is_a_valid_draft_2020_12_schema() -> None:
+    assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(SCHEMA)
+    for subschema in DEFS.values():
+        Draft202012Validator.check_schema(subschema)
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def test_every_ref_resolves() -> None:
+    refs = _refs(SCHEMA)
+    assert refs
+    for ref in refs:
+        assert ref.startswith("#/$defs/"), ref
+        assert ref.removeprefix("#/$defs/") in DEFS, f"dangling {ref}"
+
+
+def test_protocol_version_is_1() -> None:
+    assert SCHEMA["protocolVersion"] == 1
+    assert DEFS["CaoCapability"]["properties"]["protocolVersion"]["const"] == 1
+    assert re.search(r"^# .*version 1$", SPEC_TEXT, re.M), "spec.md title should name version 1"
+
+
+# ---- method and notification tables --------------------------------------------------------
+
+
+def test_schema_methods_are_exactly_the_wire_methods() -> None:
+    assert set(SCHEMA["methods"]) == set(wire.METHODS)
+
+
+def test_schema_notifications_are_exactly_the_wire_notifications() -> None:
+    assert set(SCHEMA["notifications"]) == set(wire.NOTIFICATIONS)
+
+
+@pytest.mark.parametrize("method", sorted(wire.METHODS))
+def test_method_refs_name_the_wire_classes(method: str) -> None:
+    params_cls, result_cls = wire.METHODS[method]
+    entry = SCHEMA["methods"][method]
+    assert entry["params"] == {"$ref": f"#/$defs/{_name(params_cls)}"}
+    assert entry["result"] == {"$ref": f"#/$defs/{_name(result_cls)}"}
+    assert entry.get("description")
+
+
+@pytest.mark.parametrize("method", sorted(wire.NOTIFICATIONS))
+def test_notification_refs_name_the_wire_classes(method: str) -> None:
+    entry = SCHEMA["notifications"][method]
+    assert entry["params"] == {"$ref": f"#/$defs/{_name(wire.NOTIFICATIONS[method])}"}
+    assert entry.get("description")
+
+
+def test_every_wire_class_has_a_def() -> None:
+    missing = [_name(cls) for cls in wire.WIRE_CLASSES if _name(cls) not in DEFS]
+    assert not missing
+
+
+def test_spec_has_a_section_per_method_and_notification() -> None:
+    headings = set(re.findall(r"^### (\S+)\s*$", SPEC_TEXT, re.M))
+    assert set(wire.METHODS) | set(wire.NOTIFICATIONS) <= headings
+
+
+# ---- each wire class against its $def ------------------------------------------------------
+
+
+def _fields(cls: type) -> dict[str, attrs.Attribute]:
+    return {wire.camel(field.name): field for field in attrs.fields(cls)}
+
+
+def _default(field: attrs.Attribute) -> Any:
+    default = field.default
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        return default.factory()
+    if isinstance(default, enum.Enum):
+        return default.value
+    return default
+
+
+wire_class = pytest.mark.parametrize("cls", wire.WIRE_CLASSES, ids=_name)
+
+
+@wire_class
+def test_properties_are_the_camelcase_fields(cls: type) -> None:
+    schema = DEFS[_name(cls)]
+    assert schema["type"] == "object"
+    assert set(schema["properties"]) == set(_fields(cls))
+
+
+@wire_class
+def test_required_are_the_fields_without_default(cls: type) -> None:
+    schema = DEFS[_name(cls)]
+    expected = {key for key, field in _fields(cls).items() if field.default is attrs.NOTHING}
+    assert set(schema.get("required", [])) == expected
+
+
+@wire_class
+def test_schema_defaults_equal_attrs_defaults(cls: type) -> None:
+    properties = DEFS[_name(cls)]["properties"]
+    for key, field in _fields(cls).items():
+        if field.default is attrs.NOTHING:
+            assert "default" not in properties[key], f"required {key} documents a default"
+        else:
+            assert "default" in properties[key], f"optional {key} does not document its default"
+            expected = _default(field)
+            actual = properties[key]["default"]
+            assert actual == expected and type(actual) is type(expected), (key, actual, expected)
+
+
+@wire_class
+def test_every_property_is_described(cls: type) -> None:
+    for key, prop in DEFS[_name(cls)]["properties"].items():
+        assert isinstance(prop.get("description"), str) and len(prop["description"]) > 5, key
+
+
+@pytest.mark.parametrize("cls", PARAMS_CLASSES, ids=_name)
+def test_params_accept_unknown_properties(cls: type) -> None:
+    assert DEFS[_name(cls)].get("additionalProperties") is True
+    minimal = {key: MINIMAL_VALUES[key] for key, f in _fields(cls).items() if f.default is attrs.NOTHING}
+    params = {**minimal, "someFutureField": [1, 2]}
+    if cls is wire.HandoffParams:
+        params["profile"] = "mock_developer"
+    assert not schema_errors(_name(cls), params)
+    wire.structure_params(params, cls)
+
+
+# Field types: a value is accepted by the schema property iff the Python annotation accepts it.
+
+MINIMAL_VALUES: dict[str, Any] = {
+    "profile": "mock_developer",
+    "message": "echo hi",
+    "terminalId": "3f9c2a71",
+}
+
+AGENT_INFO_JSON = {
+    "terminalId": "3f9c2a71",
+    "session": "cao-shop",
+    "profile": "mock_developer",
+    "provider": "mock",
+    "status": "idle",
+    "workingDirectory": "/home/ana/src/shop",
+    "createdAt": "2025-11-21T11:04:05+00:00",
+}
+PROFILE_INFO_JSON = {
+    "name": "mock_developer",
+    "description": "Test developer agent.",
+    "provider": "mock",
+    "source": "builtin",
+}
+
+# No integral floats (600.0): JSON Schema counts them as integers, wire.structure_params does not.
+SAMPLES: list[Any] = [
+    None, "", "text", "3f9c2a71", *(s.value for s in AgentStatus), "last", "full", "delivered",
+    "queued", "bogus", 0, 7, -1, 2.5, 1e-3, True, False, [], ["x"], [1], {}, {"a": 1},
+    [AGENT_INFO_JSON], [PROFILE_INFO_JSON], [{}], AGENT_INFO_JSON,
+]
+
+
+def python_accepts(annotation: Any, value: Any) -> bool:
+    """Whether a JSON value fits a wire annotation (the meaning the schema must encode)."""
+    origin = typing.get_origin(annotation)
+    if origin is Union:
+        return any(python_accepts(arg, value) for arg in typing.get_args(annotation))
+    if origin is Literal:
+        return any(value == arg and type(value) is type(arg) for arg in typing.get_args(annotation))
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        return isinstance(value, list) and all(python_accepts(item, v) for v in value)
+    if annotation is type(None):
+        return value is None
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return isinstance(value, str) and value in {m.value for m in annotation}
+    if annotation is str:
+        return isinstance(value, str)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if attrs.has(annotation):
+        if not isinstance(value, dict):
+            return False
+        fields = _fields(annotation)
+        if any(f.default is attrs.NOTHING and key not in value for key, f in fields.items()):
+            return False
+        return all(python_accepts(f.type, value[key]) for key, f in fields.items() if key in value)
+    raise AssertionError(f"no JSON meaning known for annotation {annotation!r}")
+
+
+@wire_class
+def test_property_types_match_annotations(cls: type) -> None:
+    properties = DEFS[_name(cls)]["properties"]
+    mismatches = []
+    for key, field in _fields(cls).items():
+        check = validator_for(properties[key], formats=False)
+        for value in SAMPLES:
+            in_schema = check.is_valid(value)
+            in_python = python_accepts(field.type, value)
+            if in_schema != in_python:
+                mismatches.append(f"{key}={value!r}: schema {in_schema}, python {in_python}")
+    assert not mismatches
+
+
+@pytest.mark.parametrize("cls", PARAMS_CLASSES, ids=_name)
+def test_structure_params_agrees_with_schema_per_property(cls: type) -> None:
+    """The server's own params check (wire.structure_params) and the schema agree, value by value."""
+    properties = DEFS[_name(cls)]["properties"]
+    fields = _fields(cls)
+    base = {key: MINIMAL_VALUES[key] for key, f in fields.items() if f.default is attrs.NOTHING}
+    mismatches = []
+    for key in fields:
+        check = validator_for(properties[key], formats=False)
+        for value in SAMPLES:
+            try:
+                wire.structure_params({**base, key: value}, cls)
+                in_python = True
+            except wire.ParamsError as exc:
+                in_python = False
+                assert f"'{key}'" in str(exc), f"error does not name the field: {exc}"
+            if check.is_valid(value) != in_python:
+                mismatches.append(f"{key}={value!r}: schema {not in_python}, structure_params {in_python}")
+    assert not mismatches
+
+
+@pytest.mark.parametrize("cls", PARAMS_CLASSES, ids=_name)
+def test_missing_required_field_is_rejected_by_both(cls: type) -> None:
+    fields = _fields(cls)
+    required = [key for key, f in fields.items() if f.default is attrs.NOTHING]
+    base = {key: MINIMAL_VALUES[key] for key in required}
+    for key in required:
+        params = {k: v for k, v in base.items() if k != key}
+        if cls is wire.HandoffParams:
+            params["profile"] = "mock_developer"
+        assert schema_errors(_name(cls), params), f"schema accepts {_name(cls)} without {key}"
+        with pytest.raises(wire.ParamsError, match=f"'{key}'"):
+            wire.structure_params(params, cls)
+
+
+def test_handoff_needs_exactly_one_of_profile_and_terminal_id() -> None:
+    ok = [
+        {"message": "m", "profile": "mock_developer"},
+        {"message": "m", "terminalId": "3f9c2a71"},
+        {"message": "m", "profile": "mock_developer", "terminalId": None},
+        {"message": "m", "profile": None, "terminalId": "3f9c2a71"},
+    ]
+    bad = [
+        {"message": "m"},
+        {"message": "m", "profile": None, "terminalId": None},
+        {"message": "m", "profile": "mock_developer", "terminalId": "3f9c2a71"},
+    ]
+    for params in ok:
+        assert not schema_errors("HandoffParams", params), params
+    for params in bad:
+        assert schema_errors("HandoffParams", params), params
+
+
+# ---- status values and errors --------------------------------------------------------------
+
+
+def test_status_enum_is_agent_status() -> None:
+    enum_values = DEFS["AgentStatus"]["enum"]
+    assert enum_values == [s.value for s in AgentStatus]
+    assert len(enum_values) == 7
+
+
+def test_spec_status_table_is_agent_status() -> None:
+    section = SPEC_TEXT.split("## 4.", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \|", section, re.M)
+    assert rows == [s.value for s in AgentStatus]
+
+
+SIDECAR_ERRORS = (errors.CaoError, *errors.ERROR_CLASSES)
+STANDARD_CODES = {
+    "parseError": -32700,
+    "invalidRequest": -32600,
+    "methodNotFound": -32601,
+    "invalidParams": -32602,
+    "internalError": -32603,
+    "requestCancelled": -32800,
+}
+
+
+def test_error_table_has_every_error_class_with_its_code() -> None:
+    table = SCHEMA["errors"]
+    for cls in SIDECAR_ERRORS:
+        assert cls.name in table, f"{cls.__name__} ({cls.name}) missing from schema errors"
+        assert table[cls.name]["code"] == cls.code, cls.name
+
+
+def test_error_table_has_no_sidecar_code_python_does_not_know() -> None:
+    table = SCHEMA["errors"]
+    python = {cls.name: cls.code for cls in SIDECAR_ERRORS}
+    sidecar = {name: e["code"] for name, e in table.items() if e["origin"] == "sidecar"}
+    standard = {name: e["code"] for name, e in table.items() if e["origin"] != "sidecar"}
+    # invalidParams is both: the JSON-RPC code, raised by the core as InvalidRequest.
+    assert {**sidecar, **{k: v for k, v in standard.items() if k in python}} == python
+    assert standard == STANDARD_CODES
+    for name, entry in table.items():
+        assert isinstance(entry["meaning"], str) and entry["meaning"], name
+
+
+def test_error_codes_are_distinct() -> None:
+    codes = [e["code"] for e in SCHEMA["errors"].values()]
+    assert len(codes) == len(set(codes))
+    python_codes = [cls.code for cls in SIDECAR_ERRORS]
+    assert len(python_codes) == len(set(python_codes))
+
+
+def test_spec_error_table_matches_schema() -> None:
+    section = SPEC_TEXT.split("## 8.", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (-\d+) \| `(\w+)` \|", section, re.M)
+    assert {name: int(code) for code, name in rows} == {
+        name: e["code"] for name, e in SCHEMA["errors"].items()
+    }
+
+
+@pytest.mark.parametrize("cls", SIDECAR_ERRORS, ids=lambda c: c.__name__)
+def test_error_data_of_each_error_class_fits_the_schema(cls: type[errors.CaoError]) -> None:
+    bare = cls("it failed")
+    assert bare.data == {"kind": cls.name}
+    assert not schema_errors("ErrorData", to_json(bare.data))
+    full = cls("it failed", terminalId="3f9c2a71", screenTail="> echo hi\nhi\n", ignored=None)
+    assert not schema_errors("ErrorData", to_json(full.data))
+
+
+# ---- realistic instances, unstructured -----------------------------------------------------
+
+S = AgentStatus
+WIRE_EXAMPLES: dict[type, Any] = {
+    wire.SpawnParams: wire.SpawnParams(
+        profile="mock_developer", provider="mock", working_directory="/home/ana/src/shop",
+        session="cao-shop", name="dev-1",
+    ),
+    wire.SpawnResult: wire.SpawnResult(
+        terminal_id="3f9c2a71", session="cao-shop", profile="mock_developer", provider="mock",
+        status=S.IDLE, name="dev-1",
+    ),
+    wire.HandoffParams: wire.HandoffParams(
+        message="Review src/cart.py;\nlist the bugs $(not a shell)", profile="mock_reviewer",
+        timeout_seconds=300.0, keep=True, work_done_token="handoff-3",
+    ),
+    wire.HandoffResult: wire.HandoffResult(
+        terminal_id="c81d4f0e", status=S.COMPLETED, output="1. apply_discount() subtracts twice."
+    ),
+    wire.AssignParams: wire.AssignParams(
+        profile="mock_developer", message="Add a unit test for total().",
+        working_directory="/home/ana/src/shop", keep=False,
+    ),
+    wire.AssignResult: wire.AssignResult(terminal_id="5ad0b7c3"),
+    wire.SendMessageParams: wire.SendMessageParams(
+        terminal_id="5ad0b7c3", message="Also cover the empty cart.", sender="3f9c2a71"
+    ),
+    wire.SendMessageResult: wire.SendMessageResult(message_id="msg-0007", state="queued"),
+    wire.ListAgentsParams: wire.ListAgentsParams(session="cao-shop"),
+    wire.AgentInfo: wire.AgentInfo(
+        terminal_id="3f9c2a71", session="cao-shop", profile="mock_developer", provider="mock",
+        status=S.WAITING_USER_ANSWER, working_directory="/home/ana/src/shop",
+        created_at="2025-11-21T11:04:05.218+00:00", name="dev-1",
+    ),
+    wire.ListAgentsResult: wire.ListAgentsResult(
+        agents=[
+            wire.AgentInfo(
+                terminal_id="3f9c2a71", session="cao-shop", profile="mock_developer",
+                provider="mock", status=S.IDLE, working_directory="/home/ana/src/shop",
+                created_at="2025-11-21T11:04:05.218+00:00", name="dev-1",
+            ),
+            wire.AgentInfo(
+                terminal_id="5ad0b7c3", session="cao-shop", profile="mock_reviewer",
+                provider="mock", status=S.PROCESSING, working_directory="/home/ana/src/shop",
+                created_at="2025-11-21T11:06:41.907+00:00",
+            ),
+        ]
+    ),
+    wire.GetOutputParams: wire.GetOutputParams(terminal_id="3f9c2a71", mode="full"),
+    wire.GetOutputResult: wire.GetOutputResult(output="mock agent ready\n> echo hello\nhello\n> "),
+    wire.TerminateParams: wire.TerminateParams(terminal_id="3f9c2a71"),
+    wire.TerminateResult: wire.TerminateResult(),
+    wire.ListProfilesParams: wire.ListProfilesParams(),
+    wire.ProfileInfo: wire.ProfileInfo(
+        name="mock_reviewer", description="Test reviewer agent.", provider="mock", source="builtin"
+    ),
+    wire.ListProfilesResult: wire.ListProfilesResult(
+        profiles=[
+            wire.ProfileInfo(
+                name="mock_developer", description="Test developer agent.", provider="mock",
+                source="builtin",
+            ),
+            wire.ProfileInfo(
+                name="mock_reviewer", description="Test reviewer agent.", provider="mock",
+                source="/home/ana/src/shop/.cao/profiles/mock_reviewer.md",
+            ),
+        ]
+    ),
+    wire.AgentStatusNotification: wire.AgentStatusNotification(
+        terminal_id="5ad0b7c3", profile="mock_developer", status=S.PROCESSING,
+        previous_status=S.IDLE, session="cao-shop",
+    ),
+    wire.WorkerCompletedNotification: wire.WorkerCompletedNotification(
+        terminal_id="e2a94c10", profile="mock_developer", status=S.EXITED, output="",
+        error="agent e2a94c10 exited during its turn",
+    ),
+}
+
+# Variants worth checking too: all defaults, nulls where allowed.
+WIRE_VARIANTS: list[Any] = [
+    wire.SpawnParams(profile="mock_developer"),
+    wire.HandoffParams(message="echo hi", terminal_id="3f9c2a71", work_done_token=17),
+    wire.AssignParams(profile="mock_developer", message="echo hi"),
+    wire.SendMessageParams(terminal_id="3f9c2a71", message="hi"),
+    wire.ListAgentsParams(),
+    wire.GetOutputParams(terminal_id="3f9c2a71"),
+    wire.SpawnResult(
+        terminal_id="3f9c2a71", session="cao-shop", profile="mock_developer", provider="mock",
+        status=S.IDLE,
+    ),
+    wire.ListAgentsResult(agents=[]),
+    wire.ListProfilesResult(profiles=[]),
+    wire.AgentStatusNotification(
+        terminal_id="5ad0b7c3", profile="mock_developer", status=S.STARTING, previous_status=None
+    ),
+    wire.WorkerCompletedNotification(
+        terminal_id="5ad0b7c3", profile="mock_developer", status=S.COMPLETED, output="done: x"
+    ),
+]
+
+
+def test_every_wire_class_has_an_example() -> None:
+    assert set(WIRE_EXAMPLES) == set(wire.WIRE_CLASSES)
+
+
+ALL_INSTANCES = list(WIRE_EXAMPLES.values()) + WIRE_VARIANTS
+
+
+def _instance_id(obj: Any) -> str:
+    return f"{type(obj).__name__}-{ALL_INSTANCES.index(obj)}"
+
+
+@pytest.mark.parametrize("obj", ALL_INSTANCES, ids=_instance_id)
+def test_unstructured_instance_validates(obj: Any) -> None:
+    data = to_json(wire.unstructure(obj))
+    assert not schema_errors(type(obj).__name__, data, strict=True)
+    # Every field is on the wire (defaults too), under its camelCase name.
+    assert set(data) == set(_fields(type(obj)))
+
+
+@pytest.mark.parametrize("obj", ALL_INSTANCES, ids=_instance_id)
+def test_unstructured_instance_structures_back(obj: Any) -> None:
+    cls = type(obj)
+    data = to_json(wire.unstructure(obj))
+    if cls in PARAMS_CLASSES:
+        assert wire.structure_params(data, cls) == obj
+    assert wire.converter.structure(data, cls) == obj
+
+
+def test_params_may_be_omitted_when_nothing_is_required() -> None:
+    for cls in PARAMS_CLASSES:
+        if all(f.default is not attrs.NOTHING for f in attrs.fields(cls)):
+            assert wire.structure_params(None, cls) == cls()
+            assert not schema_errors(_name(cls), {})
+
+
+# ---- the examples in spec.md ---------------------------------------------------------------
+
+EXAMPLE_KINDS = ("request", "response", "notification")
+LSP_REQUESTS = {"initialize", "shutdown"}
+LSP_NOTIFICATIONS = {"initialized", "exit", "$/cancelRequest", "$/progress"}
+
+
+@attrs.define
+class SpecExample:
+    kind: str
+    line: int
+    message: dict[str, Any]
+
+    @property
+    def ident(self) -> str:
+        label = self.message.get("method") or f"response-{self.message.get('id')}"
+        return f"L{self.line}-{self.kind}-{label}"
+
+
+def _parse_spec_examples() -> list[SpecExample]:
+    found = []
+    pattern = re.compile(r"^```json[ \t]*([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
+    for match in pattern.finditer(SPEC_TEXT):
+        tag = match.group(1).strip()
+        line = SPEC_TEXT.count("\n", 0, match.start()) + 1
+        assert tag in EXAMPLE_KINDS, f"spec.md line {line}: json block tagged {tag!r}"
+        try:
+            message = json.loads(match.group(2))
+        except json.JSONDecodeError as exc:  # pragma: no cover - reported as a failure
+            raise AssertionError(f"spec.md line {line}: invalid JSON: {exc}") from exc
+        found.append(SpecExample(tag, line, message))
+    return found
+
+
+SPEC_EXAMPLES = _parse_spec_examples()
+REQUESTS = [e for e in SPEC_EXAMPLES if e.kind == "request"]
+RESPONSES = [e for e in SPEC_EXAMPLES if e.kind == "response"]
+NOTIFICATION_EXAMPLES = [e for e in SPEC_EXAMPLES if e.kind == "notification"]
+
+
+def response_to(request: SpecExample) -> SpecExample:
+    later = [
+        e for e in RESPONSES if e.line > request.line and e.message.get("id") == request.message["id"]
+    ]
+    assert later, f"spec.md line {request.line}: no response example for request id {request.message['id']}"
+    return later[0]
+
+
+def request_of(response: SpecExample) -> SpecExample:
+    earlier = [
+        e for e in REQUESTS if e.line < response.line and e.message.get("id") == response.message.get("id")
+    ]
+    assert earlier, f"spec.md line {response.line}: response to no request above it"
+    return earlier[-1]
+
+
+def test_spec_has_examples() -> None:
+    assert len(REQUESTS) >= len(wire.METHODS)
+    assert all(e.message.get("jsonrpc") == "2.0" for e in SPEC_EXAMPLES)
+
+
+@pytest.mark.parametrize("method", sorted(wire.METHODS))
+def test_spec_has_a_successful_exchange_per_method(method: str) -> None:
+    exchanges = [
+        (r, response_to(r)) for r in REQUESTS if r.message["method"] == method
+    ]
+    assert any("result" in resp.message for _req, resp in exchanges), f"no example for {method}"
+
+
+@pytest.mark.parametrize("method", sorted(wire.NOTIFICATIONS))
+def test_spec_has_an_example_per_notification(method: str) -> None:
+    assert any(e.message["method"] == method for e in NOTIFICATION_EXAMPLES)
+
+
+def test_spec_has_initialize_exchange() -> None:
+    assert any(r.message["method"] == "initialize" for r in REQUESTS)
+
+
+def test_request_ids_are_unique() -> None:
+    ids = [r.message["id"] for r in REQUESTS]
+    assert len(ids) == len(set(ids))
+
+
+def _error_code(response: SpecExample) -> int | None:
+    error = response.message.get("error")
+    return error["code"] if error else None
+
+
+@pytest.mark.parametrize("example", REQUESTS, ids=lambda e: e.ident)
+def test_spec_request(example: SpecExample) -> None:
+    message = example.message
+    method = message["method"]
+    assert isinstance(message["id"], (int, str)) and not isinstance(message["id"], bool)
+    response = response_to(example)
+    if method in LSP_REQUESTS:
+        if method == "initialize":
+            assert not schema_errors("InitializeParams", message["params"])
+        return
+    if method not in wire.METHODS:
+        assert _error_code(response) == -32601, f"{method} is not a method; answer must be -32601"
+        return
+    params_cls, _ = wire.METHODS[method]
+    params = message.get("params")
+    if _error_code(response) == -32602:
+        # A bad-params example: both the schema and the server's check refuse it, the same way.
+        assert schema_errors(_name(params_cls), params if params is not None else {})
+        with pytest.raises(wire.ParamsError) as raised:
+            wire.structure_params(params, params_cls)
+        assert str(raised.value) == response.message["error"]["message"]
+        return
+    assert not schema_errors(_name(params_cls), params if params is not None else {}, strict=True)
+    wire.structure_params(params, params_cls)
+
+
+@pytest.mark.parametrize("example", RESPONSES, ids=lambda e: e.ident)
+def test_spec_response(example: SpecExample) -> None:
+    message = example.message
+    assert ("result" in message) != ("error" in message)
+    request = request_of(example)
+    method = request.message["method"]
+    if "error" in message:
+        error = message["error"]
+        assert not schema_errors("ResponseError", error)
+        table = {e["code"]: (name, e) for name, e in SCHEMA["errors"].items()}
+        assert error["code"] in table, f"code {error['code']} is not in the errors table"
+        name, entry = table[error["code"]]
+        if entry["origin"] == "sidecar" or error["code"] == -32602:
+            assert not schema_errors("ErrorData", error["data"])
+            assert error["data"]["kind"] == name
+        return
+    result = message["result"]
+    if method == "initialize":
+        assert not schema_errors("InitializeResult", result)
+        cao = result["capabilities"]["experimental"]["cao"]
+        assert set(cao["methods"]) == set(wire.METHODS)
+        assert set(cao["notifications"]) == set(wire.NOTIFICATIONS)
+        assert "mock" in cao["providers"]
+        return
+    if method == "shutdown":
+        assert result is None
+        return
+    _, result_cls = wire.METHODS[method]
+    assert not schema_errors(_name(result_cls), result, strict=True)
+    # A client structuring the answer with the wire types gets it back unchanged.
+    structured = wire.converter.structure(result, result_cls)
+    assert to_json(wire.unstructure(structured)) == {
+        key: result.get(key, _default(f)) for key, f in _fields(result_cls).items()
+    }
+
+
+@pytest.mark.parametrize("example", NOTIFICATION_EXAMPLES, ids=lambda e: e.ident)
+def test_spec_notification(example: SpecExample) -> None:
+    message = example.message
+    assert "id" not in message
+    method = message["method"]
+    params = message.get("params")
+    if method in wire.NOTIFICATIONS:
+        cls = wire.NOTIFICATIONS[method]
+        assert not schema_errors(_name(cls), params, strict=True)
+        structured = wire.converter.structure(params, cls)
+        assert to_json(wire.unstructure(structured)) == params
+        return
+    assert method in LSP_NOTIFICATIONS, f"unknown notification {method}"
+    if method == "$/progress":
+        assert validator_for({"$ref": "#/$defs/ProgressToken"}).is_valid(params["token"])
+        assert params["value"]["kind"] in ("begin", "report", "end")
+        tokens = [
+            r.message["params"].get("workDoneToken")
+            for r in REQUESTS
+            if r.line < example.line and isinstance(r.message.get("params"), dict)
+        ]
+        assert params["token"] in tokens, "progress on a token no request sent"
+    if method == "$/cancelRequest":
+        cancelled = [r for r in REQUESTS if r.message["id"] == params["id"] and r.line < example.line]
+        assert cancelled and _error_code(response_to(cancelled[-1])) == -32800
