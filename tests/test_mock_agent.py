@@ -115,7 +115,24 @@ class TmuxAgent:
             screen = self.screen()
             return screen if self.provider.classify(screen) in wanted else None
 
-        return wait_for(check, timeout, f"status {[w.value for w in wanted]}")
+        try:
+            return wait_for(check, timeout, f"status {[w.value for w in wanted]}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; screen:\n{self.screen().rstrip()}") from None
+
+    def wait_exit(self, timeout: float = 60.0) -> str:
+        """Wait for the pane's process to end; its exit status."""
+        try:
+            return wait_for(self.pane_dead, timeout, "the agent to exit")
+        except AssertionError as exc:
+            pid = self.pane_pid()
+            ps = subprocess.run(["ps", "-o", "pid,stat,wchan:30,etime,cmd", "-p", str(pid)], capture_output=True, text=True).stdout
+            import glob
+            extra = ""
+            for f in glob.glob(f"/proc/{pid}/task/*/stack") + glob.glob(f"/proc/{pid}/task/*/wchan"):
+                try: extra += f + ": " + open(f).read() + "\n"
+                except OSError as e: extra += f"{f}: {e}\n"
+            raise AssertionError(f"{exc}; screen:\n{self.screen().rstrip()}\nrecords: {self.records()}\n{ps}\n{extra}") from None
 
     def records(self) -> list[dict]:
         try:
@@ -227,13 +244,18 @@ def test_sleep_shows_processing_then_completed(agent: TmuxAgent) -> None:
     assert "working" not in screen  # the spinner is erased when the turn ends
 
 
-def test_echo_is_busy_for_the_delay(agent: TmuxAgent) -> None:
-    agent.send("echo quick")
-    # Even an echo shows the busy state for --delay-ms (50 ms here) before it answers.
-    screen = agent.wait_status(AgentStatus.PROCESSING, AgentStatus.COMPLETED)
-    agent.wait_status(AgentStatus.COMPLETED)
-    assert agent.records()[-1] == {"type": "assistant", "text": "quick"}
-    del screen
+def test_every_task_is_busy_for_the_delay(tmp_path: Path) -> None:
+    agent = TmuxAgent(tmp_path, delay_ms=300)
+    try:
+        agent.wait_status(AgentStatus.IDLE)
+        started = time.monotonic()
+        agent.send("echo quick")
+        agent.wait_status(AgentStatus.PROCESSING)  # even an echo shows the busy state first
+        agent.wait_status(AgentStatus.COMPLETED)
+        assert time.monotonic() - started >= 0.3
+        assert agent.records()[-1] == {"type": "assistant", "text": "quick"}
+    finally:
+        agent.kill()
 
 
 def test_ask_waits_for_the_answer(agent: TmuxAgent) -> None:
@@ -357,7 +379,9 @@ def test_sigterm_restores_the_terminal(agent_in_shell: TmuxAgent) -> None:
 
 def test_exit_status_of_the_pane(agent: TmuxAgent) -> None:
     agent.send("exit")
-    assert wait_for(agent.pane_dead, what="the agent to exit") == "0"
+    t0 = time.monotonic()
+    assert agent.wait_exit() == "0"
+    print("EXITLAG", time.monotonic() - t0)
 
 
 def test_one_megabyte_paste(agent: TmuxAgent) -> None:
@@ -366,3 +390,107 @@ def test_one_megabyte_paste(agent: TmuxAgent) -> None:
     records = agent.wait_records(2, timeout=10)
     assert records[1]["text"] == text
     assert agent.provider.read_answer(agent.transcript.parent) == text
+
+
+def test_input_split_across_reads(tmp_path: Path) -> None:
+    """Paste markers and a UTF-8 character cut across reads (stdin a pipe, so every write is one
+    read): the task still arrives whole."""
+    transcript = tmp_path / "transcript.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cao_sidecar.mock_agent", "--transcript", str(transcript), "--delay-ms", "0"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert proc.stdin is not None
+    try:
+        chunks = [b"\x1b[20", b"0~echo \xe2", b"\x82", b"\xac split\r\x1b", b"[2", b"01", b"~\r"]
+        for chunk in chunks:
+            proc.stdin.write(chunk)
+            proc.stdin.flush()
+            time.sleep(0.01)
+        wait_for(lambda: transcript.exists() and transcript.read_text().count("\n") >= 2, what="the answer")
+        lines = transcript.read_text(encoding="utf-8").splitlines()
+        assert [json.loads(line) for line in lines] == [
+            {"type": "user", "text": "echo € split\r"},
+            {"type": "assistant", "text": "€ split\r"},
+        ]
+        proc.stdin.write(b"exit\r")
+        proc.stdin.flush()
+        assert proc.wait(timeout=5) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# ---- the pure parts: task grammar, key parser, sanitising ----------------------------------------
+
+from cao_sidecar.mock_agent import screen as glyphs  # noqa: E402
+from cao_sidecar.mock_agent.keys import PASTE_END, PASTE_START, InputParser  # noqa: E402
+from cao_sidecar.mock_agent.tasks import Task, parse_task  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "text, task",
+    [
+        ("echo hi there", Task("answer", "hi there")),
+        ("echo  two spaces kept", Task("answer", " two spaces kept")),
+        ("echo\nnext line\n", Task("answer", "next line\n")),
+        ("echo", Task("answer", "")),
+        ("sleep 0.5 done now", Task("sleep", "done now", seconds=0.5)),
+        ("sleep 2", Task("sleep", "", seconds=2.0)),
+        ("sleep soon x", Task("fail", "sleep: SECONDS must be a number of seconds, got 'soon'")),
+        ("sleep nan x", Task("fail", "sleep: SECONDS must be a number of seconds, got 'nan'")),
+        ("ask Proceed with it?", Task("ask", "Proceed with it?")),
+        ("fail bad thing", Task("fail", "bad thing")),
+        ("exit", Task("exit")),
+        ("handoff developer write\nthe code", Task("tool", tool="handoff", arguments={"profile": "developer", "message": "write\nthe code"})),
+        ("assign reviewer look", Task("tool", tool="assign", arguments={"profile": "reviewer", "message": "look"})),
+        ("send t-1 hello there", Task("tool", tool="send_message", arguments={"terminal_id": "t-1", "message": "hello there"})),
+        ("handoff developer", Task("fail", "usage: handoff PROFILE TASK")),
+        ("write the docs", Task("answer", "done: write the docs")),
+        (" echo leading space", Task("answer", "done:  echo leading space")),
+        ("echoes", Task("answer", "done: echoes")),
+    ],
+)  # fmt: skip
+def test_task_grammar(text: str, task: Task) -> None:
+    assert parse_task(text) == task
+
+
+def feed_all(parser: InputParser, *chunks: str) -> list:
+    events = []
+    for chunk in chunks:
+        events += parser.feed(chunk)
+    return events
+
+
+def text_of(events: list) -> str:
+    return "".join(e[1] for e in events if e[0] == "text")
+
+
+def test_paste_split_at_every_point() -> None:
+    body = "a\r\nb \x1b[31m\x03\x04\x7f ü \x1b[201 not the end"
+    data = PASTE_START + body + PASTE_END + "\r"
+    for cut in range(len(data) + 1):
+        events = feed_all(InputParser(), data[:cut], data[cut:])
+        assert text_of(events) == body, cut
+        assert [e[0] for e in events if e[0] != "text"] == ["paste_start", "paste_end", "enter"], cut
+
+
+def test_keys_outside_a_paste() -> None:
+    parser = InputParser()
+    events = parser.feed("ab\x7f\x1b[A\x1bOB\x1bxc\n\t\x01\x03\x04\r")
+    assert events == [
+        ("text", "ab"), ("backspace",), ("text", "c"), ("text", "\n"), ("text", "\t"),
+        ("ctrl_c",), ("ctrl_d",), ("enter",),
+    ]  # fmt: skip
+    assert parser.feed("\x1b") == [] and parser.waiting_for_more
+    assert parser.timeout() == [("esc",)]  # a lone ESC is the Esc key once input is quiet
+    assert parser.feed("\x1b\x1b[200~x") == [("esc",), ("paste_start",), ("text", "x")]
+    assert not parser.waiting_for_more  # inside a paste nothing times out
+    assert parser.feed("\x1b[20") == [] and parser.timeout() == []
+
+
+def test_sanitize_makes_controls_visible() -> None:
+    assert glyphs.sanitize("\x1b]0;t\x07\x1b[2J\x9b\x7f\r\x00ok") == "␛]0;t^G␛[2J\\x9b^?^M^@ok"
+    assert glyphs.input_summary("x" * 300 + "\n" + "y") == "x" * 200 + " [+1 lines]"
+    assert glyphs.clip_cells("漢字漢字", 5) == "漢字…"

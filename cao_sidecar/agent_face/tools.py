@@ -5,8 +5,6 @@ methods. This module imports the `mcp` SDK (slow): it is only imported after the
 `initialize` has been answered.
 """
 
-from __future__ import annotations
-
 import json
 from typing import Annotated, Any, Callable
 

@@ -290,6 +290,8 @@ class Orchestrator:
                 return
 
     def _on_classified(self, agent: Agent, status: AgentStatus, screen: str) -> None:
+        if agent.terminating:
+            return  # the exit command's own screen is not news; `exited` follows
         previous, finished = agent.apply(status, screen)
         if previous is not None:
             self._emit_status(agent, previous, agent.status)

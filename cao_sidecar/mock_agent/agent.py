@@ -58,11 +58,11 @@ class Terminal:
         self.active = False
 
     def enter(self) -> None:
-        try:
-            import termios
+        import termios
 
+        try:
             self.saved = termios.tcgetattr(self.in_fd)
-        except (ImportError, OSError):  # termios.error is an OSError; not a tty: plain streams
+        except termios.error:  # not a tty (a pipe in a test): plain streams
             self.saved = None
         if self.saved is not None:
             mode = list(self.saved)
@@ -86,12 +86,12 @@ class Terminal:
         except OSError:
             pass  # the pane is gone (SIGHUP)
         if self.saved is not None:
-            try:
-                import termios
+            import termios
 
+            try:
                 termios.tcsetattr(self.in_fd, termios.TCSANOW, self.saved)
-            except OSError:
-                pass
+            except termios.error:
+                pass  # the tty is gone
 
 
 def _write_all(fd: int, data: bytes) -> None:

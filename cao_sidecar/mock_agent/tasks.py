@@ -82,10 +82,10 @@ def parse_task(text: str) -> Task:
         profile, message = split_word(rest or "")
         if not profile or message is None:
             return Task("fail", f"usage: {word} PROFILE TASK")
-        return Task("tool", tool=word, arguments={"profile": profile, "message": message})
+        return Task("tool", tool=word, arguments={"target": profile, "task": message})
     if word == "send":
         target, message = split_word(rest or "")
         if not target or message is None:
             return Task("fail", "usage: send TARGET MESSAGE")
-        return Task("tool", tool="send_message", arguments={"terminal_id": target, "message": message})
+        return Task("tool", tool="send_message", arguments={"target": target, "message": message})
     return Task("answer", "done: " + text)

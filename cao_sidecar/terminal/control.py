@@ -75,7 +75,9 @@ class ControlClient:
         self._stderr_tail = b""
         self.session_id: str | None = None
         self.session_name: str | None = None
+        self.first_window: tuple[str, str] | None = None  # (window id, name) when attached
         self._exited = asyncio.get_running_loop().create_future()
+        self._attached = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read_loop(), name=f"tmux-control-{label}")
         self._stderr_task = asyncio.create_task(self._read_stderr(), name=f"tmux-control-err-{label}")
 
@@ -124,6 +126,18 @@ class ControlClient:
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self._exited)
+
+    async def wait_attached(self, timeout: float = 10.0) -> None:
+        """Wait for ``%session-changed`` (the client is attached to a session).
+
+        tmux may read our stdin before it has run the command given on the command
+        line (attach-session / new-session): measured on 3.3a, a command written right
+        after spawning sometimes ran with no session yet. So write nothing before this.
+        """
+        try:
+            await asyncio.wait_for(asyncio.shield(self._attached), timeout)
+        except asyncio.TimeoutError:
+            raise TmuxError("tmux control client did not attach in time") from None
 
     # --------------------------------------------------------------- commands
 
@@ -232,6 +246,8 @@ class ControlClient:
             if len(parts) == 3:
                 self.session_id = parts[1].decode("ascii", "replace")
                 self.session_name = parts[2].decode("utf-8", "replace")
+                if not self._attached.done():
+                    self._attached.set_result(None)
         elif line.startswith(b"%session-renamed "):
             parts = line.split(b" ", 2)
             if len(parts) == 3 and parts[1].decode("ascii", "replace") == self.session_id:
@@ -282,6 +298,9 @@ class ControlClient:
             p = self._pending.popleft()
             if not p.future.done():
                 p.future.set_exception(ControlClientExited(f"tmux control client exited: {reason}"))
+        if not self._attached.done():
+            self._attached.set_exception(ControlClientExited(f"tmux control client exited: {reason}"))
+            self._attached.exception()  # retrieved: no "never retrieved" warning
         if not self._exited.done():
             self._exited.set_result(None)
         log.debug("control client %s (pid %s) gone: %s", self.label, self._proc.pid, reason)

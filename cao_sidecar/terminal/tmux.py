@@ -1,0 +1,886 @@
+"""Our private tmux server, driven through control-mode clients, asyncio-native.
+
+* One tmux server per sidecar (``tmux -L NAME``), started with ``-f /dev/null`` so a
+  user's ``~/.tmux.conf`` cannot change its behaviour.
+* One control-mode client (``tmux -C``) per session we use: tmux 3.3a sends
+  ``%output`` only for panes of the session a control client is attached to.
+  A client exits when its session is destroyed; the next use re-creates it.
+* Commands go through control mode (about 0.1 ms a round trip). The only fork on a
+  hot path is ``tmux load-buffer -b NAME -`` with the text on stdin (paste_text).
+* Process exit is an event: a pidfd on the pane's pid, read with ``loop.add_reader``.
+* Output is an activity trigger: each ``%output`` calls the listeners with the pane id
+  (once per pane per read chunk); there is no polling.
+
+tmux 3.3a traps handled here (measured):
+
+* ``paste-buffer`` into a dead pane (remain-on-exit) **crashes the server**, taking
+  every agent with it. We paste through ``if-shell -F '#{pane_dead}' ...`` so the
+  check and the paste run in one step inside tmux.
+* A global ``window-size manual`` makes ``new-session`` crash the server. We leave the
+  global default (``latest``; control clients without a size are ignored by it) and
+  pin each window we create with ``resize-window``, which sets ``manual`` on that
+  window only: a human attaching (``tmux -L NAME attach``) sees it, and it is not
+  resized under the agent.
+* With ``remain-on-exit`` the "Pane is dead" line scrolls the last screen by one row;
+  ``remain-on-exit-format`` is set empty so a dead pane's capture is its last screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import re
+import secrets
+import signal
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from .control import ControlClient
+from .errors import ControlClientExited, PaneGone, TmuxError
+from .quoting import quote, quote_format
+
+__all__ = ["PaneInfo", "TmuxError", "PaneGone", "TmuxServer", "PLACEHOLDER_WINDOW"]
+
+log = logging.getLogger("cao_sidecar.terminal")
+
+#: Name of the throw-away first window of a session we create (a session needs a
+#: window before a control client can attach to it); killed once a real window exists.
+PLACEHOLDER_WINDOW = "__cao_placeholder__"
+
+_SEP = "\x1f"
+_PANE_FORMAT = _SEP.join(
+    (
+        "#{pane_id}",
+        "#{window_id}",
+        "#{pane_pid}",
+        "#{pane_dead}",
+        "#{pane_dead_status}",
+        "#{pane_dead_signal}",
+        "#{session_name}",
+        "#{window_name}",
+    )
+)
+_NEW_FORMAT = _SEP.join(("#{pane_id}", "#{pane_pid}", "#{window_id}"))
+_CLIENT_FORMAT = _SEP.join(("#{session_id}", "#{session_name}", "#{window_id}", "#{window_name}", "#{pid}"))
+_DEAD_FORMAT = _SEP.join(("#{pane_dead}", "#{pane_dead_status}", "#{pane_dead_signal}"))
+_DEAD_MARK = "cao-pane-is-dead"
+_PANE_ID = re.compile(r"%[0-9]+\Z")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_MISSING = ("can't find pane", "can't find window", "can't find session", "no such pane", "no such window")
+# After the pidfd fires tmux still has to reap the child and close the pty before
+# #{pane_dead} turns 1: re-check a few times, quickly at first.
+_CONFIRM_DELAYS = (0.0, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+_FALLBACK_INTERVAL = 2.0
+
+
+@attrs.define
+class PaneInfo:
+    """One agent window (one pane per window)."""
+
+    pane_id: str  # "%12"
+    window_id: str  # "@7"
+    session: str
+    window_name: str
+    pid: int
+    dead: bool
+    dead_status: int | None
+
+
+@attrs.define
+class _Tracked:
+    session: str
+    window_id: str
+    pid: int
+
+
+def _is_missing(exc: BaseException) -> bool:
+    msg = str(exc)
+    return any(m in msg for m in _MISSING)
+
+
+def _check_pane_id(pane_id: str) -> None:
+    if not isinstance(pane_id, str) or not _PANE_ID.match(pane_id):
+        raise ValueError(f"not a tmux pane id: {pane_id!r}")
+
+
+def _check_name(kind: str, name: str, *, session: bool = False) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{kind} must be a non-empty string")
+    if _CONTROL_CHARS.search(name):
+        raise ValueError(f"{kind} must not contain control characters: {name!r}")
+    if session and (":" in name or "." in name):
+        # tmux silently replaces them with "_" and uses them as target separators
+        raise ValueError(f"{kind} must not contain ':' or '.': {name!r}")
+
+
+def _dead_status(status: str, signal: str) -> int | None:
+    """Exit status of a dead pane; a signal death is reported as 128 + signal (shell style)."""
+    if status.strip():
+        try:
+            return int(status)
+        except ValueError:
+            return None
+    if signal.strip():
+        try:
+            return 128 + int(signal)
+        except ValueError:
+            return None
+    return None
+
+
+def _text(lines: list[bytes]) -> str:
+    return "\n".join(line.decode("utf-8", "replace") for line in lines)
+
+
+class TmuxServer:
+    """Our private tmux server (``tmux -L socket_name``)."""
+
+    def __init__(
+        self,
+        socket_name: str,
+        *,
+        tmux_bin: str = "tmux",
+        default_size: tuple[int, int] = (220, 50),
+        history_limit: int = 10000,
+    ) -> None:
+        if not socket_name or "/" in socket_name or _CONTROL_CHARS.search(socket_name):
+            raise ValueError(f"bad tmux socket name: {socket_name!r}")
+        self.socket_name = socket_name
+        self.tmux_bin = tmux_bin
+        self.default_size = (int(default_size[0]), int(default_size[1]))
+        self.history_limit = int(history_limit)
+        tmpdir = os.environ.get("TMUX_TMPDIR") or "/tmp"
+        self._socket_path = os.path.join(tmpdir, f"tmux-{os.getuid()}", socket_name)
+        self._env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+        self._base = [tmux_bin, "-u", "-L", socket_name, "-f", "/dev/null"]
+        self._started = False
+        self._server_pid: int | None = None
+        self._start_lock: asyncio.Lock | None = None
+        self._clients: dict[str, ControlClient] = {}
+        self._client_locks: dict[str, asyncio.Lock] = {}
+        self._placeholders: dict[str, str] = {}  # session name -> placeholder window id
+        self._output_listeners: list[Callable[[str], None]] = []
+        self._exit_listeners: list[Callable[[str, int | None], None]] = []
+        self._tracked: dict[str, _Tracked] = {}  # pane id -> what we know
+        self._window_pane: dict[str, str] = {}  # window id -> pane id
+        self._pidfds: dict[str, int] = {}  # pane id -> pidfd being watched
+        self._fallback: dict[str, int] = {}  # pane id -> pid, watched by the slow check
+        self._fallback_task: asyncio.Task[None] | None = None
+        self._reported: set[str] = set()  # pane ids whose exit was reported (dead)
+        self._suppressed: set[str] = set()  # pane ids we killed: no exit event
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._buffer_ids = itertools.count(1)
+        self._buffer_prefix = f"cao-{os.getpid()}-{secrets.token_hex(4)}"
+
+    # ================================================================ properties
+
+    @property
+    def socket_path(self) -> str:
+        """The server's socket, as tmux reports it (``#{socket_path}``) once started."""
+        return self._socket_path
+
+    def add_output_listener(self, callback: Callable[[str], None]) -> None:
+        """``callback(pane_id)`` when a pane printed something (at most once per read chunk)."""
+        self._output_listeners.append(callback)
+
+    def add_exit_listener(self, callback: Callable[[str, int | None], None]) -> None:
+        """``callback(pane_id, status)`` when a pane's process exited (status None if unknown)."""
+        self._exit_listeners.append(callback)
+
+    # ================================================================ forks
+
+    async def _run_tmux(self, args: Sequence[str], data: bytes | None = None) -> tuple[int, str, str]:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._base,
+                *args,
+                stdin=asyncio.subprocess.PIPE if data is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._env,
+            )
+        except OSError as exc:
+            raise TmuxError(f"cannot run {self.tmux_bin}: {exc}") from exc
+        out, err = await proc.communicate(data)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace").strip()
+
+    def _option_commands(self) -> list[str]:
+        """Server options, as tmux command-line arguments joined by ';' (constant strings)."""
+        w, h = self.default_size
+        cmds = [
+            ["set-option", "-s", "exit-empty", "off"],
+            ["set-option", "-g", "remain-on-exit", "on"],
+            ["set-option", "-g", "remain-on-exit-format", ""],
+            ["set-option", "-g", "history-limit", str(self.history_limit)],
+            ["set-option", "-g", "default-size", f"{w}x{h}"],
+            ["set-option", "-g", "allow-rename", "off"],
+            ["set-option", "-g", "detach-on-destroy", "on"],
+        ]
+        out: list[str] = []
+        for cmd in cmds:
+            out += cmd + [";"]
+        return out
+
+    async def start(self) -> None:
+        """Start (or reach) the server and set its options. Idempotent."""
+        if self._started:
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._started:
+                return
+            rc, out, err = await self._run_tmux(
+                ["start-server", ";", *self._option_commands(), "display-message", "-p", "#{socket_path}\x1f#{version}\x1f#{pid}"]
+            )
+            if rc != 0:
+                raise TmuxError(err or f"tmux start-server failed (exit {rc})")
+            fields = out.strip().split(_SEP)
+            if fields and fields[0]:
+                self._socket_path = fields[0]
+            if len(fields) == 3 and fields[2].isdigit():
+                self._server_pid = int(fields[2])
+            log.debug("tmux server %s started (%s), version %s", self.socket_name, self._socket_path, fields[1:2])
+            self._closing = False
+            self._started = True
+
+    async def _load_buffer(self, name: str, data: bytes) -> None:
+        rc, _out, err = await self._run_tmux(["load-buffer", "-b", name, "-"], data)
+        if rc != 0:
+            raise TmuxError(err or f"tmux load-buffer failed (exit {rc})")
+
+    # ================================================================ control clients
+
+    async def _spawn_client(self, args: Sequence[str], key: str) -> ControlClient:
+        client = await ControlClient.spawn(
+            [*self._base, "-C", *args],
+            env=self._env,
+            label=f"{self.socket_name}:{key}",
+            on_output=self._dispatch_output,
+            on_window_close=self._on_window_close,
+            on_exit=self._on_client_exit,
+        )
+        try:
+            await client.wait_attached()
+            lines = await client.command(f"display-message -p {quote(_CLIENT_FORMAT)}")
+        except ControlClientExited:
+            raise TmuxError(client.exit_reason or "tmux control client exited") from None
+        except TmuxError:
+            await client.close()
+            raise
+        fields = lines[0].decode("utf-8", "replace").split(_SEP) if lines else []
+        if len(fields) != 5 or not fields[0]:
+            await client.close()
+            raise TmuxError(f"control client is not attached: {lines!r}")
+        client.session_id, client.session_name = fields[0], fields[1]
+        client.first_window = (fields[2], fields[3])
+        if fields[4].isdigit():
+            self._server_pid = int(fields[4])
+        return client
+
+    async def _sessions(self) -> dict[str, str]:
+        """Session name -> session id."""
+        fmt = f"#{{session_id}}{_SEP}#{{session_name}}"
+        client = self._live_client()
+        if client is not None:
+            try:
+                text = _text(await client.command(f"list-sessions -F {quote(fmt)}"))
+            except ControlClientExited:
+                return await self._sessions()
+            except TmuxError:
+                text = ""
+        else:
+            rc, text, _err = await self._run_tmux(["list-sessions", "-F", fmt])
+            if rc != 0:
+                text = ""
+        out: dict[str, str] = {}
+        for line in text.splitlines():
+            sid, _, name = line.partition(_SEP)
+            if sid:
+                out[name] = sid
+        return out
+
+    def _live_client(self, session: str | None = None) -> ControlClient | None:
+        if session is not None:
+            client = self._clients.get(session)
+            if client is not None and client.alive:
+                return client
+        for client in self._clients.values():
+            if client.alive:
+                return client
+        return None
+
+    async def _ensure_client(self, session: str) -> ControlClient:
+        """The control client attached to ``session``, creating the session if needed."""
+        client = self._clients.get(session)
+        if client is not None and client.alive:
+            return client
+        lock = self._client_locks.setdefault(session, asyncio.Lock())
+        async with lock:
+            client = self._clients.get(session)
+            if client is not None and client.alive:
+                return client
+            await self.start()
+            last_error: Exception | None = None
+            for _attempt in range(3):
+                sid = (await self._sessions()).get(session)
+                if sid is not None:
+                    try:
+                        client = await self._spawn_client(["attach-session", "-t", sid], session)
+                    except TmuxError as exc:  # the session vanished meanwhile
+                        last_error = exc
+                        continue
+                    self._clients[session] = client
+                    await self._find_placeholder(client, session)
+                    return client
+                client = await self._create_session(session)
+                if client is not None:
+                    return client
+            raise TmuxError(f"cannot attach a control client to session {session!r}: {last_error}")
+
+    async def _create_session(self, session: str) -> ControlClient | None:
+        w, h = self.default_size
+        client = await self._spawn_client(
+            [
+                *self._option_commands(),
+                "new-session",
+                "-x",
+                str(w),
+                "-y",
+                str(h),
+                "-n",
+                PLACEHOLDER_WINDOW,
+                "--",
+                "sleep",
+                "2147483647",
+            ],
+            session,
+        )
+        temp_id = client.session_id or ""
+        first = client.first_window or ("", "")
+        try:
+            # The name goes through the control-mode parser (quoted), never on a tmux command line.
+            await client.command(f"rename-session -t {quote(temp_id)} {quote_format(session)}")
+        except TmuxError as exc:
+            log.debug("rename-session to %r failed: %s", session, exc)
+            try:
+                await client.command(f"kill-session -t {quote(temp_id)}")
+            except TmuxError:
+                pass
+            await client.close()
+            if "duplicate session" in str(exc):
+                return None  # created by someone else meanwhile: attach to it
+            raise
+        client.session_name = session
+        self._clients[session] = client
+        if first[0]:
+            self._placeholders[session] = first[0]
+        return client
+
+    async def _find_placeholder(self, client: ControlClient, session: str) -> None:
+        fmt = f"#{{window_id}}{_SEP}#{{window_name}}"
+        try:
+            lines = await client.command(f"list-windows -t {quote(client.session_id or '=' + session)} -F {quote(fmt)}")
+        except TmuxError:
+            return
+        windows = [line.decode("utf-8", "replace").split(_SEP, 1) for line in lines]
+        holders = [w[0] for w in windows if len(w) == 2 and w[1] == PLACEHOLDER_WINDOW]
+        if holders and len(holders) < len(windows):
+            for wid in holders:
+                try:
+                    await client.command(f"kill-window -t {quote(wid)}")
+                except TmuxError:
+                    pass
+        elif holders:
+            self._placeholders[session] = holders[0]
+
+    def _on_client_exit(self, client: ControlClient) -> None:
+        for key, value in list(self._clients.items()):
+            if value is client:
+                del self._clients[key]
+                self._placeholders.pop(key, None)
+
+    async def _any_client(self, session: str | None = None) -> ControlClient | None:
+        client = self._live_client(session)
+        if client is not None:
+            return client
+        if session is not None and session in (await self._sessions()):
+            try:
+                return await self._ensure_client(session)
+            except TmuxError:
+                pass
+        for name in await self._sessions():
+            try:
+                return await self._ensure_client(name)
+            except TmuxError as exc:
+                log.debug("cannot attach to session %r: %s", name, exc)
+        return None
+
+    # ================================================================ events
+
+    def _dispatch_output(self, panes: list[str]) -> None:
+        if self._closing:
+            return
+        for pane_id in panes:
+            for callback in self._output_listeners:
+                try:
+                    callback(pane_id)
+                except Exception:
+                    log.exception("output listener failed for %s", pane_id)
+
+    def _report_exit(self, pane_id: str, status: int | None) -> None:
+        if self._closing or pane_id in self._reported or pane_id in self._suppressed:
+            return
+        self._reported.add(pane_id)
+        self._unwatch(pane_id)
+        log.debug("pane %s exited, status %s", pane_id, status)
+        for callback in self._exit_listeners:
+            try:
+                callback(pane_id, status)
+            except Exception:
+                log.exception("exit listener failed for %s", pane_id)
+
+    def _on_window_close(self, window_id: str) -> None:
+        pane_id = self._window_pane.pop(window_id, None)
+        if pane_id is None:
+            return
+        self._tracked.pop(pane_id, None)
+        if pane_id in self._suppressed or pane_id in self._reported:
+            self._unwatch(pane_id)
+            return
+        # Closed by someone else while its process may still run: the pane is gone.
+        self._report_exit(pane_id, None)
+
+    def _spawn_task(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _watch(self, pane_id: str, pid: int) -> None:
+        """Report the exit of ``pid`` (the process of ``pane_id``) as an event."""
+        if pane_id in self._pidfds or pane_id in self._fallback or pane_id in self._reported:
+            return
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._spawn_task(self._confirm_exit(pane_id))
+            return
+        except (AttributeError, OSError) as exc:
+            log.debug("pidfd_open(%s) failed (%s): slow liveness check for %s", pid, exc, pane_id)
+            self._fallback[pane_id] = pid
+            if self._fallback_task is None or self._fallback_task.done():
+                self._fallback_task = asyncio.get_running_loop().create_task(self._fallback_loop())
+            return
+        self._pidfds[pane_id] = fd
+        asyncio.get_running_loop().add_reader(fd, self._on_pidfd, pane_id)
+
+    def _unwatch(self, pane_id: str) -> None:
+        fd = self._pidfds.pop(pane_id, None)
+        if fd is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(fd)
+            except RuntimeError:  # loop closed
+                pass
+            os.close(fd)
+        self._fallback.pop(pane_id, None)
+
+    def _on_pidfd(self, pane_id: str) -> None:
+        self._unwatch(pane_id)
+        self._spawn_task(self._confirm_exit(pane_id))
+
+    async def _dead_state(self, pane_id: str) -> tuple[bool, int | None]:
+        lines = await self._pane_command(pane_id, f"display-message -p -t {quote(pane_id)} {quote(_DEAD_FORMAT)}")
+        fields = (lines[0].decode("ascii", "replace") if lines else "").split(_SEP)
+        fields += [""] * (3 - len(fields))
+        return fields[0] == "1", _dead_status(fields[1], fields[2])
+
+    def _nudge_server(self) -> None:
+        """Send SIGCHLD to the tmux server so it reaps exited panes.
+
+        Measured on tmux 3.3a: now and then the server misses a SIGCHLD, and a pane
+        stays dead (pty closed) with its process an unreaped zombie and no exit status
+        until some other child exits. The handler only runs ``waitpid(WNOHANG)``, so an
+        extra SIGCHLD is harmless.
+        """
+        pid = self._server_pid
+        if pid is None:
+            return
+        try:
+            with open(f"/proc/{pid}/comm", "rb") as f:
+                if not f.read().startswith(b"tmux"):
+                    return
+            os.kill(pid, signal.SIGCHLD)
+        except OSError:
+            pass
+
+    async def _confirm_exit(self, pane_id: str) -> None:
+        status: int | None = None
+        dead = False
+        for n, delay in enumerate(_CONFIRM_DELAYS):
+            if delay:
+                await asyncio.sleep(delay)
+            if n >= 2:
+                self._nudge_server()
+            if self._closing or pane_id in self._suppressed or pane_id in self._reported:
+                return
+            try:
+                dead, status = await self._dead_state(pane_id)
+            except TmuxError as exc:  # PaneGone included: the window is gone, status unknown
+                log.debug("pane %s: exit status unknown: %s", pane_id, exc)
+                status = None
+                break
+            # pane_dead turns 1 when tmux closes the pty; the status arrives with SIGCHLD,
+            # which tmux may handle a moment later.
+            if dead and status is not None:
+                break
+        else:
+            log.debug("pane %s: process exited but tmux shows no exit status (dead=%s)", pane_id, dead)
+        self._report_exit(pane_id, status)
+
+    async def _fallback_loop(self) -> None:
+        fmt = _SEP.join(("#{pane_id}", "#{pane_dead}", "#{pane_dead_status}", "#{pane_dead_signal}"))
+        nudged: set[str] = set()
+        while self._fallback and not self._closing:
+            await asyncio.sleep(_FALLBACK_INTERVAL)
+            client = self._live_client()
+            if client is None:
+                client = await self._any_client()
+            if client is None:
+                for pane_id in list(self._fallback):
+                    self._report_exit(pane_id, None)
+                return
+            try:
+                lines = await client.command(f"list-panes -a -F {quote(fmt)}")
+            except TmuxError as exc:
+                log.debug("liveness check failed: %s", exc)
+                continue
+            state = {}
+            for line in lines:
+                f = line.decode("ascii", "replace").split(_SEP)
+                if len(f) == 4:
+                    state[f[0]] = f
+            for pane_id in list(self._fallback):
+                f = state.get(pane_id)
+                if f is None:
+                    self._report_exit(pane_id, None)
+                elif f[1] == "1":
+                    status = _dead_status(f[2], f[3])
+                    if status is None and pane_id not in nudged:
+                        nudged.add(pane_id)  # reap it and read the status next round
+                        self._nudge_server()
+                        continue
+                    self._report_exit(pane_id, status)
+
+    # ================================================================ pane commands
+
+    async def _pane_command(self, pane_id: str, line: str, *, blocks: int = 1, retry: bool = True) -> list[bytes]:
+        """Run a command about ``pane_id`` on a control client; map missing targets to PaneGone."""
+        tracked = self._tracked.get(pane_id)
+        for attempt in range(2):
+            client = await self._any_client(tracked.session if tracked else None)
+            if client is None:
+                raise PaneGone(f"pane {pane_id} not found: no tmux sessions")
+            try:
+                return await client.command(line, blocks=blocks)
+            except ControlClientExited:
+                if attempt == 0 and retry:
+                    continue
+                raise
+            except TmuxError as exc:
+                if _is_missing(exc):
+                    raise PaneGone(str(exc)) from None
+                raise
+        raise AssertionError("unreachable")
+
+    async def _if_alive(self, pane_id: str, inner: str) -> None:
+        """Run ``inner`` only if ``pane_id`` exists and its process is alive, atomically in tmux.
+
+        tmux 3.3a segfaults on ``paste-buffer`` into a dead pane, so the liveness check
+        and the command must not be two separate steps.
+        """
+        if pane_id in self._reported:
+            raise PaneGone(f"pane {pane_id} has exited")
+        line = (
+            f"if-shell -F -t {quote(pane_id)} {quote('#{pane_dead}')} "
+            f"{quote('display-message -p ' + _DEAD_MARK)} {quote(inner)}"
+        )
+        try:
+            lines = await self._pane_command(pane_id, line, blocks=2, retry=False)
+        except ControlClientExited:
+            # Did it run? Find out whether the pane still lives, for the right error.
+            try:
+                dead, _ = await self._dead_state(pane_id)
+            except TmuxError:
+                raise PaneGone(f"pane {pane_id} is gone") from None
+            if dead:
+                raise PaneGone(f"pane {pane_id} has exited") from None
+            raise
+        if lines == [_DEAD_MARK.encode()]:
+            raise PaneGone(f"pane {pane_id} has exited")
+
+    # ================================================================ public API
+
+    async def new_window(
+        self,
+        session: str,
+        window_name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str],
+        cwd: str,
+    ) -> PaneInfo:
+        """Run ``argv`` (exec'd directly, no shell) in a new window of ``session``.
+
+        The session is created if needed (windows are ``default_size``). ``env`` is
+        added to the server's environment for this process; ``cwd`` must exist.
+        """
+        _check_name("session name", session, session=True)
+        _check_name("window name", window_name)
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise ValueError("argv must be a non-empty list of strings")
+        for key, value in env.items():
+            if not key or "=" in key or "\x00" in key or "\x00" in value:
+                raise ValueError(f"bad environment variable {key!r}")
+        cwd = os.path.abspath(cwd)
+        if not os.path.isdir(cwd):
+            raise TmuxError(f"no such directory: {cwd}")
+        # tmux runs a single-element command through `sh -c STRING`: keep it literal.
+        args = list(argv) if len(argv) > 1 else ["/bin/sh", "-c", 'exec "$0"', argv[0]]
+        parts = [
+            "new-window",
+            "-d",
+            "-P",
+            "-F",
+            quote(_NEW_FORMAT),
+            "-t",
+            quote(f"={session}:"),
+            "-n",
+            quote_format(window_name),
+            "-c",
+            quote_format(cwd),
+        ]
+        for key, value in env.items():
+            parts += ["-e", quote(f"{key}={value}")]
+        parts.append("--")
+        parts += [quote(a) for a in args]
+        line = " ".join(parts)
+
+        for attempt in range(2):
+            client = await self._ensure_client(session)
+            try:
+                lines = await client.command(line)
+                break
+            except ControlClientExited:
+                if attempt:
+                    raise
+                log.debug("session %r went away while creating a window; retrying", session)
+        fields = lines[0].decode("ascii", "replace").split(_SEP) if lines else []
+        if len(fields) != 3:
+            raise TmuxError(f"unexpected new-window reply: {lines!r}")
+        pane_id, pid_s, window_id = fields
+        pid = int(pid_s)
+        self._tracked[pane_id] = _Tracked(session, window_id, pid)
+        self._window_pane[window_id] = pane_id
+        self._watch(pane_id, pid)
+
+        w, h = self.default_size
+        cmds = [
+            # pins the size and sets window-size manual for this window only
+            client.command(f"resize-window -t {quote(window_id)} -x {w} -y {h}"),
+            client.command(f"display-message -p -t {quote(pane_id)} {quote(_DEAD_FORMAT)}"),
+        ]
+        placeholder = self._placeholders.pop(session, None)
+        if placeholder is not None:
+            cmds.append(client.command(f"kill-window -t {quote(placeholder)}"))
+        results = await asyncio.gather(*cmds, return_exceptions=True)
+        if isinstance(results[0], BaseException):
+            log.warning("resize-window %s failed: %s", window_id, results[0])
+        state = results[1]
+        if not isinstance(state, BaseException) and state and state[0].startswith(b"1"):
+            # exited before we watched it (pidfd may refer to a recycled pid)
+            self._unwatch(pane_id)
+            self._spawn_task(self._confirm_exit(pane_id))
+        return PaneInfo(
+            pane_id=pane_id,
+            window_id=window_id,
+            session=session,
+            window_name=window_name,
+            pid=pid,
+            dead=False,
+            dead_status=None,
+        )
+
+    async def paste_text(self, pane_id: str, text: str, *, bracketed: bool = True) -> None:
+        """Paste ``text`` byte-exact into the pane (bracketed if the app asked for it).
+
+        The text goes to tmux on the stdin of ``tmux load-buffer``, never as a command
+        argument. Raises :class:`PaneGone` for a dead or missing pane.
+        """
+        _check_pane_id(pane_id)
+        if pane_id in self._reported:
+            raise PaneGone(f"pane {pane_id} has exited")
+        data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
+        if not data:
+            dead, _ = await self._dead_state(pane_id)
+            if dead:
+                raise PaneGone(f"pane {pane_id} has exited")
+            return
+        name = f"{self._buffer_prefix}-{next(self._buffer_ids)}"
+        await self._load_buffer(name, data)
+        flags = "-p -d -r" if bracketed else "-d -r"
+        try:
+            await self._if_alive(pane_id, f"paste-buffer {flags} -b {name} -t {pane_id}")
+        except BaseException:
+            try:
+                client = self._live_client()
+                if client is not None:
+                    await client.command(f"delete-buffer -b {name}")
+            except (TmuxError, asyncio.CancelledError):
+                pass
+            raise
+
+    async def send_keys(self, pane_id: str, *keys: str) -> None:
+        """Press tmux keys (``"Enter"``, ``"Escape"``, ``"C-c"``). Raises :class:`PaneGone`."""
+        _check_pane_id(pane_id)
+        if not keys:
+            return
+        inner = f"send-keys -t {pane_id} " + " ".join(quote(k) for k in keys)
+        await self._if_alive(pane_id, inner)
+
+    async def capture(self, pane_id: str, *, history: bool = False) -> str:
+        """Plain text of the pane: the visible screen, or scrollback + screen with ``history``.
+
+        Wrapped lines are joined (``-J``); trailing spaces of each line and trailing
+        empty lines are removed. Works on a dead pane (remain-on-exit).
+        """
+        _check_pane_id(pane_id)
+        line = f"capture-pane -p -J -t {quote(pane_id)}"
+        if history:
+            line += " -S - -E -"
+        lines = [raw.decode("utf-8", "replace").rstrip() for raw in await self._pane_command(pane_id, line)]
+        while lines and not lines[-1]:
+            lines.pop()
+        return "\n".join(lines)
+
+    async def kill_window(self, pane_id: str) -> None:
+        """Kill the pane's window (and its process). No error if it is already gone.
+
+        No exit event is reported for a window we kill.
+        """
+        _check_pane_id(pane_id)
+        self._suppressed.add(pane_id)
+        self._unwatch(pane_id)
+        tracked = self._tracked.pop(pane_id, None)
+        if tracked is not None:
+            self._window_pane.pop(tracked.window_id, None)
+        try:
+            await self._pane_command(pane_id, f"kill-window -t {quote(pane_id)}")
+        except (PaneGone, ControlClientExited):
+            pass
+
+    async def _query_panes(self) -> list[PaneInfo]:
+        client = await self._any_client()
+        if client is None:
+            return []
+        try:
+            lines = await client.command(f"list-panes -a -F {quote(_PANE_FORMAT)}")
+        except ControlClientExited:
+            client = await self._any_client()
+            if client is None:
+                return []
+            lines = await client.command(f"list-panes -a -F {quote(_PANE_FORMAT)}")
+        panes: list[PaneInfo] = []
+        for raw in lines:
+            f = raw.decode("utf-8", "replace").split(_SEP, 7)
+            if len(f) != 8 or f[7] == PLACEHOLDER_WINDOW:
+                continue
+            dead = f[3] == "1"
+            try:
+                pid = int(f[2])
+            except ValueError:
+                pid = 0
+            panes.append(
+                PaneInfo(
+                    pane_id=f[0],
+                    window_id=f[1],
+                    session=f[6],
+                    window_name=f[7],
+                    pid=pid,
+                    dead=dead,
+                    dead_status=_dead_status(f[4], f[5]) if dead else None,
+                )
+            )
+        return panes
+
+    async def list_panes(self) -> list[PaneInfo]:
+        """All panes on our server, all sessions (placeholder windows excluded).
+
+        Also adopts what it finds: live panes get an exit watcher, and every session
+        gets a control client (output events), so a restarted sidecar can pick up the
+        agents a previous one left running.
+        """
+        panes = await self._query_panes()
+        if any(p.dead and p.dead_status is None for p in panes):
+            self._nudge_server()  # see _nudge_server: let tmux reap, then look again
+            await asyncio.sleep(0.01)
+            panes = await self._query_panes()
+        sessions = set()
+        for pane in panes:
+            sessions.add(pane.session)
+            if pane.pane_id in self._suppressed:
+                continue
+            if pane.pane_id not in self._tracked:
+                self._tracked[pane.pane_id] = _Tracked(pane.session, pane.window_id, pane.pid)
+                self._window_pane[pane.window_id] = pane.pane_id
+            if not pane.dead and pane.pid > 0:
+                self._watch(pane.pane_id, pane.pid)
+        missing = [s for s in sessions if not (s in self._clients and self._clients[s].alive)]
+        if missing:
+            results = await asyncio.gather(*(self._ensure_client(s) for s in missing), return_exceptions=True)
+            for name, result in zip(missing, results):
+                if isinstance(result, BaseException):
+                    log.warning("cannot attach to session %r: %s", name, result)
+        return panes
+
+    async def close(self) -> None:
+        """Stop our control clients and watchers. The server and its windows keep running."""
+        self._closing = True
+        for pane_id in list(self._pidfds):
+            self._unwatch(pane_id)
+        self._fallback.clear()
+        if self._fallback_task is not None:
+            self._fallback_task.cancel()
+            self._fallback_task = None
+        for task in list(self._tasks):
+            task.cancel()
+        clients = list(self._clients.values())
+        self._clients.clear()
+        self._placeholders.clear()
+        if clients:
+            await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self._tracked.clear()
+        self._window_pane.clear()
+        self._started = False
+        self._closing = False
+
+    async def kill_server(self) -> None:
+        """Kill the tmux server (all windows) and remove its socket file."""
+        await self.close()
+        try:
+            rc, _out, err = await self._run_tmux(["kill-server"])
+            if rc != 0:
+                log.debug("kill-server: %s", err)
+        finally:
+            try:
+                os.unlink(self._socket_path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.debug("cannot remove %s: %s", self._socket_path, exc)
