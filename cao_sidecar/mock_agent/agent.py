@@ -370,6 +370,7 @@ class Agent:
         import json  # first use only: keeps startup lean
 
         record = {"type": kind} if text is None else {"type": kind, "text": text}
+        record["at"] = time.time()
         line = json.dumps(record, ensure_ascii=False)
         # Line separators that str.splitlines() would split on, escaped (valid JSON either way).
         line = line.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").replace("\x85", "\\u0085")
