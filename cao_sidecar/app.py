@@ -1,4 +1,9 @@
-"""Wires the process together: the core, the editor face on stdio, one event loop."""
+"""Wires the process together: the core, the editor face on stdio, the agent face, one loop.
+
+Start-up order matters for how fast an editor sees us: answer `initialize` first (light
+imports only), then load pygls and start the core (tmux), then — in a thread — import the MCP
+SDK and start the agent face. Agents are launched only once the agent face is up.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,17 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any, Optional
 
 from cao_sidecar import paths
-from cao_sidecar.agent_face.http import AgentFace
-from cao_sidecar.core.orchestrator import Orchestrator
-from cao_sidecar.editor.server import build_server, connect_notifications
-from cao_sidecar.editor.transport import MessageReader, PipeWriter, open_stdin_reader, take_stdout_for_protocol
-from cao_sidecar.profiles.catalog import ProfileCatalog
-from cao_sidecar.terminal.tmux import TmuxServer
+from cao_sidecar.editor import handshake
+from cao_sidecar.editor.transport import (
+    SERVER_NOT_INITIALIZED,
+    MessageReader,
+    PipeWriter,
+    open_stdin_reader,
+    take_stdout_for_protocol,
+)
 
 log = logging.getLogger("cao_sidecar")
 
@@ -31,7 +39,11 @@ def configure_logging(level: str) -> None:
         logging.getLogger("pygls").setLevel(logging.WARNING)
 
 
-async def start_core(*, tmux_socket: str, session: str, workspace: Path) -> Orchestrator:
+async def start_core(*, tmux_socket: str, session: str, workspace: Path) -> Any:
+    from cao_sidecar.core.orchestrator import Orchestrator
+    from cao_sidecar.profiles.catalog import ProfileCatalog
+    from cao_sidecar.terminal.tmux import TmuxServer
+
     state = paths.ensure_private_dir(paths.state_dir())
     catalog = ProfileCatalog(workspace_dirs=[workspace / ".cao" / "agents"], user_dir=paths.user_profiles_dir())
     core = Orchestrator(
@@ -45,33 +57,55 @@ async def start_core(*, tmux_socket: str, session: str, workspace: Path) -> Orch
     return core
 
 
+async def _handshake(reader: MessageReader) -> Optional[dict[str, Any]]:
+    """Wait for `initialize` and answer it. Returns the message, or None at end of input/exit."""
+    while (message := await reader.next_message()) is not None:
+        method = message.get("method")
+        if method == "initialize" and "id" in message:
+            reader.send({"jsonrpc": "2.0", "id": message["id"], "result": handshake.initialize_result()})
+            return message
+        if method == "exit":
+            return None
+        if "id" in message and method is not None:
+            reader.send_error(message["id"], SERVER_NOT_INITIALIZED, "send 'initialize' first")
+    return None
+
+
 async def serve_stdio(*, tmux_socket: str, session: str) -> int:
     protocol_out = take_stdout_for_protocol()
     loop = asyncio.get_running_loop()
-    core_ready: asyncio.Future[Orchestrator] = loop.create_future()
-    server = build_server(core_ready)
     writer = PipeWriter(protocol_out)
     await writer.connect()
-    server.protocol.set_writer(writer)
+    reader = MessageReader(await open_stdin_reader(sys.stdin.buffer), writer)
 
-    agent_face: AgentFace | None = None
+    initialize = await _handshake(reader)
+    if initialize is None:
+        writer.close()
+        return 0
+    workspace = Path(handshake.workspace_root(initialize.get("params")) or os.getcwd())
+
+    from cao_sidecar.agent_face.http import AgentFace
+    from cao_sidecar.editor.server import build_server, connect_notifications
+
+    core_ready: asyncio.Future[Any] = loop.create_future()
+    server = build_server(core_ready)
+    server.protocol.set_writer(writer)
+    # pygls sees the initialize too (client capabilities, its own state), but must not answer it.
+    server.protocol.answered_initialize_id = initialize["id"]
+    reader.dispatch(server.protocol, initialize)
+    agent_face: Optional[AgentFace] = None
 
     async def boot() -> None:
         nonlocal agent_face
         try:
-            workspace = Path(server.workspace_root or os.getcwd())
             core = await start_core(tmux_socket=tmux_socket, session=session, workspace=workspace)
         except Exception as exc:  # noqa: BLE001 - reported to every cao/* request
             log.exception("the orchestration core failed to start")
             core_ready.set_exception(exc)
             return
         connect_notifications(server, core)
-        if server.workspace_root:
-            core.default_cwd = server.workspace_root
         core_ready.set_result(core)
-        # The MCP SDK takes about a second to import: do it in a thread after `initialize` was
-        # answered, so neither the editor's handshake nor the event loop waits for it.
-        await server.initialized.wait()
+        # The MCP SDK takes about a second to import: a thread keeps the event loop serving.
         await loop.run_in_executor(None, importlib.import_module, "cao_sidecar.agent_face.tools")
         agent_face = AgentFace(core, core.state_dir / f"mcp-{os.getpid()}.sock")
         try:
@@ -81,10 +115,9 @@ async def serve_stdio(*, tmux_socket: str, session: str) -> int:
         core.agents_may_start.set()
 
     boot_task = loop.create_task(boot())
-    reader = MessageReader(await open_stdin_reader(sys.stdin.buffer), server.protocol)
     code = 0
     try:
-        await reader.run()
+        await reader.run(server.protocol)
     except SystemExit as exc:  # the LSP `exit` notification
         code = exc.code if isinstance(exc.code, int) else 0
     finally:

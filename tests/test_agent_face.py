@@ -261,3 +261,23 @@ async def test_stdio_bridge_forwards_with_the_callers_identity(client):
     proc.stdin.close()
     await asyncio.wait_for(proc.wait(), 10)
     await request(client, "cao/terminate", {"terminalId": me})
+
+
+async def test_sender_learns_when_its_message_can_never_be_delivered(client):
+    sender = await spawn(client)
+    receiver = await spawn(client, "mock_developer")
+    busy = asyncio.ensure_future(request(client, "cao/handoff", {"terminalId": receiver, "message": "sleep 5 never"}))
+    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == receiver and p["status"] == "processing")
+    result = await request(client, "cao/handoff", {"terminalId": sender, "message": f"send {receiver} are you there"})
+    message_id = result["output"].split()[1]
+    assert "queued" in result["output"]
+    await request(client, "cao/terminate", {"terminalId": receiver})
+    with pytest.raises(Exception):
+        await busy
+
+    def notice():
+        return [r["text"] for r in transcript(sender) if r["type"] == "user" and "was not delivered" in r["text"]]
+
+    texts = await wait_until(notice)
+    assert message_id in texts[0] and receiver in texts[0]
+    await request(client, "cao/terminate", {"terminalId": sender})

@@ -88,7 +88,9 @@ class AgentFace:
         from cao_sidecar.agent_face.tools import build_mcp_server
 
         mcp = build_mcp_server(self._core, self.caller_of)
-        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets of a listener
+        # created with it, and without it keep-alive clients wait ~40 ms per call (Nagle + delayed ACK).
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         tcp.bind(("127.0.0.1", 0))
         port = tcp.getsockname()[1]

@@ -95,7 +95,7 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
             if receiver is caller:
                 raise ToolError("you cannot send a message to yourself")
             message_id, state = await core.send_message(
-                receiver.terminal_id, message, sender=f"{caller.profile.name} {caller.terminal_id}"
+                receiver.terminal_id, message, sender=f"{caller.profile.name} {caller.terminal_id}", sender_agent=caller
             )
         except CaoError as exc:
             raise ToolError(_error_text(exc)) from None

@@ -498,8 +498,14 @@ class Orchestrator:
         if not keep and agent.terminal_id in self.agents:
             await self.teardown(agent)
 
-    async def send_message(self, terminal_id: str, message: str, sender: str | None = None) -> tuple[str, str]:
-        """Queue `message` for an agent; returns (message id, 'delivered' | 'queued')."""
+    async def send_message(
+        self, terminal_id: str, message: str, sender: str | None = None, sender_agent: Agent | None = None
+    ) -> tuple[str, str]:
+        """Queue `message` for an agent; returns (message id, 'delivered' | 'queued').
+
+        If it can never be delivered (the receiver exits first) the store marks it failed and a
+        sending agent is told so in its own inbox.
+        """
         agent = self.get_agent(terminal_id)
         if not agent.alive:
             raise AgentExited("agent has exited", terminalId=terminal_id, screenTail=agent.screen_tail())
@@ -509,10 +515,23 @@ class Orchestrator:
         inbox = self._inboxes[terminal_id]
         immediate = inbox.can_deliver_now()
         delivery = inbox.put(text, sender)
+        if sender_agent is not None:
+            delivery.sent.add_done_callback(
+                lambda sent: self._report_undelivered(sender_agent, agent, delivery.message_id, sent)
+            )
         if immediate:
             await asyncio.shield(delivery.sent)  # raises if typing failed
             return delivery.message_id, "delivered"
         return delivery.message_id, "queued"
+
+    def _report_undelivered(self, sender: Agent, receiver: Agent, message_id: str, sent: asyncio.Future[Turn]) -> None:
+        if sent.cancelled() or sent.exception() is None or not sender.alive or sender.terminal_id not in self._inboxes:
+            return
+        notice = (
+            f"your message {message_id} to {receiver.profile.name} ({receiver.terminal_id}) was not delivered: "
+            f"{sent.exception()}"
+        )
+        self._inboxes[sender.terminal_id].put(f"[message from cao-sidecar] {notice}", "cao-sidecar")
 
     # ---- teardown -----------------------------------------------------------------------------
 

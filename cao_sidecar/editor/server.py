@@ -9,21 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any, Awaitable, Callable, Optional
-from urllib.parse import unquote, urlparse
 
 import attrs
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, default_converter
-from pygls.protocol.language_server import lsp_method
 
-from cao_sidecar import PROTOCOL_VERSION, __version__, wire
+from cao_sidecar import __version__, wire
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.orchestrator import Orchestrator, WorkerOutcome
 from cao_sidecar.core.status import AgentStatus
-from cao_sidecar.providers import provider_names
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +66,15 @@ class CaoProtocol(LanguageServerProtocol):
             return self._converter.structure(data, cls)
         return super().structure_message(data)
 
-    @lsp_method(types.INITIALIZE)
-    def lsp_initialize(self, params: types.InitializeParams):  # type: ignore[override]
-        result = yield from super().lsp_initialize(params)
-        result.capabilities.experimental = {
-            "cao": {
-                "protocolVersion": PROTOCOL_VERSION,
-                "methods": sorted(wire.METHODS),
-                "notifications": sorted(wire.NOTIFICATIONS),
-                "providers": provider_names(),
-            }
-        }
-        return result
+    # The id of an `initialize` the sidecar already answered itself (editor.handshake); pygls
+    # still processes it for its own state, but its answer must not go out a second time.
+    answered_initialize_id: Any = None
+
+    def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:  # type: ignore[override]
+        if msg_id is not None and msg_id == self.answered_initialize_id:
+            self.answered_initialize_id = None
+            return
+        super()._send_response(msg_id, result, error)
 
 
 class CaoLanguageServer(LanguageServer):
@@ -91,8 +85,6 @@ class CaoLanguageServer(LanguageServer):
             "cao-sidecar", __version__, protocol_cls=CaoProtocol, converter_factory=_make_converter
         )
         self.core_ready = core_ready
-        self.workspace_root: Optional[str] = None
-        self.initialized = asyncio.Event()  # set once `initialize` has been answered
 
     async def core(self) -> Orchestrator:
         return await asyncio.shield(self.core_ready)
@@ -142,27 +134,8 @@ def _agent_info(agent: Agent) -> wire.AgentInfo:
     )
 
 
-def _root_path(params: types.InitializeParams) -> Optional[str]:
-    uri = params.root_uri
-    if not uri and params.workspace_folders:
-        uri = params.workspace_folders[0].uri
-    if uri:
-        parsed = urlparse(uri)
-        if parsed.scheme == "file":
-            return unquote(parsed.path)
-    return params.root_path
-
-
 def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServer:
     server = CaoLanguageServer(core_ready)
-
-    @server.feature(types.INITIALIZE)
-    def on_initialize(ls: CaoLanguageServer, params: types.InitializeParams) -> None:
-        ls.workspace_root = _root_path(params)
-        if ls.core_ready.done() and not ls.core_ready.exception() and ls.workspace_root:
-            ls.core_ready.result().default_cwd = ls.workspace_root
-        # The answer is written right after this handler returns, in the same loop step.
-        asyncio.get_running_loop().call_soon(ls.initialized.set)
 
     @_cao_method(server, "cao/spawn")
     async def spawn(ls: CaoLanguageServer, p: wire.SpawnParams) -> wire.SpawnResult:
@@ -288,7 +261,9 @@ class _HandoffProgress:
 
     def __init__(self, ls: CaoLanguageServer, token: wire.ProgressToken | None) -> None:
         self._ls = ls
-        self._token = token
+        # Only for clients that said they show progress (eglot does not, and drops it silently).
+        window = getattr(getattr(ls.protocol, "client_capabilities", None), "window", None)
+        self._token = token if window is not None and window.work_done_progress else None
         self._terminal_id: Optional[str] = None
 
     def begin(self, agent: Agent) -> None:

@@ -1,7 +1,8 @@
 """LSP base protocol over stdio, hardened: Content-Length framing in, responses out.
 
 pygls's own reader drops requests it cannot parse without answering, so we frame and vet each
-message here and hand only well-formed JSON-RPC envelopes to pygls. Every bad input gets the
+message here and hand only well-formed JSON-RPC envelopes to pygls. This module does not import
+pygls: the handshake is answered before pygls has loaded. Every bad input gets the
 JSON-RPC error the spec names (or is dropped where the spec says so) and the next message is read.
 """
 
@@ -14,9 +15,6 @@ import os
 import stat
 import sys
 from typing import Any, BinaryIO
-
-from pygls.exceptions import JsonRpcException
-from pygls.protocol import JsonRPCProtocol
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +73,23 @@ async def open_stdin_reader(stdin: BinaryIO) -> asyncio.StreamReader:
 
 
 class MessageReader:
-    """Reads framed messages and dispatches them to a pygls protocol."""
+    """Reads framed messages, vets their JSON-RPC envelope, and dispatches them to pygls.
 
-    def __init__(self, reader: asyncio.StreamReader, protocol: JsonRPCProtocol) -> None:
+    Framing and vetting need nothing from pygls, so the handshake can be answered while pygls
+    is still being imported (see app.serve_stdio).
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: PipeWriter) -> None:
         self._reader = reader
-        self._protocol = protocol
+        self._writer = writer
         self.initialized = False
 
-    def _send_error(self, msg_id: Any, code: int, message: str) -> None:
-        self._protocol._send_data({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
+    def send(self, message: dict[str, Any]) -> None:
+        body = json.dumps(message).encode()
+        self._writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def send_error(self, msg_id: Any, code: int, message: str) -> None:
+        self.send({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
 
     async def _read_line(self) -> bytes | None:
         try:
@@ -102,32 +108,40 @@ class MessageReader:
                 return
             length -= len(chunk)
 
-    async def run(self) -> None:
-        """Serve until end of input. `exit` surfaces as SystemExit from pygls."""
+    async def next_message(self) -> dict[str, Any] | None:
+        """The next well-formed JSON-RPC message, or None at end of input. Bad input on the way
+        is answered with the error the spec names, and skipped."""
+        while True:
+            body = await self._next_body()
+            if body is None:
+                return None
+            message = self._vet(body)
+            if message is not None:
+                return message
+
+    async def _next_body(self) -> bytes | None:
         content_length: int | None = None
         in_garbage = False
         while True:
             line = await self._read_line()
             if line is None:
-                return
+                return None
             stripped = line.strip()
             if not stripped:  # blank line: end of headers
                 if content_length is None:
                     if not in_garbage:
-                        self._send_error(None, PARSE_ERROR, "bad message: headers without 'Content-Length'")
+                        self.send_error(None, PARSE_ERROR, "bad message: headers without 'Content-Length'")
                     in_garbage = False
                     continue
                 length, content_length, in_garbage = content_length, None, False
                 if length > MAX_BODY_BYTES:
                     await self._skip(length)
-                    self._send_error(None, INVALID_REQUEST, f"message of {length} bytes exceeds the limit of {MAX_BODY_BYTES}")
+                    self.send_error(None, INVALID_REQUEST, f"message of {length} bytes exceeds the limit of {MAX_BODY_BYTES}")
                     continue
                 try:
-                    body = await self._reader.readexactly(length)
+                    return await self._reader.readexactly(length)
                 except asyncio.IncompleteReadError:
-                    return
-                self._dispatch(body)
-                continue
+                    return None
             # A header line. Garbage glued in front of a real header is cut off (and reported).
             at = stripped.lower().find(b"content-length:")
             if at > 0:
@@ -150,58 +164,72 @@ class MessageReader:
 
     def _report_garbage(self, already_reported: bool) -> None:
         if not already_reported:
-            self._send_error(None, PARSE_ERROR, "bad message header: expected 'Content-Length: N' lines then a blank line")
+            self.send_error(None, PARSE_ERROR, "bad message header: expected 'Content-Length: N' lines then a blank line")
 
-    def _dispatch(self, body: bytes) -> None:
+    def _vet(self, body: bytes) -> dict[str, Any] | None:
         try:
             message = json.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            self._send_error(None, PARSE_ERROR, f"parse error: {exc}")
-            return
+            self.send_error(None, PARSE_ERROR, f"parse error: {exc}")
+            return None
         if not isinstance(message, dict):
-            self._send_error(None, INVALID_REQUEST, "a message must be a JSON object (batches are not supported)")
-            return
+            self.send_error(None, INVALID_REQUEST, "a message must be a JSON object (batches are not supported)")
+            return None
         msg_id = message.get("id")
         has_id = "id" in message
         if has_id and (isinstance(msg_id, bool) or not isinstance(msg_id, (int, str))):
-            self._send_error(None, INVALID_REQUEST, "'id' must be an integer or a string")
-            return
+            self.send_error(None, INVALID_REQUEST, "'id' must be an integer or a string")
+            return None
         if message.get("jsonrpc") != "2.0":
             if has_id:
-                self._send_error(msg_id, INVALID_REQUEST, "'jsonrpc' must be \"2.0\"")
-            return
+                self.send_error(msg_id, INVALID_REQUEST, "'jsonrpc' must be \"2.0\"")
+            return None
         method = message.get("method")
         if "method" in message and not isinstance(method, str):
             if has_id:
-                self._send_error(msg_id, INVALID_REQUEST, "'method' must be a string")
-            return
+                self.send_error(msg_id, INVALID_REQUEST, "'method' must be a string")
+            return None
         if method is None and not has_id:
-            return  # neither request, notification nor response: nothing to answer
+            return None  # neither request, notification nor response: nothing to answer
         if method is not None and not self.initialized and method not in ("initialize", "exit"):
             if has_id:
-                self._send_error(msg_id, SERVER_NOT_INITIALIZED, "the server is not initialized: send 'initialize' first")
-            return
+                self.send_error(msg_id, SERVER_NOT_INITIALIZED, "the server is not initialized: send 'initialize' first")
+            return None
+        return message
+
+    def dispatch(self, protocol: Any, message: dict[str, Any]) -> None:
+        """Hand one vetted message to pygls. `exit` surfaces as SystemExit."""
+        from pygls.exceptions import JsonRpcException
+
+        msg_id = message.get("id")
+        method = message.get("method")
+        is_request = "id" in message and method is not None
         try:
-            structured = self._protocol.structure_message(message)
+            structured = protocol.structure_message(message)
         except JsonRpcException as exc:
-            if has_id and method is not None:
-                self._send_error(msg_id, exc.code, f"invalid params for '{method}'")
+            if is_request:
+                self.send_error(msg_id, exc.code, f"invalid params for '{method}'")
             return
         except Exception:  # noqa: BLE001
             log.exception("cannot structure message")
-            if has_id and method is not None:
-                self._send_error(msg_id, INVALID_REQUEST, "invalid request")
+            if is_request:
+                self.send_error(msg_id, INVALID_REQUEST, "invalid request")
             return
         if method == "initialize":
             self.initialized = True
         try:
-            self._protocol.handle_message(structured)
+            protocol.handle_message(structured)
         except SystemExit:
             raise
         except Exception:  # noqa: BLE001 - one bad message must not stop the server
             log.exception("failed to handle message")
-            if has_id and method is not None:
-                self._send_error(msg_id, -32603, "internal error")
+            if is_request:
+                self.send_error(msg_id, -32603, "internal error")
+
+    async def run(self, protocol: Any) -> None:
+        """Serve until end of input."""
+        while (message := await self.next_message()) is not None:
+            self.dispatch(protocol, message)
 
 
 def take_stdout_for_protocol() -> BinaryIO:

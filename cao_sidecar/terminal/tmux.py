@@ -521,11 +521,9 @@ class TmuxServer:
     async def _confirm_exit(self, pane_id: str) -> None:
         status: int | None = None
         dead = False
-        for n, delay in enumerate(_CONFIRM_DELAYS):
+        for delay in _CONFIRM_DELAYS:
             if delay:
                 await asyncio.sleep(delay)
-            if n >= 2:
-                self._nudge_server()
             if self._closing or pane_id in self._suppressed or pane_id in self._reported:
                 return
             try:
@@ -534,10 +532,14 @@ class TmuxServer:
                 log.debug("pane %s: exit status unknown: %s", pane_id, exc)
                 status = None
                 break
-            # pane_dead turns 1 when tmux closes the pty; the status arrives with SIGCHLD,
-            # which tmux may handle a moment later.
             if dead and status is not None:
                 break
+            if dead:
+                # pane_dead turns 1 when tmux closes the pty (its last output is read by
+                # then); the status comes with SIGCHLD, which tmux 3.3a sometimes misses.
+                # Never nudge before the pty is closed: reaping first makes tmux close the
+                # pty and drop output it has not read yet.
+                self._nudge_server()
         else:
             log.debug("pane %s: process exited but tmux shows no exit status (dead=%s)", pane_id, dead)
         self._report_exit(pane_id, status)

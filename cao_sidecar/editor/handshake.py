@@ -1,0 +1,47 @@
+"""The `initialize` answer, built without pygls so it can go out before pygls has loaded.
+
+Importing pygls and lsprotocol costs about 0.3 s; an editor waits for this answer before it
+shows anything, so the sidecar answers first and loads the rest afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+from urllib.parse import unquote, urlparse
+
+from cao_sidecar import PROTOCOL_VERSION, __version__
+
+
+def initialize_result() -> dict[str, Any]:
+    from cao_sidecar import wire
+    from cao_sidecar.providers import provider_names
+
+    return {
+        "capabilities": {
+            "experimental": {
+                "cao": {
+                    "protocolVersion": PROTOCOL_VERSION,
+                    "methods": sorted(wire.METHODS),
+                    "notifications": sorted(wire.NOTIFICATIONS),
+                    "providers": provider_names(),
+                }
+            }
+        },
+        "serverInfo": {"name": "cao-sidecar", "version": __version__},
+    }
+
+
+def workspace_root(params: Any) -> Optional[str]:
+    """The workspace root of raw `initialize` params: rootUri, else the first workspace
+    folder, else the deprecated rootPath. None when absent or not a local path."""
+    if not isinstance(params, dict):
+        return None
+    uri = params.get("rootUri")
+    folders = params.get("workspaceFolders")
+    if not isinstance(uri, str) and isinstance(folders, list) and folders and isinstance(folders[0], dict):
+        uri = folders[0].get("uri")
+    if isinstance(uri, str):
+        parsed = urlparse(uri)
+        return unquote(parsed.path) if parsed.scheme == "file" and parsed.path else None
+    root_path = params.get("rootPath")
+    return root_path if isinstance(root_path, str) and root_path else None
