@@ -24,6 +24,7 @@ import asyncio
 import collections
 import logging
 import os
+import signal
 from collections.abc import Callable, Sequence
 
 from .errors import ControlClientExited, TmuxError
@@ -283,17 +284,13 @@ class ControlClient:
         if not self._alive and self._exited.done():
             return
         self._alive = False
-        try:
-            await asyncio.wait_for(self._proc.wait(), 2.0)
-        except (asyncio.TimeoutError, ProcessLookupError):
-            self._kill()
-        except asyncio.CancelledError:
-            self._kill()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._stderr_task), 0.5)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            self._stderr_task.cancel()
+        # Let waiters go at once (EOF means no more replies), then reap the process.
         reason = self.exit_reason or "exited"
+        if self._on_exit is not None:
+            try:
+                self._on_exit(self)
+            except Exception:
+                log.exception("control client exit callback failed")
         while self._pending:
             p = self._pending.popleft()
             if not p.future.done():
@@ -301,19 +298,22 @@ class ControlClient:
         if not self._attached.done():
             self._attached.set_exception(ControlClientExited(f"tmux control client exited: {reason}"))
             self._attached.exception()  # retrieved: no "never retrieved" warning
+        try:
+            await asyncio.wait_for(self._proc.wait(), 2.0)
+        except (asyncio.TimeoutError, ProcessLookupError, asyncio.CancelledError):
+            self._kill()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._stderr_task), 0.5)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            self._stderr_task.cancel()
         if not self._exited.done():
             self._exited.set_result(None)
-        log.debug("control client %s (pid %s) gone: %s", self.label, self._proc.pid, reason)
-        if self._on_exit is not None:
-            try:
-                self._on_exit(self)
-            except Exception:
-                log.exception("control client exit callback failed")
+        log.debug("control client %s (pid %s) gone: %s", self.label, self._proc.pid, self.exit_reason or reason)
 
     def _kill(self) -> None:
         if self._proc.returncode is None:
             try:
-                os.kill(self._proc.pid, 9)
+                os.kill(self._proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 
