@@ -576,6 +576,10 @@ class Bench:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGKILL)
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, env=self.env)
+        # tmux may leave its socket file behind after kill-server.
+        tmpdir = Path(self.env.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+        with contextlib.suppress(OSError):
+            (tmpdir / self.socket).unlink()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -589,8 +593,15 @@ def main() -> int:
         return 2
     bench = Bench(args)
     t0 = time.monotonic()
+    failed = False
     try:
         asyncio.run(bench.run())
+    except (Exception, KeyboardInterrupt):
+        failed = True
+        import traceback
+
+        traceback.print_exc()
+        print("bench FAILED; the figures measured so far follow", file=sys.stderr)
     finally:
         bench.cleanup()
     wall = time.monotonic() - t0
@@ -601,7 +612,7 @@ def main() -> int:
               f"python {sys.version.split()[0]}, run took {wall:.0f} s")
         print()
         bench.report.print_table()
-    return 0
+    return 1 if failed else 0
 
 
 def _tmux_version() -> str:

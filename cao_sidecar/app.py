@@ -34,9 +34,11 @@ def configure_logging(level: str) -> None:
         level=getattr(logging, level.upper(), logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # pygls logs every message it sends at INFO; keep it quiet unless asked for debug.
+    # pygls logs every message it sends at INFO, and a traceback for every error answer (most
+    # are expected: unknown profile, timeout, ...). Our handlers log the unexpected ones.
     if level.upper() != "DEBUG":
         logging.getLogger("pygls").setLevel(logging.WARNING)
+        logging.getLogger("pygls.protocol.json_rpc").setLevel(logging.CRITICAL)
 
 
 async def start_core(*, tmux_socket: str, session: str, workspace: Path) -> Any:

@@ -43,7 +43,7 @@ READY_TIMEOUT = float(os.environ.get("CAO_READY_TIMEOUT", "30"))
 EXIT_GRACE_SECONDS = 2.0
 ENTER_RETRY_AFTER = (0.5, 1.5)  # seconds after sending: press Enter again if the turn never started
 # Environment passed through to agents so they find the same tools as the sidecar.
-PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "CAO_MOCK_DELAY_MS")
+PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "CAO_MOCK_DELAY_MS")
 
 
 @attrs.define

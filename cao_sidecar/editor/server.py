@@ -113,6 +113,11 @@ def _cao_method(server: CaoLanguageServer, method: str) -> Callable[[Handler], H
                 result = await fn(ls, params)
             except CaoError as exc:
                 raise _to_jsonrpc(exc) from None
+            except (JsonRpcException, asyncio.CancelledError):
+                raise
+            except Exception:
+                log.exception("%s failed", method)
+                raise
             return wire.unstructure(result)
 
         server.feature(method)(handler)
