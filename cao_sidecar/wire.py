@@ -33,6 +33,7 @@ class SpawnParams:
     working_directory: Optional[str] = None
     session: Optional[str] = None
     name: Optional[str] = None
+    timeout_seconds: Optional[float] = None  # how long to wait for the agent to be ready
 
 
 @attrs.define

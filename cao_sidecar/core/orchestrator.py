@@ -197,6 +197,7 @@ class Orchestrator:
                 CAO_SESSION=agent.session,
                 CAO_PROFILE=agent.profile.name,
             )
+            env.update(agent.profile.env)
             for hook in self._env_hooks:
                 env.update(hook(agent))
             spec = agent.provider.launch(

@@ -19,7 +19,7 @@ from pygls.protocol import LanguageServerProtocol, default_converter
 from cao_sidecar import __version__, wire
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.errors import CaoError
-from cao_sidecar.core.orchestrator import Orchestrator, WorkerOutcome
+from cao_sidecar.core.orchestrator import READY_TIMEOUT, Orchestrator, WorkerOutcome
 from cao_sidecar.core.status import AgentStatus
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,15 @@ def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServe
     @_cao_method(server, "cao/spawn")
     async def spawn(ls: CaoLanguageServer, p: wire.SpawnParams) -> wire.SpawnResult:
         core = await ls.core()
+        if p.timeout_seconds is not None and p.timeout_seconds <= 0:
+            raise JsonRpcInvalidParams("cao/spawn: field 'timeoutSeconds' must be positive")
         agent = await core.spawn(
-            p.profile, provider=p.provider, working_directory=p.working_directory, session=p.session, name=p.name
+            p.profile,
+            provider=p.provider,
+            working_directory=p.working_directory,
+            session=p.session,
+            name=p.name,
+            ready_timeout=p.timeout_seconds or READY_TIMEOUT,
         )
         return wire.SpawnResult(
             terminal_id=agent.terminal_id,

@@ -22,7 +22,10 @@ from cao_sidecar.mock_agent import screen
 from cao_sidecar.mock_agent.keys import ESC_TIMEOUT, InputParser
 from cao_sidecar.mock_agent.tasks import Task, parse_task
 
-USAGE = "usage: python -m cao_sidecar.mock_agent [--delay-ms MS] [--transcript PATH] [--profile NAME]"
+USAGE = (
+    "usage: python -m cao_sidecar.mock_agent [--delay-ms MS] [--transcript PATH] [--profile NAME]\n"
+    "environment: CAO_MOCK_STARTUP=dialog:TEXT (a question blocks the first prompt) or crash:TEXT (exit 1)"
+)
 
 IDLE = "idle"  # prompt, reading an input
 BUSY = "busy"  # a turn runs; inputs submitted now are queued
@@ -122,6 +125,7 @@ class Agent:
         self.dirty = False  # the input line needs a redraw
         self.out: list[str] = []  # screen output of this loop iteration
         self.exit_code: int | None = None
+        self.startup_dialog = False  # CAO_MOCK_STARTUP=dialog:TEXT: a question before the prompt
         self.parser = InputParser()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -136,7 +140,20 @@ class Agent:
 
     def run(self) -> int:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self.out.append(screen.banner(self.profile) + "\r\n\r\n" + screen.PROMPT + " ")
+        self.out.append(screen.banner(self.profile) + "\r\n\r\n")
+        startup = os.environ.get("CAO_MOCK_STARTUP", "")
+        kind, _, text = startup.partition(":")
+        if kind == "crash":  # like a CLI that cannot start (no credentials, bad flag)
+            self.out.append(error_line(text or "cannot start") + "\r\n")
+            self.flush()
+            return 1
+        if kind == "dialog":  # like a trust or login dialog that blocks the first prompt
+            self.startup_dialog = True
+            self.state = ASK
+            self.out.append(screen.block(screen.QUESTION_HEAD, text or "Do you trust this folder?"))
+            self.out.append(screen.ASK_PROMPT + " ")
+        else:
+            self.out.append(screen.PROMPT + " ")
         self.flush()
         last_input = 0.0
         fds = [self.in_fd, self.wake_r]
@@ -240,6 +257,11 @@ class Agent:
             return
         if not text.strip():  # an empty Enter does nothing (also not on the question line)
             self.dirty = True
+            return
+        if self.state == ASK and self.startup_dialog:
+            self.out.append(f"\r\x1b[K{screen.ASK_PROMPT} {screen.input_summary(text)}\r\n\r\n")
+            self.startup_dialog = False
+            self.to_prompt()
             return
         if self.state == ASK:
             self.out.append(f"\r\x1b[K{screen.ASK_PROMPT} {screen.input_summary(text)}\r\n")

@@ -28,6 +28,7 @@ class Profile:
     description: str = ""
     model: Optional[str] = None
     system_prompt: str = ""
+    env: dict[str, str] = attrs.field(factory=dict)  # added to the agent's environment
     source: str = "builtin"  # builtin | user | workspace
     path: Optional[Path] = None
     extra: dict[str, Any] = attrs.field(factory=dict)
@@ -56,13 +57,19 @@ def parse_profile(text: str, *, path: Path | None = None, source: str = "builtin
         raise ProfileError("'description' must be a string", line=2)
     if model is not None and not isinstance(model, str):
         raise ProfileError("'model' must be a string", line=2)
-    known = {"name", "provider", "description", "model"}
+    env = meta.get("env") or {}
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and k and "=" not in k and isinstance(v, (str, int, float)) for k, v in env.items()
+    ):
+        raise ProfileError("'env' must map variable names to string values", line=2)
+    known = {"name", "provider", "description", "model", "env"}
     return Profile(
         name=name,
         provider=provider,
         description=description.strip(),
         model=model,
         system_prompt=match.group(2).strip(),
+        env={k: str(v) for k, v in env.items()},
         source=source,
         path=path,
         extra={k: v for k, v in meta.items() if k not in known},
