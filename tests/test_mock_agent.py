@@ -137,12 +137,13 @@ class TmuxAgent:
 
     def records(self) -> list[dict]:
         try:
-            text = self.transcript.read_text(encoding="utf-8")
+            raw = self.transcript.read_bytes()
         except FileNotFoundError:
             return []
-        # Only complete lines: the agent may be in the middle of writing a long record. Fields
+        # Only complete lines: the agent may be in the middle of writing a long record (even in
+        # the middle of a multi-byte character), so the cut is made on bytes. Fields
         # other than type and text (a timestamp) are not compared here.
-        records = [json.loads(line) for line in text.split("\n")[:-1]]
+        records = [json.loads(line) for line in raw[: raw.rfind(b"\n") + 1].decode("utf-8").splitlines()]
         return [{k: v for k, v in r.items() if k in ("type", "text")} for r in records]
 
     def wait_records(self, count: int, timeout: float = 5.0) -> list[dict]:
