@@ -7,8 +7,9 @@ pytest-lsp) on its own tmux server, and drives real mock agents through the cao/
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
-import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from conftest import Sidecar, request, sidecar_config
+from conftest import Sidecar, kill_tmux, request, sidecar_config
 
 MOCK_PROFILES = ("mock_developer", "mock_reviewer", "mock_supervisor")
 
@@ -33,6 +34,9 @@ def new_sidecar(
     """A sidecar config on a fresh base dir; profile files are written before it starts."""
     base = Path(tempfile.mkdtemp(prefix=f"cao-e2e-{prefix}-"))
     config, sidecar = sidecar_config(base)
+    # Safety net for runs cut short: the fixtures kill their tmux server themselves.
+    atexit.register(shutil.rmtree, base, True)
+    atexit.register(kill_tmux, sidecar.socket)
     # server_env is the same dict object as sidecar.env: extend both at once.
     sidecar.env.update(extra_env or {})
     assert config.server_env is sidecar.env
@@ -174,10 +178,3 @@ def transcript(sidecar: Sidecar, terminal_id: str) -> list[dict[str, Any]]:
 async def spawn(client: LanguageClient, profile: str = "mock_developer", **params: Any) -> dict[str, Any]:
     return await request(client, "cao/spawn", {"profile": profile, **params})
 
-
-def statuses_after(sidecar: Sidecar, terminal_id: str, count: int) -> list[str]:
-    return sidecar.statuses(terminal_id)[count:]
-
-
-def env_or(name: str, default: str) -> str:
-    return os.environ.get(name, default)

@@ -1,10 +1,11 @@
 """End to end, editor face: cao/spawn and its errors, including agents that never get ready.
 
-Agents that never get ready: the mock agent cannot be told to hang at startup, so a second sidecar
-puts a `sitecustomize.py` on the PYTHONPATH its tmux server (and so its agents) inherit. It acts
-only in agent processes started from the profiles `e2e_stuck` (draws a trust dialog and waits
-forever, like a CLI stuck on a dialog) and `e2e_crash` (prints an error and exits 3, like a CLI
-that dies at startup). That sidecar also runs with CAO_READY_TIMEOUT=3 so "bounded time" is short.
+Agents that never get ready: the mock agent reads CAO_MOCK_STARTUP from its environment:
+`dialog:TEXT` (a question blocks the first prompt, like a CLI stuck on a trust dialog) or
+`crash:TEXT` (prints an error and exits 1, like a CLI that cannot start). Profiles may not set
+CAO_* variables, so two extra sidecars are started with it in their own environment, which their
+tmux server and so every agent they start inherit. The dialog one runs with CAO_READY_TIMEOUT=3,
+so the default "bounded time" is short.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from test_editor_common import (
     new_sidecar,
     pane_of,
     panes,
-    profile_text,
     rpc_error,
     spawn,
     terminate_all,
@@ -174,130 +174,147 @@ async def test_spawn_concurrently(client: LanguageClient, clean):
 
 # ---- agents that never get ready ---------------------------------------------------------------
 
-HOOK = '''
-import os, sys, time
-_profile = os.environ.get("CAO_PROFILE") if os.environ.get("CAO_TERMINAL_ID") else None
-if _profile == "e2e_stuck":
-    sys.stdout.write("Do you trust the files in this folder?\\r\\n\\r\\n> 1. Yes, proceed\\r\\n  2. No, exit\\r\\n")
-    sys.stdout.flush()
-    time.sleep(600)
-    os._exit(0)
-elif _profile == "e2e_crash":
-    sys.stdout.write("fatal: e2e agent cannot start (exit 3)\\r\\n")
-    sys.stdout.flush()
-    os._exit(3)
-'''
-
-HOOK_DIR = Path(tempfile.mkdtemp(prefix="cao-e2e-hook-"))
-(HOOK_DIR / "sitecustomize.py").write_text(HOOK, encoding="utf-8")
 READY_TIMEOUT = 3.0
+DIALOG = "Do you trust the files in this folder?"
+CRASH = "e2e agent cannot start"
 
-STUCK_CONFIG, STUCK = new_sidecar(
-    "stuck",
-    user_profiles={
-        "e2e_stuck.md": profile_text("e2e_stuck", "Hangs on a dialog at startup."),
-        "e2e_crash.md": profile_text("e2e_crash", "Exits at startup."),
-    },
+DIALOG_CONFIG, DIALOG_SIDECAR = new_sidecar(
+    "dialog", extra_env={"CAO_MOCK_STARTUP": f"dialog:{DIALOG}", "CAO_READY_TIMEOUT": str(READY_TIMEOUT)}
 )
-STUCK.env["PYTHONPATH"] = str(HOOK_DIR) + os.pathsep + STUCK.env["PYTHONPATH"]
-STUCK.env["CAO_READY_TIMEOUT"] = str(READY_TIMEOUT)
+CRASH_CONFIG, CRASH_SIDECAR = new_sidecar("crash", extra_env={"CAO_MOCK_STARTUP": f"crash:{CRASH}"})
 
 
-@pytest_lsp.fixture(config=STUCK_CONFIG, scope="module")
-async def stuck_client(lsp_client: LanguageClient):
-    await initialize(lsp_client, STUCK)
+@pytest_lsp.fixture(config=DIALOG_CONFIG, scope="module")
+async def dialog_client(lsp_client: LanguageClient):
+    await initialize(lsp_client, DIALOG_SIDECAR)
     yield
     await terminate_all(lsp_client)
     await lsp_client.shutdown_session()
-    kill_tmux(STUCK.socket)
+    kill_tmux(DIALOG_SIDECAR.socket)
 
 
-async def test_stuck_profiles_are_listed(stuck_client: LanguageClient):
-    names = {p["name"] for p in (await request(stuck_client, "cao/listProfiles", {}))["profiles"]}
-    assert {"e2e_stuck", "e2e_crash", "mock_developer"} <= names
-
-
-async def test_spawn_agent_that_never_gets_ready(stuck_client: LanguageClient):
-    started = time.monotonic()
-    exc = await rpc_error(request(stuck_client, "cao/spawn", {"profile": "e2e_stuck"}, timeout=READY_TIMEOUT + 10))
-    elapsed = time.monotonic() - started
-    assert exc.code == -31007, (exc.code, exc.message)
-    assert elapsed < READY_TIMEOUT + 4, f"took {elapsed:.1f}s with a ready timeout of {READY_TIMEOUT}s"
-    data = error_data(exc)
-    assert data.get("kind") == "agentNotReady"
-    tid = data.get("terminalId")
-    assert tid
-    assert "Do you trust the files in this folder?" in data.get("screenTail", "")
-    # Its window is removed and it is forgotten.
-    await eventually(lambda: window_gone(STUCK, tid), 5, what="window removed")
-    await eventually(lambda: _not_listed(stuck_client, tid), 5, what="agent forgotten")
-    assert STUCK.statuses(tid)[0] == "starting"
-    await eventually(lambda: STUCK.statuses(tid)[-1:] == ["exited"], 5, what="status exited")
-
-
-async def test_spawn_agent_that_exits_at_startup(stuck_client: LanguageClient):
-    started = time.monotonic()
-    exc = await rpc_error(request(stuck_client, "cao/spawn", {"profile": "e2e_crash"}, timeout=READY_TIMEOUT + 10))
-    elapsed = time.monotonic() - started
-    assert exc.code == -31006, (exc.code, exc.message)
-    assert elapsed < READY_TIMEOUT, f"an exited agent must be reported when it exits, took {elapsed:.1f}s"
-    data = error_data(exc)
-    assert data.get("kind") == "agentExited"
-    tid = data.get("terminalId")
-    assert tid
-    assert "fatal: e2e agent cannot start" in data.get("screenTail", "")
-    await eventually(lambda: window_gone(STUCK, tid), 5, what="window removed")
-    await eventually(lambda: _not_listed(stuck_client, tid), 5, what="agent forgotten")
-
-
-async def test_handoff_to_agent_that_never_gets_ready(stuck_client: LanguageClient):
-    started = time.monotonic()
-    exc = await rpc_error(
-        request(stuck_client, "cao/handoff", {"profile": "e2e_stuck", "message": "echo x"}, timeout=READY_TIMEOUT + 10)
-    )
-    elapsed = time.monotonic() - started
-    assert exc.code == -31007, (exc.code, exc.message)
-    assert elapsed < READY_TIMEOUT + 4
-    data = error_data(exc)
-    assert "Do you trust the files" in data.get("screenTail", "")
-    await eventually(lambda: window_gone(STUCK, data["terminalId"]), 5, what="window removed")
-
-
-async def test_cancel_spawn_removes_agent(stuck_client: LanguageClient):
-    """$/cancelRequest on a pending cao/spawn: answered -32800, the agent being started is removed."""
-    msg_id = "e2e-cancel-spawn"
-    future = stuck_client.protocol.send_request_async("cao/spawn", {"profile": "e2e_stuck"}, msg_id=msg_id)
-    note = await STUCK.wait_for(
-        "cao/agentStatus",
-        lambda p: p["profile"] == "e2e_stuck" and p["status"] == "starting" and not _seen_before(p),
-        5,
-    )
-    tid = note["terminalId"]
-    await eventually(lambda: pane_of(STUCK, tid), 5, what="the stuck agent's window")
-    stuck_client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
-    started = time.monotonic()
-    exc = await rpc_error(asyncio.wait_for(future, READY_TIMEOUT + 5))
-    assert exc.code == -32800
-    assert time.monotonic() - started < 2
-    await eventually(lambda: window_gone(STUCK, tid), 5, what="window removed")
-    await eventually(lambda: _not_listed(stuck_client, tid), 5, what="agent forgotten")
-
-
-async def test_sidecar_still_spawns_mock_agents(stuck_client: LanguageClient):
-    result = await request(stuck_client, "cao/spawn", {"profile": "mock_developer"})
-    assert result["status"] == "idle"
-    await request(stuck_client, "cao/terminate", {"terminalId": result["terminalId"]})
-
-
-_SEEN: set[str] = set()
-
-
-def _seen_before(params: dict) -> bool:
-    """Agents of earlier tests (their notifications are kept): not the one we wait for."""
-    return params["terminalId"] in _SEEN or params["terminalId"] in {
-        n["terminalId"] for n in STUCK.notifications["cao/agentStatus"] if n["status"] == "exited"
-    }
+@pytest_lsp.fixture(config=CRASH_CONFIG, scope="module")
+async def crash_client(lsp_client: LanguageClient):
+    await initialize(lsp_client, CRASH_SIDECAR)
+    yield
+    await terminate_all(lsp_client)
+    await lsp_client.shutdown_session()
+    kill_tmux(CRASH_SIDECAR.socket)
 
 
 async def _not_listed(client: LanguageClient, tid: str) -> bool:
     return tid not in await list_agents(client)
+
+
+async def removed(client: LanguageClient, sidecar, tid: str) -> None:
+    await eventually(lambda: window_gone(sidecar, tid), 5, what="window removed")
+    await eventually(lambda: _not_listed(client, tid), 5, what="agent forgotten")
+    await eventually(lambda: sidecar.statuses(tid)[-1:] == ["exited"], 5, what="status exited")
+
+
+async def test_spawn_agent_that_never_gets_ready_default_timeout(dialog_client: LanguageClient):
+    started = time.monotonic()
+    exc = await rpc_error(request(dialog_client, "cao/spawn", {"profile": "mock_developer"}, timeout=READY_TIMEOUT + 10))
+    elapsed = time.monotonic() - started
+    assert exc.code == -31007, (exc.code, exc.message)
+    assert elapsed < READY_TIMEOUT + 3, f"took {elapsed:.1f}s with a ready timeout of {READY_TIMEOUT}s"
+    data = error_data(exc)
+    assert data.get("kind") == "agentNotReady"
+    tid = data.get("terminalId")
+    assert tid
+    assert DIALOG in data.get("screenTail", "")
+    assert DIALOG_SIDECAR.statuses(tid)[0] == "starting"
+    assert "idle" not in DIALOG_SIDECAR.statuses(tid)
+    await removed(dialog_client, DIALOG_SIDECAR, tid)
+
+
+async def test_spawn_timeout_seconds(dialog_client: LanguageClient):
+    started = time.monotonic()
+    exc = await rpc_error(request(dialog_client, "cao/spawn", {"profile": "mock_developer", "timeoutSeconds": 1}))
+    elapsed = time.monotonic() - started
+    assert exc.code == -31007, (exc.code, exc.message)
+    assert elapsed < 1 + 2, f"took {elapsed:.1f}s with timeoutSeconds 1"
+    assert DIALOG in error_data(exc).get("screenTail", "")
+    await removed(dialog_client, DIALOG_SIDECAR, error_data(exc)["terminalId"])
+
+
+async def test_spawn_bad_timeout_seconds(dialog_client: LanguageClient):
+    for value in (0, -1, "10"):
+        exc = await rpc_error(spawn(dialog_client, timeoutSeconds=value))
+        assert exc.code == -32602, value
+        assert "timeoutSeconds" in exc.message
+    assert await list_agents(dialog_client) == {}
+
+
+async def test_handoff_to_worker_that_never_gets_ready(dialog_client: LanguageClient):
+    started = time.monotonic()
+    exc = await rpc_error(
+        request(
+            dialog_client,
+            "cao/handoff",
+            {"profile": "mock_developer", "message": "echo x", "timeoutSeconds": 30},
+            timeout=READY_TIMEOUT + 10,
+        )
+    )
+    elapsed = time.monotonic() - started
+    assert exc.code == -31007, (exc.code, exc.message)
+    assert elapsed < READY_TIMEOUT + 3
+    data = error_data(exc)
+    assert DIALOG in data.get("screenTail", "")
+    await removed(dialog_client, DIALOG_SIDECAR, data["terminalId"])
+
+
+async def test_cancel_spawn_removes_agent(dialog_client: LanguageClient):
+    """$/cancelRequest on a pending cao/spawn: answered -32800, the agent being started is removed."""
+    msg_id = "e2e-cancel-spawn"
+    known = {n["terminalId"] for n in DIALOG_SIDECAR.notifications["cao/agentStatus"]}
+    # (pytest-lsp's send_request_async is a coroutine: a task sends it now. pygls does not send
+    # $/cancelRequest when a request's future is cancelled, so the test sends it itself.)
+    future = asyncio.ensure_future(
+        dialog_client.protocol.send_request_async(
+            "cao/spawn", {"profile": "mock_developer", "timeoutSeconds": 30}, msg_id=msg_id
+        )
+    )
+    note = await DIALOG_SIDECAR.wait_for(
+        "cao/agentStatus", lambda p: p["status"] == "starting" and p["terminalId"] not in known, 5
+    )
+    tid = note["terminalId"]
+    await eventually(lambda: pane_of(DIALOG_SIDECAR, tid), 5, what="the stuck agent's window")
+    dialog_client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
+    started = time.monotonic()
+    exc = await rpc_error(asyncio.wait_for(future, 10))
+    assert exc.code == -32800
+    assert time.monotonic() - started < 2
+    await removed(dialog_client, DIALOG_SIDECAR, tid)
+
+
+async def test_spawn_agent_that_exits_at_startup(crash_client: LanguageClient):
+    started = time.monotonic()
+    exc = await rpc_error(request(crash_client, "cao/spawn", {"profile": "mock_developer"}, timeout=20))
+    elapsed = time.monotonic() - started
+    assert exc.code == -31006, (exc.code, exc.message)
+    assert elapsed < 5, f"an exited agent must be reported when it exits, took {elapsed:.1f}s"
+    data = error_data(exc)
+    assert data.get("kind") == "agentExited"
+    tid = data.get("terminalId")
+    assert tid
+    assert CRASH in data.get("screenTail", "")
+    await removed(crash_client, CRASH_SIDECAR, tid)
+
+
+async def test_handoff_to_worker_that_exits_at_startup(crash_client: LanguageClient):
+    started = time.monotonic()
+    exc = await rpc_error(
+        request(crash_client, "cao/handoff", {"profile": "mock_developer", "message": "echo x", "timeoutSeconds": 30})
+    )
+    assert exc.code == -31006, (exc.code, exc.message)
+    assert time.monotonic() - started < 3
+    assert CRASH in error_data(exc).get("screenTail", "")
+    await removed(crash_client, CRASH_SIDECAR, error_data(exc)["terminalId"])
+
+
+async def test_assign_worker_that_exits_at_startup(crash_client: LanguageClient):
+    tid = (await request(crash_client, "cao/assign", {"profile": "mock_developer", "message": "echo x"}))["terminalId"]
+    done = await CRASH_SIDECAR.wait_for("cao/workerCompleted", lambda p: p["terminalId"] == tid, 10)
+    assert done["status"] == "exited"
+    assert isinstance(done["error"], str) and done["error"]

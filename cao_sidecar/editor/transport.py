@@ -180,17 +180,17 @@ class MessageReader:
         if has_id and (isinstance(msg_id, bool) or not isinstance(msg_id, (int, str))):
             self.send_error(None, INVALID_REQUEST, "'id' must be an integer or a string")
             return None
+        # Invalid envelopes are answered with id null when they carry no usable id (JSON-RPC 2.0 §5).
         if message.get("jsonrpc") != "2.0":
-            if has_id:
-                self.send_error(msg_id, INVALID_REQUEST, "'jsonrpc' must be \"2.0\"")
+            self.send_error(msg_id, INVALID_REQUEST, "'jsonrpc' must be \"2.0\"")
             return None
         method = message.get("method")
         if "method" in message and not isinstance(method, str):
-            if has_id:
-                self.send_error(msg_id, INVALID_REQUEST, "'method' must be a string")
+            self.send_error(msg_id, INVALID_REQUEST, "'method' must be a string")
             return None
         if method is None and not has_id:
-            return None  # neither request, notification nor response: nothing to answer
+            self.send_error(None, INVALID_REQUEST, "neither a request, a notification nor a response")
+            return None
         if method is not None and not self.initialized and method not in ("initialize", "exit"):
             if has_id:
                 self.send_error(msg_id, SERVER_NOT_INITIALIZED, "the server is not initialized: send 'initialize' first")
