@@ -17,6 +17,7 @@ from pytest_lsp import LanguageClient
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from cao_sidecar.providers import mcp_config
 from conftest import initialize, kill_tmux, request, sidecar_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -232,12 +233,9 @@ async def test_requests_without_a_valid_credential_are_refused(client):
 async def test_stdio_bridge_forwards_with_the_callers_identity(client):
     me = await spawn(client)
     env = agent_environ(me)
-    bridge_env = {
-        "PATH": os.environ["PATH"],
-        "CAO_MCP_SOCKET": env["CAO_MCP_SOCKET"],
-        "CAO_MCP_TOKEN": env["CAO_MCP_TOKEN"],
-        "PYTHONPATH": SIDECAR.env["PYTHONPATH"],
-    }
+    # Started the way a stdio-only CLI's MCP config starts it (providers.mcp_config).
+    entry = mcp_config.stdio_bridge_entry(env["CAO_MCP_SOCKET"], agent_dir(me) / "credential")
+    bridge_env = {"PATH": os.environ["PATH"], "PYTHONPATH": SIDECAR.env["PYTHONPATH"]}
     assert Path(env["CAO_MCP_SOCKET"]).stat().st_mode & 0o777 == 0o600
     lines = [
         {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
@@ -245,8 +243,7 @@ async def test_stdio_bridge_forwards_with_the_callers_identity(client):
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_sessions", "arguments": {}}},
     ]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cao_sidecar", "mcp-bridge",
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=bridge_env,
+        entry["command"], *entry["args"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=bridge_env
     )
     assert proc.stdin and proc.stdout
     proc.stdin.write(json.dumps(lines[0]).encode() + b"\n")
