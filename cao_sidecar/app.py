@@ -46,7 +46,13 @@ async def start_core(*, tmux_socket: str, session: str, workspace: Path) -> Any:
     from cao_sidecar.profiles.catalog import ProfileCatalog
     from cao_sidecar.terminal.tmux import TmuxServer
 
+    from cao_sidecar.core.errors import CaoError
+
     state = paths.ensure_private_dir(paths.state_dir())
+    try:
+        paths.acquire_instance_lock(state, tmux_socket)  # held until the process ends
+    except paths.InstanceBusy as exc:
+        raise CaoError(str(exc)) from None
     catalog = ProfileCatalog(workspace_dirs=[workspace / ".cao" / "agents"], user_dir=paths.user_profiles_dir())
     core = Orchestrator(
         tmux=TmuxServer(tmux_socket),
@@ -87,7 +93,8 @@ async def serve_stdio(*, tmux_socket: str, session: str) -> int:
     workspace = Path(handshake.workspace_root(initialize.get("params")) or os.getcwd())
 
     from cao_sidecar.agent_face.http import AgentFace
-    from cao_sidecar.editor.server import build_server, connect_notifications
+    from cao_sidecar.editor.server import build_server, connect_live, connect_notifications
+    from cao_sidecar.profiles.live import start_live
 
     core_ready: asyncio.Future[Any] = loop.create_future()
     server = build_server(core_ready)
@@ -96,20 +103,27 @@ async def serve_stdio(*, tmux_socket: str, session: str) -> int:
     server.protocol.answered_initialize_id = initialize["id"]
     reader.dispatch(server.protocol, initialize)
     agent_face: Optional[AgentFace] = None
+    live: Any = None
 
     async def boot() -> None:
-        nonlocal agent_face
+        nonlocal agent_face, live
         try:
             core = await start_core(tmux_socket=tmux_socket, session=session, workspace=workspace)
         except Exception as exc:  # noqa: BLE001 - reported to every cao/* request
             log.exception("the orchestration core failed to start")
             core_ready.set_exception(exc)
             return
+        # Profiles and flows: watched files, diagnostics, the flow scheduler (all folders).
+        live = await start_live(core, initialize.get("params"), workspace)
         connect_notifications(server, core)
+        if live is not None:
+            connect_live(server, live)
         core_ready.set_result(core)
         # The MCP SDK takes about a second to import: a thread keeps the event loop serving.
         await loop.run_in_executor(None, importlib.import_module, "cao_sidecar.agent_face.tools")
-        agent_face = AgentFace(core, core.state_dir / f"mcp-{os.getpid()}.sock")
+        # Stable per tmux socket, so agents adopted after a restart still reach us (their
+        # environment holds the address they were started with).
+        agent_face = AgentFace(core, core.state_dir / f"mcp-{tmux_socket}.sock", core.state_dir / f"mcp-{tmux_socket}.port")
         try:
             await agent_face.start()
         except Exception:  # noqa: BLE001 - agents can still run, they just cannot delegate
@@ -124,6 +138,8 @@ async def serve_stdio(*, tmux_socket: str, session: str) -> int:
         code = exc.code if isinstance(exc.code, int) else 0
     finally:
         boot_task.cancel()
+        if live is not None:
+            await live.close()
         if agent_face is not None:
             await agent_face.close()
         if core_ready.done() and not core_ready.cancelled() and core_ready.exception() is None:

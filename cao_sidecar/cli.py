@@ -33,20 +33,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     bridge = sub.add_parser("mcp-bridge", help="stdio MCP endpoint for CLIs that only speak stdio")
     bridge.add_argument("args", nargs=argparse.REMAINDER)
+
+    explain = sub.add_parser("explain", help="status, deciding rule and answer a provider reads from a captured screen")
+    explain.add_argument("args", nargs=argparse.REMAINDER)  # parsed by cao_sidecar.providers.explain
+
+    from cao_sidecar.profiles.commands import add_parsers
+
+    add_parsers(sub, _add_common)  # `profiles ...` and `flows ...`
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "mock-agent":
-        from cao_sidecar.mock_agent.__main__ import main as mock_main
+    argv = sys.argv[1:] if argv is None else argv
+    # These two hand their own arguments over untouched (argparse would take their --options) and
+    # must start fast: agents run them, and a CLI waits on the bridge before its first tool call.
+    if argv[:1] == ["mock-agent"]:
+        from cao_sidecar.mock_agent.agent import main as mock_main
 
-        return mock_main(args.args)
-
-    if args.command == "mcp-bridge":
+        return mock_main(argv[1:])
+    if argv[:1] == ["mcp-bridge"]:
         from cao_sidecar.agent_face.bridge import main as bridge_main
 
-        return bridge_main(args.args)
+        return bridge_main(argv[1:])
+    if argv[:1] == ["explain"]:  # light: no server, no pygls/mcp imports
+        from cao_sidecar.providers.explain import main as explain_main
+
+        return explain_main(argv[1:])
+
+    args = build_parser().parse_args(argv)
 
     from cao_sidecar import paths
     from cao_sidecar.app import configure_logging
@@ -61,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         from cao_client.demo import run_demo
 
         return run_demo(args, socket)
+    if args.command == "profiles":
+        from cao_sidecar.profiles.commands import profiles_command
+
+        return profiles_command(args)
+    if args.command == "flows":
+        from cao_sidecar.profiles.commands import flows_command
+
+        return flows_command(args, socket)
 
     import asyncio
 

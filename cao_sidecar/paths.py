@@ -35,3 +35,29 @@ def tmux_socket_name(cli_value: str | None = None) -> str:
 def ensure_private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
+
+
+class InstanceBusy(RuntimeError):
+    """Another live sidecar already serves this tmux socket with this state directory."""
+
+
+def acquire_instance_lock(state: Path, tmux_socket: str) -> int:
+    """One sidecar per (state dir, tmux socket): two would adopt the same agents and type into
+    the same panes. The lock is a kernel flock, so it dies with its process (no stale locks).
+    Returns the lock's file descriptor, to be kept open for the life of the process."""
+    import fcntl
+
+    path = ensure_private_dir(state) / f"sidecar-{tmux_socket}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise InstanceBusy(
+            f"another cao-sidecar (pid {holder}) already serves tmux socket '{tmux_socket}' with state "
+            f"directory {state}; start this one with another --tmux-socket (or CAO_TMUX_SOCKET)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd

@@ -148,12 +148,99 @@ class ProfileInfo:
     name: str
     description: str
     provider: str
-    source: str
+    source: str  # "builtin", or the path of the profile's file
+    scope: Literal["workspace", "user", "builtin"] = "builtin"
+    path: Optional[str] = None
+    model: Optional[str] = None
+    tags: list[str] = attrs.Factory(list)
+    shadows: list[str] = attrs.Factory(list)  # files of the same name it hides, highest first
+    stale: bool = False  # its file has errors now; this is the last version that loaded
 
 
 @attrs.define
 class ListProfilesResult:
     profiles: list[ProfileInfo]
+
+
+@attrs.define
+class InstallProfileParams:
+    profile: str  # a path to a profile file, or the name of a known profile
+    overwrite: bool = False
+
+
+@attrs.define
+class InstallProfileResult:
+    name: str
+    path: str
+    replaced: bool
+    warnings: list[str] = attrs.Factory(list)
+
+
+FlowRunStatus = Literal["running", "completed", "failed", "skipped", "gate_failed"]
+
+
+@attrs.define
+class FlowRunInfo:
+    run_id: str
+    flow: str
+    trigger: Literal["schedule", "manual"]
+    status: FlowRunStatus
+    started_at: str
+    scheduled_at: Optional[str] = None
+    ended_at: Optional[str] = None
+    terminal_id: Optional[str] = None
+    output: Optional[str] = None
+    reason: Optional[str] = None
+
+
+@attrs.define
+class FlowInfo:
+    name: str
+    schedule: str
+    profile: str
+    enabled: bool
+    scope: Literal["workspace", "user"]
+    path: str
+    description: str = ""
+    provider: Optional[str] = None
+    working_directory: Optional[str] = None
+    has_gate: bool = False
+    next_run_at: Optional[str] = None
+    running: bool = False
+    last_run: Optional[FlowRunInfo] = None
+    shadows: list[str] = attrs.Factory(list)
+    stale: bool = False
+
+
+@attrs.define
+class ListFlowsParams:
+    pass
+
+
+@attrs.define
+class ListFlowsResult:
+    flows: list[FlowInfo]
+
+
+@attrs.define
+class RunFlowParams:
+    name: str
+
+
+@attrs.define
+class RunFlowResult:
+    run: FlowRunInfo
+
+
+@attrs.define
+class SetFlowEnabledParams:
+    name: str
+    enabled: bool
+
+
+@attrs.define
+class SetFlowEnabledResult:
+    flow: FlowInfo
 
 
 # ---- notifications -------------------------------------------------------------------------
@@ -177,6 +264,16 @@ class WorkerCompletedNotification:
     error: Optional[str] = None
 
 
+@attrs.define
+class ProfilesChangedNotification:
+    profiles: list[ProfileInfo]
+
+
+@attrs.define
+class FlowsChangedNotification:
+    flows: list[FlowInfo]
+
+
 # ---- method table --------------------------------------------------------------------------
 
 # method -> (params type, result type)
@@ -189,15 +286,21 @@ METHODS: dict[str, tuple[type, type]] = {
     "cao/getOutput": (GetOutputParams, GetOutputResult),
     "cao/terminate": (TerminateParams, TerminateResult),
     "cao/listProfiles": (ListProfilesParams, ListProfilesResult),
+    "cao/installProfile": (InstallProfileParams, InstallProfileResult),
+    "cao/listFlows": (ListFlowsParams, ListFlowsResult),
+    "cao/runFlow": (RunFlowParams, RunFlowResult),
+    "cao/setFlowEnabled": (SetFlowEnabledParams, SetFlowEnabledResult),
 }
 
 NOTIFICATIONS: dict[str, type] = {
     "cao/agentStatus": AgentStatusNotification,
     "cao/workerCompleted": WorkerCompletedNotification,
+    "cao/profilesChanged": ProfilesChangedNotification,
+    "cao/flowsChanged": FlowsChangedNotification,
 }
 
 # Inner types first: cattrs fixes how nested objects convert when the outer hook is made.
-WIRE_CLASSES: tuple[type, ...] = (AgentInfo, ProfileInfo) + tuple(
+WIRE_CLASSES: tuple[type, ...] = (AgentInfo, ProfileInfo, FlowRunInfo, FlowInfo) + tuple(
     {cls: None for pair in METHODS.values() for cls in pair}.keys()
 ) + tuple(NOTIFICATIONS.values())
 

@@ -212,6 +212,8 @@ MINIMAL_VALUES: dict[str, Any] = {
     "profile": "mock_developer",
     "message": "echo hi",
     "terminalId": "3f9c2a71",
+    "name": "nightly-review",
+    "enabled": True,
 }
 
 AGENT_INFO_JSON = {
@@ -409,6 +411,17 @@ def test_error_data_of_each_error_class_fits_the_schema(cls: type[errors.CaoErro
 # ---- realistic instances, unstructured -----------------------------------------------------
 
 S = AgentStatus
+_FLOW_RUN = wire.FlowRunInfo(
+    run_id="42", flow="nightly-review", trigger="schedule", status="completed",
+    started_at="2025-11-21T02:00:00.125+01:00", scheduled_at="2025-11-21T02:00:00+01:00",
+    ended_at="2025-11-21T02:04:10.500+01:00", terminal_id="5ad0b7c3", output="No new problems.",
+)
+_FLOW = wire.FlowInfo(
+    name="nightly-review", schedule="0 2 * * *", profile="reviewer", enabled=True, scope="workspace",
+    path="/home/ana/src/shop/.cao/flows/nightly-review.md", description="Review yesterday's commits.",
+    working_directory="/home/ana/src/shop", has_gate=True, next_run_at="2025-11-22T02:00:00+01:00",
+    last_run=_FLOW_RUN,
+)
 WIRE_EXAMPLES: dict[type, Any] = {
     wire.SpawnParams: wire.SpawnParams(
         profile="mock_developer", provider="mock", working_directory="/home/ana/src/shop",
@@ -474,6 +487,30 @@ WIRE_EXAMPLES: dict[type, Any] = {
             ),
         ]
     ),
+    wire.InstallProfileParams: wire.InstallProfileParams(profile="/home/ana/agents/dba.md", overwrite=True),
+    wire.InstallProfileResult: wire.InstallProfileResult(
+        name="dba", path="/home/ana/.config/cao-sidecar/agents/dba.md", replaced=False,
+        warnings=["line 5: unknown field 'colour' is ignored"],
+    ),
+    wire.FlowRunInfo: _FLOW_RUN,
+    wire.FlowInfo: _FLOW,
+    wire.ListFlowsParams: wire.ListFlowsParams(),
+    wire.ListFlowsResult: wire.ListFlowsResult(flows=[_FLOW]),
+    wire.RunFlowParams: wire.RunFlowParams(name="nightly-review"),
+    wire.RunFlowResult: wire.RunFlowResult(run=_FLOW_RUN),
+    wire.SetFlowEnabledParams: wire.SetFlowEnabledParams(name="nightly-review", enabled=False),
+    wire.SetFlowEnabledResult: wire.SetFlowEnabledResult(flow=_FLOW),
+    wire.ProfilesChangedNotification: wire.ProfilesChangedNotification(
+        profiles=[
+            wire.ProfileInfo(
+                name="reviewer", description="Reviews diffs.", provider="claude_code",
+                source="/home/ana/src/shop/.cao/agents/reviewer.md", scope="workspace",
+                path="/home/ana/src/shop/.cao/agents/reviewer.md", model="opus", tags=["review"],
+                shadows=["/usr/lib/python3/site-packages/cao_sidecar/agent_profiles/reviewer.md"], stale=True,
+            )
+        ]
+    ),
+    wire.FlowsChangedNotification: wire.FlowsChangedNotification(flows=[_FLOW]),
     wire.AgentStatusNotification: wire.AgentStatusNotification(
         terminal_id="5ad0b7c3", profile="mock_developer", status=S.PROCESSING,
         previous_status=S.IDLE, session="cao-shop",
@@ -504,6 +541,18 @@ WIRE_VARIANTS: list[Any] = [
     wire.WorkerCompletedNotification(
         terminal_id="5ad0b7c3", profile="mock_developer", status=S.COMPLETED, output="done: x"
     ),
+    wire.InstallProfileParams(profile="reviewer"),
+    wire.InstallProfileResult(name="reviewer", path="/home/ana/.config/cao-sidecar/agents/reviewer.md", replaced=True),
+    wire.FlowRunInfo(
+        run_id="7", flow="triage", trigger="manual", status="skipped",
+        started_at="2025-11-21T09:00:00.001+00:00", reason="the gate said no: nothing new",
+    ),
+    wire.FlowInfo(
+        name="triage", schedule="@hourly", profile="developer", enabled=False, scope="user",
+        path="/home/ana/.config/cao-sidecar/flows/triage.md",
+    ),
+    wire.ListFlowsResult(flows=[]),
+    wire.ProfilesChangedNotification(profiles=[]),
 ]
 
 

@@ -30,6 +30,16 @@ class CredentialStore:
             handle.write(token)
         return token
 
+    def adopt(self, terminal_id: str, agent_dir: Path) -> None:
+        """Accept again the token a previous sidecar gave this agent (from its 0600 file)."""
+        try:
+            token = (agent_dir / CREDENTIAL_FILE).read_text().strip()
+        except OSError:
+            return
+        if token:
+            self._by_token[token] = terminal_id
+            self._by_agent[terminal_id] = token
+
     def revoke(self, terminal_id: str) -> None:
         token = self._by_agent.pop(terminal_id, None)
         if token is not None:

@@ -56,10 +56,11 @@ async def _reply(send: Any, status: int, message: str, extra: Optional[dict[str,
 
 
 class AgentFace:
-    def __init__(self, core: Orchestrator, unix_socket_path: Path) -> None:
+    def __init__(self, core: Orchestrator, unix_socket_path: Path, port_file: Optional[Path] = None) -> None:
         self._core = core
         self.credentials = CredentialStore()
         self.unix_socket_path = unix_socket_path
+        self._port_file = port_file
         self.url: Optional[str] = None
         self._server: Any = None
         self._task: Optional[asyncio.Task[None]] = None
@@ -92,8 +93,13 @@ class AgentFace:
         # created with it, and without it keep-alive clients wait ~40 ms per call (Nagle + delayed ACK).
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        tcp.bind(("127.0.0.1", 0))
+        try:
+            tcp.bind(("127.0.0.1", self._previous_port()))
+        except OSError:  # taken by something else meanwhile
+            tcp.bind(("127.0.0.1", 0))
         port = tcp.getsockname()[1]
+        if self._port_file is not None:
+            self._port_file.write_text(str(port))
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
             allowed_hosts=[f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", "localhost"],
@@ -112,7 +118,7 @@ class AgentFace:
             os.umask(old_umask)
         os.chmod(self.unix_socket_path, 0o600)
         config = uvicorn.Config(
-            AuthMiddleware(app, self.credentials),
+            AuthMiddleware(self._hooks(app), self.credentials),
             log_config=None,
             access_log=False,
             lifespan="on",
@@ -130,8 +136,31 @@ class AgentFace:
             await asyncio.sleep(0.005)
         self.url = f"http://127.0.0.1:{port}{MCP_PATH}"
         self._core.add_env_hook(self.agent_env)
+        self.adopt_credentials()
         self._core.add_status_listener(self._on_status)
         log.info("MCP server on %s and %s", self.url, self.unix_socket_path)
+
+    def _previous_port(self) -> int:
+        """The port the last sidecar on this tmux socket used (0: none): agents adopted after a
+        restart call the URL they were started with."""
+        try:
+            port = int(self._port_file.read_text()) if self._port_file is not None else 0
+        except (OSError, ValueError):
+            return 0
+        return port if 1024 <= port <= 65535 else 0
+
+    def adopt_credentials(self) -> None:
+        """Take back the credentials of agents adopted from a previous sidecar."""
+        for agent in self._core.agents.values():
+            if agent.alive:
+                self.credentials.adopt(agent.terminal_id, agent.agent_dir)
+
+    def _hooks(self, app: Any) -> Any:
+        """`POST /hooks/<provider>`: CLI hooks and notify programs (agent_face/hooks.py)."""
+        from cao_sidecar.agent_face.hooks import HookEndpoint
+
+        self.hooks = HookEndpoint(app, self._core, self.credentials)
+        return self.hooks
 
     def _on_status(self, agent: Agent, _previous: object, status: object) -> None:
         if not agent.alive:

@@ -26,6 +26,7 @@ from cao_sidecar.providers.base import Provider
 class TurnResult:
     status: AgentStatus  # completed, error or exited
     screen: str
+    answer: Optional[str] = None  # the exact final answer when an event (hook) brought it
 
 
 @attrs.define(eq=False)
@@ -56,6 +57,9 @@ class Turn:
 
 StatusListener = Callable[["Agent", Optional[AgentStatus], AgentStatus], None]
 
+# After an event, screens may lag behind for a moment; their contradicting readings are ignored.
+EVENT_HOLD_SECONDS = 2.0
+
 
 @attrs.define(eq=False)
 class Agent:
@@ -73,6 +77,10 @@ class Agent:
     last_answer: Optional[str] = None
     turn: Optional[Turn] = None
     terminating: bool = False
+    # The CLI's own events (hooks, notify) report this agent's turns: see overruled_by_events.
+    events_active: bool = False
+    event_at: float = 0.0  # monotonic time of the last event
+    screen_fallback: Optional[asyncio.TimerHandle] = None
     _changed: asyncio.Event = attrs.field(factory=asyncio.Event)
 
     @property
@@ -104,6 +112,45 @@ class Agent:
                 return None, None
             if finished is not None:
                 status = finished.status
+        previous = self.status if status is not self.status else None
+        self.status = status
+        if previous is not None:
+            self._changed.set()
+            self._changed = asyncio.Event()
+        return previous, finished
+
+    def overruled_by_events(self, status: AgentStatus) -> bool:
+        """Events win: once the CLI's event source is active, a screen reading of a status that the
+        events report (idle counts as completed) does not change the status during a turn, nor
+        right after an event (a redraw can lag behind the hook). Dialogs and exits still count."""
+        if not self.events_active or status in (AgentStatus.WAITING_USER_ANSWER, AgentStatus.EXITED):
+            return False
+        covered: frozenset[AgentStatus] = getattr(self.provider, "event_statuses", frozenset())
+        if not (status in covered or (status is AgentStatus.IDLE and AgentStatus.COMPLETED in covered)):
+            return False
+        return self.turn is not None or time.monotonic() - self.event_at < EVENT_HOLD_SECONDS
+
+    def apply_event(
+        self, status: AgentStatus, answer: Optional[str] = None, confirmed: bool = False
+    ) -> tuple[Optional[AgentStatus], Optional[TurnResult]]:
+        """Record a status the CLI reported itself. It ends the current turn when the turn was seen
+        busy or the event names the turn's input (`confirmed`)."""
+        if self.status is AgentStatus.EXITED:
+            return None, None
+        self.events_active = True
+        self.event_at = time.monotonic()
+        finished = None
+        if self.turn is not None:
+            if status in (AgentStatus.PROCESSING, AgentStatus.WAITING_USER_ANSWER):
+                self.turn.seen_busy = True
+            elif status in (AgentStatus.COMPLETED, AgentStatus.ERROR, AgentStatus.IDLE):
+                if not (self.turn.seen_busy or confirmed):
+                    return None, None  # a late event of an earlier turn
+                if status is AgentStatus.IDLE:
+                    status = AgentStatus.COMPLETED
+                finished = TurnResult(status, self.screen, answer)
+        elif status is AgentStatus.COMPLETED and answer is not None:
+            self.last_answer = answer  # a turn the user started by typing into the window
         previous = self.status if status is not self.status else None
         self.status = status
         if previous is not None:

@@ -14,7 +14,7 @@ from typing import Awaitable, Callable, Optional
 import attrs
 
 from cao_sidecar.core.agent import Agent, Turn
-from cao_sidecar.storage.messages import MessageStore
+from cao_sidecar.storage.messages import MessageStore, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,13 @@ class Inbox:
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run())
         return delivery
+
+    def restore(self, stored: list[StoredMessage]) -> None:
+        """Queue messages a previous sidecar stored but never delivered, keeping their ids."""
+        for message in stored:
+            self._queue.append(Delivery(message.text, message.message_id, message.sender))
+        if self._queue and self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run())
 
     def fail_all(self, exc: BaseException) -> None:
         while self._queue:

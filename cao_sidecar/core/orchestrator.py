@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from pathlib import Path
 from typing import Awaitable, Callable, Optional
 
@@ -32,6 +33,7 @@ from cao_sidecar.core.inbox import Inbox
 from cao_sidecar.core.monitor import StatusMonitor
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.profiles.catalog import ProfileCatalog
+from cao_sidecar.storage.agents import AgentRecord, AgentStore, AssignRecord
 from cao_sidecar.storage.messages import MessageStore
 from cao_sidecar.providers import LaunchContext, get_provider
 from cao_sidecar.terminal.tmux import PaneGone, TmuxError, TmuxServer
@@ -41,6 +43,11 @@ log = logging.getLogger(__name__)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 READY_TIMEOUT = float(os.environ.get("CAO_READY_TIMEOUT", "30"))
 EXIT_GRACE_SECONDS = 2.0
+STARTUP_DIALOG_POLL = 0.25  # while a startup dialog shows, look at the screen this often
+STARTUP_DIALOG_REPEAT = 3.0  # answer the same dialog again if it is still there after this
+# With the CLI's events active, a turn the screen says is over but no event ended is taken from
+# the screen after this long (a lost hook must not hang a turn forever).
+EVENT_GRACE_SECONDS = float(os.environ.get("CAO_EVENT_GRACE", "15"))
 ENTER_RETRY_AFTER = (0.5, 1.5)  # seconds after sending: press Enter again if the turn never started
 # Environment passed through to agents so they find the same tools as the sidecar.
 PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "CAO_MOCK_DELAY_MS")
@@ -75,6 +82,7 @@ class Orchestrator:
         self.default_session = default_session
         self.agents: dict[str, Agent] = {}
         self.messages = MessageStore(state_dir / "state.db")
+        self.agent_store = AgentStore(self.messages.connection)
         self._inboxes: dict[str, Inbox] = {}
         self._status_listeners: list[StatusListener] = []
         self._completed_listeners: list[CompletedListener] = []
@@ -88,7 +96,11 @@ class Orchestrator:
     # ---- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start tmux, then adopt the agents a previous sidecar left running (core.recovery)."""
+        from cao_sidecar.core.recovery import adopt_agents
+
         await self.tmux.start()
+        await adopt_agents(self)
 
     async def close(self) -> None:
         """Stop watching. Agents keep running in tmux: they outlive the sidecar."""
@@ -156,7 +168,7 @@ class Orchestrator:
     ) -> Agent:
         """Validate a spawn request and register the agent (status starting). Nothing runs yet."""
         profile = self.catalog.get(profile_name)
-        provider_impl = get_provider(provider or profile.provider)
+        provider_impl = get_provider(provider or profile.provider, workspace=self.default_cwd)
         session = session or self.default_session
         if not NAME_PATTERN.match(session):
             raise InvalidRequest("field 'session' must be 1-64 letters, digits, '_' or '-'", field="session")
@@ -165,7 +177,7 @@ class Orchestrator:
                 raise InvalidRequest("field 'name' must be 1-64 letters, digits, '_' or '-'", field="name")
             if any(a.name == name and a.session == session and a.alive for a in self.agents.values()):
                 raise InvalidRequest(f"an agent named '{name}' already runs in session '{session}'", field="name")
-        cwd = os.path.abspath(os.path.expanduser(working_directory or self.default_cwd))
+        cwd = os.path.abspath(os.path.expanduser(working_directory or profile.working_directory or self.default_cwd))
         if not os.path.isdir(cwd):
             raise InvalidRequest(f"workingDirectory '{cwd}' is not a directory", field="workingDirectory")
         terminal_id = secrets.token_hex(4)
@@ -183,6 +195,22 @@ class Orchestrator:
         )
         self.agents[terminal_id] = agent
         self._inboxes[terminal_id] = Inbox(agent, self._send_input, self.messages)
+        self.agent_store.save(
+            AgentRecord(
+                terminal_id=terminal_id,
+                session=session,
+                profile=profile.name,
+                provider=provider_impl.name,
+                name=name,
+                working_directory=cwd,
+                agent_dir=str(agent_dir),
+                created_at=agent.created_at,
+                pane_id=None,
+                pid=None,
+                status=AgentStatus.STARTING.value,
+                last_answer=None,
+            )
+        )
         self._emit_status(agent, None, AgentStatus.STARTING)
         return agent
 
@@ -209,9 +237,12 @@ class Orchestrator:
                     model=agent.profile.model,
                     system_prompt=agent.profile.system_prompt,
                     env=env,
+                    options=dict(agent.profile.extra),
                 )
             )
             env.update(spec.env)
+            # The launch wired the CLI's own events (hooks, notify): they end its turns.
+            agent.events_active = spec.events
             window_name = agent.name or f"{agent.profile.name}-{agent.terminal_id}"
             try:
                 pane = await self.tmux.new_window(
@@ -220,6 +251,7 @@ class Orchestrator:
             except TmuxError as exc:
                 raise TerminalError(f"tmux could not start the agent: {exc}", terminalId=agent.terminal_id) from exc
             agent.pane_id = pane.pane_id
+            self.agent_store.update(agent.terminal_id, pane_id=pane.pane_id, pid=pane.pid)
             self._monitor.watch(agent)
             if pane.dead:
                 self._on_pane_exit(pane.pane_id, pane.dead_status)
@@ -236,6 +268,7 @@ class Orchestrator:
 
     async def _wait_ready(self, agent: Agent, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
+        answered: dict[str, float] = {}  # startup dialog rule → when we last answered it
         while True:
             if agent.status.accepts_input:
                 return
@@ -253,7 +286,40 @@ class Orchestrator:
                     terminalId=agent.terminal_id,
                     screenTail=agent.screen_tail(),
                 )
+            if agent.status is AgentStatus.WAITING_USER_ANSWER:
+                await self._answer_startup_dialog(agent, answered)
+                # A dialog can follow another without a status change: look again soon.
+                remaining = min(remaining, STARTUP_DIALOG_POLL)
             await agent.wait_change(remaining)
+
+    async def _answer_startup_dialog(self, agent: Agent, answered: dict[str, float]) -> None:
+        """Answer a startup dialog (trust, consent, update) with the keys the provider names, or
+        fail at once on one only the user can answer (login). Each dialog is answered again only
+        if it is still there a while later."""
+        action_of = getattr(agent.provider, "startup_action", None)
+        if action_of is None or agent.pane_id is None:
+            return
+        action = action_of(agent.screen, dict(agent.profile.extra))
+        if action is None:
+            return
+        if action.fail:
+            raise AgentNotReady(
+                f"agent '{agent.profile.name}' is stopped at a startup dialog ({action.rule}): {action.fail}",
+                terminalId=agent.terminal_id,
+                screenTail=agent.screen_tail(),
+            )
+        now = asyncio.get_running_loop().time()
+        if not action.keys or now - answered.get(action.rule, -1e9) < STARTUP_DIALOG_REPEAT:
+            return
+        if len(answered) >= 8 and action.rule not in answered:
+            return
+        answered[action.rule] = now
+        log.info("agent %s: answering startup dialog '%s' with %s", agent.terminal_id, action.rule, action.keys)
+        try:
+            await self.tmux.send_keys(agent.pane_id, *action.keys)
+        except TmuxError:
+            pass
+        self._monitor.refresh(agent)
 
     # ---- input and turns ----------------------------------------------------------------------
 
@@ -293,7 +359,55 @@ class Orchestrator:
     def _on_classified(self, agent: Agent, status: AgentStatus, screen: str) -> None:
         if agent.terminating:
             return  # the exit command's own screen is not news; `exited` follows
+        if status is AgentStatus.EXITED:
+            # The screen shows the CLI gone (a shell prompt is back): same as the process ending.
+            agent.screen = screen
+            if agent.pane_id is not None:
+                self._on_pane_exit(agent.pane_id, None)
+            return
+        if agent.overruled_by_events(status):
+            # Events win: keep the screen (answers, tails), not its reading. If the screen says
+            # the turn is over and no event comes, believe the screen after a grace period.
+            agent.screen = screen
+            if agent.turn is not None and status in (AgentStatus.COMPLETED, AgentStatus.ERROR, AgentStatus.IDLE):
+                if agent.screen_fallback is None:
+                    agent.screen_fallback = asyncio.get_running_loop().call_later(
+                        EVENT_GRACE_SECONDS, self._screen_fallback, agent, agent.turn
+                    )
+            return
         previous, finished = agent.apply(status, screen)
+        if previous is not None:
+            self._emit_status(agent, previous, agent.status)
+        if finished is not None:
+            self._finish_turn(agent, finished)
+
+    def agent_event(
+        self, agent: Agent, status: AgentStatus, answer: Optional[str] = None, *, confirmed: bool = False
+    ) -> None:
+        """A status the CLI reported itself (a hook, Codex's notify): it goes through the same turn
+        machinery as screen classifications and beats them (see Agent.overruled_by_events)."""
+        if agent.terminating or not agent.alive:
+            return
+        if status is AgentStatus.EXITED:
+            if agent.pane_id is not None:
+                self._on_pane_exit(agent.pane_id, None)
+            return
+        previous, finished = agent.apply_event(status, answer, confirmed)
+        if previous is not None:
+            self._emit_status(agent, previous, agent.status)
+        if finished is not None:
+            self._finish_turn(agent, finished)
+
+    def _screen_fallback(self, agent: Agent, turn: Turn) -> None:
+        """The events never ended this turn although the screen did: take the screen's word."""
+        agent.screen_fallback = None
+        if agent.turn is not turn or not agent.alive or agent.terminating:
+            return
+        status = agent.provider.classify(agent.screen)
+        if status not in (AgentStatus.COMPLETED, AgentStatus.ERROR, AgentStatus.IDLE):
+            return
+        log.warning("agent %s: no end-of-turn event within %gs; using the screen", agent.terminal_id, EVENT_GRACE_SECONDS)
+        previous, finished = agent.apply(status, agent.screen)
         if previous is not None:
             self._emit_status(agent, previous, agent.status)
         if finished is not None:
@@ -302,6 +416,9 @@ class Orchestrator:
     def _finish_turn(self, agent: Agent, result: TurnResult) -> None:
         turn = agent.turn
         agent.turn = None
+        if agent.screen_fallback is not None:
+            agent.screen_fallback.cancel()
+            agent.screen_fallback = None
         if turn is not None and not turn.done.done():
             turn.done.set_result(result)
 
@@ -365,8 +482,9 @@ class Orchestrator:
                 terminalId=agent.terminal_id,
                 screenTail=agent.screen_tail(),
             )
-        answer = await self._read_answer(agent, result.screen)
+        answer = result.answer if result.answer is not None else await self._read_answer(agent, result.screen)
         agent.last_answer = answer
+        self.agent_store.update(agent.terminal_id, last_answer=answer)
         return answer
 
     async def _read_answer(self, agent: Agent, screen: str | None = None) -> str:
@@ -465,6 +583,9 @@ class Orchestrator:
             session = session or caller.session
             working_directory = working_directory or caller.working_directory
         agent = self.create(profile, provider=provider, working_directory=working_directory, session=session)
+        self.agent_store.add_assign(
+            AssignRecord(agent.terminal_id, caller.terminal_id if caller else None, message, keep, time.time() + timeout)
+        )
         self._spawn_background(self._run_assigned(agent, message, timeout, keep, caller))
         return agent
 
@@ -481,6 +602,12 @@ class Orchestrator:
         except CaoError as exc:
             status = agent.status if agent.status in (AgentStatus.ERROR, AgentStatus.EXITED) else AgentStatus.ERROR
             outcome = WorkerOutcome(agent, status, agent.screen_tail(), exc)
+        await self.report_assigned(outcome, reply_to, keep)
+
+    async def report_assigned(self, outcome: WorkerOutcome, reply_to: Agent | None, keep: bool) -> None:
+        """Tell the listeners (the editor) and the assigning agent's inbox how an assign ended."""
+        agent = outcome.agent
+        self.agent_store.assign_done(agent.terminal_id)
         for listener in self._completed_listeners:
             try:
                 listener(outcome)
@@ -590,11 +717,14 @@ class Orchestrator:
         if inbox is not None:
             inbox.fail_all(AgentExited("agent was terminated", terminalId=agent.terminal_id))
         self.agents.pop(agent.terminal_id, None)
+        self.agent_store.remove(agent.terminal_id)
         shutil.rmtree(agent.agent_dir, ignore_errors=True)
 
     # ---- plumbing -----------------------------------------------------------------------------
 
     def _emit_status(self, agent: Agent, previous: AgentStatus | None, status: AgentStatus) -> None:
+        if agent.terminal_id in self.agents:
+            self.agent_store.update(agent.terminal_id, status=status.value)
         for listener in self._status_listeners:
             try:
                 listener(agent, previous, status)

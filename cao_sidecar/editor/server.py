@@ -93,6 +93,10 @@ class CaoLanguageServer(LanguageServer):
         self.protocol.notify(method, wire.unstructure(params))
 
 
+def _invalid_params(message: str) -> JsonRpcException:
+    return JsonRpcInvalidParams(message, data={"kind": "invalidParams"})
+
+
 def _to_jsonrpc(exc: CaoError) -> JsonRpcException:
     return JsonRpcException(message=exc.message, code=exc.code, data=exc.data or None)
 
@@ -108,7 +112,7 @@ def _cao_method(server: CaoLanguageServer, method: str) -> Callable[[Handler], H
             try:
                 params = wire.structure_params(raw, params_cls)
             except wire.ParamsError as exc:
-                raise JsonRpcInvalidParams(f"{method}: {exc}") from None
+                raise _invalid_params(f"{method}: {exc}") from None
             try:
                 result = await fn(ls, params)
             except CaoError as exc:
@@ -146,7 +150,7 @@ def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServe
     async def spawn(ls: CaoLanguageServer, p: wire.SpawnParams) -> wire.SpawnResult:
         core = await ls.core()
         if p.timeout_seconds is not None and p.timeout_seconds <= 0:
-            raise JsonRpcInvalidParams("cao/spawn: field 'timeoutSeconds' must be positive")
+            raise _invalid_params("cao/spawn: field 'timeoutSeconds' must be positive")
         agent = await core.spawn(
             p.profile,
             provider=p.provider,
@@ -223,14 +227,98 @@ def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServe
     @_cao_method(server, "cao/listProfiles")
     async def list_profiles(ls: CaoLanguageServer, p: wire.ListProfilesParams) -> wire.ListProfilesResult:
         core = await ls.core()
-        return wire.ListProfilesResult(
-            profiles=[
-                wire.ProfileInfo(name=pr.name, description=pr.description, provider=pr.provider, source=pr.source)
-                for pr in core.catalog.all()
-            ]
+        from cao_sidecar.profiles.live import profile_info
+
+        return wire.ListProfilesResult(profiles=[profile_info(e) for e in core.catalog.entries()])
+
+    _register_profile_and_flow_methods(server)
+    return server
+
+
+# ---- profiles and flows (cao_sidecar.profiles.live) ----------------------------------------
+
+
+async def _live(ls: CaoLanguageServer) -> Any:
+    await ls.core()
+    live = getattr(ls, "live", None)
+    if live is None:
+        raise CaoError("profiles and flows are not available (their watcher failed to start; see the log)")
+    return live
+
+
+def _register_profile_and_flow_methods(server: CaoLanguageServer) -> None:
+    from cao_sidecar.profiles.live import flow_info, run_info
+
+    @_cao_method(server, "cao/installProfile")
+    async def install_profile(ls: CaoLanguageServer, p: wire.InstallProfileParams) -> wire.InstallProfileResult:
+        from cao_sidecar.profiles.install import install_profile as install
+
+        live = await _live(ls)
+        cwd = live.folders[0] if live.folders else None
+        done = install(p.profile, catalog=live.profiles, user_dir=live.user_profiles, overwrite=p.overwrite, cwd=cwd)
+        await live.reload({"profiles"})  # answer once cao/listProfiles shows it
+        return wire.InstallProfileResult(name=done.name, path=str(done.path), replaced=done.replaced, warnings=done.warnings)
+
+    @_cao_method(server, "cao/listFlows")
+    async def list_flows(ls: CaoLanguageServer, p: wire.ListFlowsParams) -> wire.ListFlowsResult:
+        live = await _live(ls)
+        return wire.ListFlowsResult(flows=live.flow_infos())
+
+    @_cao_method(server, "cao/runFlow")
+    async def run_flow(ls: CaoLanguageServer, p: wire.RunFlowParams) -> wire.RunFlowResult:
+        live = await _live(ls)
+        return wire.RunFlowResult(run=run_info(await live.scheduler.run_now(p.name)))
+
+    @_cao_method(server, "cao/setFlowEnabled")
+    async def set_flow_enabled(ls: CaoLanguageServer, p: wire.SetFlowEnabledParams) -> wire.SetFlowEnabledResult:
+        live = await _live(ls)
+        return wire.SetFlowEnabledResult(flow=flow_info(live.scheduler.set_enabled(p.name, p.enabled)))
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    async def workspace_folders_changed(ls: CaoLanguageServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+        from cao_sidecar.profiles.live import _file_path
+
+        live = getattr(ls, "live", None)
+        if live is None:
+            return
+        removed = {_file_path(f.uri) for f in params.event.removed or []}
+        added = [_file_path(f.uri) for f in params.event.added or []]
+        folders = [f for f in live.folders if f not in removed] + [f for f in added if f is not None]
+        if folders:
+            live.set_workspace_folders(folders)
+
+
+def connect_live(server: CaoLanguageServer, live: Any) -> None:
+    """Push profile and flow changes, and the problems found in their files, to the editor."""
+    server.live = live  # type: ignore[attr-defined]
+
+    def on_profiles() -> None:
+        server.notify("cao/profilesChanged", wire.ProfilesChangedNotification(profiles=live.profile_infos()))
+
+    def on_flows() -> None:
+        server.notify("cao/flowsChanged", wire.FlowsChangedNotification(flows=live.flow_infos()))
+
+    def on_diagnostics(path: Any, diagnostics: list[Any]) -> None:
+        server.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=path.as_uri(), diagnostics=[_lsp_diagnostic(d) for d in diagnostics])
         )
 
-    return server
+    live.on_profiles_changed(on_profiles)
+    live.on_flows_changed(on_flows)
+    live.on_diagnostics(on_diagnostics)
+    for path, diagnostics in live.all_diagnostics().items():
+        on_diagnostics(path, diagnostics)
+
+
+def _lsp_diagnostic(d: Any) -> types.Diagnostic:
+    line = max(0, d.line - 1)
+    end = types.Position(line=line, character=d.end_column) if d.end_column else types.Position(line=line + 1, character=0)
+    return types.Diagnostic(
+        range=types.Range(start=types.Position(line=line, character=d.column), end=end),
+        message=d.message,
+        severity=types.DiagnosticSeverity.Error if d.severity == "error" else types.DiagnosticSeverity.Warning,
+        source="cao-sidecar",
+    )
 
 
 def connect_notifications(server: CaoLanguageServer, core: Orchestrator) -> None:

@@ -1,13 +1,21 @@
-"""The profiles the sidecar knows: workspace first, then the user's config dir, then built-ins."""
+"""The profiles the sidecar knows: each workspace folder's `.cao/agents/` first (in folder order),
+then the user's config dir, then the built-ins shipped in the package.
+
+`reload()` rescans synchronously (start-up, the command line); the live watcher (profiles.live)
+calls `scan()` in a thread and `apply()` on the event loop instead.
+"""
 
 from __future__ import annotations
 
 import logging
 from importlib import resources
 from pathlib import Path
+from typing import Optional
 
 from cao_sidecar.core.errors import UnknownProfile
-from cao_sidecar.profiles.profile import Profile, ProfileError, parse_profile
+from cao_sidecar.profiles.files import Diagnostic, Frontmatter
+from cao_sidecar.profiles.layers import Changes, Entry, FileResult, Layer, LayeredCatalog
+from cao_sidecar.profiles.profile import Profile, ProfileError, check_profile, known_providers
 
 log = logging.getLogger(__name__)
 
@@ -16,43 +24,87 @@ def builtin_profiles_dir() -> Path:
     return Path(str(resources.files("cao_sidecar.agent_profiles")))
 
 
-class ProfileCatalog:
-    def __init__(self, *, workspace_dirs: list[Path], user_dir: Path | None) -> None:
-        # Highest priority first.
-        self._sources: list[tuple[str, Path]] = [("workspace", d) for d in workspace_dirs]
-        if user_dir is not None:
-            self._sources.append(("user", user_dir))
-        self._sources.append(("builtin", builtin_profiles_dir()))
-        self._profiles: dict[str, Profile] = {}
-        self.errors: dict[Path, ProfileError] = {}
-        self.reload()
+def profile_layers(workspace_dirs: list[Path], user_dir: Optional[Path], base_dir: Optional[Path] = None) -> list[Layer]:
+    """`workspace_dirs` are `<folder>/.cao/agents` directories; relative working directories in
+    a workspace profile are relative to its folder, elsewhere to `base_dir` (the first folder)."""
+    if base_dir is None and workspace_dirs:
+        base_dir = workspace_dirs[0].parent.parent
+    layers = [Layer("workspace", d, d.parent.parent) for d in workspace_dirs]
+    if user_dir is not None:
+        layers.append(Layer("user", user_dir, base_dir))
+    layers.append(Layer("builtin", builtin_profiles_dir(), base_dir))
+    return layers
 
-    def reload(self) -> None:
-        profiles: dict[str, Profile] = {}
-        errors: dict[Path, ProfileError] = {}
-        for source, directory in self._sources:
-            if not directory.is_dir():
-                continue
-            for path in sorted(directory.glob("*.md")):
-                try:
-                    profile = parse_profile(path.read_text(encoding="utf-8"), path=path, source=source)
-                except (OSError, UnicodeDecodeError) as exc:
-                    errors[path] = ProfileError(f"cannot read: {exc}")
-                    continue
-                except ProfileError as exc:
-                    errors[path] = exc
-                    continue
-                profiles.setdefault(profile.name, profile)
-        for path, exc in errors.items():
-            log.warning("profile %s: %s", path, exc)
-        self._profiles, self.errors = profiles, errors
+
+class ProfileCatalog:
+    def __init__(self, *, workspace_dirs: list[Path], user_dir: Path | None, load: bool = True) -> None:
+        self._providers: Optional[list[str]] = None
+        self.layered: LayeredCatalog[Profile] = LayeredCatalog(
+            profile_layers(workspace_dirs, user_dir), self._parse, lambda p: p.name, "profile"
+        )
+        if load:
+            self.reload()
+
+    def _parse(self, fm: Frontmatter, layer: Layer, path: Path) -> tuple[Optional[Profile], list[Diagnostic]]:
+        if self._providers is None:
+            self._providers = known_providers()
+        return check_profile(fm, path=path, source=layer.scope, base_dir=layer.base_dir, providers=self._providers)
+
+    # ---- loading --------------------------------------------------------------------------
+
+    def set_workspace_dirs(self, workspace_dirs: list[Path], user_dir: Optional[Path]) -> None:
+        self.layered.set_layers(profile_layers(workspace_dirs, user_dir))
+
+    def scan(self) -> list[FileResult[Profile]]:
+        self._providers = known_providers()
+        return self.layered.scan()
+
+    def apply(self, results: list[FileResult[Profile]]) -> Changes:
+        changes = self.layered.apply(results)
+        for path, diagnostics in changes.diagnostics.items():
+            for d in diagnostics:
+                log.log(logging.WARNING if d.severity == "error" else logging.INFO, "profile %s", d.render(path))
+        return changes
+
+    def reload(self) -> Changes:
+        return self.apply(self.scan())
+
+    # ---- queries --------------------------------------------------------------------------
+
+    @property
+    def errors(self) -> dict[Path, ProfileError]:
+        """Files with errors, each with its first error (compatibility view of diagnostics())."""
+        out: dict[Path, ProfileError] = {}
+        for path, diagnostics in self.layered.diagnostics().items():
+            first = next((d for d in diagnostics if d.severity == "error"), None)
+            if first is not None:
+                out[path] = ProfileError(first.message, first.line)
+        return out
+
+    def diagnostics(self) -> dict[Path, list[Diagnostic]]:
+        return self.layered.diagnostics()
 
     def get(self, name: str) -> Profile:
-        try:
-            return self._profiles[name]
-        except KeyError:
-            known = ", ".join(sorted(self._profiles)) or "none"
-            raise UnknownProfile(f"unknown profile '{name}' (known: {known})", profile=name) from None
+        entry = self.layered.get(name)
+        if entry is None:
+            known = ", ".join(e.name for e in self.layered.entries()) or "none"
+            raise UnknownProfile(f"unknown profile '{name}' (known: {known})", profile=name)
+        return entry.item
+
+    def entry(self, name: str) -> Optional[Entry[Profile]]:
+        return self.layered.get(name)
+
+    def entries(self) -> list[Entry[Profile]]:
+        return self.layered.entries()
 
     def all(self) -> list[Profile]:
-        return sorted(self._profiles.values(), key=lambda p: p.name)
+        return [e.item for e in self.layered.entries()]
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.layered.entries()]
+
+    def directories(self) -> list[Path]:
+        return self.layered.directories()
+
+    def user_dir(self) -> Optional[Path]:
+        return next((l.directory for l in self.layered.layers if l.scope == "user"), None)

@@ -1,16 +1,52 @@
-"""One agent profile: Markdown with YAML frontmatter; the body is the system prompt."""
+"""One agent profile: Markdown with YAML frontmatter; the body is the agent's system prompt.
+
+The format is documented in docs/profiles.md and described by
+cao_sidecar/profiles/profile.schema.json. `check_profile` returns the profile (or None) and every
+problem found, each with its line; `parse_profile` is the strict form that raises.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Optional
 
 import attrs
-import yaml
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_FRONTMATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?(.*)\Z", re.S | re.M)
+from cao_sidecar.profiles.files import (
+    CONTROL,
+    NAME_PATTERN,
+    NAME_RULE,
+    Checker,
+    Diagnostic,
+    Frontmatter,
+    FrontmatterError,
+    show,
+    split_frontmatter,
+    suggest,
+    yaml_type,
+)
+
+# Portable permission modes (Claude Code's names; other providers map or ignore them).
+PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions")
+ENV_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+HEADER_NAME = re.compile(r"\A[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}\Z")
+KNOWN_FIELDS = (
+    "name",
+    "description",
+    "provider",
+    "model",
+    "allowedTools",
+    "disallowedTools",
+    "mcpServers",
+    "permissionMode",
+    "workingDirectory",
+    "env",
+    "tags",
+)
+ALIASES = {"tools": "allowedTools", "allowed_tools": "allowedTools", "mcp_servers": "mcpServers", "cwd": "workingDirectory"}
+RESERVED_MCP_SERVER = "cao"
 
 
 class ProfileError(ValueError):
@@ -21,6 +57,19 @@ class ProfileError(ValueError):
         self.line = line
 
 
+@attrs.define(frozen=True)
+class McpServer:
+    """An extra MCP server for one agent: stdio (`command`) or HTTP (`url`)."""
+
+    name: str
+    transport: str  # stdio | http | sse
+    command: Optional[str] = None
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    url: Optional[str] = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
 @attrs.define
 class Profile:
     name: str
@@ -29,48 +78,183 @@ class Profile:
     model: Optional[str] = None
     system_prompt: str = ""
     env: dict[str, str] = attrs.field(factory=dict)  # added to the agent's environment
-    source: str = "builtin"  # builtin | user | workspace
+    source: str = "builtin"  # the scope: builtin | user | workspace
     path: Optional[Path] = None
-    extra: dict[str, Any] = attrs.field(factory=dict)
+    extra: dict[str, Any] = attrs.field(factory=dict)  # unknown fields, as given
+    allowed_tools: Optional[list[str]] = None  # None: the provider's default
+    disallowed_tools: Optional[list[str]] = None
+    mcp_servers: list[McpServer] = attrs.field(factory=list)
+    permission_mode: Optional[str] = None
+    working_directory: Optional[str] = None  # absolute once loaded from a catalog
+    tags: list[str] = attrs.field(factory=list)
+
+    @property
+    def scope(self) -> str:
+        return self.source
 
 
-def parse_profile(text: str, *, path: Path | None = None, source: str = "builtin") -> Profile:
-    match = _FRONTMATTER.match(text)
-    if not match:
-        raise ProfileError("missing YAML frontmatter (a '---' line, fields, and a closing '---')", line=1)
+def known_providers() -> list[str]:
     try:
-        meta = yaml.safe_load(match.group(1))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ProfileError(f"bad YAML: {exc}", line=(mark.line + 2) if mark else None) from None
-    if not isinstance(meta, dict):
-        raise ProfileError("frontmatter must be a mapping of fields", line=2)
-    name = meta.get("name")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise ProfileError("'name' must be 1-64 letters, digits, '_' or '-'", line=2)
-    provider = meta.get("provider")
-    if not isinstance(provider, str) or not provider:
-        raise ProfileError("'provider' must be a non-empty string", line=2)
-    description = meta.get("description", "")
-    model = meta.get("model")
-    if not isinstance(description, str):
-        raise ProfileError("'description' must be a string", line=2)
-    if model is not None and not isinstance(model, str):
-        raise ProfileError("'model' must be a string", line=2)
-    env = meta.get("env") or {}
-    if not isinstance(env, dict) or not all(
-        isinstance(k, str) and k and "=" not in k and isinstance(v, (str, int, float)) for k, v in env.items()
-    ):
-        raise ProfileError("'env' must map variable names to string values", line=2)
-    known = {"name", "provider", "description", "model", "env"}
-    return Profile(
-        name=name,
-        provider=provider,
-        description=description.strip(),
-        model=model,
-        system_prompt=match.group(2).strip(),
-        env={k: str(v) for k, v in env.items()},
-        source=source,
-        path=path,
-        extra={k: v for k, v in meta.items() if k not in known},
+        from cao_sidecar.providers import provider_names
+
+        return list(provider_names())
+    except Exception:  # noqa: BLE001 - a broken provider module must not break profiles
+        return []
+
+
+def check_profile(
+    fm: Frontmatter,
+    *,
+    path: Path | None = None,
+    source: str = "builtin",
+    base_dir: Path | None = None,
+    providers: list[str] | None = None,
+) -> tuple[Optional[Profile], list[Diagnostic]]:
+    c = Checker(fm)
+    f = fm.fields
+    name = c.name("name")
+    provider = c.string("provider", required=True, max_len=64)
+    if provider is not None:
+        if not NAME_PATTERN.match(provider):
+            c.error(f"'provider' must be {NAME_RULE}, got {show(provider)}", "provider")
+            provider = None
+        else:
+            known = known_providers() if providers is None else providers
+            if known and provider not in known:
+                c.warning(
+                    f"provider '{provider}' is not available in this sidecar{suggest(provider, known)} "
+                    f"(available: {', '.join(known)}); starting this profile fails until it is",
+                    "provider",
+                )
+    description = c.string("description", fold=True, max_len=1000) or ""
+    model = c.string("model", max_len=200)
+    allowed = c.string_list("allowedTools")
+    disallowed = c.string_list("disallowedTools")
+    mcp_servers = _mcp_servers(c, f.get("mcpServers"))
+    permission_mode = c.string("permissionMode", max_len=64)
+    if permission_mode is not None and permission_mode not in PERMISSION_MODES:
+        c.warning(
+            f"permissionMode {show(permission_mode)} is not one of {', '.join(PERMISSION_MODES)}"
+            f"{suggest(permission_mode, PERMISSION_MODES)}; the provider may not support it",
+            "permissionMode",
+        )
+    working_directory = _working_directory(c, base_dir)
+    env = c.string_map("env", f.get("env"), key_pattern=ENV_NAME, key_rule="letters, digits and '_', not starting with a digit", allow_newlines=True)
+    if env:
+        for key in env:
+            if key.startswith("CAO_"):
+                c.error(f"'env': {key} is reserved for the sidecar (names starting with CAO_ cannot be set)", "env")
+                env = None
+                break
+    tags = c.string_list("tags") or []
+    c.unknown_fields(KNOWN_FIELDS, ALIASES)
+    body = fm.body.strip()
+    if not body:
+        c.warning("the body (the agent's system prompt) is empty", line=fm.end_line)
+    if c.failed or name is None or provider is None or env is None:
+        return None, c.diagnostics
+    return (
+        Profile(
+            name=name,
+            provider=provider,
+            description=description,
+            model=model,
+            system_prompt=body,
+            env=env,
+            source=source,
+            path=path,
+            extra={k: v for k, v in f.items() if k not in KNOWN_FIELDS},
+            allowed_tools=allowed,
+            disallowed_tools=disallowed,
+            mcp_servers=mcp_servers or [],
+            permission_mode=permission_mode,
+            working_directory=working_directory,
+            tags=tags,
+        ),
+        c.diagnostics,
     )
+
+
+def _working_directory(c: Checker, base_dir: Path | None) -> Optional[str]:
+    raw = c.string("workingDirectory", max_len=4096)
+    if raw is None:
+        return None
+    expanded = os.path.expanduser(raw)
+    if not os.path.isabs(expanded):
+        if base_dir is None:
+            c.error("'workingDirectory' must be an absolute path (or start with ~) in this file", "workingDirectory")
+            return None
+        expanded = str(base_dir / expanded)
+    resolved = os.path.normpath(expanded)
+    if not os.path.isdir(resolved):
+        c.warning(f"workingDirectory {resolved} does not exist (yet); starting this profile fails until it does", "workingDirectory")
+    return resolved
+
+
+def _mcp_servers(c: Checker, value: Any) -> Optional[list[McpServer]]:
+    key = "mcpServers"
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        c.error(f"'{key}' must be a mapping of server names to settings, got {yaml_type(value)}", key)
+        return None
+    servers: list[McpServer] = []
+    for name, spec in value.items():
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            c.error(f"'{key}': server name {show(name)} must be {NAME_RULE}", key)
+            return None
+        if name == RESERVED_MCP_SERVER:
+            c.error(f"'{key}': '{RESERVED_MCP_SERVER}' is the sidecar's own MCP server; choose another name", key)
+            return None
+        if not isinstance(spec, dict):
+            c.error(f"'{key}.{name}' must be a mapping with 'command' or 'url', got {yaml_type(spec)}", key)
+            return None
+        unknown = set(spec) - {"type", "command", "args", "env", "url", "headers"}
+        for extra in sorted(map(str, unknown)):
+            c.warning(f"'{key}.{name}': unknown setting '{extra}' is ignored", key)
+        command, url = spec.get("command"), spec.get("url")
+        transport = spec.get("type", "stdio" if command is not None else "http")
+        if transport not in ("stdio", "http", "sse"):
+            c.error(f"'{key}.{name}.type' must be stdio, http or sse, got {show(transport)}", key)
+            return None
+        if (command is None) == (url is None):
+            c.error(f"'{key}.{name}' needs exactly one of 'command' (stdio) or 'url' (http)", key)
+            return None
+        if command is not None:
+            if not isinstance(command, str) or not command or CONTROL.search(command):
+                c.error(f"'{key}.{name}.command' must be a one-line string", key)
+                return None
+            args = spec.get("args") or []
+            if not isinstance(args, list) or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in args):
+                c.error(f"'{key}.{name}.args' must be a list of strings", key)
+                return None
+            args = [str(a) for a in args]
+            if any("\x00" in a for a in args):
+                c.error(f"'{key}.{name}.args' must not contain NUL characters", key)
+                return None
+            env = c.string_map(f"{key}.{name}.env", spec.get("env"), key_pattern=ENV_NAME, key_rule="an environment variable name", allow_newlines=True)
+            if env is None:
+                return None
+            servers.append(McpServer(name, "stdio", command=command, args=tuple(args), env=tuple(env.items())))
+        else:
+            if not isinstance(url, str) or CONTROL.search(url) or not re.match(r"^https?://[^\s/]+", url):
+                c.error(f"'{key}.{name}.url' must be an http:// or https:// URL", key)
+                return None
+            headers = c.string_map(f"{key}.{name}.headers", spec.get("headers"), key_pattern=HEADER_NAME, key_rule="an HTTP header name")
+            if headers is None:
+                return None
+            servers.append(McpServer(name, transport if transport != "stdio" else "http", url=url, headers=tuple(headers.items())))
+    return servers
+
+
+def parse_profile(text: str, *, path: Path | None = None, source: str = "builtin", base_dir: Path | None = None) -> Profile:
+    """Strict form: the profile, or ProfileError naming the first error (with its line)."""
+    try:
+        fm = split_frontmatter(text)
+    except FrontmatterError as exc:
+        raise ProfileError(exc.message, line=exc.line) from None
+    profile, diagnostics = check_profile(fm, path=path, source=source, base_dir=base_dir)
+    if profile is None:
+        first = next((d for d in diagnostics if d.severity == "error"), None)
+        raise ProfileError(first.message if first else "invalid profile", line=first.line if first else None)
+    return profile

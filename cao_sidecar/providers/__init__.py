@@ -1,35 +1,123 @@
-"""Providers: one module per agent CLI, all behind providers.base.Provider."""
+"""Providers: one module per agent CLI, all behind providers.base.Provider.
+
+Built-in: mock (the test agent), claude_code, codex, gemini_cli, kiro_cli, q_cli, opencode,
+aider, copilot, cursor. User-defined providers (providers/user.py) come from YAML/JSON files in
+`<workspace>/.cao/providers/` and the user's config dir (`~/.config/cao-sidecar/providers/`);
+a file named like a built-in replaces it.
+"""
 
 from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Optional
 
 from cao_sidecar.core.errors import UnknownProvider
 from cao_sidecar.providers.base import LaunchContext, LaunchSpec, Provider
 
+log = logging.getLogger(__name__)
 
-def _registry() -> dict[str, Provider]:
-    from cao_sidecar.providers.mock import MockProvider
-
-    return {p.name: p for p in (MockProvider(),)}
-
-
-_PROVIDERS: dict[str, Provider] | None = None
+_BUILTINS: Optional[dict[str, Provider]] = None
+# path → (mtime_ns, size, provider or error message)
+_FILE_CACHE: dict[Path, tuple[int, int, Any]] = {}
 
 
-def get_provider(name: str) -> Provider:
-    global _PROVIDERS
-    if _PROVIDERS is None:
-        _PROVIDERS = _registry()
+def builtin_providers() -> dict[str, Provider]:
+    global _BUILTINS
+    if _BUILTINS is None:
+        from cao_sidecar.providers.aider import AiderProvider
+        from cao_sidecar.providers.claude_code import ClaudeCodeProvider
+        from cao_sidecar.providers.codex import CodexProvider
+        from cao_sidecar.providers.copilot import CopilotProvider
+        from cao_sidecar.providers.cursor import CursorProvider
+        from cao_sidecar.providers.gemini_cli import GeminiCliProvider
+        from cao_sidecar.providers.kiro_cli import KiroCliProvider
+        from cao_sidecar.providers.mock import MockProvider
+        from cao_sidecar.providers.opencode import OpenCodeProvider
+        from cao_sidecar.providers.q_cli import QCliProvider
+
+        providers: list[Provider] = [
+            MockProvider(),
+            ClaudeCodeProvider(),
+            CodexProvider(),
+            GeminiCliProvider(),
+            KiroCliProvider(),
+            QCliProvider(),
+            OpenCodeProvider(),
+            AiderProvider(),
+            CopilotProvider(),
+            CursorProvider(),
+        ]
+        _BUILTINS = {p.name: p for p in providers}
+    return _BUILTINS
+
+
+def provider_dirs(workspace: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Where user-defined providers are looked up, highest priority first."""
+    from cao_sidecar import paths
+
+    dirs = []
+    if workspace is not None:
+        dirs.append(Path(workspace) / ".cao" / "providers")
+    dirs.append(paths.config_dir() / "providers")
+    return dirs
+
+
+def user_providers(workspace: str | os.PathLike[str] | None = None) -> tuple[dict[str, Provider], dict[Path, str]]:
+    """User-defined providers by name, and the files that could not be used (path → error)."""
+    from cao_sidecar.providers.user import ProviderConfigError, load_config, provider_files
+
+    found: dict[str, Provider] = {}
+    errors: dict[Path, str] = {}
+    for path in provider_files(provider_dirs(workspace)):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        cached = _FILE_CACHE.get(path)
+        if cached is not None and cached[0] == st.st_mtime_ns and cached[1] == st.st_size:
+            result = cached[2]
+        else:
+            try:
+                result = load_config(path, builtin_providers())
+            except ProviderConfigError as exc:
+                result = str(exc)
+                log.warning("provider file %s: %s", path, exc)
+            _FILE_CACHE[path] = (st.st_mtime_ns, st.st_size, result)
+        if isinstance(result, str):
+            errors[path] = result
+        else:
+            found.setdefault(result.name, result)
+    return found, errors
+
+
+def all_providers(workspace: str | os.PathLike[str] | None = None) -> dict[str, Provider]:
+    providers = dict(builtin_providers())
+    providers.update(user_providers(workspace)[0])
+    return providers
+
+
+def get_provider(name: str, workspace: str | os.PathLike[str] | None = None) -> Provider:
+    providers = all_providers(workspace)
     try:
-        return _PROVIDERS[name]
+        return providers[name]
     except KeyError:
-        known = ", ".join(sorted(_PROVIDERS))
+        known = ", ".join(sorted(providers))
         raise UnknownProvider(f"unknown provider '{name}' (known: {known})", provider=name) from None
 
 
-def provider_names() -> list[str]:
-    get_provider("mock")
-    assert _PROVIDERS is not None
-    return sorted(_PROVIDERS)
+def provider_names(workspace: str | os.PathLike[str] | None = None) -> list[str]:
+    return sorted(all_providers(workspace))
 
 
-__all__ = ["LaunchContext", "LaunchSpec", "Provider", "get_provider", "provider_names"]
+__all__ = [
+    "LaunchContext",
+    "LaunchSpec",
+    "Provider",
+    "all_providers",
+    "builtin_providers",
+    "get_provider",
+    "provider_names",
+    "user_providers",
+]

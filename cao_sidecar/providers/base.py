@@ -8,7 +8,7 @@ terminal layer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Any, Optional, Protocol
 
 import attrs
 
@@ -26,12 +26,46 @@ class LaunchContext:
     model: Optional[str] = None
     system_prompt: str = ""
     env: dict[str, str] = attrs.field(factory=dict)  # what the core wants in the agent's environment
+    # Provider options from the profile's frontmatter (permission_mode, allowed_tools, args, ...).
+    options: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.define
 class LaunchSpec:
     argv: list[str]
     env: dict[str, str] = attrs.field(factory=dict)
+    # True when the launch wired the CLI's own events (hooks, notify) to the sidecar: from the
+    # start, screens may not end a turn that events will end (see Orchestrator.agent_event).
+    events: bool = False
+
+
+@attrs.frozen
+class Classification:
+    """A status and the name of the rule that decided it (what `cao-sidecar explain` prints)."""
+
+    status: AgentStatus
+    rule: str
+
+
+@attrs.frozen
+class StartupAction:
+    """What the core does about a dialog shown while the CLI starts: press `keys` (tmux key
+    names) to answer it, or give up with `fail` (a dialog only the user can answer, e.g. a login)."""
+
+    rule: str
+    keys: tuple[str, ...] = ()
+    fail: Optional[str] = None
+
+
+@attrs.frozen
+class HookEvent:
+    """A status reported by the CLI itself (hook, notify program): exact, so it beats the screen."""
+
+    status: AgentStatus
+    answer: Optional[str] = None
+    # The payload names the current turn's input: it belongs to this turn even if no busy
+    # status was seen (a turn faster than the screen).
+    confirmed: bool = False
 
 
 class Provider(Protocol):
@@ -56,4 +90,24 @@ class Provider(Protocol):
 
     def read_answer(self, agent_dir: Path) -> Optional[str]:
         """The final answer from an event source the CLI writes (transcript), if it has one."""
+        ...
+
+
+class RichProvider(Provider, Protocol):
+    """Optional extras (the real CLIs have them; the core checks with getattr)."""
+
+    # Statuses this provider's event source reports (hooks, notify). Once an event arrived for an
+    # agent, screen classifications with these statuses are ignored: events win.
+    event_statuses: frozenset[AgentStatus]
+
+    def classify_rule(self, screen: str) -> Classification:
+        """`classify` plus the rule that decided."""
+        ...
+
+    def startup_action(self, screen: str, options: dict[str, Any]) -> Optional[StartupAction]:
+        """How to answer the startup dialog (trust, consent, update, ...) on this screen, if any."""
+        ...
+
+    def hook_event(self, source: str, payload: Any, turn_text: Optional[str]) -> Optional[HookEvent]:
+        """Translate one hook/notify payload (authenticated as this agent's) into a status."""
         ...

@@ -48,15 +48,25 @@ def _rowid(message_id: str) -> int:
     return int(message_id[1:])
 
 
+def connect(path: Path) -> sqlite3.Connection:
+    """The state database: WAL, autocommit (each statement is its own transaction), 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    path.chmod(0o600)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=2000")
+    return db
+
+
 class MessageStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        path.chmod(0o600)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=2000")
+        self._db = connect(path)
         self._db.executescript(SCHEMA)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        return self._db
 
     def add(self, receiver: str, text: str, sender: Optional[str]) -> str:
         cur = self._db.execute(

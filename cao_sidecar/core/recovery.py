@@ -1,0 +1,120 @@
+"""Adopting the agents a previous sidecar left behind (after a crash or an editor restart).
+
+Agents live in tmux, not in the sidecar, so they keep running while it is gone. On start the
+sidecar reads its agent store, finds each agent's pane on its tmux server (same pane id and same
+process), and takes it back: status is re-derived from the screen, output events are re-armed,
+undelivered messages are queued again with their ids, and assigns that were running are
+followed to their end and reported. Agents whose panes are gone are reported `exited`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cao_sidecar.core.agent import Agent
+from cao_sidecar.core.errors import AgentExited, AgentFailed, AgentTimeout, CaoError, UnknownProfile, UnknownProvider
+from cao_sidecar.core.inbox import Inbox
+from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.profiles.profile import Profile
+from cao_sidecar.providers import get_provider
+from cao_sidecar.storage.agents import AgentRecord, AssignRecord
+
+if TYPE_CHECKING:
+    from cao_sidecar.core.orchestrator import Orchestrator, WorkerOutcome
+
+log = logging.getLogger(__name__)
+
+
+async def adopt_agents(core: "Orchestrator") -> None:
+    records = core.agent_store.all()
+    if not records:
+        return
+    panes = {pane.pane_id: pane for pane in await core.tmux.list_panes()}
+    for record in records:
+        pane = panes.get(record.pane_id or "")
+        alive = pane is not None and not pane.dead and (record.pid is None or pane.pid == record.pid)
+        if not alive and record.status == AgentStatus.EXITED.value:
+            core.agent_store.remove(record.terminal_id)  # already reported before the restart
+            continue
+        agent = _rebuild(core, record)
+        if agent is None:
+            continue
+        core.agents[agent.terminal_id] = agent
+        inbox = Inbox(agent, core._send_input, core.messages)
+        core._inboxes[agent.terminal_id] = inbox
+        queued = core.messages.queued_for(agent.terminal_id)
+        if alive:
+            log.info("adopted agent %s (%s) in pane %s", agent.terminal_id, agent.profile.name, record.pane_id)
+            agent.pane_id = record.pane_id
+            core._monitor.watch(agent)  # classifies the current screen at once
+            inbox.restore(queued)
+        else:
+            log.info("agent %s (%s) is gone: reported exited", agent.terminal_id, agent.profile.name)
+            agent.status = AgentStatus.EXITED
+            core.agent_store.update(agent.terminal_id, status=AgentStatus.EXITED.value)
+            for message in queued:
+                core.messages.mark_failed(message.message_id, "the agent exited while the sidecar was down")
+    for assign in core.agent_store.pending_assigns():
+        worker = core.agents.get(assign.worker_id)
+        if worker is None:
+            core.agent_store.assign_done(assign.worker_id)
+            continue
+        core._spawn_background(_follow_assign(core, worker, assign))
+
+
+def _rebuild(core: "Orchestrator", record: AgentRecord) -> Agent | None:
+    try:
+        provider = get_provider(record.provider)
+    except UnknownProvider:
+        log.warning("agent %s: provider %r is no longer known; forgetting it", record.terminal_id, record.provider)
+        core.agent_store.remove(record.terminal_id)
+        return None
+    try:
+        profile = core.catalog.get(record.profile)
+    except UnknownProfile:  # the profile file went away; the agent still runs
+        profile = Profile(name=record.profile, provider=record.provider)
+    return Agent(
+        terminal_id=record.terminal_id,
+        session=record.session,
+        profile=profile,
+        provider=provider,
+        working_directory=record.working_directory,
+        agent_dir=Path(record.agent_dir),
+        name=record.name,
+        created_at=record.created_at,
+        last_answer=record.last_answer,
+    )
+
+
+async def _follow_assign(core: "Orchestrator", worker: Agent, assign: AssignRecord) -> None:
+    """Wait for an assign that was running when the sidecar went down, then report it."""
+    from cao_sidecar.core.orchestrator import WorkerOutcome
+
+    caller = core.agents.get(assign.caller_id or "")
+    inbox = core._inboxes.get(worker.terminal_id)
+    outcome: WorkerOutcome
+    try:
+        while True:
+            settled = worker.turn is None and (inbox is None or inbox.pending == 0)
+            if not worker.alive:
+                raise AgentExited("the worker exited", terminalId=worker.terminal_id, screenTail=worker.screen_tail())
+            if settled and worker.status is AgentStatus.COMPLETED:
+                answer = await core._read_answer(worker)
+                outcome = WorkerOutcome(worker, AgentStatus.COMPLETED, answer)
+                break
+            if settled and worker.status is AgentStatus.ERROR:
+                raise AgentFailed("the worker reported an error", terminalId=worker.terminal_id, screenTail=worker.screen_tail())
+            remaining = assign.deadline - time.time()
+            if remaining <= 0:
+                raise AgentTimeout("the assigned task did not finish in time", terminalId=worker.terminal_id)
+            await worker.wait_change(min(remaining, 5.0))
+    except CaoError as exc:
+        status = worker.status if worker.status in (AgentStatus.ERROR, AgentStatus.EXITED) else AgentStatus.ERROR
+        outcome = WorkerOutcome(worker, status, worker.screen_tail(), exc)
+    except asyncio.CancelledError:
+        raise
+    await core.report_assigned(outcome, caller, assign.keep)

@@ -1,0 +1,73 @@
+"""The flows the sidecar knows: each workspace folder's `.cao/flows/`, then the user's config dir
+(`<config>/cao-sidecar/flows/`). A flow in a higher layer shadows one of the same name below."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Optional
+
+from cao_sidecar.profiles.files import Diagnostic, Frontmatter, suggest
+from cao_sidecar.profiles.layers import Changes, Entry, FileResult, Layer, LayeredCatalog
+from cao_sidecar.profiles.profile import known_providers
+from cao_sidecar.flows.flow import Flow, check_flow
+
+
+def flow_layers(workspace_folders: list[Path], user_dir: Optional[Path]) -> list[Layer]:
+    layers = [Layer("workspace", folder / ".cao" / "flows", folder) for folder in workspace_folders]
+    if user_dir is not None:
+        layers.append(Layer("user", user_dir, workspace_folders[0] if workspace_folders else None))
+    return layers
+
+
+class FlowCatalog:
+    def __init__(self, *, workspace_folders: list[Path], user_dir: Optional[Path]) -> None:
+        self._providers: Optional[list[str]] = None
+        self.layered: LayeredCatalog[Flow] = LayeredCatalog(
+            flow_layers(workspace_folders, user_dir), self._parse, lambda f: f.name, "flow"
+        )
+
+    def _parse(self, fm: Frontmatter, layer: Layer, path: Path) -> tuple[Optional[Flow], list[Diagnostic]]:
+        if self._providers is None:
+            self._providers = known_providers()
+        return check_flow(fm, path=path, scope=layer.scope, base_dir=layer.base_dir, providers=self._providers)
+
+    def set_workspace_folders(self, workspace_folders: list[Path], user_dir: Optional[Path]) -> None:
+        self.layered.set_layers(flow_layers(workspace_folders, user_dir))
+
+    def scan(self) -> list[FileResult[Flow]]:
+        self._providers = known_providers()
+        return self.layered.scan()
+
+    def apply(self, results: list[FileResult[Flow]]) -> Changes:
+        return self.layered.apply(results)
+
+    def reload(self) -> Changes:
+        return self.apply(self.scan())
+
+    def cross_check(self, profile_names: Iterable[str]) -> dict[Path, list[Diagnostic]]:
+        """Warn about flows naming a profile that does not exist (now); returns changes to publish."""
+        names = set(profile_names)
+        extra: dict[Path, list[Diagnostic]] = {}
+        for entry in self.layered.entries():
+            flow = entry.item
+            if flow.profile not in names:
+                extra.setdefault(entry.path, []).append(
+                    Diagnostic(
+                        "warning",
+                        f"no profile named '{flow.profile}'{suggest(flow.profile, names)}; runs fail until there is one",
+                        flow.profile_line,
+                    )
+                )
+        return self.layered.set_extra_diagnostics(extra)
+
+    def diagnostics(self) -> dict[Path, list[Diagnostic]]:
+        return self.layered.diagnostics()
+
+    def get(self, name: str) -> Optional[Entry[Flow]]:
+        return self.layered.get(name)
+
+    def entries(self) -> list[Entry[Flow]]:
+        return self.layered.entries()
+
+    def directories(self) -> list[Path]:
+        return self.layered.directories()

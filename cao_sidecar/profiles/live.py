@@ -1,0 +1,290 @@
+"""Profiles and flows kept live: watched directories, validation, diagnostics, the flow scheduler.
+
+`LiveConfig` owns the flow catalog, the flow scheduler and the directory watcher, and keeps the
+orchestrator's profile catalog current. Listeners hear about:
+
+- `profiles_changed()`: the profiles in force changed (added, edited, renamed, removed, shadowed);
+- `flows_changed()`: flows changed, or a run started or ended;
+- `diagnostics(path, list)`: a file's problems changed (an empty list: it is clean now, or gone).
+
+A reload reads files in a worker thread and swaps the result in on the event loop; reloads are
+single-flight (changes that arrive meanwhile cause one more reload, not one each).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+from urllib.parse import unquote, urlparse
+
+from cao_sidecar import paths, wire
+from cao_sidecar.flows.catalog import FlowCatalog
+from cao_sidecar.flows.scheduler import FlowScheduler, FlowState
+from cao_sidecar.profiles.catalog import ProfileCatalog, builtin_profiles_dir
+from cao_sidecar.profiles.files import Diagnostic
+from cao_sidecar.profiles.layers import Entry
+from cao_sidecar.profiles.profile import Profile
+from cao_sidecar.profiles.watch import DirWatcher
+from cao_sidecar.storage.flows import FlowRun, FlowRunStore
+
+log = logging.getLogger(__name__)
+
+DiagnosticsListener = Callable[[Path, list[Diagnostic]], None]
+
+
+def user_flows_dir() -> Path:
+    return paths.config_dir() / "flows"
+
+
+def workspace_folders(initialize_params: Any, fallback: Path) -> list[Path]:
+    """Every workspace folder of an `initialize` (workspaceFolders, else rootUri/rootPath)."""
+    folders: list[Path] = []
+    if isinstance(initialize_params, dict):
+        listed = initialize_params.get("workspaceFolders")
+        if isinstance(listed, list):
+            for folder in listed:
+                uri = folder.get("uri") if isinstance(folder, dict) else None
+                path = _file_path(uri)
+                if path is not None:
+                    folders.append(path)
+    if fallback not in folders:
+        folders.insert(0, fallback)
+    return list(dict.fromkeys(folders))
+
+
+def _file_path(uri: Any) -> Optional[Path]:
+    if not isinstance(uri, str):
+        return None
+    parsed = urlparse(uri)
+    if parsed.scheme != "file" or not parsed.path:
+        return None
+    return Path(unquote(parsed.path))
+
+
+class LiveConfig:
+    def __init__(
+        self,
+        *,
+        core: Any,
+        folders: list[Path],
+        user_profiles: Optional[Path] = None,
+        user_flows: Optional[Path] = None,
+        store: Optional[FlowRunStore] = None,
+    ) -> None:
+        self.core = core
+        self.folders = list(folders)
+        self.user_profiles = user_profiles if user_profiles is not None else paths.user_profiles_dir()
+        self.user_flows = user_flows if user_flows is not None else user_flows_dir()
+        self.profiles: ProfileCatalog = core.catalog
+        self.profiles.set_workspace_dirs([f / ".cao" / "agents" for f in self.folders], self.user_profiles)
+        self.flows = FlowCatalog(workspace_folders=self.folders, user_dir=self.user_flows)
+        self.store = store or FlowRunStore(core.state_dir / "state.db")
+        self.scheduler = FlowScheduler(core=core, flows=self.flows, store=self.store, on_change=self._flows_touched)
+        self.watcher = DirWatcher(self._targets(), self._on_files_changed)
+        self._profile_listeners: list[Callable[[], None]] = []
+        self._flow_listeners: list[Callable[[], None]] = []
+        self._diagnostic_listeners: list[DiagnosticsListener] = []
+        self._pending: set[str] = set()
+        self._reloading: Optional[asyncio.Task[None]] = None
+        self._flows_note_scheduled = False
+        self._closed = False
+
+    # ---- life cycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.reload({"profiles", "flows"})
+        self.core.add_completed_listener(self.scheduler.on_worker_completed)
+        self.scheduler.start()
+        self.watcher.start()
+
+    async def close(self) -> None:
+        self._closed = True
+        await self.watcher.close()
+        if self._reloading is not None:
+            self._reloading.cancel()
+        await self.scheduler.close()
+        self.store.close()
+
+    def set_workspace_folders(self, folders: list[Path]) -> None:
+        self.folders = list(dict.fromkeys(folders))
+        self.profiles.set_workspace_dirs([f / ".cao" / "agents" for f in self.folders], self.user_profiles)
+        self.flows.set_workspace_folders(self.folders, self.user_flows)
+        self.watcher.set_targets(self._targets())
+        self._request({"profiles", "flows"})
+
+    def _targets(self) -> list[Path]:
+        return [*self.profiles.directories(), *self.flows.directories()]
+
+    # ---- listeners ------------------------------------------------------------------------
+
+    def on_profiles_changed(self, listener: Callable[[], None]) -> None:
+        self._profile_listeners.append(listener)
+
+    def on_flows_changed(self, listener: Callable[[], None]) -> None:
+        self._flow_listeners.append(listener)
+
+    def on_diagnostics(self, listener: DiagnosticsListener) -> None:
+        self._diagnostic_listeners.append(listener)
+
+    def all_diagnostics(self) -> dict[Path, list[Diagnostic]]:
+        out = {p: d for p, d in self.profiles.diagnostics().items() if self._publishable(p)}
+        out.update(self.flows.diagnostics())
+        return out
+
+    def _publishable(self, path: Path) -> bool:
+        # Problems of built-in profiles are the package's, not the user's: logged, not shown.
+        return path.parent != builtin_profiles_dir()
+
+    def _publish(self, changes: dict[Path, list[Diagnostic]]) -> None:
+        for path, diagnostics in changes.items():
+            if not self._publishable(path):
+                continue
+            for listener in self._diagnostic_listeners:
+                try:
+                    listener(path, diagnostics)
+                except Exception:  # noqa: BLE001
+                    log.exception("diagnostics listener failed")
+
+    def _notify(self, listeners: list[Callable[[], None]]) -> None:
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:  # noqa: BLE001
+                log.exception("change listener failed")
+
+    def _flows_touched(self) -> None:
+        # Coalesce: a run's start writes several times in one go; one notification per turn.
+        if self._flows_note_scheduled or self._closed:
+            return
+        self._flows_note_scheduled = True
+
+        def send() -> None:
+            self._flows_note_scheduled = False
+            self._notify(self._flow_listeners)
+
+        asyncio.get_running_loop().call_soon(send)
+
+    # ---- reloading ------------------------------------------------------------------------
+
+    def _on_files_changed(self, hits: set[Path]) -> None:
+        kinds = set()
+        profile_dirs = set(self.profiles.directories())
+        for hit in hits:
+            kinds.add("profiles" if hit in profile_dirs else "flows")
+        self._request(kinds)
+
+    def _request(self, kinds: Iterable[str]) -> None:
+        self._pending |= set(kinds)
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.get_running_loop().create_task(self._reload_pending())
+
+    async def _reload_pending(self) -> None:
+        while self._pending and not self._closed:
+            kinds, self._pending = self._pending, set()
+            try:
+                await self.reload(kinds)
+            except Exception:  # noqa: BLE001 - a reload never takes the sidecar down
+                log.exception("reloading %s failed", sorted(kinds))
+
+    async def reload(self, kinds: Iterable[str] = ("profiles", "flows")) -> None:
+        kinds = set(kinds)
+        profiles_changed = False
+        if "profiles" in kinds:
+            results = await asyncio.to_thread(self.profiles.scan)
+            changes = self.profiles.apply(results)
+            self._publish(changes.diagnostics)
+            profiles_changed = changes.entries_changed
+        flows_changed = False
+        if "flows" in kinds:
+            results = await asyncio.to_thread(self.flows.scan)
+            changes = self.flows.apply(results)
+            self._publish(changes.diagnostics)
+            flows_changed = changes.entries_changed
+            if flows_changed:
+                self.scheduler.reschedule()
+        if profiles_changed or flows_changed:
+            self._publish(self.flows.cross_check(self.profiles.names()))
+        if profiles_changed:
+            self._notify(self._profile_listeners)
+        if flows_changed:
+            self._flows_touched()
+
+    # ---- wire views -----------------------------------------------------------------------
+
+    def profile_infos(self) -> list[wire.ProfileInfo]:
+        return [profile_info(e) for e in self.profiles.entries()]
+
+    def flow_infos(self) -> list[wire.FlowInfo]:
+        return [flow_info(s) for s in self.scheduler.states()]
+
+
+def profile_info(entry: Entry[Profile]) -> wire.ProfileInfo:
+    p = entry.item
+    scope = entry.layer.scope
+    return wire.ProfileInfo(
+        name=p.name,
+        description=p.description,
+        provider=p.provider,
+        source="builtin" if scope == "builtin" else str(entry.path),
+        scope=scope,  # type: ignore[arg-type]
+        path=str(entry.path),
+        model=p.model,
+        tags=list(p.tags),
+        shadows=[str(s) for s in entry.shadows],
+        stale=entry.stale,
+    )
+
+
+def run_info(run: FlowRun) -> wire.FlowRunInfo:
+    return wire.FlowRunInfo(
+        run_id=run.run_id,
+        flow=run.flow,
+        trigger=run.trigger,  # type: ignore[arg-type]
+        status=run.status,  # type: ignore[arg-type]
+        started_at=run.started_at,
+        scheduled_at=run.scheduled_at,
+        ended_at=run.ended_at,
+        terminal_id=run.terminal_id,
+        output=run.output,
+        reason=run.reason,
+    )
+
+
+def flow_info(state: FlowState) -> wire.FlowInfo:
+    flow = state.entry.item
+    return wire.FlowInfo(
+        name=flow.name,
+        schedule=flow.schedule,
+        profile=flow.profile,
+        enabled=state.enabled,
+        scope=flow.scope,  # type: ignore[arg-type]
+        path=str(state.entry.path),
+        description=flow.description,
+        provider=flow.provider,
+        working_directory=flow.working_directory,
+        has_gate=flow.gate is not None,
+        next_run_at=state.next_run_at,
+        running=state.running,
+        last_run=run_info(state.last_run) if state.last_run is not None else None,
+        shadows=[str(s) for s in state.entry.shadows],
+        stale=state.entry.stale,
+    )
+
+
+async def start_live(core: Any, initialize_params: Any, workspace: Path) -> Optional[LiveConfig]:
+    """Start watching profiles and flows; None (logged) if that fails: agents still work."""
+    live = None
+    try:
+        live = LiveConfig(core=core, folders=workspace_folders(initialize_params, workspace))
+        await live.start()
+        return live
+    except Exception:  # noqa: BLE001
+        log.exception("profiles and flows could not be watched; they stay as loaded at start-up")
+        if live is not None:
+            try:
+                await live.close()
+            except Exception:  # noqa: BLE001
+                pass
+        return None

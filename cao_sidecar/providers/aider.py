@@ -1,0 +1,106 @@
+"""Provider `aider`: Aider (`aider`, a line-oriented REPL; PyPI `aider-chat`).
+
+Screen (0.86; bottom = newest):
+
+    > the last input                       the prompt line with the submitted text
+    the answer, plain text                 (streamed; no marker)
+    Tokens: 600 sent, 6 received.          after every answer (cost too, for priced models)
+    ──────────────────────                 a rule before every prompt
+    >                                      the prompt ("architect>", "ask>", "code>" in modes)
+
+Waiting: "(Y)es/(N)o [Yes]:" questions (also "(D)on't ask again", "(A)ll", "(S)kip all").
+Errors: litellm exceptions ("litellm.APIConnectionError: ...") after the last input.
+
+Aider has no MCP client: an aider worker can be handed tasks but cannot call our tools. The
+profile's prompt is given as a read-only context file (`--read`), there is no system prompt flag.
+At start it may ask questions (release notes, .gitignore, git repo): the launch turns them off
+with flags, and the core answers what is left with "n".
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.providers.base import Classification, LaunchContext, LaunchSpec
+from cao_sidecar.providers.screen import (
+    RULE_LINE,
+    Dialog,
+    Screen,
+    ScreenProvider,
+    command_from_options,
+    extra_args,
+)
+
+S = AgentStatus
+
+PROMPT = re.compile(r"^(?:(?:architect|ask|code|help|context|multi)(?: multi)?)?> ?$")
+INPUT = re.compile(r"^(?:(?:architect|ask|code|help|context|multi)(?: multi)?)?> \S")
+QUESTION = re.compile(r"\(Y\)es/\(N\)o.*\]:\s*\S*$|\(Y\)es/\(N\)o.*\?\s*$")
+TOKENS = re.compile(r"^Tokens: .* sent, .* received")
+ERROR = re.compile(r"^litellm\.\w+(?:Error|Exception)|^\w*Error: |^The API provider|^Unable to|^Retrying in ")
+RETRY = re.compile(r"^Retrying in ")
+
+
+class AiderProvider(ScreenProvider):
+    name = "aider"
+    exit_command = "/exit"
+    interrupt_key = "C-c"
+    dialogs = (
+        Dialog("startup question", r"\(Y\)es/\(N\)o", keys=("n", "Enter"), window=2),
+    )
+
+    def launch(self, ctx: LaunchContext) -> LaunchSpec:
+        argv = command_from_options(["aider"], ctx)
+        argv += ["--no-check-update", "--no-analytics", "--no-show-release-notes", "--no-gitignore",
+                 "--no-fancy-input", "--no-pretty"]
+        if ctx.model:
+            argv += ["--model", ctx.model]
+        if ctx.system_prompt:
+            path = ctx.agent_dir / "aider-conventions.md"
+            path.write_text(ctx.system_prompt + "\n", encoding="utf-8")
+            argv += ["--read", str(path)]
+        if ctx.options.get("permission_mode") == "bypassPermissions" or ctx.options.get("yes_always"):
+            argv += ["--yes-always"]
+        argv += extra_args(ctx)
+        return LaunchSpec(argv=argv, env={})
+
+    def _classify(self, s: Screen) -> Classification:
+        last = s.lines[-1]
+        if QUESTION.search(last):
+            return Classification(S.WAITING_USER_ANSWER, "a (Y)es/(N)o question on the last line")
+        if PROMPT.match(last):
+            last_input = s.last_index(lambda line: bool(INPUT.match(line)), 0, len(s.lines) - 1)
+            if last_input < 0:
+                return Classification(S.IDLE, "prompt, no input yet")
+            after = s.lines[last_input + 1 : -1]
+            if any(TOKENS.match(line) for line in after):
+                return Classification(S.COMPLETED, "prompt; 'Tokens: … sent, … received' follows the last input")
+            if any(ERROR.match(line) and not RETRY.match(line) for line in after):
+                return Classification(S.ERROR, "prompt; an error follows the last input")
+            if self._extract(s) is not None:
+                return Classification(S.COMPLETED, "prompt; output follows the last input")
+            return Classification(S.IDLE, "prompt; nothing after the last input")
+        if INPUT.match(last):
+            return Classification(S.IDLE, "prompt with typed text")
+        if not any(line.startswith("Aider v") for line in s.lines[:40]) and s.last_index(
+            lambda line: bool(INPUT.match(line))
+        ) < 0:
+            return Classification(S.STARTING, "no banner and no prompt yet")
+        return Classification(S.PROCESSING, "output below the last input, no prompt yet")
+
+    def _extract(self, s: Screen) -> Optional[str]:
+        end = len(s.lines)
+        if end and PROMPT.match(s.lines[-1]):
+            end -= 1
+        last_input = s.last_index(lambda line: bool(INPUT.match(line)), 0, end)
+        if last_input < 0:
+            return None
+        out: list[str] = []
+        for line in s.lines[last_input + 1 : end]:
+            if TOKENS.match(line) or RULE_LINE.match(line):
+                break
+            out.append(line)
+        text = "\n".join(out).strip("\n")
+        return text or None

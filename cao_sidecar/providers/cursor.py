@@ -1,0 +1,83 @@
+"""Provider `cursor`: Cursor's terminal agent (`cursor-agent`).
+
+Constructed from provider-notes.md (cursor-agent installs with its own downloader, which cannot
+run here; fixtures tests/fixtures/screens/cursor-*.txt are marked constructed). Screen:
+
+    > the last input                       (or a boxed input echo)
+    ⬢ Thinking  ctrl+c to stop             busy: a spinner line with "ctrl+c to stop"
+    the answer text                        plain text, no marker
+    ────────────────────────
+    → Add a follow-up                      the prompt (❯, → or >), placeholder or typed text
+    ────────────────────────
+    Claude 4.5 Sonnet · 12%               footer
+
+Waiting: "↑/↓ to navigate" choice lists (command approvals: "Run this command?"), the workspace
+trust question, "(y/n)". `--force` allows commands without asking (bypass mode).
+
+MCP: cursor-agent reads MCP servers only from `.cursor/mcp.json` (workspace) or
+`~/.cursor/mcp.json`; there is no per-process option, so the sidecar does not wire its server
+into Cursor agents (they can be handed tasks but cannot call our tools unless you add it there).
+"""
+
+from __future__ import annotations
+
+import re
+
+from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.providers.base import LaunchContext
+from cao_sidecar.providers.patterns import AnswerRule, PatternProvider, compile_rules
+from cao_sidecar.providers.screen import Dialog
+
+S = AgentStatus
+
+
+class CursorProvider(PatternProvider):
+    name = "cursor"
+    command = ("cursor-agent",)
+    exit_command = "/quit"
+    interrupt_key = "C-c"
+    model_args = ("--model", "{model}")
+    rules = compile_rules(
+        [
+            (S.WAITING_USER_ANSWER, r"↑/↓ to navigate|Run this command\?|\(y/n\)|^\s*[❯→>] \d+\. |"
+             r"Trust this workspace|Do you trust", 12, "bottom", "waiting: choices at the bottom"),
+            (S.PROCESSING, r"ctrl\+c to stop", 8, "bottom", "processing: 'ctrl+c to stop' at the bottom"),
+            (S.ERROR, r"^\s*(?:Error|error):|Request failed|Connection error", 0, "after_input",
+             "error: an error line after the last input"),
+            (S.IDLE, r"^\s*[❯→](?: |$)|Add a follow-up|Plan, search, build anything", 6, "bottom",
+             "idle: the prompt near the bottom"),
+        ]
+    )
+    input_pattern = re.compile(r"^\s*> \S")
+    answer = AnswerRule(
+        start=re.compile(r"^\s*\S"),
+        end=re.compile(r"^\s*[─━]{10,}|^\s*[❯→] "),
+    )
+    dialogs = (
+        Dialog("workspace trust", r"Trust this workspace|Do you trust", keys=("Enter",)),
+        Dialog("login", r"cursor-agent login|Press any key to sign in|Not logged in",
+               fail="cursor-agent is not logged in: run `cursor-agent login` in a terminal"),
+    )
+
+    def _launch_args(self, ctx: LaunchContext) -> list[str]:
+        if ctx.options.get("permission_mode") == "bypassPermissions" or ctx.options.get("force"):
+            return ["--force"]
+        return []
+
+    def _extract(self, s):  # type: ignore[no-untyped-def]
+        """Plain answer text: everything after the last input up to the prompt box, without the
+        busy lines."""
+        last_input = self._last_input(s)
+        if last_input < 0:
+            return None
+        end = len(s.lines)
+        for i in range(last_input + 1, len(s.lines)):
+            if re.match(r"^\s*[─━]{10,}", s.lines[i]):
+                end = i
+                break
+        lines = [line for line in s.lines[last_input + 1 : end] if "ctrl+c to stop" not in line]
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        indent = min((len(line) - len(line.lstrip()) for line in lines if line.strip()), default=0)
+        text = "\n".join(line[indent:] for line in lines).strip("\n")
+        return text or None

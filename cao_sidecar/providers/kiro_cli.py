@@ -1,0 +1,163 @@
+"""Provider `kiro_cli`: Kiro CLI (`kiro-cli chat`). Amazon Q Developer CLI (`q chat`, provider
+`q_cli`) is the same program under its old name and shares this module's reading.
+
+Not installable here (no public package): the patterns come from provider-notes.md and the
+fixtures built from them (tests/fixtures/screens/kiro_cli-*.txt, marked constructed).
+
+Screen (classic chat; bottom = newest):
+
+    > the last input                       the user's line (prompt + text)
+    > the answer, first line               the answer: a green "> " head, then plain lines
+      more of the answer
+    ▸ Credits: 0.12 • Time: 3s              after a finished answer
+    [agent] 4% λ >                          the prompt: optional [agent], context %, "λ", ">"
+
+Busy: "Thinking...", "Kiro is working", "Initializing...", "N of M mcp servers initialized".
+Waiting: "Allow this action? Use 't' to trust (always allow) this tool for the session. [y/n/t]:",
+or the newer choice list "Yes / No / Always allow" ("Trust, always allow"). Error: "Kiro is having
+trouble responding right now" (older: "Amazon Q is having trouble ...").
+
+MCP: Kiro reads MCP servers from agent files (JSON) in `~/.kiro/agents/`; each launch writes
+`cao-<terminalId>.json` there (Q: `~/.aws/amazonq/cli-agents/`) naming our server through the
+stdio bridge and carrying the profile's system prompt, and selects it with `--agent`. Files of
+agents that no longer exist are removed at the next launch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Optional
+
+from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.providers import mcp_config
+from cao_sidecar.providers.base import Classification, LaunchContext, LaunchSpec
+from cao_sidecar.providers.patterns import PatternProvider, compile_rules
+from cao_sidecar.providers.screen import Dialog, Screen, command_from_options, extra_args, string_list
+
+S = AgentStatus
+
+PROMPT = re.compile(r"^(?:\[[\w.-]+\] )?(?:\d+% )?(?:λ )?!?> ?$")
+PROMPT_WITH_TEXT = re.compile(r"^(?:\[[\w.-]+\] )?(?:\d+% )?(?:λ )?!?> \S")
+CREDITS = re.compile(r"^\s*▸ (?:Credits|Time):")
+
+
+class KiroCliProvider(PatternProvider):
+    name = "kiro_cli"
+    command = ("kiro-cli", "chat")
+    exit_command = "/quit"
+    interrupt_key = "C-c"
+    product = "Kiro"
+    agents_dir = Path("~/.kiro/agents")
+    input_pattern = PROMPT_WITH_TEXT
+    prompt_pattern = PROMPT
+    rules = compile_rules(
+        [
+            (S.WAITING_USER_ANSWER, r"\[y/n/t\]:?\s*\S?$|Allow this action\?", 3, "bottom",
+             "waiting: 'Allow this action? [y/n/t]' at the bottom"),
+            (S.WAITING_USER_ANSWER, r"Yes\s*/\s*No\s*/\s*(?:Always allow|Trust)|Trust, always allow|"
+             r"^\s*[❯>] ?(?:Yes|No|Always allow|Trust)\b", 6, "bottom", "waiting: a permission choice list"),
+            (S.PROCESSING, r"Thinking\.\.\.|(?:Kiro|Amazon Q) is working|Initializing\.\.\.|"
+             r"\d+ of \d+ mcp servers? initialized|^[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] ", 3, "bottom", "processing: a busy line at the bottom"),
+            (S.ERROR, r"having trouble responding right now|^\s*(?:error|Error):", 0, "after_input",
+             "error: the CLI reported an error after the last input"),
+            (S.IDLE, r"^(?:\[[\w.-]+\] )?(?:\d+% )?(?:λ )?!?> ?$", 1, "last_line", "idle: the '>' prompt is the last line"),
+            (S.IDLE, r"ask a question, or describe a task", 4, "bottom", "idle: the input placeholder"),
+        ]
+    )
+    dialogs = (
+        Dialog(
+            "login",
+            r"Log in with|Sign in with (?:AWS|Builder ID|GitHub|Google)|Device code|kiro-cli login|q login",
+            fail="the CLI is not logged in: run its `login` command in a terminal",
+        ),
+        Dialog("workspace trust", r"Do you trust (?:the files in )?this (?:folder|workspace)", keys=("Enter",)),
+    )
+
+    def _agents_dir(self, ctx: LaunchContext) -> Path:
+        home = ctx.env.get("HOME") or os.path.expanduser("~")
+        return Path(str(self.agents_dir).replace("~", home, 1))
+
+    def launch(self, ctx: LaunchContext) -> LaunchSpec:
+        opts = ctx.options
+        argv = command_from_options(list(self.command), ctx)
+        agent_name = self._write_agent(ctx)
+        if agent_name:
+            argv += ["--agent", agent_name]
+        if ctx.model:
+            argv += ["--model", ctx.model]
+        if opts.get("permission_mode") == "bypassPermissions" or opts.get("trust_all_tools"):
+            argv += ["--trust-all-tools"]
+        else:
+            allowed = string_list(opts.get("allowed_tools"))
+            if allowed:
+                argv += ["--trust-tools=" + ",".join(allowed)]
+        argv += extra_args(ctx)
+        return LaunchSpec(argv=argv, env={})
+
+    def _write_agent(self, ctx: LaunchContext) -> Optional[str]:
+        """Our agent file (MCP server through the stdio bridge, the system prompt)."""
+        if "CAO_MCP_SOCKET" not in ctx.env and not ctx.system_prompt:
+            return None
+        directory = self._agents_dir(ctx)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._remove_stale(directory, ctx.agent_dir.parent)
+        except OSError:
+            return None
+        name = f"cao-{ctx.terminal_id}"
+        agent: dict[str, object] = {
+            "name": name,
+            "description": f"cao-sidecar agent {ctx.terminal_id}",
+            "prompt": ctx.system_prompt or None,
+            "mcpServers": {},
+            "tools": ["*"],
+        }
+        if "CAO_MCP_SOCKET" in ctx.env:
+            agent["mcpServers"] = {
+                mcp_config.SERVER_NAME: mcp_config.stdio_bridge_entry(ctx.env["CAO_MCP_SOCKET"], ctx.agent_dir / "credential")
+            }
+        if ctx.model:
+            agent["model"] = ctx.model
+        mcp_config.write_private_json(directory / f"{name}.json", agent)
+        return name
+
+    @staticmethod
+    def _remove_stale(directory: Path, agents_state: Path) -> None:
+        for path in directory.glob("cao-*.json"):
+            terminal_id = path.stem[len("cao-") :]
+            if re.fullmatch(r"[0-9a-f]{8}", terminal_id) and not (agents_state / terminal_id).exists():
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+
+    # ---- screen -------------------------------------------------------------------------------
+
+    def _classify(self, s: Screen) -> Classification:
+        result = super()._classify(s)
+        if result.status is S.IDLE and self._extract(s) is not None:
+            return Classification(S.COMPLETED, result.rule + ", and an answer follows the last input")
+        return result
+
+    def _extract(self, s: Screen) -> Optional[str]:
+        """The answer is the lowest "> " block above the prompt; the "> " line above it is the
+        input (both are drawn with the same arrow)."""
+        end = len(s.lines)
+        if end and PROMPT.match(s.lines[-1]):
+            end -= 1
+        credits = s.last_index(lambda line: bool(CREDITS.match(line)), 0, end)
+        if credits >= 0:
+            end = credits
+        head = s.last_index(lambda line: bool(PROMPT_WITH_TEXT.match(line)), 0, end)
+        if head < 0:
+            return None
+        above = s.last_index(lambda line: bool(PROMPT_WITH_TEXT.match(line)), 0, head)
+        if above < 0 and credits < 0:
+            return None  # a lone "> text" line: the input that was just submitted
+        first = s.lines[head]
+        out = [first[first.index("> ") + 2 :]]
+        out += [line for line in s.lines[head + 1 : end]]
+        return "\n".join(out)

@@ -1,0 +1,129 @@
+"""Provider `opencode`: OpenCode (`opencode`, a full-screen TUI).
+
+Screen (1.18; bottom = newest; a sidebar may fill the right-hand columns of wide windows):
+
+      ┃  the last input                       a user message: a "┃" bar, text after two spaces
+         the answer                          the answer, indented five spaces
+         ▣  Build · Claude Sonnet 4.5 · 4.3s  completion marker (no duration while busy)
+      ┃                                       the input box: "┃" lines ...
+      ┃  Build · Claude Sonnet 4.5 Anthropic  ... with the agent and model ...
+      ╹▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀            ... and its bottom edge
+       ⬝⬝⬝⬝  esc interrupt     ctrl+p commands   footer ("esc interrupt" only while busy)
+
+Waiting: "△ Permission required" with "Allow once / Always allow / Reject". OpenCode's screen
+may stop changing once it is idle, which is fine for output-triggered classification.
+
+Launch: an extra config file (`OPENCODE_CONFIG`, 0600 in the agent's directory) with our MCP
+server (`type: remote`, the agent's token), the profile's prompt as an instructions file, and
+`permission` allow-all in bypass mode; `OPENCODE_DISABLE_AUTOUPDATE=1`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.providers import mcp_config
+from cao_sidecar.providers.base import Classification, LaunchContext, LaunchSpec
+from cao_sidecar.providers.screen import Dialog, Screen, ScreenProvider, command_from_options, extra_args
+
+S = AgentStatus
+
+BOX_BOTTOM = re.compile(r"^\s*╹▀")
+BAR = re.compile(r"^\s*┃")
+USER_LINE = re.compile(r"^\s*┃  \S")
+MARKER = re.compile(r"^\s*▣  ")
+DONE_MARKER = re.compile(r"^\s*▣  .*· \d[\d.]*(?:ms|s|m)(?:\s|$)|^\s*▣  .*· \d+m \d+s")
+WAITING = re.compile(r"△ Permission required|Allow once|Always allow|Reject\b.*(?:esc|enter)|Permission required")
+ERROR = re.compile(r"^\s*┃?\s*(?:Error|error)\b|AI_APICallError|ProviderModelNotFoundError|ProviderInitError|"
+                   r"APIError|Unable to connect|Request failed")
+SIDEBAR_GAP = re.compile(r"\s{8,}")
+CONFIG_FILE = "opencode.json"
+
+
+class OpenCodeProvider(ScreenProvider):
+    name = "opencode"
+    exit_command = "/exit"
+    interrupt_key = "Escape"
+    dialogs = (
+        Dialog("login", r"Run /connect to add an AI provider|No provider configured|opencode auth login",
+               fail=None, keys=()),
+    )
+
+    def launch(self, ctx: LaunchContext) -> LaunchSpec:
+        argv = command_from_options(["opencode"], ctx)
+        if ctx.model:
+            argv += ["--model", ctx.model]
+        config: dict[str, Any] = {"$schema": "https://opencode.ai/config.json", "autoupdate": False}
+        if "CAO_MCP_URL" in ctx.env:
+            config["mcp"] = {
+                mcp_config.SERVER_NAME: {
+                    "type": "remote",
+                    "url": ctx.env["CAO_MCP_URL"],
+                    "headers": {"Authorization": f"Bearer {ctx.env['CAO_MCP_TOKEN']}"},
+                    "enabled": True,
+                }
+            }
+        if ctx.system_prompt:
+            path = ctx.agent_dir / "opencode-instructions.md"
+            path.write_text(ctx.system_prompt + "\n", encoding="utf-8")
+            config["instructions"] = [str(path)]
+        if ctx.options.get("permission_mode") == "bypassPermissions":
+            config["permission"] = {"edit": "allow", "bash": "allow", "webfetch": "allow"}
+        path = mcp_config.write_private_json(ctx.agent_dir / CONFIG_FILE, config)
+        argv += extra_args(ctx)
+        return LaunchSpec(argv=argv, env={"OPENCODE_CONFIG": str(path), "OPENCODE_DISABLE_AUTOUPDATE": "1"})
+
+    # ---- screen -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _box(s: Screen) -> tuple[int, int]:
+        """(first line of the input box, its bottom edge), or (-1, -1)."""
+        # A full-screen TUI: one input box, at the bottom in a session, mid-screen on the home page.
+        bottom = s.last_index(lambda line: bool(BOX_BOTTOM.match(line)), max(0, len(s.lines) - 30))
+        if bottom < 0:
+            return -1, -1
+        top = bottom
+        while top > 0 and bottom - top < 10 and BAR.match(s.lines[top - 1]):
+            top -= 1
+        return top, bottom
+
+    def _classify(self, s: Screen) -> Classification:
+        top, bottom = self._box(s)
+        if bottom < 0:
+            if any(WAITING.search(line) for line in s.tail(20)):
+                return Classification(S.WAITING_USER_ANSWER, "dialog: a permission request")
+            return Classification(S.STARTING, "no input box yet")
+        if any("esc interrupt" in line for line in s.lines[bottom:]):
+            return Classification(S.PROCESSING, "footer says 'esc interrupt'")
+        if any(WAITING.search(line) for line in s.tail(20)):
+            return Classification(S.WAITING_USER_ANSWER, "a permission request at the bottom")
+        last_input = s.last_index(lambda line: bool(USER_LINE.match(line)), 0, top)
+        if last_input < 0:
+            return Classification(S.IDLE, "input box, no input yet")
+        marker = s.last_index(lambda line: bool(MARKER.match(line)), last_input + 1, top)
+        if marker >= 0 and DONE_MARKER.match(s.lines[marker]):
+            return Classification(S.COMPLETED, "a completion marker (▣ … · duration) follows the last input")
+        if any(ERROR.search(line) for line in s.lines[last_input + 1 : top]):
+            return Classification(S.ERROR, "an error follows the last input")
+        if marker >= 0:
+            return Classification(S.PROCESSING, "a marker without duration (the answer is being written)")
+        return Classification(S.IDLE, "input box; nothing after the last input")
+
+    def _extract(self, s: Screen) -> Optional[str]:
+        top, _bottom = self._box(s)
+        end = top if top >= 0 else len(s.lines)
+        last_input = s.last_index(lambda line: bool(USER_LINE.match(line)), 0, end)
+        marker = s.last_index(lambda line: bool(DONE_MARKER.match(line)), last_input + 1, end)
+        if marker < 0:
+            return None
+        start = last_input + 1
+        while start < marker and BAR.match(s.lines[start]):
+            start += 1  # the rest of the user's message block
+        out = []
+        for line in s.lines[start:marker]:
+            body = line[5:] if line.startswith("     ") else line.strip()
+            body = SIDEBAR_GAP.split(body, 1)[0] if body.strip() else ""
+            out.append(body.rstrip())
+        return "\n".join(out)

@@ -1,0 +1,18 @@
+"""Provider `q_cli`: Amazon Q Developer CLI (`q chat`), Kiro CLI's predecessor.
+
+Same screen and agent-file model as `kiro_cli` (see that module); agent files live in
+`~/.aws/amazonq/cli-agents/`, and the product names itself "Amazon Q".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cao_sidecar.providers.kiro_cli import KiroCliProvider
+
+
+class QCliProvider(KiroCliProvider):
+    name = "q_cli"
+    command = ("q", "chat")
+    product = "Amazon Q"
+    agents_dir = Path("~/.aws/amazonq/cli-agents")

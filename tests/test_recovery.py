@@ -1,0 +1,125 @@
+"""Restart recovery: a SIGKILLed sidecar's successor adopts its agents, queued messages and assigns."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cao_client import CaoClient, CaoError
+from conftest import isolated_env, kill_tmux
+
+
+async def start(env: dict[str, str], workspace: Path, notes: list | None = None) -> CaoClient:
+    return await CaoClient.start(
+        workspace=workspace,
+        env=env,
+        on_notification=(lambda m, p: notes.append((m, p))) if notes is not None else None,
+    )
+
+
+def transcript(env: dict[str, str], terminal_id: str) -> list[dict]:
+    path = Path(env["XDG_STATE_HOME"]) / "cao-sidecar" / "agents" / terminal_id / "transcript.jsonl"
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    return [json.loads(line) for line in raw[: raw.rfind(b"\n") + 1].decode().splitlines()]
+
+
+async def wait_until(predicate, timeout: float = 20.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (value := predicate()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+    return value
+
+
+def kill9(client: CaoClient) -> None:
+    os.kill(client._process.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def env(tmp_base):
+    env = isolated_env(tmp_base)
+    yield env
+    kill_tmux(env["CAO_TMUX_SOCKET"])
+
+
+async def test_sigkill_mid_handoff_with_100_queued_messages_then_restart(env, tmp_base):
+    workspace = tmp_base / "workspace"
+    first = await start(env, workspace)
+    worker = (await first.spawn("mock_developer"))["terminalId"]
+    bystander = (await first.spawn("mock_reviewer"))["terminalId"]
+    running = asyncio.ensure_future(first.handoff("sleep 2 long task done", terminal_id=worker))
+    await wait_until(lambda: any(r["type"] == "user" for r in transcript(env, worker)))
+    states = [(await first.send_message(worker, f"note {i:03d}"))["state"] for i in range(100)]
+    assert set(states) == {"queued"}
+    kill9(first)
+    with pytest.raises(Exception):
+        await running
+    await first._process.wait()
+
+    # While no sidecar runs, one agent dies.
+    subprocess.run(["tmux", "-L", env["CAO_TMUX_SOCKET"], "kill-window", "-t", f"mock_reviewer-{bystander}"], check=True)
+
+    second = await start(env, workspace)
+    try:
+        agents = {a["terminalId"]: a for a in await second.list_agents()}
+        assert worker in agents and agents[worker]["profile"] == "mock_developer"
+        assert agents[bystander]["status"] == "exited"
+
+        def all_notes():
+            users = [r["text"] for r in transcript(env, worker) if r["type"] == "user"]
+            notes = [u for u in users if u.startswith("note ")]
+            return notes if len(notes) >= 100 else None
+
+        notes = await wait_until(all_notes, timeout=60)
+        assert notes == [f"note {i:03d}" for i in range(100)]  # in order
+        await asyncio.sleep(0.3)
+        assert len([r for r in transcript(env, worker) if r.get("text", "").startswith("note ")]) == 100  # once
+        # The adopted agent works normally.
+        result = await second.handoff("echo after restart", terminal_id=worker)
+        assert result["output"] == "after restart"
+    finally:
+        await second.close()
+
+
+async def test_assign_running_during_a_crash_is_still_reported(env, tmp_base):
+    workspace = tmp_base / "workspace"
+    first = await start(env, workspace)
+    worker = (await first.assign("mock_developer", "sleep 1.5 assigned result"))["terminalId"]
+    await wait_until(lambda: any(r["type"] == "user" for r in transcript(env, worker)))
+    kill9(first)
+    await first._process.wait()
+
+    notes: list = []
+    second = await start(env, workspace, notes)
+    try:
+        def completed():
+            return [p for m, p in notes if m == "cao/workerCompleted" and p["terminalId"] == worker]
+
+        done = await wait_until(completed, timeout=20)
+        assert done[0]["status"] == "completed" and done[0]["output"] == "assigned result"
+    finally:
+        await second.close()
+
+
+async def test_a_second_sidecar_on_the_same_socket_and_state_refuses_clearly(env, tmp_base):
+    workspace = tmp_base / "workspace"
+    first = await start(env, workspace)
+    second = await start(env, workspace)
+    try:
+        await first.list_agents()
+        with pytest.raises(CaoError) as refused:
+            await second.list_agents()
+        assert "another cao-sidecar" in refused.value.message
+        assert str(first._process.pid) in refused.value.message
+    finally:
+        await second.close()
+        await first.close()
