@@ -36,6 +36,7 @@ from cao_sidecar.profiles.catalog import ProfileCatalog
 from cao_sidecar.storage.agents import AgentRecord, AgentStore, AssignRecord
 from cao_sidecar.storage.messages import MessageStore
 from cao_sidecar.providers import LaunchContext, get_provider
+from cao_sidecar.providers.base import profile_options
 from cao_sidecar.terminal.tmux import PaneGone, TmuxError, TmuxServer
 
 log = logging.getLogger(__name__)
@@ -237,7 +238,7 @@ class Orchestrator:
                     model=agent.profile.model,
                     system_prompt=agent.profile.system_prompt,
                     env=env,
-                    options=dict(agent.profile.extra),
+                    options=profile_options(agent.profile),
                 )
             )
             env.update(spec.env)
@@ -299,7 +300,7 @@ class Orchestrator:
         action_of = getattr(agent.provider, "startup_action", None)
         if action_of is None or agent.pane_id is None:
             return
-        action = action_of(agent.screen, dict(agent.profile.extra))
+        action = action_of(agent.screen, profile_options(agent.profile))
         if action is None:
             return
         if action.fail:
@@ -450,6 +451,9 @@ class Orchestrator:
                 await self.tmux.kill_window(agent.pane_id)
             except TmuxError:
                 pass
+            # The pane id may be given to a new pane (tmux restarts numbering with its server):
+            # this agent must never act on that one.
+            agent.pane_id = None
         log.info("agent %s exited (status %s)", agent.terminal_id, exit_status)
 
     async def run_turn(self, agent: Agent, text: str, timeout: float) -> str:

@@ -716,6 +716,11 @@ class TmuxServer:
             raise TmuxError(f"unexpected new-window reply: {lines!r}")
         pane_id, pid_s, window_id = fields
         pid = int(pid_s)
+        # A restarted tmux server numbers panes from %0 again: whatever we remember about an
+        # earlier pane with this id (exit reported, killed by us, its watcher) is not this pane.
+        self._unwatch(pane_id)
+        self._reported.discard(pane_id)
+        self._suppressed.discard(pane_id)
         self._tracked[pane_id] = _Tracked(session, window_id, pid)
         self._window_pane[window_id] = pane_id
         # Until we return, an exit is not an event but part of our answer (dead=True):
