@@ -18,6 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(parser)
     sub = parser.add_subparsers(dest="command")
 
+    logs = sub.add_parser("logs", help="print the conversation logs (events, or one agent's terminal output)")
+    logs.add_argument("terminal", nargs="?", help="an agent's terminal id: print its terminal output")
+    logs.add_argument("--events", action="store_true", help="with TERMINAL: print its events instead")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing what is added")
+    logs.add_argument("--json", action="store_true", help="events as JSON lines")
+
     run = sub.add_parser("run", help="hand one task to a new worker and print its answer")
     run.add_argument("--profile", required=True)
     run.add_argument("--provider")
@@ -67,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(args.log_level)
     socket = paths.tmux_socket_name(args.tmux_socket)
+    if args.command == "logs":
+        return _logs(args)
     if args.command == "run":
         from cao_client.commands import run_command
 
@@ -96,3 +104,66 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _logs(args: argparse.Namespace) -> int:
+    import json
+    import re
+    import time
+
+    from cao_sidecar import paths
+    from cao_sidecar.storage.logs import EVENTS_FILE, read_events
+
+    directory = paths.state_dir() / "logs"
+    if args.terminal is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", args.terminal):
+        print(f"cao-sidecar logs: not a terminal id: {args.terminal!r}", file=sys.stderr)
+        return 2
+
+    def show(event: dict) -> None:
+        if args.json:
+            print(json.dumps(event, ensure_ascii=False), flush=True)
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.get("at", 0)))
+        rest = {k: v for k, v in event.items() if k not in ("at", "event", "terminalId")}
+        details = " ".join(f"{k}={json.dumps(v, ensure_ascii=False)[:200]}" for k, v in rest.items())
+        print(f"{stamp} {event.get('terminalId', '-'):<8} {event.get('event')} {details}", flush=True)
+
+    if args.terminal is not None and not args.events:
+        path = directory / f"{args.terminal}.log"
+        if not path.exists():
+            print(f"cao-sidecar logs: no terminal output logged for {args.terminal}", file=sys.stderr)
+            return 1
+        return _print_file(path, args.follow)
+    last = None
+    for event in read_events(directory, args.terminal):
+        show(event)
+        last = event.get("at")
+    if not args.follow:
+        return 0
+    from watchfiles import watch
+
+    try:
+        for _changes in watch(directory / EVENTS_FILE, rust_timeout=0, yield_on_timeout=False):
+            for event in read_events(directory, args.terminal, since=last):
+                show(event)
+                last = event.get("at")
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _print_file(path, follow: bool) -> int:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        sys.stdout.write(handle.read())
+        sys.stdout.flush()
+        if not follow:
+            return 0
+        from watchfiles import watch
+
+        try:
+            for _changes in watch(path):
+                sys.stdout.write(handle.read())
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            return 0
+    return 0

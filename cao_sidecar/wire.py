@@ -274,6 +274,19 @@ class FlowsChangedNotification:
     flows: list[FlowInfo]
 
 
+@attrs.define
+class GetLogParams:
+    terminal_id: Optional[str] = None
+    since: Optional[float] = None  # epoch seconds: only events after this
+    limit: Optional[int] = None  # only the last N events
+
+
+@attrs.define
+class GetLogResult:
+    events: list[dict[str, Any]]
+    output: Optional[str] = None  # with terminalId: that agent's terminal output as readable text (tail)
+
+
 # ---- method table --------------------------------------------------------------------------
 
 # method -> (params type, result type)
@@ -290,6 +303,7 @@ METHODS: dict[str, tuple[type, type]] = {
     "cao/listFlows": (ListFlowsParams, ListFlowsResult),
     "cao/runFlow": (RunFlowParams, RunFlowResult),
     "cao/setFlowEnabled": (SetFlowEnabledParams, SetFlowEnabledResult),
+    "cao/getLog": (GetLogParams, GetLogResult),
 }
 
 NOTIFICATIONS: dict[str, type] = {

@@ -372,8 +372,8 @@ async def test_install_profile_from_a_file_and_by_name(client):
     source.write_text(text)
     result = await request(client, "cao/installProfile", {"profile": str(source)})
     target = USER_AGENTS / "installed_one.md"
-    assert result == {"name": "installed_one", "path": str(target), "replaced": False, "warnings": [
-        "line 5: unknown field 'colour' is ignored"]}
+    assert result["name"] == "installed_one" and result["path"] == str(target) and result["replaced"] is False
+    assert len(result["warnings"]) == 1 and result["warnings"][0].startswith("line 5: unknown field 'colour'")
     assert target.read_text() == text  # byte for byte
     assert (await profiles(client))["installed_one"]["scope"] == "user"  # visible when answered
 

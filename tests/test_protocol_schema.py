@@ -250,6 +250,8 @@ def python_accepts(annotation: Any, value: Any) -> bool:
     if origin is list:
         (item,) = typing.get_args(annotation)
         return isinstance(value, list) and all(python_accepts(item, v) for v in value)
+    if origin is dict and typing.get_args(annotation) == (str, Any):
+        return isinstance(value, dict)  # a free-form JSON object
     if annotation is type(None):
         return value is None
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
@@ -500,6 +502,11 @@ WIRE_EXAMPLES: dict[type, Any] = {
     wire.RunFlowResult: wire.RunFlowResult(run=_FLOW_RUN),
     wire.SetFlowEnabledParams: wire.SetFlowEnabledParams(name="nightly-review", enabled=False),
     wire.SetFlowEnabledResult: wire.SetFlowEnabledResult(flow=_FLOW),
+    wire.GetLogParams: wire.GetLogParams(terminal_id="3f9c2a71", since=1795600000.5, limit=50),
+    wire.GetLogResult: wire.GetLogResult(
+        events=[{"at": 1795600000.2, "event": "answer", "terminalId": "3f9c2a71", "text": "hi"}],
+        output="\u203a echo hi\n\u25cf hi\n",
+    ),
     wire.ProfilesChangedNotification: wire.ProfilesChangedNotification(
         profiles=[
             wire.ProfileInfo(

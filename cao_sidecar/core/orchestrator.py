@@ -34,6 +34,7 @@ from cao_sidecar.core.monitor import StatusMonitor
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.profiles.catalog import ProfileCatalog
 from cao_sidecar.storage.agents import AgentRecord, AgentStore, AssignRecord
+from cao_sidecar.storage.logs import ConversationLogs
 from cao_sidecar.storage.messages import MessageStore
 from cao_sidecar.providers import LaunchContext, get_provider
 from cao_sidecar.providers.base import profile_options
@@ -84,6 +85,7 @@ class Orchestrator:
         self.agents: dict[str, Agent] = {}
         self.messages = MessageStore(state_dir / "state.db")
         self.agent_store = AgentStore(self.messages.connection)
+        self.logs = ConversationLogs(state_dir / "logs")
         self._inboxes: dict[str, Inbox] = {}
         self._status_listeners: list[StatusListener] = []
         self._completed_listeners: list[CompletedListener] = []
@@ -93,6 +95,7 @@ class Orchestrator:
         self.agents_may_start = asyncio.Event()
         self._monitor = StatusMonitor(tmux, self._on_classified)
         tmux.add_exit_listener(self._on_pane_exit)
+        tmux.add_output_data_listener(self._on_output_data)
 
     # ---- life cycle ---------------------------------------------------------------------------
 
@@ -108,6 +111,7 @@ class Orchestrator:
         for task in list(self._background):
             task.cancel()
         await self.tmux.close()
+        self.logs.close()
         self.messages.close()
 
     def add_status_listener(self, listener: StatusListener) -> None:
@@ -211,6 +215,10 @@ class Orchestrator:
                 status=AgentStatus.STARTING.value,
                 last_answer=None,
             )
+        )
+        self.logs.event(
+            "spawn", terminal_id, profile=profile.name, provider=provider_impl.name, session=session,
+            workingDirectory=cwd, name=name,
         )
         self._emit_status(agent, None, AgentStatus.STARTING)
         return agent
@@ -328,6 +336,7 @@ class Orchestrator:
         if not agent.alive or agent.pane_id is None:
             raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
         turn = agent.begin_turn(text)
+        self.logs.event("input", agent.terminal_id, text=text)
         try:
             await self.tmux.paste_text(agent.pane_id, text)
             await self.tmux.send_keys(agent.pane_id, "Enter")
@@ -423,6 +432,11 @@ class Orchestrator:
         if turn is not None and not turn.done.done():
             turn.done.set_result(result)
 
+    def _on_output_data(self, pane_id: str, data: bytes) -> None:
+        agent = self._monitor.agent_for_pane(pane_id)
+        if agent is not None:
+            self.logs.output(agent.terminal_id, data)
+
     def _on_pane_exit(self, pane_id: str, exit_status: int | None) -> None:
         agent = self._monitor.agent_for_pane(pane_id)
         if agent is not None and agent.alive:
@@ -489,6 +503,7 @@ class Orchestrator:
         answer = result.answer if result.answer is not None else await self._read_answer(agent, result.screen)
         agent.last_answer = answer
         self.agent_store.update(agent.terminal_id, last_answer=answer)
+        self.logs.event("answer", agent.terminal_id, text=answer)
         return answer
 
     async def _read_answer(self, agent: Agent, screen: str | None = None) -> str:
@@ -546,6 +561,10 @@ class Orchestrator:
                 raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
         if on_agent is not None:
             on_agent(agent)
+        self.logs.event(
+            "handoff.start", agent.terminal_id, profile=agent.profile.name, newWorker=new_worker,
+            caller=caller.terminal_id if caller else None, message=message,
+        )
         try:
             if new_worker:
                 try:
@@ -558,11 +577,16 @@ class Orchestrator:
                     ) from None
             answer = await self.run_turn(agent, message, max(0.001, deadline - loop.time()))
         except BaseException as exc:
+            self.logs.event(
+                "handoff.end", agent.terminal_id, ok=False,
+                error=exc.message if isinstance(exc, CaoError) else type(exc).__name__,
+            )
             if isinstance(exc, (asyncio.CancelledError, AgentTimeout)) and agent.alive and agent.turn is not None:
                 await self._interrupt(agent)
             if new_worker and not keep:
                 self._spawn_background(self.teardown(agent))
             raise
+        self.logs.event("handoff.end", agent.terminal_id, ok=True)
         if new_worker and not keep:
             await self.teardown(agent)
         return agent, answer
@@ -587,6 +611,10 @@ class Orchestrator:
             session = session or caller.session
             working_directory = working_directory or caller.working_directory
         agent = self.create(profile, provider=provider, working_directory=working_directory, session=session)
+        self.logs.event(
+            "assign.start", agent.terminal_id, profile=profile, caller=caller.terminal_id if caller else None,
+            message=message,
+        )
         self.agent_store.add_assign(
             AssignRecord(agent.terminal_id, caller.terminal_id if caller else None, message, keep, time.time() + timeout)
         )
@@ -612,6 +640,10 @@ class Orchestrator:
         """Tell the listeners (the editor) and the assigning agent's inbox how an assign ended."""
         agent = outcome.agent
         self.agent_store.assign_done(agent.terminal_id)
+        self.logs.event(
+            "assign.end", agent.terminal_id, status=outcome.status.value,
+            error=outcome.error.message if outcome.error else None,
+        )
         for listener in self._completed_listeners:
             try:
                 listener(outcome)
@@ -647,6 +679,7 @@ class Orchestrator:
         inbox = self._inboxes[terminal_id]
         immediate = inbox.can_deliver_now()
         delivery = inbox.put(text, sender)
+        self.logs.event("message", terminal_id, messageId=delivery.message_id, sender=sender, text=message)
         if sender_agent is not None:
             delivery.sent.add_done_callback(
                 lambda sent: self._report_undelivered(sender_agent, agent, delivery.message_id, sent)
@@ -729,6 +762,9 @@ class Orchestrator:
     def _emit_status(self, agent: Agent, previous: AgentStatus | None, status: AgentStatus) -> None:
         if agent.terminal_id in self.agents:
             self.agent_store.update(agent.terminal_id, status=status.value)
+        self.logs.event("status", agent.terminal_id, status=status.value, previous=previous.value if previous else None)
+        if status is AgentStatus.EXITED:
+            self.logs.close_output(agent.terminal_id)
         for listener in self._status_listeners:
             try:
                 listener(agent, previous, status)

@@ -18,6 +18,7 @@ def initialize_result() -> dict[str, Any]:
 
     return {
         "capabilities": {
+            "positionEncoding": "utf-16",
             "experimental": {
                 "cao": {
                     "protocolVersion": PROTOCOL_VERSION,

@@ -231,6 +231,19 @@ def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServe
 
         return wire.ListProfilesResult(profiles=[profile_info(e) for e in core.catalog.entries()])
 
+    @_cao_method(server, "cao/getLog")
+    async def get_log(ls: CaoLanguageServer, p: wire.GetLogParams) -> wire.GetLogResult:
+        from cao_sidecar.storage.logs import read_events, read_output
+
+        core = await ls.core()
+        if p.limit is not None and p.limit <= 0:
+            raise _invalid_params("cao/getLog: field 'limit' must be positive")
+        events = read_events(core.logs.directory, p.terminal_id, p.since, p.limit)
+        output = read_output(core.logs.directory, p.terminal_id) if p.terminal_id else None
+        if p.terminal_id is not None and p.terminal_id not in core.agents and not events and not output:
+            core.get_agent(p.terminal_id)  # raises unknownTerminal (agents that are gone keep their logs)
+        return wire.GetLogResult(events=events, output=output)
+
     _register_profile_and_flow_methods(server)
     return server
 

@@ -22,21 +22,23 @@ def flow_layers(workspace_folders: list[Path], user_dir: Optional[Path]) -> list
 class FlowCatalog:
     def __init__(self, *, workspace_folders: list[Path], user_dir: Optional[Path]) -> None:
         self._providers: Optional[list[str]] = None
+        self._workspace: Optional[Path] = workspace_folders[0] if workspace_folders else None
         self.layered: LayeredCatalog[Flow] = LayeredCatalog(
             flow_layers(workspace_folders, user_dir), self._parse, lambda f: f.name, "flow"
         )
 
     def _parse(self, fm: Frontmatter, layer: Layer, path: Path) -> tuple[Optional[Flow], list[Diagnostic]]:
         if self._providers is None:
-            self._providers = known_providers()
+            self._providers = known_providers(self._workspace)
         return check_flow(fm, path=path, scope=layer.scope, base_dir=layer.base_dir, providers=self._providers)
 
     def set_workspace_folders(self, workspace_folders: list[Path], user_dir: Optional[Path]) -> None:
+        self._workspace = workspace_folders[0] if workspace_folders else None
         self.layered.set_layers(flow_layers(workspace_folders, user_dir))
 
     def scan(self) -> list[FileResult[Flow]]:
-        self._providers = known_providers()
-        return self.layered.scan()
+        self._providers = known_providers(self._workspace)
+        return self.layered.scan(context=",".join(self._providers))
 
     def apply(self, results: list[FileResult[Flow]]) -> Changes:
         return self.layered.apply(results)

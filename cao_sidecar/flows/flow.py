@@ -85,13 +85,13 @@ def check_schedule(value: str) -> Optional[str]:
         if text in SCHEDULE_ALIASES:
             return None
         return f"unknown schedule {show(text)}; use 5 cron fields or one of {', '.join(SCHEDULE_ALIASES)}"
+    if not SCHEDULE_CHARS.match(text):
+        return f"the schedule {show(text)} has characters cron does not use"
     fields = text.split(" ")
     if len(fields) != 5:
         return (
             f"the schedule must have 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}: {show(text)}"
         )
-    if not SCHEDULE_CHARS.match(text):
-        return f"the schedule {show(text)} has characters cron does not use"
     try:
         if not croniter.is_valid(text):
             return f"{show(text)} is not a valid cron expression"

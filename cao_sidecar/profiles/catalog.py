@@ -39,6 +39,7 @@ def profile_layers(workspace_dirs: list[Path], user_dir: Optional[Path], base_di
 class ProfileCatalog:
     def __init__(self, *, workspace_dirs: list[Path], user_dir: Path | None, load: bool = True) -> None:
         self._providers: Optional[list[str]] = None
+        self._workspace: Optional[Path] = workspace_dirs[0].parent.parent if workspace_dirs else None
         self.layered: LayeredCatalog[Profile] = LayeredCatalog(
             profile_layers(workspace_dirs, user_dir), self._parse, lambda p: p.name, "profile"
         )
@@ -47,17 +48,18 @@ class ProfileCatalog:
 
     def _parse(self, fm: Frontmatter, layer: Layer, path: Path) -> tuple[Optional[Profile], list[Diagnostic]]:
         if self._providers is None:
-            self._providers = known_providers()
+            self._providers = known_providers(self._workspace)
         return check_profile(fm, path=path, source=layer.scope, base_dir=layer.base_dir, providers=self._providers)
 
     # ---- loading --------------------------------------------------------------------------
 
     def set_workspace_dirs(self, workspace_dirs: list[Path], user_dir: Optional[Path]) -> None:
+        self._workspace = workspace_dirs[0].parent.parent if workspace_dirs else None
         self.layered.set_layers(profile_layers(workspace_dirs, user_dir))
 
     def scan(self) -> list[FileResult[Profile]]:
-        self._providers = known_providers()
-        return self.layered.scan()
+        self._providers = known_providers(self._workspace)
+        return self.layered.scan(context=",".join(self._providers))
 
     def apply(self, results: list[FileResult[Profile]]) -> Changes:
         changes = self.layered.apply(results)

@@ -325,13 +325,18 @@ class Checker:
     def failed(self) -> bool:
         return any(d.severity == "error" for d in self.diagnostics)
 
-    def unknown_fields(self, known: Iterable[str], aliases: dict[str, str] | None = None) -> None:
+    def unknown_fields(
+        self, known: Iterable[str], aliases: dict[str, str] | None = None, passed_on: str | None = None
+    ) -> None:
+        """Warn about fields the format does not define. `passed_on`: where they go instead
+        (e.g. profiles hand them to the provider as provider-specific options)."""
         known = list(known)
         for key in self.fm.fields:
             if key in known:
                 continue
             hint = f" (did you mean '{aliases[key]}'?)" if aliases and key in aliases else suggest(key, known)
-            self.warning(f"unknown field '{key}' is ignored{hint}", key)
+            fate = f"; {passed_on}" if passed_on else " and is ignored"
+            self.warning(f"unknown field '{key}'{hint}{fate}", key)
 
     # Each getter reports a problem and returns None (or the default) when the value is unusable.
 

@@ -91,8 +91,9 @@ class LayeredCatalog(Generic[T]):
 
     # ---- scanning (any thread) ------------------------------------------------------------
 
-    def scan(self) -> list[FileResult[T]]:
-        """Read and parse every file of every layer, highest priority first."""
+    def scan(self, context: str = "") -> list[FileResult[T]]:
+        """Read and parse every file of every layer, highest priority first. `context` is what
+        else parsing depends on (e.g. the known providers): a file is parsed again when it changes."""
         results: list[FileResult[T]] = []
         seen: set[Path] = set()
         for layer in list(self._layers):
@@ -100,18 +101,18 @@ class LayeredCatalog(Generic[T]):
                 if path in seen:
                     continue
                 seen.add(path)
-                results.append(self._scan_file(path, layer))
+                results.append(self._scan_file(path, layer, context))
         with self._cache_lock:
             for key in [k for k in self._cache if k[0] not in seen]:
                 del self._cache[key]
         return results
 
-    def _scan_file(self, path: Path, layer: Layer) -> FileResult[T]:
+    def _scan_file(self, path: Path, layer: Layer, context: str = "") -> FileResult[T]:
         try:
             text = read_text(path, layer.directory)
         except FileRefused as exc:
             return FileResult(path, layer, None, [Diagnostic("error", str(exc), 1)])
-        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+        digest = hashlib.blake2b((context + "\0" + text).encode("utf-8"), digest_size=16).digest()
         with self._cache_lock:
             cached = self._cache.get((path, layer))
         if cached is not None and cached[0] == digest:

@@ -115,7 +115,16 @@ class LiveConfig:
         self._request({"profiles", "flows"})
 
     def _targets(self) -> list[Path]:
-        return [*self.profiles.directories(), *self.flows.directories()]
+        return [*self.profiles.directories(), *self.flows.directories(), *self._provider_dirs()]
+
+    def _provider_dirs(self) -> list[Path]:
+        """Where user-defined providers live: a change there re-validates profiles and flows."""
+        try:
+            from cao_sidecar.providers import provider_dirs
+
+            return list(provider_dirs(self.folders[0] if self.folders else None))
+        except Exception:  # noqa: BLE001 - older providers package without user-defined ones
+            return []
 
     # ---- listeners ------------------------------------------------------------------------
 
@@ -171,8 +180,14 @@ class LiveConfig:
     def _on_files_changed(self, hits: set[Path]) -> None:
         kinds = set()
         profile_dirs = set(self.profiles.directories())
+        flow_dirs = set(self.flows.directories())
         for hit in hits:
-            kinds.add("profiles" if hit in profile_dirs else "flows")
+            if hit in profile_dirs:
+                kinds.add("profiles")
+            elif hit in flow_dirs:
+                kinds.add("flows")
+            else:  # a provider file: what is valid may have changed everywhere
+                kinds |= {"profiles", "flows"}
         self._request(kinds)
 
     def _request(self, kinds: Iterable[str]) -> None:

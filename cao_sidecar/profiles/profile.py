@@ -93,11 +93,16 @@ class Profile:
         return self.source
 
 
-def known_providers() -> list[str]:
+def known_providers(workspace: Path | None = None) -> list[str]:
+    """The providers a profile may name: built-ins plus user-defined ones (in the workspace's
+    .cao/providers/ and the user's config dir), as the orchestrator resolves them."""
     try:
         from cao_sidecar.providers import provider_names
 
-        return list(provider_names())
+        try:
+            return list(provider_names(workspace))  # type: ignore[call-arg]
+        except TypeError:
+            return list(provider_names())
     except Exception:  # noqa: BLE001 - a broken provider module must not break profiles
         return []
 
@@ -147,7 +152,9 @@ def check_profile(
                 env = None
                 break
     tags = c.string_list("tags") or []
-    c.unknown_fields(KNOWN_FIELDS, ALIASES)
+    c.unknown_fields(
+        KNOWN_FIELDS, ALIASES, passed_on="it is passed to the provider as a provider-specific option, if it has one by that name"
+    )
     body = fm.body.strip()
     if not body:
         c.warning("the body (the agent's system prompt) is empty", line=fm.end_line)

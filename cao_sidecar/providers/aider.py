@@ -53,8 +53,9 @@ class AiderProvider(ScreenProvider):
 
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
         argv = command_from_options(["aider"], ctx)
-        argv += ["--no-check-update", "--no-analytics", "--no-show-release-notes", "--no-gitignore",
-                 "--no-fancy-input", "--no-pretty"]
+        # Screen as captured (pretty output, its rule before every prompt); no update checks or
+        # release notes, no analytics, no .gitignore edits in the user's repository.
+        argv += ["--no-check-update", "--no-analytics", "--no-show-release-notes", "--no-gitignore"]
         if ctx.model:
             argv += ["--model", ctx.model]
         if ctx.system_prompt:
@@ -66,12 +67,25 @@ class AiderProvider(ScreenProvider):
         argv += extra_args(ctx)
         return LaunchSpec(argv=argv, env={})
 
+    @staticmethod
+    def _last_input(s: Screen, end: int) -> int:
+        """The last submitted input: a prompt line with text that comes right after the rule aider
+        draws before every prompt (a "> " line inside an answer is a quote, not an input)."""
+        for i in range(end - 1, -1, -1):
+            if INPUT.match(s.lines[i]):
+                j = i - 1
+                while j >= 0 and not s.lines[j].strip():
+                    j -= 1
+                if j < 0 or RULE_LINE.match(s.lines[j]):
+                    return i
+        return -1
+
     def _classify(self, s: Screen) -> Classification:
         last = s.lines[-1]
         if QUESTION.search(last):
             return Classification(S.WAITING_USER_ANSWER, "a (Y)es/(N)o question on the last line")
         if PROMPT.match(last):
-            last_input = s.last_index(lambda line: bool(INPUT.match(line)), 0, len(s.lines) - 1)
+            last_input = self._last_input(s, len(s.lines) - 1)
             if last_input < 0:
                 return Classification(S.IDLE, "prompt, no input yet")
             after = s.lines[last_input + 1 : -1]
@@ -84,9 +98,7 @@ class AiderProvider(ScreenProvider):
             return Classification(S.IDLE, "prompt; nothing after the last input")
         if INPUT.match(last):
             return Classification(S.IDLE, "prompt with typed text")
-        if not any(line.startswith("Aider v") for line in s.lines[:40]) and s.last_index(
-            lambda line: bool(INPUT.match(line))
-        ) < 0:
+        if not any(line.startswith("Aider v") for line in s.lines[:40]) and self._last_input(s, len(s.lines)) < 0:
             return Classification(S.STARTING, "no banner and no prompt yet")
         return Classification(S.PROCESSING, "output below the last input, no prompt yet")
 
@@ -94,7 +106,7 @@ class AiderProvider(ScreenProvider):
         end = len(s.lines)
         if end and PROMPT.match(s.lines[-1]):
             end -= 1
-        last_input = s.last_index(lambda line: bool(INPUT.match(line)), 0, end)
+        last_input = self._last_input(s, end)
         if last_input < 0:
             return None
         out: list[str] = []

@@ -39,6 +39,18 @@ class LaunchSpec:
     events: bool = False
 
 
+def profile_options(profile: Any) -> dict[str, Any]:
+    """LaunchContext.options from a profile: its provider settings (permission mode, tools, extra
+    MCP servers) under the names providers read, plus its other frontmatter fields as given
+    (provider-specific options such as `args`, `command`, `approval_policy`)."""
+    options: dict[str, Any] = dict(getattr(profile, "extra", None) or {})
+    for key in ("permission_mode", "allowed_tools", "disallowed_tools", "mcp_servers"):
+        value = getattr(profile, key, None)
+        if value:
+            options[key] = value
+    return options
+
+
 @attrs.frozen
 class Classification:
     """A status and the name of the rule that decided it (what `cao-sidecar explain` prints)."""

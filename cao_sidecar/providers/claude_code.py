@@ -119,7 +119,7 @@ class ClaudeCodeProvider(ScreenProvider):
             argv += ["--model", ctx.model]
         if ctx.system_prompt:
             argv += ["--append-system-prompt", ctx.system_prompt]
-        argv += mcp_config.claude_code_args(ctx.env, ctx.agent_dir)
+        argv += mcp_config.claude_code_args(ctx.env, ctx.agent_dir, opts)
         settings: dict[str, Any] = {}
         url = hook_url(ctx.env, self.name)
         if url is not None and ctx.env.get("CAO_MCP_TOKEN"):
@@ -179,6 +179,9 @@ class ClaudeCodeProvider(ScreenProvider):
             last = s.tail(3)
             if any(SPINNER.match(line) for line in last):
                 return Classification(S.PROCESSING, "spinner line, no input box yet")
+            if self._last_input(s, len(lines)) >= 0 or self._answer_head(s, 0, len(lines)) >= 0:
+                # A conversation without its input box under it: a redraw caught half way.
+                return Classification(S.PROCESSING, "conversation without an input box (a redraw caught half way)")
             return Classification(S.STARTING, "no input box yet")
         top, prompt, bottom = box
         footer = lines[bottom + 1 :]

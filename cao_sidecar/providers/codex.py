@@ -93,7 +93,7 @@ class CodexProvider(ScreenProvider):
             argv += ["-m", ctx.model]
         if ctx.system_prompt:
             argv += ["-c", f"developer_instructions={json.dumps(ctx.system_prompt)}"]
-        argv += mcp_config.codex_args(ctx.env)
+        argv += mcp_config.codex_args(ctx.env, opts)
         url = hook_url(ctx.env, self.name)
         events = False
         if url is not None and ctx.env.get("CAO_MCP_TOKEN"):

@@ -66,14 +66,14 @@ class CopilotProvider(PatternProvider):
 
     def _launch_args(self, ctx: LaunchContext) -> list[str]:
         args: list[str] = []
+        servers = {srv.name: dict(mcp_config.claude_entry(srv), tools=["*"])
+                   for srv in mcp_config.extra_servers(ctx.options)}
         if "CAO_MCP_URL" in ctx.env:
-            config = {
-                "mcpServers": {
-                    mcp_config.SERVER_NAME: dict(
-                        mcp_config.http_server_entry(ctx.env["CAO_MCP_URL"], ctx.env["CAO_MCP_TOKEN"]), tools=["*"]
-                    )
-                }
-            }
+            servers[mcp_config.SERVER_NAME] = dict(
+                mcp_config.http_server_entry(ctx.env["CAO_MCP_URL"], ctx.env["CAO_MCP_TOKEN"]), tools=["*"]
+            )
+        if servers:
+            config = {"mcpServers": servers}
             path = mcp_config.write_private_json(ctx.agent_dir / "mcp-copilot.json", config)
             args += ["--additional-mcp-config", f"@{path}"]
         opts = ctx.options

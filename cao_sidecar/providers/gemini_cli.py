@@ -90,7 +90,7 @@ class GeminiCliProvider(ScreenProvider):
         allowed = opts.get("allowed_tools")
         if isinstance(allowed, list) and allowed:
             argv += ["--allowed-tools", *[str(a) for a in allowed]]
-        settings: dict[str, Any] = dict(mcp_config.gemini_settings(ctx.env))
+        settings: dict[str, Any] = dict(mcp_config.gemini_settings(ctx.env, opts))
         url = hook_url(ctx.env, self.name)
         events = False
         if url is not None and ctx.env.get("CAO_MCP_TOKEN"):

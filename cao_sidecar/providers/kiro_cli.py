@@ -99,7 +99,8 @@ class KiroCliProvider(PatternProvider):
 
     def _write_agent(self, ctx: LaunchContext) -> Optional[str]:
         """Our agent file (MCP server through the stdio bridge, the system prompt)."""
-        if "CAO_MCP_SOCKET" not in ctx.env and not ctx.system_prompt:
+        extras = [srv for srv in mcp_config.extra_servers(ctx.options) if srv.transport == "stdio"]
+        if "CAO_MCP_SOCKET" not in ctx.env and not ctx.system_prompt and not extras:
             return None
         directory = self._agents_dir(ctx)
         try:
@@ -115,10 +116,14 @@ class KiroCliProvider(PatternProvider):
             "mcpServers": {},
             "tools": ["*"],
         }
+        servers: dict[str, object] = {
+            srv.name: {"command": srv.command, "args": list(srv.args), "env": dict(srv.env)} for srv in extras
+        }
         if "CAO_MCP_SOCKET" in ctx.env:
-            agent["mcpServers"] = {
-                mcp_config.SERVER_NAME: mcp_config.stdio_bridge_entry(ctx.env["CAO_MCP_SOCKET"], ctx.agent_dir / "credential")
-            }
+            servers[mcp_config.SERVER_NAME] = mcp_config.stdio_bridge_entry(
+                ctx.env["CAO_MCP_SOCKET"], ctx.agent_dir / "credential"
+            )
+        agent["mcpServers"] = servers
         if ctx.model:
             agent["model"] = ctx.model
         mcp_config.write_private_json(directory / f"{name}.json", agent)

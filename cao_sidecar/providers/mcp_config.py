@@ -36,31 +36,93 @@ def write_private_json(path: Path, data: Any) -> Path:
     return path
 
 
-def claude_code_args(env: Mapping[str, str], agent_dir: Path) -> list[str]:
-    """`--mcp-config FILE --strict-mcp-config`: only our server, whatever the user configured."""
-    if "CAO_MCP_URL" not in env:
+def extra_servers(options: Mapping[str, Any] | None) -> list[Any]:
+    """The profile's own MCP servers (`mcpServers` in its frontmatter: profiles.profile.McpServer:
+    name, transport stdio|http|sse, command/args/env or url/headers)."""
+    servers = (options or {}).get("mcp_servers") or []
+    return [srv for srv in servers if getattr(srv, "name", None) and getattr(srv, "name") != SERVER_NAME]
+
+
+def claude_entry(server: Any) -> dict[str, Any]:
+    """One `mcpServers` entry in Claude Code's format (Copilot reads the same shape)."""
+    if server.transport == "stdio":
+        return {"type": "stdio", "command": server.command, "args": list(server.args), "env": dict(server.env)}
+    return {"type": server.transport, "url": server.url, "headers": dict(server.headers)}
+
+
+def claude_code_args(env: Mapping[str, str], agent_dir: Path, options: Mapping[str, Any] | None = None) -> list[str]:
+    """`--mcp-config FILE --strict-mcp-config`: our server and the profile's, nothing else."""
+    servers = {srv.name: claude_entry(srv) for srv in extra_servers(options)}
+    if "CAO_MCP_URL" in env:
+        servers[SERVER_NAME] = http_server_entry(env["CAO_MCP_URL"], env["CAO_MCP_TOKEN"])
+    if not servers:
         return []
-    config = {"mcpServers": {SERVER_NAME: http_server_entry(env["CAO_MCP_URL"], env["CAO_MCP_TOKEN"])}}
-    path = write_private_json(agent_dir / "mcp-claude.json", config)
+    path = write_private_json(agent_dir / "mcp-claude.json", {"mcpServers": servers})
     return ["--mcp-config", str(path), "--strict-mcp-config"]
 
 
-def codex_args(env: Mapping[str, str]) -> list[str]:
-    """`-c` overrides; the token stays in the environment (`bearer_token_env_var`), off the argv."""
-    if "CAO_MCP_URL" not in env:
-        return []
-    return [
-        "-c", f"mcp_servers.{SERVER_NAME}.url={json.dumps(env['CAO_MCP_URL'])}",
-        "-c", f'mcp_servers.{SERVER_NAME}.bearer_token_env_var="CAO_MCP_TOKEN"',
-    ]
+def _toml(value: Any) -> str:
+    """A TOML value for `codex -c key=value` (JSON strings, arrays and inline tables are TOML)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
 
 
-def gemini_settings(env: Mapping[str, str]) -> dict[str, Any]:
+def codex_args(env: Mapping[str, str], options: Mapping[str, Any] | None = None) -> list[str]:
+    """`-c` overrides; our token stays in the environment (`bearer_token_env_var`), off the argv."""
+    args: list[str] = []
+    for srv in extra_servers(options):
+        key = f"mcp_servers.{srv.name}"
+        if srv.transport == "stdio":
+            args += ["-c", f"{key}.command={_toml(srv.command)}", "-c", f"{key}.args={_toml(list(srv.args))}"]
+            if srv.env:
+                args += ["-c", f"{key}.env={_toml(dict(srv.env))}"]
+        else:
+            args += ["-c", f"{key}.url={_toml(srv.url)}"]
+            if srv.headers:
+                args += ["-c", f"{key}.http_headers={_toml(dict(srv.headers))}"]
+    if "CAO_MCP_URL" in env:
+        args += [
+            "-c", f"mcp_servers.{SERVER_NAME}.url={json.dumps(env['CAO_MCP_URL'])}",
+            "-c", f'mcp_servers.{SERVER_NAME}.bearer_token_env_var="CAO_MCP_TOKEN"',
+        ]
+    return args
+
+
+def gemini_settings(env: Mapping[str, str], options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The `mcpServers` part of Gemini CLI's settings.json (`httpUrl` for Streamable HTTP)."""
-    if "CAO_MCP_URL" not in env:
-        return {}
-    return {
-        "mcpServers": {
-            SERVER_NAME: {"httpUrl": env["CAO_MCP_URL"], "headers": {"Authorization": f"Bearer {env['CAO_MCP_TOKEN']}"}}
+    servers: dict[str, Any] = {}
+    for srv in extra_servers(options):
+        if srv.transport == "stdio":
+            servers[srv.name] = {"command": srv.command, "args": list(srv.args), "env": dict(srv.env)}
+        elif srv.transport == "sse":
+            servers[srv.name] = {"url": srv.url, "headers": dict(srv.headers)}
+        else:
+            servers[srv.name] = {"httpUrl": srv.url, "headers": dict(srv.headers)}
+    if "CAO_MCP_URL" in env:
+        servers[SERVER_NAME] = {
+            "httpUrl": env["CAO_MCP_URL"],
+            "headers": {"Authorization": f"Bearer {env['CAO_MCP_TOKEN']}"},
         }
-    }
+    return {"mcpServers": servers} if servers else {}
+
+
+def opencode_entries(env: Mapping[str, str], options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """OpenCode's `mcp` config: `local` (command list) or `remote` (url, headers) servers."""
+    servers: dict[str, Any] = {}
+    for srv in extra_servers(options):
+        if srv.transport == "stdio":
+            servers[srv.name] = {"type": "local", "command": [srv.command, *srv.args], "environment": dict(srv.env),
+                                 "enabled": True}
+        else:
+            servers[srv.name] = {"type": "remote", "url": srv.url, "headers": dict(srv.headers), "enabled": True}
+    if "CAO_MCP_URL" in env:
+        servers[SERVER_NAME] = {
+            "type": "remote",
+            "url": env["CAO_MCP_URL"],
+            "headers": {"Authorization": f"Bearer {env['CAO_MCP_TOKEN']}"},
+            "enabled": True,
+        }
+    return servers

@@ -56,15 +56,9 @@ class OpenCodeProvider(ScreenProvider):
         if ctx.model:
             argv += ["--model", ctx.model]
         config: dict[str, Any] = {"$schema": "https://opencode.ai/config.json", "autoupdate": False}
-        if "CAO_MCP_URL" in ctx.env:
-            config["mcp"] = {
-                mcp_config.SERVER_NAME: {
-                    "type": "remote",
-                    "url": ctx.env["CAO_MCP_URL"],
-                    "headers": {"Authorization": f"Bearer {ctx.env['CAO_MCP_TOKEN']}"},
-                    "enabled": True,
-                }
-            }
+        servers = mcp_config.opencode_entries(ctx.env, ctx.options)
+        if servers:
+            config["mcp"] = servers
         if ctx.system_prompt:
             path = ctx.agent_dir / "opencode-instructions.md"
             path.write_text(ctx.system_prompt + "\n", encoding="utf-8")

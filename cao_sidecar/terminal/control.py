@@ -28,6 +28,7 @@ import signal
 from collections.abc import Callable, Sequence
 
 from .errors import ControlClientExited, TmuxError
+from .quoting import unescape_output
 
 log = logging.getLogger("cao_sidecar.terminal")
 
@@ -63,6 +64,8 @@ class ControlClient:
         self._proc = proc
         self.label = label
         self._on_output = on_output
+        # Optional: (pane id, raw bytes) of every %output, for conversation logs.
+        self.on_data: Callable[[str, bytes], None] | None = None
         self._on_window_close = on_window_close
         self._on_exit = on_exit
         self._pending: collections.deque[_Pending] = collections.deque()
@@ -210,6 +213,13 @@ class ControlClient:
         finally:
             await self._finish()
 
+    def _deliver_data(self, pane: str, escaped: bytes) -> None:
+        assert self.on_data is not None
+        try:
+            self.on_data(pane, unescape_output(escaped))
+        except Exception:
+            log.exception("output data callback failed")
+
     def _handle_line(self, line: bytes, touched: dict[str, None]) -> None:
         if self._block is not None:
             if line == self._block_end or line == self._block_error:
@@ -219,10 +229,17 @@ class ControlClient:
             return
         if line.startswith(b"%output "):
             sp = line.find(b" ", 8)
-            touched[line[8:sp if sp > 0 else len(line)].decode("ascii", "replace")] = None
+            pane = line[8:sp if sp > 0 else len(line)].decode("ascii", "replace")
+            touched[pane] = None
+            if self.on_data is not None and sp > 0:
+                self._deliver_data(pane, line[sp + 1 :])
         elif line.startswith(b"%extended-output "):
             sp = line.find(b" ", 17)
-            touched[line[17:sp if sp > 0 else len(line)].decode("ascii", "replace")] = None
+            pane = line[17:sp if sp > 0 else len(line)].decode("ascii", "replace")
+            touched[pane] = None
+            colon = line.find(b" : ", sp)
+            if self.on_data is not None and colon > 0:
+                self._deliver_data(pane, line[colon + 3 :])
         elif line.startswith(b"%begin "):
             rest = line[7:]
             self._block = []

@@ -173,6 +173,7 @@ class TmuxServer:
         self._client_locks: dict[str, asyncio.Lock] = {}
         self._placeholders: dict[str, str] = {}  # session name -> placeholder window id
         self._output_listeners: list[Callable[[str], None]] = []
+        self._data_listeners: list[Callable[[str, bytes], None]] = []
         self._exit_listeners: list[Callable[[str, int | None], None]] = []
         self._tracked: dict[str, _Tracked] = {}  # pane id -> what we know
         self._window_pane: dict[str, str] = {}  # window id -> pane id
@@ -197,6 +198,22 @@ class TmuxServer:
     def add_output_listener(self, callback: Callable[[str], None]) -> None:
         """``callback(pane_id)`` when a pane printed something (at most once per read chunk)."""
         self._output_listeners.append(callback)
+
+    def add_output_data_listener(self, callback: Callable[[str, bytes], None]) -> None:
+        """``callback(pane_id, data)`` with the raw bytes every pane prints (for logs). Costs a
+        decode per output line, so only paid once somebody listens."""
+        self._data_listeners.append(callback)
+        for client in self._clients.values():
+            client.on_data = self._dispatch_data
+
+    def _dispatch_data(self, pane_id: str, data: bytes) -> None:
+        if self._closing:
+            return
+        for callback in self._data_listeners:
+            try:
+                callback(pane_id, data)
+            except Exception:
+                log.exception("output data listener failed for %s", pane_id)
 
     def add_exit_listener(self, callback: Callable[[str, int | None], None]) -> None:
         """``callback(pane_id, status)`` when a pane's process exited (status None if unknown)."""
@@ -276,6 +293,8 @@ class TmuxServer:
             on_window_close=self._on_window_close,
             on_exit=self._on_client_exit,
         )
+        if self._data_listeners:
+            client.on_data = self._dispatch_data
         try:
             await client.wait_attached()
             lines = await client.command(f"display-message -p {quote(_CLIENT_FORMAT)}")
