@@ -124,6 +124,7 @@ async def serve_stdio(*, tmux_socket: str, session: str) -> int:
         # Stable per tmux socket, so agents adopted after a restart still reach us (their
         # environment holds the address they were started with).
         agent_face = AgentFace(core, core.state_dir / f"mcp-{tmux_socket}.sock", core.state_dir / f"mcp-{tmux_socket}.port")
+        server.agent_face = agent_face  # type: ignore[attr-defined] # for cao/stats
         try:
             await agent_face.start()
         except Exception:  # noqa: BLE001 - agents can still run, they just cannot delegate

@@ -287,6 +287,22 @@ class GetLogResult:
     output: Optional[str] = None  # with terminalId: that agent's terminal output as readable text (tail)
 
 
+@attrs.define
+class StatsParams:
+    pass
+
+
+@attrs.define
+class StatsResult:
+    agents: int  # agents the sidecar knows (exited ones included until terminated)
+    live_agents: int
+    tasks: int  # asyncio tasks in the sidecar
+    credentials: int  # MCP credentials currently valid
+    queued_messages: int
+    open_files: int
+    rss_bytes: int
+
+
 # ---- method table --------------------------------------------------------------------------
 
 # method -> (params type, result type)
@@ -304,6 +320,7 @@ METHODS: dict[str, tuple[type, type]] = {
     "cao/runFlow": (RunFlowParams, RunFlowResult),
     "cao/setFlowEnabled": (SetFlowEnabledParams, SetFlowEnabledResult),
     "cao/getLog": (GetLogParams, GetLogResult),
+    "cao/stats": (StatsParams, StatsResult),
 }
 
 NOTIFICATIONS: dict[str, type] = {

@@ -502,6 +502,10 @@ WIRE_EXAMPLES: dict[type, Any] = {
     wire.RunFlowResult: wire.RunFlowResult(run=_FLOW_RUN),
     wire.SetFlowEnabledParams: wire.SetFlowEnabledParams(name="nightly-review", enabled=False),
     wire.SetFlowEnabledResult: wire.SetFlowEnabledResult(flow=_FLOW),
+    wire.StatsParams: wire.StatsParams(),
+    wire.StatsResult: wire.StatsResult(
+        agents=2, live_agents=2, tasks=9, credentials=2, queued_messages=0, open_files=31, rss_bytes=93454336
+    ),
     wire.GetLogParams: wire.GetLogParams(terminal_id="3f9c2a71", since=1795600000.5, limit=50),
     wire.GetLogResult: wire.GetLogResult(
         events=[{"at": 1795600000.2, "event": "answer", "terminalId": "3f9c2a71", "text": "hi"}],

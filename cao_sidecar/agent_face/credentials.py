@@ -40,6 +40,10 @@ class CredentialStore:
             self._by_token[token] = terminal_id
             self._by_agent[terminal_id] = token
 
+    @property
+    def count(self) -> int:
+        return len(self._by_agent)
+
     def revoke(self, terminal_id: str) -> None:
         token = self._by_agent.pop(terminal_id, None)
         if token is not None:

@@ -244,6 +244,33 @@ def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServe
             core.get_agent(p.terminal_id)  # raises unknownTerminal (agents that are gone keep their logs)
         return wire.GetLogResult(events=events, output=output)
 
+    @_cao_method(server, "cao/stats")
+    async def stats(ls: CaoLanguageServer, p: wire.StatsParams) -> wire.StatsResult:
+        """Resource counts, for leak checks (bench/soak.py) and for users debugging a sidecar."""
+        import os
+
+        core = await ls.core()
+        agent_face = getattr(ls, "agent_face", None)
+        rss = 0
+        try:
+            with open("/proc/self/statm") as statm:
+                rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            pass
+        try:
+            open_files = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            open_files = -1
+        return wire.StatsResult(
+            agents=len(core.agents),
+            live_agents=sum(1 for a in core.agents.values() if a.alive),
+            tasks=len(asyncio.all_tasks()),
+            credentials=agent_face.credentials.count if agent_face is not None else 0,
+            queued_messages=sum(inbox.pending for inbox in core._inboxes.values()),
+            open_files=open_files,
+            rss_bytes=rss,
+        )
+
     _register_profile_and_flow_methods(server)
     return server
 
