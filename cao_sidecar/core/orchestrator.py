@@ -67,6 +67,16 @@ StatusListener = Callable[[Agent, Optional[AgentStatus], AgentStatus], None]
 CompletedListener = Callable[[WorkerOutcome], None]
 
 
+def check_agent_text(text: str, field: str) -> None:
+    """Refuse text that could act as more than one input to an agent's terminal."""
+    if "\x1b[200~" in text or "\x1b[201~" in text:
+        raise InvalidRequest(
+            f"field '{field}' contains a bracketed-paste marker (ESC [200~ or ESC [201~), which would let "
+            "the rest of the text act as typed keys; remove it",
+            field=field,
+        )
+
+
 class Orchestrator:
     def __init__(
         self,
@@ -343,6 +353,9 @@ class Orchestrator:
         except PaneGone as exc:
             agent.turn = None
             raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail()) from exc
+        except ValueError as exc:  # the terminal layer refused the text itself
+            agent.turn = None
+            raise InvalidRequest(str(exc), field="message") from exc
         except TmuxError as exc:
             agent.turn = None
             raise TerminalError(f"could not type into the agent: {exc}", terminalId=agent.terminal_id) from exc
@@ -541,6 +554,7 @@ class Orchestrator:
             raise InvalidRequest("give exactly one of 'profile' or 'terminalId'", field="profile")
         if not message.strip():
             raise InvalidRequest("field 'message' must not be empty", field="message")
+        check_agent_text(message, "message")
         if timeout <= 0:
             raise InvalidRequest("field 'timeoutSeconds' must be positive", field="timeoutSeconds")
         loop = asyncio.get_running_loop()
@@ -607,6 +621,7 @@ class Orchestrator:
         for an agent's assign, to that agent's inbox."""
         if not message.strip():
             raise InvalidRequest("field 'message' must not be empty", field="message")
+        check_agent_text(message, "message")
         if caller is not None:
             session = session or caller.session
             working_directory = working_directory or caller.working_directory
@@ -676,6 +691,7 @@ class Orchestrator:
         if not message:
             raise InvalidRequest("field 'message' must not be empty", field="message")
         text = f"[message from {sender}] {message}" if sender else message
+        check_agent_text(text, "message")
         inbox = self._inboxes[terminal_id]
         immediate = inbox.can_deliver_now()
         delivery = inbox.put(text, sender)

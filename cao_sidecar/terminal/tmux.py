@@ -86,6 +86,10 @@ _CONFIRM_DELAYS = (0.0, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.
 _FALLBACK_INTERVAL = 2.0
 
 
+BRACKETED_PASTE_START = b"\x1b[200~"
+BRACKETED_PASTE_END = b"\x1b[201~"
+
+
 @attrs.define
 class PaneInfo:
     """One agent window (one pane per window)."""
@@ -788,6 +792,10 @@ class TmuxServer:
         if pane_id in self._reported:
             raise PaneGone(f"pane {pane_id} has exited")
         data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
+        if bracketed and (BRACKETED_PASTE_START in data or BRACKETED_PASTE_END in data):
+            # The end marker inside the text would end the paste early and the rest would be
+            # taken as typed keys (a second prompt, key presses): never let text do that.
+            raise ValueError("text contains a bracketed-paste marker (ESC [200~ or ESC [201~)")
         if not data:
             dead, _ = await self._dead_state(pane_id)
             if dead:
