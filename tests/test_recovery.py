@@ -123,3 +123,32 @@ async def test_a_second_sidecar_on_the_same_socket_and_state_refuses_clearly(env
     finally:
         await second.close()
         await first.close()
+
+
+async def test_assign_that_finished_while_no_sidecar_ran_is_reported_on_restart(env, tmp_base):
+    workspace = tmp_base / "workspace"
+    first = await start(env, workspace)
+    supervisor = (await first.spawn("mock_supervisor"))["terminalId"]
+    # The supervisor assigns over MCP, so its inbox must get the result too.
+    await first.handoff("assign mock_developer sleep 0.5 finished while down", terminal_id=supervisor)
+    workers = [a["terminalId"] for a in await first.list_agents() if a["profile"] == "mock_developer"]
+    assert len(workers) == 1
+    worker = workers[0]
+    await wait_until(lambda: any(r["type"] == "user" for r in transcript(env, worker)))
+    kill9(first)
+    await first._process.wait()
+    await wait_until(lambda: any(r["type"] == "assistant" for r in transcript(env, worker)), timeout=10)
+
+    notes: list = []
+    second = await start(env, workspace, notes)
+    try:
+        done = await wait_until(
+            lambda: [p for m, p in notes if m == "cao/workerCompleted" and p["terminalId"] == worker], timeout=20
+        )
+        assert done[0]["output"] == "finished while down"
+        reported = await wait_until(
+            lambda: [r for r in transcript(env, supervisor) if r["type"] == "user" and "result of the task you assigned: finished while down" in r["text"]]
+        )
+        assert worker in reported[0]["text"]
+    finally:
+        await second.close()
