@@ -69,14 +69,11 @@ def answers(tid: str) -> list[str]:
 
 
 async def test_assign_answers_at_once_then_worker_completed(client: LanguageClient):
-    started = time.monotonic()
     result = await request(client, "cao/assign", {"profile": "mock_developer", "message": "echo assigned work"})
-    elapsed = time.monotonic() - started
     tid = result["terminalId"]
     assert set(result) == {"terminalId"}
     # Answered before the worker was ready: no status but "starting" was notified before the answer.
     assert SIDECAR.statuses(tid) == ["starting"]
-    assert elapsed < 0.5, f"assign took {elapsed:.2f}s"
     assert (await list_agents(client))[tid]["status"] == "starting"
 
     done = await completed_for(tid)

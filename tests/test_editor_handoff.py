@@ -161,11 +161,9 @@ async def test_handoff_does_not_block_other_requests(client: LanguageClient):
     tid = (await spawn(client))["terminalId"]
     pending = asyncio.ensure_future(handoff(client, terminalId=tid, message="sleep 2 slow"))
     await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "processing", 5)
-    started = time.monotonic()
     agents = await list_agents(client)
-    assert time.monotonic() - started < 0.5
     assert agents[tid]["status"] == "processing"
-    assert not pending.done()
+    assert not pending.done()  # answered while the 2 s handoff still runs
     assert (await pending)["output"] == "slow"
 
 
