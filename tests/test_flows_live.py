@@ -37,13 +37,12 @@ from test_profiles_common import (
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-LEAD_SECONDS = 6.0  # the first scheduled run comes this long after the fixture starts the sidecar
+LEAD_SECONDS = 8.0  # the first scheduled run comes this long after the fixture starts the sidecar
 CONFIG, SIDECAR = live_sidecar("flows")
 WS = SIDECAR.workspace
 FLOWS = WS / ".cao" / "flows"
 USER_FLOWS = SIDECAR.config_dir / "flows"
 PY = sys.executable
-STARTED: dict[str, float] = {}
 
 
 def py_gate(code: str, **extra: object) -> str:
@@ -61,7 +60,6 @@ async def client():
     )
     now = time.time()
     SIDECAR.env["CAO_CLOCK_OFFSET_SECONDS"] = str((-(now + LEAD_SECONDS)) % 60)
-    STARTED["at"] = now
     lsp = await start(CONFIG, SIDECAR)
     yield lsp
     await stop(lsp, SIDECAR)
@@ -108,13 +106,16 @@ async def test_a_flow_scheduled_within_the_test_runs_on_time(client):
     assert flow["enabled"] is True and flow["schedule"] == "* * * * *" and flow["running"] is False
     next_run = datetime.fromisoformat(flow["nextRunAt"])
     assert next_run.second == 0 and next_run.utcoffset() is not None
-    done = await SIDECAR.wait_for("cao/workerCompleted", lambda p: p["output"] == "scheduled run", timeout=LEAD_SECONDS + 30)
-    real_delay = time.time() - STARTED["at"]
-    assert real_delay < LEAD_SECONDS + 15, real_delay  # not a minute late
+    # Normally LEAD_SECONDS after start-up; a very slow start-up may miss that slot and get the next.
+    done = await SIDECAR.wait_for("cao/workerCompleted", lambda p: p["output"] == "scheduled run", timeout=LEAD_SECONDS + 75)
     last = await finished("every-minute")
     assert last["trigger"] == "schedule" and last["status"] == "completed" and last["output"] == "scheduled run"
     assert last["terminalId"] == done["terminalId"]
     assert datetime.fromisoformat(last["scheduledAt"]) == next_run
+    # On time: it started within a few seconds after its slot (real start + the test's clock offset).
+    offset = float(SIDECAR.env["CAO_CLOCK_OFFSET_SECONDS"])
+    late = datetime.fromisoformat(last["startedAt"]).timestamp() + offset - next_run.timestamp()
+    assert 0 <= late < 3, late
     listed = await flows(client)
     assert datetime.fromisoformat(listed["every-minute"]["nextRunAt"]) == next_run + timedelta(minutes=1)
     # The run is recorded in the state store, start to end.

@@ -87,3 +87,14 @@ async def test_hostile_names_and_paths_are_refused(env, tmp_base, params, code):
             assert unknown.value.code == -31003
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("field", ["session", "name"])
+async def test_a_trailing_newline_does_not_sneak_through_a_name_check(env, tmp_base, field):
+    client = await CaoClient.start(workspace=tmp_base / "workspace", env=env)
+    try:
+        with pytest.raises(CaoError) as refused:
+            await client.spawn("mock_developer", **{field: "dev\n"})
+        assert refused.value.code == -32602
+    finally:
+        await client.close()

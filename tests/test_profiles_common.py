@@ -13,6 +13,7 @@ import asyncio
 import atexit
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -198,8 +199,6 @@ def flow_text(
 
 
 def cli(recorder: Recorder, *args: str, cwd: Optional[Path] = None, timeout: float = 60.0) -> "subprocess.CompletedProcess[str]":
-    import subprocess
-
     return subprocess.run(
         [sys.executable, "-m", "cao_sidecar", *args],
         cwd=str(cwd or recorder.workspace),

@@ -42,11 +42,12 @@ from cao_sidecar.terminal.tmux import PaneGone, TmuxError, TmuxServer
 
 log = logging.getLogger(__name__)
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 READY_TIMEOUT = float(os.environ.get("CAO_READY_TIMEOUT", "30"))
 EXIT_GRACE_SECONDS = 2.0
 STARTUP_DIALOG_POLL = 0.25  # while a startup dialog shows, look at the screen this often
 STARTUP_DIALOG_REPEAT = 3.0  # answer the same dialog again if it is still there after this
+STARTUP_FAIL_AFTER = 2.0  # a dialog only the user can answer (login) fails the launch after this
 # With the CLI's events active, a turn the screen says is over but no event ended is taken from
 # the screen after this long (a lost hook must not hang a turn forever).
 EVENT_GRACE_SECONDS = float(os.environ.get("CAO_EVENT_GRACE", "15"))
@@ -185,10 +186,10 @@ class Orchestrator:
         profile = self.catalog.get(profile_name)
         provider_impl = get_provider(provider or profile.provider, workspace=self.default_cwd)
         session = session or self.default_session
-        if not NAME_PATTERN.match(session):
+        if not NAME_PATTERN.fullmatch(session):
             raise InvalidRequest("field 'session' must be 1-64 letters, digits, '_' or '-'", field="session")
         if name is not None:
-            if not NAME_PATTERN.match(name):
+            if not NAME_PATTERN.fullmatch(name):
                 raise InvalidRequest("field 'name' must be 1-64 letters, digits, '_' or '-'", field="name")
             if any(a.name == name and a.session == session and a.alive for a in self.agents.values()):
                 raise InvalidRequest(f"an agent named '{name}' already runs in session '{session}'", field="name")
@@ -288,9 +289,16 @@ class Orchestrator:
     async def _wait_ready(self, agent: Agent, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         answered: dict[str, float] = {}  # startup dialog rule → when we last answered it
+        # Some CLIs draw their prompt for a moment before a startup dialog replaces it: ready
+        # means ready for this long (the provider's `ready_settle_seconds`).
+        settle = float(getattr(agent.provider, "ready_settle_seconds", 0.0))
         while True:
             if agent.status.accepts_input:
-                return
+                if settle <= 0:
+                    return
+                await asyncio.sleep(min(settle, max(0.0, deadline - asyncio.get_running_loop().time())))
+                settle = 0.0
+                continue
             if agent.status is AgentStatus.EXITED:
                 raise AgentExited(
                     f"agent '{agent.profile.name}' exited before it was ready",
@@ -322,6 +330,10 @@ class Orchestrator:
         if action is None:
             return
         if action.fail:
+            # Only a dialog that stays is final (a frame can be caught before its last lines).
+            first_seen = answered.setdefault("fail:" + action.rule, asyncio.get_running_loop().time())
+            if asyncio.get_running_loop().time() - first_seen < STARTUP_FAIL_AFTER:
+                return
             raise AgentNotReady(
                 f"agent '{agent.profile.name}' is stopped at a startup dialog ({action.rule}): {action.fail}",
                 terminalId=agent.terminal_id,
@@ -330,7 +342,7 @@ class Orchestrator:
         now = asyncio.get_running_loop().time()
         if not action.keys or now - answered.get(action.rule, -1e9) < STARTUP_DIALOG_REPEAT:
             return
-        if len(answered) >= 8 and action.rule not in answered:
+        if sum(1 for rule in answered if not rule.startswith("fail:")) >= 8 and action.rule not in answered:
             return
         answered[action.rule] = now
         log.info("agent %s: answering startup dialog '%s' with %s", agent.terminal_id, action.rule, action.keys)
@@ -740,11 +752,20 @@ class Orchestrator:
                     except TmuxError:
                         pass
                     deadline = asyncio.get_running_loop().time() + EXIT_GRACE_SECONDS
+                    enter_again = asyncio.get_running_loop().time() + ENTER_RETRY_AFTER[0]
                     while agent.alive:
-                        remaining = deadline - asyncio.get_running_loop().time()
+                        now = asyncio.get_running_loop().time()
+                        remaining = deadline - now
                         if remaining <= 0:
                             break
-                        await agent.wait_change(remaining)
+                        if enter_again and now >= enter_again:
+                            # Like a task's Enter, the one after the exit command can be swallowed.
+                            enter_again = 0.0
+                            try:
+                                await self.tmux.send_keys(agent.pane_id, "Enter")
+                            except TmuxError:
+                                pass
+                        await agent.wait_change(min(remaining, enter_again - now) if enter_again else remaining)
             await self._discard(agent)
         finally:
             agent.terminating = True

@@ -19,6 +19,8 @@ def initialize_result() -> dict[str, Any]:
     return {
         "capabilities": {
             "positionEncoding": "utf-16",
+            # Folders added or removed later change where workspace profiles and flows are found.
+            "workspace": {"workspaceFolders": {"supported": True, "changeNotifications": True}},
             "experimental": {
                 "cao": {
                     "protocolVersion": PROTOCOL_VERSION,

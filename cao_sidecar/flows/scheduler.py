@@ -19,7 +19,7 @@ import asyncio
 import logging
 import os
 import time
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -37,6 +37,7 @@ from cao_sidecar.storage.flows import FlowRun, FlowRunStore
 log = logging.getLogger(__name__)
 
 MAX_SLEEP = 60.0
+COMPLETION_GRACE = 60.0  # beyond a flow's timeoutSeconds
 OFFSET_ENV = "CAO_CLOCK_OFFSET_SECONDS"
 SCHEDULER_ENV = "CAO_FLOWS_SCHEDULER"
 
@@ -156,7 +157,10 @@ class FlowScheduler:
         for path, schedule in current.items():
             known = self._next.get(path)
             if known is None or known[0] != schedule:
-                self._next[path] = (schedule, next_after(schedule, now))
+                try:
+                    self._next[path] = (schedule, next_after(schedule, now))
+                except Exception:  # noqa: BLE001 - validated already; never let one flow stop the rest
+                    log.exception("flow %s: cannot compute the next run of %r", path, schedule)
         self._wake.set()
 
     # ---- the loop -------------------------------------------------------------------------
@@ -168,11 +172,16 @@ class FlowScheduler:
             for path, (schedule, due) in list(self._next.items()):
                 if due > now:
                     continue
-                self._next[path] = (schedule, next_after(schedule, max(now, due)))
-                entry = self._entry_for(path)
-                if entry is None or not self.auto:
-                    continue
-                if not self.store.effective_enabled(str(path), entry.item.enabled):
+                try:
+                    self._next[path] = (schedule, next_after(schedule, max(now, due)))
+                    entry = self._entry_for(path)
+                    if entry is None or not self.auto:
+                        continue
+                    if not self.store.effective_enabled(str(path), entry.item.enabled):
+                        continue
+                except Exception:  # noqa: BLE001 - one flow's trouble must not stop the others
+                    log.exception("flow %s: cannot schedule", path)
+                    self._next[path] = (schedule, now.replace(microsecond=0) + timedelta(seconds=60))
                     continue
                 self._spawn(self.run(entry.item, trigger="schedule", scheduled_at=due))
             if self._next:
@@ -268,8 +277,21 @@ class FlowScheduler:
             return self._finish(flow.path, run.run_id, "failed", reason=exc.message, task=task)
         self._by_terminal[agent.terminal_id] = (run.run_id, flow.path)
         updated = self.store.update(run.run_id, terminal_id=agent.terminal_id, task=task)
+        # Safety net: the core reports every assign's end; should it ever not, the run does not
+        # stay "running" (and block later runs) past its timeout.
+        asyncio.get_running_loop().call_later(
+            flow.timeout + COMPLETION_GRACE, self._expire, agent.terminal_id, run.run_id
+        )
         self._changed()
         return updated
+
+    def _expire(self, terminal_id: str, run_id: str) -> None:
+        ref = self._by_terminal.get(terminal_id)
+        if ref is None or ref[0] != run_id:
+            return
+        del self._by_terminal[terminal_id]
+        log.warning("flow run #%s: no end reported for worker %s; marking it failed", run_id, terminal_id)
+        self._finish(ref[1], run_id, "failed", reason="the worker's end was never reported (timed out)")
 
     def _gate_env(self, flow: Flow, run: FlowRun, scheduled_at: Optional[datetime]) -> dict[str, str]:
         env = dict(os.environ)

@@ -57,7 +57,7 @@ class Diagnostic:
 
 def show(value: Any, limit: int = 60) -> str:
     """A value for a message: quoted, control characters escaped, shortened."""
-    text = repr(value) if not isinstance(value, str) else repr(value)
+    text = repr(value)
     return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 

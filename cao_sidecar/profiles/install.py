@@ -11,7 +11,7 @@ from typing import Optional
 
 import attrs
 
-from cao_sidecar.core.errors import InvalidRequest, UnknownProfile
+from cao_sidecar.core.errors import CaoError, InvalidRequest, UnknownProfile
 from cao_sidecar.profiles.catalog import ProfileCatalog
 from cao_sidecar.profiles.files import CONTROL, NAME_PATTERN, NAME_RULE, FileRefused, check_file, read_text
 from cao_sidecar.profiles.profile import check_profile
@@ -80,8 +80,11 @@ def install_profile(
             f"profile '{profile.name}' is already installed at {destination}; pass overwrite (--force) to replace it",
             field="profile",
         )
-    user_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, temp = tempfile.mkstemp(prefix=f".{profile.name}.", suffix=".tmp", dir=user_dir)
+    try:
+        user_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, temp = tempfile.mkstemp(prefix=f".{profile.name}.", suffix=".tmp", dir=user_dir)
+    except OSError as exc:
+        raise CaoError(f"cannot write to {user_dir}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(text.encode("utf-8"))
@@ -89,11 +92,13 @@ def install_profile(
             os.fsync(handle.fileno())
         os.chmod(temp, 0o600)
         os.replace(temp, destination)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(temp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise CaoError(f"cannot write {destination}: {exc.strerror or exc}") from None
         raise
     warnings = [f"line {d.line}: {d.message}" for d in diagnostics if d.severity == "warning"]
     return Installed(profile.name, destination, replaced, warnings)

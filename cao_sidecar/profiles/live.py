@@ -90,6 +90,7 @@ class LiveConfig:
         self._reloading: Optional[asyncio.Task[None]] = None
         self._flows_note_scheduled = False
         self._closed = False
+        self._reload_lock = asyncio.Lock()  # one scan-and-apply at a time: never apply an older scan last
 
     # ---- life cycle -----------------------------------------------------------------------
 
@@ -204,7 +205,10 @@ class LiveConfig:
                 log.exception("reloading %s failed", sorted(kinds))
 
     async def reload(self, kinds: Iterable[str] = ("profiles", "flows")) -> None:
-        kinds = set(kinds)
+        async with self._reload_lock:
+            await self._reload(set(kinds))
+
+    async def _reload(self, kinds: set[str]) -> None:
         profiles_changed = False
         if "profiles" in kinds:
             results = await asyncio.to_thread(self.profiles.scan)

@@ -77,6 +77,7 @@ def _row(row: tuple) -> FlowRun:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether a sidecar with this pid still runs (a pid reused by another program is not one)."""
     if pid == os.getpid():
         return True
     try:
@@ -84,8 +85,12 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the pid
+    return b"cao_sidecar" in cmdline or b"cao-sidecar" in cmdline
 
 
 class FlowRunStore:
