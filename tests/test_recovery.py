@@ -152,3 +152,27 @@ async def test_assign_that_finished_while_no_sidecar_ran_is_reported_on_restart(
         assert worker in reported[0]["text"]
     finally:
         await second.close()
+
+
+async def test_handoff_cut_off_by_a_crash_still_reports_and_tears_its_worker_down(env, tmp_base):
+    workspace = tmp_base / "workspace"
+    first = await start(env, workspace)
+    running = asyncio.ensure_future(first.handoff("sleep 1 handoff answer", profile="mock_developer"))
+    notes: list = []
+    agents_dir = Path(env["XDG_STATE_HOME"]) / "cao-sidecar" / "agents"
+    workers = await wait_until(lambda: [p for p in agents_dir.glob("*") if transcript(env, p.name)])
+    worker = workers[0].name
+    kill9(first)
+    with pytest.raises(Exception):
+        await running
+    await first._process.wait()
+    second = await start(env, workspace, notes)
+    try:
+        done = await wait_until(lambda: [p for m, p in notes if m == "cao/workerCompleted" and p["terminalId"] == worker])
+        assert done[0]["output"] == "handoff answer"
+        await wait_until(
+            lambda: [p for m, p in notes if m == "cao/agentStatus" and p["terminalId"] == worker and p["status"] == "exited"]
+        )
+        assert worker not in {a["terminalId"] for a in await second.list_agents()}  # torn down, not kept
+    finally:
+        await second.close()

@@ -591,6 +591,12 @@ class Orchestrator:
             "handoff.start", agent.terminal_id, profile=agent.profile.name, newWorker=new_worker,
             caller=caller.terminal_id if caller else None, message=message,
         )
+        if new_worker:
+            # Recorded like an assign: if the sidecar dies mid-handoff, its successor still
+            # reports the answer (editor notification, caller's inbox) and tears the worker down.
+            self.agent_store.add_assign(
+                AssignRecord(agent.terminal_id, caller.terminal_id if caller else None, message, keep, time.time() + timeout)
+            )
         try:
             if new_worker:
                 try:
@@ -609,10 +615,14 @@ class Orchestrator:
             )
             if isinstance(exc, (asyncio.CancelledError, AgentTimeout)) and agent.alive and agent.turn is not None:
                 await self._interrupt(agent)
-            if new_worker and not keep:
-                self._spawn_background(self.teardown(agent))
+            if new_worker:
+                self.agent_store.assign_done(agent.terminal_id)
+                if not keep:
+                    self._spawn_background(self.teardown(agent))
             raise
         self.logs.event("handoff.end", agent.terminal_id, ok=True)
+        if new_worker:
+            self.agent_store.assign_done(agent.terminal_id)
         if new_worker and not keep:
             await self.teardown(agent)
         return agent, answer
