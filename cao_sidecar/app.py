@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from cao_sidecar import paths
 from cao_sidecar.editor import handshake
@@ -63,6 +63,28 @@ async def start_core(*, tmux_socket: str, session: str, workspace: Path) -> Any:
     )
     await core.start()
     return core
+
+
+async def start_agent_face(core: Any, tmux_socket: str, created: Callable[[Any], None] = lambda face: None) -> Any:
+    """Start the agent face (the MCP server agents call) for `core`, then let agents launch.
+
+    Shared by every editor face (LSP on stdio, ACP). `created(face)` is called before the server
+    starts, so a caller can close it even if start-up is cancelled half-way.
+    """
+    # The MCP SDK takes about a second to import: a thread keeps the event loop serving.
+    await asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "cao_sidecar.agent_face.tools")
+    from cao_sidecar.agent_face.http import AgentFace
+
+    # Stable per tmux socket, so agents adopted after a restart still reach us (their
+    # environment holds the address they were started with).
+    agent_face = AgentFace(core, core.state_dir / f"mcp-{tmux_socket}.sock", core.state_dir / f"mcp-{tmux_socket}.port")
+    created(agent_face)
+    try:
+        await agent_face.start()
+    except Exception:  # noqa: BLE001 - agents can still run, they just cannot delegate
+        log.exception("the MCP server failed to start; agents cannot call tools")
+    core.agents_may_start.set()
+    return agent_face
 
 
 async def _handshake(reader: MessageReader) -> Optional[dict[str, Any]]:
@@ -119,17 +141,13 @@ async def serve_stdio(*, tmux_socket: str, session: str) -> int:
         if live is not None:
             connect_live(server, live)
         core_ready.set_result(core)
-        # The MCP SDK takes about a second to import: a thread keeps the event loop serving.
-        await loop.run_in_executor(None, importlib.import_module, "cao_sidecar.agent_face.tools")
-        # Stable per tmux socket, so agents adopted after a restart still reach us (their
-        # environment holds the address they were started with).
-        agent_face = AgentFace(core, core.state_dir / f"mcp-{tmux_socket}.sock", core.state_dir / f"mcp-{tmux_socket}.port")
-        server.agent_face = agent_face  # type: ignore[attr-defined] # for cao/stats
-        try:
-            await agent_face.start()
-        except Exception:  # noqa: BLE001 - agents can still run, they just cannot delegate
-            log.exception("the MCP server failed to start; agents cannot call tools")
-        core.agents_may_start.set()
+
+        def created(face: AgentFace) -> None:
+            nonlocal agent_face
+            agent_face = face
+            server.agent_face = face  # type: ignore[attr-defined] # for cao/stats
+
+        await start_agent_face(core, tmux_socket, created)
 
     boot_task = loop.create_task(boot())
     code = 0

@@ -15,6 +15,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cao-sidecar", description=__doc__)
     parser.add_argument("--stdio", action="store_true", help="serve JSON-RPC (LSP framing) on stdin/stdout (the default)")
+    parser.add_argument("--acp", action="store_true", help="serve the Agent Client Protocol (Zed, JetBrains, ...) on stdin/stdout")
     _add_common(parser)
     sub = parser.add_subparsers(dest="command")
 
@@ -91,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         from cao_sidecar.profiles.commands import flows_command
 
         return flows_command(args, socket)
+
+    if args.acp:  # imports the ACP SDK (pydantic): only here, never on the LSP start-up path
+        from cao_sidecar.acp_face.server import main_acp
+
+        return main_acp(socket, args.session) or 0
 
     import asyncio
 

@@ -736,6 +736,29 @@ class Orchestrator:
         )
         self._inboxes[sender.terminal_id].put(f"[message from cao-sidecar] {notice}", "cao-sidecar")
 
+    async def answer(self, terminal_id: str, text: str) -> None:
+        """Answer the question an agent waits on (status waiting_user_answer): type `text` and
+        Enter, as the user would in its window. The agent's current turn (if any) goes on."""
+        agent = self.get_agent(terminal_id)
+        if not agent.alive or agent.pane_id is None:
+            raise AgentExited("agent has exited", terminalId=terminal_id, screenTail=agent.screen_tail())
+        if agent.status is not AgentStatus.WAITING_USER_ANSWER:
+            raise InvalidRequest(
+                f"agent is not waiting for an answer (status {agent.status.value})", field="terminalId"
+            )
+        check_agent_text(text, "text")
+        self.logs.event("input", terminal_id, text=text, answer=True)
+        try:
+            if text:
+                await self.tmux.paste_text(agent.pane_id, text)
+            await self.tmux.send_keys(agent.pane_id, "Enter")
+        except PaneGone as exc:
+            raise AgentExited("agent has exited", terminalId=terminal_id, screenTail=agent.screen_tail()) from exc
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), field="text") from exc
+        except TmuxError as exc:
+            raise TerminalError(f"could not type into the agent: {exc}", terminalId=terminal_id) from exc
+
     # ---- teardown -----------------------------------------------------------------------------
 
     async def _interrupt(self, agent: Agent) -> None:

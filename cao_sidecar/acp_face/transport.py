@@ -1,0 +1,105 @@
+"""Newline-delimited JSON-RPC on stdio, as an `acp` message transport.
+
+The `acp` package's own stdio transport logs and skips a line that is not JSON, so a client never
+learns why its request got no answer. This one answers such lines with JSON-RPC errors (parse
+error -32700, invalid request -32600) and keeps the session going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from cao_sidecar.editor.transport import PipeWriter
+
+log = logging.getLogger(__name__)
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+MAX_LINE = 64 * 1024 * 1024  # a prompt with embedded files can be large; beyond this: an error
+
+
+class LineTransport:
+    """One JSON-RPC message per line in, one per line out (`acp._transport.Transport`)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: PipeWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._closed = False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self._closed:
+            raise ConnectionError("transport closed")
+        data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+        self._writer.write(data)
+
+    def _error(self, msg_id: Any, code: int, message: str) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}}
+
+    async def receive(self) -> dict[str, Any] | None:
+        while True:
+            line = await self._read_line()
+            if line is None:
+                return None
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                message = json.loads(line)
+            except (ValueError, UnicodeDecodeError) as exc:
+                await self.send(self._error(None, PARSE_ERROR, f"parse error: not a JSON line ({exc})"))
+                continue
+            problem = _vet(message)
+            if problem is not None:
+                msg_id = message.get("id") if isinstance(message, dict) else None
+                if not isinstance(msg_id, (str, int)) or isinstance(msg_id, bool):
+                    msg_id = None
+                await self.send(self._error(msg_id, INVALID_REQUEST, problem))
+                continue
+            return message
+
+    async def _read_line(self) -> bytes | None:
+        """The next line; None at end of input. An over-long line is skipped and answered."""
+        try:
+            line = await self._reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial or None
+        except asyncio.LimitOverrunError:
+            # Drop the rest of this line, then tell the client.
+            while True:
+                try:
+                    await self._reader.readuntil(b"\n")
+                    break
+                except asyncio.LimitOverrunError as exc:
+                    await self._reader.readexactly(exc.consumed)
+                except asyncio.IncompleteReadError:
+                    return None
+            await self.send(self._error(None, INVALID_REQUEST, f"message longer than {MAX_LINE} bytes"))
+            return b""
+        return line
+
+    async def close(self) -> None:
+        self._closed = True
+
+
+def _vet(message: Any) -> str | None:
+    """Why `message` is not a JSON-RPC request, notification or response (None: it is one)."""
+    if not isinstance(message, dict):
+        return "invalid request: a message must be a JSON object"
+    if "method" in message:
+        if not isinstance(message["method"], str) or not message["method"]:
+            return "invalid request: 'method' must be a non-empty string"
+        if "params" in message and message["params"] is not None and not isinstance(message["params"], (dict, list)):
+            return "invalid request: 'params' must be an object or an array"
+        if "id" in message and not _valid_id(message["id"]):
+            return "invalid request: 'id' must be a string or a number"
+        return None
+    if "id" in message and ("result" in message or "error" in message):
+        return None  # a response to one of our requests
+    return "invalid request: neither a request nor a response (no 'method')"
+
+
+def _valid_id(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
