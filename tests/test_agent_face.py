@@ -295,3 +295,17 @@ async def test_text_that_would_end_the_bracketed_paste_is_refused_and_nothing_is
     await asyncio.sleep(0.3)
     assert [r for r in transcript(agent) if r["type"] == "user"] == []  # nothing reached the agent
     await request(client, "cao/terminate", {"terminalId": agent})
+
+
+async def test_after_an_error_the_agent_takes_the_next_input_and_last_output_follows_it(client):
+    agent = await spawn(client, "mock_developer")
+    with pytest.raises(Exception) as failed:
+        await request(client, "cao/handoff", {"terminalId": agent, "message": "fail broken"})
+    assert failed.value.code == -31005
+    sent = await request(client, "cao/sendMessage", {"terminalId": agent, "message": "echo recovered"})
+    assert sent["state"] == "delivered"  # an agent showing an error is back at its prompt
+    await SIDECAR.wait_for(
+        "cao/agentStatus", lambda p: p["terminalId"] == agent and p["status"] == "completed" and p["previousStatus"] == "processing"
+    )
+    assert (await request(client, "cao/getOutput", {"terminalId": agent, "mode": "last"}))["output"] == "recovered"
+    await request(client, "cao/terminate", {"terminalId": agent})

@@ -71,6 +71,7 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
     # ---- Gemini CLI 0.61.0
     "gemini_cli-real-trust": (S.WAITING_USER_ANSWER, None, "trust"),
     "gemini_cli-real-auth-existing-key": (S.WAITING_USER_ANSWER, None, "API key"),
+    "gemini_cli-real-trust-included-dir": (S.WAITING_USER_ANSWER, None, "included directory"),
     "gemini_cli-real-idle": (S.IDLE, None, "no input yet"),
     "gemini_cli-real-processing": (S.PROCESSING, None, "esc to cancel"),
     "gemini_cli-built-completed": (S.COMPLETED, "hello from gemini > ✦ chars\nsecond line of the answer", "✦"),
@@ -91,6 +92,8 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
     "aider-built-completed-multiline": (
         S.COMPLETED, "Here is how:\n> this line looks like a prompt but is part of the answer\n\n- step one", "Tokens"
     ),
+    # the screen of a real run with a read-only file in the chat (--read), retyped from a test log
+    "aider-built-completed-readonly-file": (S.COMPLETED, "aider > answer", "Tokens"),
     "aider-built-error": (S.ERROR, ANY, "error"),
     "aider-built-waiting-edit": (S.WAITING_USER_ANSWER, ANY, "(Y)es/(N)o"),
     "aider-built-processing": (S.PROCESSING, ANY, "no prompt yet"),
@@ -128,6 +131,7 @@ DIALOGS: dict[str, tuple[str, Optional[tuple[str, ...]], bool]] = {
     "codex-real-login-api-key": ("codex", None, True),
     "gemini_cli-real-trust": ("gemini_cli", ("Enter",), False),
     "gemini_cli-real-auth-existing-key": ("gemini_cli", ("Enter",), False),
+    "gemini_cli-real-trust-included-dir": ("gemini_cli", ("Enter",), False),
     "aider-real-startup-question": ("aider", ("n", "Enter"), False),
     "copilot-built-trust": ("copilot", ("Enter",), False),
 }

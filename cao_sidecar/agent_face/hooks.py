@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from cao_sidecar.agent_face.credentials import CredentialStore
 
@@ -31,8 +31,7 @@ class HookEndpoint:
         self._app = app
         self._core = core
         self._credentials = credentials
-        self.received = 0  # events accepted (tests, diagnostics)
-        self.listeners: list[Callable[[Any, str, Any], None]] = []
+        self.received = 0  # events applied (diagnostics)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope.get("path", "").startswith(HOOKS_PREFIX):
@@ -75,8 +74,6 @@ class HookEndpoint:
         except Exception:  # noqa: BLE001 - a bad payload must not take the endpoint down
             log.exception("provider %s could not read a hook payload", agent.provider.name)
             return
-        for listener in self.listeners:
-            listener(agent, source, payload)
         if event is None:
             return
         self.received += 1

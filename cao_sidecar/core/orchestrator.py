@@ -358,6 +358,7 @@ class Orchestrator:
         if not agent.alive or agent.pane_id is None:
             raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
         turn = agent.begin_turn(text)
+        agent.last_answer = None  # "last answer" is now this turn's (read when it is asked for)
         self.logs.event("input", agent.terminal_id, text=text)
         try:
             await self.tmux.paste_text(agent.pane_id, text)
@@ -454,6 +455,8 @@ class Orchestrator:
         if agent.screen_fallback is not None:
             agent.screen_fallback.cancel()
             agent.screen_fallback = None
+        if result.answer is not None:
+            agent.last_answer = result.answer
         if turn is not None and not turn.done.done():
             turn.done.set_result(result)
 

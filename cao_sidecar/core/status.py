@@ -16,8 +16,9 @@ class AgentStatus(str, enum.Enum):
 
     @property
     def accepts_input(self) -> bool:
-        """An agent in this status can take a new task or message now."""
-        return self in (AgentStatus.IDLE, AgentStatus.COMPLETED)
+        """An agent in this status can take a new task or message now. After an error the CLI
+        is back at its prompt too (it reported the error and waits for the next input)."""
+        return self in (AgentStatus.IDLE, AgentStatus.COMPLETED, AgentStatus.ERROR)
 
     @property
     def ends_turn(self) -> bool:

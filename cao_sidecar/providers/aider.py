@@ -2,6 +2,7 @@
 
 Screen (0.86; bottom = newest):
 
+    Readonly: notes.md                     the files in the chat (when there are any)
     > the last input                       the prompt line with the submitted text
     the answer, plain text                 (streamed; no marker)
     Tokens: 600 sent, 6 received.          after every answer (cost too, for priced models)
@@ -41,6 +42,7 @@ QUESTION = re.compile(r"\(Y\)es/\(N\)o.*\]:\s*\S*$|\(Y\)es/\(N\)o.*\?\s*$")
 TOKENS = re.compile(r"^Tokens: .* sent, .* received")
 ERROR = re.compile(r"^litellm\.\w+(?:Error|Exception)|^\w*Error: |^The API provider|^Unable to|^Retrying in ")
 RETRY = re.compile(r"^Retrying in ")
+FILE_LIST = ("Readonly:", "Editable:", "Read-only:")
 
 
 class AiderProvider(ScreenProvider):
@@ -74,7 +76,8 @@ class AiderProvider(ScreenProvider):
         for i in range(end - 1, -1, -1):
             if INPUT.match(s.lines[i]):
                 j = i - 1
-                while j >= 0 and not s.lines[j].strip():
+                # Between the rule and the prompt: blank lines and the chat's file lists.
+                while j >= 0 and (not s.lines[j].strip() or s.lines[j].startswith(FILE_LIST)):
                     j -= 1
                 if j < 0 or RULE_LINE.match(s.lines[j]):
                     return i

@@ -2,7 +2,9 @@
 
 A provider is stateless. `classify` and `extract_answer` are pure functions of the screen text
 (tested against captured screens); everything that touches processes lives in the core and the
-terminal layer.
+terminal layer. The real CLIs' providers (docs/providers.md) also name the rule behind each
+status, the keys that answer startup dialogs, and translate the CLI's own events (hooks) into
+statuses: see RichProvider.
 """
 
 from __future__ import annotations
@@ -92,8 +94,9 @@ class Provider(Protocol):
         ...
 
     def classify(self, screen: str) -> AgentStatus:
-        """Status shown by the screen (visible part, plain text). Never EXITED: the core knows that
-        from the process itself."""
+        """Status shown by the screen (visible part, plain text). EXITED only when the screen
+        proves the CLI is gone (a shell prompt back on the last line); the core normally learns
+        that from the process itself."""
         ...
 
     def extract_answer(self, screen: str) -> Optional[str]:

@@ -70,6 +70,8 @@ class CodexProvider(ScreenProvider):
     exit_command = "/exit"
     interrupt_key = "Escape"
     event_statuses = frozenset({S.COMPLETED})
+    # Codex draws its composer for a moment before the trust dialog replaces it.
+    ready_settle_seconds = 1.0
     dialogs = (
         Dialog(
             "workspace trust",

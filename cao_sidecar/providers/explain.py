@@ -76,7 +76,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    return run(build_parser().parse_args(argv))
+    try:
+        return run(build_parser().parse_args(argv))
+    except BrokenPipeError:  # `explain ... | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

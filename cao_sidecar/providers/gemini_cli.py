@@ -67,6 +67,8 @@ class GeminiCliProvider(ScreenProvider):
     event_statuses = frozenset({S.PROCESSING, S.COMPLETED, S.WAITING_USER_ANSWER})
     dialogs = (
         Dialog("folder trust", r"Do you trust the files in this folder\?|Trust folder \(", keys=("Enter",)),
+        # --include-directories (our context directory holding the profile's prompt) asks too.
+        Dialog("included directory trust", r"Do you trust the following folders being added", keys=("Enter",)),
         # With GEMINI_API_KEY set, the CLI preselects "Use Gemini API Key" and pre-fills the key.
         Dialog("auth: existing API key", r"Existing API key detected", keys=("Enter",)),
         Dialog(

@@ -27,6 +27,7 @@ _ANSI = re.compile(
     r"|\x1b[@-Z\\-_]"
     r"|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 )
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 RULE_LINE = re.compile(r"^\s*[─━═]{20,}\s*$")
 # A shell prompt on the last line: the CLI is gone and its window shows a shell again (a CLI
 # started through a shell wrapper), or tmux's remain-on-exit notice.
@@ -38,8 +39,8 @@ PANE_DEAD = re.compile(r"^Pane is dead \(")
 
 def strip_ansi(text: str) -> str:
     """Plain text of a screen captured with escapes (`capture-pane -e`, `script` logs)."""
-    if "\x1b" not in text and "\r" not in text and not any(c < " " and c not in "\n\t" for c in text):
-        return text
+    if _CONTROL.search(text) is None:
+        return text  # the common case (capture-pane -p): nothing to strip
     text = text.replace("\r\n", "\n")
     # A bare CR returns to the start of the line: keep what was drawn last.
     text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))

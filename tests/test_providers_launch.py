@@ -1,0 +1,246 @@
+"""Launch commands built from a profile, for every provider: model, system prompt, our MCP server
+with the agent's own credential (files 0600, the token never on the command line), hooks or
+notify wiring, permission mode and tools, the profile's own MCP servers and extra arguments.
+Also the orchestrator's fallback when an event never comes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.profiles.profile import McpServer, Profile
+from cao_sidecar.providers import builtin_providers, get_provider
+from cao_sidecar.providers.base import LaunchContext, LaunchSpec, profile_options
+
+TOKEN = "secret-token-abc"
+S = AgentStatus
+
+
+def context(tmp_path: Path, **options: Any) -> LaunchContext:
+    agent_dir = tmp_path / "agents" / "1a2b3c4d"
+    agent_dir.mkdir(parents=True, exist_ok=True)
+    (agent_dir / "credential").write_text(TOKEN)  # as CredentialStore.issue writes it: 0600
+    (agent_dir / "credential").chmod(0o600)
+    return LaunchContext(
+        terminal_id="1a2b3c4d",
+        session="cao",
+        working_directory=str(tmp_path),
+        agent_dir=agent_dir,
+        model="model-x",
+        system_prompt="You are a careful reviewer.\nSecond line.",
+        env={
+            "PATH": "/nonexistent",
+            "HOME": str(tmp_path / "home"),
+            "CAO_MCP_URL": "http://127.0.0.1:4567/mcp",
+            "CAO_MCP_TOKEN": TOKEN,
+            "CAO_MCP_SOCKET": str(tmp_path / "mcp.sock"),
+        },
+        options=options,
+    )
+
+
+def private(path: Path) -> bool:
+    return stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("name", sorted(set(builtin_providers()) - {"mock"}))
+def test_token_never_on_the_command_line(tmp_path: Path, name: str) -> None:
+    spec = get_provider(name).launch(context(tmp_path))
+    assert isinstance(spec, LaunchSpec)
+    assert not any(TOKEN in arg for arg in spec.argv), spec.argv
+    assert not any(TOKEN in value for value in spec.env.values())
+    for path in (tmp_path / "agents" / "1a2b3c4d").iterdir():
+        if path.is_file() and TOKEN in path.read_text():
+            assert private(path), path
+
+
+def test_claude_code(tmp_path: Path) -> None:
+    ctx = context(tmp_path, permission_mode="acceptEdits", allowed_tools=["Read", "Bash(git:*)"],
+                  disallowed_tools=["WebFetch"], args=["--verbose"])
+    spec = get_provider("claude_code").launch(ctx)
+    argv = spec.argv
+    assert argv[0] == "claude"
+    assert argv[argv.index("--model") + 1] == "model-x"
+    assert argv[argv.index("--append-system-prompt") + 1] == ctx.system_prompt
+    assert argv[argv.index("--permission-mode") + 1] == "acceptEdits"
+    assert argv[argv.index("--allowedTools") + 1 : argv.index("--allowedTools") + 3] == ["Read", "Bash(git:*)"]
+    assert "--disallowedTools" in argv and argv[-1] == "--verbose"
+    assert "--strict-mcp-config" in argv
+    assert spec.env["DISABLE_AUTOUPDATER"] == "1" and spec.events
+    session = argv[argv.index("--session-id") + 1]
+    assert (ctx.agent_dir / "claude-session-id").read_text() == session
+    settings = json.loads(Path(argv[argv.index("--settings") + 1]).read_text())
+    for event in ("UserPromptSubmit", "Stop", "StopFailure", "Notification", "PermissionRequest", "PreToolUse"):
+        hook = settings["hooks"][event][0]["hooks"][0]
+        assert hook["type"] == "http" and hook["url"] == "http://127.0.0.1:4567/hooks/claude_code"
+        assert hook["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert "skipDangerousModePermissionPrompt" not in settings
+
+
+def test_claude_code_bypass_and_profile_mcp_servers(tmp_path: Path) -> None:
+    servers = [McpServer("files", "stdio", command="mcp-files", args=("--root", "."), env=(("A", "1"),)),
+               McpServer("web", "http", url="https://example.invalid/mcp", headers=(("X-Key", "k"),))]
+    spec = get_provider("claude_code").launch(context(tmp_path, permission_mode="bypassPermissions", mcp_servers=servers))
+    assert "--dangerously-skip-permissions" in spec.argv and "--permission-mode" not in spec.argv
+    settings = json.loads(Path(spec.argv[spec.argv.index("--settings") + 1]).read_text())
+    assert settings["skipDangerousModePermissionPrompt"] is True
+    mcp = json.loads(Path(spec.argv[spec.argv.index("--mcp-config") + 1]).read_text())["mcpServers"]
+    assert mcp["files"] == {"type": "stdio", "command": "mcp-files", "args": ["--root", "."], "env": {"A": "1"}}
+    assert mcp["web"] == {"type": "http", "url": "https://example.invalid/mcp", "headers": {"X-Key": "k"}}
+    assert mcp["cao"]["url"] == "http://127.0.0.1:4567/mcp"
+
+
+def test_claude_code_without_sidecar_endpoint(tmp_path: Path) -> None:
+    ctx = context(tmp_path)
+    for key in ("CAO_MCP_URL", "CAO_MCP_TOKEN", "CAO_MCP_SOCKET"):
+        ctx.env.pop(key)
+    spec = get_provider("claude_code").launch(ctx)
+    assert "--settings" not in spec.argv and "--mcp-config" not in spec.argv and not spec.events
+
+
+def test_codex(tmp_path: Path) -> None:
+    servers = [McpServer("files", "stdio", command="mcp-files", args=("x",))]
+    spec = get_provider("codex").launch(context(tmp_path, approval_policy="on-request", sandbox_mode="workspace-write",
+                                                mcp_servers=servers))
+    argv = spec.argv
+    assert argv[:2] == ["codex", "--no-alt-screen"] and spec.events
+    overrides = [argv[i + 1] for i, a in enumerate(argv) if a == "-c"]
+    assert "check_for_update_on_startup=false" in overrides
+    assert 'developer_instructions="You are a careful reviewer.\\nSecond line."' in overrides
+    assert 'mcp_servers.cao.url="http://127.0.0.1:4567/mcp"' in overrides
+    assert 'mcp_servers.cao.bearer_token_env_var="CAO_MCP_TOKEN"' in overrides
+    assert 'mcp_servers.files.command="mcp-files"' in overrides and 'mcp_servers.files.args=["x"]' in overrides
+    assert 'approval_policy="on-request"' in overrides and 'sandbox_mode="workspace-write"' in overrides
+    notify = json.loads(next(o for o in overrides if o.startswith("notify="))[len("notify="):])
+    assert notify[1].endswith("hook_relay.py") and notify[notify.index("--url") + 1] == "http://127.0.0.1:4567/hooks/codex"
+    assert notify[notify.index("--token-file") + 1].endswith("1a2b3c4d/credential")
+    assert argv[argv.index("-m") + 1] == "model-x"
+    yolo = get_provider("codex").launch(context(tmp_path, permission_mode="bypassPermissions")).argv
+    assert "--dangerously-bypass-approvals-and-sandbox" in yolo
+
+
+def test_gemini_cli(tmp_path: Path) -> None:
+    spec = get_provider("gemini_cli").launch(context(tmp_path, permission_mode="bypassPermissions"))
+    argv = spec.argv
+    assert argv[argv.index("--approval-mode") + 1] == "yolo" and argv[argv.index("--model") + 1] == "model-x"
+    settings_path = Path(spec.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"])
+    assert private(settings_path) and spec.events
+    settings = json.loads(settings_path.read_text())
+    assert settings["mcpServers"]["cao"] == {"httpUrl": "http://127.0.0.1:4567/mcp",
+                                             "headers": {"Authorization": f"Bearer {TOKEN}"}}
+    for event in ("BeforeAgent", "AfterAgent", "Notification"):
+        command = settings["hooks"][event][0]["hooks"][0]["command"]
+        assert "hook_relay.py" in command and "--stdin" in command and "/hooks/gemini_cli" in command
+    context_dir = Path(argv[argv.index("--include-directories") + 1])
+    assert (context_dir / "GEMINI.md").read_text().startswith("You are a careful reviewer.")
+    assert settings["context"]["loadMemoryFromIncludeDirectories"] is True
+
+
+def test_opencode(tmp_path: Path) -> None:
+    spec = get_provider("opencode").launch(context(tmp_path, permission_mode="bypassPermissions"))
+    config = json.loads(Path(spec.env["OPENCODE_CONFIG"]).read_text())
+    assert spec.env["OPENCODE_DISABLE_AUTOUPDATE"] == "1"
+    assert config["mcp"]["cao"]["type"] == "remote" and config["mcp"]["cao"]["url"] == "http://127.0.0.1:4567/mcp"
+    assert Path(config["instructions"][0]).read_text().startswith("You are a careful reviewer.")
+    assert config["permission"]["bash"] == "allow"
+    assert spec.argv[spec.argv.index("--model") + 1] == "model-x"
+
+
+def test_aider(tmp_path: Path) -> None:
+    argv = get_provider("aider").launch(context(tmp_path)).argv
+    assert {"--no-check-update", "--no-analytics", "--no-show-release-notes", "--no-gitignore"} <= set(argv)
+    assert Path(argv[argv.index("--read") + 1]).read_text().startswith("You are a careful reviewer.")
+    assert "--yes-always" in get_provider("aider").launch(context(tmp_path, permission_mode="bypassPermissions")).argv
+
+
+@pytest.mark.parametrize(("name", "directory"), [("kiro_cli", ".kiro/agents"), ("q_cli", ".aws/amazonq/cli-agents")])
+def test_kiro_and_q_agent_files(tmp_path: Path, name: str, directory: str) -> None:
+    agents = tmp_path / "home" / directory
+    agents.mkdir(parents=True)
+    (agents / "cao-deadbeef.json").write_text("{}")  # an agent that no longer exists
+    (agents / "mine.json").write_text("{}")  # the user's own
+    argv = get_provider(name).launch(context(tmp_path, allowed_tools=["fs_read"])).argv
+    assert argv[argv.index("--agent") + 1] == "cao-1a2b3c4d" and "--trust-tools=fs_read" in argv
+    data = json.loads((agents / "cao-1a2b3c4d.json").read_text())
+    assert data["prompt"].startswith("You are a careful reviewer.")
+    assert data["mcpServers"]["cao"]["args"][:2] == ["-m", "cao_sidecar"]
+    assert not (agents / "cao-deadbeef.json").exists() and (agents / "mine.json").exists()
+
+
+def test_copilot_and_cursor(tmp_path: Path) -> None:
+    argv = get_provider("copilot").launch(context(tmp_path, disallowed_tools=["shell(rm)"])).argv
+    config = Path(argv[argv.index("--additional-mcp-config") + 1].lstrip("@"))
+    assert private(config) and json.loads(config.read_text())["mcpServers"]["cao"]["tools"] == ["*"]
+    assert argv[argv.index("--deny-tool") + 1] == "shell(rm)" and argv[argv.index("--model") + 1] == "model-x"
+    cursor = get_provider("cursor").launch(context(tmp_path, permission_mode="bypassPermissions")).argv
+    assert cursor[0] == "cursor-agent" and "--force" in cursor
+
+
+def test_command_option_and_path_resolution(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "claude"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    ctx = context(tmp_path)
+    ctx.env["PATH"] = str(bindir)
+    assert get_provider("claude_code").launch(ctx).argv[0] == str(exe)
+    ctx = context(tmp_path, command="npx -y @anthropic-ai/claude-code@2.1.197")
+    assert get_provider("claude_code").launch(ctx).argv[:3] == ["npx", "-y", "@anthropic-ai/claude-code@2.1.197"]
+
+
+def test_profile_options_carry_the_profile_settings() -> None:
+    profile = Profile(name="p", provider="codex", permission_mode="plan", allowed_tools=["Read"],
+                      extra={"args": ["--x"], "approval_policy": "never"})
+    assert profile_options(profile) == {"args": ["--x"], "approval_policy": "never", "permission_mode": "plan",
+                                        "allowed_tools": ["Read"]}
+
+
+# ---- the orchestrator's screen fallback ----------------------------------------------------------
+
+
+async def test_screen_ends_a_turn_whose_event_never_came(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cao_sidecar.core import orchestrator as orch
+    from cao_sidecar.core.agent import Agent
+
+    monkeypatch.setattr(orch, "EVENT_GRACE_SECONDS", 0.05)
+    # Only the turn machinery is exercised: no tmux, no store, status changes recorded.
+    core = orch.Orchestrator.__new__(orch.Orchestrator)
+    seen: list[AgentStatus] = []
+    core._emit_status = lambda agent, previous, status: seen.append(status)  # type: ignore[method-assign]
+    provider = get_provider("claude_code")
+    agent = Agent(terminal_id="eeee0005", session="cao", profile=Profile(name="p", provider="claude_code"),
+                  provider=provider, working_directory=str(tmp_path), agent_dir=tmp_path)
+    agent.events_active = True
+    agent.status = S.IDLE
+    turn = agent.begin_turn("task")
+    completed = (Path(__file__).parent / "fixtures" / "screens" / "claude_code-real-completed.txt").read_text()
+    core._on_classified(agent, S.PROCESSING, "busy")  # events own this status: ignored
+    assert agent.status is S.IDLE and seen == []
+    core.agent_event(agent, S.PROCESSING)
+    assert agent.status is S.PROCESSING
+    core._on_classified(agent, S.COMPLETED, completed)  # the screen says done; the Stop hook is lost
+    assert not turn.done.done() and agent.screen_fallback is not None
+    result = await asyncio_wait(turn.done, 2)
+    assert result.status is S.COMPLETED and agent.status is S.COMPLETED and seen == [S.PROCESSING, S.COMPLETED]
+
+
+async def asyncio_wait(future: Any, timeout: float) -> Any:
+    import asyncio
+
+    return await asyncio.wait_for(asyncio.shield(future), timeout)
+
+
+def test_workspace_is_searched_for_providers(tmp_path: Path) -> None:
+    directory = tmp_path / ".cao" / "providers"
+    directory.mkdir(parents=True)
+    (directory / "tiny.yaml").write_text("command: [tiny]\nexit_command: bye\n")
+    assert get_provider("tiny", workspace=tmp_path).exit_command == "bye"
+    assert os.path.basename(get_provider("tiny", workspace=tmp_path).source) == "tiny.yaml"

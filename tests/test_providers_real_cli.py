@@ -1,0 +1,268 @@
+"""The real agent CLIs, launched by a real sidecar through their providers (marked `real_cli`;
+each test skips cleanly when its CLI is not installed: .ci/run puts them in .ci/node and
+.ci/aider).
+
+No model is reachable here, so the CLIs talk to tests/fixtures/fake_model_server.py on
+127.0.0.1 (a fake key and base URL in the profile's env): their turns, hooks and notify
+programs are real, only the model is not.
+
+- Claude Code: startup trust dialog answered by the core; HTTP hooks reach the sidecar
+  (processing, waiting on a permission prompt, completed with the exact answer from the Stop
+  hook, which the screen could not give); our MCP server connected (its tools reach the
+  model); the system prompt applied; `/exit` ends the process.
+- Codex: notify program (agent-turn-complete) gives the answer; our MCP server's tools reach
+  the model; `/exit`.
+- Gemini CLI: trust and API-key dialogs answered, ready, `/quit` (its model turn needs a model
+  router the fake server does not emulate).
+- OpenCode, Aider: a turn read from the screen (no event source).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from pytest_lsp import LanguageClient
+
+from cao_sidecar.providers import get_provider
+from conftest import ROOT, initialize, kill_tmux, request, sidecar_config
+from fixtures.fake_model_server import FakeModelServer
+
+NODE_BIN = ROOT / ".ci" / "node" / "node_modules" / ".bin"
+AIDER_BIN = ROOT / ".ci" / "aider" / "bin"
+SEARCH = os.pathsep.join([str(NODE_BIN), str(AIDER_BIN), os.environ.get("PATH", "")])
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name, path=SEARCH)
+
+
+CLAUDE, CODEX, GEMINI, OPENCODE, AIDER = (which(n) for n in ("claude", "codex", "gemini", "opencode", "aider"))
+
+MODEL = FakeModelServer(delay=0.01).start()
+
+# Gemini CLI refuses a settings file under a world-writable directory (/tmp): keep this
+# sidecar's state in the repository's (private) .pytest_cache.
+_cache = ROOT / ".pytest_cache"
+_cache.mkdir(exist_ok=True)
+BASE = Path(tempfile.mkdtemp(prefix="cao-real-", dir=_cache))
+CONFIG, SIDECAR = sidecar_config(BASE)
+atexit.register(shutil.rmtree, BASE, True)  # runs cut short: the fixture cleans up otherwise
+atexit.register(kill_tmux, SIDECAR.socket)
+SIDECAR.env["PATH"] = SEARCH
+SIDECAR.env["CAO_READY_TIMEOUT"] = "40"
+HOME = BASE / "home"
+(HOME / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True}))
+# The user's own OpenCode config (the sidecar adds its MCP server on top): it names the model.
+(BASE / "config" / "opencode").mkdir(parents=True)  # XDG_CONFIG_HOME of the sidecar and its agents
+(BASE / "config" / "opencode" / "opencode.json").write_text(json.dumps({
+    "$schema": "https://opencode.ai/config.json",
+    "model": "anthropic/claude-sonnet-4-5",
+    "provider": {"anthropic": {"options": {"baseURL": f"{MODEL.url}/v1", "apiKey": "fake-key"}}},
+}))
+
+PROFILES = {
+    "claude_worker": f"""---
+name: claude_worker
+description: Claude Code against the fake model
+provider: claude_code
+env:
+  ANTHROPIC_BASE_URL: {MODEL.url}
+  ANTHROPIC_AUTH_TOKEN: fake-token
+---
+You are the claude test worker (system prompt marker 7f3a).
+""",
+    "codex_worker": f"""---
+name: codex_worker
+description: Codex against the fake model
+provider: codex
+env:
+  FAKE_KEY: fake-key
+args: ["-c", 'model_provider="fake"', "-c", 'model_providers.fake={{name="fake", base_url="{MODEL.url}/v1", wire_api="responses", env_key="FAKE_KEY"}}']
+---
+You are the codex test worker (system prompt marker 9c1e).
+""",
+    "gemini_worker": f"""---
+name: gemini_worker
+description: Gemini CLI against the fake model
+provider: gemini_cli
+env:
+  GEMINI_API_KEY: fake-key
+  GOOGLE_GEMINI_BASE_URL: {MODEL.url}
+---
+You are the gemini test worker.
+""",
+    "opencode_worker": """---
+name: opencode_worker
+description: OpenCode against the fake model
+provider: opencode
+---
+You are the opencode test worker (system prompt marker 4d2b).
+""",
+    "aider_worker": f"""---
+name: aider_worker
+description: Aider against the fake model
+provider: aider
+model: openai/fake-model
+env:
+  OPENAI_API_KEY: fake-key
+  OPENAI_API_BASE: {MODEL.url}/v1
+args: ["--no-show-model-warnings", "--no-git"]
+---
+You are the aider test worker.
+""",
+}
+_profiles = SIDECAR.workspace / ".cao" / "agents"
+_profiles.mkdir(parents=True)
+for _name, _text in PROFILES.items():
+    (_profiles / f"{_name}.md").write_text(_text)
+
+pytestmark = [pytest.mark.real_cli, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
+
+
+@pytest_lsp.fixture(config=CONFIG, scope="module")
+async def client(lsp_client: LanguageClient):
+    await initialize(lsp_client, SIDECAR)
+    yield
+    for agent in (await request(lsp_client, "cao/listAgents", {}))["agents"]:
+        if agent["status"] != "exited":
+            await request(lsp_client, "cao/terminate", {"terminalId": agent["terminalId"]})
+    await lsp_client.shutdown_session()
+    kill_tmux(SIDECAR.socket)
+    MODEL.stop()
+    shutil.rmtree(BASE, ignore_errors=True)
+
+
+def pane_of(terminal_id: str) -> str:
+    for line in SIDECAR.tmux("list-panes", "-a", "-F", "#{pane_id} #{window_name}").splitlines():
+        pane, _, window = line.partition(" ")
+        if window.endswith(terminal_id):
+            return pane
+    raise AssertionError(f"no pane for {terminal_id}")
+
+
+def screen_of(terminal_id: str) -> str:
+    try:
+        return SIDECAR.tmux("capture-pane", "-p", "-J", "-t", pane_of(terminal_id))
+    except AssertionError:
+        return "(no pane)"
+
+
+async def handoff(client: LanguageClient, tid: str, message: str) -> str:
+    """One task to an agent; on failure the assertion shows the agent's screen."""
+    try:
+        result = await request(client, "cao/handoff", {"terminalId": tid, "message": message}, timeout=60)
+    except BaseException as exc:
+        raise AssertionError(f"handoff failed ({exc!r}); screen:\n{screen_of(tid)}\nstatuses: {SIDECAR.statuses(tid)}") from exc
+    return result["output"]
+
+
+def requests_since(count: int) -> list[dict]:
+    return MODEL.requests[count:]
+
+
+async def spawn_ready(client: LanguageClient, profile: str) -> str:
+    try:
+        result = await request(client, "cao/spawn", {"profile": profile}, timeout=60)
+    except BaseException as exc:
+        agents = (await request(client, "cao/listAgents", {}))["agents"]
+        screens = "\n---\n".join(screen_of(a["terminalId"]) for a in agents if a["profile"] == profile)
+        raise AssertionError(f"spawn of {profile} failed ({exc!r}):\n{screens}") from exc
+    assert result["status"] in ("idle", "completed"), result
+    return result["terminalId"]
+
+
+async def exit_cleanly(client: LanguageClient, tid: str, provider: str) -> None:
+    """The provider's exit command, typed the way teardown types it (a bracketed paste, Enter,
+    Enter again if the CLI swallowed it), ends the CLI by itself, and the core sees it exit."""
+    pane = pane_of(tid)
+    command = get_provider(provider).exit_command
+    subprocess.run(["tmux", "-L", SIDECAR.socket, "load-buffer", "-b", "cao-test-exit", "-"], input=command.encode(),
+                   check=True)
+    SIDECAR.tmux("paste-buffer", "-p", "-d", "-r", "-b", "cao-test-exit", "-t", pane)
+    SIDECAR.tmux("send-keys", "-t", pane, "Enter")
+    try:
+        await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "exited", timeout=1.0)
+    except asyncio.TimeoutError:
+        SIDECAR.tmux("send-keys", "-t", pane, "Enter")
+        await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "exited", timeout=20)
+    await request(client, "cao/terminate", {"terminalId": tid}, timeout=30)
+
+
+@pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (npm install @anthropic-ai/claude-code)")
+async def test_claude_code_hooks_mcp_trust_and_exit(client: LanguageClient) -> None:
+    seen = len(MODEL.requests)
+    tid = await spawn_ready(client, "claude_worker")
+    assert "waiting_user_answer" in SIDECAR.statuses(tid)  # the trust dialog, answered by the core
+
+    # Markdown: the screen shows "exact answer code" — only the Stop hook has the exact text.
+    assert await handoff(client, tid, "please say: **exact** `answer` ❯ •") == "**exact** `answer` ❯ •"
+    asked = [r for r in requests_since(seen) if r["path"].startswith("/v1/messages") and "say: **exact**" in json.dumps(r["body"], ensure_ascii=False)]
+    assert asked, "the turn never reached the model"
+    assert "system prompt marker 7f3a" in json.dumps(asked[-1]["body"], ensure_ascii=False)
+
+    # A tool call: the PermissionRequest hook says waiting; answered by the user, then Stop.
+    target = SIDECAR.workspace / "made-by-claude"
+    statuses_before = len(SIDECAR.statuses(tid))
+    await request(client, "cao/sendMessage", {"terminalId": tid, "message": f"please run: touch {target}"})
+    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "waiting_user_answer"
+                           and len(SIDECAR.statuses(tid)) > statuses_before, timeout=40)
+    SIDECAR.tmux("send-keys", "-t", pane_of(tid), "Enter")
+    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "completed"
+                           and SIDECAR.statuses(tid)[-1] == "completed", timeout=40)
+    assert target.exists()
+    # Claude Code connects to MCP servers in the background: by now our server's tools are among
+    # those it offers the model.
+    bodies = [json.dumps(r["body"]) for r in requests_since(seen) if r["path"].startswith("/v1/messages")]
+    assert any("mcp__cao__handoff" in b for b in bodies), "our MCP server's tools did not reach the model"
+
+    await exit_cleanly(client, tid, "claude_code")
+
+
+@pytest.mark.skipif(CODEX is None, reason="Codex is not installed (npm install @openai/codex)")
+async def test_codex_notify_mcp_and_exit(client: LanguageClient) -> None:
+    seen = len(MODEL.requests)
+    tid = await spawn_ready(client, "codex_worker")
+    assert await handoff(client, tid, "please say: codex **exact** › answer") == "codex **exact** › answer"
+    bodies = [json.dumps(r["body"], ensure_ascii=False) for r in requests_since(seen) if r["path"].endswith("/responses")]
+    assert any("codex **exact**" in b for b in bodies)
+    # Codex lists MCP servers as deferred tool namespaces, with the description our server gave
+    # when Codex connected to it.
+    assert any("mcp__cao" in b for b in bodies), "Codex did not connect to our MCP server"
+    assert any("system prompt marker 9c1e" in b for b in bodies)
+    await exit_cleanly(client, tid, "codex")
+
+
+@pytest.mark.skipif(GEMINI is None, reason="Gemini CLI is not installed (npm install @google/gemini-cli)")
+async def test_gemini_cli_dialogs_and_exit(client: LanguageClient) -> None:
+    tid = await spawn_ready(client, "gemini_worker")
+    statuses = SIDECAR.statuses(tid)
+    assert statuses.count("waiting_user_answer") >= 1, statuses  # trust, then the API-key dialogs
+    await exit_cleanly(client, tid, "gemini_cli")
+
+
+@pytest.mark.skipif(OPENCODE is None, reason="OpenCode is not installed (npm install opencode-ai)")
+async def test_opencode_turn_from_the_screen(client: LanguageClient) -> None:
+    seen = len(MODEL.requests)
+    tid = await spawn_ready(client, "opencode_worker")
+    assert await handoff(client, tid, "please say: opencode › answer") == "opencode › answer"
+    bodies = [json.dumps(r["body"], ensure_ascii=False) for r in requests_since(seen) if "opencode › answer" in json.dumps(r["body"], ensure_ascii=False)]
+    assert bodies and any("system prompt marker 4d2b" in b for b in bodies)
+    assert any("cao_handoff" in b for b in bodies), "our MCP server's tools did not reach the model"
+    await exit_cleanly(client, tid, "opencode")
+
+
+@pytest.mark.skipif(AIDER is None, reason="Aider is not installed (pip install aider-chat into .ci/aider)")
+async def test_aider_turn_from_the_screen(client: LanguageClient) -> None:
+    tid = await spawn_ready(client, "aider_worker")  # --no-git: the test workspace is inside this repo
+    answer = await handoff(client, tid, "please say: aider > answer")
+    assert answer == "aider > answer", screen_of(tid)
+    await exit_cleanly(client, tid, "aider")
