@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 STEP_MS = 20  # watchfiles poll step: ~30 ms reload latency for ~0.2% of a core when idle
 SETTLE_SECONDS = 0.05  # rescan once more after the watch moved: what changed while it moved
 RETRY_SECONDS = 0.5
+STARTUP_RESCAN_SECONDS = 0.3
 
 
 def watch_set(targets: Iterable[Path]) -> set[Path]:
@@ -70,7 +71,11 @@ class DirWatcher:
         return list(self._targets)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="cao-dir-watcher")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name="cao-dir-watcher")
+        # awatch sets up its watches in a thread a moment later and reports nothing from before:
+        # look once more after that, so a save made while it started is not missed.
+        loop.call_later(STARTUP_RESCAN_SECONDS, self._fire, set(self._targets))
 
     def set_targets(self, targets: Iterable[Path]) -> None:
         self._targets = list(dict.fromkeys(targets))
