@@ -238,8 +238,9 @@ def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServe
         core = await ls.core()
         if p.limit is not None and p.limit <= 0:
             raise _invalid_params("cao/getLog: field 'limit' must be positive")
-        events = read_events(core.logs.directory, p.terminal_id, p.since, p.limit)
-        output = read_output(core.logs.directory, p.terminal_id) if p.terminal_id else None
+        # The event log can be megabytes: read it off the event loop.
+        events = await asyncio.to_thread(read_events, core.logs.directory, p.terminal_id, p.since, p.limit)
+        output = await asyncio.to_thread(read_output, core.logs.directory, p.terminal_id) if p.terminal_id else None
         if p.terminal_id is not None and p.terminal_id not in core.agents and not events and not output:
             core.get_agent(p.terminal_id)  # raises unknownTerminal (agents that are gone keep their logs)
         return wire.GetLogResult(events=events, output=output)
