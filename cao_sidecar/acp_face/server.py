@@ -52,7 +52,7 @@ async def serve_acp(*, tmux_socket: str, session: str) -> int:
     live: Any = None
 
     async def boot() -> None:
-        nonlocal agent_face, live
+        nonlocal live
         try:
             core = await start_core(tmux_socket=tmux_socket, session=session, workspace=workspace)
         except Exception as exc:  # noqa: BLE001 - reported to every request that needs the core

@@ -24,7 +24,7 @@ from cao_sidecar.providers import get_provider
 from cao_sidecar.storage.agents import AgentRecord, AssignRecord
 
 if TYPE_CHECKING:
-    from cao_sidecar.core.orchestrator import Orchestrator, WorkerOutcome
+    from cao_sidecar.core.orchestrator import Orchestrator
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ declared gate: the gate is an argv list run without a shell, or an explicit `she
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from pathlib import Path
@@ -24,7 +23,16 @@ from typing import Optional
 import attrs
 from croniter import croniter
 
-from cao_sidecar.profiles.files import CONTROL, Checker, Diagnostic, Frontmatter, show, suggest, yaml_type
+from cao_sidecar.profiles.files import (
+    CONTROL,
+    Checker,
+    Diagnostic,
+    Frontmatter,
+    checked_working_directory,
+    show,
+    suggest,
+    yaml_type,
+)
 from cao_sidecar.profiles.profile import known_providers
 
 KNOWN_FIELDS = (
@@ -170,19 +178,8 @@ def check_flow(
 
 
 def _working_directory(c: Checker, base_dir: Optional[Path]) -> Optional[str]:
-    raw = c.string("workingDirectory", max_len=4096)
-    if raw is None:
-        return str(base_dir) if base_dir is not None else None
-    expanded = os.path.expanduser(raw)
-    if not os.path.isabs(expanded):
-        if base_dir is None:
-            c.error("'workingDirectory' must be an absolute path (or start with ~) in this file", "workingDirectory")
-            return None
-        expanded = str(base_dir / expanded)
-    resolved = os.path.normpath(expanded)
-    if not os.path.isdir(resolved):
-        c.warning(f"workingDirectory {resolved} does not exist (yet); runs fail until it does", "workingDirectory")
-    return resolved
+    default = str(base_dir) if base_dir is not None else None
+    return checked_working_directory(c, base_dir, "runs fail", default)
 
 
 def _gate(c: Checker, value: object) -> Optional[Gate]:

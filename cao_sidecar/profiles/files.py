@@ -467,3 +467,23 @@ def check_file(
     except RecursionError:
         return None, [Diagnostic("error", "the file is nested too deeply to read", 1)]
     return parse(fm)
+
+
+def checked_working_directory(
+    c: "Checker", base_dir: Optional[Path], failure: str, default: Optional[str] = None
+) -> Optional[str]:
+    """The file's `workingDirectory`, made absolute (relative to `base_dir`, `~` expanded);
+    `default` when absent. A directory that does not exist is a warning: `failure` says what fails."""
+    raw = c.string("workingDirectory", max_len=4096)
+    if raw is None:
+        return default
+    expanded = os.path.expanduser(raw)
+    if not os.path.isabs(expanded):
+        if base_dir is None:
+            c.error("'workingDirectory' must be an absolute path (or start with ~) in this file", "workingDirectory")
+            return None
+        expanded = str(base_dir / expanded)
+    resolved = os.path.normpath(expanded)
+    if not os.path.isdir(resolved):
+        c.warning(f"workingDirectory {resolved} does not exist (yet); {failure} until it does", "workingDirectory")
+    return resolved

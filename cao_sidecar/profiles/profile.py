@@ -7,7 +7,6 @@ problem found, each with its line; `parse_profile` is the strict form that raise
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -22,6 +21,7 @@ from cao_sidecar.profiles.files import (
     Diagnostic,
     Frontmatter,
     FrontmatterError,
+    checked_working_directory,
     show,
     split_frontmatter,
     suggest,
@@ -183,19 +183,7 @@ def check_profile(
 
 
 def _working_directory(c: Checker, base_dir: Path | None) -> Optional[str]:
-    raw = c.string("workingDirectory", max_len=4096)
-    if raw is None:
-        return None
-    expanded = os.path.expanduser(raw)
-    if not os.path.isabs(expanded):
-        if base_dir is None:
-            c.error("'workingDirectory' must be an absolute path (or start with ~) in this file", "workingDirectory")
-            return None
-        expanded = str(base_dir / expanded)
-    resolved = os.path.normpath(expanded)
-    if not os.path.isdir(resolved):
-        c.warning(f"workingDirectory {resolved} does not exist (yet); starting this profile fails until it does", "workingDirectory")
-    return resolved
+    return checked_working_directory(c, base_dir, "starting this profile fails")
 
 
 def _mcp_servers(c: Checker, value: Any) -> Optional[list[McpServer]]:

@@ -25,7 +25,6 @@ agents that no longer exist are removed at the next launch.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
