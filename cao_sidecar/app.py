@@ -115,6 +115,7 @@ async def serve_stdio(*, tmux_socket: str, session: str) -> int:
     workspace = Path(handshake.workspace_root(initialize.get("params")) or os.getcwd())
 
     from cao_sidecar.agent_face.http import AgentFace
+    from cao_sidecar.editor.ask import ask_user_enabled
     from cao_sidecar.editor.server import build_server, connect_live, connect_notifications
     from cao_sidecar.profiles.live import start_live
 
@@ -137,7 +138,7 @@ async def serve_stdio(*, tmux_socket: str, session: str) -> int:
             return
         # Profiles and flows: watched files, diagnostics, the flow scheduler (all folders).
         live = await start_live(core, initialize.get("params"), workspace)
-        connect_notifications(server, core)
+        connect_notifications(server, core, ask_user=ask_user_enabled(initialize.get("params")))
         if live is not None:
             connect_live(server, live)
         core_ready.set_result(core)

@@ -101,6 +101,16 @@ class ListAgentsParams:
 
 
 @attrs.define
+class PromptInfo:
+    """The question an agent waits on (status waiting_user_answer), as read from its screen."""
+
+    id: str  # "<terminalId>:<n>": stable while the same question is shown
+    text: str
+    choices: list[str] = attrs.Factory(list)  # empty: the answer is free text
+    detail: str = ""  # lines that explain the question (a command, a file), one line
+
+
+@attrs.define
 class AgentInfo:
     terminal_id: str
     session: str
@@ -110,6 +120,9 @@ class AgentInfo:
     working_directory: str
     created_at: str
     name: Optional[str] = None
+    prompt: Optional[PromptInfo] = None
+    # argv that shows the agent's live tmux window in a terminal (empty once it has exited)
+    attach_command: list[str] = attrs.Factory(list)
 
 
 @attrs.define
@@ -253,6 +266,7 @@ class AgentStatusNotification:
     status: AgentStatus
     previous_status: Optional[AgentStatus]
     session: str = ""
+    prompt: Optional[PromptInfo] = None  # with waiting_user_answer: the question and its choices
 
 
 @attrs.define
@@ -262,6 +276,14 @@ class WorkerCompletedNotification:
     status: AgentStatus
     output: str
     error: Optional[str] = None
+
+
+@attrs.define
+class OpenTerminalNotification:
+    """The user asked (from a question's "Open terminal" button) to see an agent's terminal."""
+
+    terminal_id: str
+    attach_command: list[str]
 
 
 @attrs.define
@@ -285,6 +307,20 @@ class GetLogParams:
 class GetLogResult:
     events: list[dict[str, Any]]
     output: Optional[str] = None  # with terminalId: that agent's terminal output as readable text (tail)
+
+
+@attrs.define
+class AnswerParams:
+    terminal_id: str
+    answer: str  # one of the prompt's choices (any case), or free text when it has none
+    prompt_id: Optional[str] = None  # the question meant; refused if it is no longer the one shown
+
+
+@attrs.define
+class AnswerResult:
+    terminal_id: str
+    prompt_id: str
+    typed: str  # what went to the CLI, readable: "key 1", "'y' + Enter"
 
 
 @attrs.define
@@ -321,6 +357,17 @@ METHODS: dict[str, tuple[type, type]] = {
     "cao/setFlowEnabled": (SetFlowEnabledParams, SetFlowEnabledResult),
     "cao/getLog": (GetLogParams, GetLogResult),
     "cao/stats": (StatsParams, StatsResult),
+    "cao/answer": (AnswerParams, AnswerResult),
+}
+
+# workspace/executeCommand: command → the cao/ method it runs (arguments: [that method's params]),
+# for editors that offer a server's commands without custom code.
+COMMANDS: dict[str, str] = {
+    f"cao-sidecar.{method.split('/', 1)[1]}": method
+    for method in (
+        "cao/spawn", "cao/handoff", "cao/assign", "cao/sendMessage", "cao/listAgents",
+        "cao/getOutput", "cao/terminate", "cao/answer", "cao/listProfiles",
+    )
 }
 
 NOTIFICATIONS: dict[str, type] = {
@@ -328,10 +375,11 @@ NOTIFICATIONS: dict[str, type] = {
     "cao/workerCompleted": WorkerCompletedNotification,
     "cao/profilesChanged": ProfilesChangedNotification,
     "cao/flowsChanged": FlowsChangedNotification,
+    "cao/openTerminal": OpenTerminalNotification,
 }
 
 # Inner types first: cattrs fixes how nested objects convert when the outer hook is made.
-WIRE_CLASSES: tuple[type, ...] = (AgentInfo, ProfileInfo, FlowRunInfo, FlowInfo) + tuple(
+WIRE_CLASSES: tuple[type, ...] = (PromptInfo, AgentInfo, ProfileInfo, FlowRunInfo, FlowInfo) + tuple(
     {cls: None for pair in METHODS.values() for cls in pair}.keys()
 ) + tuple(NOTIFICATIONS.values())
 

@@ -19,7 +19,8 @@ const app = client({ name: "cao-ts-test" })
   .onNotification(methods.client.session.update, (ctx) => { updates.push(ctx.params); })
   .onRequest(methods.client.session.requestPermission, (ctx) => {
     permissions.push(ctx.params);
-    return { outcome: { outcome: "selected", optionId: "yes" } };
+    const yes = ctx.params.options.find((o) => o.name === "Yes");
+    return { outcome: { outcome: "selected", optionId: yes ? yes.optionId : "missing" } };
   });
 
 function check(ok, what) {
@@ -43,7 +44,7 @@ const result = await app.connectWith(stream, async (ctx) => {
 
   const asked = await ctx.request(methods.agent.session.prompt, { sessionId, prompt: [{ type: "text", text: "ask Proceed?" }] });
   check(asked.stopReason === "end_turn" && permissions.length === 1, "permission asked");
-  check(text(sessionId).endsWith("answered: yes"), "permission answer reached the agent");
+  check(text(sessionId).endsWith("answered: y"), "permission answer reached the agent");
 
   const turn = ctx.request(methods.agent.session.prompt, { sessionId, prompt: [{ type: "text", text: "sleep 10 x" }] });
   await new Promise((r) => setTimeout(r, 800));

@@ -57,6 +57,9 @@ class Sidecar:
         self.socket = env["CAO_TMUX_SOCKET"]
         self.notifications: dict[str, list[Any]] = defaultdict(list)
         self._waiters: list[tuple[str, Any, asyncio.Future[Any]]] = []
+        # How the client answers window/showMessageRequest (the sidecar asking about an agent's
+        # question): params -> the title to click, or None (dismissed). Requests are recorded too.
+        self.answer_message: Any = lambda params: None
 
     def record(self, method: str, params: Any) -> None:
         params = _plain(params)
@@ -100,12 +103,24 @@ def sidecar_config(base: Path) -> tuple[ClientServerConfig, Sidecar]:
         from pytest_lsp.client import make_test_lsp_client
 
         client = make_test_lsp_client()
-        for method in ("cao/agentStatus", "cao/workerCompleted"):
+        for method in ("cao/agentStatus", "cao/workerCompleted", "cao/openTerminal"):
 
             def handler(params: Any, method: str = method) -> None:
                 sidecar.record(method, params)
 
             client.feature(method)(handler)
+
+        @client.feature("window/showMessageRequest")
+        async def show_message_request(params: Any) -> Any:
+            from lsprotocol.converters import get_converter
+
+            params = get_converter().unstructure(params)  # an lsprotocol type: as JSON
+            sidecar.record("window/showMessageRequest", params)
+            title = sidecar.answer_message(params)
+            if asyncio.iscoroutine(title):
+                title = await title
+            return None if title is None else types.MessageActionItem(title=title)
+
         return client
 
     config = ClientServerConfig(

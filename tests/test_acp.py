@@ -27,14 +27,15 @@ class RecordingClient:
     def __init__(self) -> None:
         self.updates: list[tuple[str, Any]] = []
         self.permissions: list[Any] = []
-        self.answer = "yes"
+        self.answer = "Yes"  # the name of the option to pick
 
     async def session_update(self, session_id: str, update: Any, **kwargs: Any) -> None:
         self.updates.append((session_id, update))
 
     async def request_permission(self, session_id: str, tool_call: Any, options: list[Any], **kwargs: Any) -> Any:
         self.permissions.append((session_id, tool_call, options))
-        return RequestPermissionResponse(outcome=AllowedOutcome(outcome="selected", option_id=self.answer))
+        chosen = next(o.option_id for o in options if o.name == self.answer)
+        return RequestPermissionResponse(outcome=AllowedOutcome(outcome="selected", option_id=chosen))
 
     def of(self, session_id: str, kind: str) -> list[Any]:
         return [u for s, u in self.updates if s == session_id and u.session_update == kind]
@@ -103,8 +104,10 @@ async def test_question_becomes_a_permission_request(acp):
     asked = [p for p in client.permissions if p[0] == sid]
     assert len(asked) == 1
     assert "Proceed?" in asked[0][1].title
-    assert {o.option_id for o in asked[0][2]} == {"yes", "no"}
-    assert client.answer_text(sid) == "answered: yes"
+    # The mock's question offers Yes/No; picking Yes types its "y".
+    assert [(o.name, o.kind) for o in asked[0][2]] == [("Yes", "allow_once"), ("No", "reject_once")]
+    assert asked[0][1].raw_input["choices"] == ["Yes", "No"]
+    assert client.answer_text(sid) == "answered: y"
 
 
 async def test_cancel_stops_the_turn(acp):

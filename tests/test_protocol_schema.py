@@ -214,6 +214,7 @@ MINIMAL_VALUES: dict[str, Any] = {
     "terminalId": "3f9c2a71",
     "name": "nightly-review",
     "enabled": True,
+    "answer": "Yes",
 }
 
 AGENT_INFO_JSON = {
@@ -454,6 +455,8 @@ WIRE_EXAMPLES: dict[type, Any] = {
         terminal_id="3f9c2a71", session="cao-shop", profile="mock_developer", provider="mock",
         status=S.WAITING_USER_ANSWER, working_directory="/home/ana/src/shop",
         created_at="2025-11-21T11:04:05.218+00:00", name="dev-1",
+        prompt=wire.PromptInfo(id="3f9c2a71:1", text="Delete it?", choices=["Yes", "No"]),
+        attach_command=["env", "-u", "TMUX", "tmux", "-S", "/tmp/tmux-1000/cao", "new-session", "-t", "=cao"],
     ),
     wire.ListAgentsResult: wire.ListAgentsResult(
         agents=[
@@ -523,8 +526,19 @@ WIRE_EXAMPLES: dict[type, Any] = {
     ),
     wire.FlowsChangedNotification: wire.FlowsChangedNotification(flows=[_FLOW]),
     wire.AgentStatusNotification: wire.AgentStatusNotification(
-        terminal_id="5ad0b7c3", profile="mock_developer", status=S.PROCESSING,
-        previous_status=S.IDLE, session="cao-shop",
+        terminal_id="5ad0b7c3", profile="mock_developer", status=S.WAITING_USER_ANSWER,
+        previous_status=S.PROCESSING, session="cao-shop",
+        prompt=wire.PromptInfo(id="5ad0b7c3:2", text="Overwrite?", choices=[], detail=""),
+    ),
+    wire.PromptInfo: wire.PromptInfo(
+        id="3f9c2a71:1", text="Do you want to proceed?", choices=["Yes", "No"], detail="Bash command rm -rf build"
+    ),
+    wire.AnswerParams: wire.AnswerParams(terminal_id="3f9c2a71", answer="Yes", prompt_id="3f9c2a71:1"),
+    wire.AnswerResult: wire.AnswerResult(terminal_id="3f9c2a71", prompt_id="3f9c2a71:1", typed="key 1"),
+    wire.OpenTerminalNotification: wire.OpenTerminalNotification(
+        terminal_id="3f9c2a71",
+        attach_command=["env", "-u", "TMUX", "/usr/bin/tmux", "-u", "-S", "/tmp/tmux-1000/cao", "new-session",
+                        "-t", "=cao", ";", "select-window", "-t", "%3"],
     ),
     wire.WorkerCompletedNotification: wire.WorkerCompletedNotification(
         terminal_id="e2a94c10", profile="mock_developer", status=S.EXITED, output="",
@@ -564,6 +578,8 @@ WIRE_VARIANTS: list[Any] = [
     ),
     wire.ListFlowsResult(flows=[]),
     wire.ProfilesChangedNotification(profiles=[]),
+    wire.AnswerParams(terminal_id="3f9c2a71", answer="free text"),
+    wire.PromptInfo(id="3f9c2a71:1", text="Proceed?"),
 ]
 
 

@@ -29,11 +29,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PERMISSION_TIMEOUT = float(os.environ.get("CAO_ACP_PERMISSION_TIMEOUT", "900"))
-# What each permission option types into the waiting agent (a yes/no question, as CLIs ask them).
-PERMISSION_OPTIONS = (
-    ("yes", "Yes", "allow_once", "yes"),
-    ("no", "No", "reject_once", "no"),
-)
+# A question without choices on screen is asked as yes/no, typed as text.
+FREE_TEXT_OPTIONS = (("yes", "Yes"), ("no", "No"))
+_REJECTING = re.compile(r"(?i)^(no|skip|reject|deny|don't|do not|cancel|exit|back)\b")
+
+
+def permission_options(choices: list[str]) -> list[tuple[str, str, str]]:
+    """(option id, name, kind) for each choice of an agent's question (its menu, in order)."""
+    if not choices:
+        return [(oid, name, "allow_once" if oid == "yes" else "reject_once") for oid, name in FREE_TEXT_OPTIONS]
+    return [
+        (f"choice-{i}", label, "reject_once" if _REJECTING.match(label) else "allow_once")
+        for i, label in enumerate(choices, 1)
+    ]
 
 
 class Updates:
@@ -67,15 +75,6 @@ class Updates:
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-
-
-def question_of(agent: "Agent") -> str:
-    """The question an agent shows (its last line ending in '?'), or a generic one."""
-    for line in reversed(agent.screen.rstrip().splitlines()[-25:]):
-        text = re.sub(r"^[\s?●>›│|*-]+", "", line).strip()
-        if text.endswith("?") and len(text) > 1:
-            return text[:300]
-    return "needs your answer"
 
 
 class TeamReporter:
@@ -167,19 +166,27 @@ class TeamReporter:
 
     async def _ask(self, session: "AcpSession", agent: "Agent") -> None:
         self._asked += 1
-        question = question_of(agent)
+        pending = agent.prompt
+        if pending is None:
+            return
+        question = pending.prompt.text
+        choices = [c.label for c in pending.prompt.choices]
+        options = permission_options(choices)
         tool_call = ToolCallUpdate(
             tool_call_id=f"cao-ask-{agent.terminal_id}-{self._asked}",
             title=f"{agent.profile.name} ({agent.terminal_id}) asks: {question}",
             kind="other",
             status="pending",
-            content=[tool_content(text_block(agent.screen_tail(12)))],
-            raw_input={"terminalId": agent.terminal_id, "question": question},
+            content=[tool_content(text_block(pending.prompt.detail or agent.screen_tail(12)))],
+            raw_input={"terminalId": agent.terminal_id, "question": question, "choices": choices, "promptId": pending.id},
         )
-        options = [PermissionOption(option_id=oid, name=name, kind=kind) for oid, name, kind, _ in PERMISSION_OPTIONS]
         try:
             response = await asyncio.wait_for(
-                self._request_permission(session_id=session.session_id, tool_call=tool_call, options=options),
+                self._request_permission(
+                    session_id=session.session_id,
+                    tool_call=tool_call,
+                    options=[PermissionOption(option_id=oid, name=name, kind=kind) for oid, name, kind in options],
+                ),
                 PERMISSION_TIMEOUT,
             )
         except asyncio.CancelledError:
@@ -190,12 +197,12 @@ class TeamReporter:
         outcome = getattr(response, "outcome", None)
         if getattr(outcome, "outcome", None) != "selected":
             return  # cancelled: the prompt turn is being cancelled anyway
-        typed = {oid: text for oid, _, _, text in PERMISSION_OPTIONS}.get(outcome.option_id)  # type: ignore[union-attr]
-        if typed is None:
+        answer = {oid: name for oid, name, _ in options}.get(outcome.option_id)  # type: ignore[union-attr]
+        if answer is None:
             log.warning("permission answer with an unknown option %r", outcome.option_id)  # type: ignore[union-attr]
             return
         try:
-            await self._core.answer(agent.terminal_id, typed)
+            await self._core.answer(agent.terminal_id, answer, pending.id)
         except CaoError as exc:
             log.info("could not answer %s: %s", agent.terminal_id, exc.message)
 

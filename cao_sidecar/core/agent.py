@@ -20,6 +20,7 @@ import attrs
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.profiles.profile import Profile
 from cao_sidecar.providers.base import Provider
+from cao_sidecar.providers.prompt import ScreenPrompt
 
 
 @attrs.define(eq=False)
@@ -62,6 +63,16 @@ EVENT_HOLD_SECONDS = 2.0
 
 
 @attrs.define(eq=False)
+class PendingPrompt:
+    """One question of an agent: its id (stable while the same question is shown), what it asks,
+    and whether someone answered it (an answer is typed once)."""
+
+    id: str
+    prompt: ScreenPrompt
+    answered: bool = False
+
+
+@attrs.define(eq=False)
 class Agent:
     terminal_id: str
     session: str
@@ -81,6 +92,9 @@ class Agent:
     events_active: bool = False
     event_at: float = 0.0  # monotonic time of the last event
     screen_fallback: Optional[asyncio.TimerHandle] = None
+    # The question the agent waits on (status waiting_user_answer), as its screen shows it.
+    prompt: Optional["PendingPrompt"] = None
+    prompts_seen: int = 0
     _changed: asyncio.Event = attrs.field(factory=asyncio.Event)
 
     @property

@@ -78,6 +78,13 @@ class TerminalError(CaoError):
     name = "terminalError"
 
 
+class PromptGone(CaoError):
+    """The question an answer was meant for was answered already, or is no longer on screen."""
+
+    code = -31009
+    name = "promptGone"
+
+
 ERROR_CLASSES: tuple[type[CaoError], ...] = (
     UnknownProfile,
     UnknownProvider,
@@ -88,4 +95,5 @@ ERROR_CLASSES: tuple[type[CaoError], ...] = (
     AgentNotReady,
     InvalidRequest,
     TerminalError,
+    PromptGone,
 )

@@ -18,7 +18,8 @@ from typing import Awaitable, Callable, Optional
 
 import attrs
 
-from cao_sidecar.core.agent import Agent, Turn, TurnResult
+from cao_sidecar.core import prompts
+from cao_sidecar.core.agent import Agent, PendingPrompt, Turn, TurnResult
 from cao_sidecar.core.errors import (
     AgentExited,
     AgentFailed,
@@ -100,6 +101,7 @@ class Orchestrator:
         self._inboxes: dict[str, Inbox] = {}
         self._status_listeners: list[StatusListener] = []
         self._completed_listeners: list[CompletedListener] = []
+        self._prompt_listeners: list[Callable[[Agent, PendingPrompt], None]] = []
         self._background: set[asyncio.Task[object]] = set()
         self._env_hooks: list[Callable[[Agent], dict[str, str]]] = []
         # Set once everything agents may call (the MCP server) is up; launches wait for it.
@@ -130,6 +132,11 @@ class Orchestrator:
 
     def add_completed_listener(self, listener: CompletedListener) -> None:
         self._completed_listeners.append(listener)
+
+    def add_prompt_listener(self, listener: Callable[[Agent, PendingPrompt], None]) -> None:
+        """`listener(agent, prompt)` when a waiting agent's question changes on screen (a new status
+        comes with its prompt through the status listeners)."""
+        self._prompt_listeners.append(listener)
 
     def add_env_hook(self, hook: Callable[[Agent], dict[str, str]]) -> None:
         """`hook(agent)` adds to a launching agent's environment (e.g. its MCP credential)."""
@@ -410,12 +417,23 @@ class Orchestrator:
                     agent.screen_fallback = asyncio.get_running_loop().call_later(
                         EVENT_GRACE_SECONDS, self._screen_fallback, agent, agent.turn
                     )
+            self._refresh_prompt(agent)
             return
         previous, finished = agent.apply(status, screen)
         if previous is not None:
             self._emit_status(agent, previous, agent.status)
+        else:
+            self._refresh_prompt(agent)
         if finished is not None:
             self._finish_turn(agent, finished)
+
+    def _refresh_prompt(self, agent: Agent) -> None:
+        if prompts.refresh(agent) and agent.prompt is not None:
+            for listener in self._prompt_listeners:
+                try:
+                    listener(agent, agent.prompt)
+                except Exception:  # noqa: BLE001
+                    log.exception("prompt listener failed")
 
     def agent_event(
         self, agent: Agent, status: AgentStatus, answer: Optional[str] = None, *, confirmed: bool = False
@@ -739,28 +757,38 @@ class Orchestrator:
         )
         self._inboxes[sender.terminal_id].put(f"[message from cao-sidecar] {notice}", "cao-sidecar")
 
-    async def answer(self, terminal_id: str, text: str) -> None:
-        """Answer the question an agent waits on (status waiting_user_answer): type `text` and
-        Enter, as the user would in its window. The agent's current turn (if any) goes on."""
+    async def answer(self, terminal_id: str, answer: str, prompt_id: Optional[str] = None) -> tuple[str, str]:
+        """Answer the question an agent waits on (status waiting_user_answer), as its CLI expects:
+        a choice's key (menu digit, shortcut letter) or its text and Enter; free text and Enter
+        for a question without choices. Each question is answered once (prompt_id, when given,
+        must still be the question shown). Returns (prompt id, what was typed, readable)."""
         agent = self.get_agent(terminal_id)
         if not agent.alive or agent.pane_id is None:
             raise AgentExited("agent has exited", terminalId=terminal_id, screenTail=agent.screen_tail())
-        if agent.status is not AgentStatus.WAITING_USER_ANSWER:
-            raise InvalidRequest(
-                f"agent is not waiting for an answer (status {agent.status.value})", field="terminalId"
-            )
-        check_agent_text(text, "text")
-        self.logs.event("input", terminal_id, text=text, answer=True)
+        check_agent_text(answer, "answer")
+        if "\n" in answer or "\r" in answer:
+            raise InvalidRequest("an answer is one line (no line breaks)", field="answer")
+        pending, choice = prompts.take(agent, answer, prompt_id)
+        key = choice.key if choice is not None else None
+        text = choice.text if choice is not None else answer
+        typed = f"key {key}" if key is not None else f"{text!r} + Enter"
+        self.logs.event("input", terminal_id, text=answer, answer=True, promptId=pending.id, typed=typed)
         try:
-            if text:
-                await self.tmux.paste_text(agent.pane_id, text)
-            await self.tmux.send_keys(agent.pane_id, "Enter")
+            if key is not None:
+                await self.tmux.send_keys(agent.pane_id, key)
+            else:
+                if text:
+                    await self.tmux.paste_text(agent.pane_id, text)
+                await self.tmux.send_keys(agent.pane_id, "Enter")
         except PaneGone as exc:
             raise AgentExited("agent has exited", terminalId=terminal_id, screenTail=agent.screen_tail()) from exc
         except ValueError as exc:
-            raise InvalidRequest(str(exc), field="text") from exc
+            pending.answered = False
+            raise InvalidRequest(str(exc), field="answer") from exc
         except TmuxError as exc:
+            pending.answered = False
             raise TerminalError(f"could not type into the agent: {exc}", terminalId=terminal_id) from exc
+        return pending.id, typed
 
     # ---- teardown -----------------------------------------------------------------------------
 
@@ -833,6 +861,7 @@ class Orchestrator:
     # ---- plumbing -----------------------------------------------------------------------------
 
     def _emit_status(self, agent: Agent, previous: AgentStatus | None, status: AgentStatus) -> None:
+        prompts.on_status(agent, status)
         if agent.terminal_id in self.agents:
             self.agent_store.update(agent.terminal_id, status=status.value)
         self.logs.event("status", agent.terminal_id, status=status.value, previous=previous.value if previous else None)

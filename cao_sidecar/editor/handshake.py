@@ -21,6 +21,8 @@ def initialize_result() -> dict[str, Any]:
             "positionEncoding": "utf-16",
             # Folders added or removed later change where workspace profiles and flows are found.
             "workspace": {"workspaceFolders": {"supported": True, "changeNotifications": True}},
+            # The main cao/ methods as commands (see wire.COMMANDS).
+            "executeCommandProvider": {"commands": sorted(wire.COMMANDS)},
             "experimental": {
                 "cao": {
                     "protocolVersion": PROTOCOL_VERSION,

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Generator, Optional
 
 import attrs
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, default_converter
+from pygls.protocol.language_server import lsp_method
 
 from cao_sidecar import __version__, wire
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.orchestrator import READY_TIMEOUT, Orchestrator, WorkerOutcome
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.editor.ask import UserAsker, attach_command
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,19 @@ class CaoProtocol(LanguageServerProtocol):
     # still processes it for its own state, but its answer must not go out a second time.
     answered_initialize_id: Any = None
 
+    @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
+    def lsp_workspace__execute_command(self, params: types.ExecuteCommandParams) -> Generator[Any, Any, Any]:
+        """A command (wire.COMMANDS) runs its cao/ method; its one argument (if any) is the params."""
+        method = wire.COMMANDS.get(params.command)
+        if method is None:
+            raise _invalid_params(f"unknown command {params.command!r}; commands: {', '.join(sorted(wire.COMMANDS))}")
+        arguments = params.arguments or []
+        if len(arguments) > 1:
+            raise _invalid_params(f"{params.command}: takes one argument, the params of {method}")
+        server = self._server
+        result = yield server.cao_handlers[method], (server, arguments[0] if arguments else {}), None
+        return result
+
     def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:  # type: ignore[override]
         if msg_id is not None and msg_id == self.answered_initialize_id:
             self.answered_initialize_id = None
@@ -85,6 +100,7 @@ class CaoLanguageServer(LanguageServer):
             "cao-sidecar", __version__, protocol_cls=CaoProtocol, converter_factory=_make_converter
         )
         self.core_ready = core_ready
+        self.cao_handlers: dict[str, Callable[["CaoLanguageServer", Any], Awaitable[Any]]] = {}
 
     async def core(self) -> Orchestrator:
         return await asyncio.shield(self.core_ready)
@@ -125,12 +141,25 @@ def _cao_method(server: CaoLanguageServer, method: str) -> Callable[[Handler], H
             return wire.unstructure(result)
 
         server.feature(method)(handler)
+        server.cao_handlers[method] = handler
         return fn
 
     return register
 
 
-def _agent_info(agent: Agent) -> wire.AgentInfo:
+def prompt_info(agent: Agent) -> Optional[wire.PromptInfo]:
+    pending = agent.prompt
+    if pending is None or agent.status is not AgentStatus.WAITING_USER_ANSWER:
+        return None
+    return wire.PromptInfo(
+        id=pending.id,
+        text=pending.prompt.text,
+        choices=[c.label for c in pending.prompt.choices],
+        detail=pending.prompt.detail,
+    )
+
+
+def _agent_info(agent: Agent, core: Orchestrator) -> wire.AgentInfo:
     return wire.AgentInfo(
         terminal_id=agent.terminal_id,
         session=agent.session,
@@ -140,6 +169,8 @@ def _agent_info(agent: Agent) -> wire.AgentInfo:
         working_directory=agent.working_directory,
         created_at=agent.created_at,
         name=agent.name,
+        prompt=prompt_info(agent),
+        attach_command=attach_command(core, agent),
     )
 
 
@@ -211,7 +242,13 @@ def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServe
     @_cao_method(server, "cao/listAgents")
     async def list_agents(ls: CaoLanguageServer, p: wire.ListAgentsParams) -> wire.ListAgentsResult:
         core = await ls.core()
-        return wire.ListAgentsResult(agents=[_agent_info(a) for a in core.list_agents(p.session)])
+        return wire.ListAgentsResult(agents=[_agent_info(a, core) for a in core.list_agents(p.session)])
+
+    @_cao_method(server, "cao/answer")
+    async def answer(ls: CaoLanguageServer, p: wire.AnswerParams) -> wire.AnswerResult:
+        core = await ls.core()
+        prompt_id, typed = await core.answer(p.terminal_id, p.answer, p.prompt_id)
+        return wire.AnswerResult(terminal_id=p.terminal_id, prompt_id=prompt_id, typed=typed)
 
     @_cao_method(server, "cao/getOutput")
     async def get_output(ls: CaoLanguageServer, p: wire.GetOutputParams) -> wire.GetOutputResult:
@@ -273,6 +310,7 @@ def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServe
         )
 
     _register_profile_and_flow_methods(server)
+
     return server
 
 
@@ -362,10 +400,12 @@ def _lsp_diagnostic(d: Any) -> types.Diagnostic:
     )
 
 
-def connect_notifications(server: CaoLanguageServer, core: Orchestrator) -> None:
-    """Push the core's events to the editor."""
+def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_user: bool = True) -> None:
+    """Push the core's events to the editor; ask its user about agents' questions (editor.ask)
+    unless it opted out."""
+    asker = UserAsker(server, core) if ask_user else None
 
-    def on_status(agent: Agent, previous: Optional[AgentStatus], status: AgentStatus) -> None:
+    def notify_status(agent: Agent, previous: Optional[AgentStatus], status: AgentStatus) -> None:
         server.notify(
             "cao/agentStatus",
             wire.AgentStatusNotification(
@@ -374,10 +414,24 @@ def connect_notifications(server: CaoLanguageServer, core: Orchestrator) -> None
                 status=status,
                 previous_status=previous,
                 session=agent.session,
+                prompt=prompt_info(agent),
             ),
         )
+
+    def on_status(agent: Agent, previous: Optional[AgentStatus], status: AgentStatus) -> None:
+        notify_status(agent, previous, status)
         for progress in list(_HandoffProgress.active.get(agent.terminal_id, ())):
             progress.report(status)
+        if asker is not None:
+            asker.on_status(agent, previous, status)
+
+    def on_prompt(agent: Agent, pending: Any) -> None:
+        # The question changed while the agent keeps waiting: same status, new prompt.
+        notify_status(agent, agent.status, agent.status)
+        if asker is not None:
+            asker.on_prompt(agent, pending)
+
+    core.add_prompt_listener(on_prompt)
 
     def on_completed(outcome: WorkerOutcome) -> None:
         server.notify(

@@ -10,7 +10,7 @@ statuses: see RichProvider.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 import attrs
 
@@ -82,6 +82,10 @@ class HookEvent:
     confirmed: bool = False
 
 
+if TYPE_CHECKING:
+    from cao_sidecar.providers.prompt import ScreenPrompt
+
+
 class Provider(Protocol):
     name: str
     # Text typed (then Enter) to ask the CLI to quit.
@@ -125,4 +129,8 @@ class RichProvider(Provider, Protocol):
 
     def hook_event(self, source: str, payload: Any, turn_text: Optional[str]) -> Optional[HookEvent]:
         """Translate one hook/notify payload (authenticated as this agent's) into a status."""
+        ...
+
+    def read_prompt(self, screen: str) -> "ScreenPrompt":
+        """The question the screen asks and its choices (default: providers.prompt.read_prompt)."""
         ...

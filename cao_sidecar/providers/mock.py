@@ -30,6 +30,7 @@ from typing import Optional
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.mock_agent import screen as glyphs
 from cao_sidecar.providers.base import LaunchContext, LaunchSpec
+from cao_sidecar.providers.prompt import Choice, ScreenPrompt
 
 TRANSCRIPT = "transcript.jsonl"
 
@@ -104,6 +105,21 @@ class MockProvider:
         # written, a redraw caught half way). Its turn is not over until the prompt is back, and
         # PROCESSING is the status that makes the core wait and look again.
         return AgentStatus.PROCESSING
+
+    def read_prompt(self, screen: str) -> ScreenPrompt:
+        """The question block ("? " head, continuation lines) right above the answer line."""
+        lines = _lines(screen)
+        if not lines or not lines[-1].startswith(glyphs.ASK_PROMPT):
+            return ScreenPrompt(text="needs your answer")
+        i = len(lines) - 2
+        while i >= 0 and lines[i].startswith(glyphs.CONTINUATION) and not lines[i].startswith(glyphs.ASK_PROMPT):
+            i -= 1
+        if i < 0 or not lines[i].startswith(glyphs.QUESTION_HEAD + " "):
+            return ScreenPrompt(text="needs your answer")
+        parts = [lines[i][len(glyphs.QUESTION_HEAD) + 1 :]] + [line[len(glyphs.CONTINUATION) :] for line in lines[i + 1 : -1]]
+        text = "\n".join(parts).strip()
+        # Anything typed on the answer line is answered with; "y"/"n" are what the mock expects.
+        return ScreenPrompt(text=text[:300] or "yes or no?", choices=(Choice("Yes", text="y"), Choice("No", text="n")))
 
     @staticmethod
     def _classify_above_prompt(above: list[str]) -> AgentStatus:

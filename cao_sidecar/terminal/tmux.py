@@ -43,6 +43,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import signal
 from collections.abc import Callable, Sequence
 
@@ -70,9 +71,12 @@ _PANE_FORMAT = _SEP.join(
         "#{pane_dead_status}",
         "#{pane_dead_signal}",
         "#{session_name}",
+        "#{@cao-view}",
         "#{window_name}",
     )
 )
+#: Session option marking a viewer's session (see TmuxServer.attach_command): not an agent's.
+VIEW_OPTION = "@cao-view"
 _NEW_FORMAT = _SEP.join(("#{pane_id}", "#{pane_pid}", "#{window_id}"))
 _CLIENT_FORMAT = _SEP.join(("#{session_id}", "#{session_name}", "#{window_id}", "#{window_name}", "#{pid}"))
 _DEAD_FORMAT = _SEP.join(("#{pane_dead}", "#{pane_dead_status}", "#{pane_dead_signal}"))
@@ -193,6 +197,20 @@ class TmuxServer:
         self._buffer_prefix = f"cao-{os.getpid()}-{secrets.token_hex(4)}"
 
     # ================================================================ properties
+
+    def attach_command(self, session: str, pane_id: str) -> list[str]:
+        """An argv that shows the window of `pane_id` live in a terminal. It opens a new session
+        grouped with `session` (each viewer picks its own window without moving the others), marked
+        as a viewer's (VIEW_OPTION) and gone when its terminal closes. TMUX is unset so that it
+        also works from a terminal inside another tmux."""
+        tmux = shutil.which(self.tmux_bin) or self.tmux_bin
+        return [
+            "env", "-u", "TMUX", tmux, "-u", "-S", self.socket_path,
+            "new-session", "-t", f"={session}", ";",
+            "set-option", "destroy-unattached", "on", ";",
+            "set-option", VIEW_OPTION, "1", ";",
+            "select-window", "-t", pane_id,
+        ]
 
     @property
     def socket_path(self) -> str:
@@ -867,9 +885,9 @@ class TmuxServer:
             lines = await client.command(f"list-panes -a -F {quote(_PANE_FORMAT)}")
         panes: list[PaneInfo] = []
         for raw in lines:
-            f = raw.decode("utf-8", "replace").split(_SEP, 7)
-            if len(f) != 8 or f[7] == PLACEHOLDER_WINDOW:
-                continue
+            f = raw.decode("utf-8", "replace").split(_SEP, 8)
+            if len(f) != 9 or f[8] == PLACEHOLDER_WINDOW or f[7] == "1":
+                continue  # placeholder window, or a viewer's session (the same panes again)
             dead = f[3] == "1"
             try:
                 pid = int(f[2])
@@ -880,7 +898,7 @@ class TmuxServer:
                     pane_id=f[0],
                     window_id=f[1],
                     session=f[6],
-                    window_name=f[7],
+                    window_name=f[8],
                     pid=pid,
                     dead=dead,
                     dead_status=_dead_status(f[4], f[5]) if dead else None,

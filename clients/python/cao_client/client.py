@@ -44,8 +44,11 @@ class CaoClient:
         command: list[str] | None = None,
         env: dict[str, str] | None = None,
         on_notification: NotificationHandler | None = None,
+        ask_user: bool = False,
     ) -> "CaoClient":
-        """Start the sidecar, initialize it and return a connected client."""
+        """Start the sidecar, initialize it and return a connected client. A script has no one to
+        click: unless `ask_user`, the sidecar does not ask about agents' questions with
+        window/showMessageRequest (their `prompt` in cao/agentStatus + `answer()` serve instead)."""
         argv = list(command or [sys.executable, "-m", "cao_sidecar", "--stdio"])
         if tmux_socket:
             argv += ["--tmux-socket", tmux_socket]
@@ -68,6 +71,7 @@ class CaoClient:
                 "rootUri": root.as_uri(),
                 "capabilities": {"window": {"workDoneProgress": True}},
                 "clientInfo": {"name": "cao_client"},
+                "initializationOptions": {"askUser": ask_user},
             },
         )
         client.server_info = result.get("serverInfo", {})
@@ -121,6 +125,13 @@ class CaoClient:
 
     async def terminate(self, terminal_id: str) -> None:
         await self.request("cao/terminate", {"terminalId": terminal_id})
+
+    async def answer(self, terminal_id: str, answer: str, prompt_id: str | None = None) -> dict[str, Any]:
+        """Answer the question agent `terminal_id` waits on (a choice of its prompt, or free text)."""
+        params = {"terminalId": terminal_id, "answer": answer}
+        if prompt_id:
+            params["promptId"] = prompt_id
+        return await self.request("cao/answer", params)
 
     async def list_profiles(self) -> list[dict[str, Any]]:
         return (await self.request("cao/listProfiles", {}))["profiles"]
