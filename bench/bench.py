@@ -397,6 +397,25 @@ class Bench:
             "5b", "status latency: screen -> cao/agentStatus processing", processing_lat, "ms", 50, "< 50 ms"
         )
 
+        # 5c + 5d. questions: the screen shows one -> cao/agentStatus with its prompt; cao/answer ->
+        # the agent has the answer (transcript times, wall clock).
+        ask_lat, answer_lat = [], []
+        for i in range(10):
+            waiting = notes.expect(status_is(agent, "waiting_user_answer"))
+            await client.send_message(agent, f"ask question {i}?")
+            t_wait = await asyncio.wait_for(waiting, 5)
+            question = await self.wait_record(agent, lambda r: r.get("type") == "question" and r.get("text") == f"question {i}?")
+            ask_lat.append((t_wait - question["at"]) * 1000)
+            prompt = next(p for _t, m, p in reversed(notes.events) if m == "cao/agentStatus" and p.get("terminalId") == agent)["prompt"]
+            completed = notes.expect(status_is(agent, "completed"))
+            t0 = time.time()
+            await client.answer(agent, "Yes", prompt["id"])
+            typed = await self.wait_record(agent, lambda r: r.get("type") == "user" and r.get("at", 0) >= t0 and r.get("text") == "y")
+            answer_lat.append((typed["at"] - t0) * 1000)
+            await asyncio.wait_for(completed, 5)
+        self.report.add("5c", "question on screen -> cao/agentStatus with prompt", ask_lat, "ms", 50, "< 50 ms")
+        self.report.add("5d", "cao/answer -> the agent has the answer", answer_lat, "ms", 50, "< 50 ms")
+
         # 6 + 7. 20 idle agents: CPU and RSS
         alive = {a["terminalId"] for a in await client.list_agents() if a["status"] in ("idle", "completed")}
         idle_agents = [t for t in idle_agents if t in alive]
