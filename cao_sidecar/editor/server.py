@@ -106,7 +106,10 @@ class CaoLanguageServer(LanguageServer):
         return await asyncio.shield(self.core_ready)
 
     def notify(self, method: str, params: Any) -> None:
-        self.protocol.notify(method, wire.unstructure(params))
+        # Written on the next loop turn, like responses (pygls writes a response from its task's
+        # done callback): a response computed before a change still goes out before the
+        # notification of that change, so clients never see an older state after a newer one.
+        asyncio.get_running_loop().call_soon(self.protocol.notify, method, wire.unstructure(params))
 
 
 def _invalid_params(message: str) -> JsonRpcException:
