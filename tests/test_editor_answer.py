@@ -196,25 +196,30 @@ async def test_open_terminal_sends_an_attach_command_that_attaches(client: Langu
                         shlex.join(argv)], check=True, capture_output=True)
 
         def viewer():
-            out = SIDECAR.tmux("list-sessions", "-F", "#{session_name} #{@cao-view} #{session_attached}")
-            return [line for line in out.splitlines() if line.split()[1:2] == ["1"]]
+            out = SIDECAR.tmux("list-sessions", "-F", "#{session_name}|#{@cao-view}|#{session_attached}")
+            return [line.split("|") for line in out.splitlines() if line.split("|")[1] == "1"]
 
         sessions = await eventually(viewer, what="the viewer's session")
-        assert sessions[0].endswith(" 1"), sessions  # attached
+        assert sessions[0][2] == "1", sessions  # attached
         pane = pane_of(SIDECAR, tid)["pane_id"]
         def shown():
             return subprocess.run(["tmux", "-L", outer, "capture-pane", "-p"], capture_output=True, text=True).stdout
 
         await eventually(lambda: "Rebase?" in shown(), what="the agent's screen in the viewer")
-        assert pane in SIDECAR.tmux("display-message", "-p", "-t", sessions[0].split()[0] + ":", "#{pane_id}")
+        assert pane in SIDECAR.tmux("display-message", "-p", "-t", sessions[0][0] + ":", "#{pane_id}")
         # The viewer is not an agent, and the agent still answers.
         assert list(await list_agents(client)) == [tid]
         await request(client, "cao/answer", {"terminalId": tid, "answer": "yes"})
         await answered(client, tid, "answered: y")
     finally:
         subprocess.run(["tmux", "-L", outer, "kill-server"], capture_output=True)
-    # The terminal closed: its session went with it.
+    # The terminal closed: its session went with it, and only it (tmux tells the sidecar's
+    # control client "%window-close" for each window leaving the viewer's session).
     await eventually(lambda: not viewer(), what="the viewer's session to go")
+    await asyncio.sleep(0.5)
+    assert (await list_agents(client))[tid]["status"] == "completed"
+    assert pane_of(SIDECAR, tid) is not None
+    assert "exited" not in SIDECAR.statuses(tid)
 
 
 # ---- a client with its own UI opts out ----------------------------------------------------------------
@@ -242,7 +247,7 @@ async def test_a_client_that_opted_out_is_not_asked(quiet_client: LanguageClient
     await asyncio.sleep(1.0)
     assert QUIET.notifications["window/showMessageRequest"] == []
     await request(quiet_client, "cao/answer", {"terminalId": tid, "answer": "No", "promptId": status["prompt"]["id"]})
-    assert user_inputs(tid, QUIET)[-1] == "n"
+    await eventually(lambda: user_inputs(tid, QUIET)[-1] == "n", what="the answer in the transcript")
 
 
 # ---- workspace/executeCommand --------------------------------------------------------------------------

@@ -514,9 +514,32 @@ class TmuxServer:
                 log.exception("exit listener failed for %s", pane_id)
 
     def _on_window_close(self, window_id: str) -> None:
-        pane_id = self._window_pane.pop(window_id, None)
-        if pane_id is None:
+        pane_id = self._window_pane.get(window_id)
+        if pane_id is not None:
+            self._spawn_task(self._window_closed(window_id, pane_id))
+
+    async def _window_exists(self, window_id: str) -> bool:
+        client = self._live_client()
+        try:
+            if client is not None:
+                await client.command(f"display-message -p -t {quote(window_id)} '#{{window_id}}'")
+                return True
+        except ControlClientExited:
+            pass
+        except TmuxError:
+            return False
+        rc, _out, _err = await self._run_tmux(["display-message", "-p", "-t", window_id, "#{window_id}"])
+        return rc == 0
+
+    async def _window_closed(self, window_id: str, pane_id: str) -> None:
+        # tmux also says %window-close to a session's client when the window leaves *another*
+        # session of its group (a viewer's session, see attach_command, closing): only a window
+        # that is gone is closed.
+        if await self._window_exists(window_id):
             return
+        if self._window_pane.get(window_id) != pane_id:
+            return
+        self._window_pane.pop(window_id, None)
         self._tracked.pop(pane_id, None)
         if pane_id in self._suppressed or pane_id in self._reported:
             self._unwatch(pane_id)
