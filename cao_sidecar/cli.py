@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cao_sidecar import __version__
+
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tmux-socket", help="tmux server socket name (default: $CAO_TMUX_SOCKET or 'cao-sidecar')")
@@ -16,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cao-sidecar", description=__doc__)
     parser.add_argument("--stdio", action="store_true", help="serve JSON-RPC (LSP framing) on stdin/stdout (the default)")
     parser.add_argument("--acp", action="store_true", help="serve the Agent Client Protocol (Zed, JetBrains, ...) on stdin/stdout")
+    parser.add_argument("--version", action="version", version=f"cao-sidecar {__version__}")
     _add_common(parser)
     sub = parser.add_subparsers(dest="command")
 
