@@ -119,13 +119,13 @@ local function handshake(cmd, timeout_ms)
 end
 
 local function sidecar_version(cmd, h)
+  if state.initialized and state.server_info and state.cmd and state.cmd[1] == cmd[1] then
+    return h.ok(("version %s (from the running sidecar)"):format(tostring(state.server_info.version)))
+  end
   local code, out = run(vim.list_extend(vim.deepcopy(cmd), { "--version" }), 5000)
   local version = code == 0 and out:match("(%d+%.%d+[%w%.%-%+]*)") or nil
   if version then
     return h.ok(("version %s (from --version)"):format(version))
-  end
-  if state.initialized and state.server_info and state.cmd and state.cmd[1] == cmd[1] then
-    return h.ok(("version %s (from the running sidecar)"):format(tostring(state.server_info.version)))
   end
   local result, why = handshake(cmd, 10000)
   if not result then
