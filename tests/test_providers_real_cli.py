@@ -216,7 +216,20 @@ async def test_claude_code_hooks_mcp_trust_and_exit(client: LanguageClient) -> N
     await request(client, "cao/sendMessage", {"terminalId": tid, "message": f"please run: touch {target}"})
     await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "waiting_user_answer"
                            and len(SIDECAR.statuses(tid)) > statuses_before, timeout=40)
-    SIDECAR.tmux("send-keys", "-t", pane_of(tid), "Enter")
+    # The question as the editor gets it: read from Claude Code's permission menu (the hook may
+    # come first; the prompt is refined once the menu is drawn), answered with cao/answer.
+    prompt = None
+    for _ in range(100):
+        prompt = (await request(client, "cao/listAgents", {}))["agents"]
+        prompt = next(a for a in prompt if a["terminalId"] == tid)["prompt"]
+        if prompt and prompt["choices"]:
+            break
+        await asyncio.sleep(0.1)
+    assert prompt and prompt["text"] == "Do you want to proceed?", (prompt, screen_of(tid))
+    assert prompt["choices"][0] == "Yes" and prompt["choices"][-1].startswith("No"), prompt
+    assert str(target) in prompt["detail"], prompt
+    answered = await request(client, "cao/answer", {"terminalId": tid, "answer": "Yes", "promptId": prompt["id"]})
+    assert answered["typed"] == "key 1", answered
     await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "completed"
                            and SIDECAR.statuses(tid)[-1] == "completed", timeout=40)
     assert target.exists()

@@ -176,3 +176,35 @@ async def test_handoff_cut_off_by_a_crash_still_reports_and_tears_its_worker_dow
         assert worker not in {a["terminalId"] for a in await second.list_agents()}  # torn down, not kept
     finally:
         await second.close()
+
+
+async def test_a_question_waiting_across_a_restart_is_asked_again_and_answerable(env, tmp_base):
+    workspace = tmp_base / "workspace"
+    first = await start(env, workspace)
+    tid = (await first.spawn("mock_developer"))["terminalId"]
+    await first.send_message(tid, "ask Keep the branch?")
+    await wait_until(lambda: any(r["type"] == "question" for r in transcript(env, tid)))
+    kill9(first)
+    await first._process.wait()
+
+    asked: list = []
+
+    def on_request(method, params):
+        asked.append((method, params))
+        return None  # dismissed: the answer comes through cao/answer below
+
+    second = await CaoClient.start(workspace=workspace, env=env, ask_user=True, on_request=on_request)
+    try:
+        agent = None
+        for _ in range(100):
+            agent = next(a for a in await second.list_agents() if a["terminalId"] == tid)
+            if agent["status"] == "waiting_user_answer":
+                break
+            await asyncio.sleep(0.05)
+        assert agent["prompt"]["text"] == "Keep the branch?" and agent["prompt"]["choices"] == ["Yes", "No"]
+        request = await wait_until(lambda: [p for m, p in asked if m == "window/showMessageRequest"], timeout=10)
+        assert f"({tid}) asks: Keep the branch?" in request[0]["message"]
+        await second.answer(tid, "No", agent["prompt"]["id"])
+        await wait_until(lambda: any(r["type"] == "assistant" and r["text"] == "answered: n" for r in transcript(env, tid)))
+    finally:
+        await second.close()

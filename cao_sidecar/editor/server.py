@@ -435,6 +435,11 @@ def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_
             asker.on_prompt(agent, pending)
 
     core.add_prompt_listener(on_prompt)
+    if asker is not None:
+        # Questions already waiting (agents adopted after a restart): ask about them too.
+        for agent in list(core.agents.values()):
+            if agent.status is AgentStatus.WAITING_USER_ANSWER:
+                asker.on_status(agent, None, agent.status)
 
     def on_completed(outcome: WorkerOutcome) -> None:
         server.notify(

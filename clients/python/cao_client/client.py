@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 NotificationHandler = Callable[[str, Any], None]
+RequestHandler = Callable[[str, Any], Any]  # (method, params) -> the result to send back
 
 
 class CaoError(Exception):
@@ -45,10 +46,12 @@ class CaoClient:
         env: dict[str, str] | None = None,
         on_notification: NotificationHandler | None = None,
         ask_user: bool = False,
+        on_request: RequestHandler | None = None,
     ) -> "CaoClient":
         """Start the sidecar, initialize it and return a connected client. A script has no one to
         click: unless `ask_user`, the sidecar does not ask about agents' questions with
-        window/showMessageRequest (their `prompt` in cao/agentStatus + `answer()` serve instead)."""
+        window/showMessageRequest (their `prompt` in cao/agentStatus + `answer()` serve instead).
+        `on_request(method, params)` answers the server's requests (default: null)."""
         argv = list(command or [sys.executable, "-m", "cao_sidecar", "--stdio"])
         if tmux_socket:
             argv += ["--tmux-socket", tmux_socket]
@@ -60,6 +63,7 @@ class CaoClient:
             limit=64 * 1024 * 1024,
         )
         client = cls(process)
+        client._on_request = on_request
         if on_notification is not None:
             client.on_notification(on_notification)
         client._reader_task = asyncio.get_running_loop().create_task(client._read_loop())
@@ -194,8 +198,10 @@ class CaoClient:
             else:
                 future.set_result(message.get("result"))
         elif "id" in message:
-            # A request from the server (e.g. window/workDoneProgress/create): accept it.
-            self._write({"jsonrpc": "2.0", "id": message["id"], "result": None})
+            # A request from the server (window/workDoneProgress/create, window/showMessageRequest).
+            handler = getattr(self, "_on_request", None)
+            result = handler(message["method"], message.get("params")) if handler is not None else None
+            self._write({"jsonrpc": "2.0", "id": message["id"], "result": result})
         else:
             for handler in self._handlers:
                 handler(message["method"], message.get("params"))
