@@ -15,13 +15,14 @@ import subprocess
 import uuid
 
 import pytest
-import pytest_asyncio
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from conftest import initialize, kill_tmux, request
+from conftest import request
 from test_editor_common import (
+    close_client,
+    module_fixtures,
     error_data,
     eventually,
     list_agents,
@@ -29,7 +30,6 @@ from test_editor_common import (
     pane_of,
     rpc_error,
     spawn,
-    terminate_all,
     transcript,
 )
 
@@ -38,21 +38,15 @@ QUIET_CONFIG, QUIET = new_sidecar("answer-quiet")
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
 
 
-@pytest_lsp.fixture(config=CONFIG, scope="module")
-async def client(lsp_client: LanguageClient):
-    await initialize(lsp_client, SIDECAR)
-    yield
-    await terminate_all(lsp_client)
-    await lsp_client.shutdown_session()
-    kill_tmux(SIDECAR.socket)
+client, clean = module_fixtures(CONFIG, SIDECAR)
 
 
-@pytest_asyncio.fixture(loop_scope="module", autouse=True)
-async def clean(client: LanguageClient):
+@pytest.fixture(autouse=True)
+def no_clicks():
+    """The client dismisses the sidecar's questions unless a test says what to click."""
     SIDECAR.answer_message = lambda params: None
     yield
     SIDECAR.answer_message = lambda params: None
-    await terminate_all(client)
 
 
 def waiting(tid: str, sidecar=SIDECAR):
@@ -235,9 +229,7 @@ async def quiet_client(lsp_client: LanguageClient):
         )
     )
     yield
-    await terminate_all(lsp_client)
-    await lsp_client.shutdown_session()
-    kill_tmux(QUIET.socket)
+    await close_client(lsp_client, QUIET)
 
 
 async def test_a_client_that_opted_out_is_not_asked(quiet_client: LanguageClient):

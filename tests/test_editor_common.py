@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
 import pytest
+import pytest_asyncio
+import pytest_lsp
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from conftest import Sidecar, kill_tmux, request, sidecar_config
+from conftest import Sidecar, initialize, kill_tmux, request, sidecar_config
 
 MOCK_PROFILES = ("mock_developer", "mock_reviewer", "mock_supervisor")
 
@@ -49,6 +51,33 @@ def new_sidecar(
             for name, text in files.items():
                 (directory / name).write_text(text, encoding="utf-8")
     return config, sidecar
+
+
+def module_fixtures(config: ClientServerConfig, sidecar: Sidecar) -> tuple[Any, Any]:
+    """The usual fixtures of a test_editor_* module: `client` (one sidecar for the module,
+    initialized; at the end its agents are terminated, it is shut down and its tmux server
+    killed) and the autouse `clean` (terminates every agent after each test). Use as
+    `client, clean = module_fixtures(CONFIG, SIDECAR)`."""
+
+    @pytest_lsp.fixture(config=config, scope="module")
+    async def client(lsp_client: LanguageClient):
+        await initialize(lsp_client, sidecar)
+        yield
+        await close_client(lsp_client, sidecar)
+
+    @pytest_asyncio.fixture(loop_scope="module", autouse=True)
+    async def clean(client: LanguageClient):
+        yield
+        await terminate_all(client)
+
+    return client, clean
+
+
+async def close_client(client: LanguageClient, sidecar: Sidecar) -> None:
+    """End of a module's sidecar: its agents terminated, shut down, its tmux server killed."""
+    await terminate_all(client)
+    await client.shutdown_session()
+    kill_tmux(sidecar.socket)
 
 
 def profile_text(name: str, description: str, provider: str = "mock") -> str:

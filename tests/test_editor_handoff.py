@@ -13,13 +13,12 @@ import signal
 import time
 
 import pytest
-import pytest_asyncio
-import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from conftest import initialize, kill_tmux, request
+from conftest import request
 from test_editor_common import (
+    module_fixtures,
     error_data,
     eventually,
     list_agents,
@@ -27,7 +26,6 @@ from test_editor_common import (
     pane_of,
     rpc_error,
     spawn,
-    terminate_all,
     transcript,
     window_gone,
 )
@@ -36,19 +34,7 @@ CONFIG, SIDECAR = new_sidecar("handoff")
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
 
 
-@pytest_lsp.fixture(config=CONFIG, scope="module")
-async def client(lsp_client: LanguageClient):
-    await initialize(lsp_client, SIDECAR)
-    yield
-    await terminate_all(lsp_client)
-    await lsp_client.shutdown_session()
-    kill_tmux(SIDECAR.socket)
-
-
-@pytest_asyncio.fixture(loop_scope="module", autouse=True)
-async def clean(client: LanguageClient):
-    yield
-    await terminate_all(client)
+client, clean = module_fixtures(CONFIG, SIDECAR)
 
 
 def handoff(client: LanguageClient, timeout: float = 30.0, **params):

@@ -16,8 +16,9 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient
 
 import cao_sidecar
-from conftest import initialize, kill_tmux, request
+from conftest import initialize, request
 from test_editor_common import (
+    close_client,
     MOCK_PROFILES,
     eventually,
     list_agents,
@@ -43,9 +44,7 @@ INIT: dict[str, types.InitializeResult] = {}
 async def client(lsp_client: LanguageClient):
     INIT["result"] = await initialize(lsp_client, SIDECAR)
     yield
-    await terminate_all(lsp_client)
-    await lsp_client.shutdown_session()
-    kill_tmux(SIDECAR.socket)
+    await close_client(lsp_client, SIDECAR)
 
 
 @pytest_asyncio.fixture(loop_scope="module", autouse=True)

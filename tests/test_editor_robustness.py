@@ -23,6 +23,7 @@ from pytest_lsp import LanguageClient
 
 from conftest import _plain, initialize, kill_tmux, request
 from test_editor_common import (
+    close_client,
     error_data,
     eventually,
     list_agents,
@@ -51,9 +52,7 @@ async def client(lsp_client: LanguageClient):
     lsp_client.protocol._handle_response = spy
     await initialize(lsp_client, SIDECAR)
     yield
-    await terminate_all(lsp_client)
-    await lsp_client.shutdown_session()
-    kill_tmux(SIDECAR.socket)
+    await close_client(lsp_client, SIDECAR)
 
 
 @pytest_asyncio.fixture(loop_scope="module", autouse=True)

@@ -24,6 +24,7 @@ from pytest_lsp import LanguageClient
 
 from conftest import initialize, kill_tmux, request
 from test_editor_common import (
+    close_client,
     error_data,
     eventually,
     list_agents,
@@ -45,9 +46,7 @@ CONFIG, SIDECAR = new_sidecar("spawn")
 async def client(lsp_client: LanguageClient):
     await initialize(lsp_client, SIDECAR)
     yield
-    await terminate_all(lsp_client)
-    await lsp_client.shutdown_session()
-    kill_tmux(SIDECAR.socket)
+    await close_client(lsp_client, SIDECAR)
 
 
 @pytest_asyncio.fixture(loop_scope="module", autouse=False)
