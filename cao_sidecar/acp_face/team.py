@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from acp import start_tool_call, text_block, tool_content, update_tool_call
 from acp.schema import PermissionOption, ToolCallUpdate
 
+from cao_sidecar.core import prompts
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.status import AgentStatus
 
@@ -166,7 +167,11 @@ class TeamReporter:
 
     async def _ask(self, session: "AcpSession", agent: "Agent") -> None:
         self._asked += 1
-        pending = agent.prompt
+        if agent.prompt is None:
+            return
+        prompt_id = agent.prompt.id
+        await asyncio.sleep(prompts.ASK_AFTER)
+        pending = prompts.still_open(agent, prompt_id)
         if pending is None:
             return
         question = pending.prompt.text

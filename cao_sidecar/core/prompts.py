@@ -19,6 +19,11 @@ from cao_sidecar.providers.prompt import Choice, ScreenPrompt
 
 log = logging.getLogger(__name__)
 
+# Faces ask the user about a question only if it is still there this long after it appeared: a
+# question the sidecar answers itself (a CLI's start-up dialog) is gone by then, and a menu the CLI
+# was still drawing (its event came before its screen) has its choices.
+ASK_AFTER = 0.3
+
 
 def read(agent: Agent) -> ScreenPrompt:
     """What the agent's screen asks, by its provider's reader (or the generic one)."""
@@ -60,6 +65,16 @@ def refresh(agent: Agent) -> bool:
 def _new(agent: Agent, seen: ScreenPrompt) -> None:
     agent.prompts_seen += 1
     agent.prompt = PendingPrompt(id=f"{agent.terminal_id}:{agent.prompts_seen}", prompt=seen)
+
+
+def still_open(agent: Agent, prompt_id: str) -> Optional[PendingPrompt]:
+    """The agent's prompt if it is still `prompt_id`, unanswered, and the agent still waits."""
+    pending = agent.prompt
+    if agent.status is not AgentStatus.WAITING_USER_ANSWER or pending is None:
+        return None
+    if pending.id != prompt_id or pending.answered:
+        return None
+    return pending
 
 
 def take(agent: Agent, answer: str, prompt_id: Optional[str]) -> tuple[PendingPrompt, Optional[Choice]]:

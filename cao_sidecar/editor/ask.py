@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from lsprotocol import types
 
 from cao_sidecar import wire
+from cao_sidecar.core import prompts
 from cao_sidecar.core.agent import Agent, PendingPrompt
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.status import AgentStatus
@@ -30,10 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OPEN_TERMINAL = "Open terminal"
-# Wait this long before asking: a question the sidecar answers itself (a CLI's start-up dialog)
-# is gone by then, and one whose menu is not drawn yet (the CLI's event came before its screen)
-# has its choices.
-ASK_GRACE = 0.3
 
 
 def ask_timeout() -> float:
@@ -84,9 +81,9 @@ class UserAsker:
         task.add_done_callback(self._tasks.discard)
 
     async def _ask(self, agent: Agent, prompt_id: str) -> None:
-        await asyncio.sleep(ASK_GRACE)
-        pending = agent.prompt
-        if pending is None or pending.id != prompt_id or pending.answered:
+        await asyncio.sleep(prompts.ASK_AFTER)
+        pending = prompts.still_open(agent, prompt_id)
+        if pending is None:
             return
         question = pending.prompt
         message = f"{agent.profile.name} ({agent.terminal_id}) asks: {question.text}"
