@@ -56,11 +56,11 @@ CASES = {
         "npm test",
     ),
     "cursor-built-waiting.txt": ("Run this command?", keys(("Run (once)", "y"), ("Skip", "n")), "$ rm -rf build"),
-    "aider-built-waiting-edit.txt": ("Create new file hello.py?", texts(("Yes", "y"), ("No", "n")), ""),
+    "aider-built-waiting-edit.txt": ("Create new file hello.py?", texts(("Yes", "y"), ("No", "n")), "print('hi')"),
     "kiro_cli-built-waiting.txt": (
         "Allow this action? Use 't' to trust (always allow) this tool for the session.",
         texts(("Yes", "y"), ("No", "n"), ("Trust", "t")),
-        "",
+        "rm -rf build/",
     ),
     "copilot-built-waiting.txt": (
         "Do you want to run this command?",

@@ -279,4 +279,28 @@ async def test_aider_turn_from_the_screen(client: LanguageClient) -> None:
     tid = await spawn_ready(client, "aider_worker")  # --no-git: the test workspace is inside this repo
     answer = await handoff(client, tid, "please say: aider > answer")
     assert answer == "aider > answer", screen_of(tid)
+
+    # A new file: Aider asks "Create new file? (Y)es/(N)o [Yes]:" under the file's name; the answer "Yes"
+    # is typed as Aider expects ("y" + Enter) and the file is written.
+    target = SIDECAR.workspace / "made_by_aider.py"
+    await request(client, "cao/sendMessage", {"terminalId": tid, "message": "please write: made_by_aider.py"})
+    try:
+        status = await SIDECAR.wait_for(
+            "cao/agentStatus",
+            lambda p: p["terminalId"] == tid and p["status"] == "waiting_user_answer" and p["prompt"]
+            and "made_by_aider.py" in p["prompt"]["detail"],
+            timeout=40,
+        )
+    except asyncio.TimeoutError:
+        raise AssertionError(f"no question; screen:\n{screen_of(tid)}\nstatuses: {SIDECAR.statuses(tid)}") from None
+    prompt = status["prompt"]
+    assert prompt["text"] == "Create new file?" and prompt["choices"] == ["Yes", "No"], (prompt, screen_of(tid))
+    assert prompt["detail"] == "made_by_aider.py", prompt
+    answered = await request(client, "cao/answer", {"terminalId": tid, "answer": "yes", "promptId": prompt["id"]})
+    assert answered["typed"] == "'y' + Enter"
+    for _ in range(100):
+        if target.exists():
+            break
+        await asyncio.sleep(0.1)
+    assert target.read_text().strip() == "print('made by the fake model')", screen_of(tid)
     await exit_cleanly(client, tid, "aider")

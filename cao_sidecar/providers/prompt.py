@@ -192,9 +192,16 @@ def read_prompt(screen: str) -> ScreenPrompt:
         marked = _marker_choices(lines[end])
         if marked is not None:
             question, choices = marked
-            detail = ""
             if not _strip_heads(question):
                 question, detail = _question_above(lines, end)
+            else:
+                # The block right above the question line (one blank line between at most), up
+                # to 4 lines: what it is about (a file name, a command).
+                bottom = end - 1 if end > 0 and lines[end - 1] else end - 2
+                top = bottom + 1
+                while top > 0 and lines[top - 1] and bottom - top < 3:
+                    top -= 1
+                detail = "\n".join(lines[top : bottom + 1]) if bottom >= 0 else ""
             return ScreenPrompt(
                 text=_shorten(_strip_heads(question), _MAX_TEXT) or "yes or no?",
                 choices=tuple(choices),
