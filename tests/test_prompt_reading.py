@@ -43,6 +43,14 @@ CASES = {
         keys(("Trust folder (wgemini)", "1"), ("Trust parent folder (cap)", "2"), ("Don't trust", "3")),
         "",
     ),
+    "codex-real-waiting-approval.txt": (
+        "Would you like to run the following command?",
+        keys(("Yes, proceed", "1"),
+             ("Yes, and don't ask again for commands that start with "
+              "`touch /work/main/.pytest_cache/tmpu9mka4dj/ws/made-by-codex`", "2"),
+             ("No, and tell Codex what to do differently", "3")),
+        "Reason: The user asked to run this command. $ touch /work/main/.pytest_cache/tmpu9mka4dj/ws/made-by-codex",
+    ),
     # Built from the CLIs' documented layouts (see tests/fixtures/screens/README).
     "codex-built-waiting-approval.txt": (
         "Would you like to run the following command?",

@@ -86,7 +86,7 @@ description: Codex against the fake model
 provider: codex
 env:
   FAKE_KEY: fake-key
-args: ["-c", 'model_provider="fake"', "-c", 'model_providers.fake={{name="fake", base_url="{MODEL.url}/v1", wire_api="responses", env_key="FAKE_KEY"}}']
+args: ["-c", 'model_provider="fake"', "-c", 'model_providers.fake={{name="fake", base_url="{MODEL.url}/v1", wire_api="responses", env_key="FAKE_KEY"}}', "-c", 'approval_policy="on-request"']
 ---
 You are the codex test worker (system prompt marker 9c1e).
 """,
@@ -180,6 +180,19 @@ async def spawn_ready(client: LanguageClient, profile: str) -> str:
     return result["terminalId"]
 
 
+async def prompt_with_choices(client: LanguageClient, tid: str, timeout: float = 40.0) -> dict:
+    """The agent's question once it is waiting and its menu is on screen (cao/listAgents)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        agents = (await request(client, "cao/listAgents", {}))["agents"]
+        prompt = next(a for a in agents if a["terminalId"] == tid)["prompt"]
+        if prompt and prompt["choices"]:
+            return prompt
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"no question with choices; screen:\n{screen_of(tid)}\nstatuses: {SIDECAR.statuses(tid)}")
+        await asyncio.sleep(0.1)
+
+
 async def exit_cleanly(client: LanguageClient, tid: str, provider: str) -> None:
     """The provider's exit command, typed the way teardown types it (a bracketed paste, Enter,
     Enter again if the CLI swallowed it), ends the CLI by itself, and the core sees it exit."""
@@ -218,13 +231,7 @@ async def test_claude_code_hooks_mcp_trust_and_exit(client: LanguageClient) -> N
                            and len(SIDECAR.statuses(tid)) > statuses_before, timeout=40)
     # The question as the editor gets it: read from Claude Code's permission menu (the hook may
     # come first; the prompt is refined once the menu is drawn), answered with cao/answer.
-    prompt = None
-    for _ in range(100):
-        prompt = (await request(client, "cao/listAgents", {}))["agents"]
-        prompt = next(a for a in prompt if a["terminalId"] == tid)["prompt"]
-        if prompt and prompt["choices"]:
-            break
-        await asyncio.sleep(0.1)
+    prompt = await prompt_with_choices(client, tid)
     assert prompt and prompt["text"] == "Do you want to proceed?", (prompt, screen_of(tid))
     assert prompt["choices"][0] == "Yes" and prompt["choices"][-1].startswith("No"), prompt
     assert str(target) in prompt["detail"], prompt
@@ -252,6 +259,21 @@ async def test_codex_notify_mcp_and_exit(client: LanguageClient) -> None:
     # when Codex connected to it.
     assert any("mcp__cao" in b for b in bodies), "Codex did not connect to our MCP server"
     assert any("system prompt marker 9c1e" in b for b in bodies)
+
+    # An approval: the fake model asks to run a command with escalated permissions; Codex
+    # (approval_policy on-request) asks; the question and its menu reach the editor as a prompt and
+    # cao/answer "Yes, proceed" presses its key.
+    target = SIDECAR.workspace / "made-by-codex"
+    await request(client, "cao/sendMessage", {"terminalId": tid, "message": f"please run: touch {target}"})
+    prompt = await prompt_with_choices(client, tid)
+    assert prompt["text"] == "Would you like to run the following command?", (prompt, screen_of(tid))
+    assert prompt["choices"][0] == "Yes, proceed" and prompt["choices"][-1].startswith("No"), prompt
+    assert f"$ touch {target}" in prompt["detail"], prompt
+    answered = await request(client, "cao/answer", {"terminalId": tid, "answer": "Yes, proceed", "promptId": prompt["id"]})
+    assert answered["typed"] == "key 1", answered
+    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and SIDECAR.statuses(tid)[-1] == "completed",
+                           timeout=40)
+    assert target.exists(), screen_of(tid)
     await exit_cleanly(client, tid, "codex")
 
 

@@ -66,6 +66,7 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
         S.COMPLETED, "Done: the answer mentions › a prompt\nand • a bullet, and ■ a square", "Worked for"
     ),
     "codex-built-waiting-approval": (S.WAITING_USER_ANSWER, None, "approval"),
+    "codex-real-waiting-approval": (S.WAITING_USER_ANSWER, None, "approval"),
     "codex-built-error": (S.ERROR, None, "error"),
     "codex-built-interrupted": (S.IDLE, None, "no answer"),
     # ---- Gemini CLI 0.61.0

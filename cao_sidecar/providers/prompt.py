@@ -149,7 +149,7 @@ def _marker_choices(line: str) -> Optional[tuple[str, list[Choice]]]:
 def _question_above(lines: list[str], start: int) -> tuple[str, str]:
     """The question above line `start` (the nearest line ending in '?', else one holding a '?',
     within a few lines) and the detail: the other lines of the block (a command, a path)."""
-    window = range(start - 1, max(-1, start - 9), -1)
+    window = range(start - 1, max(-1, start - 13), -1)
     q_index = next((i for i in window if len(lines[i]) > 1 and lines[i].endswith("?")), -1)
     if q_index < 0:
         q_index = next((i for i in window if "?" in lines[i]), -1)
