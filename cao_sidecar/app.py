@@ -44,7 +44,7 @@ def configure_logging(level: str) -> None:
 async def start_core(*, tmux_socket: str, session: str, workspace: Path) -> Any:
     from cao_sidecar.core.orchestrator import Orchestrator
     from cao_sidecar.profiles.catalog import ProfileCatalog
-    from cao_sidecar.terminal.tmux import TmuxServer
+    from cao_sidecar.terminal.tmux import TmuxMissing, TmuxServer
 
     from cao_sidecar.core.errors import CaoError
 
@@ -61,8 +61,21 @@ async def start_core(*, tmux_socket: str, session: str, workspace: Path) -> Any:
         default_cwd=str(workspace),
         default_session=session,
     )
-    await core.start()
+    try:
+        await core.start()
+    except TmuxMissing as exc:  # one line that says what to do, on every door
+        raise CaoError(str(exc)) from None
     return core
+
+
+def log_core_failure(exc: BaseException) -> None:
+    """A known failure (no tmux, another sidecar) is one line; anything else gets its traceback."""
+    from cao_sidecar.core.errors import CaoError
+
+    if isinstance(exc, CaoError):
+        log.error("the orchestration core failed to start: %s", exc.message)
+    else:
+        log.error("the orchestration core failed to start", exc_info=exc)
 
 
 async def start_agent_face(core: Any, tmux_socket: str, created: Callable[[Any], None] = lambda face: None) -> Any:
@@ -133,7 +146,7 @@ async def serve_stdio(*, tmux_socket: str, session: str) -> int:
         try:
             core = await start_core(tmux_socket=tmux_socket, session=session, workspace=workspace)
         except Exception as exc:  # noqa: BLE001 - reported to every cao/* request
-            log.exception("the orchestration core failed to start")
+            log_core_failure(exc)
             core_ready.set_exception(exc)
             return
         # Profiles and flows: watched files, diagnostics, the flow scheduler (all folders).

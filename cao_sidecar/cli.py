@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     bridge = sub.add_parser("mcp-bridge", help="stdio MCP endpoint for CLIs that only speak stdio")
     bridge.add_argument("args", nargs=argparse.REMAINDER)
 
+    doctor = sub.add_parser("doctor", help="what is installed: tmux, each provider's CLI (version, login), editors")
+    doctor.add_argument("--json", action="store_true", help="the report as JSON")
+
     explain = sub.add_parser("explain", help="status, deciding rule and answer a provider reads from a captured screen")
     explain.add_argument("args", nargs=argparse.REMAINDER)  # parsed by cao_sidecar.providers.explain
 
@@ -51,6 +54,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parsers(sub, _add_common)  # `profiles ...` and `flows ...`
     return parser
+
+
+USAGE_HINT = """cao-sidecar serves editors on stdin/stdout (JSON-RPC); an editor starts it for you.
+From a terminal, try:
+  cao-sidecar demo                          a supervisor and two mock workers, live
+  cao-sidecar doctor                        what is installed (tmux, agent CLIs, logins)
+  cao-sidecar run --profile NAME "TASK"     hand one task to a new worker, print its answer
+  cao-sidecar --help                        everything else (--stdio serves anyway)"""
+
+
+def _tmux_installed() -> bool:
+    import shutil
+
+    from cao_sidecar.terminal.errors import INSTALL_TMUX
+
+    if shutil.which("tmux") is not None:
+        return True
+    print(f"cao-sidecar: {INSTALL_TMUX}", file=sys.stderr)
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     socket = paths.tmux_socket_name(args.tmux_socket)
     if args.command == "logs":
         return _logs(args)
+    if args.command == "doctor":
+        from cao_sidecar.doctor import doctor_command
+
+        return doctor_command(args)
+    if args.command in ("run", "demo") and not _tmux_installed():
+        return 1
     if args.command == "run":
         from cao_client.commands import run_command
 
@@ -100,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         from cao_sidecar.acp_face.server import main_acp
 
         return main_acp(socket, args.session) or 0
+
+    if not args.stdio and sys.stdin.isatty():
+        # A person typed `cao-sidecar`: say what it is instead of waiting for JSON-RPC in silence.
+        print(USAGE_HINT, file=sys.stderr)
+        return 2
 
     import asyncio
 

@@ -15,7 +15,7 @@ from acp.agent.connection import AgentSideConnection
 
 from cao_sidecar.acp_face.agent import CaoAcpAgent
 from cao_sidecar.acp_face.transport import MAX_LINE, LineTransport
-from cao_sidecar.app import start_agent_face, start_core
+from cao_sidecar.app import log_core_failure, start_agent_face, start_core
 from cao_sidecar.editor.transport import PipeWriter, take_stdout_for_protocol
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ async def serve_acp(*, tmux_socket: str, session: str) -> int:
         try:
             core = await start_core(tmux_socket=tmux_socket, session=session, workspace=workspace)
         except Exception as exc:  # noqa: BLE001 - reported to every request that needs the core
-            log.exception("the orchestration core failed to start")
+            log_core_failure(exc)
             core_ready.set_exception(exc)
             return
         agent.attach(core)

@@ -37,7 +37,7 @@ from cao_sidecar.profiles.catalog import ProfileCatalog
 from cao_sidecar.storage.agents import AgentRecord, AgentStore, AssignRecord
 from cao_sidecar.storage.logs import ConversationLogs
 from cao_sidecar.storage.messages import MessageStore
-from cao_sidecar.providers import LaunchContext, get_provider
+from cao_sidecar.providers import LaunchContext, cli_facts, get_provider
 from cao_sidecar.providers.base import profile_options
 from cao_sidecar.terminal.tmux import PaneGone, TmuxError, TmuxServer
 
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 READY_TIMEOUT = float(os.environ.get("CAO_READY_TIMEOUT", "30"))
 EXIT_GRACE_SECONDS = 2.0
+CLEANUP_WAIT_SECONDS = EXIT_GRACE_SECONDS + 3.0  # close() waits this long for failed agents' removal
 STARTUP_DIALOG_POLL = 0.25  # while a startup dialog shows, look at the screen this often
 STARTUP_DIALOG_REPEAT = 3.0  # answer the same dialog again if it is still there after this
 STARTUP_FAIL_AFTER = 2.0  # a dialog only the user can answer (login) fails the launch after this
@@ -103,6 +104,7 @@ class Orchestrator:
         self._completed_listeners: list[CompletedListener] = []
         self._prompt_listeners: list[Callable[[Agent, PendingPrompt], None]] = []
         self._background: set[asyncio.Task[object]] = set()
+        self._cleanups: set[asyncio.Task[object]] = set()
         self._env_hooks: list[Callable[[Agent], dict[str, str]]] = []
         # Set once everything agents may call (the MCP server) is up; launches wait for it.
         self.agents_may_start = asyncio.Event()
@@ -120,7 +122,10 @@ class Orchestrator:
         await adopt_agents(self)
 
     async def close(self) -> None:
-        """Stop watching. Agents keep running in tmux: they outlive the sidecar."""
+        """Stop watching. Agents keep running in tmux: they outlive the sidecar (failed ones'
+        windows are removed first)."""
+        if self._cleanups:
+            await asyncio.wait(list(self._cleanups), timeout=CLEANUP_WAIT_SECONDS)
         for task in list(self._background):
             task.cancel()
         await self.tmux.close()
@@ -268,6 +273,9 @@ class Orchestrator:
                 )
             )
             env.update(spec.env)
+            missing = cli_facts.missing_command(agent.provider, spec.argv, env)
+            if missing is not None:  # say so now, not "exited before it was ready" later
+                raise AgentNotReady(f"agent '{agent.profile.name}' cannot start: {missing}", terminalId=agent.terminal_id)
             # The launch wired the CLI's own events (hooks, notify): they end its turns.
             agent.events_active = spec.events
             window_name = agent.name or f"{agent.profile.name}-{agent.terminal_id}"
@@ -284,7 +292,7 @@ class Orchestrator:
                 self._on_pane_exit(pane.pane_id, pane.dead_status)
             await self._wait_ready(agent, ready_timeout)
         except BaseException:
-            self._spawn_background(self._discard(agent))
+            self._spawn_cleanup(self._discard(agent))
             raise
 
     async def spawn(self, profile_name: str, **kwargs: object) -> Agent:
@@ -301,6 +309,13 @@ class Orchestrator:
         settle = float(getattr(agent.provider, "ready_settle_seconds", 0.0))
         while True:
             if agent.status.accepts_input:
+                logged_out = cli_facts.logged_out(agent.provider, agent.screen)
+                if logged_out is not None:
+                    raise AgentNotReady(
+                        f"agent '{agent.profile.name}' cannot start: {logged_out}",
+                        terminalId=agent.terminal_id,
+                        screenTail=agent.screen_tail(),
+                    )
                 if settle <= 0:
                     return
                 await asyncio.sleep(min(settle, max(0.0, deadline - asyncio.get_running_loop().time())))
@@ -639,7 +654,7 @@ class Orchestrator:
             if new_worker:
                 self.agent_store.assign_done(agent.terminal_id)
                 if not keep:
-                    self._spawn_background(self.teardown(agent))
+                    self._spawn_cleanup(self.teardown(agent))
             raise
         self.logs.event("handoff.end", agent.terminal_id, ok=True)
         if new_worker:
@@ -873,10 +888,18 @@ class Orchestrator:
             except Exception:  # noqa: BLE001
                 log.exception("status listener failed")
 
-    def _spawn_background(self, coro: Awaitable[object]) -> None:
+    def _spawn_background(self, coro: Awaitable[object]) -> asyncio.Task[object]:
         task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
         self._background.add(task)
         task.add_done_callback(self._background_done)
+        return task
+
+    def _spawn_cleanup(self, coro: Awaitable[object]) -> None:
+        """A background removal of a failed agent's window: close() lets it finish, so a failed
+        `run` (whose sidecar closes right after) leaves no dead window behind."""
+        task = self._spawn_background(coro)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     def _background_done(self, task: asyncio.Task[object]) -> None:
         self._background.discard(task)

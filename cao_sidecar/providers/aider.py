@@ -24,6 +24,7 @@ import re
 from typing import Optional
 
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.providers.cli_facts import CliFacts
 from cao_sidecar.providers.base import Classification, LaunchContext, LaunchSpec
 from cao_sidecar.providers.screen import (
     RULE_LINE,
@@ -47,6 +48,14 @@ FILE_LIST = ("Readonly:", "Editable:", "Read-only:")
 
 class AiderProvider(ScreenProvider):
     name = "aider"
+    cli = CliFacts(
+        title="Aider",
+        binary="aider",
+        install="pipx install aider-chat",
+        login="set your model provider's API key (e.g. ANTHROPIC_API_KEY or OPENAI_API_KEY) or put it in ~/.aider.conf.yml",
+        credential_files=("~/.aider.conf.yml",),
+        credential_env=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY", "DEEPSEEK_API_KEY"),
+    )
     exit_command = "/exit"
     interrupt_key = "C-c"
     dialogs = (

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.providers.cli_facts import CliFacts
 from cao_sidecar.providers import mcp_config
 from cao_sidecar.providers.base import Classification, HookEvent, LaunchContext, LaunchSpec
 from cao_sidecar.providers.screen import (
@@ -84,6 +85,15 @@ def _is_bypass(options: dict[str, Any]) -> bool:
 
 class ClaudeCodeProvider(ScreenProvider):
     name = "claude_code"
+    cli = CliFacts(
+        title="Claude Code",
+        binary="claude",
+        install="npm install -g @anthropic-ai/claude-code",
+        login="run `claude` once in a terminal and log in with /login, or set ANTHROPIC_API_KEY",
+        credential_files=("~/.claude/.credentials.json", "$CLAUDE_CONFIG_DIR/.credentials.json"),
+        credential_env=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"),
+        logged_out_screen=r"Not logged in\b.*/login",
+    )
     exit_command = "/exit"
     interrupt_key = "Escape"
     event_statuses = frozenset({S.PROCESSING, S.COMPLETED, S.ERROR, S.WAITING_USER_ANSWER})

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.providers.cli_facts import CliFacts
 from cao_sidecar.providers import mcp_config
 from cao_sidecar.providers.base import Classification, HookEvent, LaunchContext, LaunchSpec
 from cao_sidecar.providers.screen import (
@@ -67,6 +68,14 @@ SANDBOX_MODES = ("read-only", "workspace-write", "danger-full-access")
 
 class CodexProvider(ScreenProvider):
     name = "codex"
+    cli = CliFacts(
+        title="Codex",
+        binary="codex",
+        install="npm install -g @openai/codex",
+        login="run `codex login` in a terminal (or `codex login --with-api-key`), or set OPENAI_API_KEY",
+        credential_files=("$CODEX_HOME/auth.json", "~/.codex/auth.json"),
+        credential_env=("OPENAI_API_KEY", "CODEX_API_KEY"),
+    )
     exit_command = "/exit"
     interrupt_key = "Escape"
     event_statuses = frozenset({S.COMPLETED})

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.providers.cli_facts import CliFacts
 from cao_sidecar.providers import mcp_config
 from cao_sidecar.providers.base import LaunchContext
 from cao_sidecar.providers.patterns import AnswerRule, PatternProvider, compile_rules
@@ -34,6 +35,12 @@ S = AgentStatus
 
 class CopilotProvider(PatternProvider):
     name = "copilot"
+    cli = CliFacts(
+        title="GitHub Copilot CLI",
+        binary="copilot",
+        install="npm install -g @github/copilot",
+        login="run `copilot` in a terminal and use /login, or set GH_TOKEN",
+    )
     command = ("copilot",)
     exit_command = "/exit"
     interrupt_key = "Escape"

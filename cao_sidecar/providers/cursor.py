@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.providers.cli_facts import CliFacts
 from cao_sidecar.providers.base import LaunchContext
 from cao_sidecar.providers.patterns import AnswerRule, PatternProvider, compile_rules
 from cao_sidecar.providers.screen import Dialog
@@ -33,6 +34,12 @@ S = AgentStatus
 
 class CursorProvider(PatternProvider):
     name = "cursor"
+    cli = CliFacts(
+        title="Cursor CLI",
+        binary="cursor-agent",
+        install="curl https://cursor.com/install -fsS | bash",
+        login="run `cursor-agent login` in a terminal, or set CURSOR_API_KEY",
+    )
     command = ("cursor-agent",)
     exit_command = "/quit"
     interrupt_key = "C-c"

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.providers.cli_facts import CliFacts
 from cao_sidecar.providers import mcp_config
 from cao_sidecar.providers.base import Classification, HookEvent, LaunchContext, LaunchSpec
 from cao_sidecar.providers.screen import (
@@ -62,6 +63,14 @@ APPROVAL_MODES = ("default", "auto_edit", "yolo", "plan")
 
 class GeminiCliProvider(ScreenProvider):
     name = "gemini_cli"
+    cli = CliFacts(
+        title="Gemini CLI",
+        binary="gemini",
+        install="npm install -g @google/gemini-cli",
+        login="run `gemini` once in a terminal and sign in, or set GEMINI_API_KEY",
+        credential_files=("~/.gemini/oauth_creds.json",),
+        credential_env=("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_GCA"),
+    )
     exit_command = "/quit"
     interrupt_key = "Escape"
     event_statuses = frozenset({S.PROCESSING, S.COMPLETED, S.WAITING_USER_ANSWER})

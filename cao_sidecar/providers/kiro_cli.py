@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Optional
 
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.providers.cli_facts import CliFacts
 from cao_sidecar.providers import mcp_config
 from cao_sidecar.providers.base import Classification, LaunchContext, LaunchSpec
 from cao_sidecar.providers.patterns import PatternProvider, compile_rules
@@ -45,6 +46,12 @@ CREDITS = re.compile(r"^\s*▸ (?:Credits|Time):")
 
 class KiroCliProvider(PatternProvider):
     name = "kiro_cli"
+    cli = CliFacts(
+        title="Kiro CLI",
+        binary="kiro-cli",
+        install="curl -fsSL https://cli.kiro.dev/install | bash",
+        login="run `kiro-cli login` in a terminal",
+    )
     command = ("kiro-cli", "chat")
     exit_command = "/quit"
     interrupt_key = "C-c"

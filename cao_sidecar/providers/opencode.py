@@ -24,6 +24,7 @@ import re
 from typing import Any, Optional
 
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.providers.cli_facts import CliFacts
 from cao_sidecar.providers import mcp_config
 from cao_sidecar.providers.base import Classification, LaunchContext, LaunchSpec
 from cao_sidecar.providers.screen import Dialog, Screen, ScreenProvider, command_from_options, extra_args
@@ -44,6 +45,14 @@ CONFIG_FILE = "opencode.json"
 
 class OpenCodeProvider(ScreenProvider):
     name = "opencode"
+    cli = CliFacts(
+        title="OpenCode",
+        binary="opencode",
+        install="npm install -g opencode-ai",
+        login="run `opencode auth login` in a terminal, or set your model provider's API key",
+        credential_files=("$XDG_DATA_HOME/opencode/auth.json", "~/.local/share/opencode/auth.json"),
+        credential_env=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY"),
+    )
     exit_command = "/exit"
     interrupt_key = "Escape"
     dialogs = (

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cao_sidecar.providers.cli_facts import CliFacts
 from cao_sidecar.providers.kiro_cli import KiroCliProvider
 
 
 class QCliProvider(KiroCliProvider):
     name = "q_cli"
+    cli = CliFacts(
+        title="Amazon Q Developer CLI",
+        binary="q",
+        install="see Amazon Q Developer's docs: 'Installing Amazon Q for command line'",
+        login="run `q login` in a terminal",
+    )
     command = ("q", "chat")
     product = "Amazon Q"
     agents_dir = Path("~/.aws/amazonq/cli-agents")

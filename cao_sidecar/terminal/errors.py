@@ -13,3 +13,13 @@ class PaneGone(TmuxError):
 
 class ControlClientExited(TmuxError):
     """The control-mode client exited before answering (its session was destroyed, or the server died)."""
+
+
+INSTALL_TMUX = "tmux is not installed: install tmux (apt-get install tmux)"
+
+
+class TmuxMissing(TmuxError):
+    """The tmux program cannot be run (not installed, or not on PATH)."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(INSTALL_TMUX + (f" ({detail})" if detail else ""))

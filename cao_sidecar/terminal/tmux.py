@@ -50,7 +50,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from .control import ControlClient
-from .errors import ControlClientExited, PaneGone, TmuxError
+from .errors import ControlClientExited, PaneGone, TmuxError, TmuxMissing
 from .quoting import quote, quote_format
 
 __all__ = ["PaneInfo", "TmuxError", "PaneGone", "TmuxServer", "PLACEHOLDER_WINDOW"]
@@ -253,6 +253,8 @@ class TmuxServer:
                 stderr=asyncio.subprocess.PIPE,
                 env=self._env,
             )
+        except FileNotFoundError as exc:
+            raise TmuxMissing(f"cannot run {self.tmux_bin}") from exc
         except OSError as exc:
             raise TmuxError(f"cannot run {self.tmux_bin}: {exc}") from exc
         out, err = await proc.communicate(data)

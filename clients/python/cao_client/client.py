@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Generator, Optional
 
 NotificationHandler = Callable[[str, Any], None]
 RequestHandler = Callable[[str, Any], Any]  # (method, params) -> the result to send back
@@ -37,7 +37,14 @@ class CaoClient:
     # ---- life cycle ---------------------------------------------------------------------------
 
     @classmethod
-    async def start(
+    def start(cls, **options: Any) -> "Starting":
+        """Start the sidecar and connect: `client = await CaoClient.start(...)`, or
+        `async with CaoClient.start(...) as cao:` (closed at the end of the block). Options as
+        for `connect`."""
+        return Starting(cls.connect(**options))
+
+    @classmethod
+    async def connect(
         cls,
         *,
         workspace: str | os.PathLike[str] | None = None,
@@ -205,6 +212,25 @@ class CaoClient:
         else:
             for handler in self._handlers:
                 handler(message["method"], message.get("params"))
+
+
+class Starting:
+    """What CaoClient.start returns: await it for the client, or use it with `async with`."""
+
+    def __init__(self, connecting: Awaitable[CaoClient]) -> None:
+        self._connecting = connecting
+        self._client: Optional[CaoClient] = None
+
+    def __await__(self) -> Generator[Any, None, CaoClient]:
+        return self._connecting.__await__()
+
+    async def __aenter__(self) -> CaoClient:
+        self._client = await self._connecting
+        return self._client
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.close()
 
 
 def _camel(kw: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import sys
 import time
 
 from cao_client.client import CaoClient
+from cao_client.terminal_asker import TerminalAsker, Unanswerable, until_done_or_unanswerable
 
 PARTS = [
     ("mock_developer", "implement: parse the config file and validate every field"),
@@ -37,7 +38,15 @@ def _printer(start: float):
 async def _demo(socket: str) -> int:
     start = time.monotonic()
     print(f"cao-sidecar demo: tmux socket '{socket}' (watch live: tmux -L {socket} attach -t demo)\n")
-    client = await CaoClient.start(tmux_socket=socket, on_notification=_printer(start))
+    asker = TerminalAsker(interactive=sys.stdin.isatty())
+    printer = _printer(start)
+
+    def on_notification(method: str, params: dict) -> None:
+        printer(method, params)
+        asker.on_notification(method, params)
+
+    client = await CaoClient.start(tmux_socket=socket, on_notification=on_notification)
+    asker.client = client
     try:
         print("Starting the supervisor...")
         supervisor = await client.spawn("mock_supervisor", session="demo")
@@ -45,10 +54,17 @@ async def _demo(socket: str) -> int:
         answers = []
         for profile, part in PARTS:
             print(f"\nSupervisor hands to {profile}: {part!r}")
-            result = await client.handoff(f"handoff {profile} echo {part}: done", terminal_id=sid, timeout_seconds=60)
+            work = asyncio.ensure_future(
+                client.handoff(f"handoff {profile} echo {part}: done", terminal_id=sid, timeout_seconds=60)
+            )
+            result = await until_done_or_unanswerable(asker, work)
             answers.append((profile, result["output"]))
         await client.terminate(sid)
+    except Unanswerable as exc:
+        print(f"cao-sidecar demo: {exc}", file=sys.stderr)
+        return 1
     finally:
+        asker.close()
         await client.close()
     print("\nCombined answer:")
     for profile, answer in answers:
