@@ -19,7 +19,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from conftest import request
+from conftest import kill_tmux, request
 from test_editor_common import (
     close_client,
     module_fixtures,
@@ -206,7 +206,7 @@ async def test_open_terminal_sends_an_attach_command_that_attaches(client: Langu
         await request(client, "cao/answer", {"terminalId": tid, "answer": "yes"})
         await answered(client, tid, "answered: y")
     finally:
-        subprocess.run(["tmux", "-L", outer, "kill-server"], capture_output=True)
+        kill_tmux(outer)  # the server and its socket file
     # The terminal closed: its session went with it, and only it (tmux tells the sidecar's
     # control client "%window-close" for each window leaving the viewer's session).
     await eventually(lambda: not viewer(), what="the viewer's session to go")
