@@ -46,6 +46,7 @@ KNOWN_FIELDS = (
     "gate",
     "timeoutSeconds",
     "keep",
+    "agent_profile",  # CAO's name for 'profile'
 )
 ALIASES = {"cron": "schedule", "agent": "profile", "cwd": "workingDirectory", "timeout": "timeoutSeconds"}
 SCHEDULE_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
@@ -128,7 +129,10 @@ def check_flow(
             schedule = None
         else:
             schedule = " ".join(schedule.split())
-    profile = c.name("profile")
+    profile_key = "agent_profile" if "profile" not in f and "agent_profile" in f else "profile"
+    profile = c.name(profile_key)
+    if profile_key == "profile" and "agent_profile" in f:
+        c.warning("'agent_profile' (CAO's name for 'profile') is ignored: 'profile' is given", "agent_profile")
     provider = c.name("provider", required=False)
     if provider is not None:
         known = known_providers() if providers is None else providers
@@ -171,7 +175,7 @@ def check_flow(
             gate=gate,
             timeout=timeout,
             keep=keep,
-            profile_line=fm.where("profile")[0],
+            profile_line=fm.where(profile_key)[0],
         ),
         c.diagnostics,
     )

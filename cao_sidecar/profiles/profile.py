@@ -47,6 +47,10 @@ KNOWN_FIELDS = (
 )
 ALIASES = {"tools": "allowedTools", "allowed_tools": "allowedTools", "mcp_servers": "mcpServers", "cwd": "workingDirectory"}
 RESERVED_MCP_SERVER = "cao"
+# CAO's profiles name no provider (CAO picks one when it launches): such a profile runs on this.
+DEFAULT_PROVIDER = "claude_code"
+# CAO's own MCP server, which CAO's profiles list: the sidecar serves the same tools itself.
+CAO_MCP_SERVER = "cao-mcp-server"
 
 
 class ProfileError(ValueError):
@@ -118,7 +122,14 @@ def check_profile(
     c = Checker(fm)
     f = fm.fields
     name = c.name("name")
-    provider = c.string("provider", required=True, max_len=64)
+    if "provider" in f:
+        provider = c.string("provider", required=True, max_len=64)
+    else:
+        provider = DEFAULT_PROVIDER
+        c.warning(
+            f"no 'provider' (as in CAO's profiles): it runs on {DEFAULT_PROVIDER}; add `provider: NAME` to choose",
+            line=fm.where("name")[0],
+        )
     if provider is not None:
         if not NAME_PATTERN.match(provider):
             c.error(f"'provider' must be {NAME_RULE}, got {show(provider)}", "provider")
@@ -198,6 +209,9 @@ def _mcp_servers(c: Checker, value: Any) -> Optional[list[McpServer]]:
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
             c.error(f"'{key}': server name {show(name)} must be {NAME_RULE}", key)
             return None
+        if name == CAO_MCP_SERVER:
+            c.warning(f"'{key}.{name}' (CAO's MCP server) is left out: the sidecar gives every agent the same tools", key)
+            continue
         if name == RESERVED_MCP_SERVER:
             c.error(f"'{key}': '{RESERVED_MCP_SERVER}' is the sidecar's own MCP server; choose another name", key)
             return None
