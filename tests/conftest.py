@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -41,10 +42,35 @@ def isolated_env(base: Path) -> dict[str, str]:
 
 
 def kill_tmux(socket: str) -> None:
+    """Remove a test's tmux server. A sidecar of the test that is still on its way out (an
+    editor's, after the editor quit) could start the server again: wait for those first."""
+    deadline = time.monotonic() + 10
+    while sidecars_on(socket) and time.monotonic() < deadline:
+        time.sleep(0.1)
     subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
     uid = os.getuid()
     tmpdir = os.environ.get("TMUX_TMPDIR", "/tmp")
     Path(tmpdir, f"tmux-{uid}", socket).unlink(missing_ok=True)
+
+
+def sidecars_on(socket: str) -> list[int]:
+    """Sidecar processes (not agents) whose command line or environment names this tmux socket."""
+    needle = socket.encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            if b"cao_sidecar" not in cmdline and b"cao-sidecar" not in cmdline:
+                continue
+            if any(part in cmdline for part in (b"mock_agent", b"mock-agent", b"mcp-bridge", b"hook_relay")):
+                continue  # an agent's own process: it goes with the tmux server
+            if needle in cmdline or needle + b"\0" in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 class Sidecar:
