@@ -339,6 +339,21 @@ class StatsResult:
     rss_bytes: int
 
 
+@attrs.define
+class DoctorParams:
+    pass
+
+
+@attrs.define
+class DoctorResult:
+    # The report of `cao-sidecar doctor --json` (cao_sidecar.doctor): tmux, each provider's CLI
+    # (found, path, version, loggedIn, install / login hints), the editors; ok: tmux is there.
+    tmux: dict[str, Any]
+    providers: list[dict[str, Any]]
+    editors: list[dict[str, Any]]
+    ok: bool
+
+
 # ---- method table --------------------------------------------------------------------------
 
 # method -> (params type, result type)
@@ -358,6 +373,7 @@ METHODS: dict[str, tuple[type, type]] = {
     "cao/getLog": (GetLogParams, GetLogResult),
     "cao/stats": (StatsParams, StatsResult),
     "cao/answer": (AnswerParams, AnswerResult),
+    "cao/doctor": (DoctorParams, DoctorResult),
 }
 
 # workspace/executeCommand: command → the cao/ method it runs (arguments: [that method's params]),

@@ -205,12 +205,24 @@ def test_without_tmux_every_door_says_install_tmux_in_one_line(env, tmp_base, ca
         assert result.stdout == ""
 
 
+async def test_the_editor_face_reports_the_same_facts_as_the_command(env, tmp_base):
+    fake_cli(Path(env["PATH"]), "codex", "codex-cli 0.169.0")
+    async with CaoClient.start(workspace=tmp_base / "workspace", env=env) as cao:
+        assert "cao/doctor" in cao.capabilities["experimental"]["cao"]["methods"]
+        report = await cao.request("cao/doctor", {})
+    assert report == json.loads(doctor(env, "--json").stdout)
+    codex = {e["provider"]: e for e in report["providers"]}["codex"]
+    assert codex["version"] == "0.169.0" and codex["loggedIn"] is False
+
+
 async def test_without_tmux_the_editor_face_answers_with_install_tmux(env, tmp_base, capfd):
     env["PATH"] = str(tool_dir(tmp_base / "no-tmux", tmux=False))
     async with CaoClient.start(workspace=tmp_base / "workspace", env=env) as cao:
         with pytest.raises(CaoError) as refused:
             await cao.spawn("mock_developer")
         assert refused.value.message.startswith("tmux is not installed: install tmux (apt-get install tmux)")
+        report = await cao.request("cao/doctor", {})  # still answered: it needs no tmux
+        assert report["ok"] is False and report["tmux"]["install"] == "apt-get install tmux"
     stderr = capfd.readouterr().err
     _no_traceback(stderr)
     assert "install tmux (apt-get install tmux)" in stderr

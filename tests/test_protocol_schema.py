@@ -509,6 +509,13 @@ WIRE_EXAMPLES: dict[type, Any] = {
     wire.StatsResult: wire.StatsResult(
         agents=2, live_agents=2, tasks=9, credentials=2, queued_messages=0, open_files=31, rss_bytes=93454336
     ),
+    wire.DoctorParams: wire.DoctorParams(),
+    wire.DoctorResult: wire.DoctorResult(
+        tmux={"found": True, "path": "/usr/bin/tmux", "version": "3.3a"},
+        providers=[{"provider": "codex", "found": False, "install": "npm install -g @openai/codex", "ok": False}],
+        editors=[{"editor": "Emacs", "binary": "emacs", "found": False, "path": None}],
+        ok=True,
+    ),
     wire.GetLogParams: wire.GetLogParams(terminal_id="3f9c2a71", since=1795600000.5, limit=50),
     wire.GetLogResult: wire.GetLogResult(
         events=[{"at": 1795600000.2, "event": "answer", "terminalId": "3f9c2a71", "text": "hi"}],

@@ -312,6 +312,16 @@ def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServe
             rss_bytes=rss,
         )
 
+    @_cao_method(server, "cao/doctor")
+    async def doctor(ls: CaoLanguageServer, p: wire.DoctorParams) -> wire.DoctorResult:
+        """What `cao-sidecar doctor` reports; needs no core, so it answers when tmux is missing."""
+        from cao_sidecar.doctor import gather
+
+        ready = ls.core_ready
+        core = ready.result() if ready.done() and not ready.cancelled() and ready.exception() is None else None
+        report = await gather(workspace=core.default_cwd if core is not None else None)
+        return wire.DoctorResult(**report)
+
     _register_profile_and_flow_methods(server)
 
     return server
