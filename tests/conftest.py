@@ -56,7 +56,9 @@ def kill_tmux(socket: str) -> None:
 def sidecars_on(socket: str) -> list[int]:
     """Sidecar processes (not agents) whose command line or environment names this tmux socket."""
     needle = socket.encode()
-    found = []
+    found: list[int] = []
+    if not Path("/proc").is_dir():
+        return found
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
