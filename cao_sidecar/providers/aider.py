@@ -9,6 +9,11 @@ Screen (0.86; bottom = newest):
     ──────────────────────                 a rule before every prompt
     >                                      the prompt ("architect>", "ask>", "code>" in modes)
 
+Right after Enter, and again once the "Waiting for MODEL" spinner is cleared and before the
+answer streams, the screen is the prompt line with the input and nothing below: the same text
+as an input pasted and not yet submitted. `typed_input` gives the core that text, so it neither
+ends the turn on that screen nor presses Enter again when the CLI has already taken the line.
+
 Waiting: "(Y)es/(N)o [Yes]:" questions (also "(D)on't ask again", "(A)ll", "(S)kip all").
 Errors: litellm exceptions ("litellm.APIConnectionError: ...") after the last input.
 
@@ -37,7 +42,7 @@ from cao_sidecar.providers.screen import (
 S = AgentStatus
 
 PROMPT = re.compile(r"^(?:(?:architect|ask|code|help|context|multi)(?: multi)?)?> ?$")
-INPUT = re.compile(r"^(?:(?:architect|ask|code|help|context|multi)(?: multi)?)?> \S")
+INPUT = re.compile(r"^(?:(?:architect|ask|code|help|context|multi)(?: multi)?)?> (?=\S)")
 QUESTION = re.compile(r"\(Y\)es/\(N\)o.*\]:\s*\S*$|\(Y\)es/\(N\)o.*\?\s*$")
 TOKENS = re.compile(r"^Tokens: .* sent, .* received")
 ERROR = re.compile(r"^litellm\.\w+(?:Error|Exception)|^\w*Error: |^The API provider|^Unable to|^Retrying in ")
@@ -82,6 +87,15 @@ class AiderProvider(ScreenProvider):
                 if j < 0 or RULE_LINE.match(s.lines[j]):
                     return i
         return -1
+
+    def typed_input(self, screen: str) -> Optional[str]:
+        """The text on the prompt line when that line is the bottom of the screen (typed, pasted,
+        or submitted with nothing drawn below it yet: the screen cannot tell)."""
+        s = Screen(screen)
+        if not s.lines:
+            return None
+        match = INPUT.match(s.lines[-1])
+        return s.lines[-1][match.end() :] if match else None
 
     def _classify(self, s: Screen) -> Classification:
         last = s.lines[-1]
