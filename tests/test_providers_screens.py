@@ -94,7 +94,7 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
     # cleared and the answer not drawn yet (cursor on the blank row below, 0,12), spinner.
     "aider-real-pasted": (S.IDLE, None, "typed text"),
     "aider-real-answer-pending": (S.IDLE, None, "typed text"),
-    "aider-real-processing": (S.PROCESSING, ANY, "no prompt yet"),
+    "aider-real-processing": (S.PROCESSING, None, "spinner"),
     "aider-real-completed": (S.COMPLETED, "hello from aider > with prompt", "Tokens"),
     "aider-built-completed-multiline": (
         S.COMPLETED, "Here is how:\n> this line looks like a prompt but is part of the answer\n\n- step one", "Tokens"

@@ -47,6 +47,9 @@ QUESTION = re.compile(r"\(Y\)es/\(N\)o.*\]:\s*\S*$|\(Y\)es/\(N\)o.*\?\s*$")
 TOKENS = re.compile(r"^Tokens: .* sent, .* received")
 ERROR = re.compile(r"^litellm\.\w+(?:Error|Exception)|^\w*Error: |^The API provider|^Unable to|^Retrying in ")
 RETRY = re.compile(r"^Retrying in ")
+# Its "Waiting for MODEL" spinner: a 10-column frame with a two-glyph scanner ("█░", or "#=" without
+# unicode), then the text.
+SPINNER = re.compile(r"^ {0,8}(?:░█|█░|=#|#=) {0,8} Waiting for \S")
 FILE_LIST = ("Readonly:", "Editable:", "Read-only:")
 
 
@@ -117,6 +120,8 @@ class AiderProvider(ScreenProvider):
             return Classification(S.IDLE, "prompt with typed text")
         if not any(line.startswith("Aider v") for line in s.lines[:40]) and self._last_input(s, len(s.lines)) < 0:
             return Classification(S.STARTING, "no banner and no prompt yet")
+        if SPINNER.match(last):
+            return Classification(S.PROCESSING, "the 'Waiting for MODEL' spinner, no prompt yet")
         return Classification(S.PROCESSING, "output below the last input, no prompt yet")
 
     def _extract(self, s: Screen) -> Optional[str]:
@@ -130,6 +135,7 @@ class AiderProvider(ScreenProvider):
         for line in s.lines[last_input + 1 : end]:
             if TOKENS.match(line) or RULE_LINE.match(line):
                 break
-            out.append(line)
+            if not SPINNER.match(line):
+                out.append(line)
         text = "\n".join(out).strip("\n")
         return text or None
