@@ -23,6 +23,7 @@ import asyncio
 import atexit
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -299,7 +300,12 @@ async def test_opencode_turn_from_the_screen(client: LanguageClient) -> None:
 @pytest.mark.skipif(AIDER is None, reason="Aider is not installed (pip install aider-chat into .ci/aider)")
 async def test_aider_turn_from_the_screen(client: LanguageClient) -> None:
     tid = await spawn_ready(client, "aider_worker")  # --no-git: the test workspace is inside this repo
-    answer = await handoff(client, tid, "please say: aider > answer")
+    # Both traps of a line-oriented CLI, every run: Aider shows the input line and nothing below it
+    # for more than 0.5 s after Enter (its spinner shows only after 0.5 s), so the core must see that
+    # it took the line and press no second Enter; and once the spinner is cleared, the model's blank
+    # first piece and pause (`pause: 1`) leave that same screen for a second before the answer.
+    message = "wait: 1 pause: 1 please say: aider > answer"
+    answer = await handoff(client, tid, message)
     assert answer == "aider > answer", screen_of(tid)
 
     # A new file: Aider asks "Create new file? (Y)es/(N)o [Yes]:" under the file's name; the answer "Yes"
@@ -325,4 +331,11 @@ async def test_aider_turn_from_the_screen(client: LanguageClient) -> None:
             break
         await asyncio.sleep(0.1)
     assert target.read_text().strip() == "print('made by the fake model')", screen_of(tid)
+    # Each input was taken once: an Enter pressed while Aider worked would have waited in its input
+    # and submitted an empty line later (an empty prompt left in the scrollback) or answered the
+    # question above by itself.
+    history = SIDECAR.tmux("capture-pane", "-p", "-J", "-S", "-", "-t", pane_of(tid)).splitlines()
+    prompts = [line.rstrip() for line in history if re.match(r"> |>$", line.rstrip())]
+    assert prompts[:2] == [f"> {message}", "> please write: made_by_aider.py"], history
+    assert prompts[2:] in ([], [">"]), history  # then at most the prompt for the next input
     await exit_cleanly(client, tid, "aider")

@@ -16,6 +16,7 @@ from typing import Optional
 
 import pytest
 
+from cao_sidecar.core.agent import Turn
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.providers import builtin_providers, get_provider
 from cao_sidecar.providers.explain import explain
@@ -89,6 +90,11 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
     "aider-real-startup-question": (S.WAITING_USER_ANSWER, None, "(Y)es/(N)o"),
     "aider-real-idle": (S.IDLE, None, "no input yet"),
     "aider-real-submitted": (S.IDLE, None, "typed text"),
+    # The same text, three moments: pasted (cursor on the input row, 28,10), taken with the spinner
+    # cleared and the answer not drawn yet (cursor on the blank row below, 0,12), spinner.
+    "aider-real-pasted": (S.IDLE, None, "typed text"),
+    "aider-real-answer-pending": (S.IDLE, None, "typed text"),
+    "aider-real-processing": (S.PROCESSING, None, "spinner"),
     "aider-real-completed": (S.COMPLETED, "hello from aider > with prompt", "Tokens"),
     "aider-built-completed-multiline": (
         S.COMPLETED, "Here is how:\n> this line looks like a prompt but is part of the answer\n\n- step one", "Tokens"
@@ -204,6 +210,36 @@ def test_bypass_consent_is_accepted_only_when_asked_for() -> None:
 def test_no_startup_action_once_a_dialog_is_history(name: str) -> None:
     # The trust dialog's text may still be in the scrollback above the prompt.
     assert provider_of(name).startup_action(screen(name), {}) is None
+
+
+def test_aider_reads_its_input_line() -> None:
+    aider = get_provider("aider")
+    assert aider.typed_input(screen("aider-real-pasted")) == "please say: aider > answer"
+    assert aider.typed_input(screen("aider-real-answer-pending")) == "pause: 2 then please say: aider > answer"
+    assert aider.typed_input(screen("aider-real-submitted")) == "please say: hello from aider > with prompt"
+    for name in ("aider-real-idle", "aider-real-processing", "aider-real-completed", "aider-built-waiting-edit"):
+        assert aider.typed_input(screen(name)) is None, name
+    assert get_provider("codex").typed_input(screen("codex-real-idle")) is None  # a provider that does not say
+
+
+async def test_a_turn_never_ends_on_its_own_input_line() -> None:
+    """The real sequence of one Aider turn: the input line alone (taken, nothing drawn), the
+    spinner, the input line alone again (spinner cleared, answer not streamed yet), the answer."""
+    aider = get_provider("aider")
+    turn = Turn(text="pause: 2 then please say: aider > answer", screen_before=screen("aider-real-idle"))
+
+    def observe(text: str):
+        status = aider.classify(text)
+        return turn.observe(status, text, status is S.IDLE and turn.shows_input(aider.typed_input(text)))
+
+    assert observe(screen("aider-real-answer-pending")) is None
+    assert observe(screen("aider-real-processing")) is None and turn.seen_busy
+    assert observe(screen("aider-real-answer-pending")) is None  # idle after busy, but not the end
+    assert observe(screen("aider-real-idle")).status is S.COMPLETED  # an empty prompt is (interrupted)
+    # Only this turn's text counts; spacing may differ, a multi-line text shows its last line.
+    assert not turn.shows_input("please say: aider > answer") and not turn.shows_input("  ") and not turn.shows_input(None)
+    assert turn.shows_input("pause: 2  then please say: aider > answer ")
+    assert Turn(text="first line\nsecond  line", screen_before="").shows_input("second line")
 
 
 def test_shell_prompt_at_the_bottom_is_exited() -> None:

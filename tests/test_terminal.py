@@ -562,6 +562,23 @@ async def test_capture_history(tmux_srv: TmuxServer, tmp_path: Path):
     assert screen.splitlines()[0] == "0" * 500  # wrapped line joined
 
 
+async def test_rows_and_cursor(tmux_srv: TmuxServer, tmp_path: Path):
+    # A wrapped line stays two rows (the cursor's numbering); the cursor first sits after the text
+    # on its row, then, after a newline, on the blank row below every row with text.
+    pane = await tmux_srv.new_window(
+        "cur", "w", ["sh", "-c", "printf '%0300d\\n> typed'; sleep 2; printf '\\n'; sleep 60"],
+        env={}, cwd=str(tmp_path),
+    )
+    await wait_screen(tmux_srv, pane.pane_id, "> typed")
+    rows, cursor = await tmux_srv.rows_and_cursor(pane.pane_id)
+    w = tmux_srv.default_size[0]
+    assert rows == ["0" * w, "0" * (300 - w), "> typed"] and cursor == (7, 2)
+    await wait_until(lambda: tmux_cli(tmux_srv, "display", "-p", "-t", pane.pane_id, "#{cursor_y}").strip() == "3")
+    assert await tmux_srv.rows_and_cursor(pane.pane_id) == (rows, (0, 3))
+    with pytest.raises(PaneGone):
+        await tmux_srv.rows_and_cursor("%9999")
+
+
 # ---------------------------------------------------------------- lifetime
 
 

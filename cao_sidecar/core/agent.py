@@ -4,7 +4,10 @@ The status an agent shows comes from its provider's reading of the screen, but a
 right after input was sent (it still shows the previous answer). A Turn tracks one input and
 decides when its end is real: once the agent was seen busy, or the screen moved on from what it
 showed when the input was sent. Idle without having been seen busy never ends a turn (the input
-may still be sitting in the prompt).
+may still be sitting in the prompt). Nor does a screen whose input line still holds the turn's
+own text: a line-oriented CLI (Aider) shows exactly that line, with nothing below, both before
+Enter and after it took the line, until it draws its spinner or answer, and again between
+clearing its spinner and streaming its answer.
 """
 
 from __future__ import annotations
@@ -38,8 +41,19 @@ class Turn:
     seen_busy: bool = False
     done: "asyncio.Future[TurnResult]" = attrs.field(factory=lambda: asyncio.get_running_loop().create_future())
 
-    def observe(self, status: AgentStatus, screen: str) -> Optional[TurnResult]:
-        """Feed one classification; returns the result when this turn is over."""
+    def shows_input(self, typed: Optional[str]) -> bool:
+        """Whether `typed` (the text on the CLI's input line) is this turn's text, or the last line
+        of a multi-line one; spacing may differ (the terminal's wrapping and trimming)."""
+        if typed is None or not typed.strip():
+            return False
+        lines = self.text.strip().splitlines()
+        return " ".join(typed.split()) in (" ".join(self.text.split()), " ".join(lines[-1].split()) if lines else "")
+
+    def observe(self, status: AgentStatus, screen: str, input_shown: bool = False) -> Optional[TurnResult]:
+        """Feed one classification; returns the result when this turn is over. `input_shown`: the
+        screen's input line holds this turn's text with nothing below it."""
+        if status is AgentStatus.IDLE and input_shown:
+            return None  # not submitted yet, or taken and nothing drawn yet: never the end
         if status in (AgentStatus.PROCESSING, AgentStatus.WAITING_USER_ANSWER):
             self.seen_busy = True
             return None
@@ -120,7 +134,7 @@ class Agent:
         self.screen = screen
         finished = None
         if self.turn is not None:
-            finished = self.turn.observe(status, screen)
+            finished = self.turn.observe(status, screen, status is AgentStatus.IDLE and self.shows_turn_input(screen))
             if finished is None and status in (AgentStatus.COMPLETED, AgentStatus.ERROR, AgentStatus.IDLE):
                 # Stale end-of-turn screen from before the input: not a status change yet.
                 return None, None
@@ -132,6 +146,12 @@ class Agent:
             self._changed.set()
             self._changed = asyncio.Event()
         return previous, finished
+
+    def shows_turn_input(self, screen: str) -> bool:
+        """The screen's input line holds the current turn's text (providers that can read their
+        input line: see RichProvider.typed_input)."""
+        typed_input = getattr(self.provider, "typed_input", None)
+        return self.turn is not None and typed_input is not None and self.turn.shows_input(typed_input(screen))
 
     def overruled_by_events(self, status: AgentStatus) -> bool:
         """Events win: once the CLI's event source is active, a screen reading of a status that the

@@ -408,11 +408,27 @@ class Orchestrator:
                 waited = delay
             if turn.seen_busy or agent.turn is not turn or not agent.alive or agent.pane_id is None:
                 return
+            if await self._took_input(agent, turn):
+                # Another Enter would wait in the CLI's input and later submit an empty line, or
+                # answer its next yes/no question with the default.
+                log.info("turn of %s: the CLI took the input and has drawn nothing yet", agent.terminal_id)
+                return
             log.info("turn of %s did not start; pressing Enter again", agent.terminal_id)
             try:
                 await self.tmux.send_keys(agent.pane_id, "Enter")
             except TmuxError:
                 return
+
+    async def _took_input(self, agent: Agent, turn: Turn) -> bool:
+        """The input line still shows the turn's text, but the cursor has left it for a blank row
+        below: a line-oriented CLI took the Enter (it moves to a new line) and is working."""
+        if agent.pane_id is None or agent.turn is not turn or not agent.shows_turn_input(agent.screen):
+            return False
+        try:
+            rows, (_x, y) = await self.tmux.rows_and_cursor(agent.pane_id)
+        except TmuxError:
+            return False
+        return y >= len(rows)
 
     def _on_classified(self, agent: Agent, status: AgentStatus, screen: str) -> None:
         if agent.terminating:

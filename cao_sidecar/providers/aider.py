@@ -9,6 +9,11 @@ Screen (0.86; bottom = newest):
     ──────────────────────                 a rule before every prompt
     >                                      the prompt ("architect>", "ask>", "code>" in modes)
 
+Right after Enter, and again once the "Waiting for MODEL" spinner is cleared and before the
+answer streams, the screen is the prompt line with the input and nothing below: the same text
+as an input pasted and not yet submitted. `typed_input` gives the core that text, so it neither
+ends the turn on that screen nor presses Enter again when the CLI has already taken the line.
+
 Waiting: "(Y)es/(N)o [Yes]:" questions (also "(D)on't ask again", "(A)ll", "(S)kip all").
 Errors: litellm exceptions ("litellm.APIConnectionError: ...") after the last input.
 
@@ -38,11 +43,14 @@ from cao_sidecar.providers.screen import (
 S = AgentStatus
 
 PROMPT = re.compile(r"^(?:(?:architect|ask|code|help|context|multi)(?: multi)?)?> ?$")
-INPUT = re.compile(r"^(?:(?:architect|ask|code|help|context|multi)(?: multi)?)?> \S")
+INPUT = re.compile(r"^(?:(?:architect|ask|code|help|context|multi)(?: multi)?)?> (?=\S)")
 QUESTION = re.compile(r"\(Y\)es/\(N\)o.*\]:\s*\S*$|\(Y\)es/\(N\)o.*\?\s*$")
 TOKENS = re.compile(r"^Tokens: .* sent, .* received")
 ERROR = re.compile(r"^litellm\.\w+(?:Error|Exception)|^\w*Error: |^The API provider|^Unable to|^Retrying in ")
 RETRY = re.compile(r"^Retrying in ")
+# Its "Waiting for MODEL" spinner: a 10-column frame with a two-glyph scanner ("█░", or "#=" without
+# unicode), then the text.
+SPINNER = re.compile(r"^ {0,8}(?:░█|█░|=#|#=) {0,8} Waiting for \S")
 FILE_LIST = ("Readonly:", "Editable:", "Read-only:")
 
 
@@ -92,6 +100,15 @@ class AiderProvider(ScreenProvider):
                     return i
         return -1
 
+    def typed_input(self, screen: str) -> Optional[str]:
+        """The text on the prompt line when that line is the bottom of the screen (typed, pasted,
+        or submitted with nothing drawn below it yet: the screen cannot tell)."""
+        s = Screen(screen)
+        if not s.lines:
+            return None
+        match = INPUT.match(s.lines[-1])
+        return s.lines[-1][match.end() :] if match else None
+
     def _classify(self, s: Screen) -> Classification:
         last = s.lines[-1]
         if QUESTION.search(last):
@@ -112,6 +129,8 @@ class AiderProvider(ScreenProvider):
             return Classification(S.IDLE, "prompt with typed text")
         if not any(line.startswith("Aider v") for line in s.lines[:40]) and self._last_input(s, len(s.lines)) < 0:
             return Classification(S.STARTING, "no banner and no prompt yet")
+        if SPINNER.match(last):
+            return Classification(S.PROCESSING, "the 'Waiting for MODEL' spinner, no prompt yet")
         return Classification(S.PROCESSING, "output below the last input, no prompt yet")
 
     def _extract(self, s: Screen) -> Optional[str]:
@@ -125,6 +144,7 @@ class AiderProvider(ScreenProvider):
         for line in s.lines[last_input + 1 : end]:
             if TOKENS.match(line) or RULE_LINE.match(line):
                 break
-            out.append(line)
+            if not SPINNER.match(line):
+                out.append(line)
         text = "\n".join(out).strip("\n")
         return text or None

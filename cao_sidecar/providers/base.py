@@ -134,3 +134,10 @@ class RichProvider(Provider, Protocol):
     def read_prompt(self, screen: str) -> "ScreenPrompt":
         """The question the screen asks and its choices (default: providers.prompt.read_prompt)."""
         ...
+
+    def typed_input(self, screen: str) -> Optional[str]:
+        """The text on the CLI's input line when that line is the bottom of the screen, else None.
+        A line-oriented CLI echoes an input before it is submitted and shows the same line, with
+        nothing below, after it took the Enter and before it draws anything: the core then neither
+        ends a turn on that screen nor takes it as proof that the Enter was lost."""
+        ...

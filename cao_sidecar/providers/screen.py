@@ -243,6 +243,9 @@ class ScreenProvider:
     def hook_event(self, source: str, payload: Any, turn_text: Optional[str]) -> Optional[HookEvent]:
         return None
 
+    def typed_input(self, screen: str) -> Optional[str]:
+        return None  # a line-oriented CLI's provider reads its input line (see RichProvider)
+
     # ---- for subclasses -----------------------------------------------------------------------
 
     def _classify(self, s: Screen) -> Classification:  # pragma: no cover

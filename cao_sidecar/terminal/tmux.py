@@ -881,6 +881,24 @@ class TmuxServer:
             lines.pop()
         return "\n".join(lines)
 
+    async def rows_and_cursor(self, pane_id: str) -> tuple[list[str], tuple[int, int]]:
+        """The visible rows as the terminal holds them (not joined, so their numbers are the
+        cursor's; trailing spaces and the empty rows at the bottom removed) and the cursor
+        (x, y), read in one tmux step."""
+        _check_pane_id(pane_id)
+        line = (
+            f"display-message -p -t {quote(pane_id)} {quote('#{cursor_x} #{cursor_y}')} ; "
+            f"capture-pane -p -t {quote(pane_id)}"
+        )
+        reply = await self._pane_command(pane_id, line, blocks=2)
+        x, _, y = (reply[0] if reply else b"").decode("ascii", "replace").partition(" ")
+        if not (x.isdigit() and y.isdigit()):
+            raise TmuxError(f"unexpected cursor reply: {reply[:1]!r}")
+        rows = [raw.decode("utf-8", "replace").rstrip() for raw in reply[1:]]
+        while rows and not rows[-1]:
+            rows.pop()
+        return rows, (int(x), int(y))
+
     async def kill_window(self, pane_id: str) -> None:
         """Kill the pane's window (and its process). No error if it is already gone.
 
