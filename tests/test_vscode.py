@@ -246,6 +246,9 @@ def test_vscode_e2e(tmp_base: Path) -> None:
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshot, SCREENSHOT)
         log_text = _extension_log(user_data)
+        # Workspace trust is off in this code-server: the workspace is trusted, and the sidecar is
+        # told so (initializationOptions.workspaceTrusted), so the workspace's .cao/ is in force.
+        assert "workspace trusted: true" in log_text, log_text
         ready = re.search(r"listed (\d+) ms after activation", log_text)
         shown = re.search(r"status bar shown (\d+) ms after activation", log_text)
         timings = result["timings"]
