@@ -126,6 +126,11 @@ def test_trust_changed_is_shown(run):
     assert "profile helper: env, permissionMode not applied" in data["untrusted_notification"]
 
 
+def test_the_profile_picker_marks_untrusted_profiles(run):
+    data = passed(run, "untrusted_profile_in_picker")
+    assert data["profile_picker"] == ["helper  (untrusted: its settings are held back)", "mock_developer"]
+
+
 def test_checkhealth_shows_the_trust_state(run):
     health = "\n".join(passed(run, "checkhealth")["health"])
     assert "workspace trust" in health

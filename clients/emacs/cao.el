@@ -438,7 +438,10 @@ them), so their status wins."
                 (lambda (name)
                   (when-let ((p (cl-find name profiles :key (lambda (p) (plist-get p :name))
                                          :test #'equal)))
-                    (format "  %s  %s" (plist-get p :provider) (plist-get p :description)))))))
+                    (format "  %s  %s%s" (plist-get p :provider) (plist-get p :description)
+                            (if (eq (plist-get p :untrusted) t)
+                                "  [untrusted: its settings are held back]"
+                              "")))))))
     (completing-read prompt names nil t)))
 
 (defun cao--agent-label (agent)

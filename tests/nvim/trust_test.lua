@@ -22,9 +22,10 @@ local wait_for, step = harness.wait_for, harness.step
 -- The person: "Not now" to the trust question.
 local selects = {}
 vim.ui.select = function(items, opts, on_choice)
-  table.insert(selects, { items = vim.deepcopy(items), prompt = opts and opts.prompt or "", kind = opts and opts.kind })
+  local shown = vim.tbl_map(opts and opts.format_item or tostring, items)
+  table.insert(selects, { items = vim.deepcopy(items), shown = shown, prompt = opts and opts.prompt or "", kind = opts and opts.kind })
   vim.schedule(function()
-    on_choice("Not now", 2)
+    on_choice(opts and opts.kind == "cao.trust" and "Not now" or nil)
   end)
 end
 
@@ -142,6 +143,15 @@ step("trust_changed_notification", function()
   -- Bad params: no error.
   handler(nil, { folders = "nonsense" }, { method = "cao/trustChanged" })
   handler(nil, vim.NIL, { method = "cao/trustChanged" })
+end)
+
+step("untrusted_profile_in_picker", function()
+  local state = require("cao.state")
+  local saved = state.profiles
+  state.set_profiles({ { name = "helper", untrusted = true }, { name = "mock_developer", untrusted = false } })
+  require("cao.ui").pick_profile("Spawn profile", function() end)
+  state.set_profiles(saved)
+  data.profile_picker = selects[#selects].shown
 end)
 
 step("checkhealth", function()
