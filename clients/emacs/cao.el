@@ -286,7 +286,9 @@ Agents keep running in tmux."
   (let ((server (or server (cao--current-server))))
     (when (cao--live-p server)
       (let ((root (cao--server-root server)))
-        (eglot-shutdown server)
+        ;; eglot's default of 1.5 s for the answer to `shutdown' is short for a sidecar that
+        ;; saves its state on a loaded machine.
+        (eglot-shutdown server nil 10)
         (remhash root cao--servers)))
     (run-hooks 'cao--agents-list-changed-hook)))
 

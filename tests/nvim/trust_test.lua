@@ -176,10 +176,10 @@ step("trust_via_sidecar", function()
   data.state_trust_after_set = vim.deepcopy(require("cao.state").trust)
   data.is_trusted_after_set = trust.is_trusted(hostile)
   data.statusline_after_set = cao.statusline()
-  done = nil
+  local before = #notifications
   vim.cmd("Cao untrust")
   wait_for("the revocation", 10000, function()
-    return find_notification("is no longer trusted") ~= nil and not trust.is_trusted(hostile)
+    return find_notification(hostile .. " is no longer trusted", before + 1) ~= nil and not trust.is_trusted(hostile)
   end)
   data.is_trusted_after_untrust = trust.is_trusted(hostile)
 end)

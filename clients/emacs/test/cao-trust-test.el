@@ -145,6 +145,8 @@ counts the questions asked (each answered no)."
             (should (= questions 1))
             (should (equal (cao-trust-test--program server) cao-trust-test--path-program))
             (should-not (file-exists-p cao-trust-test--marker))
+            (when (cao--has-method-p server "cao/getTrust") ; its answer first, then ours
+              (cao-test--wait "cao/getTrust" (lambda () (cao--server-trust server))))
             ;; cao/trustChanged: the state kept, the mode line, a message when trust changes.
             (let ((untrusted (list :path (directory-file-name cao-trust-test--hostile) :trusted :json-false
                                    :source "none" :hasConfig t
