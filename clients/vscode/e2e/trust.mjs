@@ -2,7 +2,9 @@
 // driven by a headless chromium through playwright-core. tests/test_vscode_trust.py opens a folder
 // laid out like a hostile clone: its own .venv/bin/cao-sidecar leaves a marker file when run. The
 // person answers "No" to VS Code's trust question (Restricted Mode), then trusts the workspace from
-// the Workspace Trust editor. Environment as for e2e.mjs, plus CAO_E2E_MARKER (the marker file).
+// the Workspace Trust editor. Environment as for e2e.mjs, plus CAO_E2E_MARKER (the marker file)
+// and CAO_E2E_HAS_VENV ("1": the folder has its own sidecar, so trusting it restarts the extension
+// into that one; "0": trusting it is sent to the running sidecar, cao/setTrust).
 
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -23,7 +25,8 @@ const statusItem = page.locator(".statusbar-item", { hasText: /\d+ agents?/ }).f
 const dialogButton = (text) => page.locator(".monaco-dialog-box .monaco-button", { hasText: text });
 const quickInput = page.locator(".quick-input-widget");
 
-try {
+/** The person's steps; each throws with what it waited for. */
+async function scenario() {
   await page.goto(`${env.CAO_E2E_URL}/?folder=${encodeURIComponent(env.CAO_E2E_WORKSPACE)}`);
   await page.locator(".monaco-workbench").waitFor({ timeout: 30000 });
   mark("workbench loaded");
@@ -53,11 +56,28 @@ try {
   await trustButton.click();
   mark("workspace trusted");
 
+  if (env.CAO_E2E_HAS_VENV !== "1") {
+    // 4'. No program of the workspace's: cao/setTrust to the running sidecar, whose answer shows
+    //     as a notice (none from a sidecar without cao/setTrust).
+    const notice = page.locator(".notifications-toasts .notification-toast", { hasText: /is now trusted/ }).first();
+    result.checks.trustedNotice = await notice
+      .waitFor({ timeout: 15000 })
+      .then(async () => (await notice.innerText()).replace(/\s+/g, " ").trim())
+      .catch(() => null);
+    result.checks.markerAfterTrust = fs.existsSync(env.CAO_E2E_MARKER);
+    result.checks.statusBarTrusted = (await statusItem.innerText()).trim();
+    mark("trust sent to the running sidecar");
+    return;
+  }
   // 4. onDidGrantWorkspaceTrust: the extension restarts into the workspace's own sidecar.
   result.checks.markerAfterTrust = await until("the workspace's own sidecar to run", () => fs.existsSync(env.CAO_E2E_MARKER), 30000);
   await until("the status bar counting agents again", async () => /\d+ agents?/.test(await statusItem.innerText()), 30000);
   result.checks.statusBarTrusted = (await statusItem.innerText()).trim();
   mark("the workspace's own sidecar runs");
+}
+
+try {
+  await scenario();
   result.ok = true;
 } catch (err) {
   result.error = String(err && err.stack ? err.stack : err);
