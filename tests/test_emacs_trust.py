@@ -46,7 +46,7 @@ def test_emacs_trust_client_side(tmp_base: Path) -> None:
 def test_emacs_trust_with_the_sidecar(tmp_base: Path) -> None:
     output = run_ert(_emacs(), _env(tmp_base), [TEST_FILE, TRUST_TEST_FILE], "(tag cao-trust-core)")
     total, unexpected, skipped = _counts(output)
-    assert total == 2 and unexpected == 0, output[-5000:]
+    assert total == 3 and unexpected == 0, output[-5000:]
     if skipped:
         reasons = sorted(set(re.findall(r"SKIP-REASON: ([^\"\n]+)", output)))
         pytest.skip(f"{skipped} of {total} ERT tests skipped: {'; '.join(reasons)} (comes with the trust-core branch)")

@@ -163,7 +163,9 @@ def test_trust_and_untrust_without_a_sidecar_use_the_command_line(run):
     assert data["hostile_marker_after_trust"] is True
     assert data["cli_is_trusted_after_untrust"] is False
     assert data["cli_program_after_untrust"] == run["path_program"]
-    assert os.path.realpath(hostile) not in run["store"]
+    # "Trust" to the question: recorded through the command line.
+    assert passed(run, "question_answered_trust")["question_trust_is_trusted"] is True
+    assert os.path.realpath(hostile) in run["store"]
 
 
 def test_without_sidecar_or_path_trust_is_a_clear_error(run):

@@ -240,7 +240,10 @@ Without --stdio and the socket, which `cao--contact' adds."
   "Start the sidecar for ROOT through eglot and wait until it is ready; return it."
   ;; Asked before the program is chosen: a trusted project's own .venv sidecar may run.
   (when (eq (cao-trust-maybe-ask root) 'trust)
-    (cao--set-trust root t))
+    ;; A failure to record it (no cao-sidecar to run) is said, and the sidecar starts anyway.
+    (condition-case err
+        (cao--set-trust root t)
+      (user-error (message "%s" (error-message-string err)))))
   (let* ((default-directory root)
          (project (or (project-current nil root) (cons 'transient root)))
          (contact (cao--contact root))

@@ -19,13 +19,14 @@ local harness = dofile(vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), "
 local data, notifications = harness.data, harness.notifications
 local wait_for, step = harness.wait_for, harness.step
 
--- The person: "Not now" to the trust question.
+-- The person: "Not now" to the trust question (until trust_answer says otherwise).
+local trust_answer = "Not now"
 local selects = {}
 vim.ui.select = function(items, opts, on_choice)
   local shown = vim.tbl_map(opts and opts.format_item or tostring, items)
   table.insert(selects, { items = vim.deepcopy(items), shown = shown, prompt = opts and opts.prompt or "", kind = opts and opts.kind })
   vim.schedule(function()
-    on_choice(opts and opts.kind == "cao.trust" and "Not now" or nil)
+    on_choice(opts and opts.kind == "cao.trust" and trust_answer or nil)
   end)
 end
 
@@ -210,6 +211,25 @@ step("trust_via_cli", function()
   end)
   data.cli_is_trusted_after_untrust = trust.is_trusted(hostile)
   data.cli_program_after_untrust = config.sidecar_cmd(hostile)[1]
+end)
+
+step("question_answered_trust", function()
+  if not has_trust_cli then
+    return
+  end
+  -- Asked again (the memory cleared): "Trust" records it at once (no sidecar has started yet).
+  os.remove(trust.asked_path())
+  trust_answer = "Trust"
+  local before = #notifications
+  cao.start()
+  wait_for("the trust from the question", 20000, function()
+    return find_notification(hostile .. " is trusted", before + 1) ~= nil
+  end)
+  data.question_trust_is_trusted = trust.is_trusted(hostile)
+  wait_for("the sidecar", 20000, function()
+    return cao.info().initialized
+  end)
+  stop_sidecar()
 end)
 
 step("cli_missing", function()

@@ -218,5 +218,22 @@ counts the questions asked (each answered no)."
       (should-not (member real (cao-trust-test--store-folders config-home)))
       (should (equal (cao-sidecar-command cao-trust-test--hostile) (list cao-trust-test--path-program))))))
 
+(ert-deftest cao-trust-test-question-answered-trust ()
+  "Yes to the question: trusted at once (`cao-sidecar trust'), and the folder's own sidecar runs."
+  :tags '(cao-trust-core)
+  (unless (equal (getenv "CAO_TEST_TRUST_CLI") "1")
+    (cao-trust-test--skip "the sidecar has no `cao-sidecar trust' verb"))
+  (cao-trust-test--isolated
+    (when (file-exists-p cao-trust-test--marker) (delete-file cao-trust-test--marker))
+    (cl-letf (((symbol-function 'y-or-n-p) (lambda (&rest _) (cl-incf questions) t)))
+      (let ((server (cao-trust-test--start cao-trust-test--hostile)))
+        (unwind-protect
+            (progn
+              (should (= questions 1))
+              (should (cao-trust-p cao-trust-test--hostile))
+              (should (equal (cao-trust-test--program server) cao-trust-test--venv-program))
+              (should (file-exists-p cao-trust-test--marker)))
+          (cao-stop server))))))
+
 (provide 'cao-trust-test)
 ;;; cao-trust-test.el ends here

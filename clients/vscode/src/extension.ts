@@ -303,12 +303,13 @@ class Cao {
     const roots = this.workspaceRoots();
     if (roots.length === 0) return;
     const resolved = this.resolveSidecar(roots, true);
-    if (!this.client || (resolved.path && resolved.path !== this.sidecarPath)) {
+    // Not running (yet): a new sidecar, started trusted. Another program now: that one.
+    if (!this.client || this.state !== "running" || (resolved.path && resolved.path !== this.sidecarPath)) {
       this.log.info(`workspace trusted: starting ${resolved.path ?? "the sidecar"} (${resolved.how})`);
       await this.restartSidecar();
       return;
     }
-    if (this.state !== "running" || !hasMethod(this.client.initializeResult?.capabilities, "cao/setTrust")) {
+    if (!hasMethod(this.client.initializeResult?.capabilities, "cao/setTrust")) {
       this.log.warn("workspace trusted, but this sidecar has no cao/setTrust: CAO: Restart Sidecar to apply it");
       return;
     }
