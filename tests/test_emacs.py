@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, isolated_env, kill_tmux
+from editor_trust import write_trust_store
 
 CLIENT = ROOT / "clients" / "emacs"
 TEST_FILE = CLIENT / "test" / "cao-test.el"
@@ -48,29 +49,43 @@ def _emacs() -> str:
     return emacs
 
 
-def test_emacs_client_ert(tmp_base: Path) -> None:
-    emacs = _emacs()
+def ert_env(tmp_base: Path) -> dict[str, str]:
+    """The environment of an ERT run: isolated dirs, the test workspace trusted in the user's
+    store (a workspace .cao/ is in force there)."""
     env = isolated_env(tmp_base)
     workspace = tmp_base / "workspace"
-    socket = "cao-" + hashlib.sha256(str(workspace).encode("utf-8")).hexdigest()[:12]
+    write_trust_store(Path(env["XDG_CONFIG_HOME"]), workspace)
     env.update(
         CAO_TEST_WORKSPACE=str(workspace),
         CAO_TEST_SIDECAR=sys.executable,
-        CAO_TEST_SOCKET=socket,
+        CAO_TEST_SOCKET="cao-" + hashlib.sha256(str(workspace).encode("utf-8")).hexdigest()[:12],
         TERM="dumb",
     )
+    return env
+
+
+def run_ert(emacs: str, env: dict[str, str], files: list[Path], selector: str = "t") -> str:
+    """emacs --batch running the ERT tests of FILES that SELECTOR selects; its output."""
+    argv = [emacs, "--batch", "-Q", "--eval", ACTIVATE_PACKAGES, "-L", str(CLIENT), "-L", str(TEST_FILE.parent)]
+    for file in files:
+        argv += ["-l", str(file)]
     try:
         proc = subprocess.run(
-            [emacs, "--batch", "-Q", "--eval", ACTIVATE_PACKAGES, "-L", str(CLIENT),
-             "-l", str(TEST_FILE), "-f", "ert-run-tests-batch-and-exit"],
-            cwd=workspace, env=env, capture_output=True, text=True, timeout=150,
+            [*argv, "--eval", f"(ert-run-tests-batch-and-exit '{selector})"],
+            cwd=env["CAO_TEST_WORKSPACE"], env=env, capture_output=True, text=True, timeout=150,
             stdin=subprocess.DEVNULL,
         )
     finally:
-        kill_tmux(socket)
+        kill_tmux(env["CAO_TEST_SOCKET"])
         kill_tmux(env["CAO_TMUX_SOCKET"])
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"ERT failed (exit {proc.returncode}):\n{output[-20000:]}"
+    return output
+
+
+def test_emacs_client_ert(tmp_base: Path) -> None:
+    emacs = _emacs()
+    output = run_ert(emacs, ert_env(tmp_base), [TEST_FILE])
     ran = re.search(r"Ran (\d+) tests, (\d+) results as expected", output)
     assert ran and ran.group(1) == ran.group(2) and int(ran.group(1)) >= 14, output[-5000:]
     timing = re.search(r"TIMING cao-start-ready ([\d.]+)", output)

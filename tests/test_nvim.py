@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from conftest import ROOT, isolated_env, kill_tmux
+from editor_trust import write_trust_store
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -63,6 +64,8 @@ def run(request: pytest.FixtureRequest) -> Any:
     base = Path(tempfile.mkdtemp(prefix="cao-nvim-"))
     env = isolated_env(base)
     workspace = base / "workspace"
+    # The test workspace is the user's own: trusted (a workspace .cao/ would be in force).
+    write_trust_store(Path(env["XDG_CONFIG_HOME"]), workspace)
     socket = env["CAO_TMUX_SOCKET"]
     out = base / "results.json"
     sidecar_env = {
@@ -301,7 +304,8 @@ def test_help_file_has_tags(version, tmp_path):
     if not _usable(path):
         pytest.skip(f"{what} is not installed; run .ci/editors/nvim.sh")
     shutil.copytree(PLUGIN / "doc", tmp_path / "doc")
-    tags = ["cao", "cao-setup", ":Cao", ":Cao-handoff", "cao.statusline()", "cao-option-tmux_socket", "cao-questions"]
+    tags = ["cao", "cao-setup", ":Cao", ":Cao-handoff", "cao.statusline()", "cao-option-tmux_socket", "cao-questions",
+            "cao-trust", ":Cao-trust", "cao-option-ask_trust"]
     lua = f"""
 local out = {{}}
 for _, tag in ipairs(vim.fn.json_decode([==[{json.dumps(tags)}]==])) do

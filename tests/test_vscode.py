@@ -26,6 +26,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,7 +124,8 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
     raise AssertionError(f"code-server did not answer on {url} within {timeout} s")
 
 
-def test_vscode_e2e(tmp_base: Path) -> None:
+def need_e2e_toolchain() -> str:
+    """Skip unless everything the end-to-end tests need is installed; the chromium to drive."""
     _need_node_modules()
     missing = [what for what, path in (("code-server", CODE_SERVER), ("playwright-core", PLAYWRIGHT), ("Node 24", NODE24_BIN / "node"))
                if not path.exists()]
@@ -134,6 +136,78 @@ def test_vscode_e2e(tmp_base: Path) -> None:
         missing.append("tmux")
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)} ({INSTALL_HINT})")
+    return chromium
+
+
+# The user settings of every end-to-end run: a quiet workbench.
+QUIET_SETTINGS = {
+    "workbench.startupEditor": "none",
+    "workbench.tips.enabled": False,
+    "workbench.secondarySideBar.defaultVisibility": "hidden",
+    "workbench.colorTheme": "Default Dark Modern",
+    "chat.disableAIFeatures": True,
+    "telemetry.telemetryLevel": "off",
+    "extensions.autoUpdate": False,
+    "extensions.autoCheckUpdates": False,
+    "extensions.ignoreRecommendations": True,
+    "update.mode": "none",
+    "git.enabled": False,
+    "terminal.integrated.enablePersistentSessions": False,
+    "window.commandCenter": False,
+    "remote.autoForwardPorts": False,
+}
+
+
+def install_code_server(tmp_base: Path, env: dict[str, str], vsix: Path, user: dict[str, Any],
+                        machine: dict[str, Any], trust: bool) -> tuple[list[str], Path]:
+    """User data with these settings and the extension installed; code-server's arguments and the
+    user-data dir. trust=False: Workspace Trust off (every folder trusted)."""
+    user_data, extensions = tmp_base / "code-server-data", tmp_base / "code-server-extensions"
+    (user_data / "User").mkdir(parents=True)
+    (user_data / "Machine").mkdir(parents=True)
+    (user_data / "Machine" / "settings.json").write_text(json.dumps(machine))
+    (user_data / "User" / "settings.json").write_text(json.dumps({**QUIET_SETTINGS, **user}, indent=2))
+    code_server_args = [str(CODE_SERVER), "--user-data-dir", str(user_data), "--extensions-dir", str(extensions),
+                        "--disable-telemetry", "--disable-update-check", *([] if trust else ["--disable-workspace-trust"])]
+    _run([*code_server_args, "--install-extension", str(vsix)], tmp_base, env, 60)
+    assert (extensions / "cao-sidecar.cao-sidecar-0.1.0" / "package.json").exists(), sorted(os.listdir(extensions))
+    return code_server_args, user_data
+
+
+def start_code_server(tmp_base: Path, code_server_args: list[str], workspace: Path,
+                      env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int, Any]:
+    """code-server on a free port (auth none), answering; the process, its port, its log file."""
+    port = _free_port()
+    log = open(tmp_base / "code-server.log", "wb")
+    server = subprocess.Popen(
+        [*code_server_args, "--bind-addr", f"127.0.0.1:{port}", "--auth", "none",
+         "--disable-getting-started-override", str(workspace)],
+        cwd=workspace, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/healthz", server, 30)
+    except BaseException:
+        _stop(server)
+        log.close()
+        raise
+    return server, port, log
+
+
+def run_driver(script: Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A playwright script (node), stopped with its browser after 150 s."""
+    driver = subprocess.Popen([_node(), str(script)], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        stdout, stderr = driver.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        _stop(driver)  # with the browser it launched
+        stdout, stderr = driver.communicate()
+    return subprocess.CompletedProcess(driver.args, driver.returncode, stdout, stderr)
+
+
+def test_vscode_e2e(tmp_base: Path) -> None:
+    chromium = need_e2e_toolchain()
     started = time.monotonic()
     tools = _tool_env()
     vsix = _package_vsix(tools)
@@ -150,59 +224,21 @@ def test_vscode_e2e(tmp_base: Path) -> None:
         "---\nname: broken\ndescription: A profile with a mistake.\nprovider: [mock]\n---\nYou are broken.\n"
     )
     (workspace / "README.md").write_text("# shop\n")
-    user_data, extensions = tmp_base / "code-server-data", tmp_base / "code-server-extensions"
-    (user_data / "User").mkdir(parents=True)
-    (user_data / "Machine").mkdir(parents=True)
     # cao.sidecarPath is a machine setting: in code-server (a remote window) it is read from the
     # machine's settings (the "Remote" tab of the settings editor), not the browser's user settings.
-    (user_data / "Machine" / "settings.json").write_text(json.dumps({"cao.sidecarPath": _sidecar_executable()}))
-    (user_data / "User" / "settings.json").write_text(json.dumps({
-        "security.workspace.trust.enabled": False,
-        "workbench.startupEditor": "none",
-        "workbench.tips.enabled": False,
-        "workbench.secondarySideBar.defaultVisibility": "hidden",
-        "workbench.colorTheme": "Default Dark Modern",
-        "chat.disableAIFeatures": True,
-        "telemetry.telemetryLevel": "off",
-        "extensions.autoUpdate": False,
-        "extensions.autoCheckUpdates": False,
-        "extensions.ignoreRecommendations": True,
-        "update.mode": "none",
-        "git.enabled": False,
-        "terminal.integrated.enablePersistentSessions": False,
-        "window.commandCenter": False,
-        "remote.autoForwardPorts": False,
-    }, indent=2))
-    code_server_args = [str(CODE_SERVER), "--user-data-dir", str(user_data), "--extensions-dir", str(extensions),
-                        "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust"]
-    _run([*code_server_args, "--install-extension", str(vsix)], tmp_base, env, 60)
-    assert (extensions / "cao-sidecar.cao-sidecar-0.1.0" / "package.json").exists(), sorted(os.listdir(extensions))
+    code_server_args, user_data = install_code_server(
+        tmp_base, env, vsix, {"security.workspace.trust.enabled": False},
+        {"cao.sidecarPath": _sidecar_executable()}, trust=False)
     installed = time.monotonic()
 
-    port = _free_port()
-    log = open(tmp_base / "code-server.log", "wb")
-    server = subprocess.Popen(
-        [*code_server_args, "--bind-addr", f"127.0.0.1:{port}", "--auth", "none",
-         "--disable-getting-started-override", str(workspace)],
-        cwd=workspace, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server, port, log = start_code_server(tmp_base, code_server_args, workspace, env)
     result_file = tmp_base / "e2e-result.json"
     screenshot = tmp_base / "vscode.png"
     try:
-        _wait_http(f"http://127.0.0.1:{port}/healthz", server, 30)
         e2e_env = dict(env, CAO_E2E_URL=f"http://127.0.0.1:{port}", CAO_E2E_WORKSPACE=str(workspace),
                        CAO_E2E_SOCKET=sock, CAO_E2E_SCREENSHOT=str(screenshot), CAO_E2E_RESULT=str(result_file),
                        CAO_E2E_SERVER_PID=str(server.pid), CAO_E2E_CHROMIUM=chromium, CAO_E2E_PLAYWRIGHT=str(PLAYWRIGHT))
-        driver = subprocess.Popen([_node(), str(CLIENT / "e2e" / "e2e.mjs")], cwd=tmp_base, env=e2e_env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            stdout, stderr = driver.communicate(timeout=150)
-        except subprocess.TimeoutExpired:
-            _stop(driver)  # with the browser it launched
-            stdout, stderr = driver.communicate()
-        proc = subprocess.CompletedProcess(driver.args, driver.returncode, stdout, stderr)
+        proc = run_driver(CLIENT / "e2e" / "e2e.mjs", tmp_base, e2e_env)
         result = json.loads(result_file.read_text()) if result_file.exists() else {}
         failure = tmp_base / "failure.png"
         if failure.exists():  # kept for a look (the tmp dir goes away)
@@ -246,6 +282,9 @@ def test_vscode_e2e(tmp_base: Path) -> None:
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshot, SCREENSHOT)
         log_text = _extension_log(user_data)
+        # Workspace trust is off in this code-server: the workspace is trusted, and the sidecar is
+        # told so (initializationOptions.workspaceTrusted), so the workspace's .cao/ is in force.
+        assert "workspace trusted: true" in log_text, log_text
         ready = re.search(r"listed (\d+) ms after activation", log_text)
         shown = re.search(r"status bar shown (\d+) ms after activation", log_text)
         timings = result["timings"]

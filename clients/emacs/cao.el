@@ -29,6 +29,7 @@
 ;;   `cao-attach'        open a terminal on an agent's tmux window
 ;;   `cao-terminate'     end an agent
 ;;   `cao-agents'        list the agents; the list follows their status live
+;;   `cao-trust'         trust the project's .cao/ and .venv (`cao-untrust': stop trusting)
 ;;
 ;; `cao-mode' is a global minor mode showing " CAO[3/1]" in the mode line: 3 agents, 1 of
 ;; them working.  When an agent asks a question, cao.el asks you in the minibuffer (see
@@ -50,6 +51,7 @@
 (require 'project)
 (require 'tabulated-list)
 (require 'term)
+(require 'cao-trust)
 
 (defgroup cao nil
   "Orchestrate AI coding agents with cao-sidecar."
@@ -58,8 +60,9 @@
 
 (defcustom cao-sidecar-program nil
   "How to run cao-sidecar: a program, or a list (PROGRAM ARGS...).
-nil: the project's .venv/bin/cao-sidecar if there is one, else
-cao-sidecar on the variable `exec-path'.  The arguments --stdio and
+nil: the project's .venv/bin/cao-sidecar if there is one and the
+project is trusted (`cao-trust'), else cao-sidecar on the variable
+`exec-path'.  The arguments --stdio and
 --tmux-socket are added."
   :type '(choice (const :tag "Project .venv, else cao-sidecar on PATH" nil)
                  (string :tag "Program")
@@ -135,7 +138,9 @@ That notification comes when a worker started by `cao-assign' ends."
    (latest :initform (make-hash-table :test #'equal) :accessor cao--server-latest
            :documentation "terminalId -> (SEQ . PARAMS) of its last cao/agentStatus.")
    (seq :initform 0 :accessor cao--server-seq
-        :documentation "How many cao/agentStatus notifications came so far."))
+        :documentation "How many cao/agentStatus notifications came so far.")
+   (trust :initform nil :accessor cao--server-trust
+          :documentation "TrustInfo plists of its folders (cao/getTrust, cao/trustChanged)."))
   :documentation "A cao-sidecar process serving one project.")
 
 (defvar cao--servers (make-hash-table :test #'equal)
@@ -175,8 +180,13 @@ Without --stdio and the socket, which `cao--contact' adds."
   (let ((venv (expand-file-name ".venv/bin/cao-sidecar" root)))
     (cond ((stringp cao-sidecar-program) (list cao-sidecar-program))
           ((consp cao-sidecar-program) (copy-sequence cao-sidecar-program))
-          ((file-executable-p venv) (list venv))
+          ;; The project's own program is the project's code: only once it is trusted.
+          ((and (file-executable-p venv) (cao-trust-p root)) (list venv))
           ((executable-find "cao-sidecar") (list (executable-find "cao-sidecar")))
+          ((file-executable-p venv)
+           (user-error "cao: cao-sidecar is not on `exec-path', and %s is not run because %s %s"
+                       venv (abbreviate-file-name root)
+                       "is not trusted; M-x cao-trust, or set `cao-sidecar-program'"))
           (t (user-error "cao: cannot find the program cao-sidecar; %s"
                          "install it or set `cao-sidecar-program'")))))
 
@@ -212,12 +222,28 @@ Without --stdio and the socket, which `cao--contact' adds."
     (cao--refresh-agents server)
     (cao--request-async server :cao/listProfiles (make-hash-table)
                         (lambda (result)
-                          (setf (cao--server-profiles server) (plist-get result :profiles))))))
+                          (setf (cao--server-profiles server) (plist-get result :profiles))))
+    (when (cao--has-method-p server "cao/getTrust")
+      (cao--request-async server :cao/getTrust (make-hash-table)
+                          (lambda (result)
+                            (setf (cao--server-trust server) (plist-get result :folders))
+                            (run-hooks 'cao--agents-list-changed-hook))))))
+
+(defun cao--has-method-p (server method)
+  "Non-nil if SERVER announces METHOD (capabilities.experimental.cao.methods)."
+  (let ((cao (plist-get (plist-get (eglot--capabilities server) :experimental) :cao)))
+    (and (member method (append (plist-get cao :methods) nil)) t)))
 
 (add-hook 'eglot-connect-hook #'cao--on-connect)
 
 (defun cao--connect (root)
   "Start the sidecar for ROOT through eglot and wait until it is ready; return it."
+  ;; Asked before the program is chosen: a trusted project's own .venv sidecar may run.
+  (when (eq (cao-trust-maybe-ask root) 'trust)
+    ;; A failure to record it (no cao-sidecar to run) is said, and the sidecar starts anyway.
+    (condition-case err
+        (cao--set-trust root t)
+      (user-error (message "%s" (error-message-string err)))))
   (let* ((default-directory root)
          (project (or (project-current nil root) (cons 'transient root)))
          (contact (cao--contact root))
@@ -263,7 +289,9 @@ Agents keep running in tmux."
   (let ((server (or server (cao--current-server))))
     (when (cao--live-p server)
       (let ((root (cao--server-root server)))
-        (eglot-shutdown server)
+        ;; eglot's default of 1.5 s for the answer to `shutdown' is short for a sidecar that
+        ;; saves its state on a loaded machine.
+        (eglot-shutdown server nil 10)
         (remhash root cao--servers)))
     (run-hooks 'cao--agents-list-changed-hook)))
 
@@ -415,7 +443,10 @@ them), so their status wins."
                 (lambda (name)
                   (when-let ((p (cl-find name profiles :key (lambda (p) (plist-get p :name))
                                          :test #'equal)))
-                    (format "  %s  %s" (plist-get p :provider) (plist-get p :description)))))))
+                    (format "  %s  %s%s" (plist-get p :provider) (plist-get p :description)
+                            (if (eq (plist-get p :untrusted) t)
+                                "  [untrusted: its settings are held back]"
+                              "")))))))
     (completing-read prompt names nil t)))
 
 (defun cao--agent-label (agent)
@@ -693,6 +724,62 @@ A worker started by cao/assign has finished."
   (run-with-timer 0 nil #'cao--open-terminal terminalId (append attachCommand nil)))
 
 
+;;; Workspace trust
+
+(defun cao--trust-cli-program ()
+  "How to run `cao-sidecar trust'.
+`cao-sidecar-program', else cao-sidecar on `exec-path'; never the
+project's own .venv program."
+  (cond ((stringp cao-sidecar-program) (list cao-sidecar-program))
+        ((consp cao-sidecar-program) (copy-sequence cao-sidecar-program))
+        ((executable-find "cao-sidecar") (list (executable-find "cao-sidecar")))
+        (t (user-error "cao: cannot change trust: no sidecar runs for this project and %s"
+                       "cao-sidecar is not on `exec-path'"))))
+
+(defun cao--set-trust (root trusted)
+  "Trust ROOT (TRUSTED non-nil) or stop trusting it, in the user's store.
+Through ROOT's running sidecar (cao/setTrust) if it has that method,
+else with `cao-sidecar trust'.  Return how: `sidecar' or `cli'."
+  (let* ((root (cao--normalize-root root))
+         (server (gethash root cao--servers))
+         (via (if (and (cao--live-p server) (cao--has-method-p server "cao/setTrust"))
+                  (let ((result (cao-request :cao/setTrust
+                                             (list :trusted (if trusted t :json-false)
+                                                   :path (directory-file-name root) :persist t)
+                                             nil server)))
+                    (setf (cao--server-trust server) (plist-get result :folders))
+                    'sidecar)
+                (cao-trust-run-cli (cao--trust-cli-program) root trusted)
+                'cli)))
+    (run-hooks 'cao--agents-list-changed-hook)
+    (message "cao: %s is %s" (abbreviate-file-name (directory-file-name root))
+             (if trusted "trusted" "no longer trusted"))
+    via))
+
+;;;###autoload
+(defun cao-trust (&optional root)
+  "Trust the current project (or ROOT; with a prefix argument, asked).
+Its .cao/ (profiles, flows, providers) and its own .venv/bin/cao-sidecar
+are then in force.  Kept in the user's trust store."
+  (interactive (list (and current-prefix-arg (read-directory-name "Trust folder: "))))
+  (cao--set-trust (or root (cao-project-root)) t))
+
+;;;###autoload
+(defun cao-untrust (&optional root)
+  "Stop trusting the current project (or ROOT; with a prefix argument, asked)."
+  (interactive (list (and current-prefix-arg (read-directory-name "Stop trusting folder: "))))
+  (cao--set-trust (or root (cao-project-root)) nil))
+
+(cl-defmethod eglot-handle-notification
+  ((server cao-server) (_method (eql 'cao/trustChanged)) &key folders &allow-other-keys)
+  "Handle cao/trustChanged from SERVER: FOLDERS' trust now."
+  (let ((changes (cao-trust-changes (cao--server-trust server) folders)))
+    (setf (cao--server-trust server) folders)
+    (dolist (info changes)
+      (message "%s" (cao-trust-describe-change info)))
+    (run-hooks 'cao--agents-list-changed-hook)))
+
+
 ;;; Agent list
 
 (defvar cao-agents-mode-map
@@ -780,7 +867,8 @@ A worker started by cao/assign has finished."
 
 (defun cao-mode-line-text ()
   "The mode-line text: \" CAO[AGENTS/WORKING]\".
-With \" ?N\" added when N agents wait for an answer."
+With \" ?N\" added when N agents wait for an answer, and \" untrusted\"
+while a sidecar holds back an untrusted project's .cao/."
   (let ((total 0) (working 0) (waiting 0) (servers (cao--live-servers)))
     (dolist (server servers)
       (maphash (lambda (_id agent)
@@ -789,9 +877,13 @@ With \" ?N\" added when N agents wait for an answer."
                    ((or "processing" "starting") (cl-incf working))
                    ("waiting_user_answer" (cl-incf waiting))))
                (cao--server-agents server)))
-    (cond ((null servers) " CAO")
-          ((> waiting 0) (format " CAO[%d/%d ?%d]" total working waiting))
-          (t (format " CAO[%d/%d]" total working)))))
+    (concat (cond ((null servers) " CAO")
+                  ((> waiting 0) (format " CAO[%d/%d ?%d]" total working waiting))
+                  (t (format " CAO[%d/%d]" total working)))
+            (if (cl-some (lambda (server) (cao-trust-untrusted-config-p (cao--server-trust server)))
+                         servers)
+                " untrusted"
+              ""))))
 
 (defvar cao-command-map
   (let ((map (make-sparse-keymap)))
@@ -805,6 +897,7 @@ With \" ?N\" added when N agents wait for an answer."
     (define-key map "t" #'cao-attach)
     (define-key map "k" #'cao-terminate)
     (define-key map "l" #'cao-agents)
+    (define-key map "T" #'cao-trust)
     map)
   "Keys for the cao commands; bind it to a prefix key.")
 (fset 'cao-command-map cao-command-map)

@@ -11,14 +11,11 @@ local socket = assert(os.getenv("CAO_TEST_SOCKET"))
 local cmd = vim.fn.json_decode(assert(os.getenv("CAO_TEST_CMD")))
 local cmd_env = vim.fn.json_decode(os.getenv("CAO_TEST_ENV") or "{}")
 
-local results = { steps = {}, order = {}, data = {} }
-local data = results.data
+local harness = dofile(vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":h") .. "/harness.lua")
+local data, notifications = harness.data, harness.notifications
+local wait_for, step = harness.wait_for, harness.step
 
--- ---- fakes for the UI a person would use ------------------------------------------------
-local notifications = {}
-vim.notify = function(msg, level)
-  table.insert(notifications, { msg = tostring(msg), level = level or vim.log.levels.INFO })
-end
+-- ---- fakes for the UI a person would use (vim.notify: recorded by the harness) -------------
 local selects = {}
 vim.ui.select = function(items, opts, on_choice)
   local entry = { items = vim.deepcopy(items), prompt = opts and opts.prompt or "" }
@@ -45,19 +42,6 @@ vim.ui.input = function(opts, on_confirm)
 end
 
 -- ---- helpers ------------------------------------------------------------------------------
-local function wait_for(what, timeout_ms, cond)
-  if not vim.wait(timeout_ms, cond, 20) then
-    error("timed out after " .. timeout_ms .. " ms waiting for " .. what, 2)
-  end
-end
-
-local function step(name, fn)
-  table.insert(results.order, name)
-  local t0 = uv.hrtime()
-  local ok, err = xpcall(fn, debug.traceback)
-  results.steps[name] = { ok = ok, error = (not ok) and tostring(err) or vim.NIL, ms = (uv.hrtime() - t0) / 1e6 }
-end
-
 local function find_notification(pattern, level)
   for _, n in ipairs(notifications) do
     if n.msg:find(pattern, 1, true) and (level == nil or n.level == level) then
@@ -459,15 +443,6 @@ step("sidecar_crash", function()
 end)
 
 -- ---- done ---------------------------------------------------------------------------------
-data.notifications = notifications
 data.selects = selects
-data.messages = vim.fn.execute("messages")
 data.total_ms = (uv.hrtime() - started) / 1e6
-local all_ok = true
-for _, name in ipairs(results.order) do
-  all_ok = all_ok and results.steps[name].ok
-end
-local file = assert(io.open(out_path, "w"))
-file:write(vim.fn.json_encode(results))
-file:close()
-vim.cmd((all_ok and "qall!" or "cquit 1"))
+harness.finish(out_path)

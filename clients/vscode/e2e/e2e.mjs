@@ -13,12 +13,11 @@
 
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
-import { createRequire } from "node:module";
 import * as path from "node:path";
 
+import { openBrowser, until } from "./common.mjs";
+
 const env = process.env;
-const require = createRequire(path.join(env.CAO_E2E_PLAYWRIGHT, "package.json"));
-const { chromium } = require(env.CAO_E2E_PLAYWRIGHT);
 
 const t0 = Date.now();
 const timings = {};
@@ -64,27 +63,7 @@ function sidecarPids() {
   return found;
 }
 
-async function until(what, fn, timeout = 20000) {
-  const end = Date.now() + timeout;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
-
-const browser = await chromium.launch({
-  executablePath: env.CAO_E2E_CHROMIUM,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-});
-const page = await browser.newPage({ viewport: { width: 1360, height: 820 } });
+const { browser, page } = await openBrowser(env);
 
 // ------------------------------------------------------------------ UI helpers
 

@@ -20,20 +20,25 @@ import {
   AgentStore,
   type ConnectionState,
   type ProfileInfo,
+  type TrustInfo,
   type WorkerCompletedNotification,
   agentLabel,
   agentPickItems,
   agentTreeItem,
   attachArgv,
   countAgents,
+  effectiveSidecarSetting,
   errorText,
   firstLine,
+  hasMethod,
   outputDocumentPath,
   profilePickItems,
   resolveSidecarPath,
   sidecarArgs,
   statusBarView,
   tmuxSocketName,
+  trustChangeMessage,
+  trustChanges,
   withProvider,
   workerCompletedMessage,
 } from "./logic";
@@ -118,6 +123,10 @@ class Cao {
   private readonly terminals = new Map<string, vscode.Terminal>();
   private refreshTimer: NodeJS.Timeout | undefined;
   private handoffCounter = 0;
+  /** the executable the running sidecar was started from */
+  private sidecarPath: string | undefined;
+  /** the sidecar's view of its folders' trust (cao/getTrust, cao/trustChanged) */
+  private trust: TrustInfo[] = [];
   private readonly activatedAt = Date.now();
   private readyLogged = false;
 
@@ -140,6 +149,7 @@ class Cao {
       vscode.workspace.onDidChangeWorkspaceFolders(() => {
         if (!this.client && vscode.workspace.workspaceFolders?.length) void this.startClient();
       }),
+      vscode.workspace.onDidGrantWorkspaceTrust(() => void this.onTrustGranted()),
     );
     const commands: Record<string, (...args: any[]) => unknown> = {
       "cao.spawn": () => this.spawn(),
@@ -191,20 +201,8 @@ class Cao {
     }
     const config = vscode.workspace.getConfiguration("cao");
     this.socket = tmuxSocketName(config.get<string>("tmuxSocket"), roots[0]);
-    const resolved = resolveSidecarPath({
-      setting: config.get<string>("sidecarPath"),
-      workspaceRoots: roots,
-      envPath: process.env.PATH,
-      home: os.homedir(),
-      isExecutable: (file) => {
-        try {
-          fs.accessSync(file, fs.constants.X_OK);
-          return fs.statSync(file).isFile();
-        } catch {
-          return false;
-        }
-      },
-    });
+    const trusted = vscode.workspace.isTrusted;
+    const resolved = this.resolveSidecar(roots, trusted);
     if (!resolved.path) {
       this.setState("stopped");
       this.log.error(`${resolved.how}; tried: ${resolved.tried.join(", ")}`);
@@ -212,7 +210,9 @@ class Cao {
       if (choice === "Open Settings") await vscode.commands.executeCommand("workbench.action.openSettings", "cao.sidecarPath");
       return;
     }
-    this.log.info(`starting ${resolved.path} (${resolved.how}) with tmux socket ${this.socket}`);
+    this.log.info(`starting ${resolved.path} (${resolved.how}) with tmux socket ${this.socket}; workspace trusted: ${trusted}`);
+    this.sidecarPath = resolved.path;
+    this.trust = [];
 
     const serverOptions: ServerOptions = {
       command: resolved.path,
@@ -232,7 +232,8 @@ class Cao {
       diagnosticCollectionName: "cao-sidecar",
       outputChannel: this.log,
       // The sidecar asks the user (window/showMessageRequest) when an agent waits for an answer.
-      initializationOptions: { askUser: true },
+      // VS Code keeps the workspace's trust: the sidecar follows it instead of its own store.
+      initializationOptions: { askUser: true, workspaceTrusted: trusted },
     };
     const client = new LanguageClient("cao-sidecar", "CAO Sidecar", serverOptions, clientOptions);
     this.client = client;
@@ -244,6 +245,7 @@ class Cao {
         void vscode.window.showErrorMessage(`CAO: ${errorText(err)}`);
       });
     });
+    client.onNotification("cao/trustChanged", (n: { folders?: TrustInfo[] }) => this.onTrustChanged(n.folders ?? []));
     this.context.subscriptions.push(
       client.onDidChangeState((e) => {
         if (this.client !== client) return; // an old client going down after a restart
@@ -251,6 +253,7 @@ class Cao {
           // Also after a crash and restart: the new sidecar adopted the agents left in tmux.
           this.setState("running");
           void this.refresh();
+          void this.refreshTrust();
         } else if (e.newState === State.Starting) {
           this.setState("starting");
         } else {
@@ -267,6 +270,77 @@ class Cao {
       void vscode.window.showErrorMessage(`CAO: the sidecar did not start: ${errorText(err)}`, "Show Log").then((c) => {
         if (c) this.log.show();
       });
+    }
+  }
+
+  /** The sidecar executable for these roots; in an untrusted workspace nothing of the workspace's. */
+  private resolveSidecar(roots: string[], trusted: boolean): ReturnType<typeof resolveSidecarPath> {
+    const layers = vscode.workspace.getConfiguration("cao").inspect<string>("sidecarPath");
+    const { setting, ignored } = effectiveSidecarSetting(
+      { user: layers?.globalValue, workspace: layers?.workspaceFolderValue ?? layers?.workspaceValue },
+      trusted,
+    );
+    if (ignored) this.log.warn(ignored);
+    return resolveSidecarPath({
+      setting,
+      workspaceRoots: roots,
+      workspaceTrusted: trusted,
+      envPath: process.env.PATH,
+      home: os.homedir(),
+      isExecutable: (file) => {
+        try {
+          fs.accessSync(file, fs.constants.X_OK);
+          return fs.statSync(file).isFile();
+        } catch {
+          return false;
+        }
+      },
+    });
+  }
+
+  /** The user trusted the workspace: its own sidecar (if any) now runs, else the sidecar is told. */
+  private async onTrustGranted(): Promise<void> {
+    const roots = this.workspaceRoots();
+    if (roots.length === 0) return;
+    const resolved = this.resolveSidecar(roots, true);
+    // Not running (yet): a new sidecar, started trusted. Another program now: that one.
+    if (!this.client || this.state !== "running" || (resolved.path && resolved.path !== this.sidecarPath)) {
+      this.log.info(`workspace trusted: starting ${resolved.path ?? "the sidecar"} (${resolved.how})`);
+      await this.restartSidecar();
+      return;
+    }
+    if (!hasMethod(this.client.initializeResult?.capabilities, "cao/setTrust")) {
+      this.log.warn("workspace trusted, but this sidecar has no cao/setTrust: CAO: Restart Sidecar to apply it");
+      return;
+    }
+    try {
+      const { folders } = await this.request<{ folders: TrustInfo[] }>("cao/setTrust", { trusted: true, persist: false });
+      this.log.info(`cao/setTrust: ${folders.map((f) => `${f.path} ${f.trusted ? "trusted" : "untrusted"}`).join(", ")}`);
+      this.onTrustChanged(folders ?? []);
+    } catch (err) {
+      this.log.error(`cao/setTrust: ${errorText(err)}`);
+    }
+  }
+
+  private async refreshTrust(): Promise<void> {
+    if (!this.client || !hasMethod(this.client.initializeResult?.capabilities, "cao/getTrust")) return;
+    try {
+      const { folders } = await this.request<{ folders: TrustInfo[] }>("cao/getTrust", {});
+      this.trust = folders ?? [];
+      this.render();
+    } catch (err) {
+      this.log.warn(`cao/getTrust: ${errorText(err)}`);
+    }
+  }
+
+  private onTrustChanged(folders: TrustInfo[]): void {
+    const changed = trustChanges(this.trust, folders);
+    this.trust = folders;
+    this.render();
+    for (const folder of changed) {
+      const text = trustChangeMessage(folder);
+      this.log.info(text);
+      void (folder.trusted ? vscode.window.showInformationMessage(text) : vscode.window.showWarningMessage(text));
     }
   }
 
@@ -318,7 +392,7 @@ class Cao {
 
   private render(): void {
     const agents = this.store.list();
-    const view = statusBarView(agents, this.state);
+    const view = statusBarView(agents, this.state, this.trust);
     this.statusItem.text = view.text;
     this.statusItem.tooltip = view.tooltip;
     this.statusItem.command = this.state === "stopped" ? "cao.restartSidecar" : "cao.showAgents";

@@ -5,6 +5,10 @@
 import { createHash } from "node:crypto";
 import * as path from "node:path";
 
+import { type TrustInfo, trustTooltipLines } from "./trust";
+
+export * from "./trust";
+
 // ---------------------------------------------------------------- wire types (protocol/spec.md)
 
 export type AgentStatus =
@@ -64,6 +68,8 @@ export interface ProfileInfo {
   model?: string | null;
   tags?: string[];
   stale?: boolean;
+  /** from an untrusted workspace folder: its held-back parts are not in force */
+  untrusted?: boolean;
 }
 
 /** Statuses in which an agent is busy (the status bar spins while any agent is in one). */
@@ -140,7 +146,7 @@ export function countAgents(agents: AgentInfo[]): { total: number; busy: number;
 }
 
 /** The status bar item: how many agents, how many working (spinner), how many asking. */
-export function statusBarView(agents: AgentInfo[], state: ConnectionState): StatusBarView {
+export function statusBarView(agents: AgentInfo[], state: ConnectionState, trust: TrustInfo[] = []): StatusBarView {
   if (state === "noFolder") {
     return { text: "$(hubot) CAO", tooltip: "CAO: open a folder to start the sidecar" };
   }
@@ -162,7 +168,7 @@ export function statusBarView(agents: AgentInfo[], state: ConnectionState): Stat
   const lines = agents
     .filter((a) => a.status !== "exited")
     .map((a) => `${agentLabel(a)} (${a.terminalId}): ${statusLabel(a.status)}`);
-  const tooltip = ["CAO agents", ...(lines.length ? lines : ["none yet"]), "", "Click for the list"].join("\n");
+  const tooltip = ["CAO agents", ...(lines.length ? lines : ["none yet"]), ...trustTooltipLines(trust), "", "Click for the list"].join("\n");
   return {
     text: parts.join(" · "),
     tooltip,
@@ -263,6 +269,7 @@ export function profilePickItems(profiles: ProfileInfo[], defaultProvider?: stri
       defaultProvider ? `${defaultProvider} (setting; profile: ${p.provider})` : p.provider,
       p.scope === "builtin" ? "" : p.scope,
       p.stale ? "has errors" : "",
+      p.untrusted ? "untrusted: its settings are held back" : "",
     ]
       .filter(Boolean)
       .join(" · "),
@@ -329,8 +336,11 @@ export function expandPath(value: string, home: string, workspaceRoot: string | 
 }
 
 export interface ResolveSidecarOptions {
+  /** cao.sidecarPath as in force (see effectiveSidecarSetting: only the user's when untrusted) */
   setting?: string;
   workspaceRoots: string[];
+  /** vscode.workspace.isTrusted; untrusted: nothing inside the workspace folders is run */
+  workspaceTrusted?: boolean;
   envPath?: string;
   home: string;
   /** true if the file exists and is executable (injected, so tests need no files) */
@@ -346,15 +356,28 @@ export interface ResolvedSidecar {
 
 const EXECUTABLE = "cao-sidecar";
 
+/** `file` is one of `roots` or inside one. */
+function insideAny(file: string, roots: string[]): boolean {
+  return roots.some((root) => {
+    const rel = path.relative(root, file);
+    return rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel));
+  });
+}
+
 /**
  * Where the `cao-sidecar` executable is: the setting (a path, or a bare name looked up on PATH);
  * else the workspace folders' virtual environments (.venv/bin, venv/bin, env/bin); else PATH.
+ * In an untrusted workspace nothing inside its folders runs: no virtual environment of its own,
+ * no setting or PATH entry that points into it.
  */
 export function resolveSidecarPath(opts: ResolveSidecarOptions): ResolvedSidecar {
   const tried: string[] = [];
+  const trusted = opts.workspaceTrusted === true;
+  const untrustedFile = (file: string): boolean => !trusted && insideAny(file, opts.workspaceRoots);
   const onPath = (name: string): string | undefined => {
     for (const dir of (opts.envPath ?? "").split(path.delimiter)) {
-      if (!dir) continue;
+      // A relative PATH entry would be looked up in the workspace the sidecar starts in.
+      if (!dir || !path.isAbsolute(dir) || untrustedFile(dir)) continue;
       const candidate = path.join(dir, name);
       tried.push(candidate);
       if (opts.isExecutable(candidate)) return candidate;
@@ -372,11 +395,14 @@ export function resolveSidecarPath(opts: ResolveSidecarOptions): ResolvedSidecar
     }
     const absolute = path.isAbsolute(expanded) ? expanded : path.resolve(opts.workspaceRoots[0] ?? opts.home, expanded);
     tried.push(absolute);
+    if (untrustedFile(absolute)) {
+      return { path: undefined, how: `cao.sidecarPath '${setting}' points into the workspace, which is not trusted`, tried };
+    }
     return opts.isExecutable(absolute)
       ? { path: absolute, how: "cao.sidecarPath", tried }
       : { path: undefined, how: `cao.sidecarPath '${setting}' is not an executable file`, tried };
   }
-  for (const root of opts.workspaceRoots) {
+  for (const root of trusted ? opts.workspaceRoots : []) {
     for (const venv of [".venv", "venv", "env"]) {
       const candidate = path.join(root, venv, "bin", EXECUTABLE);
       tried.push(candidate);
@@ -387,7 +413,9 @@ export function resolveSidecarPath(opts: ResolveSidecarOptions): ResolvedSidecar
   if (found) return { path: found, how: "PATH", tried };
   return {
     path: undefined,
-    how: "cao-sidecar was not found in the workspace's .venv/venv nor on PATH; install it (pip install cao-sidecar) or set cao.sidecarPath",
+    how: trusted
+      ? "cao-sidecar was not found in the workspace's .venv/venv nor on PATH; install it (pip install cao-sidecar) or set cao.sidecarPath"
+      : "cao-sidecar was not found on PATH (the workspace's own .venv/venv is not used: the workspace is not trusted); install it (pip install cao-sidecar) or set cao.sidecarPath in your user settings",
     tried,
   };
 }

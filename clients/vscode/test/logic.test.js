@@ -34,9 +34,9 @@ test("tmux socket: the setting wins, else cao- + 12 hex digits of sha256(workspa
   assert.notEqual(logic.tmuxSocketName("", "/a"), logic.tmuxSocketName("", "/b"));
 });
 
-test("sidecar path: setting, then the workspace's .venv, venv, env, then PATH", () => {
+test("sidecar path (trusted workspace): setting, then the workspace's .venv, venv, env, then PATH", () => {
   const files = new Set(["/ws/venv/bin/cao-sidecar", "/usr/local/bin/cao-sidecar", "/opt/cao/bin/cao-sidecar", "/home/u/bin/cao"]);
-  const base = { workspaceRoots: ["/ws"], envPath: ["/usr/bin", "/usr/local/bin"].join(path.delimiter), home: "/home/u", isExecutable: (f) => files.has(f) };
+  const base = { workspaceRoots: ["/ws"], workspaceTrusted: true, envPath: ["/usr/bin", "/usr/local/bin"].join(path.delimiter), home: "/home/u", isExecutable: (f) => files.has(f) };
   assert.deepEqual(
     { ...logic.resolveSidecarPath(base), tried: undefined },
     { path: "/ws/venv/bin/cao-sidecar", how: "the workspace's venv", tried: undefined },

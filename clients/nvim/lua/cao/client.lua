@@ -76,6 +76,7 @@ local function seed()
       state.changed()
     end
   end)
+  require("cao.trust").seed()
 end
 
 local function on_init(c, result)
@@ -129,6 +130,8 @@ function M.start()
   local root = config.root_dir(opts)
   local socket = config.tmux_socket(root, opts)
   state.root, state.socket = root, socket
+  -- Asked first: a folder's own .venv sidecar runs only once the folder is trusted.
+  require("cao.trust").maybe_ask(root)
   local cmd, why = config.full_cmd(root, socket, opts)
   if not cmd then
     state.exit_code = -1

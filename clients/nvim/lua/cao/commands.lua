@@ -47,6 +47,15 @@ local function waiting(agent)
   return agent.status == "waiting_user_answer"
 end
 
+--- :Cao trust / :Cao untrust [folder]: default the sidecar's project root.
+local function trust_command(args, trusted)
+  local folder = vim.trim(args or "")
+  if folder == "" then
+    folder = state.root or require("cao.config").root_dir()
+  end
+  require("cao.trust").set(vim.fn.expand(folder), trusted)
+end
+
 M.subcommands = {
   agents = {
     usage = "",
@@ -164,6 +173,18 @@ M.subcommands = {
       cao().restart()
     end,
   },
+  trust = {
+    usage = "[folder]",
+    run = function(args)
+      trust_command(args, true)
+    end,
+  },
+  untrust = {
+    usage = "[folder]",
+    run = function(args)
+      trust_command(args, false)
+    end,
+  },
 }
 
 function M.names()
@@ -229,6 +250,8 @@ function M.complete(arglead, cmdline, cursorpos)
       candidates = agent_ids(waiting)
     elseif sub == "send" or sub == "output" or sub == "attach" or sub == "terminate" then
       candidates = agent_ids()
+    elseif sub == "trust" or sub == "untrust" then
+      return vim.fn.getcompletion(arglead, "dir")
     end
   elseif n == 2 then
     if sub == "output" then
@@ -249,7 +272,7 @@ function M.create()
   end, {
     nargs = "*",
     complete = M.complete,
-    desc = "cao-sidecar: agents, spawn, handoff, assign, send, output, attach, terminate, answer",
+    desc = "cao-sidecar: agents, spawn, handoff, assign, send, output, attach, terminate, answer, trust",
   })
 end
 

@@ -4,8 +4,9 @@ local compat = require("cao.compat")
 local M = {}
 
 M.defaults = {
-  -- The sidecar command: a string or a list. Default: <root>/.venv/bin/cao-sidecar if it exists,
-  -- else cao-sidecar on $PATH. "--stdio --tmux-socket <socket>" is appended.
+  -- The sidecar command: a string or a list. Default: <root>/.venv/bin/cao-sidecar if it exists
+  -- and the folder is trusted (:Cao trust), else cao-sidecar on $PATH. "--stdio --tmux-socket
+  -- <socket>" is appended.
   cmd = nil,
   -- Extra environment variables for the sidecar process.
   cmd_env = nil,
@@ -24,6 +25,9 @@ M.defaults = {
   -- Open vim.ui.select (or vim.ui.input for a free-text question) at once when an agent asks.
   -- false: only notify; answer with :Cao answer or "r" in :Cao agents.
   ask = true,
+  -- The first time a folder with a .cao/ that is not trusted is opened, ask once whether to trust
+  -- it (vim.ui.select); false: never ask (:Cao trust still works).
+  ask_trust = true,
   -- Start the sidecar in setup(); false: on the first :Cao command.
   autostart = true,
   -- Passed as --log-level (the sidecar logs to stderr, which Neovim writes to its LSP log).
@@ -127,12 +131,18 @@ function M.sidecar_cmd(root, opts)
     end
     return cmd
   end
+  -- The folder's own .venv is the folder's code: run only once the user trusts the folder.
   local venv = root .. "/.venv/bin/cao-sidecar"
-  if vim.fn.executable(venv) == 1 then
+  local venv_found = vim.fn.executable(venv) == 1
+  if venv_found and require("cao.trust").is_trusted(root) then
     return { venv }
   end
   if vim.fn.executable("cao-sidecar") == 1 then
     return { vim.fn.exepath("cao-sidecar") }
+  end
+  if venv_found then
+    return nil, ("cao-sidecar is not on $PATH, and %s is not run because %s is not trusted; "
+      .. "trust it (cao-sidecar trust %s) or set cmd in require('cao').setup()"):format(venv, root, root)
   end
   return nil, "cao-sidecar not found (neither on $PATH nor in " .. root .. "/.venv/bin); "
     .. "install it (pip install cao-sidecar) or set cmd in require('cao').setup()"

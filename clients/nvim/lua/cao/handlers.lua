@@ -74,6 +74,10 @@ function M.open_terminal(_, params)
   end
 end
 
+function M.trust_changed(_, params)
+  require("cao.trust").on_changed(params)
+end
+
 -- This plugin asks the user itself (initializationOptions.askUser = false). Should a sidecar ask
 -- anyway, answer "no answer" at once: Neovim's default handler waits for keys, forever when
 -- headless.
@@ -88,6 +92,7 @@ function M.build()
     ["cao/profilesChanged"] = safe(M.profiles_changed),
     ["cao/openTerminal"] = safe(M.open_terminal),
     ["cao/flowsChanged"] = function() end,
+    ["cao/trustChanged"] = safe(M.trust_changed),
     ["window/showMessageRequest"] = safe(M.show_message_request),
   }
 end

@@ -208,9 +208,35 @@ local function check_clis(h)
   end
 end
 
+local function check_trust(h)
+  h.start("workspace trust")
+  local trust = require("cao.trust")
+  local root = state.root or config.root_dir()
+  h.info("trust store: " .. trust.store_path())
+  local by = trust.trusted_by(root)
+  if by then
+    h.ok(root .. " is trusted" .. (by ~= trust.realpath(root) and (" (through " .. by .. ")") or ""))
+  elseif trust.has_config(root) then
+    h.warn(root .. " has a .cao/ and is not trusted: its flows, providers, profile settings and its own "
+      .. ".venv/bin/cao-sidecar are held back", { ":Cao trust (or cao-sidecar trust " .. root .. ")" })
+  else
+    h.info(root .. " is not trusted (it has no .cao/)")
+  end
+  for _, folder in ipairs(state.trust or {}) do
+    local says = ("the running sidecar: %s %s (%s)"):format(folder.path, folder.trusted and "trusted" or "untrusted",
+      tostring(folder.source))
+    if folder.trusted or #folder.heldBack == 0 then
+      h.info(says)
+    else
+      h.warn(says .. "; held back: " .. table.concat(folder.heldBack, "; "))
+    end
+  end
+end
+
 function M.check()
   local h = compat.health()
   check_sidecar(h)
+  check_trust(h)
   check_tmux(h)
   check_clis(h)
 end

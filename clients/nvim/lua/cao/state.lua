@@ -21,6 +21,7 @@ local M = {
   profiles = {}, -- ProfileInfo list
   outputs = {}, -- terminalId -> last answer seen in a notification or result
   handled_prompts = {}, -- prompt id -> true once shown to the user
+  trust = {}, -- TrustInfo of the sidecar's folders (cao/getTrust, cao/trustChanged)
 }
 
 local listeners = {}
@@ -31,6 +32,7 @@ function M.reset()
   M.client_id, M.running, M.initialized, M.exit_code, M.start_error = nil, false, false, nil, nil
   M.server_info, M.capability, M.init_ms = nil, nil, nil
   M.agents, M.order, M.profiles, M.outputs, M.handled_prompts = {}, {}, {}, {}, {}
+  M.trust = {}
   statusline_cache = nil
 end
 
@@ -168,6 +170,12 @@ function M.statusline()
       end
     end
     text = ("CAO %d agent%s"):format(total, total == 1 and "" or "s")
+    for _, folder in ipairs(M.trust) do
+      if folder.hasConfig and not folder.trusted then
+        text = text .. " · untrusted"
+        break
+      end
+    end
     if working > 0 then
       text = text .. (" · %d working"):format(working)
     end

@@ -79,7 +79,17 @@ function M.pick_profile(prompt, callback)
     if #names == 0 then
       return util.warn("no profiles")
     end
-    vim.ui.select(names, { prompt = prompt or "Profile" }, function(name)
+    -- A profile from an untrusted folder (ProfileInfo.untrusted): its held-back parts are not in force.
+    local untrusted = {}
+    for _, profile in ipairs(state.profiles) do
+      if profile.untrusted == true then
+        untrusted[profile.name] = true
+      end
+    end
+    local function format_item(name)
+      return untrusted[name] and (name .. "  (untrusted: its settings are held back)") or name
+    end
+    vim.ui.select(names, { prompt = prompt or "Profile", format_item = format_item }, function(name)
       if name then
         callback(name)
       end
