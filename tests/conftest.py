@@ -48,6 +48,17 @@ def isolated_env(base: Path, *, trusted: bool = True) -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def trusted_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """For in-process tests of a workspace's `.cao/`: `tmp_path`, trusted in a trust store of
+    its own (XDG_CONFIG_HOME under tmp_path, also for subprocesses the test starts)."""
+    from cao_sidecar import trust
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    trust.grant(tmp_path)
+    return tmp_path
+
+
 def kill_tmux(socket: str) -> None:
     subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
     uid = os.getuid()
