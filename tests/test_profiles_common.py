@@ -154,7 +154,12 @@ def live_sidecar(
     return config, recorder
 
 
-async def start(config: ClientServerConfig, recorder: Recorder, folders: Optional[list[Path]] = None) -> LanguageClient:
+async def start(
+    config: ClientServerConfig,
+    recorder: Recorder,
+    folders: Optional[list[Path]] = None,
+    initialization_options: Optional[dict[str, Any]] = None,
+) -> LanguageClient:
     client = await config.start()
     folders = folders or [recorder.workspace]
     await client.initialize_session(
@@ -162,6 +167,7 @@ async def start(config: ClientServerConfig, recorder: Recorder, folders: Optiona
             capabilities=types.ClientCapabilities(window=types.WindowClientCapabilities(work_done_progress=True)),
             root_uri=folders[0].as_uri(),
             workspace_folders=[types.WorkspaceFolder(uri=f.as_uri(), name=f.name) for f in folders],
+            initialization_options=initialization_options,
         )
     )
     return client

@@ -258,3 +258,28 @@ async def test_set_trust_refuses_a_bad_path(client):
         error = await rpc_error(client, "cao/setTrust", {"trusted": True, "path": path})
         assert error.code == -32602
     assert (await folder(client))["trusted"] is False
+
+
+async def test_the_editors_own_trust_decides_for_its_folders_and_writes_nothing():
+    """VS Code: initializationOptions.workspaceTrusted, then cao/setTrust with persist: false."""
+    config, sidecar = live_sidecar("trust-editor", trusted=False)
+    flows_dir = sidecar.workspace / ".cao" / "flows"
+    flows_dir.mkdir(parents=True)
+    (flows_dir / "y.md").write_text('---\nname: y\nschedule: "0 0 1 1 *"\nprofile: mock_developer\n---\necho hi\n')
+    store = sidecar.config_dir / "trust.json"
+    lsp = await start(config, sidecar, initialization_options={"workspaceTrusted": True})
+    try:
+        (info,) = (await request(lsp, "cao/getTrust", {}))["folders"]
+        assert (info["trusted"], info["source"]) == (True, "editor")
+        listed = by_name((await request(lsp, "cao/listFlows", {}))["flows"])
+        assert listed["y"]["untrusted"] is False and listed["y"]["nextRunAt"] is not None
+        mark = sidecar.mark("cao/trustChanged")
+        (info,) = (await request(lsp, "cao/setTrust", {"trusted": False, "persist": False}))["folders"]
+        assert (info["trusted"], info["source"]) == (False, "editor") and info["heldBack"]
+        await sidecar.next("cao/trustChanged", lambda n: not n["folders"][0]["trusted"], since=mark)
+        assert by_name((await request(lsp, "cao/listFlows", {}))["flows"])["y"]["untrusted"] is True
+        (info,) = (await request(lsp, "cao/setTrust", {"trusted": True, "persist": False}))["folders"]
+        assert info["trusted"] is True
+        assert not store.exists()  # the editor keeps its own trust: nothing written
+    finally:
+        await stop(lsp, sidecar)
