@@ -88,6 +88,11 @@ async def profiles(client) -> dict[str, dict]:
     return by_name((await request(client, "cao/listProfiles", {}))["profiles"])
 
 
+def environ_of(pid: str) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.decode(errors="replace").partition("=")[::2] for item in raw.split(b"\0") if b"=" in item)
+
+
 def trust_warnings(path: Path) -> list[str]:
     return [d["message"] for d in SIDECAR.diagnostics_for(path) or [] if "not trusted" in d["message"]]
 
@@ -145,9 +150,7 @@ async def test_nothing_of_an_untrusted_folder_runs_or_takes_effect(client):
     assert agents[helper["terminalId"]]["workingDirectory"] == str(WS)
     pane = pane_of(SIDECAR, helper["terminalId"])
     assert pane is not None
-    from test_editor_common import _proc_env
-
-    assert "EVIL_FLAG" not in _proc_env(pane["pid"])
+    assert "EVIL_FLAG" not in environ_of(pane["pid"])
     for agent in (dev, helper):
         await terminate(client, agent["terminalId"])
 
@@ -191,9 +194,7 @@ async def test_set_trust_makes_it_work_live_and_revoking_stops_it(client):
     # And the profile's env and workingDirectory apply.
     helper = await request(client, "cao/spawn", {"profile": "helper"})
     pane = pane_of(SIDECAR, helper["terminalId"])
-    from test_editor_common import _proc_env
-
-    assert pane is not None and _proc_env(pane["pid"]).get("EVIL_FLAG") == "planted"
+    assert pane is not None and environ_of(pane["pid"]).get("EVIL_FLAG") == "planted"
     await terminate(client, helper["terminalId"])
 
     # Revoke: it all stops again.
