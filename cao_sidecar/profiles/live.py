@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Optional
 from urllib.parse import unquote, urlparse
 
 from cao_sidecar import paths, trust, wire
-from cao_sidecar.core.errors import InvalidRequest
+from cao_sidecar.core.errors import CaoError, InvalidRequest
 from cao_sidecar.flows.catalog import FlowCatalog
 from cao_sidecar.flows.scheduler import FlowScheduler, FlowState
 from cao_sidecar.profiles.catalog import ProfileCatalog, builtin_profiles_dir
@@ -94,6 +94,7 @@ class LiveConfig:
         self._notice_listeners: list[Callable[[wire.TrustInfo], None]] = []
         self._decisions = self._trust_decisions()
         self._noticed: set[Path] = set()
+        self._trust_tasks: set[asyncio.Task[None]] = set()
         self._pending: set[str] = set()
         self._reloading: Optional[asyncio.Task[None]] = None
         self._flows_note_scheduled = False
@@ -111,8 +112,9 @@ class LiveConfig:
     async def close(self) -> None:
         self._closed = True
         await self.watcher.close()
-        if self._reloading is not None:
-            self._reloading.cancel()
+        for task in (self._reloading, *self._trust_tasks):
+            if task is not None:
+                task.cancel()
         await self.scheduler.close()
         self.store.close()
 
@@ -199,8 +201,10 @@ class LiveConfig:
         trust_dir = trust.trust_file().parent
         for hit in hits:
             if hit == trust_dir:
-                if self._trust_decisions() != self._decisions:
-                    asyncio.get_running_loop().create_task(self.refresh_trust())
+                if self._trust_decisions() != self._decisions:  # refreshes are serialised and idempotent
+                    task = asyncio.get_running_loop().create_task(self.refresh_trust())
+                    self._trust_tasks.add(task)
+                    task.add_done_callback(self._trust_tasks.discard)
             elif hit in profile_dirs:
                 kinds.add("profiles")
             elif hit in flow_dirs:
@@ -287,7 +291,10 @@ class LiveConfig:
         targets = [Path(path)] if path is not None else list(self.folders)
         for folder in targets:
             if persist:
-                await asyncio.to_thread(trust.grant if trusted else trust.revoke, folder)
+                try:
+                    await asyncio.to_thread(trust.grant if trusted else trust.revoke, folder)
+                except OSError as exc:
+                    raise CaoError(f"cannot write the trust store {trust.trust_file()}: {exc.strerror or exc}") from None
                 trust.POLICY.set_editor_decision(folder, None)  # the store decides for it now
             else:
                 trust.POLICY.set_editor_decision(folder, trusted)
