@@ -284,3 +284,22 @@ async def test_the_editors_own_trust_decides_for_its_folders_and_writes_nothing(
         assert not store.exists()  # the editor keeps its own trust: nothing written
     finally:
         await stop(lsp, sidecar)
+
+
+async def test_the_python_client_reads_and_sets_trust():
+    from cao_client.client import CaoClient
+
+    from conftest import kill_tmux
+
+    env = dict(SIDECAR.env, CAO_TMUX_SOCKET=SIDECAR.socket + "-py", CAO_FLOWS_SCHEDULER="off")
+    client = await CaoClient.start(workspace=WS, env=env)
+    try:
+        (info,) = await client.get_trust()
+        assert (info["path"], info["trusted"], info["source"]) == (str(WS), False, "none")
+        (info,) = await client.set_trust(True, WS, persist=False)
+        assert (info["trusted"], info["source"]) == (True, "editor")
+        assert "untrusted" not in json.dumps(await client.list_profiles()).replace('"untrusted": false', "")
+    finally:
+        await client.close()
+        kill_tmux(env["CAO_TMUX_SOCKET"])
+    assert json.loads(TRUST_FILE.read_text())["trusted"] == {}  # persist: false wrote nothing
