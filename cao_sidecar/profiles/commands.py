@@ -118,6 +118,8 @@ def profiles_command(args: argparse.Namespace) -> int:
         print(f"file:        {entry.path} ({entry.layer.scope}){'  [has errors: last good version shown]' if entry.stale else ''}")
         for path in entry.shadows:
             print(f"shadows:     {path}")
+        if not entry.layer.trusted:
+            print(f"trust:       {UNTRUSTED_NOTE} (what is held back is listed below)")
         print(f"provider:    {p.provider}")
         for label, value in (
             ("description", p.description),
