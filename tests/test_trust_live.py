@@ -238,6 +238,16 @@ async def test_the_command_line_trusts_and_revokes_while_the_sidecar_runs(client
     await assert_untrusted_state(client)
     assert not GATE_MARKER.exists()
 
+    # Any write of the store counts (here from this process): the watch latency alone.
+    from cao_sidecar import trust
+
+    for grant in (True, False):
+        mark = SIDECAR.mark("cao/trustChanged")
+        before = time.monotonic()
+        trust.grant(WS, file=TRUST_FILE) if grant else trust.revoke(WS, file=TRUST_FILE)
+        _, arrived = await SIDECAR.next("cao/trustChanged", lambda n: n["folders"][0]["trusted"] is grant, since=mark)
+        print(f"trust.json {'grant' if grant else 'revoke'} -> cao/trustChanged in {arrived - before:.3f} s")
+
 
 async def test_a_corrupt_store_trusts_nothing_and_is_set_aside_by_the_next_grant(client):
     TRUST_FILE.write_text('{"version": 1, "trusted": {"' + str(WS) + '": ')  # cut short
