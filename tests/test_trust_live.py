@@ -313,3 +313,33 @@ async def test_the_python_client_reads_and_sets_trust():
         await client.close()
         kill_tmux(env["CAO_TMUX_SOCKET"])
     assert json.loads(TRUST_FILE.read_text())["trusted"] == {}  # persist: false wrote nothing
+
+
+async def test_a_flow_trusted_live_runs_on_its_next_slot():
+    """Trust given while the sidecar runs schedules the flow: its gate runs at the next slot."""
+    config, sidecar = live_sidecar("trust-slot", trusted=False)
+    flows_dir = sidecar.workspace / ".cao" / "flows"
+    flows_dir.mkdir(parents=True)
+    marker = sidecar.workspace / "SLOT_MARKER"
+    gate = ["sh", "-c", f"touch {marker}; echo '{{\"run\": false, \"reason\": \"slot\"}}'"]
+    (flows_dir / "z.md").write_text(f'---\nname: z\nschedule: "* * * * *"\nprofile: mock_developer\ngate: {json.dumps(gate)}\n---\nhi\n')
+    lead = 8.0
+    sidecar.env["CAO_CLOCK_OFFSET_SECONDS"] = str((-(time.time() + lead)) % 60)
+    slot = time.time() + lead
+    lsp = await start(config, sidecar)
+    try:
+        assert by_name((await request(lsp, "cao/listFlows", {}))["flows"])["z"]["nextRunAt"] is None
+        await request(lsp, "cao/setTrust", {"trusted": True, "persist": False})
+        assert time.time() < slot - 1, "the sidecar took too long to start for this test's slot"
+        assert by_name((await request(lsp, "cao/listFlows", {}))["flows"])["z"]["nextRunAt"] is not None
+        await eventually(marker.exists, timeout=lead + 15)
+        assert time.time() >= slot - 0.5  # on its slot, not at once
+        last = None
+        for _ in range(100):
+            last = by_name((await request(lsp, "cao/listFlows", {}))["flows"])["z"]["lastRun"]
+            if last and last["status"] != "running":
+                break
+            await asyncio.sleep(0.1)
+        assert last is not None and last["trigger"] == "schedule" and last["status"] == "skipped"
+    finally:
+        await stop(lsp, sidecar)
