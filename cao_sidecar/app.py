@@ -126,6 +126,10 @@ async def serve_stdio(*, tmux_socket: str, session: str) -> int:
         writer.close()
         return 0
     workspace = Path(handshake.workspace_root(initialize.get("params")) or os.getcwd())
+    from cao_sidecar import trust
+
+    # Before anything loads the workspace's .cao/: the editor may decide trust for its folders.
+    trust.POLICY.set_editor_decision(None, handshake.workspace_trusted(initialize.get("params")))
 
     from cao_sidecar.agent_face.http import AgentFace
     from cao_sidecar.editor.ask import ask_user_enabled

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="status, deciding rule and answer a provider reads from a captured screen")
     explain.add_argument("args", nargs=argparse.REMAINDER)  # parsed by cao_sidecar.providers.explain
 
+    trust = sub.add_parser("trust", help="trust a folder's .cao/ (or --list, --revoke PATH, --check PATH)")
+    trust.add_argument("args", nargs=argparse.REMAINDER)  # parsed by cao_sidecar.trust_commands
+
     from cao_sidecar.profiles.commands import add_parsers
 
     add_parsers(sub, _add_common)  # `profiles ...` and `flows ...`
@@ -87,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         from cao_sidecar.agent_face.bridge import main as bridge_main
 
         return bridge_main(argv[1:])
+    if argv[:1] == ["trust"]:  # light: editor clients run `trust --check` before starting a sidecar
+        from cao_sidecar.trust_commands import main as trust_main
+
+        return trust_main(argv[1:])
     if argv[:1] == ["explain"]:  # light: no server, no pygls/mcp imports
         from cao_sidecar.providers.explain import main as explain_main
 

@@ -168,6 +168,7 @@ class ProfileInfo:
     tags: list[str] = attrs.Factory(list)
     shadows: list[str] = attrs.Factory(list)  # files of the same name it hides, highest first
     stale: bool = False  # its file has errors now; this is the last version that loaded
+    untrusted: bool = False  # from a workspace folder the user has not trusted: held-back parts not in force
 
 
 @attrs.define
@@ -223,6 +224,7 @@ class FlowInfo:
     last_run: Optional[FlowRunInfo] = None
     shadows: list[str] = attrs.Factory(list)
     stale: bool = False
+    untrusted: bool = False  # from a workspace folder the user has not trusted: never runs
 
 
 @attrs.define
@@ -254,6 +256,39 @@ class SetFlowEnabledParams:
 @attrs.define
 class SetFlowEnabledResult:
     flow: FlowInfo
+
+
+@attrs.define
+class TrustInfo:
+    """One folder's trust (cao_sidecar.trust) and what its `.cao/` does not get while untrusted."""
+
+    path: str
+    trusted: bool
+    source: Literal["store", "editor", "none"]
+    has_config: bool  # the folder has a .cao/
+    held_back: list[str] = attrs.Factory(list)  # one readable line per thing held back
+
+
+@attrs.define
+class GetTrustParams:
+    pass
+
+
+@attrs.define
+class GetTrustResult:
+    folders: list[TrustInfo]
+
+
+@attrs.define
+class SetTrustParams:
+    trusted: bool
+    path: Optional[str] = None  # default: every workspace folder
+    persist: bool = True  # write the user's trust store; false: this connection only
+
+
+@attrs.define
+class SetTrustResult:
+    folders: list[TrustInfo]
 
 
 # ---- notifications -------------------------------------------------------------------------
@@ -294,6 +329,11 @@ class ProfilesChangedNotification:
 @attrs.define
 class FlowsChangedNotification:
     flows: list[FlowInfo]
+
+
+@attrs.define
+class TrustChangedNotification:
+    folders: list[TrustInfo]
 
 
 @attrs.define
@@ -374,6 +414,8 @@ METHODS: dict[str, tuple[type, type]] = {
     "cao/stats": (StatsParams, StatsResult),
     "cao/answer": (AnswerParams, AnswerResult),
     "cao/doctor": (DoctorParams, DoctorResult),
+    "cao/getTrust": (GetTrustParams, GetTrustResult),
+    "cao/setTrust": (SetTrustParams, SetTrustResult),
 }
 
 # workspace/executeCommand: command → the cao/ method it runs (arguments: [that method's params]),
@@ -392,10 +434,11 @@ NOTIFICATIONS: dict[str, type] = {
     "cao/profilesChanged": ProfilesChangedNotification,
     "cao/flowsChanged": FlowsChangedNotification,
     "cao/openTerminal": OpenTerminalNotification,
+    "cao/trustChanged": TrustChangedNotification,
 }
 
 # Inner types first: cattrs fixes how nested objects convert when the outer hook is made.
-WIRE_CLASSES: tuple[type, ...] = (PromptInfo, AgentInfo, ProfileInfo, FlowRunInfo, FlowInfo) + tuple(
+WIRE_CLASSES: tuple[type, ...] = (PromptInfo, AgentInfo, ProfileInfo, FlowRunInfo, FlowInfo, TrustInfo) + tuple(
     {cls: None for pair in METHODS.values() for cls in pair}.keys()
 ) + tuple(NOTIFICATIONS.values())
 

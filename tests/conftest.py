@@ -21,8 +21,12 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def isolated_env(base: Path) -> dict[str, str]:
-    """Environment for a sidecar that touches nothing of the user's: own XDG dirs, own tmux."""
+def isolated_env(base: Path, *, trusted: bool = True) -> dict[str, str]:
+    """Environment for a sidecar that touches nothing of the user's: own XDG dirs, own tmux.
+
+    `trusted`: the test's user trusts `base` (every folder the test makes under it) in its own
+    trust store, as `cao-sidecar trust` would, so workspace `.cao/` files take effect. Tests of
+    untrusted folders pass False."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(base / "home"),
@@ -38,7 +42,22 @@ def isolated_env(base: Path) -> dict[str, str]:
             env[name] = os.environ[name]
     (base / "home").mkdir(parents=True, exist_ok=True)
     (base / "workspace").mkdir(parents=True, exist_ok=True)
+    if trusted:
+        from cao_sidecar import trust
+
+        trust.grant(base, file=base / "config" / "cao-sidecar" / trust.FILE_NAME)
     return env
+
+
+@pytest.fixture
+def trusted_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """For in-process tests of a workspace's `.cao/`: `tmp_path`, trusted in a trust store of
+    its own (XDG_CONFIG_HOME under tmp_path, also for subprocesses the test starts)."""
+    from cao_sidecar import trust
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    trust.grant(tmp_path)
+    return tmp_path
 
 
 def kill_tmux(socket: str) -> None:

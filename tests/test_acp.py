@@ -182,3 +182,20 @@ async def test_malformed_lines_get_errors_and_the_session_goes_on(acp):
     # Still alive and well.
     await prompt(conn, sid, "echo still here")
     assert client.answer_text(sid) == "still here"
+
+
+async def test_trust_ext_methods(acp):
+    conn, _client, _process, base, _env = acp
+    workspace = base / "workspace"
+    flows = workspace / ".cao" / "flows"
+    flows.mkdir(parents=True, exist_ok=True)
+    (flows / "acp-flow.md").write_text('---\nname: acp-flow\nschedule: "0 0 1 1 *"\nprofile: mock_developer\n---\necho hi\n')
+    (info,) = (await conn.ext_method("cao/getTrust", {}))["folders"]
+    assert info == {"path": str(workspace), "trusted": True, "source": "store", "hasConfig": True, "heldBack": []}
+    (info,) = (await conn.ext_method("cao/setTrust", {"trusted": False, "persist": False}))["folders"]
+    assert info["trusted"] is False and info["source"] == "editor"
+    assert "flow acp-flow: not scheduled" in info["heldBack"]
+    with pytest.raises(RequestError):
+        await conn.ext_method("cao/setTrust", {"trusted": "yes"})
+    (info,) = (await conn.ext_method("cao/setTrust", {"trusted": True, "persist": False}))["folders"]
+    assert info["trusted"] is True and info["heldBack"] == []

@@ -32,7 +32,9 @@ RECORDED = (
     "cao/workerCompleted",
     "cao/profilesChanged",
     "cao/flowsChanged",
+    "cao/trustChanged",
     "textDocument/publishDiagnostics",
+    "window/showMessage",
 )
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,9 +108,12 @@ def _diagnostics_params(params: types.PublishDiagnosticsParams) -> dict[str, Any
     }
 
 
-def live_sidecar(prefix: str, extra_env: Optional[dict[str, str]] = None) -> tuple[ClientServerConfig, Recorder]:
+def live_sidecar(
+    prefix: str, extra_env: Optional[dict[str, str]] = None, *, trusted: bool = True
+) -> tuple[ClientServerConfig, Recorder]:
+    """`trusted`: the test's trust store trusts every folder under its base dir (conftest)."""
     base = Path(tempfile.mkdtemp(prefix=f"cao-{prefix}-"))
-    env = isolated_env(base)
+    env = isolated_env(base, trusted=trusted)
     env.update(extra_env or {})
     recorder = Recorder(base, env)
     atexit.register(shutil.rmtree, base, True)
@@ -119,8 +124,13 @@ def live_sidecar(prefix: str, extra_env: Optional[dict[str, str]] = None) -> tup
 
         client = Client(converter_factory=default_converter)
         for method, func in DEFAULT_CLIENT_FEATURES.items():
-            if method != types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS:
+            if method not in (types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS, types.WINDOW_SHOW_MESSAGE):
                 client.feature(method)(func)
+
+        @client.feature(types.WINDOW_SHOW_MESSAGE)
+        def on_message(ls: Client, params: types.ShowMessageParams) -> None:
+            ls.messages.append(params)
+            recorder.record(types.WINDOW_SHOW_MESSAGE, {"type": int(params.type), "message": params.message})
 
         @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
         def on_diagnostics(ls: Client, params: types.PublishDiagnosticsParams) -> None:
@@ -144,7 +154,12 @@ def live_sidecar(prefix: str, extra_env: Optional[dict[str, str]] = None) -> tup
     return config, recorder
 
 
-async def start(config: ClientServerConfig, recorder: Recorder, folders: Optional[list[Path]] = None) -> LanguageClient:
+async def start(
+    config: ClientServerConfig,
+    recorder: Recorder,
+    folders: Optional[list[Path]] = None,
+    initialization_options: Optional[dict[str, Any]] = None,
+) -> LanguageClient:
     client = await config.start()
     folders = folders or [recorder.workspace]
     await client.initialize_session(
@@ -152,6 +167,7 @@ async def start(config: ClientServerConfig, recorder: Recorder, folders: Optiona
             capabilities=types.ClientCapabilities(window=types.WindowClientCapabilities(work_done_progress=True)),
             root_uri=folders[0].as_uri(),
             workspace_folders=[types.WorkspaceFolder(uri=f.as_uri(), name=f.name) for f in folders],
+            initialization_options=initialization_options,
         )
     )
     return client

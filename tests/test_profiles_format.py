@@ -161,7 +161,8 @@ class CountingClock(Clock):
         return super().now()
 
 
-async def test_the_scheduler_sleeps_until_the_next_run_and_runs_it(tmp_path):
+async def test_the_scheduler_sleeps_until_the_next_run_and_runs_it(trusted_tmp_path):
+    tmp_path = trusted_tmp_path  # the workspace, trusted
     flows = tmp_path / "ws" / ".cao" / "flows"
     flows.mkdir(parents=True)
     (flows / "soon.md").write_text('---\nname: soon\nschedule: "* * * * *"\nprofile: p\n---\necho soon\n')

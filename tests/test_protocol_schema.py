@@ -215,6 +215,7 @@ MINIMAL_VALUES: dict[str, Any] = {
     "name": "nightly-review",
     "enabled": True,
     "answer": "Yes",
+    "trusted": True,
 }
 
 AGENT_INFO_JSON = {
@@ -425,6 +426,10 @@ _FLOW = wire.FlowInfo(
     working_directory="/home/ana/src/shop", has_gate=True, next_run_at="2025-11-22T02:00:00+01:00",
     last_run=_FLOW_RUN,
 )
+_TRUST = wire.TrustInfo(
+    path="/home/ana/src/shop", trusted=False, source="none", has_config=True,
+    held_back=["flow nightly-review: not scheduled, its gate does not run", ".cao/providers/x.yaml: not loaded"],
+)
 WIRE_EXAMPLES: dict[type, Any] = {
     wire.SpawnParams: wire.SpawnParams(
         profile="mock_developer", provider="mock", working_directory="/home/ana/src/shop",
@@ -547,6 +552,16 @@ WIRE_EXAMPLES: dict[type, Any] = {
         attach_command=["env", "-u", "TMUX", "/usr/bin/tmux", "-u", "-S", "/tmp/tmux-1000/cao", "new-session",
                         "-t", "=cao", ";", "select-window", "-t", "%3"],
     ),
+    wire.TrustInfo: _TRUST,
+    wire.GetTrustParams: wire.GetTrustParams(),
+    wire.GetTrustResult: wire.GetTrustResult(folders=[_TRUST]),
+    wire.SetTrustParams: wire.SetTrustParams(trusted=True, path="/home/ana/src/shop", persist=False),
+    wire.SetTrustResult: wire.SetTrustResult(
+        folders=[wire.TrustInfo(path="/home/ana/src/shop", trusted=True, source="editor", has_config=True)]
+    ),
+    wire.TrustChangedNotification: wire.TrustChangedNotification(
+        folders=[wire.TrustInfo(path="/home/ana/src/shop", trusted=True, source="store", has_config=True)]
+    ),
     wire.WorkerCompletedNotification: wire.WorkerCompletedNotification(
         terminal_id="e2a94c10", profile="mock_developer", status=S.EXITED, output="",
         error="agent e2a94c10 exited during its turn",
@@ -587,6 +602,15 @@ WIRE_VARIANTS: list[Any] = [
     wire.ProfilesChangedNotification(profiles=[]),
     wire.AnswerParams(terminal_id="3f9c2a71", answer="free text"),
     wire.PromptInfo(id="3f9c2a71:1", text="Proceed?"),
+    wire.SetTrustParams(trusted=False),
+    wire.FlowInfo(
+        name="x", schedule="* * * * *", profile="developer", enabled=True, scope="workspace",
+        path="/home/ana/src/clone/.cao/flows/x.md", has_gate=True, untrusted=True,
+    ),
+    wire.ProfileInfo(
+        name="developer", description="Not in force.", provider="claude_code", source="/home/ana/src/clone/.cao/agents/developer.md",
+        scope="workspace", untrusted=True,
+    ),
 ]
 
 

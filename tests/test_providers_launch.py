@@ -238,7 +238,8 @@ async def asyncio_wait(future: Any, timeout: float) -> Any:
     return await asyncio.wait_for(asyncio.shield(future), timeout)
 
 
-def test_workspace_is_searched_for_providers(tmp_path: Path) -> None:
+def test_workspace_is_searched_for_providers(trusted_tmp_path: Path) -> None:
+    tmp_path = trusted_tmp_path  # the workspace, trusted
     directory = tmp_path / ".cao" / "providers"
     directory.mkdir(parents=True)
     (directory / "tiny.yaml").write_text("command: [tiny]\nexit_command: bye\n")

@@ -115,7 +115,8 @@ def test_config_errors_are_readable(tmp_path: Path, text: str, message: str) -> 
     assert message in str(info.value)
 
 
-def test_workspace_file_replaces_a_builtin_and_errors_are_listed(tmp_path: Path) -> None:
+def test_workspace_file_replaces_a_builtin_and_errors_are_listed(trusted_tmp_path: Path) -> None:
+    tmp_path = trusted_tmp_path  # the workspace, trusted
     directory = tmp_path / ".cao" / "providers"
     directory.mkdir(parents=True)
     (directory / "claude_code.yaml").write_text(
@@ -134,7 +135,8 @@ def test_workspace_file_replaces_a_builtin_and_errors_are_listed(tmp_path: Path)
     assert any(p.name == "broken.json" and "not valid JSON" in e for p, e in errors.items())
 
 
-def test_explain_names_user_rules(tmp_path: Path) -> None:
+def test_explain_names_user_rules(trusted_tmp_path: Path) -> None:
+    tmp_path = trusted_tmp_path  # the workspace, trusted
     directory = tmp_path / ".cao" / "providers"
     directory.mkdir(parents=True)
     (directory / "mock_plus.yaml").write_text(MOCK_EXTENDED_YAML)

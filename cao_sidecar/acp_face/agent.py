@@ -131,6 +131,7 @@ class CaoAcpAgent:
         self.updates = Updates(self._send_update)
         self.store = SessionStore(None)
         self.team: Optional[TeamReporter] = None
+        self.live: Any = None  # profiles.live.LiveConfig, once started
 
     def on_connect(self, conn: Any) -> None:
         self._conn = conn
@@ -325,6 +326,8 @@ class CaoAcpAgent:
             "cao/handoff": self._ext_handoff,
             "cao/assign": self._ext_assign,
             "cao/listAgents": self._ext_list_agents,
+            "cao/getTrust": self._ext_get_trust,
+            "cao/setTrust": self._ext_set_trust,
         }.get(method)
         if handler is None:
             raise RequestError.method_not_found(f"_{method}")
@@ -370,6 +373,28 @@ class CaoAcpAgent:
 
     async def _ext_list_agents(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
         return {"agents": [agent_info(a) for a in core.list_agents(self._tmux_session(p))]}
+
+    # Trust of the folder whose .cao/ this face loaded (cao_sidecar.trust; like cao/getTrust).
+
+    def _live(self) -> Any:
+        if self.live is None:
+            raise CaoError("profiles and flows are not available (their watcher failed to start; see the log)")
+        return self.live
+
+    async def _ext_get_trust(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
+        from cao_sidecar import wire
+
+        return wire.unstructure(wire.GetTrustResult(folders=self._live().trust_infos()))
+
+    async def _ext_set_trust(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
+        from cao_sidecar import wire
+
+        try:
+            params = wire.structure_params(p, wire.SetTrustParams)
+        except wire.ParamsError as exc:
+            raise RequestError.invalid_params({"details": f"_cao/setTrust: {exc}"}) from None
+        folders = await self._live().set_trust(params.trusted, params.path, params.persist)
+        return wire.unstructure(wire.SetTrustResult(folders=folders))
 
     def close(self) -> None:
         if self.team is not None:

@@ -62,7 +62,9 @@ async def serve_acp(*, tmux_socket: str, session: str) -> int:
         agent.attach(core)
         from cao_sidecar.profiles.live import start_live
 
-        live = await start_live(core, None, workspace)  # profile edits take effect, flows run
+        # Profile edits take effect, flows run; the folder's .cao/ only once the user trusts it.
+        live = await start_live(core, None, workspace)
+        agent.live = live
         core_ready.set_result(core)
 
         def created(face: Any) -> None:

@@ -85,6 +85,13 @@ class PromptGone(CaoError):
     name = "promptGone"
 
 
+class Untrusted(CaoError):
+    """The request needs what an untrusted workspace folder may not do (cao_sidecar.trust)."""
+
+    code = -31010
+    name = "untrusted"
+
+
 ERROR_CLASSES: tuple[type[CaoError], ...] = (
     UnknownProfile,
     UnknownProvider,
@@ -96,4 +103,5 @@ ERROR_CLASSES: tuple[type[CaoError], ...] = (
     InvalidRequest,
     TerminalError,
     PromptGone,
+    Untrusted,
 )

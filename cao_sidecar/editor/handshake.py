@@ -50,3 +50,11 @@ def workspace_root(params: Any) -> Optional[str]:
         return unquote(parsed.path) if parsed.scheme == "file" and parsed.path else None
     root_path = params.get("rootPath")
     return root_path if isinstance(root_path, str) and root_path else None
+
+
+def workspace_trusted(params: Any) -> Optional[bool]:
+    """`initializationOptions.workspaceTrusted`: the editor's own trust decision for its
+    workspace folders (VS Code's Workspace Trust), or None (the user's trust store decides)."""
+    options = params.get("initializationOptions") if isinstance(params, dict) else None
+    value = options.get("workspaceTrusted") if isinstance(options, dict) else None
+    return value if isinstance(value, bool) else None

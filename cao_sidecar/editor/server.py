@@ -366,6 +366,16 @@ def _register_profile_and_flow_methods(server: CaoLanguageServer) -> None:
         live = await _live(ls)
         return wire.SetFlowEnabledResult(flow=flow_info(live.scheduler.set_enabled(p.name, p.enabled)))
 
+    @_cao_method(server, "cao/getTrust")
+    async def get_trust(ls: CaoLanguageServer, p: wire.GetTrustParams) -> wire.GetTrustResult:
+        live = await _live(ls)
+        return wire.GetTrustResult(folders=live.trust_infos())
+
+    @_cao_method(server, "cao/setTrust")
+    async def set_trust(ls: CaoLanguageServer, p: wire.SetTrustParams) -> wire.SetTrustResult:
+        live = await _live(ls)
+        return wire.SetTrustResult(folders=await live.set_trust(p.trusted, p.path, p.persist))
+
     @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
     async def workspace_folders_changed(ls: CaoLanguageServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
         from cao_sidecar.profiles.live import _file_path
@@ -395,11 +405,24 @@ def connect_live(server: CaoLanguageServer, live: Any) -> None:
             types.PublishDiagnosticsParams(uri=path.as_uri(), diagnostics=[_lsp_diagnostic(d) for d in diagnostics])
         )
 
+    def on_trust(folders: list[wire.TrustInfo]) -> None:
+        server.notify("cao/trustChanged", wire.TrustChangedNotification(folders=folders))
+
+    def on_notice(info: wire.TrustInfo) -> None:
+        from cao_sidecar.trust import how_to_trust
+
+        text = f"cao-sidecar: {info.path} is not trusted, so its .cao/ is held back: " + "; ".join(info.held_back)
+        message = types.ShowMessageParams(type=types.MessageType.Warning, message=f"{text}. {how_to_trust(info.path)}")
+        asyncio.get_running_loop().call_soon(server.window_show_message, message)
+
     live.on_profiles_changed(on_profiles)
     live.on_flows_changed(on_flows)
     live.on_diagnostics(on_diagnostics)
+    live.on_trust_changed(on_trust)
+    live.on_trust_notice(on_notice)
     for path, diagnostics in live.all_diagnostics().items():
         on_diagnostics(path, diagnostics)
+    live.send_notices()
 
 
 def _lsp_diagnostic(d: Any) -> types.Diagnostic:

@@ -1,22 +1,26 @@
 """The flows the sidecar knows: each workspace folder's `.cao/flows/`, then the user's config dir
-(`<config>/cao-sidecar/flows/`). A flow in a higher layer shadows one of the same name below."""
+(`<config>/cao-sidecar/flows/`). A flow in a higher layer shadows one of the same name below.
+A folder the user has not trusted comes last: its flows are listed, never run (flows.scheduler)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterable, Optional
 
+from cao_sidecar import trust
 from cao_sidecar.profiles.files import Diagnostic, Frontmatter, suggest
 from cao_sidecar.profiles.layers import Changes, Entry, FileResult, Layer, LayeredCatalog
 from cao_sidecar.profiles.profile import known_providers
+from cao_sidecar.profiles.untrusted import flow_held_back
 from cao_sidecar.flows.flow import Flow, check_flow
 
 
 def flow_layers(workspace_folders: list[Path], user_dir: Optional[Path]) -> list[Layer]:
-    layers = [Layer("workspace", folder / ".cao" / "flows", folder) for folder in workspace_folders]
+    workspace = [Layer("workspace", f / ".cao" / "flows", f, trust.folder_trusted(f)) for f in workspace_folders]
+    layers = [layer for layer in workspace if layer.trusted]
     if user_dir is not None:
         layers.append(Layer("user", user_dir, workspace_folders[0] if workspace_folders else None))
-    return layers
+    return layers + [layer for layer in workspace if not layer.trusted]
 
 
 class FlowCatalog:
@@ -30,7 +34,10 @@ class FlowCatalog:
     def _parse(self, fm: Frontmatter, layer: Layer, path: Path) -> tuple[Optional[Flow], list[Diagnostic]]:
         if self._providers is None:
             self._providers = known_providers(self._workspace)
-        return check_flow(fm, path=path, scope=layer.scope, base_dir=layer.base_dir, providers=self._providers)
+        flow, diagnostics = check_flow(fm, path=path, scope=layer.scope, base_dir=layer.base_dir, providers=self._providers)
+        if flow is not None and not layer.trusted and layer.base_dir is not None:
+            diagnostics = [*diagnostics, flow_held_back(flow.name, layer.base_dir, flow.gate is not None)]
+        return flow, diagnostics
 
     def set_workspace_folders(self, workspace_folders: list[Path], user_dir: Optional[Path]) -> None:
         self._workspace = workspace_folders[0] if workspace_folders else None

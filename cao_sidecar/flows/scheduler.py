@@ -11,6 +11,9 @@ Test hook: CAO_CLOCK_OFFSET_SECONDS (a number of seconds, may be negative) shift
 scheduler reads, and only that clock: it decides when cron schedules are due, and the
 `nextRunAt`/`scheduledAt` it reports are in that shifted time. Nothing else is shifted.
 CAO_FLOWS_SCHEDULER=off stops scheduled runs (cao/runFlow still works).
+
+A flow of a workspace folder the user has not trusted is never scheduled, and `run_now` refuses
+it (Untrusted): its gate is a program the folder chose.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Callable, Optional
 import attrs
 from croniter import croniter
 
-from cao_sidecar.core.errors import CaoError, InvalidRequest
+from cao_sidecar.core.errors import CaoError, InvalidRequest, Untrusted
 from cao_sidecar.flows.catalog import FlowCatalog
 from cao_sidecar.flows.flow import Flow, fill_placeholders
 from cao_sidecar.flows.gate import run_gate
@@ -151,7 +154,7 @@ class FlowScheduler:
     def reschedule(self) -> None:
         """Flows changed: schedule new or changed ones, forget removed ones, wake the loop."""
         now = self.clock.now()
-        current: dict[Path, str] = {e.path: e.item.schedule for e in self.flows.entries()}
+        current: dict[Path, str] = {e.path: e.item.schedule for e in self.flows.entries() if e.layer.trusted}
         for path in [p for p in self._next if p not in current]:
             del self._next[path]
         for path, schedule in current.items():
@@ -175,7 +178,7 @@ class FlowScheduler:
                 try:
                     self._next[path] = (schedule, next_after(schedule, max(now, due)))
                     entry = self._entry_for(path)
-                    if entry is None or not self.auto:
+                    if entry is None or not entry.layer.trusted or not self.auto:
                         continue
                     if not self.store.effective_enabled(str(path), entry.item.enabled):
                         continue
@@ -350,6 +353,15 @@ class FlowScheduler:
 
     async def run_now(self, name: str) -> FlowRun:
         entry = self.entry(name)
+        if not entry.layer.trusted:
+            from cao_sidecar.trust import how_to_trust
+
+            folder = entry.layer.base_dir or entry.path.parent
+            raise Untrusted(
+                f"flow '{name}' comes from {folder}, a folder you have not trusted: it does not run; " + how_to_trust(folder),
+                flow=name,
+                path=str(folder),
+            )
         run = await self.run(entry.item, trigger="manual")
         assert run is not None  # manual runs claim no slot
         return run

@@ -1,5 +1,6 @@
 """The profiles the sidecar knows: each workspace folder's `.cao/agents/` first (in folder order),
-then the user's config dir, then the built-ins shipped in the package.
+then the user's config dir, then the built-ins shipped in the package. A folder the user has not
+trusted comes last instead, and its profiles lose what profiles.untrusted holds back.
 
 `reload()` rescans synchronously (start-up, the command line); the live watcher (profiles.live)
 calls `scan()` in a thread and `apply()` on the event loop instead.
@@ -12,10 +13,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Optional
 
+from cao_sidecar import trust
 from cao_sidecar.core.errors import UnknownProfile
 from cao_sidecar.profiles.files import Diagnostic, Frontmatter
 from cao_sidecar.profiles.layers import Changes, Entry, FileResult, Layer, LayeredCatalog
 from cao_sidecar.profiles.profile import Profile, ProfileError, check_profile, known_providers
+from cao_sidecar.profiles.untrusted import hold_back_profile
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +32,12 @@ def profile_layers(workspace_dirs: list[Path], user_dir: Optional[Path], base_di
     a workspace profile are relative to its folder, elsewhere to `base_dir` (the first folder)."""
     if base_dir is None and workspace_dirs:
         base_dir = workspace_dirs[0].parent.parent
-    layers = [Layer("workspace", d, d.parent.parent) for d in workspace_dirs]
+    workspace = [Layer("workspace", d, d.parent.parent, trust.folder_trusted(d.parent.parent)) for d in workspace_dirs]
+    layers = [layer for layer in workspace if layer.trusted]
     if user_dir is not None:
         layers.append(Layer("user", user_dir, base_dir))
     layers.append(Layer("builtin", builtin_profiles_dir(), base_dir))
-    return layers
+    return layers + [layer for layer in workspace if not layer.trusted]
 
 
 class ProfileCatalog:
@@ -49,11 +53,17 @@ class ProfileCatalog:
     def _parse(self, fm: Frontmatter, layer: Layer, path: Path) -> tuple[Optional[Profile], list[Diagnostic]]:
         if self._providers is None:
             self._providers = known_providers(self._workspace)
-        return check_profile(fm, path=path, source=layer.scope, base_dir=layer.base_dir, providers=self._providers)
+        profile, diagnostics = check_profile(fm, path=path, source=layer.scope, base_dir=layer.base_dir, providers=self._providers)
+        if profile is not None and not layer.trusted and layer.base_dir is not None:
+            profile, held = hold_back_profile(profile, layer.base_dir)
+            if held is not None:
+                diagnostics = [*diagnostics, held]
+        return profile, diagnostics
 
     # ---- loading --------------------------------------------------------------------------
 
     def set_workspace_dirs(self, workspace_dirs: list[Path], user_dir: Optional[Path]) -> None:
+        """Also after a trust change: the layers' order and trust are decided here."""
         self._workspace = workspace_dirs[0].parent.parent if workspace_dirs else None
         self.layered.set_layers(profile_layers(workspace_dirs, user_dir))
 

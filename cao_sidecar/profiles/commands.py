@@ -22,6 +22,9 @@ from cao_sidecar.profiles.catalog import ProfileCatalog, builtin_profiles_dir
 from cao_sidecar.profiles.files import NAME_PATTERN, NAME_RULE, Diagnostic
 
 
+UNTRUSTED_NOTE = "untrusted folder: see `cao-sidecar trust`"
+
+
 def add_parsers(sub: Any, common: Any) -> None:
     profiles = sub.add_parser("profiles", help="list, show, check or install agent profiles")
     psub = profiles.add_subparsers(dest="profiles_command", required=True)
@@ -97,7 +100,8 @@ def profiles_command(args: argparse.Namespace) -> int:
             for info in infos:
                 shadow = f"  (shadows {', '.join(info.shadows)})" if info.shadows else ""
                 stale = "  [file has errors: last good version]" if info.stale else ""
-                print(f"{info.name:<{width}}  {info.scope:<9}  {info.provider:<12}  {info.description}{shadow}{stale}")
+                untrusted = f"  [{UNTRUSTED_NOTE}]" if info.untrusted else ""
+                print(f"{info.name:<{width}}  {info.scope:<9}  {info.provider:<12}  {info.description}{shadow}{stale}{untrusted}")
         _print_problems(catalog.diagnostics())
         return 0
     if verb == "show":
@@ -114,6 +118,8 @@ def profiles_command(args: argparse.Namespace) -> int:
         print(f"file:        {entry.path} ({entry.layer.scope}){'  [has errors: last good version shown]' if entry.stale else ''}")
         for path in entry.shadows:
             print(f"shadows:     {path}")
+        if not entry.layer.trusted:
+            print(f"trust:       {UNTRUSTED_NOTE} (what is held back is listed below)")
         print(f"provider:    {p.provider}")
         for label, value in (
             ("description", p.description),
@@ -209,9 +215,10 @@ def flows_command(args: argparse.Namespace, socket: str) -> int:
                     last = info.last_run
                     last_text = f"{last.status} {last.started_at}" if last else "never ran"
                     state = "enabled " if info.enabled else "disabled"
+                    untrusted = f"  [{UNTRUSTED_NOTE}: never runs]" if info.untrusted else ""
                     print(
                         f"{info.name}  {state}  [{info.schedule}]  next: {info.next_run_at or '-'}  "
-                        f"last: {last_text}  profile: {info.profile}  ({info.path})"
+                        f"last: {last_text}  profile: {info.profile}  ({info.path}){untrusted}"
                     )
             _print_problems(flows.diagnostics())
             return 0

@@ -48,6 +48,7 @@ class Diagnostic:
     line: int = 1
     column: int = 0
     end_column: Optional[int] = None  # None: to the end of the line
+    held_back: Optional[str] = None  # what an untrusted folder's file does not get (TrustInfo.heldBack)
 
     def render(self, path: Path | str) -> str:
         """`path:line:column: severity: message`, one line whatever the path holds."""

@@ -7,7 +7,9 @@ safe in a worker thread); `apply()` (on the event loop) merges a scan into the c
 - two files of one directory that define the same name: the later file (by file name) is an
   error and ignored;
 - a file that turns bad keeps its last good definition in force (marked stale) and gets the
-  diagnostics; a deleted file is forgotten.
+  diagnostics; a deleted file is forgotten;
+- a layer of an untrusted folder (`trusted=False`) comes last, so it never shadows anything: a
+  definition it loses is told so on its file.
 
 `apply()` says what changed, so the caller can notify the editor and publish diagnostics.
 """
@@ -32,6 +34,7 @@ class Layer:
     scope: str  # workspace | user | builtin
     directory: Path
     base_dir: Optional[Path] = None  # what relative paths inside its files are relative to
+    trusted: bool = True  # False: a workspace folder the user has not trusted (cao_sidecar.trust)
 
 
 @attrs.define
@@ -167,10 +170,26 @@ class LayeredCatalog(Generic[T]):
             top = defs[0]
             top.shadows = [d.path for d in defs[1:]]
             entries[name] = top
+            for lost in defs[1:]:
+                if not lost.layer.trusted and top.layer.trusted:
+                    file_diagnostics.setdefault(lost.path, []).append(self._not_shadowing(name, top, lost))
         changed = _entry_key(entries) != _entry_key(self._entries)
         self._entries = entries
         self._file_diagnostics = file_diagnostics
         return Changes(changed, self._diagnostic_changes())
+
+    def _not_shadowing(self, name: str, top: Entry[T], lost: Entry[T]) -> Diagnostic:
+        from cao_sidecar.trust import how_to_trust
+
+        which = "built-in" if top.layer.scope == "builtin" else top.layer.scope
+        folder = lost.layer.base_dir or lost.path.parent
+        return Diagnostic(
+            "warning",
+            f"this folder is not trusted: {self.kind} '{name}' does not replace the {which} one, which stays in force; "
+            + how_to_trust(folder),
+            1,
+            held_back=f"{self.kind} {name}: the {which} one stays in force",
+        )
 
     def set_extra_diagnostics(self, extra: dict[Path, list[Diagnostic]]) -> dict[Path, list[Diagnostic]]:
         """Replace the cross-check diagnostics; returns the per-file changes to publish."""
@@ -208,4 +227,7 @@ class LayeredCatalog(Generic[T]):
 
 
 def _entry_key(entries: dict[str, Entry[Any]]) -> Any:
-    return sorted((n, e.item, str(e.path), e.layer.scope, [str(s) for s in e.shadows], e.stale) for n, e in entries.items())
+    return sorted(
+        (n, e.item, str(e.path), e.layer.scope, e.layer.trusted, [str(s) for s in e.shadows], e.stale)
+        for n, e in entries.items()
+    )

@@ -5,7 +5,9 @@ orchestrator's profile catalog current. Listeners hear about:
 
 - `profiles_changed()`: the profiles in force changed (added, edited, renamed, removed, shadowed);
 - `flows_changed()`: flows changed, or a run started or ended;
-- `diagnostics(path, list)`: a file's problems changed (an empty list: it is clean now, or gone).
+- `diagnostics(path, list)`: a file's problems changed (an empty list: it is clean now, or gone);
+- `trust_changed(infos)`: a folder's trust changed (the store, watched; or `set_trust`);
+- `trust_notice(info)`: once per folder, an untrusted folder holds back something of its `.cao/`.
 
 A reload reads files in a worker thread and swaps the result in on the event loop; reloads are
 single-flight (changes that arrive meanwhile cause one more reload, not one each).
@@ -15,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 from urllib.parse import unquote, urlparse
 
-from cao_sidecar import paths, wire
+from cao_sidecar import paths, trust, wire
+from cao_sidecar.core.errors import CaoError, InvalidRequest
 from cao_sidecar.flows.catalog import FlowCatalog
 from cao_sidecar.flows.scheduler import FlowScheduler, FlowState
 from cao_sidecar.profiles.catalog import ProfileCatalog, builtin_profiles_dir
@@ -86,6 +90,11 @@ class LiveConfig:
         self._profile_listeners: list[Callable[[], None]] = []
         self._flow_listeners: list[Callable[[], None]] = []
         self._diagnostic_listeners: list[DiagnosticsListener] = []
+        self._trust_listeners: list[Callable[[list[wire.TrustInfo]], None]] = []
+        self._notice_listeners: list[Callable[[wire.TrustInfo], None]] = []
+        self._decisions = self._trust_decisions()
+        self._noticed: set[Path] = set()
+        self._trust_tasks: set[asyncio.Task[None]] = set()
         self._pending: set[str] = set()
         self._reloading: Optional[asyncio.Task[None]] = None
         self._flows_note_scheduled = False
@@ -103,20 +112,27 @@ class LiveConfig:
     async def close(self) -> None:
         self._closed = True
         await self.watcher.close()
-        if self._reloading is not None:
-            self._reloading.cancel()
+        for task in (self._reloading, *self._trust_tasks):
+            if task is not None:
+                task.cancel()
         await self.scheduler.close()
         self.store.close()
 
     def set_workspace_folders(self, folders: list[Path]) -> None:
         self.folders = list(dict.fromkeys(folders))
+        self._set_layers()
+        self._decisions = self._trust_decisions()
+        self._request({"profiles", "flows"})
+
+    def _set_layers(self) -> None:
+        """Where files are looked up, and in which order: it depends on each folder's trust."""
         self.profiles.set_workspace_dirs([f / ".cao" / "agents" for f in self.folders], self.user_profiles)
         self.flows.set_workspace_folders(self.folders, self.user_flows)
         self.watcher.set_targets(self._targets())
-        self._request({"profiles", "flows"})
 
     def _targets(self) -> list[Path]:
-        return [*self.profiles.directories(), *self.flows.directories(), *self._provider_dirs()]
+        # The config dir holds trust.json: granting or revoking takes effect at once.
+        return [*self.profiles.directories(), *self.flows.directories(), *self._provider_dirs(), trust.trust_file().parent]
 
     def _provider_dirs(self) -> list[Path]:
         """Where user-defined providers live: a change there re-validates profiles and flows."""
@@ -182,8 +198,14 @@ class LiveConfig:
         kinds = set()
         profile_dirs = set(self.profiles.directories())
         flow_dirs = set(self.flows.directories())
+        trust_dir = trust.trust_file().parent
         for hit in hits:
-            if hit in profile_dirs:
+            if hit == trust_dir:
+                if self._trust_decisions() != self._decisions:  # refreshes are serialised and idempotent
+                    task = asyncio.get_running_loop().create_task(self.refresh_trust())
+                    self._trust_tasks.add(task)
+                    task.add_done_callback(self._trust_tasks.discard)
+            elif hit in profile_dirs:
                 kinds.add("profiles")
             elif hit in flow_dirs:
                 kinds.add("flows")
@@ -229,6 +251,103 @@ class LiveConfig:
             self._notify(self._profile_listeners)
         if flows_changed:
             self._flows_touched()
+        self.send_notices()
+
+    # ---- trust (cao_sidecar.trust) ----------------------------------------------------------
+
+    def on_trust_changed(self, listener: Callable[[list[wire.TrustInfo]], None]) -> None:
+        self._trust_listeners.append(listener)
+
+    def on_trust_notice(self, listener: Callable[[wire.TrustInfo], None]) -> None:
+        self._notice_listeners.append(listener)
+
+    def _trust_decisions(self) -> dict[Path, trust.Decision]:
+        return {f: trust.decide(f) for f in self.folders}
+
+    async def refresh_trust(self) -> None:
+        """Trust may have changed: re-layer, reload, reschedule and tell the listeners (if it did)."""
+        async with self._reload_lock:
+            decisions = self._trust_decisions()
+            if decisions == self._decisions:
+                return
+            self._decisions = decisions
+            self._set_layers()
+            await self._reload({"profiles", "flows"})
+            self.scheduler.reschedule()
+        infos = self.trust_infos()
+        for listener in self._trust_listeners:
+            try:
+                listener(infos)
+            except Exception:  # noqa: BLE001
+                log.exception("trust listener failed")
+        self._notify(self._profile_listeners)  # `untrusted` and what is in force changed
+        self._flows_touched()
+        self.send_notices()
+
+    async def set_trust(self, trusted: bool, path: Optional[str] = None, persist: bool = True) -> list[wire.TrustInfo]:
+        """cao/setTrust: `persist` writes the user's store; otherwise this process only."""
+        if path is not None and (not os.path.isabs(path) or not os.path.isdir(path)):
+            raise InvalidRequest(f"field 'path' must be an existing absolute directory, got {path!r}", field="path")
+        targets = [Path(path)] if path is not None else list(self.folders)
+        for folder in targets:
+            if persist:
+                try:
+                    await asyncio.to_thread(trust.grant if trusted else trust.revoke, folder)
+                except OSError as exc:
+                    raise CaoError(f"cannot write the trust store {trust.trust_file()}: {exc.strerror or exc}") from None
+                trust.POLICY.set_editor_decision(folder, None)  # the store decides for it now
+            else:
+                trust.POLICY.set_editor_decision(folder, trusted)
+        await self.refresh_trust()
+        infos = self.trust_infos()
+        known = {i.path for i in infos}
+        infos += [self.trust_info(f) for f in targets if str(f) not in known]
+        return infos
+
+    def trust_infos(self) -> list[wire.TrustInfo]:
+        return [self.trust_info(f) for f in self.folders]
+
+    def trust_info(self, folder: Path) -> wire.TrustInfo:
+        decision = trust.decide(folder)
+        return wire.TrustInfo(
+            path=str(folder),
+            trusted=decision.trusted,
+            source=decision.source,  # type: ignore[arg-type]
+            has_config=(folder / ".cao").is_dir(),
+            held_back=[] if decision.trusted else self.held_back(folder),
+        )
+
+    def held_back(self, folder: Path) -> list[str]:
+        """What `folder`'s `.cao/` does not get while it is untrusted, one line each."""
+        config = folder / ".cao"
+        lines: list[str] = []
+        for diagnostics in (self.profiles.diagnostics(), self.flows.diagnostics()):
+            for path in sorted(diagnostics):
+                if config in path.parents:
+                    lines += [d.held_back for d in diagnostics[path] if d.held_back]
+        from cao_sidecar.providers import workspace_provider_dir
+        from cao_sidecar.providers.user import provider_files
+
+        for path in provider_files([workspace_provider_dir(folder)]):
+            lines.append(f".cao/providers/{path.name}: not loaded")
+        return lines
+
+    def send_notices(self) -> None:
+        """Tell the notice listeners (once per folder) what untrusted folders hold back."""
+        if not self._notice_listeners:
+            return
+        for folder in self.folders:
+            if folder in self._noticed or self._decisions.get(folder, trust.decide(folder)).trusted:
+                continue
+            info = self.trust_info(folder)
+            if not info.held_back:
+                continue
+            self._noticed.add(folder)
+            for listener in self._notice_listeners:
+                try:
+                    listener(info)
+                except Exception:  # noqa: BLE001
+                    log.exception("trust notice listener failed")
 
     # ---- wire views -----------------------------------------------------------------------
 
@@ -253,6 +372,7 @@ def profile_info(entry: Entry[Profile]) -> wire.ProfileInfo:
         tags=list(p.tags),
         shadows=[str(s) for s in entry.shadows],
         stale=entry.stale,
+        untrusted=not entry.layer.trusted,
     )
 
 
@@ -289,6 +409,7 @@ def flow_info(state: FlowState) -> wire.FlowInfo:
         last_run=run_info(state.last_run) if state.last_run is not None else None,
         shadows=[str(s) for s in state.entry.shadows],
         stale=state.entry.stale,
+        untrusted=not state.entry.layer.trusted,
     )
 
 

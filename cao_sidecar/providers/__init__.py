@@ -2,8 +2,8 @@
 
 Built-in: mock (the test agent), claude_code, codex, gemini_cli, kiro_cli, q_cli, opencode,
 aider, copilot, cursor. User-defined providers (providers/user.py) come from YAML/JSON files in
-`<workspace>/.cao/providers/` and the user's config dir (`~/.config/cao-sidecar/providers/`);
-a file named like a built-in replaces it.
+`<workspace>/.cao/providers/` (only once the user trusts the folder: cao_sidecar.trust) and the
+user's config dir (`~/.config/cao-sidecar/providers/`); a file named like a built-in replaces it.
 """
 
 from __future__ import annotations
@@ -53,13 +53,18 @@ def builtin_providers() -> dict[str, Provider]:
     return _BUILTINS
 
 
+def workspace_provider_dir(workspace: str | os.PathLike[str]) -> Path:
+    return Path(workspace) / ".cao" / "providers"
+
+
 def provider_dirs(workspace: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Where user-defined providers are looked up, highest priority first."""
-    from cao_sidecar import paths
+    """Where user-defined providers are looked up, highest priority first. A workspace's own
+    providers run any program it names: they count only in a folder the user trusts."""
+    from cao_sidecar import paths, trust
 
     dirs = []
-    if workspace is not None:
-        dirs.append(Path(workspace) / ".cao" / "providers")
+    if workspace is not None and trust.folder_trusted(workspace):
+        dirs.append(workspace_provider_dir(workspace))
     dirs.append(paths.config_dir() / "providers")
     return dirs
 

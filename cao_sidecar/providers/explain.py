@@ -49,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"cao-sidecar explain: {exc.message}", file=sys.stderr)
         for path, error in user_providers(args.workspace)[1].items():
             print(f"  provider file {path}: {error}", file=sys.stderr)
+        from cao_sidecar import trust
+
+        if not trust.folder_trusted(args.workspace):
+            print(f"  {args.workspace} is not trusted: its .cao/providers/ are not loaded (cao-sidecar trust)", file=sys.stderr)
         return 2
     try:
         if args.file == "-":

@@ -147,6 +147,18 @@ class CaoClient:
     async def list_profiles(self) -> list[dict[str, Any]]:
         return (await self.request("cao/listProfiles", {}))["profiles"]
 
+    async def get_trust(self) -> list[dict[str, Any]]:
+        """Each workspace folder's TrustInfo: trusted, why, and what its .cao/ holds back if not."""
+        return (await self.request("cao/getTrust", {}))["folders"]
+
+    async def set_trust(self, trusted: bool, path: str | os.PathLike[str] | None = None, persist: bool = True) -> list[dict[str, Any]]:
+        """Trust (or stop trusting) `path` (default: every workspace folder); `persist` writes the
+        user's trust store, else only this sidecar's connection changes."""
+        params: dict[str, Any] = {"trusted": trusted, "persist": persist}
+        if path is not None:
+            params["path"] = os.fspath(path)
+        return (await self.request("cao/setTrust", params))["folders"]
+
     # ---- JSON-RPC -----------------------------------------------------------------------------
 
     async def request(self, method: str, params: Any) -> Any:
