@@ -26,17 +26,25 @@ MCP_PATH = "/mcp"
 
 
 class AuthMiddleware:
-    """ASGI: refuse requests without a valid agent token (401) and browser requests (403)."""
+    """ASGI: refuse requests without a valid agent token (401) and browser requests (403).
 
-    def __init__(self, app: Any, credentials: CredentialStore) -> None:
+    Every route (MCP and hooks) gets the same checks: a Host other than ours is a DNS-rebinding
+    page reaching 127.0.0.1 under a foreign name, an Origin is a browser.
+    """
+
+    def __init__(self, app: Any, credentials: CredentialStore, allowed_hosts: tuple[str, ...] = ()) -> None:
         self._app = app
         self._credentials = credentials
+        self._allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self._allowed_hosts and headers.get("host", "").lower() not in self._allowed_hosts:
+            await _reply(send, 421, "this Host is not the sidecar's")
+            return
         origin = headers.get("origin")
         if origin is not None and origin != "null":
             await _reply(send, 403, "browser origins are not allowed")
@@ -100,10 +108,9 @@ class AgentFace:
         port = tcp.getsockname()[1]
         if self._port_file is not None:
             self._port_file.write_text(str(port))
+        allowed_hosts = (f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", "localhost")
         security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=[f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", "localhost"],
-            allowed_origins=[],
+            enable_dns_rebinding_protection=True, allowed_hosts=list(allowed_hosts), allowed_origins=[]
         )
         app = mcp.streamable_http_app(
             streamable_http_path=MCP_PATH, stateless_http=True, json_response=True, transport_security=security
@@ -118,7 +125,7 @@ class AgentFace:
             os.umask(old_umask)
         os.chmod(self.unix_socket_path, 0o600)
         config = uvicorn.Config(
-            AuthMiddleware(self._hooks(app), self.credentials),
+            AuthMiddleware(self._hooks(app), self.credentials, allowed_hosts),
             log_config=None,
             access_log=False,
             lifespan="on",

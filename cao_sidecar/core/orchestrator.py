@@ -38,7 +38,7 @@ from cao_sidecar.storage.agents import AgentRecord, AgentStore, AssignRecord
 from cao_sidecar.storage.logs import ConversationLogs
 from cao_sidecar.storage.messages import MessageStore
 from cao_sidecar.providers import LaunchContext, get_provider
-from cao_sidecar.providers.base import profile_options
+from cao_sidecar.providers.base import flag_like_value, profile_options
 from cao_sidecar.terminal.tmux import PaneGone, TmuxError, TmuxServer
 
 log = logging.getLogger(__name__)
@@ -150,10 +150,13 @@ class Orchestrator:
             raise UnknownTerminal(f"no agent with terminal id '{terminal_id}'", terminalId=terminal_id)
         return agent
 
-    def resolve_target(self, target: str, session: str | None) -> Agent:
-        """An agent by terminal id, or by name within `session`."""
+    def resolve_target(self, target: str, session: str | None, *, same_session: bool = False) -> Agent:
+        """An agent by terminal id, or by name within `session`. With `same_session` (an agent's
+        own call) an agent of another session is not found: an agent acts only on its team."""
         agent = self.agents.get(target)
         if agent is not None:
+            if same_session and agent.session != session:
+                raise UnknownTerminal(f"no agent '{target}' in your session '{session}'", terminalId=target)
             return agent
         named = [a for a in self.agents.values() if a.name == target and (session is None or a.session == session)]
         if len(named) == 1:
@@ -255,18 +258,27 @@ class Orchestrator:
             env.update(agent.profile.env)
             for hook in self._env_hooks:
                 env.update(hook(agent))
-            spec = agent.provider.launch(
-                LaunchContext(
-                    terminal_id=agent.terminal_id,
-                    session=agent.session,
-                    working_directory=agent.working_directory,
-                    agent_dir=agent.agent_dir,
-                    model=agent.profile.model,
-                    system_prompt=agent.profile.system_prompt,
-                    env=env,
-                    options=profile_options(agent.profile),
-                )
+            ctx = LaunchContext(
+                terminal_id=agent.terminal_id,
+                session=agent.session,
+                working_directory=agent.working_directory,
+                agent_dir=agent.agent_dir,
+                model=agent.profile.model,
+                system_prompt=agent.profile.system_prompt,
+                env=env,
+                options=profile_options(agent.profile),
             )
+            flag_like = flag_like_value(ctx)
+            if flag_like is not None:
+                raise InvalidRequest(
+                    f"profile '{agent.profile.name}': {flag_like} begins with '-' and could be taken as a "
+                    "command-line flag; the agent is not started",
+                    field="profile",
+                )
+            try:
+                spec = agent.provider.launch(ctx)
+            except ValueError as exc:  # a value the provider cannot put on its command line
+                raise InvalidRequest(f"profile '{agent.profile.name}': {exc}", field="profile") from exc
             env.update(spec.env)
             # The launch wired the CLI's own events (hooks, notify): they end its turns.
             agent.events_active = spec.events

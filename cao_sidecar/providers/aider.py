@@ -59,7 +59,7 @@ class AiderProvider(ScreenProvider):
         # release notes, no analytics, no .gitignore edits in the user's repository.
         argv += ["--no-check-update", "--no-analytics", "--no-show-release-notes", "--no-gitignore"]
         if ctx.model:
-            argv += ["--model", ctx.model]
+            argv.append("--model=" + ctx.model)
         if ctx.system_prompt:
             path = ctx.agent_dir / "aider-conventions.md"
             path.write_text(ctx.system_prompt + "\n", encoding="utf-8")

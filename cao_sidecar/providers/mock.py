@@ -23,7 +23,6 @@ Every check is anchored to the bottom of the screen: what is higher up is histor
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -72,19 +71,16 @@ class MockProvider:
     interrupt_key = "Escape"
 
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
-        argv = [
-            sys.executable,
-            "-m",
+        argv = own_python.module_argv(
             "cao_sidecar.mock_agent",
             "--transcript",
             str(ctx.agent_dir / TRANSCRIPT),
-            "--profile",
-            ctx.env.get("CAO_PROFILE", ""),
-        ]
+            "--profile=" + ctx.env.get("CAO_PROFILE", ""),
+        )
         delay = ctx.env.get("CAO_MOCK_DELAY_MS")
         if delay:
-            argv += ["--delay-ms", delay]
-        return LaunchSpec(argv=argv, env={})
+            argv += ["--delay-ms=" + delay]
+        return LaunchSpec(argv=argv, env=own_python.safe_pythonpath(ctx.env))
 
     def classify(self, screen: str) -> AgentStatus:
         lines = _lines(screen)
