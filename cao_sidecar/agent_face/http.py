@@ -16,6 +16,7 @@ import socket
 from pathlib import Path
 from typing import Any, Optional
 
+from cao_sidecar import paths
 from cao_sidecar.agent_face.credentials import CredentialStore
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.orchestrator import Orchestrator
@@ -94,6 +95,7 @@ class AgentFace:
         import uvicorn
         from mcp.server.transport_security import TransportSecuritySettings
 
+        from cao_sidecar.agent_face import guard
         from cao_sidecar.agent_face.tools import build_mcp_server
 
         mcp = build_mcp_server(self._core, self.caller_of)
@@ -107,7 +109,7 @@ class AgentFace:
             tcp.bind(("127.0.0.1", 0))
         port = tcp.getsockname()[1]
         if self._port_file is not None:
-            self._port_file.write_text(str(port))
+            paths.write_private_text(self._port_file, str(port))
         allowed_hosts = (f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", "localhost")
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True, allowed_hosts=list(allowed_hosts), allowed_origins=[]
@@ -124,8 +126,10 @@ class AgentFace:
         finally:
             os.umask(old_umask)
         os.chmod(self.unix_socket_path, 0o600)
+        guard.raise_open_files_limit()
         config = uvicorn.Config(
             AuthMiddleware(self._hooks(app), self.credentials, allowed_hosts),
+            **guard.protocol_options(),
             log_config=None,
             access_log=False,
             lifespan="on",

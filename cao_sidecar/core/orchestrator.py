@@ -33,6 +33,7 @@ from cao_sidecar.core.errors import (
 from cao_sidecar.core.inbox import Inbox
 from cao_sidecar.core.monitor import StatusMonitor
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.core.typed_text import text_for_agent
 from cao_sidecar.profiles.catalog import ProfileCatalog
 from cao_sidecar.storage.agents import AgentRecord, AgentStore, AssignRecord
 from cao_sidecar.storage.logs import ConversationLogs
@@ -376,6 +377,7 @@ class Orchestrator:
     async def _send_input(self, agent: Agent, text: str) -> Turn:
         if not agent.alive or agent.pane_id is None:
             raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
+        text = text_for_agent(agent.provider, text, "message")
         turn = agent.begin_turn(text)
         agent.last_answer = None  # "last answer" is now this turn's (read when it is asked for)
         self.logs.event("input", agent.terminal_id, text=text)
@@ -747,6 +749,7 @@ class Orchestrator:
             raise InvalidRequest("field 'message' must not be empty", field="message")
         text = f"[message from {sender}] {message}" if sender else message
         check_agent_text(text, "message")
+        text = text_for_agent(agent.provider, text, "message")
         inbox = self._inboxes[terminal_id]
         immediate = inbox.can_deliver_now()
         delivery = inbox.put(text, sender)
@@ -780,6 +783,7 @@ class Orchestrator:
         check_agent_text(answer, "answer")
         if "\n" in answer or "\r" in answer:
             raise InvalidRequest("an answer is one line (no line breaks)", field="answer")
+        text_for_agent(agent.provider, answer, "answer")
         pending, choice = prompts.take(agent, answer, prompt_id)
         key = choice.key if choice is not None else None
         text = choice.text if choice is not None else answer

@@ -49,6 +49,8 @@ class AiderProvider(ScreenProvider):
     name = "aider"
     exit_command = "/exit"
     interrupt_key = "C-c"
+    # Input is read line by line: a message is typed as one line (core/typed_text.py).
+    bracketed_paste = False
     dialogs = (
         Dialog("startup question", r"\(Y\)es/\(N\)o", keys=("n", "Enter"), window=2),
     )

@@ -47,6 +47,8 @@ class KiroCliProvider(PatternProvider):
     name = "kiro_cli"
     command = ("kiro-cli", "chat")
     exit_command = "/quit"
+    # Input is read line by line: a message is typed as one line (core/typed_text.py).
+    bracketed_paste = False
     interrupt_key = "C-c"
     product = "Kiro"
     agents_dir = Path("~/.kiro/agents")

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from cao_sidecar import paths
 from cao_sidecar.providers import own_python
 
 SERVER_NAME = "cao"
@@ -32,8 +33,7 @@ def stdio_bridge_entry(socket_path: str, token_file: Path) -> dict[str, Any]:
 
 
 def write_private_json(path: Path, data: Any) -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with os.fdopen(paths.open_private(path), "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=2)
     return path
 

@@ -28,6 +28,7 @@ from typing import Optional
 
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.mock_agent import screen as glyphs
+from cao_sidecar.providers import own_python
 from cao_sidecar.providers.base import LaunchContext, LaunchSpec
 from cao_sidecar.providers.prompt import Choice, ScreenPrompt
 
