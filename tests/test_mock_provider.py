@@ -118,10 +118,10 @@ def test_launch(tmp_path: Path, provider: MockProvider) -> None:
     ]  # fmt: skip
     assert spec.env == {}
     ctx.env["CAO_MOCK_DELAY_MS"] = "5"
-    ctx.env["PYTHONPATH"] = f"/abs/one{os.pathsep}{os.pathsep}relative{os.pathsep}/abs/two"
-    spec = provider.launch(ctx)
-    assert spec.argv[-1:] == ["--delay-ms=5"]
-    assert spec.env == {"PYTHONPATH": f"/abs/one{os.pathsep}/abs/two"}  # '' and relative: the cwd
+    assert provider.launch(ctx).argv[-1:] == ["--delay-ms=5"]
+    # What the orchestrator does to the agent's PYTHONPATH: '' and relative entries mean the cwd.
+    dirty = {"PYTHONPATH": f"/abs/one{os.pathsep}{os.pathsep}relative{os.pathsep}/abs/two"}
+    assert own_python.safe_pythonpath(dirty) == {"PYTHONPATH": f"/abs/one{os.pathsep}/abs/two"}
     assert (provider.name, provider.exit_command, provider.interrupt_key) == ("mock", "exit", "Escape")
     assert get_provider("mock").name == "mock"
 

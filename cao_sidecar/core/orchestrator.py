@@ -18,6 +18,7 @@ from typing import Awaitable, Callable, Optional
 
 import attrs
 
+from cao_sidecar import paths
 from cao_sidecar.core import prompts
 from cao_sidecar.core.agent import Agent, PendingPrompt, Turn, TurnResult
 from cao_sidecar.core.errors import (
@@ -38,7 +39,7 @@ from cao_sidecar.profiles.catalog import ProfileCatalog
 from cao_sidecar.storage.agents import AgentRecord, AgentStore, AssignRecord
 from cao_sidecar.storage.logs import ConversationLogs
 from cao_sidecar.storage.messages import MessageStore
-from cao_sidecar.providers import LaunchContext, get_provider
+from cao_sidecar.providers import LaunchContext, get_provider, own_python
 from cao_sidecar.providers.base import flag_like_value, profile_options
 from cao_sidecar.terminal.tmux import PaneGone, TmuxError, TmuxServer
 
@@ -249,8 +250,10 @@ class Orchestrator:
         """Start the agent's CLI in a new tmux window and wait until it takes input."""
         try:
             await self.agents_may_start.wait()
-            agent.agent_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            paths.ensure_private_dir(agent.agent_dir.parent)
+            agent.agent_dir.mkdir(exist_ok=True, mode=0o700)
             env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
+            env.update(own_python.safe_pythonpath(env))  # no entry that means "the agent's cwd"
             env.update(
                 CAO_TERMINAL_ID=agent.terminal_id,
                 CAO_SESSION=agent.session,

@@ -81,7 +81,7 @@ class MockProvider:
         delay = ctx.env.get("CAO_MOCK_DELAY_MS")
         if delay:
             argv += ["--delay-ms=" + delay]
-        return LaunchSpec(argv=argv, env=own_python.safe_pythonpath(ctx.env))
+        return LaunchSpec(argv=argv, env={})
 
     def classify(self, screen: str) -> AgentStatus:
         lines = _lines(screen)
