@@ -315,3 +315,30 @@ def test_a_planted_symlink_is_not_followed(tmp_path):
     with pytest.raises(OSError):
         paths.write_private_text(link, "1234")
     assert target.read_text() == "keep"
+
+
+# ---- profiles install ---------------------------------------------------------------------------
+
+
+def test_profiles_install_writes_only_inside_the_user_dir_and_follows_no_link_out(env, tmp_base):
+    workspace = tmp_base / "workspace"
+    user_agents = Path(env["XDG_CONFIG_HOME"]) / "cao-sidecar" / "agents"
+
+    def install(spec: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cao_sidecar", "profiles", "install", spec,
+                               "--workspace", str(workspace)], env=env, cwd=workspace, capture_output=True, text=True)
+
+    climbing = workspace / "climbing.md"
+    climbing.write_text("---\nname: ../../escaped\nprovider: mock\n---\nb\n")
+    out = install(str(climbing))
+    assert out.returncode != 0 and "must be 1-64 letters" in out.stderr + out.stdout
+    # A workspace profile that is a link to a file outside the workspace: never read, never copied.
+    secret = tmp_base / "home" / "secret.md"
+    secret.write_text("---\nname: linked\nprovider: mock\ndescription: SECRET-CONTENT\n---\nb\n")
+    agents = workspace / ".cao" / "agents"
+    agents.mkdir(parents=True)
+    (agents / "linked.md").symlink_to(secret)
+    out = install("linked")
+    assert out.returncode != 0, out.stdout
+    assert not list(tmp_base.rglob("escaped*")) and not (user_agents / "linked.md").exists()
+    assert "SECRET-CONTENT" not in out.stdout + out.stderr
