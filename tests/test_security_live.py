@@ -18,6 +18,7 @@ import httpx2
 import pytest
 
 from cao_client import CaoClient, CaoError
+from cao_sidecar.agent_face import guard
 from cao_sidecar.providers import mcp_config
 from conftest import isolated_env, kill_tmux
 from test_recovery import transcript, wait_until
@@ -160,6 +161,10 @@ async def test_a_thousand_half_open_connections_do_not_lock_agents_out(env, tmp_
             except ConnectionError:
                 closed += 1
         assert closed >= 700
+        # A connection that stays half-open is closed once its request is overdue (10 s).
+        last = sockets[-1]
+        last.settimeout(guard.REQUEST_SECONDS + 5)
+        assert last.recv(1) == b""
     finally:
         for s in sockets:
             s.close()
