@@ -253,6 +253,15 @@ async def test_a_line_oriented_cli_gets_one_line_and_no_control_characters(env, 
                 await client.send_message(agent, hostile)
         users = [r["text"] for r in transcript(env, agent) if r["type"] == "user"]
         assert users == ["echo first line second line third"]  # one input, nothing else typed
+        # A new worker is not even started for such a task.
+        with pytest.raises(CaoError) as refused:
+            await client.handoff("echo \x03", profile="liner")
+        assert refused.value.code == -32602
+        for _ in range(100):  # the refused worker is torn down
+            if [a["terminalId"] for a in await client.list_agents()] == [agent]:
+                break
+            await asyncio.sleep(0.05)
+        assert [a["terminalId"] for a in await client.list_agents()] == [agent]
     finally:
         await client.close()
 
@@ -347,3 +356,15 @@ def test_profiles_install_writes_only_inside_the_user_dir_and_follows_no_link_ou
     assert out.returncode != 0, out.stdout
     assert not list(tmp_base.rglob("escaped*")) and not (user_agents / "linked.md").exists()
     assert "SECRET-CONTENT" not in out.stdout + out.stderr
+
+
+def test_relayed_text_shows_control_characters_instead_of_losing_the_message():
+    from cao_sidecar.core.errors import InvalidRequest
+    from cao_sidecar.core.typed_text import text_for_agent
+    from cao_sidecar.providers import get_provider
+
+    aider, mock = get_provider("aider"), get_provider("mock")
+    assert text_for_agent(aider, "a\x03b\x7f\x9b\nc", "m", strict=False) == "a^Cb^?<U+009B> c"
+    with pytest.raises(InvalidRequest):
+        text_for_agent(aider, "a\x03b", "m")
+    assert text_for_agent(mock, "a\x03b\nc", "m") == "a\x03b\nc"  # bracketed paste: byte-exact

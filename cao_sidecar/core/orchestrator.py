@@ -380,7 +380,8 @@ class Orchestrator:
     async def _send_input(self, agent: Agent, text: str) -> Turn:
         if not agent.alive or agent.pane_id is None:
             raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
-        text = text_for_agent(agent.provider, text, "message")
+        # Callers check what they accept (strict); here what the sidecar relays is made typeable.
+        text = text_for_agent(agent.provider, text, "message", strict=False)
         turn = agent.begin_turn(text)
         agent.last_answer = None  # "last answer" is now this turn's (read when it is asked for)
         self.logs.event("input", agent.terminal_id, text=text)
@@ -636,6 +637,7 @@ class Orchestrator:
                 AssignRecord(agent.terminal_id, caller.terminal_id if caller else None, message, keep, time.time() + timeout)
             )
         try:
+            text_for_agent(agent.provider, message, "message")  # refused before anything starts
             if new_worker:
                 try:
                     await asyncio.wait_for(self.launch(agent, ready_timeout=min(READY_TIMEOUT, timeout)), timeout)
@@ -703,6 +705,7 @@ class Orchestrator:
         deadline = loop.time() + timeout
         outcome: WorkerOutcome
         try:
+            text_for_agent(agent.provider, message, "message")  # refused before anything starts
             await self.launch(agent, ready_timeout=min(READY_TIMEOUT, timeout))
             answer = await self.run_turn(agent, message, max(0.001, deadline - loop.time()))
             outcome = WorkerOutcome(agent, AgentStatus.COMPLETED, answer)
@@ -731,14 +734,15 @@ class Orchestrator:
             else:
                 report = f"the task you assigned failed: {outcome.error.message}"
             try:
-                await self.send_message(reply_to.terminal_id, report, sender=worker)
+                await self.send_message(reply_to.terminal_id, report, sender=worker, relay=True)
             except CaoError as exc:
                 log.warning("could not report assign result to %s: %s", reply_to.terminal_id, exc)
         if not keep and agent.terminal_id in self.agents:
             await self.teardown(agent)
 
     async def send_message(
-        self, terminal_id: str, message: str, sender: str | None = None, sender_agent: Agent | None = None
+        self, terminal_id: str, message: str, sender: str | None = None, sender_agent: Agent | None = None,
+        *, relay: bool = False,
     ) -> tuple[str, str]:
         """Queue `message` for an agent; returns (message id, 'delivered' | 'queued').
 
@@ -752,7 +756,7 @@ class Orchestrator:
             raise InvalidRequest("field 'message' must not be empty", field="message")
         text = f"[message from {sender}] {message}" if sender else message
         check_agent_text(text, "message")
-        text = text_for_agent(agent.provider, text, "message")
+        text = text_for_agent(agent.provider, text, "message", strict=not relay)
         inbox = self._inboxes[terminal_id]
         immediate = inbox.can_deliver_now()
         delivery = inbox.put(text, sender)

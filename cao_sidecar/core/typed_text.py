@@ -5,7 +5,8 @@ characters are text. A line-oriented CLI (one that does not take bracketed paste
 Amazon Q, user-defined providers unless they say otherwise) reads the same bytes as keys: every
 line break ends an input (the rest arrives as further inputs) and ^C interrupts it. For those the
 text is made one line (line breaks and tabs become spaces) and any other control character is
-refused with a clear error.
+refused with a clear error; text the sidecar relays (a worker's answer to its assigner) has them
+shown instead (`^C`), so that nothing is lost.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ def takes_bracketed_paste(provider: Any) -> bool:
     return bool(getattr(provider, "bracketed_paste", True))
 
 
-def text_for_agent(provider: Any, text: str, field: str) -> str:
-    """`text` as it may be typed into an agent of `provider` (InvalidRequest if it cannot be)."""
+def text_for_agent(provider: Any, text: str, field: str, *, strict: bool = True) -> str:
+    """`text` as it may be typed into an agent of `provider`: with `strict`, InvalidRequest if it
+    holds a control character the CLI would take as a key; otherwise such characters are shown."""
     if takes_bracketed_paste(provider):
         return text
     flat = _LINE_BREAKS.sub(" ", text).replace("\t", " ")
+    if not strict:
+        return _CONTROL.sub(_visible, flat)
     bad = _CONTROL.search(flat)
     if bad is not None:
         raise InvalidRequest(
@@ -36,3 +40,8 @@ def text_for_agent(provider: Any, text: str, field: str) -> str:
             field=field,
         )
     return flat
+
+
+def _visible(match: "re.Match[str]") -> str:
+    code = ord(match.group())
+    return "^" + chr(code + 64) if code < 0x20 else "^?" if code == 0x7F else f"<U+{code:04X}>"
