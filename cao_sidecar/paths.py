@@ -32,9 +32,36 @@ def tmux_socket_name(cli_value: str | None = None) -> str:
     return cli_value or os.environ.get("CAO_TMUX_SOCKET") or DEFAULT_TMUX_SOCKET
 
 
+class UnsafeDirectory(RuntimeError):
+    """A directory the sidecar would keep private things in belongs to someone else."""
+
+
 def ensure_private_dir(path: Path) -> Path:
+    """`path` as a directory of ours, 0700: everything the sidecar keeps in it (sockets, tokens,
+    logs, databases) is then out of other users' reach, whatever the files' own modes."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise UnsafeDirectory(f"{path} belongs to another user (uid {info.st_uid}); refusing to keep private files there")
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)
     return path
+
+
+def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC) -> int:
+    """A file descriptor for a private file (0600), never through a symlink planted in its place."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_private_text(path: Path, text: str) -> None:
+    with os.fdopen(open_private(path), "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 class InstanceBusy(RuntimeError):
@@ -48,7 +75,7 @@ def acquire_instance_lock(state: Path, tmux_socket: str) -> int:
     import fcntl
 
     path = ensure_private_dir(state) / f"sidecar-{tmux_socket}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_private(path, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -10,6 +10,7 @@ again (after a change to what the agent draws):
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -18,6 +19,7 @@ import pytest
 
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.providers import get_provider
+from cao_sidecar.providers import own_python
 from cao_sidecar.providers.base import LaunchContext
 from cao_sidecar.providers.mock import MockProvider
 
@@ -107,13 +109,19 @@ def test_launch(tmp_path: Path, provider: MockProvider) -> None:
         env={"CAO_PROFILE": "developer"},
     )  # fmt: skip
     spec = provider.launch(ctx)
+    # -P: never the working directory's own cao_sidecar package (own_python.py)
+    assert spec.argv[:4] == ([sys.executable, "-P", "-m", "cao_sidecar.mock_agent"] if sys.version_info >= (3, 11)
+                             else spec.argv[:4])
     assert spec.argv == [
-        sys.executable, "-m", "cao_sidecar.mock_agent",
-        "--transcript", str(tmp_path / "a1" / "transcript.jsonl"), "--profile", "developer",
+        *own_python.module_argv("cao_sidecar.mock_agent"),
+        "--transcript", str(tmp_path / "a1" / "transcript.jsonl"), "--profile=developer",
     ]  # fmt: skip
     assert spec.env == {}
     ctx.env["CAO_MOCK_DELAY_MS"] = "5"
-    assert provider.launch(ctx).argv[-2:] == ["--delay-ms", "5"]
+    assert provider.launch(ctx).argv[-1:] == ["--delay-ms=5"]
+    # What the orchestrator does to the agent's PYTHONPATH: '' and relative entries mean the cwd.
+    dirty = {"PYTHONPATH": f"/abs/one{os.pathsep}{os.pathsep}relative{os.pathsep}/abs/two"}
+    assert own_python.safe_pythonpath(dirty) == {"PYTHONPATH": f"/abs/one{os.pathsep}/abs/two"}
     assert (provider.name, provider.exit_command, provider.interrupt_key) == ("mock", "exit", "Escape")
     assert get_provider("mock").name == "mock"
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.profiles.profile import McpServer, Profile
-from cao_sidecar.providers import builtin_providers, get_provider
+from cao_sidecar.providers import builtin_providers, get_provider, own_python
 from cao_sidecar.providers.base import LaunchContext, LaunchSpec, profile_options
 
 TOKEN = "secret-token-abc"
@@ -46,6 +48,11 @@ def context(tmp_path: Path, **options: Any) -> LaunchContext:
     )
 
 
+def opt(argv: list[str], flag: str) -> str:
+    """The value of `flag=VALUE` in argv (values are always attached: never a separate argument)."""
+    return next(a[len(flag) + 1 :] for a in argv if a.startswith(flag + "="))
+
+
 def private(path: Path) -> bool:
     return stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -67,11 +74,11 @@ def test_claude_code(tmp_path: Path) -> None:
     spec = get_provider("claude_code").launch(ctx)
     argv = spec.argv
     assert argv[0] == "claude"
-    assert argv[argv.index("--model") + 1] == "model-x"
-    assert argv[argv.index("--append-system-prompt") + 1] == ctx.system_prompt
+    assert opt(argv, "--model") == "model-x"
+    assert opt(argv, "--append-system-prompt") == ctx.system_prompt
     assert argv[argv.index("--permission-mode") + 1] == "acceptEdits"
-    assert argv[argv.index("--allowedTools") + 1 : argv.index("--allowedTools") + 3] == ["Read", "Bash(git:*)"]
-    assert "--disallowedTools" in argv and argv[-1] == "--verbose"
+    assert [a for a in argv if a.startswith("--allowedTools=")] == ["--allowedTools=Read", "--allowedTools=Bash(git:*)"]
+    assert "--disallowedTools=WebFetch" in argv and argv[-1] == "--verbose"
     assert "--strict-mcp-config" in argv
     assert spec.env["DISABLE_AUTOUPDATER"] == "1" and spec.events
     session = argv[argv.index("--session-id") + 1]
@@ -113,15 +120,15 @@ def test_codex(tmp_path: Path) -> None:
     assert argv[:2] == ["codex", "--no-alt-screen"] and spec.events
     overrides = [argv[i + 1] for i, a in enumerate(argv) if a == "-c"]
     assert "check_for_update_on_startup=false" in overrides
-    assert 'developer_instructions="You are a careful reviewer.\\nSecond line."' in overrides
+    assert 'developer_instructions="You are a careful reviewer.\\u000ASecond line."' in overrides
     assert 'mcp_servers.cao.url="http://127.0.0.1:4567/mcp"' in overrides
     assert 'mcp_servers.cao.bearer_token_env_var="CAO_MCP_TOKEN"' in overrides
     assert 'mcp_servers.files.command="mcp-files"' in overrides and 'mcp_servers.files.args=["x"]' in overrides
     assert 'approval_policy="on-request"' in overrides and 'sandbox_mode="workspace-write"' in overrides
-    notify = json.loads(next(o for o in overrides if o.startswith("notify="))[len("notify="):])
+    notify = tomllib.loads(next(o for o in overrides if o.startswith("notify=")))["notify"]
     assert notify[1].endswith("hook_relay.py") and notify[notify.index("--url") + 1] == "http://127.0.0.1:4567/hooks/codex"
     assert notify[notify.index("--token-file") + 1].endswith("1a2b3c4d/credential")
-    assert argv[argv.index("-m") + 1] == "model-x"
+    assert opt(argv, "--model") == "model-x"
     yolo = get_provider("codex").launch(context(tmp_path, permission_mode="bypassPermissions")).argv
     assert "--dangerously-bypass-approvals-and-sandbox" in yolo
 
@@ -129,7 +136,7 @@ def test_codex(tmp_path: Path) -> None:
 def test_gemini_cli(tmp_path: Path) -> None:
     spec = get_provider("gemini_cli").launch(context(tmp_path, permission_mode="bypassPermissions"))
     argv = spec.argv
-    assert argv[argv.index("--approval-mode") + 1] == "yolo" and argv[argv.index("--model") + 1] == "model-x"
+    assert opt(argv, "--approval-mode") == "yolo" and opt(argv, "--model") == "model-x"
     settings_path = Path(spec.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"])
     assert private(settings_path) and spec.events
     settings = json.loads(settings_path.read_text())
@@ -138,7 +145,7 @@ def test_gemini_cli(tmp_path: Path) -> None:
     for event in ("BeforeAgent", "AfterAgent", "Notification"):
         command = settings["hooks"][event][0]["hooks"][0]["command"]
         assert "hook_relay.py" in command and "--stdin" in command and "/hooks/gemini_cli" in command
-    context_dir = Path(argv[argv.index("--include-directories") + 1])
+    context_dir = Path(opt(argv, "--include-directories"))
     assert (context_dir / "GEMINI.md").read_text().startswith("You are a careful reviewer.")
     assert settings["context"]["loadMemoryFromIncludeDirectories"] is True
 
@@ -150,7 +157,7 @@ def test_opencode(tmp_path: Path) -> None:
     assert config["mcp"]["cao"]["type"] == "remote" and config["mcp"]["cao"]["url"] == "http://127.0.0.1:4567/mcp"
     assert Path(config["instructions"][0]).read_text().startswith("You are a careful reviewer.")
     assert config["permission"]["bash"] == "allow"
-    assert spec.argv[spec.argv.index("--model") + 1] == "model-x"
+    assert opt(spec.argv, "--model") == "model-x"
 
 
 def test_aider(tmp_path: Path) -> None:
@@ -167,10 +174,10 @@ def test_kiro_and_q_agent_files(tmp_path: Path, name: str, directory: str) -> No
     (agents / "cao-deadbeef.json").write_text("{}")  # an agent that no longer exists
     (agents / "mine.json").write_text("{}")  # the user's own
     argv = get_provider(name).launch(context(tmp_path, allowed_tools=["fs_read"])).argv
-    assert argv[argv.index("--agent") + 1] == "cao-1a2b3c4d" and "--trust-tools=fs_read" in argv
+    assert opt(argv, "--agent") == "cao-1a2b3c4d" and "--trust-tools=fs_read" in argv
     data = json.loads((agents / "cao-1a2b3c4d.json").read_text())
     assert data["prompt"].startswith("You are a careful reviewer.")
-    assert data["mcpServers"]["cao"]["args"][:2] == ["-m", "cao_sidecar"]
+    assert data["mcpServers"]["cao"]["args"][:3] == own_python.module_argv("cao_sidecar")[1:]  # never the cwd's
     assert not (agents / "cao-deadbeef.json").exists() and (agents / "mine.json").exists()
 
 
@@ -178,7 +185,7 @@ def test_copilot_and_cursor(tmp_path: Path) -> None:
     argv = get_provider("copilot").launch(context(tmp_path, disallowed_tools=["shell(rm)"])).argv
     config = Path(argv[argv.index("--additional-mcp-config") + 1].lstrip("@"))
     assert private(config) and json.loads(config.read_text())["mcpServers"]["cao"]["tools"] == ["*"]
-    assert argv[argv.index("--deny-tool") + 1] == "shell(rm)" and argv[argv.index("--model") + 1] == "model-x"
+    assert "--deny-tool=shell(rm)" in argv and argv[argv.index("--model") + 1] == "model-x"
     cursor = get_provider("cursor").launch(context(tmp_path, permission_mode="bypassPermissions")).argv
     assert cursor[0] == "cursor-agent" and "--force" in cursor
 
@@ -245,3 +252,92 @@ def test_workspace_is_searched_for_providers(trusted_tmp_path: Path) -> None:
     (directory / "tiny.yaml").write_text("command: [tiny]\nexit_command: bye\n")
     assert get_provider("tiny", workspace=tmp_path).exit_command == "bye"
     assert os.path.basename(get_provider("tiny", workspace=tmp_path).source) == "tiny.yaml"
+
+
+# ---- hostile profile values -------------------------------------------------------------------
+
+HOSTILE_MODEL = "--yolo"
+HOSTILE_TOOLS = ["--dangerously-skip-permissions", "-Z"]
+HOSTILE_PROMPT = '--yolo\n"\n[evil]\nsandbox_mode = "danger-full-access"\n'
+
+
+@pytest.mark.parametrize("name", sorted(set(builtin_providers()) - {"mock"}))
+def test_a_value_beginning_with_a_dash_never_stands_alone_as_a_flag(tmp_path: Path, name: str) -> None:
+    ctx = context(tmp_path, allowed_tools=HOSTILE_TOOLS, disallowed_tools=HOSTILE_TOOLS)
+    ctx.model, ctx.system_prompt = HOSTILE_MODEL, HOSTILE_PROMPT
+    argv = get_provider(name).launch(ctx).argv
+    hostile = {HOSTILE_MODEL, HOSTILE_PROMPT, *HOSTILE_TOOLS}
+    assert not hostile & set(argv), argv
+    # ... and the orchestrator refuses them before any launch (profile validation does too).
+    from cao_sidecar.providers.base import flag_like_value
+
+    assert "model '--yolo'" in (flag_like_value(ctx) or "")
+    ctx.model = "ok"
+    assert "allowed_tools entry '--dangerously-skip-permissions'" in (flag_like_value(ctx) or "")
+
+
+def test_codex_overrides_are_one_toml_key_each_whatever_the_values(tmp_path: Path) -> None:
+    evil = 'x"\nsandbox_mode = "danger-full-access"\n["\\\x7f😀'
+    servers = [McpServer("files", "stdio", command=evil, args=(evil, "--yolo"), env=(("A", evil),)),
+               McpServer("web", "http", url="https://h/" + evil, headers=(("X-K", evil),))]
+    ctx = context(tmp_path, mcp_servers=servers)
+    ctx.system_prompt = evil
+    argv = get_provider("codex").launch(ctx).argv
+    overrides = [argv[i + 1] for i, a in enumerate(argv) if a == "-c"]
+    parsed = {}
+    for override in overrides:
+        table = tomllib.loads(override)  # the key=value codex reads: valid TOML, one top-level key
+        assert len(table) == 1, override
+        _merge(parsed, table)
+    assert "sandbox_mode" not in parsed and "evil" not in parsed
+    assert parsed["developer_instructions"] == evil
+    files = parsed["mcp_servers"]["files"]
+    assert files["command"] == evil and files["args"] == [evil, "--yolo"] and files["env"] == {"A": evil}
+    assert parsed["mcp_servers"]["web"]["http_headers"] == {"X-K": evil}
+    # A server name that is no TOML bare key could move the override to another key: refused.
+    with pytest.raises(ValueError):
+        get_provider("codex").launch(context(tmp_path, mcp_servers=[McpServer("a.b", "stdio", command="x")]))
+
+
+@pytest.mark.parametrize("name", ["gemini_cli", "opencode", "claude_code", "copilot", "kiro_cli"])
+def test_json_settings_carry_hostile_values_exactly(tmp_path: Path, name: str) -> None:
+    evil = '"}, "evil": {"command": "sh"}, "x": {"a": "\n\\'
+    servers = [McpServer("files", "stdio", command=evil, args=(evil,), env=(("A", evil),))]
+    ctx = context(tmp_path, mcp_servers=servers)
+    ctx.model = evil
+    spec = get_provider(name).launch(ctx)
+    written = [p for p in ctx.agent_dir.parent.parent.rglob("*.json")] + [
+        p for p in (tmp_path / "home").rglob("*.json")
+    ]
+    texts = [json.loads(p.read_text()) for p in written]
+    found = json.dumps(texts)
+    assert '"evil"' not in [k for t in texts for k in _keys(t)]
+    assert json.dumps(evil) in found  # the value is there, as one JSON string
+    assert spec.argv
+
+
+def _merge(into: dict, table: dict) -> None:
+    for key, value in table.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _keys(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [k for k in value] + [k2 for v in value.values() for k2 in _keys(v)]
+    if isinstance(value, list):
+        return [k for v in value for k in _keys(v)]
+    return []
+
+
+def test_user_provider_templates_attach_a_dash_value_to_its_option(tmp_path: Path) -> None:
+    from cao_sidecar.providers.patterns import fill_template
+
+    assert fill_template(["--model", "{model}"], "{model}", "--yolo") == ["--model=--yolo"]
+    assert fill_template(["--model", "{model}"], "{model}", "gpt") == ["--model", "gpt"]
+    with pytest.raises(ValueError):
+        fill_template(["-m", "{model}"], "{model}", "--yolo")
+    with pytest.raises(ValueError):
+        fill_template(["{model}"], "{model}", "-x")

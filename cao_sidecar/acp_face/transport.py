@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 MAX_LINE = 64 * 1024 * 1024  # a prompt with embedded files can be large; beyond this: an error
+# Deeper than this is no ACP message; past the interpreter's recursion limit it would also raise
+# RecursionError in whatever walks it next (validation, logging), ending the face.
+MAX_DEPTH = 64
 
 
 class LineTransport:
@@ -50,6 +53,9 @@ class LineTransport:
                 message = json.loads(line)
             except (ValueError, UnicodeDecodeError) as exc:
                 await self.send(self._error(None, PARSE_ERROR, f"parse error: not a JSON line ({exc})"))
+                continue
+            except RecursionError:
+                await self.send(self._error(None, PARSE_ERROR, f"parse error: nested deeper than {MAX_DEPTH} levels"))
                 continue
             problem = _vet(message)
             if problem is not None:
@@ -88,6 +94,8 @@ def _vet(message: Any) -> str | None:
     """Why `message` is not a JSON-RPC request, notification or response (None: it is one)."""
     if not isinstance(message, dict):
         return "invalid request: a message must be a JSON object"
+    if _too_deep(message, MAX_DEPTH):
+        return f"invalid request: nested deeper than {MAX_DEPTH} levels"
     if "method" in message:
         if not isinstance(message["method"], str) or not message["method"]:
             return "invalid request: 'method' must be a non-empty string"
@@ -103,3 +111,17 @@ def _vet(message: Any) -> str | None:
 
 def _valid_id(value: Any) -> bool:
     return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """True when `value` nests more than `limit` containers (iterative: no recursion of ours)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+    return False

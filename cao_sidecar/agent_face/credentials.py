@@ -7,10 +7,11 @@ sidecar can re-adopt the agent); they are never logged and are revoked when the 
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 from pathlib import Path
 from typing import Optional
+
+from cao_sidecar import paths
 
 CREDENTIAL_FILE = "credential"
 
@@ -25,9 +26,7 @@ class CredentialStore:
         self._by_token[token] = terminal_id
         self._by_agent[terminal_id] = token
         path = agent_dir / CREDENTIAL_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(token)
+        paths.write_private_text(path, token)
         return token
 
     def adopt(self, terminal_id: str, agent_dir: Path) -> None:

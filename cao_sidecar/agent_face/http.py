@@ -16,6 +16,7 @@ import socket
 from pathlib import Path
 from typing import Any, Optional
 
+from cao_sidecar import paths
 from cao_sidecar.agent_face.credentials import CredentialStore
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.orchestrator import Orchestrator
@@ -26,17 +27,25 @@ MCP_PATH = "/mcp"
 
 
 class AuthMiddleware:
-    """ASGI: refuse requests without a valid agent token (401) and browser requests (403)."""
+    """ASGI: refuse requests without a valid agent token (401) and browser requests (403).
 
-    def __init__(self, app: Any, credentials: CredentialStore) -> None:
+    Every route (MCP and hooks) gets the same checks: a Host other than ours is a DNS-rebinding
+    page reaching 127.0.0.1 under a foreign name, an Origin is a browser.
+    """
+
+    def __init__(self, app: Any, credentials: CredentialStore, allowed_hosts: tuple[str, ...] = ()) -> None:
         self._app = app
         self._credentials = credentials
+        self._allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self._allowed_hosts and headers.get("host", "").lower() not in self._allowed_hosts:
+            await _reply(send, 421, "this Host is not the sidecar's")
+            return
         origin = headers.get("origin")
         if origin is not None and origin != "null":
             await _reply(send, 403, "browser origins are not allowed")
@@ -86,6 +95,7 @@ class AgentFace:
         import uvicorn
         from mcp.server.transport_security import TransportSecuritySettings
 
+        from cao_sidecar.agent_face import guard
         from cao_sidecar.agent_face.tools import build_mcp_server
 
         mcp = build_mcp_server(self._core, self.caller_of)
@@ -99,11 +109,10 @@ class AgentFace:
             tcp.bind(("127.0.0.1", 0))
         port = tcp.getsockname()[1]
         if self._port_file is not None:
-            self._port_file.write_text(str(port))
+            paths.write_private_text(self._port_file, str(port))
+        allowed_hosts = (f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", "localhost")
         security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=[f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", "localhost"],
-            allowed_origins=[],
+            enable_dns_rebinding_protection=True, allowed_hosts=list(allowed_hosts), allowed_origins=[]
         )
         app = mcp.streamable_http_app(
             streamable_http_path=MCP_PATH, stateless_http=True, json_response=True, transport_security=security
@@ -117,8 +126,10 @@ class AgentFace:
         finally:
             os.umask(old_umask)
         os.chmod(self.unix_socket_path, 0o600)
+        guard.raise_open_files_limit()
         config = uvicorn.Config(
-            AuthMiddleware(self._hooks(app), self.credentials),
+            AuthMiddleware(self._hooks(app), self.credentials, allowed_hosts),
+            **guard.protocol_options(),
             log_config=None,
             access_log=False,
             lifespan="on",

@@ -80,7 +80,7 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
 
     @mcp.tool(
         description=(
-            "Send a message to another running agent (by terminal id, or by its name in your session). It is "
+            "Send a message to another running agent of your session (by terminal id or name). It is "
             "delivered when the receiver is idle, in order, and shows you as the sender."
         )
     )
@@ -91,7 +91,7 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
     ) -> CallToolResult:
         caller = caller_of(ctx)
         try:
-            receiver = core.resolve_target(target, caller.session)
+            receiver = core.resolve_target(target, caller.session, same_session=True)
             if receiver is caller:
                 raise ToolError("you cannot send a message to yourself")
             message_id, state = await core.send_message(

@@ -18,6 +18,7 @@ from typing import Awaitable, Callable, Optional
 
 import attrs
 
+from cao_sidecar import paths
 from cao_sidecar.core import prompts
 from cao_sidecar.core.agent import Agent, PendingPrompt, Turn, TurnResult
 from cao_sidecar.core.errors import (
@@ -33,12 +34,13 @@ from cao_sidecar.core.errors import (
 from cao_sidecar.core.inbox import Inbox
 from cao_sidecar.core.monitor import StatusMonitor
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.core.typed_text import text_for_agent
 from cao_sidecar.profiles.catalog import ProfileCatalog
 from cao_sidecar.storage.agents import AgentRecord, AgentStore, AssignRecord
 from cao_sidecar.storage.logs import ConversationLogs
 from cao_sidecar.storage.messages import MessageStore
-from cao_sidecar.providers import LaunchContext, cli_facts, get_provider
-from cao_sidecar.providers.base import profile_options
+from cao_sidecar.providers import LaunchContext, cli_facts, get_provider, own_python
+from cao_sidecar.providers.base import flag_like_value, profile_options
 from cao_sidecar.terminal.tmux import PaneGone, TmuxError, TmuxServer
 
 log = logging.getLogger(__name__)
@@ -155,10 +157,13 @@ class Orchestrator:
             raise UnknownTerminal(f"no agent with terminal id '{terminal_id}'", terminalId=terminal_id)
         return agent
 
-    def resolve_target(self, target: str, session: str | None) -> Agent:
-        """An agent by terminal id, or by name within `session`."""
+    def resolve_target(self, target: str, session: str | None, *, same_session: bool = False) -> Agent:
+        """An agent by terminal id, or by name within `session`. With `same_session` (an agent's
+        own call) an agent of another session is not found: an agent acts only on its team."""
         agent = self.agents.get(target)
         if agent is not None:
+            if same_session and agent.session != session:
+                raise UnknownTerminal(f"no agent '{target}' in your session '{session}'", terminalId=target)
             return agent
         named = [a for a in self.agents.values() if a.name == target and (session is None or a.session == session)]
         if len(named) == 1:
@@ -250,8 +255,10 @@ class Orchestrator:
         """Start the agent's CLI in a new tmux window and wait until it takes input."""
         try:
             await self.agents_may_start.wait()
-            agent.agent_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            paths.ensure_private_dir(agent.agent_dir.parent)
+            agent.agent_dir.mkdir(exist_ok=True, mode=0o700)
             env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
+            env.update(own_python.safe_pythonpath(env))  # no entry that means "the agent's cwd"
             env.update(
                 CAO_TERMINAL_ID=agent.terminal_id,
                 CAO_SESSION=agent.session,
@@ -260,18 +267,27 @@ class Orchestrator:
             env.update(agent.profile.env)
             for hook in self._env_hooks:
                 env.update(hook(agent))
-            spec = agent.provider.launch(
-                LaunchContext(
-                    terminal_id=agent.terminal_id,
-                    session=agent.session,
-                    working_directory=agent.working_directory,
-                    agent_dir=agent.agent_dir,
-                    model=agent.profile.model,
-                    system_prompt=agent.profile.system_prompt,
-                    env=env,
-                    options=profile_options(agent.profile),
-                )
+            ctx = LaunchContext(
+                terminal_id=agent.terminal_id,
+                session=agent.session,
+                working_directory=agent.working_directory,
+                agent_dir=agent.agent_dir,
+                model=agent.profile.model,
+                system_prompt=agent.profile.system_prompt,
+                env=env,
+                options=profile_options(agent.profile),
             )
+            flag_like = flag_like_value(ctx)
+            if flag_like is not None:
+                raise InvalidRequest(
+                    f"profile '{agent.profile.name}': {flag_like} begins with '-' and could be taken as a "
+                    "command-line flag; the agent is not started",
+                    field="profile",
+                )
+            try:
+                spec = agent.provider.launch(ctx)
+            except ValueError as exc:  # a value the provider cannot put on its command line
+                raise InvalidRequest(f"profile '{agent.profile.name}': {exc}", field="profile") from exc
             env.update(spec.env)
             missing = cli_facts.missing_command(agent.provider, spec.argv, env)
             if missing is not None:  # say so now, not "exited before it was ready" later
@@ -379,6 +395,8 @@ class Orchestrator:
     async def _send_input(self, agent: Agent, text: str) -> Turn:
         if not agent.alive or agent.pane_id is None:
             raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
+        # Callers check what they accept (strict); here what the sidecar relays is made typeable.
+        text = text_for_agent(agent.provider, text, "message", strict=False)
         turn = agent.begin_turn(text)
         agent.last_answer = None  # "last answer" is now this turn's (read when it is asked for)
         self.logs.event("input", agent.terminal_id, text=text)
@@ -650,6 +668,7 @@ class Orchestrator:
                 AssignRecord(agent.terminal_id, caller.terminal_id if caller else None, message, keep, time.time() + timeout)
             )
         try:
+            text_for_agent(agent.provider, message, "message")  # refused before anything starts
             if new_worker:
                 try:
                     await asyncio.wait_for(self.launch(agent, ready_timeout=min(READY_TIMEOUT, timeout)), timeout)
@@ -717,6 +736,7 @@ class Orchestrator:
         deadline = loop.time() + timeout
         outcome: WorkerOutcome
         try:
+            text_for_agent(agent.provider, message, "message")  # refused before anything starts
             await self.launch(agent, ready_timeout=min(READY_TIMEOUT, timeout))
             answer = await self.run_turn(agent, message, max(0.001, deadline - loop.time()))
             outcome = WorkerOutcome(agent, AgentStatus.COMPLETED, answer)
@@ -745,14 +765,15 @@ class Orchestrator:
             else:
                 report = f"the task you assigned failed: {outcome.error.message}"
             try:
-                await self.send_message(reply_to.terminal_id, report, sender=worker)
+                await self.send_message(reply_to.terminal_id, report, sender=worker, relay=True)
             except CaoError as exc:
                 log.warning("could not report assign result to %s: %s", reply_to.terminal_id, exc)
         if not keep and agent.terminal_id in self.agents:
             await self.teardown(agent)
 
     async def send_message(
-        self, terminal_id: str, message: str, sender: str | None = None, sender_agent: Agent | None = None
+        self, terminal_id: str, message: str, sender: str | None = None, sender_agent: Agent | None = None,
+        *, relay: bool = False,
     ) -> tuple[str, str]:
         """Queue `message` for an agent; returns (message id, 'delivered' | 'queued').
 
@@ -766,6 +787,7 @@ class Orchestrator:
             raise InvalidRequest("field 'message' must not be empty", field="message")
         text = f"[message from {sender}] {message}" if sender else message
         check_agent_text(text, "message")
+        text = text_for_agent(agent.provider, text, "message", strict=not relay)
         inbox = self._inboxes[terminal_id]
         immediate = inbox.can_deliver_now()
         delivery = inbox.put(text, sender)
@@ -799,6 +821,7 @@ class Orchestrator:
         check_agent_text(answer, "answer")
         if "\n" in answer or "\r" in answer:
             raise InvalidRequest("an answer is one line (no line breaks)", field="answer")
+        text_for_agent(agent.provider, answer, "answer")
         pending, choice = prompts.take(agent, answer, prompt_id)
         key = choice.key if choice is not None else None
         text = choice.text if choice is not None else answer

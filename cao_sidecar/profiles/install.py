@@ -34,7 +34,8 @@ def install_profile(
 ) -> Installed:
     if not spec or CONTROL.search(spec):
         raise InvalidRequest("field 'profile' must be a profile name or a path, without control characters", field="profile")
-    if _looks_like_path(spec):
+    by_name = not _looks_like_path(spec)
+    if not by_name:
         source = Path(os.path.expanduser(spec))
         if not source.is_absolute():
             source = (cwd or Path.cwd()) / source
@@ -50,7 +51,9 @@ def install_profile(
         source = entry.path
     try:
         real = source.resolve(strict=True)
-        text = read_text(real, real.parent)
+        # A known profile is read where its catalog found it: a link leading out of that
+        # directory (a workspace's .cao/agents/x.md -> ~/.ssh/...) is refused, as when loading.
+        text = read_text(source, source.parent) if by_name else read_text(real, real.parent)
     except FileNotFoundError:
         raise InvalidRequest(f"no such file: {source}", field="profile") from None
     except (OSError, RuntimeError) as exc:

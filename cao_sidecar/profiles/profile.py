@@ -143,9 +143,9 @@ def check_profile(
                     "provider",
                 )
     description = c.string("description", fold=True, max_len=1000) or ""
-    model = c.string("model", max_len=200)
-    allowed = c.string_list("allowedTools")
-    disallowed = c.string_list("disallowedTools")
+    model = _not_flag_like(c, "model", c.string("model", max_len=200))
+    allowed = _not_flag_like(c, "allowedTools", c.string_list("allowedTools"))
+    disallowed = _not_flag_like(c, "disallowedTools", c.string_list("disallowedTools"))
     mcp_servers = _mcp_servers(c, f.get("mcpServers"))
     permission_mode = c.string("permissionMode", max_len=64)
     if permission_mode is not None and permission_mode not in PERMISSION_MODES:
@@ -191,6 +191,16 @@ def check_profile(
         ),
         c.diagnostics,
     )
+
+
+def _not_flag_like(c: Checker, key: str, value: Any) -> Any:
+    """`value` unless it (or one of its items) begins with '-': these reach a CLI's command line,
+    where such a value could be taken as a flag (`--yolo`, `-c ...`)."""
+    for item in [value] if isinstance(value, str) else value or []:
+        if item.startswith("-"):
+            c.error(f"'{key}': {show(item)} begins with '-', which a CLI could take as a command-line flag", key)
+            return None
+    return value
 
 
 def _working_directory(c: Checker, base_dir: Path | None) -> Optional[str]:

@@ -66,6 +66,8 @@ class AiderProvider(ScreenProvider):
     )
     exit_command = "/exit"
     interrupt_key = "C-c"
+    # Input is read line by line: a message is typed as one line (core/typed_text.py).
+    bracketed_paste = False
     dialogs = (
         Dialog("startup question", r"\(Y\)es/\(N\)o", keys=("n", "Enter"), window=2),
     )
@@ -76,7 +78,7 @@ class AiderProvider(ScreenProvider):
         # release notes, no analytics, no .gitignore edits in the user's repository.
         argv += ["--no-check-update", "--no-analytics", "--no-show-release-notes", "--no-gitignore"]
         if ctx.model:
-            argv += ["--model", ctx.model]
+            argv.append("--model=" + ctx.model)
         if ctx.system_prompt:
             path = ctx.agent_dir / "aider-conventions.md"
             path.write_text(ctx.system_prompt + "\n", encoding="utf-8")

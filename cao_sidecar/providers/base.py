@@ -53,6 +53,21 @@ def profile_options(profile: Any) -> dict[str, Any]:
     return options
 
 
+def flag_like_value(ctx: LaunchContext) -> Optional[str]:
+    """The first profile value bound for a CLI's argv that begins with '-' (a CLI could take it
+    as a flag such as `--yolo`), described, or None. Profile validation refuses these; this is
+    the launch's own check for profiles that did not come through it."""
+    if ctx.model and ctx.model.startswith("-"):
+        return f"model {ctx.model!r}"
+    for key in ("allowed_tools", "disallowed_tools"):
+        value = ctx.options.get(key)
+        items = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
+        for item in items:
+            if str(item).strip().startswith("-"):
+                return f"{key} entry {str(item).strip()!r}"
+    return None
+
+
 @attrs.frozen
 class Classification:
     """A status and the name of the rule that decided it (what `cao-sidecar explain` prints)."""

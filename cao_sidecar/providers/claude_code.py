@@ -126,9 +126,9 @@ class ClaudeCodeProvider(ScreenProvider):
         (ctx.agent_dir / SESSION_FILE).write_text(session_id)
         argv += ["--session-id", session_id]
         if ctx.model:
-            argv += ["--model", ctx.model]
+            argv.append("--model=" + ctx.model)
         if ctx.system_prompt:
-            argv += ["--append-system-prompt", ctx.system_prompt]
+            argv.append("--append-system-prompt=" + ctx.system_prompt)
         argv += mcp_config.claude_code_args(ctx.env, ctx.agent_dir, opts)
         settings: dict[str, Any] = {}
         url = hook_url(ctx.env, self.name)
@@ -150,10 +150,10 @@ class ClaudeCodeProvider(ScreenProvider):
             argv += ["--settings", str(path)]
         allowed = string_list(opts.get("allowed_tools"))
         if allowed:
-            argv += ["--allowedTools", *allowed]
+            argv += ["--allowedTools=" + tool for tool in allowed]
         disallowed = string_list(opts.get("disallowed_tools"))
         if disallowed:
-            argv += ["--disallowedTools", *disallowed]
+            argv += ["--disallowedTools=" + tool for tool in disallowed]
         argv += extra_args(ctx)
         env = {"DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY": "1"}
         return LaunchSpec(argv=argv, env=env, events="hooks" in settings)

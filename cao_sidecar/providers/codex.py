@@ -18,7 +18,6 @@ assistant message; screens still report processing, waiting and errors.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -101,9 +100,9 @@ class CodexProvider(ScreenProvider):
         argv = command_from_options(["codex"], ctx)
         argv += ["--no-alt-screen", "-c", "check_for_update_on_startup=false"]
         if ctx.model:
-            argv += ["-m", ctx.model]
+            argv.append("--model=" + ctx.model)
         if ctx.system_prompt:
-            argv += ["-c", f"developer_instructions={json.dumps(ctx.system_prompt)}"]
+            argv += ["-c", "developer_instructions=" + mcp_config.toml_value(ctx.system_prompt)]
         argv += mcp_config.codex_args(ctx.env, opts)
         url = hook_url(ctx.env, self.name)
         events = False
@@ -111,7 +110,7 @@ class CodexProvider(ScreenProvider):
             token_file = ctx.agent_dir / "credential"
             notify = [sys.executable, str(Path(__file__).with_name("hook_relay.py")), "--url", url,
                       "--token-file", str(token_file)]
-            argv += ["-c", f"notify={json.dumps(notify)}"]
+            argv += ["-c", "notify=" + mcp_config.toml_value(notify)]
             events = True
         mode = opts.get("permission_mode")
         if mode in ("bypassPermissions", "yolo") or opts.get("dangerously_bypass_approvals_and_sandbox"):

@@ -87,7 +87,7 @@ class CopilotProvider(PatternProvider):
         if opts.get("permission_mode") == "bypassPermissions" or opts.get("allow_all_tools"):
             args += ["--allow-all-tools"]
         for tool in string_list(opts.get("allowed_tools")):
-            args += ["--allow-tool", tool]
+            args.append("--allow-tool=" + tool)
         for tool in string_list(opts.get("disallowed_tools")):
-            args += ["--deny-tool", tool]
+            args.append("--deny-tool=" + tool)
         return args

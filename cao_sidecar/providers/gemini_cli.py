@@ -92,15 +92,15 @@ class GeminiCliProvider(ScreenProvider):
         opts = ctx.options
         argv = command_from_options(["gemini"], ctx)
         if ctx.model:
-            argv += ["--model", ctx.model]
+            argv.append("--model=" + ctx.model)
         mode = opts.get("approval_mode")
         if opts.get("permission_mode") == "bypassPermissions":
             mode = "yolo"
         if mode in APPROVAL_MODES:
-            argv += ["--approval-mode", mode]
+            argv.append("--approval-mode=" + mode)
         allowed = opts.get("allowed_tools")
         if isinstance(allowed, list) and allowed:
-            argv += ["--allowed-tools", *[str(a) for a in allowed]]
+            argv += ["--allowed-tools=" + str(tool) for tool in allowed]
         settings: dict[str, Any] = dict(mcp_config.gemini_settings(ctx.env, opts))
         url = hook_url(ctx.env, self.name)
         events = False
@@ -120,7 +120,7 @@ class GeminiCliProvider(ScreenProvider):
             prompt_dir = ctx.agent_dir / "gemini-context"
             prompt_dir.mkdir(mode=0o700, exist_ok=True)
             (prompt_dir / "GEMINI.md").write_text(ctx.system_prompt + "\n", encoding="utf-8")
-            argv += ["--include-directories", str(prompt_dir)]
+            argv.append(f"--include-directories={prompt_dir}")
             settings["context"] = {"loadMemoryFromIncludeDirectories": True}
         env = {}
         if settings:

@@ -54,6 +54,8 @@ class KiroCliProvider(PatternProvider):
     )
     command = ("kiro-cli", "chat")
     exit_command = "/quit"
+    # Input is read line by line: a message is typed as one line (core/typed_text.py).
+    bracketed_paste = False
     interrupt_key = "C-c"
     product = "Kiro"
     agents_dir = Path("~/.kiro/agents")
@@ -91,9 +93,9 @@ class KiroCliProvider(PatternProvider):
         argv = command_from_options(list(self.command), ctx)
         agent_name = self._write_agent(ctx)
         if agent_name:
-            argv += ["--agent", agent_name]
+            argv.append("--agent=" + agent_name)
         if ctx.model:
-            argv += ["--model", ctx.model]
+            argv.append("--model=" + ctx.model)
         if opts.get("permission_mode") == "bypassPermissions" or opts.get("trust_all_tools"):
             argv += ["--trust-all-tools"]
         else:

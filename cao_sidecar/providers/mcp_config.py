@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+import re
 from pathlib import Path
 from typing import Any, Mapping
+
+from cao_sidecar import paths
+from cao_sidecar.providers import own_python
 
 SERVER_NAME = "cao"
 
@@ -23,15 +26,14 @@ def http_server_entry(url: str, token: str) -> dict[str, Any]:
 
 def stdio_bridge_entry(socket_path: str, token_file: Path) -> dict[str, Any]:
     """A stdio server entry that runs `cao-sidecar mcp-bridge` (for CLIs without HTTP)."""
-    return {
-        "command": sys.executable,
-        "args": ["-m", "cao_sidecar", "mcp-bridge", "--socket", socket_path, "--token-file", str(token_file)],
-    }
+    command, *args = own_python.module_argv(
+        "cao_sidecar", "mcp-bridge", "--socket", socket_path, "--token-file", str(token_file)
+    )
+    return {"command": command, "args": args}
 
 
 def write_private_json(path: Path, data: Any) -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with os.fdopen(paths.open_private(path), "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=2)
     return path
 
@@ -61,31 +63,59 @@ def claude_code_args(env: Mapping[str, str], agent_dir: Path, options: Mapping[s
     return ["--mcp-config", str(path), "--strict-mcp-config"]
 
 
-def _toml(value: Any) -> str:
-    """A TOML value for `codex -c key=value` (JSON strings, arrays and inline tables are TOML)."""
+def toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and every control character escaped, so a value
+    can never end the string early or start another key (JSON's escapes are not all TOML's)."""
+    out = []
+    for char in text:
+        code = ord(char)
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif code < 0x20 or code == 0x7F:
+            out.append("\\u%04X" % code)
+        elif 0xD800 <= code <= 0xDFFF:
+            raise ValueError("a lone surrogate cannot be written in TOML")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def toml_value(value: Any) -> str:
+    """A TOML value for `codex -c key=value`: strings, numbers, booleans, arrays, inline tables."""
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{toml_string(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(value)
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    return toml_string(str(value))
+
+
+# A TOML bare key: the only server names that can stand in `-c mcp_servers.NAME.command=...`
+# without changing which key is set (profile validation allows no others).
+BARE_KEY = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 
 
 def codex_args(env: Mapping[str, str], options: Mapping[str, Any] | None = None) -> list[str]:
     """`-c` overrides; our token stays in the environment (`bearer_token_env_var`), off the argv."""
     args: list[str] = []
     for srv in extra_servers(options):
+        if not BARE_KEY.match(srv.name):
+            raise ValueError(f"MCP server name {srv.name!r} cannot be given to Codex")
         key = f"mcp_servers.{srv.name}"
         if srv.transport == "stdio":
-            args += ["-c", f"{key}.command={_toml(srv.command)}", "-c", f"{key}.args={_toml(list(srv.args))}"]
+            args += ["-c", f"{key}.command={toml_value(srv.command)}", "-c", f"{key}.args={toml_value(list(srv.args))}"]
             if srv.env:
-                args += ["-c", f"{key}.env={_toml(dict(srv.env))}"]
+                args += ["-c", f"{key}.env={toml_value(dict(srv.env))}"]
         else:
-            args += ["-c", f"{key}.url={_toml(srv.url)}"]
+            args += ["-c", f"{key}.url={toml_value(srv.url)}"]
             if srv.headers:
-                args += ["-c", f"{key}.http_headers={_toml(dict(srv.headers))}"]
+                args += ["-c", f"{key}.http_headers={toml_value(dict(srv.headers))}"]
     if "CAO_MCP_URL" in env:
         args += [
-            "-c", f"mcp_servers.{SERVER_NAME}.url={json.dumps(env['CAO_MCP_URL'])}",
+            "-c", f"mcp_servers.{SERVER_NAME}.url={toml_string(env['CAO_MCP_URL'])}",
             "-c", f'mcp_servers.{SERVER_NAME}.bearer_token_env_var="CAO_MCP_TOKEN"',
         ]
     return args

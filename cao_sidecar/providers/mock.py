@@ -23,12 +23,12 @@ Every check is anchored to the bottom of the screen: what is higher up is histor
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.mock_agent import screen as glyphs
+from cao_sidecar.providers import own_python
 from cao_sidecar.providers.base import LaunchContext, LaunchSpec
 from cao_sidecar.providers.prompt import Choice, ScreenPrompt
 
@@ -72,18 +72,15 @@ class MockProvider:
     interrupt_key = "Escape"
 
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
-        argv = [
-            sys.executable,
-            "-m",
+        argv = own_python.module_argv(
             "cao_sidecar.mock_agent",
             "--transcript",
             str(ctx.agent_dir / TRANSCRIPT),
-            "--profile",
-            ctx.env.get("CAO_PROFILE", ""),
-        ]
+            "--profile=" + ctx.env.get("CAO_PROFILE", ""),
+        )
         delay = ctx.env.get("CAO_MOCK_DELAY_MS")
         if delay:
-            argv += ["--delay-ms", delay]
+            argv += ["--delay-ms=" + delay]
         return LaunchSpec(argv=argv, env={})
 
     def classify(self, screen: str) -> AgentStatus:

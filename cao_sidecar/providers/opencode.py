@@ -63,7 +63,7 @@ class OpenCodeProvider(ScreenProvider):
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
         argv = command_from_options(["opencode"], ctx)
         if ctx.model:
-            argv += ["--model", ctx.model]
+            argv.append("--model=" + ctx.model)
         config: dict[str, Any] = {"$schema": "https://opencode.ai/config.json", "autoupdate": False}
         servers = mcp_config.opencode_entries(ctx.env, ctx.options)
         if servers:

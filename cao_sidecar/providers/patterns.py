@@ -57,6 +57,21 @@ class AnswerRule:
     strip: Optional[re.Pattern[str]] = None
 
 
+def fill_template(template: Sequence[str], placeholder: str, value: str) -> list[str]:
+    """`template` with `placeholder` replaced by `value`, so that the value never stands alone as
+    an argument beginning with '-' (a flag to the CLI): `["--model", "{model}"]` with a value
+    `-x` becomes `["--model=-x"]`; where no `--long` option precedes it, ValueError."""
+    out: list[str] = []
+    for arg in template:
+        if arg == placeholder and value.startswith("-"):
+            if out and out[-1].startswith("--") and "=" not in out[-1]:
+                out[-1] = f"{out[-1]}={value}"
+                continue
+            raise ValueError(f"the value for {placeholder} begins with '-' and would stand alone as a flag")
+        out.append(arg.replace(placeholder, value))
+    return out
+
+
 class PatternProvider(ScreenProvider):
     """A provider whose screen rules are data (see the module doc)."""
 
@@ -76,9 +91,9 @@ class PatternProvider(ScreenProvider):
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
         argv = command_from_options(list(self.command) or [self.name], ctx)
         if ctx.model and self.model_args:
-            argv += [a.replace("{model}", ctx.model) for a in self.model_args]
+            argv += fill_template(self.model_args, "{model}", ctx.model)
         if ctx.system_prompt and self.system_prompt_args:
-            argv += [a.replace("{system_prompt}", ctx.system_prompt) for a in self.system_prompt_args]
+            argv += fill_template(self.system_prompt_args, "{system_prompt}", ctx.system_prompt)
         argv += self._launch_args(ctx)
         argv += extra_args(ctx)
         env = {k: v.replace("{agent_dir}", str(ctx.agent_dir)) for k, v in self.env.items()}

@@ -11,6 +11,8 @@ unless the file says `name:`. Every field but `command` (or `extends`) is option
     interrupt_key: C-c                    # tmux key that interrupts a turn
     model_args: ["--model", "{model}"]    # added when the profile names a model
     system_prompt_args: ["--system", "{system_prompt}"]
+    bracketed_paste: true                 # the CLI takes bracketed paste (default false: a
+                                          # message is then typed as one line, see core/typed_text.py)
     status:                               # in order; the first rule that matches decides
       - waiting_user_answer: '\\(y/n\\)\\s*$'
         window: 2                         # bottom non-blank lines looked at (default 4)
@@ -60,7 +62,7 @@ STATUSES = {s.value: s for s in AgentStatus if s is not AgentStatus.EXITED} | {"
 SCOPES = ("bottom", "last_line", "after_input")
 KNOWN = {
     "name", "description", "command", "env", "exit_command", "interrupt_key", "model_args", "system_prompt_args",
-    "status", "default", "input", "prompt", "answer", "startup", "extends",
+    "status", "default", "input", "prompt", "answer", "startup", "extends", "bracketed_paste",
 }
 
 
@@ -205,6 +207,10 @@ def load_config(path: Path, builtins: dict[str, Any]) -> Any:
             if not isinstance(data[key], str):
                 raise ProviderConfigError(f"'{key}' must be a string")
             attrs[key] = data[key]
+    if "bracketed_paste" in data:
+        if not isinstance(data["bracketed_paste"], bool):
+            raise ProviderConfigError("'bracketed_paste' must be true or false")
+        attrs["bracketed_paste"] = data["bracketed_paste"]
     for key in ("model_args", "system_prompt_args"):
         if key in data:
             attrs[key] = tuple(_strings(data[key], key))
@@ -229,6 +235,8 @@ class UserProvider(PatternProvider):
     source = ""
     exit_command = "exit"
     interrupt_key = "C-c"
+    # Unless the file says the CLI takes bracketed paste, a message is typed as one line.
+    bracketed_paste = False
 
 
 class ExtendedProvider:
@@ -240,6 +248,7 @@ class ExtendedProvider:
         self.source: str = attrs["source"]
         self.exit_command: str = attrs.get("exit_command", base.exit_command)
         self.interrupt_key: str = attrs.get("interrupt_key", base.interrupt_key)
+        self.bracketed_paste: bool = attrs.get("bracketed_paste", getattr(base, "bracketed_paste", True))
         self.event_statuses = getattr(base, "event_statuses", frozenset())
         self._rules: tuple[StatusRule, ...] = attrs["rules"]
         self._dialogs: tuple[Dialog, ...] = attrs["dialogs"]

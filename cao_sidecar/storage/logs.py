@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Optional, TextIO
 
+from cao_sidecar import paths
+
 EVENTS_FILE = "events.jsonl"
 ROTATE_BYTES = 16 * 1024 * 1024
 
@@ -43,11 +45,16 @@ def retention_days() -> float:
         return 14.0
 
 
+def _open_append(path: Path) -> TextIO:
+    """A log file for appending: 0600, never through a symlink."""
+    return os.fdopen(paths.open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "a", encoding="utf-8")
+
+
 class _PaneText:
     """Turns one agent's raw terminal bytes into readable lines."""
 
     def __init__(self, path: Path) -> None:
-        self._file: TextIO = open(path, "a", encoding="utf-8")
+        self._file: TextIO = _open_append(path)
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._line = ""
         self._pending_escape = ""
@@ -89,7 +96,7 @@ class ConversationLogs:
         self._panes: dict[str, _PaneText] = {}
         self._events_path = directory / EVENTS_FILE
         self._prune()
-        self._events = open(self._events_path, "a", encoding="utf-8")
+        self._events = _open_append(self._events_path)
 
     def _prune(self) -> None:
         cutoff = time.time() - retention_days() * 86400
@@ -128,7 +135,7 @@ class ConversationLogs:
         if self._events.tell() > ROTATE_BYTES:
             self._events.close()
             os.replace(self._events_path, self._events_path.with_suffix(".jsonl.1"))
-            self._events = open(self._events_path, "a", encoding="utf-8")
+            self._events = _open_append(self._events_path)
 
     def close(self) -> None:
         for terminal_id in list(self._panes):

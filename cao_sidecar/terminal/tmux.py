@@ -429,7 +429,7 @@ class TmuxServer:
         self._clients[session] = client
         try:
             # The name goes through the control-mode parser (quoted), never on a tmux command line.
-            await client.command(f"rename-session -t {quote(temp_id)} {quote_format(session)}")
+            await client.command(f"rename-session -t {quote(temp_id)} -- {quote_format(session)}")
         except TmuxError as exc:
             log.debug("rename-session to %r failed: %s", session, exc)
             try:
