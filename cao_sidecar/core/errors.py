@@ -85,6 +85,13 @@ class PromptGone(CaoError):
     name = "promptGone"
 
 
+class StateDirFull(CaoError):
+    """The state dir (agent records, messages, logs) has no room: new work is refused."""
+
+    code = -31010
+    name = "stateDirFull"
+
+
 ERROR_CLASSES: tuple[type[CaoError], ...] = (
     UnknownProfile,
     UnknownProvider,
@@ -96,4 +103,5 @@ ERROR_CLASSES: tuple[type[CaoError], ...] = (
     InvalidRequest,
     TerminalError,
     PromptGone,
+    StateDirFull,
 )

@@ -54,6 +54,18 @@ class Inbox:
             self._worker = asyncio.get_running_loop().create_task(self._run())
         return delivery
 
+    def put_stored(self, message_id: str, text: str, sender: Optional[str] = None, *, first: bool = False) -> Delivery:
+        """Queue a message already in the store (a worker's task: `first`, before anything sent
+        to the worker while it started)."""
+        delivery = Delivery(text, message_id, sender)
+        if first:
+            self._queue.appendleft(delivery)
+        else:
+            self._queue.append(delivery)
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+        return delivery
+
     def restore(self, stored: list[StoredMessage]) -> None:
         """Queue messages a previous sidecar stored but never delivered, keeping their ids."""
         for message in stored:

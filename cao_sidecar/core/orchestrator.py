@@ -32,11 +32,14 @@ from cao_sidecar.core.errors import (
 )
 from cao_sidecar.core.inbox import Inbox
 from cao_sidecar.core.monitor import StatusMonitor
+from cao_sidecar.core.statedir import check_room, refusing_when_full
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.profiles.catalog import ProfileCatalog
 from cao_sidecar.storage.agents import AgentRecord, AgentStore, AssignRecord
 from cao_sidecar.storage.logs import ConversationLogs
-from cao_sidecar.storage.messages import MessageStore
+from cao_sidecar.storage.messages import MessageStore, is_full, transaction
+from cao_sidecar.storage.reports import Report, ReportStore
+from cao_sidecar.storage.state_db import open_state_db
 from cao_sidecar.providers import LaunchContext, get_provider
 from cao_sidecar.providers.base import profile_options
 from cao_sidecar.terminal.tmux import PaneGone, TmuxError, TmuxServer
@@ -52,6 +55,7 @@ STARTUP_FAIL_AFTER = 2.0  # a dialog only the user can answer (login) fails the 
 # With the CLI's events active, a turn the screen says is over but no event ended is taken from
 # the screen after this long (a lost hook must not hang a turn forever).
 EVENT_GRACE_SECONDS = float(os.environ.get("CAO_EVENT_GRACE", "15"))
+REPORT_RETRY_SECONDS = 2.0  # a report that found the disk full is written again after this
 ENTER_RETRY_AFTER = (0.5, 1.5)  # seconds after sending: press Enter again if the turn never started
 # Environment passed through to agents so they find the same tools as the sidecar.
 PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "CAO_MOCK_DELAY_MS")
@@ -95,14 +99,21 @@ class Orchestrator:
         self.default_cwd = default_cwd
         self.default_session = default_session
         self.agents: dict[str, Agent] = {}
-        self.messages = MessageStore(state_dir / "state.db")
-        self.agent_store = AgentStore(self.messages.connection)
+        db, notice = open_state_db(state_dir / "state.db")
+        # Things the user should hear about once an editor is connected (a state db set aside).
+        self.notices: list[str] = [notice] if notice else []
+        self.messages = MessageStore(db)
+        self.agent_store = AgentStore(db)
+        self.reports = ReportStore(db)
+        self.reports.prune()
+        self._report_sink: Optional[Callable[[Report], None]] = None
         self.logs = ConversationLogs(state_dir / "logs")
         self._inboxes: dict[str, Inbox] = {}
         self._status_listeners: list[StatusListener] = []
         self._completed_listeners: list[CompletedListener] = []
         self._prompt_listeners: list[Callable[[Agent, PendingPrompt], None]] = []
         self._background: set[asyncio.Task[object]] = set()
+        self._closing = False
         self._env_hooks: list[Callable[[Agent], dict[str, str]]] = []
         # Set once everything agents may call (the MCP server) is up; launches wait for it.
         self.agents_may_start = asyncio.Event()
@@ -121,6 +132,7 @@ class Orchestrator:
 
     async def close(self) -> None:
         """Stop watching. Agents keep running in tmux: they outlive the sidecar."""
+        self._closing = True
         for task in list(self._background):
             task.cancel()
         await self.tmux.close()
@@ -131,7 +143,23 @@ class Orchestrator:
         self._status_listeners.append(listener)
 
     def add_completed_listener(self, listener: CompletedListener) -> None:
+        """`listener(outcome)` in this process when an assign ends (not again after a restart)."""
         self._completed_listeners.append(listener)
+
+    def set_report_sink(self, sink: Callable[[Report], None]) -> None:
+        """`sink(report)` gets every assign's report exactly once, across restarts: the ones
+        waiting in the state db at once, then each as it is made (the editor's workerCompleted)."""
+        self._report_sink = sink
+        for report in self.reports.unsent():
+            self._send_report(report)
+
+    def _send_report(self, report: Report) -> None:
+        if self._report_sink is None or not self.reports.mark_sent(report.report_id):
+            return
+        try:
+            self._report_sink(report)
+        except Exception:  # noqa: BLE001
+            log.exception("report sink failed")
 
     def add_prompt_listener(self, listener: Callable[[Agent, PendingPrompt], None]) -> None:
         """`listener(agent, prompt)` when a waiting agent's question changes on screen (a new status
@@ -203,6 +231,7 @@ class Orchestrator:
         cwd = os.path.abspath(os.path.expanduser(working_directory or profile.working_directory or self.default_cwd))
         if not os.path.isdir(cwd):
             raise InvalidRequest(f"workingDirectory '{cwd}' is not a directory", field="workingDirectory")
+        check_room(self.state_dir)
         terminal_id = secrets.token_hex(4)
         while terminal_id in self.agents:
             terminal_id = secrets.token_hex(4)
@@ -216,24 +245,25 @@ class Orchestrator:
             agent_dir=agent_dir,
             name=name,
         )
+        with refusing_when_full(self.state_dir):
+            self.agent_store.save(
+                AgentRecord(
+                    terminal_id=terminal_id,
+                    session=session,
+                    profile=profile.name,
+                    provider=provider_impl.name,
+                    name=name,
+                    working_directory=cwd,
+                    agent_dir=str(agent_dir),
+                    created_at=agent.created_at,
+                    pane_id=None,
+                    pid=None,
+                    status=AgentStatus.STARTING.value,
+                    last_answer=None,
+                )
+            )
         self.agents[terminal_id] = agent
         self._inboxes[terminal_id] = Inbox(agent, self._send_input, self.messages)
-        self.agent_store.save(
-            AgentRecord(
-                terminal_id=terminal_id,
-                session=session,
-                profile=profile.name,
-                provider=provider_impl.name,
-                name=name,
-                working_directory=cwd,
-                agent_dir=str(agent_dir),
-                created_at=agent.created_at,
-                pane_id=None,
-                pid=None,
-                status=AgentStatus.STARTING.value,
-                last_answer=None,
-            )
-        )
         self.logs.event(
             "spawn", terminal_id, profile=profile.name, provider=provider_impl.name, session=session,
             workingDirectory=cwd, name=name,
@@ -516,11 +546,19 @@ class Orchestrator:
             agent.pane_id = None
         log.info("agent %s exited (status %s)", agent.terminal_id, exit_status)
 
-    async def run_turn(self, agent: Agent, text: str, timeout: float) -> str:
-        """Give `agent` one task (through its inbox) and return its final answer."""
+    async def run_turn(self, agent: Agent, text: str, timeout: float, task_id: str | None = None) -> str:
+        """Give `agent` one task (through its inbox) and return its final answer. `task_id`: the
+        task is in the message store already (an assign's, stored when it was acknowledged)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        delivery = self._inboxes[agent.terminal_id].put(text)
+        inbox = self._inboxes.get(agent.terminal_id)
+        if inbox is None:
+            raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
+        if task_id is not None:
+            delivery = inbox.put_stored(task_id, text, first=True)
+        else:
+            with refusing_when_full(self.state_dir):
+                delivery = inbox.put(text)
         try:
             turn = await asyncio.wait_for(asyncio.shield(delivery.sent), timeout)
             result = await asyncio.wait_for(asyncio.shield(turn.done), max(0.0, deadline - loop.time()))
@@ -590,6 +628,7 @@ class Orchestrator:
         check_agent_text(message, "message")
         if timeout <= 0:
             raise InvalidRequest("field 'timeoutSeconds' must be positive", field="timeoutSeconds")
+        check_room(self.state_dir)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         new_worker = terminal_id is None
@@ -612,12 +651,16 @@ class Orchestrator:
             "handoff.start", agent.terminal_id, profile=agent.profile.name, newWorker=new_worker,
             caller=caller.terminal_id if caller else None, message=message,
         )
+        task_id: str | None = None
         if new_worker:
-            # Recorded like an assign: if the sidecar dies mid-handoff, its successor still
-            # reports the answer (editor notification, caller's inbox) and tears the worker down.
-            self.agent_store.add_assign(
-                AssignRecord(agent.terminal_id, caller.terminal_id if caller else None, message, keep, time.time() + timeout)
-            )
+            # Recorded like an assign: if the sidecar dies mid-handoff, its successor still runs
+            # the task, reports the answer (editor notification, caller's inbox) and tears the
+            # worker down.
+            try:
+                task_id = self._record_task(agent, message, caller, keep, timeout)
+            except BaseException:
+                self._spawn_background(self._discard(agent))
+                raise
         try:
             if new_worker:
                 try:
@@ -628,8 +671,10 @@ class Orchestrator:
                         terminalId=agent.terminal_id,
                         screenTail=agent.screen_tail(),
                     ) from None
-            answer = await self.run_turn(agent, message, max(0.001, deadline - loop.time()))
+            answer = await self.run_turn(agent, message, max(0.001, deadline - loop.time()), task_id=task_id)
         except BaseException as exc:
+            if self._closing and isinstance(exc, asyncio.CancelledError):
+                raise  # the sidecar stops: its successor follows the worker and reports it
             self.logs.event(
                 "handoff.end", agent.terminal_id, ok=False,
                 error=exc.message if isinstance(exc, CaoError) else type(exc).__name__,
@@ -637,13 +682,13 @@ class Orchestrator:
             if isinstance(exc, (asyncio.CancelledError, AgentTimeout)) and agent.alive and agent.turn is not None:
                 await self._interrupt(agent)
             if new_worker:
-                self.agent_store.assign_done(agent.terminal_id)
+                self.agent_store.claim_assign(agent.terminal_id)  # the caller hears it as the answer
                 if not keep:
                     self._spawn_background(self.teardown(agent))
             raise
         self.logs.event("handoff.end", agent.terminal_id, ok=True)
         if new_worker:
-            self.agent_store.assign_done(agent.terminal_id)
+            self.agent_store.claim_assign(agent.terminal_id)  # the caller gets the answer itself
         if new_worker and not keep:
             await self.teardown(agent)
         return agent, answer
@@ -669,56 +714,112 @@ class Orchestrator:
             session = session or caller.session
             working_directory = working_directory or caller.working_directory
         agent = self.create(profile, provider=provider, working_directory=working_directory, session=session)
+        try:
+            task_id = self._record_task(agent, message, caller, keep, timeout)
+        except BaseException:
+            self._spawn_background(self._discard(agent))
+            raise
         self.logs.event(
             "assign.start", agent.terminal_id, profile=profile, caller=caller.terminal_id if caller else None,
             message=message,
         )
-        self.agent_store.add_assign(
-            AssignRecord(agent.terminal_id, caller.terminal_id if caller else None, message, keep, time.time() + timeout)
+        self._spawn_background(
+            self.run_assigned(agent, task_id, message, time.time() + timeout, keep, caller.terminal_id if caller else None)
         )
-        self._spawn_background(self._run_assigned(agent, message, timeout, keep, caller))
         return agent
 
-    async def _run_assigned(
-        self, agent: Agent, message: str, timeout: float, keep: bool, reply_to: Agent | None
+    def _record_task(self, agent: Agent, message: str, caller: Agent | None, keep: bool, timeout: float) -> str:
+        """Store a new worker's task and its assign in one transaction, before it is acknowledged:
+        from then on a restarted sidecar runs it (or reports it failed). Returns the task's id."""
+        with refusing_when_full(self.state_dir), transaction(self.messages.connection):
+            task_id = self.messages.add(agent.terminal_id, message, None)
+            self.agent_store.add_assign(
+                AssignRecord(
+                    agent.terminal_id, caller.terminal_id if caller else None, message, keep,
+                    time.time() + timeout, agent.profile.name, task_id,
+                )
+            )  # fmt: skip
+        return task_id
+
+    async def run_assigned(
+        self, agent: Agent, task_id: str, message: str, deadline: float, keep: bool, caller_id: str | None
     ) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        """Launch a new worker, give it its stored task, report how it ended. `deadline` is wall-clock."""
         outcome: WorkerOutcome
         try:
-            await self.launch(agent, ready_timeout=min(READY_TIMEOUT, timeout))
-            answer = await self.run_turn(agent, message, max(0.001, deadline - loop.time()))
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise AgentTimeout("the assigned task did not start in time", terminalId=agent.terminal_id)
+            await self.launch(agent, ready_timeout=min(READY_TIMEOUT, remaining))
+            answer = await self.run_turn(agent, message, max(0.001, deadline - time.time()), task_id=task_id)
             outcome = WorkerOutcome(agent, AgentStatus.COMPLETED, answer)
         except CaoError as exc:
             status = agent.status if agent.status in (AgentStatus.ERROR, AgentStatus.EXITED) else AgentStatus.ERROR
             outcome = WorkerOutcome(agent, status, agent.screen_tail(), exc)
-        await self.report_assigned(outcome, reply_to, keep)
+        await self.report_assigned(outcome, caller_id, keep)
 
-    async def report_assigned(self, outcome: WorkerOutcome, reply_to: Agent | None, keep: bool) -> None:
-        """Tell the listeners (the editor) and the assigning agent's inbox how an assign ended."""
+    async def report_assigned(self, outcome: WorkerOutcome, caller_id: str | None, keep: bool) -> None:
+        """Report how an assign ended, exactly once: to the editor (a stored report, sent when one
+        is connected), to the in-process listeners and to the assigning agent's inbox."""
         agent = outcome.agent
-        self.agent_store.assign_done(agent.terminal_id)
-        self.logs.event(
-            "assign.end", agent.terminal_id, status=outcome.status.value,
-            error=outcome.error.message if outcome.error else None,
-        )
+        error = outcome.error.message if outcome.error else None
+        settled = await self._settle(agent.terminal_id, agent.profile.name, outcome.status, outcome.output, error, caller_id)
+        if settled is None:
+            return
         for listener in self._completed_listeners:
             try:
                 listener(outcome)
             except Exception:  # noqa: BLE001
                 log.exception("completion listener failed")
-        if reply_to is not None:
-            worker = f"{agent.profile.name} worker {agent.terminal_id}"
-            if outcome.error is None:
-                report = f"result of the task you assigned: {outcome.output}"
-            else:
-                report = f"the task you assigned failed: {outcome.error.message}"
-            try:
-                await self.send_message(reply_to.terminal_id, report, sender=worker)
-            except CaoError as exc:
-                log.warning("could not report assign result to %s: %s", reply_to.terminal_id, exc)
+        self._deliver_settled(*settled)
         if not keep and agent.terminal_id in self.agents:
             await self.teardown(agent)
+
+    async def report_lost(self, assign: AssignRecord, reason: str) -> None:
+        """Report an assign whose worker is not known any more (its record is gone) as failed."""
+        settled = await self._settle(assign.worker_id, assign.profile or "unknown", AgentStatus.EXITED, "", reason, assign.caller_id)
+        if settled is not None:
+            self._deliver_settled(*settled)
+
+    async def _settle(
+        self, worker_id: str, profile: str, status: AgentStatus, output: str, error: str | None, caller_id: str | None
+    ) -> tuple[Report, str | None, tuple[str, str] | None] | None:
+        """Take the assign off the pending list and store its reports, in one transaction (None:
+        reported already). A full disk makes it wait for room: the report is never dropped."""
+        reply: tuple[str, str] | None = None
+        if caller_id is not None:
+            sender = f"{profile} worker {worker_id}"
+            body = f"result of the task you assigned: {output}" if error is None else f"the task you assigned failed: {error}"
+            # Worker output is untrusted: it must not carry paste markers into the caller's input.
+            body = body.replace("\x1b[200~", "").replace("\x1b[201~", "")
+            reply = (sender, f"[message from {sender}] {body}")
+        while True:
+            try:
+                with transaction(self.messages.connection):
+                    if not self.agent_store.claim_assign(worker_id):
+                        return None
+                    report = self.reports.add(worker_id, profile, status.value, output, error)
+                    reply_id = self.messages.add(caller_id, reply[1], reply[0]) if caller_id and reply else None
+                break
+            except Exception as exc:  # noqa: BLE001
+                if not is_full(exc) or self._closing:
+                    raise
+                log.warning("state dir full: the report of worker %s waits for room", worker_id)
+                await asyncio.sleep(REPORT_RETRY_SECONDS)
+        self.logs.event("assign.end", worker_id, status=status.value, error=error)
+        return report, reply_id, reply
+
+    def _deliver_settled(self, report: Report, reply_id: str | None, reply: tuple[str, str] | None) -> None:
+        self._send_report(report)
+        if reply_id is None or reply is None:
+            return
+        receiver = self.messages.get(reply_id).receiver
+        caller = self.agents.get(receiver)
+        inbox = self._inboxes.get(receiver)
+        if caller is not None and caller.alive and inbox is not None:
+            inbox.put_stored(reply_id, reply[1], reply[0])
+        else:
+            self.messages.mark_failed(reply_id, "the assigning agent has exited")
 
     async def send_message(
         self, terminal_id: str, message: str, sender: str | None = None, sender_agent: Agent | None = None
@@ -735,9 +836,11 @@ class Orchestrator:
             raise InvalidRequest("field 'message' must not be empty", field="message")
         text = f"[message from {sender}] {message}" if sender else message
         check_agent_text(text, "message")
+        check_room(self.state_dir)
         inbox = self._inboxes[terminal_id]
         immediate = inbox.can_deliver_now()
-        delivery = inbox.put(text, sender)
+        with refusing_when_full(self.state_dir):
+            delivery = inbox.put(text, sender)
         self.logs.event("message", terminal_id, messageId=delivery.message_id, sender=sender, text=message)
         if sender_agent is not None:
             delivery.sent.add_done_callback(
@@ -855,7 +958,11 @@ class Orchestrator:
         if inbox is not None:
             inbox.fail_all(AgentExited("agent was terminated", terminalId=agent.terminal_id))
         self.agents.pop(agent.terminal_id, None)
-        self.agent_store.remove(agent.terminal_id)
+        if self.agent_store.has_assign(agent.terminal_id):
+            # Kept (as exited) until its assign is reported, so a successor can still report it.
+            self.agent_store.update(agent.terminal_id, status=AgentStatus.EXITED.value)
+        else:
+            self.agent_store.remove(agent.terminal_id)
         shutil.rmtree(agent.agent_dir, ignore_errors=True)
 
     # ---- plumbing -----------------------------------------------------------------------------

@@ -6,10 +6,13 @@ of the sidecar process, so it runs on the event loop without a thread hop.
 
 from __future__ import annotations
 
+import errno
+import logging
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import attrs
 
@@ -26,6 +29,27 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_receiver ON messages (receiver, state, id);
 """
+
+
+log = logging.getLogger(__name__)
+
+
+def is_full(exc: BaseException) -> bool:
+    """Whether a storage error means the disk (or quota) is full."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_quietly(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> int:
+    """A bookkeeping write that must not stop running work when the disk is full: logged, skipped."""
+    try:
+        return db.execute(sql, params).rowcount
+    except sqlite3.OperationalError as exc:
+        if not is_full(exc):
+            raise
+        log.warning("state dir full: could not record %s", sql.split(" WHERE")[0])
+        return 0
 
 
 @attrs.define(frozen=True)
@@ -59,9 +83,21 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """Several writes that land together or not at all (the connection is in autocommit)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class MessageStore:
-    def __init__(self, path: Path) -> None:
-        self._db = connect(path)
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
         self._db.executescript(SCHEMA)
 
     @property
@@ -76,15 +112,23 @@ class MessageStore:
         return _message_id(int(cur.lastrowid or 0))
 
     def mark_delivered(self, message_id: str) -> None:
-        self._db.execute(
+        write_quietly(
+            self._db,
             "UPDATE messages SET state='delivered', delivered_at=? WHERE id=? AND state='queued'",
             (time.time(), _rowid(message_id)),
         )
 
     def mark_failed(self, message_id: str, error: str) -> None:
-        self._db.execute(
-            "UPDATE messages SET state='failed', error=? WHERE id=? AND state='queued'", (error, _rowid(message_id))
+        write_quietly(
+            self._db, "UPDATE messages SET state='failed', error=? WHERE id=? AND state='queued'", (error, _rowid(message_id))
         )
+
+    def is_queued(self, message_id: str) -> bool:
+        """Whether a stored message still waits to be typed in (False if unknown)."""
+        try:
+            return self.get(message_id).state == "queued"
+        except KeyError:
+            return False
 
     def get(self, message_id: str) -> StoredMessage:
         row = self._db.execute(
