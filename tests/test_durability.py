@@ -218,6 +218,15 @@ async def test_a_full_state_dir_refuses_new_work_clearly_and_keeps_serving_what_
                 await client.assign("mock_developer", "echo no room")
             assert full.value.code == -31010
             assert (await client.get_output(running)) == "finished on a full disk"
+            # A sidecar started on the full disk starts, keeps its agents and refuses new work.
+            kill9(client)
+            await client._process.wait()
+            client = await start(env, tmp_base / "workspace", notes)
+            assert idle in {a["terminalId"] for a in await client.list_agents()}
+            with pytest.raises(CaoError) as full:
+                await client.spawn("mock_developer")
+            assert full.value.code == -31010
+            assert not list((state_home / "cao-sidecar").glob("state.db.*-*"))  # a full disk is no corruption
             # Room again: new work is taken.
             filler.unlink()
             fill_more.unlink()

@@ -154,7 +154,11 @@ class Orchestrator:
             self._send_report(report)
 
     def _send_report(self, report: Report) -> None:
-        if self._report_sink is None or not self.reports.mark_sent(report.report_id):
+        if self._report_sink is None:
+            return  # stored: sent when an editor connects
+        if not self.reports.mark_sent(report.report_id):
+            if not self.reports.is_sent(report.report_id):  # the disk is full: try again later
+                asyncio.get_running_loop().call_later(REPORT_RETRY_SECONDS, self._send_report, report)
             return
         try:
             self._report_sink(report)

@@ -107,7 +107,7 @@ class AgentStore:
 
     def remove(self, terminal_id: str) -> None:
         """Forget an agent. Its assign, if any, stays until it is reported (claim_assign)."""
-        self._db.execute("DELETE FROM agents WHERE terminal_id=?", (terminal_id,))
+        write_quietly(self._db, "DELETE FROM agents WHERE terminal_id=?", (terminal_id,))
 
     def all(self) -> list[AgentRecord]:
         rows = self._db.execute(

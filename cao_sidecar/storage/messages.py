@@ -41,14 +41,20 @@ def is_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+_last_full_warning = [-1e9]
+
+
 def write_quietly(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> int:
-    """A bookkeeping write that must not stop running work when the disk is full: logged, skipped."""
+    """A bookkeeping write that must not stop running work when the disk is full: skipped, and
+    logged once a minute at most."""
     try:
         return db.execute(sql, params).rowcount
     except sqlite3.OperationalError as exc:
         if not is_full(exc):
             raise
-        log.warning("state dir full: could not record %s", sql.split(" WHERE")[0])
+        if time.monotonic() - _last_full_warning[0] > 60:
+            _last_full_warning[0] = time.monotonic()
+            log.warning("state dir full: status and delivery records are skipped until there is room")
         return 0
 
 

@@ -15,6 +15,8 @@ from typing import Optional
 
 import attrs
 
+from cao_sidecar.storage.messages import write_quietly
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reports (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -61,17 +63,19 @@ class ReportStore:
         return [Report(*row) for row in rows]
 
     def mark_sent(self, report_id: int) -> bool:
-        """True if this call marked it (a report is sent by whoever marks it first)."""
-        return (
-            self._db.execute(
-                "UPDATE reports SET sent_at=? WHERE id=? AND sent_at IS NULL", (time.time(), report_id)
-            ).rowcount
-            > 0
-        )
+        """True if this call marked it: a report is sent by whoever marks it first, and not
+        while the disk is full (it waits, see Orchestrator._send_report)."""
+        marked = write_quietly(self._db, "UPDATE reports SET sent_at=? WHERE id=? AND sent_at IS NULL", (time.time(), report_id))
+        return marked > 0
+
+    def is_sent(self, report_id: int) -> bool:
+        row = self._db.execute("SELECT sent_at FROM reports WHERE id=?", (report_id,)).fetchone()
+        return row is None or row[0] is not None
 
     def prune(self) -> None:
-        self._db.execute("DELETE FROM reports WHERE sent_at IS NOT NULL AND sent_at < ?", (time.time() - KEEP_SENT_SECONDS,))
-        self._db.execute(
+        write_quietly(self._db, "DELETE FROM reports WHERE sent_at IS NOT NULL AND sent_at < ?", (time.time() - KEEP_SENT_SECONDS,))
+        write_quietly(
+            self._db,
             "DELETE FROM reports WHERE sent_at IS NULL AND id NOT IN"
             " (SELECT id FROM reports WHERE sent_at IS NULL ORDER BY id DESC LIMIT ?)",
             (KEEP_UNSENT,),

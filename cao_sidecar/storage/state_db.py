@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from cao_sidecar.storage.messages import connect
+from cao_sidecar.storage.messages import connect, is_full
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,14 @@ def open_state_db(path: Path) -> tuple[sqlite3.Connection, Optional[str]]:
         _check(db)
         return db, None
     except sqlite3.DatabaseError as exc:
+        if is_full(exc) and db is not None:
+            # A full disk is no fault of the file: keep it, and serve what can be read.
+            log.warning("the state dir is full: %s opened, writes wait for room", path)
+            return db, None
         if db is not None:
             db.close()
+        if is_full(exc):
+            raise
         why = "locked" if "locked" in str(exc) else "corrupt"
         aside = set_aside(path, why)
         notice = (
