@@ -686,16 +686,28 @@ class Orchestrator:
             if isinstance(exc, (asyncio.CancelledError, AgentTimeout)) and agent.alive and agent.turn is not None:
                 await self._interrupt(agent)
             if new_worker:
-                self.agent_store.claim_assign(agent.terminal_id)  # the caller hears it as the answer
+                await self._close_handoff(agent.terminal_id)  # the caller hears it as the answer
                 if not keep:
                     self._spawn_background(self.teardown(agent))
             raise
         self.logs.event("handoff.end", agent.terminal_id, ok=True)
         if new_worker:
-            self.agent_store.claim_assign(agent.terminal_id)  # the caller gets the answer itself
+            await self._close_handoff(agent.terminal_id)  # the caller gets the answer itself
         if new_worker and not keep:
             await self.teardown(agent)
         return agent, answer
+
+    async def _close_handoff(self, worker_id: str) -> None:
+        """Take a finished handoff off the pending list (its caller gets the answer as the reply),
+        waiting for room if the disk is full: a successor must not report it again."""
+        while True:
+            try:
+                self.agent_store.claim_assign(worker_id)
+                return
+            except Exception as exc:  # noqa: BLE001
+                if not is_full(exc) or self._closing:
+                    raise
+                await asyncio.sleep(REPORT_RETRY_SECONDS)
 
     def assign(
         self,
