@@ -236,3 +236,34 @@ async def test_a_full_state_dir_refuses_new_work_clearly_and_keeps_serving_what_
     finally:
         kill_tmux(env["CAO_TMUX_SOCKET"])
         subprocess.run(["umount", "-l", str(state_home)], capture_output=True)
+
+
+async def test_an_agents_message_that_fails_while_the_sidecar_is_down_is_reported_to_it_once(env, tmp_base):
+    workspace = tmp_base / "workspace"
+    first = await start(env, workspace)
+    sender = (await first.spawn("mock_supervisor"))["terminalId"]
+    receiver = (await first.spawn("mock_developer"))["terminalId"]
+    await first.send_message(receiver, "sleep 30 busy")
+    result = await first.handoff(f"send {receiver} are you there", terminal_id=sender)
+    assert "queued" in result["output"]
+    message_id = result["output"].split()[1]
+    kill9(first)
+    await first._process.wait()
+    subprocess.run(["tmux", "-L", env["CAO_TMUX_SOCKET"], "kill-window", "-t", f"mock_developer-{receiver}"], check=True)
+
+    def notices():
+        return [r["text"] for r in transcript(env, sender) if r["type"] == "user" and "was not delivered" in r["text"]]
+
+    second = await start(env, workspace)
+    try:
+        told = await wait_until(notices, timeout=20)
+        assert message_id in told[0] and receiver in told[0] and "sidecar was down" in told[0]
+    finally:
+        await second.close()
+    third = await start(env, workspace)  # told once: not again after another restart
+    try:
+        await third.list_agents()
+        await asyncio.sleep(1.0)
+        assert len(notices()) == 1
+    finally:
+        await third.close()

@@ -37,7 +37,7 @@ from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.profiles.catalog import ProfileCatalog
 from cao_sidecar.storage.agents import AgentRecord, AgentStore, AssignRecord
 from cao_sidecar.storage.logs import ConversationLogs
-from cao_sidecar.storage.messages import MessageStore, is_full, transaction
+from cao_sidecar.storage.messages import MessageStore, StoredMessage, is_full, transaction
 from cao_sidecar.storage.reports import Report, ReportStore
 from cao_sidecar.storage.state_db import open_state_db
 from cao_sidecar.providers import LaunchContext, get_provider
@@ -267,7 +267,7 @@ class Orchestrator:
                 )
             )
         self.agents[terminal_id] = agent
-        self._inboxes[terminal_id] = Inbox(agent, self._send_input, self.messages)
+        self.new_inbox(agent)
         self.logs.event(
             "spawn", terminal_id, profile=profile.name, provider=provider_impl.name, session=session,
             workingDirectory=cwd, name=name,
@@ -843,7 +843,8 @@ class Orchestrator:
         """Queue `message` for an agent; returns (message id, 'delivered' | 'queued').
 
         If it can never be delivered (the receiver exits first) the store marks it failed and a
-        sending agent is told so in its own inbox.
+        sending agent is told so in its own inbox, once (MessageStore.mark_failed), after a
+        restart too.
         """
         agent = self.get_agent(terminal_id)
         if not agent.alive:
@@ -856,25 +857,26 @@ class Orchestrator:
         inbox = self._inboxes[terminal_id]
         immediate = inbox.can_deliver_now()
         with refusing_when_full(self.state_dir):
-            delivery = inbox.put(text, sender)
+            delivery = inbox.put(text, sender, sender_agent.terminal_id if sender_agent else None)
         self.logs.event("message", terminal_id, messageId=delivery.message_id, sender=sender, text=message)
-        if sender_agent is not None:
-            delivery.sent.add_done_callback(
-                lambda sent: self._report_undelivered(sender_agent, agent, delivery.message_id, sent)
-            )
         if immediate:
             await asyncio.shield(delivery.sent)  # raises if typing failed
             return delivery.message_id, "delivered"
         return delivery.message_id, "queued"
 
-    def _report_undelivered(self, sender: Agent, receiver: Agent, message_id: str, sent: asyncio.Future[Turn]) -> None:
-        if sent.cancelled() or sent.exception() is None or not sender.alive or sender.terminal_id not in self._inboxes:
-            return
-        notice = (
-            f"your message {message_id} to {receiver.profile.name} ({receiver.terminal_id}) was not delivered: "
-            f"{sent.exception()}"
-        )
-        self._inboxes[sender.terminal_id].put(f"[message from cao-sidecar] {notice}", "cao-sidecar")
+    def new_inbox(self, agent: Agent) -> Inbox:
+        """The inbox of a new or adopted agent (every input to it goes through it)."""
+        inbox = self._inboxes[agent.terminal_id] = Inbox(agent, self._send_input, self.messages, self.route_notice)
+        return inbox
+
+    def route_notice(self, notice: StoredMessage) -> None:
+        """Queue a stored notice (a message of an agent's that failed) in that agent's inbox."""
+        sender = self.agents.get(notice.receiver)
+        inbox = self._inboxes.get(notice.receiver)
+        if sender is not None and sender.alive and inbox is not None:
+            inbox.put_stored(notice.message_id, notice.text, notice.sender)
+        else:
+            self.messages.mark_failed(notice.message_id, "the sending agent has exited")
 
     async def answer(self, terminal_id: str, answer: str, prompt_id: Optional[str] = None) -> tuple[str, str]:
         """Answer the question an agent waits on (status waiting_user_answer), as its CLI expects:

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.errors import AgentExited, AgentFailed, AgentTimeout, CaoError, UnknownProfile, UnknownProvider
-from cao_sidecar.core.inbox import Inbox
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.profiles.profile import Profile
 from cao_sidecar.providers import get_provider
 from cao_sidecar.storage.agents import AgentRecord, AssignRecord
+from cao_sidecar.storage.messages import StoredMessage
 from cao_sidecar.terminal.tmux import TmuxError
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ async def adopt_agents(core: "Orchestrator") -> None:
     pending = {assign.worker_id: assign for assign in core.agent_store.pending_assigns()}
     panes = {pane.pane_id: pane for pane in await core.tmux.list_panes()} if records else {}
     relaunch: set[str] = set()
+    notices: list[StoredMessage] = []  # for agents whose messages failed: routed once all are back
     for record in records:
         assign = pending.get(record.terminal_id)
         pane = panes.get(record.pane_id or "")
@@ -51,8 +52,7 @@ async def adopt_agents(core: "Orchestrator") -> None:
         if agent is None:
             continue
         core.agents[agent.terminal_id] = agent
-        inbox = Inbox(agent, core._send_input, core.messages)
-        core._inboxes[agent.terminal_id] = inbox
+        inbox = core.new_inbox(agent)
         queued = core.messages.queued_for(agent.terminal_id)
         if assign is not None and assign.task_id is not None and core.messages.is_queued(assign.task_id):
             # The worker never got its task (still starting, or its window is gone): start it
@@ -77,7 +77,11 @@ async def adopt_agents(core: "Orchestrator") -> None:
             agent.status = AgentStatus.EXITED
             core.agent_store.update(agent.terminal_id, status=AgentStatus.EXITED.value)
             for message in queued:
-                core.messages.mark_failed(message.message_id, "the agent exited while the sidecar was down")
+                notice = core.messages.mark_failed(message.message_id, "the agent exited while the sidecar was down")
+                if notice is not None:
+                    notices.append(notice)
+    for notice in notices:
+        core.route_notice(notice)
     for assign in pending.values():
         worker = core.agents.get(assign.worker_id)
         if worker is None:

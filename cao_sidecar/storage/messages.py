@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_receiver ON messages (receiver, state, id);
 """
+NOTICE_SENDER = "cao-sidecar"
 
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,11 @@ def connect(path: Path) -> sqlite3.Connection:
 
 @contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """Several writes that land together or not at all (the connection is in autocommit)."""
+    """Several writes that land together or not at all (the connection is in autocommit). Inside
+    another transaction it is part of that one."""
+    if db.in_transaction:
+        yield
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -105,15 +110,18 @@ class MessageStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._db.executescript(SCHEMA)
+        if "sender_id" not in {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}:
+            self._db.execute("ALTER TABLE messages ADD COLUMN sender_id TEXT")  # state dbs from before
 
     @property
     def connection(self) -> sqlite3.Connection:
         return self._db
 
-    def add(self, receiver: str, text: str, sender: Optional[str]) -> str:
+    def add(self, receiver: str, text: str, sender: Optional[str], sender_id: Optional[str] = None) -> str:
+        """Store a queued message; `sender_id`: the agent that sent it, told if it fails."""
         cur = self._db.execute(
-            "INSERT INTO messages (receiver, sender, text, state, created_at) VALUES (?, ?, ?, 'queued', ?)",
-            (receiver, sender, text, time.time()),
+            "INSERT INTO messages (receiver, sender, text, state, created_at, sender_id) VALUES (?, ?, ?, 'queued', ?, ?)",
+            (receiver, sender, text, time.time(), sender_id),
         )
         return _message_id(int(cur.lastrowid or 0))
 
@@ -124,10 +132,25 @@ class MessageStore:
             (time.time(), _rowid(message_id)),
         )
 
-    def mark_failed(self, message_id: str, error: str) -> None:
-        write_quietly(
-            self._db, "UPDATE messages SET state='failed', error=? WHERE id=? AND state='queued'", (error, _rowid(message_id))
-        )
+    def mark_failed(self, message_id: str, error: str) -> Optional[StoredMessage]:
+        """Mark a queued message failed. If an agent sent it, a notice for that agent is stored in
+        the same transaction (so it is told exactly once, crash or not) and returned."""
+        try:
+            with transaction(self._db):
+                cur = self._db.execute(
+                    "UPDATE messages SET state='failed', error=? WHERE id=? AND state='queued'", (error, _rowid(message_id))
+                )
+                row = self._db.execute("SELECT receiver, sender_id FROM messages WHERE id=?", (_rowid(message_id),)).fetchone()
+                if cur.rowcount == 0 or row is None or not row[1]:
+                    return None
+                text = f"[message from {NOTICE_SENDER}] your message {message_id} to {row[0]} was not delivered: {error}"
+                notice_id = self.add(row[1], text, NOTICE_SENDER)
+            return StoredMessage(notice_id, row[1], NOTICE_SENDER, text, "queued", None)
+        except sqlite3.OperationalError as exc:
+            if not is_full(exc):
+                raise
+            log.warning("state dir full: message %s could not be marked failed", message_id)
+            return None
 
     def is_queued(self, message_id: str) -> bool:
         """Whether a stored message still waits to be typed in (False if unknown)."""
