@@ -308,6 +308,10 @@ class Chaos:
         if problems:
             for problem in problems[:20]:
                 self.say(f"PROBLEM: {problem}")
+            for r in [r for r in self.requests if r.acked and len(r.ends) != 1][:3]:
+                self.say(f"events of {r.terminal_id} (request {r.rid}):")
+                for event in self._events(r.terminal_id):
+                    self.say(f"  {json.dumps(event)[:300]}")
             return False
         self.say(f"every one of the {len(acked)} acknowledged requests ended exactly once and was reported")
         return True
@@ -325,6 +329,22 @@ class Chaos:
             except ValueError:
                 continue  # a line cut by a full disk
         return records
+
+    def _events(self, terminal_id: Optional[str]) -> list[dict[str, Any]]:
+        """The sidecars' event log about one agent (logs/events.jsonl), for a failure's story."""
+        path = self.state_home / "cao-sidecar" / "logs" / "events.jsonl"
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        events = []
+        for line in lines:
+            if terminal_id and terminal_id in line:
+                try:
+                    events.append(json.loads(line))
+                except ValueError:
+                    continue
+        return events[-40:]
 
     def _collect_ends(self) -> None:
         reported: dict[str, list[dict[str, Any]]] = {}

@@ -32,12 +32,13 @@ from cao_sidecar.core.errors import (
 )
 from cao_sidecar.core.inbox import Inbox
 from cao_sidecar.core.monitor import StatusMonitor
+from cao_sidecar.core.reporting import AssignReports
 from cao_sidecar.core.statedir import check_room, refusing_when_full
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.profiles.catalog import ProfileCatalog
-from cao_sidecar.storage.agents import AgentRecord, AgentStore, AssignRecord
+from cao_sidecar.storage.agents import AgentRecord, AgentStore
 from cao_sidecar.storage.logs import ConversationLogs
-from cao_sidecar.storage.messages import MessageStore, StoredMessage, is_full, transaction
+from cao_sidecar.storage.messages import MessageStore, StoredMessage
 from cao_sidecar.storage.reports import Report, ReportStore
 from cao_sidecar.storage.state_db import open_state_db
 from cao_sidecar.providers import LaunchContext, get_provider
@@ -55,7 +56,6 @@ STARTUP_FAIL_AFTER = 2.0  # a dialog only the user can answer (login) fails the 
 # With the CLI's events active, a turn the screen says is over but no event ended is taken from
 # the screen after this long (a lost hook must not hang a turn forever).
 EVENT_GRACE_SECONDS = float(os.environ.get("CAO_EVENT_GRACE", "15"))
-REPORT_RETRY_SECONDS = 2.0  # a report that found the disk full is written again after this
 ENTER_RETRY_AFTER = (0.5, 1.5)  # seconds after sending: press Enter again if the turn never started
 # Environment passed through to agents so they find the same tools as the sidecar.
 PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "CAO_MOCK_DELAY_MS")
@@ -104,13 +104,15 @@ class Orchestrator:
         self.notices: list[str] = [notice] if notice else []
         self.messages = MessageStore(db)
         self.agent_store = AgentStore(db)
-        self.reports = ReportStore(db)
-        self.reports.prune()
-        self._report_sink: Optional[Callable[[Report], None]] = None
+        reports = ReportStore(db)
+        reports.prune()
         self.logs = ConversationLogs(state_dir / "logs")
+        self.assigns = AssignReports(
+            state_dir=state_dir, messages=self.messages, agent_store=self.agent_store, reports=reports, logs=self.logs,
+            queue_stored=self.queue_stored,
+        )  # fmt: skip
         self._inboxes: dict[str, Inbox] = {}
         self._status_listeners: list[StatusListener] = []
-        self._completed_listeners: list[CompletedListener] = []
         self._prompt_listeners: list[Callable[[Agent, PendingPrompt], None]] = []
         self._background: set[asyncio.Task[object]] = set()
         self._closing = False
@@ -133,6 +135,7 @@ class Orchestrator:
     async def close(self) -> None:
         """Stop watching. Agents keep running in tmux: they outlive the sidecar."""
         self._closing = True
+        self.assigns.closing = True
         for task in list(self._background):
             task.cancel()
         await self.tmux.close()
@@ -144,26 +147,12 @@ class Orchestrator:
 
     def add_completed_listener(self, listener: CompletedListener) -> None:
         """`listener(outcome)` in this process when an assign ends (not again after a restart)."""
-        self._completed_listeners.append(listener)
+        self.assigns.add_listener(listener)
 
     def set_report_sink(self, sink: Callable[[Report], None]) -> None:
         """`sink(report)` gets every assign's report exactly once, across restarts: the ones
         waiting in the state db at once, then each as it is made (the editor's workerCompleted)."""
-        self._report_sink = sink
-        for report in self.reports.unsent():
-            self._send_report(report)
-
-    def _send_report(self, report: Report) -> None:
-        if self._report_sink is None:
-            return  # stored: sent when an editor connects
-        if not self.reports.mark_sent(report.report_id):
-            if not self.reports.is_sent(report.report_id):  # the disk is full: try again later
-                asyncio.get_running_loop().call_later(REPORT_RETRY_SECONDS, self._send_report, report)
-            return
-        try:
-            self._report_sink(report)
-        except Exception:  # noqa: BLE001
-            log.exception("report sink failed")
+        self.assigns.set_sink(sink)
 
     def add_prompt_listener(self, listener: Callable[[Agent, PendingPrompt], None]) -> None:
         """`listener(agent, prompt)` when a waiting agent's question changes on screen (a new status
@@ -661,7 +650,9 @@ class Orchestrator:
             # the task, reports the answer (editor notification, caller's inbox) and tears the
             # worker down.
             try:
-                task_id = self._record_task(agent, message, caller, keep, timeout)
+                task_id = self.assigns.record_task(
+                agent.terminal_id, agent.profile.name, message, caller.terminal_id if caller else None, keep, timeout
+            )
             except BaseException:
                 self._spawn_background(self._discard(agent))
                 raise
@@ -686,28 +677,16 @@ class Orchestrator:
             if isinstance(exc, (asyncio.CancelledError, AgentTimeout)) and agent.alive and agent.turn is not None:
                 await self._interrupt(agent)
             if new_worker:
-                await self._close_handoff(agent.terminal_id)  # the caller hears it as the answer
+                await self.assigns.close_handoff(agent.terminal_id)  # the caller hears it as the answer
                 if not keep:
                     self._spawn_background(self.teardown(agent))
             raise
         self.logs.event("handoff.end", agent.terminal_id, ok=True)
         if new_worker:
-            await self._close_handoff(agent.terminal_id)  # the caller gets the answer itself
+            await self.assigns.close_handoff(agent.terminal_id)  # the caller gets the answer itself
         if new_worker and not keep:
             await self.teardown(agent)
         return agent, answer
-
-    async def _close_handoff(self, worker_id: str) -> None:
-        """Take a finished handoff off the pending list (its caller gets the answer as the reply),
-        waiting for room if the disk is full: a successor must not report it again."""
-        while True:
-            try:
-                self.agent_store.claim_assign(worker_id)
-                return
-            except Exception as exc:  # noqa: BLE001
-                if not is_full(exc) or self._closing:
-                    raise
-                await asyncio.sleep(REPORT_RETRY_SECONDS)
 
     def assign(
         self,
@@ -731,7 +710,9 @@ class Orchestrator:
             working_directory = working_directory or caller.working_directory
         agent = self.create(profile, provider=provider, working_directory=working_directory, session=session)
         try:
-            task_id = self._record_task(agent, message, caller, keep, timeout)
+            task_id = self.assigns.record_task(
+                agent.terminal_id, agent.profile.name, message, caller.terminal_id if caller else None, keep, timeout
+            )
         except BaseException:
             self._spawn_background(self._discard(agent))
             raise
@@ -743,19 +724,6 @@ class Orchestrator:
             self.run_assigned(agent, task_id, message, time.time() + timeout, keep, caller.terminal_id if caller else None)
         )
         return agent
-
-    def _record_task(self, agent: Agent, message: str, caller: Agent | None, keep: bool, timeout: float) -> str:
-        """Store a new worker's task and its assign in one transaction, before it is acknowledged:
-        from then on a restarted sidecar runs it (or reports it failed). Returns the task's id."""
-        with refusing_when_full(self.state_dir), transaction(self.messages.connection):
-            task_id = self.messages.add(agent.terminal_id, message, None)
-            self.agent_store.add_assign(
-                AssignRecord(
-                    agent.terminal_id, caller.terminal_id if caller else None, message, keep,
-                    time.time() + timeout, agent.profile.name, task_id,
-                )
-            )  # fmt: skip
-        return task_id
 
     async def run_assigned(
         self, agent: Agent, task_id: str, message: str, deadline: float, keep: bool, caller_id: str | None
@@ -775,67 +743,10 @@ class Orchestrator:
         await self.report_assigned(outcome, caller_id, keep)
 
     async def report_assigned(self, outcome: WorkerOutcome, caller_id: str | None, keep: bool) -> None:
-        """Report how an assign ended, exactly once: to the editor (a stored report, sent when one
-        is connected), to the in-process listeners and to the assigning agent's inbox."""
-        agent = outcome.agent
-        error = outcome.error.message if outcome.error else None
-        settled = await self._settle(agent.terminal_id, agent.profile.name, outcome.status, outcome.output, error, caller_id)
-        if settled is None:
-            return
-        for listener in self._completed_listeners:
-            try:
-                listener(outcome)
-            except Exception:  # noqa: BLE001
-                log.exception("completion listener failed")
-        self._deliver_settled(*settled)
-        if not keep and agent.terminal_id in self.agents:
-            await self.teardown(agent)
-
-    async def report_lost(self, assign: AssignRecord, reason: str) -> None:
-        """Report an assign whose worker is not known any more (its record is gone) as failed."""
-        settled = await self._settle(assign.worker_id, assign.profile or "unknown", AgentStatus.EXITED, "", reason, assign.caller_id)
-        if settled is not None:
-            self._deliver_settled(*settled)
-
-    async def _settle(
-        self, worker_id: str, profile: str, status: AgentStatus, output: str, error: str | None, caller_id: str | None
-    ) -> tuple[Report, str | None, tuple[str, str] | None] | None:
-        """Take the assign off the pending list and store its reports, in one transaction (None:
-        reported already). A full disk makes it wait for room: the report is never dropped."""
-        reply: tuple[str, str] | None = None
-        if caller_id is not None:
-            sender = f"{profile} worker {worker_id}"
-            body = f"result of the task you assigned: {output}" if error is None else f"the task you assigned failed: {error}"
-            # Worker output is untrusted: it must not carry paste markers into the caller's input.
-            body = body.replace("\x1b[200~", "").replace("\x1b[201~", "")
-            reply = (sender, f"[message from {sender}] {body}")
-        while True:
-            try:
-                with transaction(self.messages.connection):
-                    if not self.agent_store.claim_assign(worker_id):
-                        return None
-                    report = self.reports.add(worker_id, profile, status.value, output, error)
-                    reply_id = self.messages.add(caller_id, reply[1], reply[0]) if caller_id and reply else None
-                break
-            except Exception as exc:  # noqa: BLE001
-                if not is_full(exc) or self._closing:
-                    raise
-                log.warning("state dir full: the report of worker %s waits for room", worker_id)
-                await asyncio.sleep(REPORT_RETRY_SECONDS)
-        self.logs.event("assign.end", worker_id, status=status.value, error=error)
-        return report, reply_id, reply
-
-    def _deliver_settled(self, report: Report, reply_id: str | None, reply: tuple[str, str] | None) -> None:
-        self._send_report(report)
-        if reply_id is None or reply is None:
-            return
-        receiver = self.messages.get(reply_id).receiver
-        caller = self.agents.get(receiver)
-        inbox = self._inboxes.get(receiver)
-        if caller is not None and caller.alive and inbox is not None:
-            inbox.put_stored(reply_id, reply[1], reply[0])
-        else:
-            self.messages.mark_failed(reply_id, "the assigning agent has exited")
+        """Report how an assign ended, exactly once (core.reporting); then tear the worker down
+        unless it is kept."""
+        if await self.assigns.report(outcome, caller_id) and not keep and outcome.agent.terminal_id in self.agents:
+            await self.teardown(outcome.agent)
 
     async def send_message(
         self, terminal_id: str, message: str, sender: str | None = None, sender_agent: Agent | None = None
@@ -866,17 +777,18 @@ class Orchestrator:
 
     def new_inbox(self, agent: Agent) -> Inbox:
         """The inbox of a new or adopted agent (every input to it goes through it)."""
-        inbox = self._inboxes[agent.terminal_id] = Inbox(agent, self._send_input, self.messages, self.route_notice)
+        inbox = self._inboxes[agent.terminal_id] = Inbox(agent, self._send_input, self.messages, self.queue_stored)
         return inbox
 
-    def route_notice(self, notice: StoredMessage) -> None:
-        """Queue a stored notice (a message of an agent's that failed) in that agent's inbox."""
-        sender = self.agents.get(notice.receiver)
-        inbox = self._inboxes.get(notice.receiver)
-        if sender is not None and sender.alive and inbox is not None:
-            inbox.put_stored(notice.message_id, notice.text, notice.sender)
+    def queue_stored(self, message: StoredMessage) -> None:
+        """Queue a message the store holds already (a report for an assigning agent, a notice of a
+        message that failed) in its receiver's inbox; it fails if the receiver has exited."""
+        receiver = self.agents.get(message.receiver)
+        inbox = self._inboxes.get(message.receiver)
+        if receiver is not None and receiver.alive and inbox is not None:
+            inbox.put_stored(message.message_id, message.text, message.sender)
         else:
-            self.messages.mark_failed(notice.message_id, "the sending agent has exited")
+            self.messages.mark_failed(message.message_id, "the receiving agent has exited")
 
     async def answer(self, terminal_id: str, answer: str, prompt_id: Optional[str] = None) -> tuple[str, str]:
         """Answer the question an agent waits on (status waiting_user_answer), as its CLI expects:

@@ -81,11 +81,11 @@ async def adopt_agents(core: "Orchestrator") -> None:
                 if notice is not None:
                     notices.append(notice)
     for notice in notices:
-        core.route_notice(notice)
+        core.queue_stored(notice)
     for assign in pending.values():
         worker = core.agents.get(assign.worker_id)
         if worker is None:
-            core._spawn_background(core.report_lost(assign, "the worker is gone (its record was lost)"))
+            core._spawn_background(core.assigns.report_lost(assign, "the worker is gone (its record was lost)"))
         elif worker.terminal_id in relaunch:
             assert assign.task_id is not None
             core._spawn_background(
