@@ -56,6 +56,7 @@ STARTUP_FAIL_AFTER = 2.0  # a dialog only the user can answer (login) fails the 
 # With the CLI's events active, a turn the screen says is over but no event ended is taken from
 # the screen after this long (a lost hook must not hang a turn forever).
 EVENT_GRACE_SECONDS = float(os.environ.get("CAO_EVENT_GRACE", "15"))
+TMUX_START_ATTEMPTS = 5
 ENTER_RETRY_AFTER = (0.5, 1.5)  # seconds after sending: press Enter again if the turn never started
 # Environment passed through to agents so they find the same tools as the sidecar.
 PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "CAO_MOCK_DELAY_MS")
@@ -129,7 +130,17 @@ class Orchestrator:
         """Start tmux, then adopt the agents a previous sidecar left running (core.recovery)."""
         from cao_sidecar.core.recovery import adopt_agents
 
-        await self.tmux.start()
+        for attempt in range(TMUX_START_ATTEMPTS):
+            try:
+                await self.tmux.start()
+                break
+            except TmuxError as exc:
+                # A server killed a moment ago can still hold the socket: the new one then dies
+                # at once ("server exited unexpectedly"). It is free a moment later.
+                if attempt == TMUX_START_ATTEMPTS - 1:
+                    raise
+                log.warning("tmux did not start (%s); trying again", exc)
+                await asyncio.sleep(0.2 * (attempt + 1))
         await adopt_agents(self)
 
     async def close(self) -> None:
