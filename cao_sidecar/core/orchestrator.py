@@ -160,10 +160,11 @@ class Orchestrator:
         """`listener(outcome)` in this process when an assign ends (not again after a restart)."""
         self.assigns.add_listener(listener)
 
-    def set_report_sink(self, sink: Callable[[Report], None]) -> None:
+    def set_report_sink(self, sink: Callable[[Report], None], ready: Callable[[], bool] = lambda: True) -> None:
         """`sink(report)` gets every assign's report exactly once, across restarts: the ones
-        waiting in the state db at once, then each as it is made (the editor's workerCompleted)."""
-        self.assigns.set_sink(sink)
+        waiting in the state db at once, then each as it is made (the editor's workerCompleted).
+        A report waits while `ready()` is false (the editor does not read what was sent)."""
+        self.assigns.set_sink(sink, ready)
 
     def add_prompt_listener(self, listener: Callable[[Agent, PendingPrompt], None]) -> None:
         """`listener(agent, prompt)` when a waiting agent's question changes on screen (a new status

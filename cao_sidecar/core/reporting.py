@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 2.0  # a report that found the disk full is written again after this
+SINK_WAIT_SECONDS = 0.1  # a report waits this long at a time for the editor to catch up
 
 CompletedListener = Callable[["WorkerOutcome"], None]
 
@@ -52,20 +53,26 @@ class AssignReports:
         self._queue_stored = queue_stored  # puts a stored message in its receiver's inbox
         self._listeners: list[CompletedListener] = []
         self._sink: Optional[Callable[[Report], None]] = None
+        self._sink_ready: Callable[[], bool] = lambda: True
         self.closing = False  # the sidecar stops: waiting for room is over
 
     def add_listener(self, listener: CompletedListener) -> None:
         self._listeners.append(listener)
 
-    def set_sink(self, sink: Callable[[Report], None]) -> None:
-        """`sink(report)` gets every report once: the stored unsent ones now, then each new one."""
+    def set_sink(self, sink: Callable[[Report], None], ready: Callable[[], bool] = lambda: True) -> None:
+        """`sink(report)` gets every report once: the stored unsent ones now, then each new one.
+        `ready()`: whether what the sink writes now leaves the process at once (not buffered)."""
         self._sink = sink
+        self._sink_ready = ready
         for report in self._reports.unsent():
             self._send(report)
 
     def _send(self, report: Report) -> None:
         if self._sink is None:
             return  # stored: sent when an editor connects
+        if not self._sink_ready():  # the editor is behind: a crash would lose what waits here
+            asyncio.get_running_loop().call_later(SINK_WAIT_SECONDS, self._send, report)
+            return
         # Marked sent right before it is written (same step of the event loop): never twice.
         if not self._reports.mark_sent(report.report_id):
             if not self._reports.is_sent(report.report_id):  # the disk is full: try again later

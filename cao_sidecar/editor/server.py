@@ -456,7 +456,9 @@ def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_
 
     core.add_status_listener(on_status)
     # Reports are stored until sent: those made while no editor was connected come now.
-    core.set_report_sink(on_report)
+    writer = getattr(server.protocol, "writer", None)
+    buffered = getattr(writer, "buffered", None)
+    core.set_report_sink(on_report, (lambda: buffered() == 0) if buffered is not None else (lambda: True))
     for notice in core.notices:
         server.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=f"cao-sidecar: {notice}"))
 
