@@ -312,7 +312,7 @@ class Orchestrator:
                 )
             except TmuxError as exc:
                 raise TerminalError(f"tmux could not start the agent: {exc}", terminalId=agent.terminal_id) from exc
-            agent.pane_id = pane.pane_id
+            agent.pane_id, agent.pane_pid = pane.pane_id, pane.pid
             self.agent_store.update(agent.terminal_id, pane_id=pane.pane_id, pid=pane.pid)
             self._monitor.watch(agent)
             if pane.dead:
@@ -399,6 +399,11 @@ class Orchestrator:
     async def _send_input(self, agent: Agent, text: str) -> Turn:
         if not agent.alive or agent.pane_id is None:
             raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
+        if not await self._owns_pane(agent):
+            # Its pane died with a tmux server unnoticed, and the id now names another agent's.
+            agent.pane_id = None
+            await self._mark_exited(agent, None)
+            raise AgentExited("agent has exited (its tmux server was restarted)", terminalId=agent.terminal_id)
         turn = agent.begin_turn(text)
         agent.last_answer = None  # "last answer" is now this turn's (read when it is asked for)
         self.logs.event("input", agent.terminal_id, text=text)
@@ -416,6 +421,16 @@ class Orchestrator:
             raise TerminalError(f"could not type into the agent: {exc}", terminalId=agent.terminal_id) from exc
         self._spawn_background(self._retry_enter(agent, turn))
         return turn
+
+    async def _owns_pane(self, agent: Agent, *, live: bool = True) -> bool:
+        """Whether the agent's pane id still names its own pane (same process; `live`: running)."""
+        if agent.pane_pid is None:
+            return True  # not known (an agent recorded before pids were): trust the id
+        try:
+            panes = await self.tmux.list_panes()
+        except TmuxError:
+            return True  # cannot tell: typing will say
+        return any(p.pane_id == agent.pane_id and p.pid == agent.pane_pid and not (live and p.dead) for p in panes)
 
     async def _retry_enter(self, agent: Agent, turn: Turn) -> None:
         """TUIs sometimes swallow the Enter that follows a paste: press it again, never the text."""
@@ -838,7 +853,7 @@ class Orchestrator:
     # ---- teardown -----------------------------------------------------------------------------
 
     async def _interrupt(self, agent: Agent) -> None:
-        if agent.pane_id is None or not agent.alive:
+        if agent.pane_id is None or not agent.alive or not await self._owns_pane(agent):
             return
         try:
             await self.tmux.send_keys(agent.pane_id, agent.provider.interrupt_key)
@@ -853,7 +868,7 @@ class Orchestrator:
             return
         agent.terminating = True
         try:
-            if agent.alive and agent.pane_id is not None:
+            if agent.alive and agent.pane_id is not None and await self._owns_pane(agent):
                 if agent.status.accepts_input and agent.turn is None:
                     try:
                         await self.tmux.paste_text(agent.pane_id, agent.provider.exit_command)
@@ -886,7 +901,7 @@ class Orchestrator:
         """Remove the window and the record; report the agent as exited if it was not yet."""
         agent.terminating = True
         self._monitor.unwatch(agent)
-        if agent.pane_id is not None:
+        if agent.pane_id is not None and await self._owns_pane(agent, live=False):
             try:
                 await self.tmux.kill_window(agent.pane_id)
             except TmuxError:

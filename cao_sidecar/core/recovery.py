@@ -69,7 +69,7 @@ async def adopt_agents(core: "Orchestrator") -> None:
             continue
         if alive:
             log.info("adopted agent %s (%s) in pane %s", agent.terminal_id, agent.profile.name, record.pane_id)
-            agent.pane_id = record.pane_id
+            agent.pane_id, agent.pane_pid = record.pane_id, record.pid
             core._monitor.watch(agent)  # classifies the current screen at once
             inbox.restore(queued)
         else:
