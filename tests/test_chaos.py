@@ -24,6 +24,7 @@ SEEDS = [int(s) for s in os.environ.get("CHAOS_SEEDS", "11,23,37").split(",")]
 SECONDS = float(os.environ.get("CHAOS_SECONDS", "20"))
 
 
+@pytest.mark.timeout(SECONDS + 300)  # a broken invariant is reported after the settle timeout
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_every_acknowledged_request_ends_once_whatever_fails(seed: int) -> None:
     lines: list[str] = []

@@ -48,8 +48,10 @@ async def test_ten_assigns_killed_while_their_workers_start_all_run_after_restar
             done = completed(notes, worker)
             assert len(done) == 1, done
             assert done[0]["status"] == "completed" and done[0]["output"] == f"answer {i}", done[0]
-            users = [r for r in transcript(env, worker) if r["type"] == "user"]
-            assert [u["text"] for u in users] == [f"echo answer {i}"]  # the task ran once
+            users = [r["text"] for r in transcript(env, worker) if r["type"] == "user"]
+            # Its own task only. (Typed in again only if the kill fell between typing it and
+            # recording that: then the worker was launched afresh and ran it.)
+            assert set(users) == {f"echo answer {i}"} and len(users) <= 2, users
         assert len(delivered_before) < 10  # some workers really had not got their task yet
         await asyncio.sleep(0.5)
         assert len(completed(notes)) == 10
