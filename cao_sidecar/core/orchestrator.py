@@ -404,12 +404,15 @@ class Orchestrator:
             agent.pane_id = None
             await self._mark_exited(agent, None)
             raise AgentExited("agent has exited (its tmux server was restarted)", terminalId=agent.terminal_id)
+        pane_id = agent.pane_id
+        if not agent.alive or pane_id is None:  # it exited while we asked tmux
+            raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
         turn = agent.begin_turn(text)
         agent.last_answer = None  # "last answer" is now this turn's (read when it is asked for)
         self.logs.event("input", agent.terminal_id, text=text)
         try:
-            await self.tmux.paste_text(agent.pane_id, text)
-            await self.tmux.send_keys(agent.pane_id, "Enter")
+            await self.tmux.paste_text(pane_id, text)
+            await self.tmux.send_keys(pane_id, "Enter")
         except PaneGone as exc:
             agent.turn = None
             raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail()) from exc
@@ -853,10 +856,11 @@ class Orchestrator:
     # ---- teardown -----------------------------------------------------------------------------
 
     async def _interrupt(self, agent: Agent) -> None:
-        if agent.pane_id is None or not agent.alive or not await self._owns_pane(agent):
+        pane_id = agent.pane_id
+        if pane_id is None or not agent.alive or not await self._owns_pane(agent):
             return
         try:
-            await self.tmux.send_keys(agent.pane_id, agent.provider.interrupt_key)
+            await self.tmux.send_keys(pane_id, agent.provider.interrupt_key)
         except TmuxError:
             pass
         if agent.turn is not None:
@@ -868,11 +872,12 @@ class Orchestrator:
             return
         agent.terminating = True
         try:
-            if agent.alive and agent.pane_id is not None and await self._owns_pane(agent):
+            pane_id = agent.pane_id
+            if agent.alive and pane_id is not None and await self._owns_pane(agent):
                 if agent.status.accepts_input and agent.turn is None:
                     try:
-                        await self.tmux.paste_text(agent.pane_id, agent.provider.exit_command)
-                        await self.tmux.send_keys(agent.pane_id, "Enter")
+                        await self.tmux.paste_text(pane_id, agent.provider.exit_command)
+                        await self.tmux.send_keys(pane_id, "Enter")
                     except TmuxError:
                         pass
                     deadline = asyncio.get_running_loop().time() + EXIT_GRACE_SECONDS
@@ -886,7 +891,7 @@ class Orchestrator:
                             # Like a task's Enter, the one after the exit command can be swallowed.
                             enter_again = 0.0
                             try:
-                                await self.tmux.send_keys(agent.pane_id, "Enter")
+                                await self.tmux.send_keys(pane_id, "Enter")
                             except TmuxError:
                                 pass
                         await agent.wait_change(min(remaining, enter_again - now) if enter_again else remaining)
@@ -901,9 +906,10 @@ class Orchestrator:
         """Remove the window and the record; report the agent as exited if it was not yet."""
         agent.terminating = True
         self._monitor.unwatch(agent)
-        if agent.pane_id is not None and await self._owns_pane(agent, live=False):
+        pane_id = agent.pane_id  # _mark_exited may clear it while we ask tmux
+        if pane_id is not None and await self._owns_pane(agent, live=False):
             try:
-                await self.tmux.kill_window(agent.pane_id)
+                await self.tmux.kill_window(pane_id)
             except TmuxError:
                 pass
         previous = agent.mark_exited()
