@@ -97,6 +97,9 @@ class Agent:
     name: Optional[str] = None
     created_at: str = attrs.field(factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     pane_id: Optional[str] = None
+    # The pane's process: a restarted tmux server numbers panes from %0 again, so a pane id
+    # alone may name another agent's pane (Orchestrator checks both before typing).
+    pane_pid: Optional[int] = None
     status: AgentStatus = AgentStatus.STARTING
     screen: str = ""  # last captured visible screen
     last_answer: Optional[str] = None

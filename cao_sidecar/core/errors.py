@@ -92,6 +92,13 @@ class Untrusted(CaoError):
     name = "untrusted"
 
 
+class StateDirFull(CaoError):
+    """The state dir (agent records, messages, logs) has no room: new work is refused."""
+
+    code = -31011
+    name = "stateDirFull"
+
+
 ERROR_CLASSES: tuple[type[CaoError], ...] = (
     UnknownProfile,
     UnknownProvider,
@@ -104,4 +111,5 @@ ERROR_CLASSES: tuple[type[CaoError], ...] = (
     TerminalError,
     PromptGone,
     Untrusted,
+    StateDirFull,
 )

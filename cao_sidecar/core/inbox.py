@@ -29,13 +29,16 @@ class Delivery:
 
 
 SendInput = Callable[[Agent, str], Awaitable[Turn]]
+# Gets the notice stored for the sending agent when a message of its fails (MessageStore.mark_failed).
+OnFailed = Callable[[StoredMessage], None]
 
 
 class Inbox:
-    def __init__(self, agent: Agent, send_input: SendInput, store: MessageStore) -> None:
+    def __init__(self, agent: Agent, send_input: SendInput, store: MessageStore, on_failed: OnFailed) -> None:
         self._agent = agent
         self._send_input = send_input
         self._store = store
+        self._on_failed = on_failed
         self._queue: deque[Delivery] = deque()
         self._worker: asyncio.Task[None] | None = None
 
@@ -46,10 +49,22 @@ class Inbox:
     def can_deliver_now(self) -> bool:
         return not self._queue and self._worker is None and not self._agent.busy and self._agent.alive
 
-    def put(self, text: str, sender: Optional[str] = None) -> Delivery:
+    def put(self, text: str, sender: Optional[str] = None, sender_id: Optional[str] = None) -> Delivery:
         """Store the text durably, then queue it. Returns once stored (not delivered)."""
-        delivery = Delivery(text, self._store.add(self._agent.terminal_id, text, sender), sender)
+        delivery = Delivery(text, self._store.add(self._agent.terminal_id, text, sender, sender_id), sender)
         self._queue.append(delivery)
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+        return delivery
+
+    def put_stored(self, message_id: str, text: str, sender: Optional[str] = None, *, first: bool = False) -> Delivery:
+        """Queue a message already in the store (a worker's task: `first`, before anything sent
+        to the worker while it started)."""
+        delivery = Delivery(text, message_id, sender)
+        if first:
+            self._queue.appendleft(delivery)
+        else:
+            self._queue.append(delivery)
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run())
         return delivery
@@ -64,13 +79,18 @@ class Inbox:
     def fail_all(self, exc: BaseException) -> None:
         while self._queue:
             delivery = self._queue.popleft()
-            self._store.mark_failed(delivery.message_id, str(exc))
+            self._fail(delivery.message_id, str(exc))
             if not delivery.sent.done():
                 delivery.sent.set_exception(exc)
                 delivery.sent.exception()  # mark retrieved: nobody may be waiting
         if self._worker is not None:
             self._worker.cancel()
             self._worker = None
+
+    def _fail(self, message_id: str, error: str) -> None:
+        notice = self._store.mark_failed(message_id, error)
+        if notice is not None:
+            self._on_failed(notice)
 
     async def _run(self) -> None:
         agent = self._agent
@@ -85,12 +105,12 @@ class Inbox:
                     break
                 delivery = self._queue.popleft()
                 if delivery.sent.cancelled():
-                    self._store.mark_failed(delivery.message_id, "cancelled before delivery")
+                    self._fail(delivery.message_id, "cancelled before delivery")
                     continue
                 try:
                     turn = await self._send_input(agent, delivery.text)
                 except Exception as exc:  # noqa: BLE001 - the caller gets it through the future
-                    self._store.mark_failed(delivery.message_id, str(exc))
+                    self._fail(delivery.message_id, str(exc))
                     if not delivery.sent.done():
                         delivery.sent.set_exception(exc)
                         delivery.sent.exception()

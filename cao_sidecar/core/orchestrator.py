@@ -33,12 +33,16 @@ from cao_sidecar.core.errors import (
 )
 from cao_sidecar.core.inbox import Inbox
 from cao_sidecar.core.monitor import StatusMonitor
+from cao_sidecar.core.reporting import AssignReports
+from cao_sidecar.core.statedir import check_room, refusing_when_full
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.core.typed_text import text_for_agent
 from cao_sidecar.profiles.catalog import ProfileCatalog
-from cao_sidecar.storage.agents import AgentRecord, AgentStore, AssignRecord
+from cao_sidecar.storage.agents import AgentRecord, AgentStore
 from cao_sidecar.storage.logs import ConversationLogs
-from cao_sidecar.storage.messages import MessageStore
+from cao_sidecar.storage.messages import MessageStore, StoredMessage
+from cao_sidecar.storage.reports import Report, ReportStore
+from cao_sidecar.storage.state_db import open_state_db
 from cao_sidecar.providers import LaunchContext, cli_facts, get_provider, own_python
 from cao_sidecar.providers.base import flag_like_value, profile_options
 from cao_sidecar.terminal.tmux import PaneGone, TmuxError, TmuxServer
@@ -55,6 +59,7 @@ STARTUP_FAIL_AFTER = 2.0  # a dialog only the user can answer (login) fails the 
 # With the CLI's events active, a turn the screen says is over but no event ended is taken from
 # the screen after this long (a lost hook must not hang a turn forever).
 EVENT_GRACE_SECONDS = float(os.environ.get("CAO_EVENT_GRACE", "15"))
+TMUX_START_ATTEMPTS = 5
 ENTER_RETRY_AFTER = (0.5, 1.5)  # seconds after sending: press Enter again if the turn never started
 # Environment passed through to agents so they find the same tools as the sidecar.
 PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "CAO_MOCK_DELAY_MS")
@@ -98,15 +103,24 @@ class Orchestrator:
         self.default_cwd = default_cwd
         self.default_session = default_session
         self.agents: dict[str, Agent] = {}
-        self.messages = MessageStore(state_dir / "state.db")
-        self.agent_store = AgentStore(self.messages.connection)
+        db, notice = open_state_db(state_dir / "state.db")
+        # Things the user should hear about once an editor is connected (a state db set aside).
+        self.notices: list[str] = [notice] if notice else []
+        self.messages = MessageStore(db)
+        self.agent_store = AgentStore(db)
+        reports = ReportStore(db)
+        reports.prune()
         self.logs = ConversationLogs(state_dir / "logs")
+        self.assigns = AssignReports(
+            state_dir=state_dir, messages=self.messages, agent_store=self.agent_store, reports=reports, logs=self.logs,
+            queue_stored=self.queue_stored,
+        )  # fmt: skip
         self._inboxes: dict[str, Inbox] = {}
         self._status_listeners: list[StatusListener] = []
-        self._completed_listeners: list[CompletedListener] = []
         self._prompt_listeners: list[Callable[[Agent, PendingPrompt], None]] = []
         self._background: set[asyncio.Task[object]] = set()
         self._cleanups: set[asyncio.Task[object]] = set()
+        self._closing = False
         self._env_hooks: list[Callable[[Agent], dict[str, str]]] = []
         # Set once everything agents may call (the MCP server) is up; launches wait for it.
         self.agents_may_start = asyncio.Event()
@@ -120,7 +134,17 @@ class Orchestrator:
         """Start tmux, then adopt the agents a previous sidecar left running (core.recovery)."""
         from cao_sidecar.core.recovery import adopt_agents
 
-        await self.tmux.start()
+        for attempt in range(TMUX_START_ATTEMPTS):
+            try:
+                await self.tmux.start()
+                break
+            except TmuxError as exc:
+                # A server killed a moment ago can still hold the socket: the new one then dies
+                # at once ("server exited unexpectedly"). It is free a moment later.
+                if attempt == TMUX_START_ATTEMPTS - 1:
+                    raise
+                log.warning("tmux did not start (%s); trying again", exc)
+                await asyncio.sleep(0.2 * (attempt + 1))
         await adopt_agents(self)
 
     async def close(self) -> None:
@@ -128,6 +152,8 @@ class Orchestrator:
         windows are removed first)."""
         if self._cleanups:
             await asyncio.wait(list(self._cleanups), timeout=CLEANUP_WAIT_SECONDS)
+        self._closing = True
+        self.assigns.closing = True
         for task in list(self._background):
             task.cancel()
         await self.tmux.close()
@@ -138,7 +164,14 @@ class Orchestrator:
         self._status_listeners.append(listener)
 
     def add_completed_listener(self, listener: CompletedListener) -> None:
-        self._completed_listeners.append(listener)
+        """`listener(outcome)` in this process when an assign ends (not again after a restart)."""
+        self.assigns.add_listener(listener)
+
+    def set_report_sink(self, sink: Callable[[Report], None], ready: Callable[[], bool] = lambda: True) -> None:
+        """`sink(report)` gets every assign's report exactly once, across restarts: the ones
+        waiting in the state db at once, then each as it is made (the editor's workerCompleted).
+        A report waits while `ready()` is false (the editor does not read what was sent)."""
+        self.assigns.set_sink(sink, ready)
 
     def add_prompt_listener(self, listener: Callable[[Agent, PendingPrompt], None]) -> None:
         """`listener(agent, prompt)` when a waiting agent's question changes on screen (a new status
@@ -213,6 +246,7 @@ class Orchestrator:
         cwd = os.path.abspath(os.path.expanduser(working_directory or profile.working_directory or self.default_cwd))
         if not os.path.isdir(cwd):
             raise InvalidRequest(f"workingDirectory '{cwd}' is not a directory", field="workingDirectory")
+        check_room(self.state_dir)
         terminal_id = secrets.token_hex(4)
         while terminal_id in self.agents:
             terminal_id = secrets.token_hex(4)
@@ -226,24 +260,25 @@ class Orchestrator:
             agent_dir=agent_dir,
             name=name,
         )
-        self.agents[terminal_id] = agent
-        self._inboxes[terminal_id] = Inbox(agent, self._send_input, self.messages)
-        self.agent_store.save(
-            AgentRecord(
-                terminal_id=terminal_id,
-                session=session,
-                profile=profile.name,
-                provider=provider_impl.name,
-                name=name,
-                working_directory=cwd,
-                agent_dir=str(agent_dir),
-                created_at=agent.created_at,
-                pane_id=None,
-                pid=None,
-                status=AgentStatus.STARTING.value,
-                last_answer=None,
+        with refusing_when_full(self.state_dir):
+            self.agent_store.save(
+                AgentRecord(
+                    terminal_id=terminal_id,
+                    session=session,
+                    profile=profile.name,
+                    provider=provider_impl.name,
+                    name=name,
+                    working_directory=cwd,
+                    agent_dir=str(agent_dir),
+                    created_at=agent.created_at,
+                    pane_id=None,
+                    pid=None,
+                    status=AgentStatus.STARTING.value,
+                    last_answer=None,
+                )
             )
-        )
+        self.agents[terminal_id] = agent
+        self.new_inbox(agent)
         self.logs.event(
             "spawn", terminal_id, profile=profile.name, provider=provider_impl.name, session=session,
             workingDirectory=cwd, name=name,
@@ -301,7 +336,7 @@ class Orchestrator:
                 )
             except TmuxError as exc:
                 raise TerminalError(f"tmux could not start the agent: {exc}", terminalId=agent.terminal_id) from exc
-            agent.pane_id = pane.pane_id
+            agent.pane_id, agent.pane_pid = pane.pane_id, pane.pid
             self.agent_store.update(agent.terminal_id, pane_id=pane.pane_id, pid=pane.pid)
             self._monitor.watch(agent)
             if pane.dead:
@@ -397,12 +432,20 @@ class Orchestrator:
             raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
         # Callers check what they accept (strict); here what the sidecar relays is made typeable.
         text = text_for_agent(agent.provider, text, "message", strict=False)
+        if not await self._owns_pane(agent):
+            # Its pane died with a tmux server unnoticed, and the id now names another agent's.
+            agent.pane_id = None
+            await self._mark_exited(agent, None)
+            raise AgentExited("agent has exited (its tmux server was restarted)", terminalId=agent.terminal_id)
+        pane_id = agent.pane_id
+        if not agent.alive or pane_id is None:  # it exited while we asked tmux
+            raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
         turn = agent.begin_turn(text)
         agent.last_answer = None  # "last answer" is now this turn's (read when it is asked for)
         self.logs.event("input", agent.terminal_id, text=text)
         try:
-            await self.tmux.paste_text(agent.pane_id, text)
-            await self.tmux.send_keys(agent.pane_id, "Enter")
+            await self.tmux.paste_text(pane_id, text)
+            await self.tmux.send_keys(pane_id, "Enter")
         except PaneGone as exc:
             agent.turn = None
             raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail()) from exc
@@ -414,6 +457,16 @@ class Orchestrator:
             raise TerminalError(f"could not type into the agent: {exc}", terminalId=agent.terminal_id) from exc
         self._spawn_background(self._retry_enter(agent, turn))
         return turn
+
+    async def _owns_pane(self, agent: Agent, *, live: bool = True) -> bool:
+        """Whether the agent's pane id still names its own pane (same process; `live`: running)."""
+        if agent.pane_pid is None:
+            return True  # not known (an agent recorded before pids were): trust the id
+        try:
+            panes = await self.tmux.list_panes()
+        except TmuxError:
+            return True  # cannot tell: typing will say
+        return any(p.pane_id == agent.pane_id and p.pid == agent.pane_pid and not (live and p.dead) for p in panes)
 
     async def _retry_enter(self, agent: Agent, turn: Turn) -> None:
         """TUIs sometimes swallow the Enter that follows a paste: press it again, never the text."""
@@ -565,11 +618,19 @@ class Orchestrator:
             agent.pane_id = None
         log.info("agent %s exited (status %s)", agent.terminal_id, exit_status)
 
-    async def run_turn(self, agent: Agent, text: str, timeout: float) -> str:
-        """Give `agent` one task (through its inbox) and return its final answer."""
+    async def run_turn(self, agent: Agent, text: str, timeout: float, task_id: str | None = None) -> str:
+        """Give `agent` one task (through its inbox) and return its final answer. `task_id`: the
+        task is in the message store already (an assign's, stored when it was acknowledged)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        delivery = self._inboxes[agent.terminal_id].put(text)
+        inbox = self._inboxes.get(agent.terminal_id)
+        if inbox is None:
+            raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
+        if task_id is not None:
+            delivery = inbox.put_stored(task_id, text, first=True)
+        else:
+            with refusing_when_full(self.state_dir):
+                delivery = inbox.put(text)
         try:
             turn = await asyncio.wait_for(asyncio.shield(delivery.sent), timeout)
             result = await asyncio.wait_for(asyncio.shield(turn.done), max(0.0, deadline - loop.time()))
@@ -639,6 +700,7 @@ class Orchestrator:
         check_agent_text(message, "message")
         if timeout <= 0:
             raise InvalidRequest("field 'timeoutSeconds' must be positive", field="timeoutSeconds")
+        check_room(self.state_dir)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         new_worker = terminal_id is None
@@ -661,12 +723,18 @@ class Orchestrator:
             "handoff.start", agent.terminal_id, profile=agent.profile.name, newWorker=new_worker,
             caller=caller.terminal_id if caller else None, message=message,
         )
+        task_id: str | None = None
         if new_worker:
-            # Recorded like an assign: if the sidecar dies mid-handoff, its successor still
-            # reports the answer (editor notification, caller's inbox) and tears the worker down.
-            self.agent_store.add_assign(
-                AssignRecord(agent.terminal_id, caller.terminal_id if caller else None, message, keep, time.time() + timeout)
+            # Recorded like an assign: if the sidecar dies mid-handoff, its successor still runs
+            # the task, reports the answer (editor notification, caller's inbox) and tears the
+            # worker down.
+            try:
+                task_id = self.assigns.record_task(
+                agent.terminal_id, agent.profile.name, message, caller.terminal_id if caller else None, keep, timeout
             )
+            except BaseException:
+                self._spawn_background(self._discard(agent))
+                raise
         try:
             text_for_agent(agent.provider, message, "message")  # refused before anything starts
             if new_worker:
@@ -678,8 +746,10 @@ class Orchestrator:
                         terminalId=agent.terminal_id,
                         screenTail=agent.screen_tail(),
                     ) from None
-            answer = await self.run_turn(agent, message, max(0.001, deadline - loop.time()))
+            answer = await self.run_turn(agent, message, max(0.001, deadline - loop.time()), task_id=task_id)
         except BaseException as exc:
+            if self._closing and isinstance(exc, asyncio.CancelledError):
+                raise  # the sidecar stops: its successor follows the worker and reports it
             self.logs.event(
                 "handoff.end", agent.terminal_id, ok=False,
                 error=exc.message if isinstance(exc, CaoError) else type(exc).__name__,
@@ -687,13 +757,13 @@ class Orchestrator:
             if isinstance(exc, (asyncio.CancelledError, AgentTimeout)) and agent.alive and agent.turn is not None:
                 await self._interrupt(agent)
             if new_worker:
-                self.agent_store.assign_done(agent.terminal_id)
+                await self.assigns.close_handoff(agent.terminal_id)  # the caller hears it as the answer
                 if not keep:
                     self._spawn_cleanup(self.teardown(agent))
             raise
         self.logs.event("handoff.end", agent.terminal_id, ok=True)
         if new_worker:
-            self.agent_store.assign_done(agent.terminal_id)
+            await self.assigns.close_handoff(agent.terminal_id)  # the caller gets the answer itself
         if new_worker and not keep:
             await self.teardown(agent)
         return agent, answer
@@ -719,57 +789,45 @@ class Orchestrator:
             session = session or caller.session
             working_directory = working_directory or caller.working_directory
         agent = self.create(profile, provider=provider, working_directory=working_directory, session=session)
+        try:
+            task_id = self.assigns.record_task(
+                agent.terminal_id, agent.profile.name, message, caller.terminal_id if caller else None, keep, timeout
+            )
+        except BaseException:
+            self._spawn_background(self._discard(agent))
+            raise
         self.logs.event(
             "assign.start", agent.terminal_id, profile=profile, caller=caller.terminal_id if caller else None,
             message=message,
         )
-        self.agent_store.add_assign(
-            AssignRecord(agent.terminal_id, caller.terminal_id if caller else None, message, keep, time.time() + timeout)
+        self._spawn_background(
+            self.run_assigned(agent, task_id, message, time.time() + timeout, keep, caller.terminal_id if caller else None)
         )
-        self._spawn_background(self._run_assigned(agent, message, timeout, keep, caller))
         return agent
 
-    async def _run_assigned(
-        self, agent: Agent, message: str, timeout: float, keep: bool, reply_to: Agent | None
+    async def run_assigned(
+        self, agent: Agent, task_id: str, message: str, deadline: float, keep: bool, caller_id: str | None
     ) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        """Launch a new worker, give it its stored task, report how it ended. `deadline` is wall-clock."""
         outcome: WorkerOutcome
         try:
             text_for_agent(agent.provider, message, "message")  # refused before anything starts
-            await self.launch(agent, ready_timeout=min(READY_TIMEOUT, timeout))
-            answer = await self.run_turn(agent, message, max(0.001, deadline - loop.time()))
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise AgentTimeout("the assigned task did not start in time", terminalId=agent.terminal_id)
+            await self.launch(agent, ready_timeout=min(READY_TIMEOUT, remaining))
+            answer = await self.run_turn(agent, message, max(0.001, deadline - time.time()), task_id=task_id)
             outcome = WorkerOutcome(agent, AgentStatus.COMPLETED, answer)
         except CaoError as exc:
             status = agent.status if agent.status in (AgentStatus.ERROR, AgentStatus.EXITED) else AgentStatus.ERROR
             outcome = WorkerOutcome(agent, status, agent.screen_tail(), exc)
-        await self.report_assigned(outcome, reply_to, keep)
+        await self.report_assigned(outcome, caller_id, keep)
 
-    async def report_assigned(self, outcome: WorkerOutcome, reply_to: Agent | None, keep: bool) -> None:
-        """Tell the listeners (the editor) and the assigning agent's inbox how an assign ended."""
-        agent = outcome.agent
-        self.agent_store.assign_done(agent.terminal_id)
-        self.logs.event(
-            "assign.end", agent.terminal_id, status=outcome.status.value,
-            error=outcome.error.message if outcome.error else None,
-        )
-        for listener in self._completed_listeners:
-            try:
-                listener(outcome)
-            except Exception:  # noqa: BLE001
-                log.exception("completion listener failed")
-        if reply_to is not None:
-            worker = f"{agent.profile.name} worker {agent.terminal_id}"
-            if outcome.error is None:
-                report = f"result of the task you assigned: {outcome.output}"
-            else:
-                report = f"the task you assigned failed: {outcome.error.message}"
-            try:
-                await self.send_message(reply_to.terminal_id, report, sender=worker, relay=True)
-            except CaoError as exc:
-                log.warning("could not report assign result to %s: %s", reply_to.terminal_id, exc)
-        if not keep and agent.terminal_id in self.agents:
-            await self.teardown(agent)
+    async def report_assigned(self, outcome: WorkerOutcome, caller_id: str | None, keep: bool) -> None:
+        """Report how an assign ended, exactly once (core.reporting); then tear the worker down
+        unless it is kept."""
+        if await self.assigns.report(outcome, caller_id) and not keep and outcome.agent.terminal_id in self.agents:
+            await self.teardown(outcome.agent)
 
     async def send_message(
         self, terminal_id: str, message: str, sender: str | None = None, sender_agent: Agent | None = None,
@@ -778,7 +836,8 @@ class Orchestrator:
         """Queue `message` for an agent; returns (message id, 'delivered' | 'queued').
 
         If it can never be delivered (the receiver exits first) the store marks it failed and a
-        sending agent is told so in its own inbox.
+        sending agent is told so in its own inbox, once (MessageStore.mark_failed), after a
+        restart too.
         """
         agent = self.get_agent(terminal_id)
         if not agent.alive:
@@ -788,27 +847,31 @@ class Orchestrator:
         text = f"[message from {sender}] {message}" if sender else message
         check_agent_text(text, "message")
         text = text_for_agent(agent.provider, text, "message", strict=not relay)
+        check_room(self.state_dir)
         inbox = self._inboxes[terminal_id]
         immediate = inbox.can_deliver_now()
-        delivery = inbox.put(text, sender)
+        with refusing_when_full(self.state_dir):
+            delivery = inbox.put(text, sender, sender_agent.terminal_id if sender_agent else None)
         self.logs.event("message", terminal_id, messageId=delivery.message_id, sender=sender, text=message)
-        if sender_agent is not None:
-            delivery.sent.add_done_callback(
-                lambda sent: self._report_undelivered(sender_agent, agent, delivery.message_id, sent)
-            )
         if immediate:
             await asyncio.shield(delivery.sent)  # raises if typing failed
             return delivery.message_id, "delivered"
         return delivery.message_id, "queued"
 
-    def _report_undelivered(self, sender: Agent, receiver: Agent, message_id: str, sent: asyncio.Future[Turn]) -> None:
-        if sent.cancelled() or sent.exception() is None or not sender.alive or sender.terminal_id not in self._inboxes:
-            return
-        notice = (
-            f"your message {message_id} to {receiver.profile.name} ({receiver.terminal_id}) was not delivered: "
-            f"{sent.exception()}"
-        )
-        self._inboxes[sender.terminal_id].put(f"[message from cao-sidecar] {notice}", "cao-sidecar")
+    def new_inbox(self, agent: Agent) -> Inbox:
+        """The inbox of a new or adopted agent (every input to it goes through it)."""
+        inbox = self._inboxes[agent.terminal_id] = Inbox(agent, self._send_input, self.messages, self.queue_stored)
+        return inbox
+
+    def queue_stored(self, message: StoredMessage) -> None:
+        """Queue a message the store holds already (a report for an assigning agent, a notice of a
+        message that failed) in its receiver's inbox; it fails if the receiver has exited."""
+        receiver = self.agents.get(message.receiver)
+        inbox = self._inboxes.get(message.receiver)
+        if receiver is not None and receiver.alive and inbox is not None:
+            inbox.put_stored(message.message_id, message.text, message.sender)
+        else:
+            self.messages.mark_failed(message.message_id, "the receiving agent has exited")
 
     async def answer(self, terminal_id: str, answer: str, prompt_id: Optional[str] = None) -> tuple[str, str]:
         """Answer the question an agent waits on (status waiting_user_answer), as its CLI expects:
@@ -847,10 +910,11 @@ class Orchestrator:
     # ---- teardown -----------------------------------------------------------------------------
 
     async def _interrupt(self, agent: Agent) -> None:
-        if agent.pane_id is None or not agent.alive:
+        pane_id = agent.pane_id
+        if pane_id is None or not agent.alive or not await self._owns_pane(agent):
             return
         try:
-            await self.tmux.send_keys(agent.pane_id, agent.provider.interrupt_key)
+            await self.tmux.send_keys(pane_id, agent.provider.interrupt_key)
         except TmuxError:
             pass
         if agent.turn is not None:
@@ -862,11 +926,12 @@ class Orchestrator:
             return
         agent.terminating = True
         try:
-            if agent.alive and agent.pane_id is not None:
+            pane_id = agent.pane_id
+            if agent.alive and pane_id is not None and await self._owns_pane(agent):
                 if agent.status.accepts_input and agent.turn is None:
                     try:
-                        await self.tmux.paste_text(agent.pane_id, agent.provider.exit_command)
-                        await self.tmux.send_keys(agent.pane_id, "Enter")
+                        await self.tmux.paste_text(pane_id, agent.provider.exit_command)
+                        await self.tmux.send_keys(pane_id, "Enter")
                     except TmuxError:
                         pass
                     deadline = asyncio.get_running_loop().time() + EXIT_GRACE_SECONDS
@@ -880,7 +945,7 @@ class Orchestrator:
                             # Like a task's Enter, the one after the exit command can be swallowed.
                             enter_again = 0.0
                             try:
-                                await self.tmux.send_keys(agent.pane_id, "Enter")
+                                await self.tmux.send_keys(pane_id, "Enter")
                             except TmuxError:
                                 pass
                         await agent.wait_change(min(remaining, enter_again - now) if enter_again else remaining)
@@ -895,9 +960,10 @@ class Orchestrator:
         """Remove the window and the record; report the agent as exited if it was not yet."""
         agent.terminating = True
         self._monitor.unwatch(agent)
-        if agent.pane_id is not None:
+        pane_id = agent.pane_id  # _mark_exited may clear it while we ask tmux
+        if pane_id is not None and await self._owns_pane(agent, live=False):
             try:
-                await self.tmux.kill_window(agent.pane_id)
+                await self.tmux.kill_window(pane_id)
             except TmuxError:
                 pass
         previous = agent.mark_exited()
@@ -909,7 +975,11 @@ class Orchestrator:
         if inbox is not None:
             inbox.fail_all(AgentExited("agent was terminated", terminalId=agent.terminal_id))
         self.agents.pop(agent.terminal_id, None)
-        self.agent_store.remove(agent.terminal_id)
+        if self.agent_store.has_assign(agent.terminal_id):
+            # Kept (as exited) until its assign is reported, so a successor can still report it.
+            self.agent_store.update(agent.terminal_id, status=AgentStatus.EXITED.value)
+        else:
+            self.agent_store.remove(agent.terminal_id)
         shutil.rmtree(agent.agent_dir, ignore_errors=True)
 
     # ---- plumbing -----------------------------------------------------------------------------

@@ -5,6 +5,11 @@ sidecar reads its agent store, finds each agent's pane on its tmux server (same 
 process), and takes it back: status is re-derived from the screen, output events are re-armed,
 undelivered messages are queued again with their ids, and assigns that were running are
 followed to their end and reported. Agents whose panes are gone are reported `exited`.
+
+An assign (or a handoff to a new worker) is stored with its task when it is acknowledged. A
+worker that never got its task (its window gone, or still starting) is launched again and given
+it; one whose task was typed in and whose process is gone is reported failed. Either way the
+assign is reported once (Orchestrator.report_assigned), to the editor and the assigning agent.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from typing import TYPE_CHECKING
 
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.errors import AgentExited, AgentFailed, AgentTimeout, CaoError, UnknownProfile, UnknownProvider
-from cao_sidecar.core.inbox import Inbox
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.profiles.profile import Profile
 from cao_sidecar.providers import get_provider
 from cao_sidecar.storage.agents import AgentRecord, AssignRecord
+from cao_sidecar.storage.messages import StoredMessage
+from cao_sidecar.terminal.tmux import TmuxError
 
 if TYPE_CHECKING:
     from cao_sidecar.core.orchestrator import Orchestrator
@@ -31,25 +37,39 @@ log = logging.getLogger(__name__)
 
 async def adopt_agents(core: "Orchestrator") -> None:
     records = core.agent_store.all()
-    if not records:
-        return
-    panes = {pane.pane_id: pane for pane in await core.tmux.list_panes()}
+    pending = {assign.worker_id: assign for assign in core.agent_store.pending_assigns()}
+    panes = {pane.pane_id: pane for pane in await core.tmux.list_panes()} if records else {}
+    relaunch: set[str] = set()
+    notices: list[StoredMessage] = []  # for agents whose messages failed: routed once all are back
     for record in records:
+        assign = pending.get(record.terminal_id)
         pane = panes.get(record.pane_id or "")
         alive = pane is not None and not pane.dead and (record.pid is None or pane.pid == record.pid)
-        if not alive and record.status == AgentStatus.EXITED.value:
+        if not alive and record.status == AgentStatus.EXITED.value and assign is None:
             core.agent_store.remove(record.terminal_id)  # already reported before the restart
             continue
         agent = _rebuild(core, record)
         if agent is None:
             continue
         core.agents[agent.terminal_id] = agent
-        inbox = Inbox(agent, core._send_input, core.messages)
-        core._inboxes[agent.terminal_id] = inbox
+        inbox = core.new_inbox(agent)
         queued = core.messages.queued_for(agent.terminal_id)
+        if assign is not None and assign.task_id is not None and core.messages.is_queued(assign.task_id):
+            # The worker never got its task (still starting, or its window is gone): start it
+            # afresh, and give it the task once it is ready.
+            log.info("worker %s (%s) never got its task: launched again", agent.terminal_id, agent.profile.name)
+            if alive and record.pane_id is not None:
+                try:
+                    await core.tmux.kill_window(record.pane_id)
+                except TmuxError:
+                    pass
+            core.agent_store.update(agent.terminal_id, status=AgentStatus.STARTING.value, pane_id=None, pid=None)
+            inbox.restore([m for m in queued if m.message_id != assign.task_id])
+            relaunch.add(agent.terminal_id)
+            continue
         if alive:
             log.info("adopted agent %s (%s) in pane %s", agent.terminal_id, agent.profile.name, record.pane_id)
-            agent.pane_id = record.pane_id
+            agent.pane_id, agent.pane_pid = record.pane_id, record.pid
             core._monitor.watch(agent)  # classifies the current screen at once
             inbox.restore(queued)
         else:
@@ -57,13 +77,22 @@ async def adopt_agents(core: "Orchestrator") -> None:
             agent.status = AgentStatus.EXITED
             core.agent_store.update(agent.terminal_id, status=AgentStatus.EXITED.value)
             for message in queued:
-                core.messages.mark_failed(message.message_id, "the agent exited while the sidecar was down")
-    for assign in core.agent_store.pending_assigns():
+                notice = core.messages.mark_failed(message.message_id, "the agent exited while the sidecar was down")
+                if notice is not None:
+                    notices.append(notice)
+    for notice in notices:
+        core.queue_stored(notice)
+    for assign in pending.values():
         worker = core.agents.get(assign.worker_id)
         if worker is None:
-            core.agent_store.assign_done(assign.worker_id)
-            continue
-        core._spawn_background(_follow_assign(core, worker, assign))
+            core._spawn_background(core.assigns.report_lost(assign, "the worker is gone (its record was lost)"))
+        elif worker.terminal_id in relaunch:
+            assert assign.task_id is not None
+            core._spawn_background(
+                core.run_assigned(worker, assign.task_id, assign.message, assign.deadline, assign.keep, assign.caller_id)
+            )
+        else:
+            core._spawn_background(_follow_assign(core, worker, assign))
 
 
 def _rebuild(core: "Orchestrator", record: AgentRecord) -> Agent | None:
@@ -94,14 +123,17 @@ async def _follow_assign(core: "Orchestrator", worker: Agent, assign: AssignReco
     """Wait for an assign that was running when the sidecar went down, then report it."""
     from cao_sidecar.core.orchestrator import WorkerOutcome
 
-    caller = core.agents.get(assign.caller_id or "")
     inbox = core._inboxes.get(worker.terminal_id)
     outcome: WorkerOutcome
     try:
         while True:
             settled = worker.turn is None and (inbox is None or inbox.pending == 0)
             if not worker.alive:
-                raise AgentExited("the worker exited", terminalId=worker.terminal_id, screenTail=worker.screen_tail())
+                raise AgentExited(
+                    "the worker exited after it got its task (while the sidecar was down or restarting)",
+                    terminalId=worker.terminal_id,
+                    screenTail=worker.screen_tail(),
+                )
             if settled and worker.status is AgentStatus.COMPLETED:
                 answer = await core._read_answer(worker)
                 outcome = WorkerOutcome(worker, AgentStatus.COMPLETED, answer)
@@ -117,4 +149,4 @@ async def _follow_assign(core: "Orchestrator", worker: Agent, assign: AssignReco
         outcome = WorkerOutcome(worker, status, worker.screen_tail(), exc)
     except asyncio.CancelledError:
         raise
-    await core.report_assigned(outcome, caller, assign.keep)
+    await core.report_assigned(outcome, assign.caller_id, assign.keep)

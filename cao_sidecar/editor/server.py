@@ -20,9 +20,10 @@ from pygls.protocol.language_server import lsp_method
 from cao_sidecar import __version__, wire
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.errors import CaoError
-from cao_sidecar.core.orchestrator import READY_TIMEOUT, Orchestrator, WorkerOutcome
+from cao_sidecar.core.orchestrator import READY_TIMEOUT, Orchestrator
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.editor.ask import UserAsker, attach_command
+from cao_sidecar.storage.reports import Report
 
 log = logging.getLogger(__name__)
 
@@ -474,20 +475,25 @@ def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_
             if agent.status is AgentStatus.WAITING_USER_ANSWER:
                 asker.on_status(agent, None, agent.status)
 
-    def on_completed(outcome: WorkerOutcome) -> None:
+    def on_report(report: Report) -> None:
         server.notify(
             "cao/workerCompleted",
             wire.WorkerCompletedNotification(
-                terminal_id=outcome.agent.terminal_id,
-                profile=outcome.agent.profile.name,
-                status=outcome.status,
-                output=outcome.output,
-                error=outcome.error.message if outcome.error else None,
+                terminal_id=report.terminal_id,
+                profile=report.profile,
+                status=AgentStatus(report.status),
+                output=report.output,
+                error=report.error,
             ),
         )
 
     core.add_status_listener(on_status)
-    core.add_completed_listener(on_completed)
+    # Reports are stored until sent: those made while no editor was connected come now.
+    writer = getattr(server.protocol, "writer", None)
+    buffered = getattr(writer, "buffered", None)
+    core.set_report_sink(on_report, (lambda: buffered() == 0) if buffered is not None else (lambda: True))
+    for notice in core.notices:
+        server.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=f"cao-sidecar: {notice}"))
 
 
 class _HandoffProgress:

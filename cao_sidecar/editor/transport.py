@@ -46,6 +46,10 @@ class PipeWriter:
         self._stream.write(data)
         self._stream.flush()
 
+    def buffered(self) -> int:
+        """Bytes written but still in this process (the reader is behind): lost if it dies now."""
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()

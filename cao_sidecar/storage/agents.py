@@ -14,6 +14,8 @@ from typing import Optional
 
 import attrs
 
+from cao_sidecar.storage.messages import write_quietly
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS agents (
     terminal_id TEXT PRIMARY KEY,
@@ -38,6 +40,8 @@ CREATE TABLE IF NOT EXISTS assigns (
     deadline REAL NOT NULL
 );
 """
+# Columns added after the first release; a state db from before gets them on open.
+ASSIGN_COLUMNS = (("profile", "TEXT"), ("task_id", "TEXT"))
 
 
 @attrs.define(frozen=True)
@@ -63,18 +67,27 @@ class AssignRecord:
     message: str
     keep: bool
     deadline: float  # wall-clock time (time.time()) after which the assign has timed out
+    profile: Optional[str] = None  # the worker's profile (to report it if its record is gone)
+    task_id: Optional[str] = None  # the task's message id: 'queued' until typed into the worker
 
 
 class AgentStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._db.executescript(SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(assigns)")}
+        for column, kind in ASSIGN_COLUMNS:
+            if column not in have:
+                self._db.execute(f"ALTER TABLE assigns ADD COLUMN {column} {kind}")  # names are ours
 
     @classmethod
     def open(cls, path: Path) -> "AgentStore":
         from cao_sidecar.storage.messages import connect
 
         return cls(connect(path))
+
+    def has_assign(self, worker_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM assigns WHERE worker_id=?", (worker_id,)).fetchone() is not None
 
     def save(self, record: AgentRecord) -> None:
         self._db.execute(
@@ -86,14 +99,15 @@ class AgentStore:
         if not fields:
             return
         columns = ", ".join(f"{name}=?" for name in fields)
-        self._db.execute(
+        write_quietly(  # a status change must not stop a running agent when the disk is full
+            self._db,
             f"UPDATE agents SET {columns}, updated_at=? WHERE terminal_id=?",  # names are ours, not input
             (*fields.values(), time.time(), terminal_id),
         )
 
     def remove(self, terminal_id: str) -> None:
-        self._db.execute("DELETE FROM agents WHERE terminal_id=?", (terminal_id,))
-        self._db.execute("DELETE FROM assigns WHERE worker_id=?", (terminal_id,))
+        """Forget an agent. Its assign, if any, stays until it is reported (claim_assign)."""
+        write_quietly(self._db, "DELETE FROM agents WHERE terminal_id=?", (terminal_id,))
 
     def all(self) -> list[AgentRecord]:
         rows = self._db.execute(
@@ -104,13 +118,19 @@ class AgentStore:
 
     def add_assign(self, record: AssignRecord) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO assigns VALUES (?, ?, ?, ?, ?)",
-            (record.worker_id, record.caller_id, record.message, int(record.keep), record.deadline),
-        )
+            "INSERT OR REPLACE INTO assigns (worker_id, caller_id, message, keep, deadline, profile, task_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (record.worker_id, record.caller_id, record.message, int(record.keep), record.deadline,
+             record.profile, record.task_id),
+        )  # fmt: skip
 
-    def assign_done(self, worker_id: str) -> None:
-        self._db.execute("DELETE FROM assigns WHERE worker_id=?", (worker_id,))
+    def claim_assign(self, worker_id: str) -> bool:
+        """Take an assign off the pending list. True for the one caller that may report it: run
+        in the same transaction as the report, so an assign is reported once, crash or not."""
+        return self._db.execute("DELETE FROM assigns WHERE worker_id=?", (worker_id,)).rowcount > 0
 
     def pending_assigns(self) -> list[AssignRecord]:
-        rows = self._db.execute("SELECT worker_id, caller_id, message, keep, deadline FROM assigns").fetchall()
-        return [AssignRecord(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
+        rows = self._db.execute(
+            "SELECT worker_id, caller_id, message, keep, deadline, profile, task_id FROM assigns ORDER BY rowid"
+        ).fetchall()
+        return [AssignRecord(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6]) for r in rows]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 import os
 import re
 import time
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, TextIO
 
 from cao_sidecar import paths
+
+log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.jsonl"
 ROTATE_BYTES = 16 * 1024 * 1024
@@ -94,6 +97,7 @@ class ConversationLogs:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._panes: dict[str, _PaneText] = {}
+        self._last_write_warning = -1e9
         self._events_path = directory / EVENTS_FILE
         self._prune()
         self._events = _open_append(self._events_path)
@@ -113,15 +117,21 @@ class ConversationLogs:
         return self.directory / f"{terminal_id}.log"
 
     def output(self, terminal_id: str, data: bytes) -> None:
-        pane = self._panes.get(terminal_id)
-        if pane is None:
-            pane = self._panes[terminal_id] = _PaneText(self.output_path(terminal_id))
-        pane.feed(data)
+        try:
+            pane = self._panes.get(terminal_id)
+            if pane is None:
+                pane = self._panes[terminal_id] = _PaneText(self.output_path(terminal_id))
+            pane.feed(data)
+        except OSError as exc:  # a full disk must not stop the agent's output being watched
+            self._write_failed(exc)
 
     def close_output(self, terminal_id: str) -> None:
         pane = self._panes.pop(terminal_id, None)
         if pane is not None:
-            pane.close()
+            try:
+                pane.close()
+            except OSError as exc:
+                self._write_failed(exc)
 
     # ---- events -------------------------------------------------------------------------------
 
@@ -130,17 +140,29 @@ class ConversationLogs:
         if terminal_id is not None:
             record["terminalId"] = terminal_id
         record.update({k: v for k, v in fields.items() if v is not None})
-        self._events.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-        self._events.flush()
-        if self._events.tell() > ROTATE_BYTES:
-            self._events.close()
-            os.replace(self._events_path, self._events_path.with_suffix(".jsonl.1"))
-            self._events = _open_append(self._events_path)
+        try:
+            self._events.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            self._events.flush()
+            if self._events.tell() > ROTATE_BYTES:
+                self._events.close()
+                os.replace(self._events_path, self._events_path.with_suffix(".jsonl.1"))
+                self._events = _open_append(self._events_path)
+        except OSError as exc:  # a full disk loses log lines, never the work they describe
+            self._write_failed(exc)
+
+    def _write_failed(self, exc: OSError) -> None:
+        now = time.monotonic()
+        if now - self._last_write_warning > 60:
+            self._last_write_warning = now
+            log.warning("could not write the conversation logs in %s: %s", self.directory, exc)
 
     def close(self) -> None:
         for terminal_id in list(self._panes):
             self.close_output(terminal_id)
-        self._events.close()
+        try:
+            self._events.close()
+        except OSError as exc:
+            self._write_failed(exc)
 
 
 def read_events(

@@ -6,10 +6,13 @@ of the sidecar process, so it runs on the event loop without a thread hop.
 
 from __future__ import annotations
 
+import errno
+import logging
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import attrs
 
@@ -26,6 +29,34 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_receiver ON messages (receiver, state, id);
 """
+NOTICE_SENDER = "cao-sidecar"
+
+
+log = logging.getLogger(__name__)
+
+
+def is_full(exc: BaseException) -> bool:
+    """Whether a storage error means the disk (or quota) is full."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+_last_full_warning = [-1e9]
+
+
+def write_quietly(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> int:
+    """A bookkeeping write that must not stop running work when the disk is full: skipped, and
+    logged once a minute at most."""
+    try:
+        return db.execute(sql, params).rowcount
+    except sqlite3.OperationalError as exc:
+        if not is_full(exc):
+            raise
+        if time.monotonic() - _last_full_warning[0] > 60:
+            _last_full_warning[0] = time.monotonic()
+            log.warning("state dir full: status and delivery records are skipped until there is room")
+        return 0
 
 
 @attrs.define(frozen=True)
@@ -59,32 +90,76 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """Several writes that land together or not at all (the connection is in autocommit). Inside
+    another transaction it is part of that one."""
+    if db.in_transaction:
+        yield
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        # SQLite may have rolled back already (a full disk does that): never leave one open.
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 class MessageStore:
-    def __init__(self, path: Path) -> None:
-        self._db = connect(path)
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
         self._db.executescript(SCHEMA)
+        if "sender_id" not in {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}:
+            self._db.execute("ALTER TABLE messages ADD COLUMN sender_id TEXT")  # state dbs from before
 
     @property
     def connection(self) -> sqlite3.Connection:
         return self._db
 
-    def add(self, receiver: str, text: str, sender: Optional[str]) -> str:
+    def add(self, receiver: str, text: str, sender: Optional[str], sender_id: Optional[str] = None) -> str:
+        """Store a queued message; `sender_id`: the agent that sent it, told if it fails."""
         cur = self._db.execute(
-            "INSERT INTO messages (receiver, sender, text, state, created_at) VALUES (?, ?, ?, 'queued', ?)",
-            (receiver, sender, text, time.time()),
+            "INSERT INTO messages (receiver, sender, text, state, created_at, sender_id) VALUES (?, ?, ?, 'queued', ?, ?)",
+            (receiver, sender, text, time.time(), sender_id),
         )
         return _message_id(int(cur.lastrowid or 0))
 
     def mark_delivered(self, message_id: str) -> None:
-        self._db.execute(
+        write_quietly(
+            self._db,
             "UPDATE messages SET state='delivered', delivered_at=? WHERE id=? AND state='queued'",
             (time.time(), _rowid(message_id)),
         )
 
-    def mark_failed(self, message_id: str, error: str) -> None:
-        self._db.execute(
-            "UPDATE messages SET state='failed', error=? WHERE id=? AND state='queued'", (error, _rowid(message_id))
-        )
+    def mark_failed(self, message_id: str, error: str) -> Optional[StoredMessage]:
+        """Mark a queued message failed. If an agent sent it, a notice for that agent is stored in
+        the same transaction (so it is told exactly once, crash or not) and returned."""
+        try:
+            with transaction(self._db):
+                cur = self._db.execute(
+                    "UPDATE messages SET state='failed', error=? WHERE id=? AND state='queued'", (error, _rowid(message_id))
+                )
+                row = self._db.execute("SELECT receiver, sender_id FROM messages WHERE id=?", (_rowid(message_id),)).fetchone()
+                if cur.rowcount == 0 or row is None or not row[1]:
+                    return None
+                text = f"[message from {NOTICE_SENDER}] your message {message_id} to {row[0]} was not delivered: {error}"
+                notice_id = self.add(row[1], text, NOTICE_SENDER)
+            return StoredMessage(notice_id, row[1], NOTICE_SENDER, text, "queued", None)
+        except sqlite3.OperationalError as exc:
+            if not is_full(exc):
+                raise
+            log.warning("state dir full: message %s could not be marked failed", message_id)
+            return None
+
+    def is_queued(self, message_id: str) -> bool:
+        """Whether a stored message still waits to be typed in (False if unknown)."""
+        try:
+            return self.get(message_id).state == "queued"
+        except KeyError:
+            return False
 
     def get(self, message_id: str) -> StoredMessage:
         row = self._db.execute(

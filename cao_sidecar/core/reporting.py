@@ -1,0 +1,157 @@
+"""Assigns and their reports, durable: every acknowledged assign is reported exactly once.
+
+An assign (or a handoff to a new worker) is stored with its task when it is acknowledged
+(`record_task`). When it ends, `settle` takes it off the pending list in the same transaction
+that stores its reports: one for the editor (storage.reports, sent once an editor is connected)
+and, for an agent's assign, a message to that agent's inbox. Whatever crashes, an assign is
+either still pending (a restarted sidecar finishes and reports it, core.recovery) or reported,
+never both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Optional
+
+from cao_sidecar.core.statedir import refusing_when_full
+from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.storage.agents import AgentStore, AssignRecord
+from cao_sidecar.storage.logs import ConversationLogs
+from cao_sidecar.storage.messages import MessageStore, StoredMessage, is_full, transaction
+from cao_sidecar.storage.reports import Report, ReportStore
+
+if TYPE_CHECKING:
+    from cao_sidecar.core.orchestrator import WorkerOutcome
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 2.0  # a report that found the disk full is written again after this
+SINK_WAIT_SECONDS = 0.1  # a report waits this long at a time for the editor to catch up
+
+CompletedListener = Callable[["WorkerOutcome"], None]
+
+
+class AssignReports:
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        messages: MessageStore,
+        agent_store: AgentStore,
+        reports: ReportStore,
+        logs: ConversationLogs,
+        queue_stored: Callable[[StoredMessage], None],
+    ) -> None:
+        self._state_dir = state_dir
+        self._messages = messages
+        self._agent_store = agent_store
+        self._reports = reports
+        self._logs = logs
+        self._queue_stored = queue_stored  # puts a stored message in its receiver's inbox
+        self._listeners: list[CompletedListener] = []
+        self._sink: Optional[Callable[[Report], None]] = None
+        self._sink_ready: Callable[[], bool] = lambda: True
+        self.closing = False  # the sidecar stops: waiting for room is over
+
+    def add_listener(self, listener: CompletedListener) -> None:
+        self._listeners.append(listener)
+
+    def set_sink(self, sink: Callable[[Report], None], ready: Callable[[], bool] = lambda: True) -> None:
+        """`sink(report)` gets every report once: the stored unsent ones now, then each new one.
+        `ready()`: whether what the sink writes now leaves the process at once (not buffered)."""
+        self._sink = sink
+        self._sink_ready = ready
+        for report in self._reports.unsent():
+            self._send(report)
+
+    def _send(self, report: Report) -> None:
+        if self._sink is None:
+            return  # stored: sent when an editor connects
+        if not self._sink_ready():  # the editor is behind: a crash would lose what waits here
+            asyncio.get_running_loop().call_later(SINK_WAIT_SECONDS, self._send, report)
+            return
+        # Marked sent right before it is written (same step of the event loop): never twice.
+        if not self._reports.mark_sent(report.report_id):
+            if not self._reports.is_sent(report.report_id):  # the disk is full: try again later
+                asyncio.get_running_loop().call_later(RETRY_SECONDS, self._send, report)
+            return
+        try:
+            self._sink(report)
+        except Exception:  # noqa: BLE001
+            log.exception("report sink failed")
+
+    def record_task(self, worker_id: str, profile: str, message: str, caller_id: str | None, keep: bool, timeout: float) -> str:
+        """Store a new worker's task and its assign in one transaction, before it is acknowledged:
+        from then on a restarted sidecar runs it (or reports it failed). Returns the task's id."""
+        with refusing_when_full(self._state_dir), transaction(self._messages.connection):
+            task_id = self._messages.add(worker_id, message, None)
+            self._agent_store.add_assign(
+                AssignRecord(worker_id, caller_id, message, keep, time.time() + timeout, profile, task_id)
+            )
+        return task_id
+
+    async def close_handoff(self, worker_id: str) -> None:
+        """Take a handoff off the pending list (its caller gets the answer as the reply), waiting
+        for room if the disk is full: a successor must not report it again."""
+        while True:
+            try:
+                self._agent_store.claim_assign(worker_id)
+                return
+            except Exception as exc:  # noqa: BLE001
+                if not is_full(exc) or self.closing:
+                    raise
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def report(self, outcome: "WorkerOutcome", caller_id: str | None) -> bool:
+        """Report how an assign ended: to the editor, the in-process listeners and the assigning
+        agent's inbox. False if it was reported already."""
+        agent = outcome.agent
+        error = outcome.error.message if outcome.error else None
+        if not await self._settle(agent.terminal_id, agent.profile.name, outcome.status, outcome.output, error, caller_id):
+            return False
+        for listener in self._listeners:
+            try:
+                listener(outcome)
+            except Exception:  # noqa: BLE001
+                log.exception("completion listener failed")
+        return True
+
+    async def report_lost(self, assign: AssignRecord, reason: str) -> None:
+        """Report an assign whose worker is not known any more (its record is gone) as failed."""
+        await self._settle(assign.worker_id, assign.profile or "unknown", AgentStatus.EXITED, "", reason, assign.caller_id)
+
+    async def _settle(
+        self, worker_id: str, profile: str, status: AgentStatus, output: str, error: str | None, caller_id: str | None
+    ) -> bool:
+        """Take the assign off the pending list and store its reports in one transaction, then
+        send them. False: reported already. A full disk makes it wait for room, never drop it."""
+        reply: StoredMessage | None = None
+        while True:
+            try:
+                with transaction(self._messages.connection):
+                    if not self._agent_store.claim_assign(worker_id):
+                        return False
+                    report = self._reports.add(worker_id, profile, status.value, output, error)
+                    if caller_id is not None:
+                        reply = self._reply(worker_id, profile, output, error, caller_id)
+                break
+            except Exception as exc:  # noqa: BLE001
+                if not is_full(exc) or self.closing:
+                    raise
+                log.warning("state dir full: the report of worker %s waits for room", worker_id)
+                await asyncio.sleep(RETRY_SECONDS)
+        self._logs.event("assign.end", worker_id, status=status.value, error=error)
+        self._send(report)
+        if reply is not None:
+            self._queue_stored(reply)
+        return True
+
+    def _reply(self, worker_id: str, profile: str, output: str, error: str | None, caller_id: str) -> StoredMessage:
+        sender = f"{profile} worker {worker_id}"
+        body = f"result of the task you assigned: {output}" if error is None else f"the task you assigned failed: {error}"
+        # Worker output is untrusted: it must not carry paste markers into the caller's input.
+        text = f"[message from {sender}] " + body.replace("\x1b[200~", "").replace("\x1b[201~", "")
+        return StoredMessage(self._messages.add(caller_id, text, sender), caller_id, sender, text, "queued", None)
