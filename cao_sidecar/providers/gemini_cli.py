@@ -127,7 +127,8 @@ class GeminiCliProvider(ScreenProvider):
             path = mcp_config.write_private_json(ctx.agent_dir / SETTINGS_FILE, settings)
             env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] = str(path)
         argv += extra_args(ctx)
-        return LaunchSpec(argv=argv, env=env, events=events)
+        # Gemini CLI discovers its MCP servers' tools as it starts.
+        return LaunchSpec(argv=argv, env=env, events=events, connects_to_sidecar="CAO_MCP_URL" in ctx.env)
 
     # ---- screen -------------------------------------------------------------------------------
 
