@@ -398,3 +398,44 @@ def test_user_provider_templates_attach_a_dash_value_to_its_option(tmp_path: Pat
         fill_template(["-m", "{model}"], "{model}", "--yolo")
     with pytest.raises(ValueError):
         fill_template(["{model}"], "{model}", "-x")
+
+
+async def test_ready_waits_for_the_clis_mcp_connection(tmp_path: Path) -> None:
+    import asyncio
+
+    from cao_sidecar.core import orchestrator as orch
+    from cao_sidecar.core.agent import Agent
+    from cao_sidecar.core.errors import AgentExited, AgentNotReady
+
+    logged: list[tuple[str, str]] = []
+    core = orch.Orchestrator.__new__(orch.Orchestrator)  # no tmux, no store: the wait alone
+    core.logs = type("Logs", (), {"event": lambda self, kind, tid, **_: logged.append((kind, tid))})()
+    agent = Agent(terminal_id="eeee0006", session="cao", profile=Profile(name="lead", provider="claude_code"),
+                  provider=get_provider("claude_code"), working_directory=str(tmp_path), agent_dir=tmp_path)
+    agent.status, agent.screen = S.IDLE, "❯ \n  ? for shortcuts"
+    core.agents = {agent.terminal_id: agent}
+    loop = asyncio.get_running_loop()
+
+    # Never connects: a clear error with the screen's tail.
+    with pytest.raises(AgentNotReady) as caught:
+        await core._wait_mcp_connection(agent, 0.3, loop.time())
+    assert "the CLI did not connect to the sidecar's MCP server" in str(caught.value)
+    assert "? for shortcuts" in json.dumps(caught.value.data)
+
+    # Connects while the core waits: ready then, logged once.
+    loop.call_later(0.1, core.mcp_request_seen, agent.terminal_id)
+    started = loop.time()
+    await core._wait_mcp_connection(agent, 5, started)
+    assert loop.time() - started < 2
+    core.mcp_request_seen(agent.terminal_id)
+    core.mcp_request_seen("unknown")
+    assert logged == [("mcp.connected", "eeee0006")]
+
+    # Exits instead: said so at once, not after the whole timeout.
+    gone = Agent(terminal_id="eeee0007", session="cao", profile=Profile(name="lead", provider="claude_code"),
+                 provider=get_provider("claude_code"), working_directory=str(tmp_path), agent_dir=tmp_path)
+    gone.status = S.EXITED
+    started = loop.time()
+    with pytest.raises(AgentExited):
+        await core._wait_mcp_connection(gone, 10, started)
+    assert loop.time() - started < 2
