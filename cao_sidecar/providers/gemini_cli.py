@@ -127,8 +127,9 @@ class GeminiCliProvider(ScreenProvider):
             path = mcp_config.write_private_json(ctx.agent_dir / SETTINGS_FILE, settings)
             env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] = str(path)
         argv += extra_args(ctx)
-        # Gemini CLI discovers its MCP servers' tools as it starts.
-        return LaunchSpec(argv=argv, env=env, events=events, connects_to_sidecar="CAO_MCP_URL" in ctx.env)
+        # Not `connects_to_sidecar`: Gemini CLI (0.61 here) was seen ready without having
+        # contacted our endpoint within 40 s, so waiting for it would fail every launch.
+        return LaunchSpec(argv=argv, env=env, events=events)
 
     # ---- screen -------------------------------------------------------------------------------
 
