@@ -79,7 +79,9 @@ class OpenCodeProvider(ScreenProvider):
             config["permission"] = permission
         path = mcp_config.write_private_json(ctx.agent_dir / CONFIG_FILE, config)
         argv += extra_args(ctx)
-        return LaunchSpec(argv=argv, env={"OPENCODE_CONFIG": str(path), "OPENCODE_DISABLE_AUTOUPDATE": "1"})
+        # OpenCode connects to its MCP servers as it starts (seen with 1.18 here).
+        env = {"OPENCODE_CONFIG": str(path), "OPENCODE_DISABLE_AUTOUPDATE": "1"}
+        return LaunchSpec(argv=argv, env=env, connects_to_sidecar="CAO_MCP_URL" in ctx.env)
 
     # ---- screen -------------------------------------------------------------------------------
 
