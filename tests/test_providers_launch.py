@@ -20,6 +20,7 @@ from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.profiles.profile import McpServer, Profile
 from cao_sidecar.providers import builtin_providers, get_provider, own_python
 from cao_sidecar.providers.base import LaunchContext, LaunchSpec, profile_options
+from cao_sidecar.providers.mcp_config import TEAM_TOOLS
 
 TOKEN = "secret-token-abc"
 S = AgentStatus
@@ -77,7 +78,9 @@ def test_claude_code(tmp_path: Path) -> None:
     assert opt(argv, "--model") == "model-x"
     assert opt(argv, "--append-system-prompt") == ctx.system_prompt
     assert argv[argv.index("--permission-mode") + 1] == "acceptEdits"
-    assert [a for a in argv if a.startswith("--allowedTools=")] == ["--allowedTools=Read", "--allowedTools=Bash(git:*)"]
+    # The profile's tools, then our own (the team's tools never ask).
+    assert [a for a in argv if a.startswith("--allowedTools=")] == ["--allowedTools=Read", "--allowedTools=Bash(git:*)"] + [
+        f"--allowedTools=mcp__cao__{tool}" for tool in TEAM_TOOLS]
     assert "--disallowedTools=WebFetch" in argv and argv[-1] == "--verbose"
     assert "--strict-mcp-config" in argv
     assert spec.env["DISABLE_AUTOUPDATER"] == "1" and spec.events
@@ -141,7 +144,7 @@ def test_gemini_cli(tmp_path: Path) -> None:
     assert private(settings_path) and spec.events
     settings = json.loads(settings_path.read_text())
     assert settings["mcpServers"]["cao"] == {"httpUrl": "http://127.0.0.1:4567/mcp",
-                                             "headers": {"Authorization": f"Bearer {TOKEN}"}}
+                                             "headers": {"Authorization": f"Bearer {TOKEN}"}, "trust": True}
     for event in ("BeforeAgent", "AfterAgent", "Notification"):
         command = settings["hooks"][event][0]["hooks"][0]["command"]
         assert "hook_relay.py" in command and "--stdin" in command and "/hooks/gemini_cli" in command
@@ -203,11 +206,65 @@ def test_command_option_and_path_resolution(tmp_path: Path) -> None:
     assert get_provider("claude_code").launch(ctx).argv[:3] == ["npx", "-y", "@anthropic-ai/claude-code@2.1.197"]
 
 
+def team_tool_settings(tmp_path: Path, name: str, **options: Any) -> Any:
+    """What a launch of provider `name` says about our tools' approval, in that CLI's terms."""
+    spec = get_provider(name).launch(context(tmp_path, **options))
+    argv = spec.argv
+    if name == "claude_code":
+        return [a for a in argv if a.startswith("--allowedTools=")]
+    if name == "codex":
+        return [argv[i + 1] for i, a in enumerate(argv) if a == "-c" and ".tools." in argv[i + 1]]
+    if name == "gemini_cli":
+        return json.loads(Path(spec.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"]).read_text())["mcpServers"]["cao"]["trust"]
+    if name == "opencode":
+        return json.loads(Path(spec.env["OPENCODE_CONFIG"]).read_text()).get("permission")
+    if name == "copilot":
+        return [a for a in argv if a.startswith("--allow-tool=")]
+    data = json.loads((tmp_path / "home" / ".kiro" / "agents" / "cao-1a2b3c4d.json").read_text())
+    return data.get("allowedTools")
+
+
+TEAM_TOOL_APPROVALS = {
+    "claude_code": [f"--allowedTools=mcp__cao__{tool}" for tool in TEAM_TOOLS],
+    "codex": [f'mcp_servers.cao.tools.{tool}.approval_mode="approve"' for tool in TEAM_TOOLS],
+    "gemini_cli": True,
+    "opencode": {f"cao_{tool}": "allow" for tool in TEAM_TOOLS},
+    "copilot": [f"--allow-tool=cao({tool})" for tool in TEAM_TOOLS],
+    "kiro_cli": [f"@cao/{tool}" for tool in TEAM_TOOLS],
+}
+OPTED_OUT = {"claude_code": [], "codex": [], "gemini_cli": False, "opencode": None, "copilot": [], "kiro_cli": None}
+
+
+@pytest.mark.parametrize("name", sorted(TEAM_TOOL_APPROVALS))
+def test_team_tools_never_ask_unless_the_profile_opts_out(tmp_path: Path, name: str) -> None:
+    assert team_tool_settings(tmp_path, name) == TEAM_TOOL_APPROVALS[name]
+    assert team_tool_settings(tmp_path, name, ask_for_team_tools=True) == OPTED_OUT[name]
+
+
+def test_team_tools_are_pre_approved_only_with_our_server(tmp_path: Path) -> None:
+    ctx = context(tmp_path)
+    for key in ("CAO_MCP_URL", "CAO_MCP_TOKEN", "CAO_MCP_SOCKET"):
+        ctx.env.pop(key)
+    assert not [a for a in get_provider("claude_code").launch(ctx).argv if "mcp__cao__" in a]
+    assert not [a for a in get_provider("codex").launch(ctx).argv if "mcp_servers.cao" in a]
+
+
+def test_ready_waits_for_the_mcp_connection_only_where_the_cli_connects_at_start(tmp_path: Path) -> None:
+    connects = {name for name in builtin_providers() if get_provider(name).launch(context(tmp_path)).connects_to_sidecar}
+    # Aider gets no MCP server; the mock agent connects only when a task calls a tool.
+    assert connects == {"claude_code", "codex", "opencode"}
+    ctx = context(tmp_path)
+    ctx.env.pop("CAO_MCP_URL")
+    assert not get_provider("claude_code").launch(ctx).connects_to_sidecar
+
+
 def test_profile_options_carry_the_profile_settings() -> None:
     profile = Profile(name="p", provider="codex", permission_mode="plan", allowed_tools=["Read"],
                       extra={"args": ["--x"], "approval_policy": "never"})
     assert profile_options(profile) == {"args": ["--x"], "approval_policy": "never", "permission_mode": "plan",
                                         "allowed_tools": ["Read"]}
+    opted_out = Profile(name="p", provider="codex", ask_for_team_tools=True)
+    assert profile_options(opted_out) == {"ask_for_team_tools": True}
 
 
 # ---- the orchestrator's screen fallback ----------------------------------------------------------
@@ -341,3 +398,44 @@ def test_user_provider_templates_attach_a_dash_value_to_its_option(tmp_path: Pat
         fill_template(["-m", "{model}"], "{model}", "--yolo")
     with pytest.raises(ValueError):
         fill_template(["{model}"], "{model}", "-x")
+
+
+async def test_ready_waits_for_the_clis_mcp_connection(tmp_path: Path) -> None:
+    import asyncio
+
+    from cao_sidecar.core import orchestrator as orch
+    from cao_sidecar.core.agent import Agent
+    from cao_sidecar.core.errors import AgentExited, AgentNotReady
+
+    logged: list[tuple[str, str]] = []
+    core = orch.Orchestrator.__new__(orch.Orchestrator)  # no tmux, no store: the wait alone
+    core.logs = type("Logs", (), {"event": lambda self, kind, tid, **_: logged.append((kind, tid))})()
+    agent = Agent(terminal_id="eeee0006", session="cao", profile=Profile(name="lead", provider="claude_code"),
+                  provider=get_provider("claude_code"), working_directory=str(tmp_path), agent_dir=tmp_path)
+    agent.status, agent.screen = S.IDLE, "❯ \n  ? for shortcuts"
+    core.agents = {agent.terminal_id: agent}
+    loop = asyncio.get_running_loop()
+
+    # Never connects: a clear error with the screen's tail.
+    with pytest.raises(AgentNotReady) as caught:
+        await core._wait_mcp_connection(agent, 0.3, loop.time())
+    assert "the CLI did not connect to the sidecar's MCP server" in str(caught.value)
+    assert "? for shortcuts" in json.dumps(caught.value.data)
+
+    # Connects while the core waits: ready then, logged once.
+    loop.call_later(0.1, core.mcp_request_seen, agent.terminal_id)
+    started = loop.time()
+    await core._wait_mcp_connection(agent, 5, started)
+    assert loop.time() - started < 2
+    core.mcp_request_seen(agent.terminal_id)
+    core.mcp_request_seen("unknown")
+    assert logged == [("mcp.connected", "eeee0006")]
+
+    # Exits instead: said so at once, not after the whole timeout.
+    gone = Agent(terminal_id="eeee0007", session="cao", profile=Profile(name="lead", provider="claude_code"),
+                 provider=get_provider("claude_code"), working_directory=str(tmp_path), agent_dir=tmp_path)
+    gone.status = S.EXITED
+    started = loop.time()
+    with pytest.raises(AgentExited):
+        await core._wait_mcp_connection(gone, 10, started)
+    assert loop.time() - started < 2

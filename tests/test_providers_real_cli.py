@@ -10,6 +10,8 @@ programs are real, only the model is not.
   (processing, waiting on a permission prompt, completed with the exact answer from the Stop
   hook, which the screen could not give); our MCP server connected (its tools reach the
   model); the system prompt applied; `/exit` ends the process.
+- A Claude Code lead (no allowedTools) calls our `handoff` tool with no permission prompt, and
+  is reported ready only after our endpoint saw its MCP connection.
 - Codex: notify program (agent-turn-complete) gives the answer; our MCP server's tools reach
   the model; `/exit`.
 - Gemini CLI: trust and API-key dialogs answered, ready, `/quit` (its model turn needs a model
@@ -70,6 +72,20 @@ HOME = BASE / "home"
     "provider": {"anthropic": {"options": {"baseURL": f"{MODEL.url}/v1", "apiKey": "fake-key"}}},
 }))
 
+
+def claude_lead(name: str, description: str, extra: str = "") -> str:
+    return f"""---
+name: {name}
+description: {description}
+provider: claude_code
+{extra}env:
+  ANTHROPIC_BASE_URL: {MODEL.url}
+  ANTHROPIC_AUTH_TOKEN: fake-token
+---
+You lead the team: delegate with handoff.
+"""
+
+
 PROFILES = {
     "claude_worker": f"""---
 name: claude_worker
@@ -81,6 +97,11 @@ env:
 ---
 You are the claude test worker (system prompt marker 7f3a).
 """,
+    # Like the built-in supervisor: no allowedTools, no permissionMode.
+    "claude_lead": claude_lead("claude_lead", "A Claude Code lead against the fake model"),
+    "claude_lead_asks": claude_lead(
+        "claude_lead_asks", "A Claude Code lead that opted out of pre-approved team tools", "askForTeamTools: true\n"
+    ),
     "codex_worker": f"""---
 name: codex_worker
 description: Codex against the fake model
@@ -247,6 +268,49 @@ async def test_claude_code_hooks_mcp_trust_and_exit(client: LanguageClient) -> N
     assert any("mcp__cao__handoff" in b for b in bodies), "our MCP server's tools did not reach the model"
 
     await exit_cleanly(client, tid, "claude_code")
+
+
+def logged_events() -> list[dict]:
+    """The sidecar's events log (logs/events.jsonl)."""
+    return [json.loads(line) for path in BASE.rglob("events.jsonl") for line in path.read_text().splitlines()]
+
+
+@pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (npm install @anthropic-ai/claude-code)")
+async def test_claude_code_lead_hands_off_without_a_prompt_once_connected(client: LanguageClient) -> None:
+    tid = await spawn_ready(client, "claude_lead")
+    # Ready means ready to delegate: our endpoint saw the CLI's MCP connection before "ready".
+    events = [e for e in logged_events() if e.get("terminalId") == tid]
+    kinds = [e["event"] for e in events]
+    assert "mcp.connected" in kinds and "ready" in kinds, kinds
+    assert kinds.index("mcp.connected") < kinds.index("ready"), kinds
+    connected = events[kinds.index("mcp.connected")]
+    ready = events[kinds.index("ready")]
+    assert connected["at"] <= ready["at"] and ready["mcpConnected"] is True, (connected, ready)
+
+    # The fake model calls our handoff tool; a mock worker answers; the answer comes back.
+    statuses_before = len(SIDECAR.statuses(tid))
+    task = 'call: mcp__cao__handoff {"target": "mock_developer", "task": "echo say: relayed-5e1d"}'
+    output = await handoff(client, tid, task)
+    assert "relayed-5e1d" in output, (output, screen_of(tid))
+    after = SIDECAR.statuses(tid)[statuses_before:]
+    assert "waiting_user_answer" not in after, (after, screen_of(tid))
+    workers = [e for e in logged_events() if e["event"] == "handoff.end" and e.get("terminalId") != tid]
+    assert workers and workers[-1]["ok"] is True, workers
+    await exit_cleanly(client, tid, "claude_code")
+
+
+@pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (npm install @anthropic-ai/claude-code)")
+async def test_claude_code_lead_that_opted_out_is_asked(client: LanguageClient) -> None:
+    # askForTeamTools: true: the same call stops at Claude Code's permission prompt.
+    tid = await spawn_ready(client, "claude_lead_asks")
+    statuses_before = len(SIDECAR.statuses(tid))
+    task = 'call: mcp__cao__handoff {"target": "mock_developer", "task": "echo say: never-5e1d"}'
+    await request(client, "cao/sendMessage", {"terminalId": tid, "message": task})
+    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "waiting_user_answer"
+                           and len(SIDECAR.statuses(tid)) > statuses_before, timeout=40)
+    prompt = await prompt_with_choices(client, tid)
+    assert "handoff" in json.dumps(prompt), (prompt, screen_of(tid))
+    await request(client, "cao/terminate", {"terminalId": tid}, timeout=30)
 
 
 @pytest.mark.skipif(CODEX is None, reason="Codex is not installed (npm install @openai/codex)")

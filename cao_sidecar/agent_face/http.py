@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from cao_sidecar import paths
 from cao_sidecar.agent_face.credentials import CredentialStore
@@ -33,10 +33,19 @@ class AuthMiddleware:
     page reaching 127.0.0.1 under a foreign name, an Origin is a browser.
     """
 
-    def __init__(self, app: Any, credentials: CredentialStore, allowed_hosts: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        app: Any,
+        credentials: CredentialStore,
+        allowed_hosts: tuple[str, ...] = (),
+        on_mcp_request: Optional[Callable[[str], None]] = None,
+    ) -> None:
         self._app = app
         self._credentials = credentials
         self._allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
+        # `on_mcp_request(terminal_id)` for each authenticated MCP request (not hooks): the core
+        # learns that an agent's CLI has connected.
+        self._on_mcp_request = on_mcp_request
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -50,9 +59,12 @@ class AuthMiddleware:
         if origin is not None and origin != "null":
             await _reply(send, 403, "browser origins are not allowed")
             return
-        if self._credentials.agent_for(headers.get("authorization")) is None:
+        terminal_id = self._credentials.agent_for(headers.get("authorization"))
+        if terminal_id is None:
             await _reply(send, 401, "missing or invalid agent credential", {"www-authenticate": "Bearer"})
             return
+        if self._on_mcp_request is not None and scope.get("path", "").rstrip("/") == MCP_PATH:
+            self._on_mcp_request(terminal_id)
         await self._app(scope, receive, send)
 
 
@@ -128,7 +140,7 @@ class AgentFace:
         os.chmod(self.unix_socket_path, 0o600)
         guard.raise_open_files_limit()
         config = uvicorn.Config(
-            AuthMiddleware(self._hooks(app), self.credentials, allowed_hosts),
+            AuthMiddleware(self._hooks(app), self.credentials, allowed_hosts, self._core.mcp_request_seen),
             **guard.protocol_options(),
             log_config=None,
             access_log=False,

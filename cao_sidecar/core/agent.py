@@ -113,6 +113,8 @@ class Agent:
     prompt: Optional["PendingPrompt"] = None
     prompts_seen: int = 0
     _changed: asyncio.Event = attrs.field(factory=asyncio.Event)
+    # Set at the first request the agent's CLI made to our MCP endpoint (with its credential).
+    mcp_connected: asyncio.Event = attrs.field(factory=asyncio.Event)
 
     @property
     def alive(self) -> bool:
@@ -121,6 +123,20 @@ class Agent:
     @property
     def busy(self) -> bool:
         return self.turn is not None or not self.status.accepts_input
+
+    async def wait_mcp_connection(self, timeout: float) -> bool:
+        """Wait until the CLI has connected to our MCP endpoint; False if it did not within
+        `timeout` or exited first."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.mcp_connected.is_set() and self.alive:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            try:  # short slices: an exit while we wait ends the wait too
+                await asyncio.wait_for(self.mcp_connected.wait(), min(remaining, 0.5))
+            except asyncio.TimeoutError:
+                pass
+        return self.mcp_connected.is_set()
 
     def screen_tail(self, lines: int = 15) -> str:
         rows = self.screen.rstrip("\n").splitlines()

@@ -341,7 +341,12 @@ class Orchestrator:
             self._monitor.watch(agent)
             if pane.dead:
                 self._on_pane_exit(pane.pane_id, pane.dead_status)
+            started = asyncio.get_running_loop().time()
             await self._wait_ready(agent, ready_timeout)
+            if spec.connects_to_sidecar:
+                # Ready means ready to delegate: the CLI's first turn must have our tools.
+                await self._wait_mcp_connection(agent, ready_timeout, started)
+            self.logs.event("ready", agent.terminal_id, mcpConnected=agent.mcp_connected.is_set())
         except BaseException:
             self._spawn_cleanup(self._discard(agent))
             raise
@@ -391,6 +396,31 @@ class Orchestrator:
                 # A dialog can follow another without a status change: look again soon.
                 remaining = min(remaining, STARTUP_DIALOG_POLL)
             await agent.wait_change(remaining)
+
+    async def _wait_mcp_connection(self, agent: Agent, timeout: float, started: float) -> None:
+        remaining = timeout - (asyncio.get_running_loop().time() - started)
+        if await agent.wait_mcp_connection(max(0.0, remaining)):
+            return
+        if not agent.alive:
+            raise AgentExited(
+                f"agent '{agent.profile.name}' exited before it was ready",
+                terminalId=agent.terminal_id,
+                screenTail=agent.screen_tail(),
+            )
+        raise AgentNotReady(
+            f"agent '{agent.profile.name}' was not ready after {timeout:g}s: the CLI did not connect to the "
+            "sidecar's MCP server",
+            terminalId=agent.terminal_id,
+            screenTail=agent.screen_tail(),
+        )
+
+    def mcp_request_seen(self, terminal_id: str) -> None:
+        """The agent face saw a request with this agent's credential on our MCP endpoint."""
+        agent = self.agents.get(terminal_id)
+        if agent is None or agent.mcp_connected.is_set():
+            return
+        agent.mcp_connected.set()
+        self.logs.event("mcp.connected", terminal_id)
 
     async def _answer_startup_dialog(self, agent: Agent, answered: dict[str, float]) -> None:
         """Answer a startup dialog (trust, consent, update) with the keys the provider names, or

@@ -41,6 +41,7 @@ KNOWN_FIELDS = (
     "disallowedTools",
     "mcpServers",
     "permissionMode",
+    "askForTeamTools",
     "workingDirectory",
     "env",
     "tags",
@@ -89,6 +90,8 @@ class Profile:
     disallowed_tools: Optional[list[str]] = None
     mcp_servers: list[McpServer] = attrs.field(factory=list)
     permission_mode: Optional[str] = None
+    # True: the CLI asks before our own MCP tools (handoff, assign, ...) like before any other tool.
+    ask_for_team_tools: bool = False
     working_directory: Optional[str] = None  # absolute once loaded from a catalog
     tags: list[str] = attrs.field(factory=list)
 
@@ -154,6 +157,7 @@ def check_profile(
             f"{suggest(permission_mode, PERMISSION_MODES)}; the provider may not support it",
             "permissionMode",
         )
+    ask_for_team_tools = c.boolean("askForTeamTools", False)
     working_directory = _working_directory(c, base_dir)
     env = c.string_map("env", f.get("env"), key_pattern=ENV_NAME, key_rule="letters, digits and '_', not starting with a digit", allow_newlines=True)
     if env:
@@ -186,6 +190,7 @@ def check_profile(
             disallowed_tools=disallowed,
             mcp_servers=mcp_servers or [],
             permission_mode=permission_mode,
+            ask_for_team_tools=ask_for_team_tools,
             working_directory=working_directory,
             tags=tags,
         ),

@@ -39,6 +39,9 @@ class LaunchSpec:
     # True when the launch wired the CLI's own events (hooks, notify) to the sidecar: from the
     # start, screens may not end a turn that events will end (see Orchestrator.agent_event).
     events: bool = False
+    # True when the launch gave the CLI our MCP server and the CLI connects to it as it starts:
+    # the agent is ready only once the sidecar has seen that connection (Orchestrator.launch).
+    connects_to_sidecar: bool = False
 
 
 def profile_options(profile: Any) -> dict[str, Any]:
@@ -50,6 +53,8 @@ def profile_options(profile: Any) -> dict[str, Any]:
         value = getattr(profile, key, None)
         if value:
             options[key] = value
+    if getattr(profile, "ask_for_team_tools", False):
+        options["ask_for_team_tools"] = True
     return options
 
 

@@ -149,6 +149,9 @@ class ClaudeCodeProvider(ScreenProvider):
             path = mcp_config.write_private_json(ctx.agent_dir / SETTINGS_FILE, settings)
             argv += ["--settings", str(path)]
         allowed = string_list(opts.get("allowed_tools"))
+        if mcp_config.team_tools_preapproved(ctx.env, opts):
+            # Merged with the profile's own list: our tools never stop a lead at a prompt.
+            allowed += [tool for tool in mcp_config.claude_team_tools() if tool not in allowed]
         if allowed:
             argv += ["--allowedTools=" + tool for tool in allowed]
         disallowed = string_list(opts.get("disallowed_tools"))
@@ -156,7 +159,8 @@ class ClaudeCodeProvider(ScreenProvider):
             argv += ["--disallowedTools=" + tool for tool in disallowed]
         argv += extra_args(ctx)
         env = {"DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY": "1"}
-        return LaunchSpec(argv=argv, env=env, events="hooks" in settings)
+        # Claude Code connects to its MCP servers in the background as it starts.
+        return LaunchSpec(argv=argv, env=env, events="hooks" in settings, connects_to_sidecar="CAO_MCP_URL" in ctx.env)
 
     # ---- screen -------------------------------------------------------------------------------
 

@@ -123,7 +123,8 @@ class CodexProvider(ScreenProvider):
             if sandbox in SANDBOX_MODES:
                 argv += ["-c", f'sandbox_mode="{sandbox}"']
         argv += extra_args(ctx)
-        return LaunchSpec(argv=argv, env={}, events=events)
+        # Codex starts its MCP servers with the session, before its composer takes input.
+        return LaunchSpec(argv=argv, env={}, events=events, connects_to_sidecar="CAO_MCP_URL" in ctx.env)
 
     # ---- screen -------------------------------------------------------------------------------
 

@@ -86,7 +86,11 @@ class CopilotProvider(PatternProvider):
         opts = ctx.options
         if opts.get("permission_mode") == "bypassPermissions" or opts.get("allow_all_tools"):
             args += ["--allow-all-tools"]
-        for tool in string_list(opts.get("allowed_tools")):
+        allowed = string_list(opts.get("allowed_tools"))
+        if mcp_config.team_tools_preapproved(ctx.env, opts):
+            # Copilot names an MCP server's tool `server(tool)`.
+            allowed += [f"{mcp_config.SERVER_NAME}({tool})" for tool in mcp_config.TEAM_TOOLS]
+        for tool in allowed:
             args.append("--allow-tool=" + tool)
         for tool in string_list(opts.get("disallowed_tools")):
             args.append("--deny-tool=" + tool)

@@ -127,6 +127,8 @@ class GeminiCliProvider(ScreenProvider):
             path = mcp_config.write_private_json(ctx.agent_dir / SETTINGS_FILE, settings)
             env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] = str(path)
         argv += extra_args(ctx)
+        # Not `connects_to_sidecar`: Gemini CLI 0.61, launched by the sidecar, was ready without
+        # having contacted our endpoint within 40 s (docs/providers.md): waiting would fail it.
         return LaunchSpec(argv=argv, env=env, events=events)
 
     # ---- screen -------------------------------------------------------------------------------

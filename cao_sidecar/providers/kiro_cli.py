@@ -132,6 +132,9 @@ class KiroCliProvider(PatternProvider):
                 ctx.env["CAO_MCP_SOCKET"], ctx.agent_dir / "credential"
             )
         agent["mcpServers"] = servers
+        if mcp_config.team_tools_preapproved(ctx.env, ctx.options):
+            # Kiro's agent files name an MCP server's tool `@server/tool`.
+            agent["allowedTools"] = [f"@{mcp_config.SERVER_NAME}/{tool}" for tool in mcp_config.TEAM_TOOLS]
         if ctx.model:
             agent["model"] = ctx.model
         mcp_config.write_private_json(directory / f"{name}.json", agent)

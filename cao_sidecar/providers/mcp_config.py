@@ -17,6 +17,19 @@ from cao_sidecar import paths
 from cao_sidecar.providers import own_python
 
 SERVER_NAME = "cao"
+# The orchestration tools our server offers (agent_face/tools.py): a team's own tools, which the
+# launched CLIs may call without a permission prompt unless the profile says `askForTeamTools`.
+TEAM_TOOLS = ("handoff", "assign", "send_message", "list_sessions")
+
+
+def team_tools_preapproved(env: Mapping[str, str], options: Mapping[str, Any] | None) -> bool:
+    """True when the CLI gets our server and the profile did not opt out of pre-approval."""
+    return "CAO_MCP_URL" in env and not (options or {}).get("ask_for_team_tools")
+
+
+def claude_team_tools() -> list[str]:
+    """Claude Code's names of our tools (`mcp__<server>__<tool>`)."""
+    return [f"mcp__{SERVER_NAME}__{tool}" for tool in TEAM_TOOLS]
 
 
 def http_server_entry(url: str, token: str) -> dict[str, Any]:
@@ -118,6 +131,10 @@ def codex_args(env: Mapping[str, str], options: Mapping[str, Any] | None = None)
             "-c", f"mcp_servers.{SERVER_NAME}.url={toml_string(env['CAO_MCP_URL'])}",
             "-c", f'mcp_servers.{SERVER_NAME}.bearer_token_env_var="CAO_MCP_TOKEN"',
         ]
+    if team_tools_preapproved(env, options):
+        # Per-tool approval (Codex 0.169: auto | prompt | writes | approve); only our tools.
+        for tool in TEAM_TOOLS:
+            args += ["-c", f'mcp_servers.{SERVER_NAME}.tools.{tool}.approval_mode="approve"']
     return args
 
 
@@ -135,6 +152,8 @@ def gemini_settings(env: Mapping[str, str], options: Mapping[str, Any] | None = 
         servers[SERVER_NAME] = {
             "httpUrl": env["CAO_MCP_URL"],
             "headers": {"Authorization": f"Bearer {env['CAO_MCP_TOKEN']}"},
+            # `trust` skips every confirmation for this server's tools: it serves only TEAM_TOOLS.
+            "trust": team_tools_preapproved(env, options),
         }
     return {"mcpServers": servers} if servers else {}
 
@@ -156,3 +175,10 @@ def opencode_entries(env: Mapping[str, str], options: Mapping[str, Any] | None =
             "enabled": True,
         }
     return servers
+
+
+def opencode_permissions(env: Mapping[str, str], options: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """OpenCode `permission` rules for our tools (its MCP tools are named `<server>_<tool>`)."""
+    if not team_tools_preapproved(env, options):
+        return {}
+    return {f"{SERVER_NAME}_{tool}": "allow" for tool in TEAM_TOOLS}

@@ -72,11 +72,16 @@ class OpenCodeProvider(ScreenProvider):
             path = ctx.agent_dir / "opencode-instructions.md"
             path.write_text(ctx.system_prompt + "\n", encoding="utf-8")
             config["instructions"] = [str(path)]
+        permission = mcp_config.opencode_permissions(ctx.env, ctx.options)
         if ctx.options.get("permission_mode") == "bypassPermissions":
-            config["permission"] = {"edit": "allow", "bash": "allow", "webfetch": "allow"}
+            permission.update({"edit": "allow", "bash": "allow", "webfetch": "allow"})
+        if permission:
+            config["permission"] = permission
         path = mcp_config.write_private_json(ctx.agent_dir / CONFIG_FILE, config)
         argv += extra_args(ctx)
-        return LaunchSpec(argv=argv, env={"OPENCODE_CONFIG": str(path), "OPENCODE_DISABLE_AUTOUPDATE": "1"})
+        # OpenCode connects to its MCP servers as it starts (seen with 1.18 here).
+        env = {"OPENCODE_CONFIG": str(path), "OPENCODE_DISABLE_AUTOUPDATE": "1"}
+        return LaunchSpec(argv=argv, env=env, connects_to_sidecar="CAO_MCP_URL" in ctx.env)
 
     # ---- screen -------------------------------------------------------------------------------
 
