@@ -73,6 +73,7 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
     # ---- Gemini CLI 0.61.0
     "gemini_cli-real-trust": (S.WAITING_USER_ANSWER, None, "trust"),
     "gemini_cli-real-auth-existing-key": (S.WAITING_USER_ANSWER, None, "API key"),
+    "gemini_cli-real-auth-key-prefilled": (S.WAITING_USER_ANSWER, None, "pre-filled API key"),
     "gemini_cli-real-trust-included-dir": (S.WAITING_USER_ANSWER, None, "included directory"),
     "gemini_cli-real-idle": (S.IDLE, None, "no input yet"),
     "gemini_cli-real-processing": (S.PROCESSING, None, "esc to cancel"),
@@ -138,6 +139,7 @@ DIALOGS: dict[str, tuple[str, Optional[tuple[str, ...]], bool]] = {
     "codex-real-login-api-key": ("codex", None, True),
     "gemini_cli-real-trust": ("gemini_cli", ("Enter",), False),
     "gemini_cli-real-auth-existing-key": ("gemini_cli", ("Enter",), False),
+    "gemini_cli-real-auth-key-prefilled": ("gemini_cli", ("Enter",), False),
     "gemini_cli-real-trust-included-dir": ("gemini_cli", ("Enter",), False),
     "aider-real-startup-question": ("aider", ("n", "Enter"), False),
     "copilot-built-trust": ("copilot", ("Enter",), False),

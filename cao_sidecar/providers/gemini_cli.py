@@ -79,6 +79,10 @@ class GeminiCliProvider(ScreenProvider):
         # --include-directories (our context directory holding the profile's prompt) asks too.
         Dialog("included directory trust", r"Do you trust the following folders being added", keys=("Enter",)),
         # With GEMINI_API_KEY set, the CLI preselects "Use Gemini API Key" and pre-fills the key.
+        # Choosing it opens "Enter Gemini API Key" with the key pre-filled in its box: submit it
+        # (checked first: the "Existing API key detected" line can be gone by then, and the box's
+        # "Please enter your Gemini API key" must not be read as a login the user has to do).
+        Dialog("auth: submit the pre-filled API key", r"^\s*│ │ (?!Paste your API key here)\S", keys=("Enter",), window=10),
         Dialog("auth: existing API key", r"Existing API key detected", keys=("Enter",)),
         Dialog(
             "login",
