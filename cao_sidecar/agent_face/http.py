@@ -121,7 +121,10 @@ class AgentFace:
             tcp.bind(("127.0.0.1", 0))
         port = tcp.getsockname()[1]
         if self._port_file is not None:
-            paths.write_private_text(self._port_file, str(port))
+            try:  # only lets a restarted sidecar reuse the port: a full disk must not stop the server
+                paths.write_private_text(self._port_file, str(port))
+            except OSError as exc:
+                log.warning("could not record the MCP port in %s: %s", self._port_file, exc)
         allowed_hosts = (f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", "localhost")
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True, allowed_hosts=list(allowed_hosts), allowed_origins=[]

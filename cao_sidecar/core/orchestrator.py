@@ -290,40 +290,42 @@ class Orchestrator:
         """Start the agent's CLI in a new tmux window and wait until it takes input."""
         try:
             await self.agents_may_start.wait()
-            paths.ensure_private_dir(agent.agent_dir.parent)
-            agent.agent_dir.mkdir(exist_ok=True, mode=0o700)
-            env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
-            env.update(own_python.safe_pythonpath(env))  # no entry that means "the agent's cwd"
-            env.update(
-                CAO_TERMINAL_ID=agent.terminal_id,
-                CAO_SESSION=agent.session,
-                CAO_PROFILE=agent.profile.name,
-            )
-            env.update(agent.profile.env)
-            for hook in self._env_hooks:
-                env.update(hook(agent))
-            ctx = LaunchContext(
-                terminal_id=agent.terminal_id,
-                session=agent.session,
-                working_directory=agent.working_directory,
-                agent_dir=agent.agent_dir,
-                model=agent.profile.model,
-                system_prompt=agent.profile.system_prompt,
-                env=env,
-                options=profile_options(agent.profile),
-            )
-            flag_like = flag_like_value(ctx)
-            if flag_like is not None:
-                raise InvalidRequest(
-                    f"profile '{agent.profile.name}': {flag_like} begins with '-' and could be taken as a "
-                    "command-line flag; the agent is not started",
-                    field="profile",
+            # Files for the agent (its dir, credential, settings): a full disk is stateDirFull.
+            with refusing_when_full(self.state_dir):
+                paths.ensure_private_dir(agent.agent_dir.parent)
+                agent.agent_dir.mkdir(exist_ok=True, mode=0o700)
+                env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
+                env.update(own_python.safe_pythonpath(env))  # no entry that means "the agent's cwd"
+                env.update(
+                    CAO_TERMINAL_ID=agent.terminal_id,
+                    CAO_SESSION=agent.session,
+                    CAO_PROFILE=agent.profile.name,
                 )
-            try:
-                spec = agent.provider.launch(ctx)
-            except ValueError as exc:  # a value the provider cannot put on its command line
-                raise InvalidRequest(f"profile '{agent.profile.name}': {exc}", field="profile") from exc
-            env.update(spec.env)
+                env.update(agent.profile.env)
+                for hook in self._env_hooks:
+                    env.update(hook(agent))
+                ctx = LaunchContext(
+                    terminal_id=agent.terminal_id,
+                    session=agent.session,
+                    working_directory=agent.working_directory,
+                    agent_dir=agent.agent_dir,
+                    model=agent.profile.model,
+                    system_prompt=agent.profile.system_prompt,
+                    env=env,
+                    options=profile_options(agent.profile),
+                )
+                flag_like = flag_like_value(ctx)
+                if flag_like is not None:
+                    raise InvalidRequest(
+                        f"profile '{agent.profile.name}': {flag_like} begins with '-' and could be taken as a "
+                        "command-line flag; the agent is not started",
+                        field="profile",
+                    )
+                try:
+                    spec = agent.provider.launch(ctx)
+                except ValueError as exc:  # a value the provider cannot put on its command line
+                    raise InvalidRequest(f"profile '{agent.profile.name}': {exc}", field="profile") from exc
+                env.update(spec.env)
             missing = cli_facts.missing_command(agent.provider, spec.argv, env)
             if missing is not None:  # say so now, not "exited before it was ready" later
                 raise AgentNotReady(f"agent '{agent.profile.name}' cannot start: {missing}", terminalId=agent.terminal_id)
@@ -851,6 +853,12 @@ class Orchestrator:
         except CaoError as exc:
             status = agent.status if agent.status in (AgentStatus.ERROR, AgentStatus.EXITED) else AgentStatus.ERROR
             outcome = WorkerOutcome(agent, status, agent.screen_tail(), exc)
+        except Exception as exc:  # noqa: BLE001 - an acknowledged assign is reported whatever failed
+            log.exception("assign on %s failed unexpectedly", agent.terminal_id)
+            outcome = WorkerOutcome(
+                agent, AgentStatus.ERROR, agent.screen_tail(),
+                AgentFailed(f"the worker could not run the task: {exc}", terminalId=agent.terminal_id),
+            )
         await self.report_assigned(outcome, caller_id, keep)
 
     async def report_assigned(self, outcome: WorkerOutcome, caller_id: str | None, keep: bool) -> None:
