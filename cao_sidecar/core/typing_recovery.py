@@ -5,7 +5,8 @@ after the Enter. A kill in between leaves a queued message that may be anywhere:
 pasted and waiting in the input line for its Enter, or taken by the CLI. On adoption the agent's
 screen and records decide, and nothing is ever typed twice:
 
-- the input line holds the text (providers that read it: `typed_input`) -> Enter only;
+- the input line holds the text (providers that read it: `typed_input`) -> Enter only, unless
+  the cursor has left that line for a blank row below (a line-oriented CLI took it) -> nothing;
 - the CLI's own record (its transcript: `inputs_since`) shows it took the text -> nothing;
   the record shows it did not -> typed again (the kill fell before the paste);
 - no record: busy or finished on screen -> taken; an empty input line the provider can read ->
@@ -66,6 +67,8 @@ async def settle_typing(core: "Orchestrator", agent: Agent, message: StoredMessa
     typed_input = getattr(provider, "typed_input", None)
     typed = typed_input(screen) if typed_input is not None else None
     outcome = _decide(agent, message, screen, typed)
+    if outcome is Settled.ENTERED and await _cursor_left_input_line(core, agent.pane_id):
+        outcome = Settled.TAKEN  # a line-oriented CLI took the Enter and has drawn nothing yet
     if outcome is Settled.ENTERED:
         agent.screen = screen  # the turn's "before" screen
         try:
@@ -98,6 +101,15 @@ def _decide(agent: Agent, message: StoredMessage, screen: str, typed: Optional[s
     if typed is not None and not typed.strip():
         return Settled.RETYPE
     return Settled.TAKEN
+
+
+async def _cursor_left_input_line(core: "Orchestrator", pane_id: str) -> bool:
+    """The cursor sits on a blank row below the input line (as Orchestrator._took_input reads it)."""
+    try:
+        rows, (_x, y) = await core.tmux.rows_and_cursor(pane_id)
+    except TmuxError:
+        return False
+    return y >= len(rows)
 
 
 def _status(provider: object, screen: str) -> AgentStatus:
