@@ -107,6 +107,9 @@ class Inbox:
                 if delivery.sent.cancelled():
                     self._fail(delivery.message_id, "cancelled before delivery")
                     continue
+                # Durable before the first key: a restart then checks the screen before typing
+                # it again (recovery.settle_typing), so a crash mid-typing types nothing twice.
+                self._store.mark_typing(delivery.message_id)
                 try:
                     turn = await self._send_input(agent, delivery.text)
                 except Exception as exc:  # noqa: BLE001 - the caller gets it through the future

@@ -21,6 +21,7 @@ import attrs
 from cao_sidecar import paths
 from cao_sidecar.core import prompts
 from cao_sidecar.core.agent import Agent, PendingPrompt, Turn, TurnResult
+from cao_sidecar.core.crash_hooks import crash_point
 from cao_sidecar.core.errors import (
     AgentExited,
     AgentFailed,
@@ -476,8 +477,11 @@ class Orchestrator:
         agent.last_answer = None  # "last answer" is now this turn's (read when it is asked for)
         self.logs.event("input", agent.terminal_id, text=text)
         try:
+            crash_point("before_paste", text)
             await self.tmux.paste_text(pane_id, text)
+            crash_point("after_paste", text)
             await self.tmux.send_keys(pane_id, "Enter")
+            crash_point("after_enter", text)
         except PaneGone as exc:
             agent.turn = None
             raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail()) from exc
@@ -487,6 +491,22 @@ class Orchestrator:
         except TmuxError as exc:
             agent.turn = None
             raise TerminalError(f"could not type into the agent: {exc}", terminalId=agent.terminal_id) from exc
+        self._spawn_background(self._retry_enter(agent, turn))
+        return turn
+
+    async def submit_typed_input(self, agent: Agent, text: str) -> Turn:
+        """Press Enter for `text`, which a previous sidecar typed into the agent's input line and
+        died before submitting (recovery): a turn as if it had been sent now, never the text again."""
+        if not agent.alive or agent.pane_id is None:
+            raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
+        turn = agent.begin_turn(text)
+        agent.last_answer = None
+        self.logs.event("input", agent.terminal_id, text=text, enterOnly=True)
+        try:
+            await self.tmux.send_keys(agent.pane_id, "Enter")
+        except TmuxError as exc:
+            agent.turn = None
+            raise TerminalError(f"could not press Enter in the agent: {exc}", terminalId=agent.terminal_id) from exc
         self._spawn_background(self._retry_enter(agent, turn))
         return turn
 

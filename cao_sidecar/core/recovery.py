@@ -8,7 +8,9 @@ followed to their end and reported. Agents whose panes are gone are reported `ex
 
 An assign (or a handoff to a new worker) is stored with its task when it is acknowledged. A
 worker that never got its task (its window gone, or still starting) is launched again and given
-it; one whose task was typed in and whose process is gone is reported failed. Either way the
+it; one whose task was typed in and whose process is gone is reported failed. A message (or
+task) the crash cut off while it was being typed in is settled from the screen first
+(typing_recovery): Enter only, nothing, or typed again, never twice. Either way the
 assign is reported once (Orchestrator.report_assigned), to the editor and the assigning agent.
 """
 
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.errors import AgentExited, AgentFailed, AgentTimeout, CaoError, UnknownProfile, UnknownProvider
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.core.typing_recovery import Settled, settle_typing
 from cao_sidecar.profiles.profile import Profile
 from cao_sidecar.providers import get_provider
 from cao_sidecar.storage.agents import AgentRecord, AssignRecord
@@ -54,7 +57,15 @@ async def adopt_agents(core: "Orchestrator") -> None:
         core.agents[agent.terminal_id] = agent
         inbox = core.new_inbox(agent)
         queued = core.messages.queued_for(agent.terminal_id)
-        if assign is not None and assign.task_id is not None and core.messages.is_queued(assign.task_id):
+        # At most one: the inbox types one message at a time (see typing_recovery).
+        typing = next((m for m in queued if m.typing_at is not None), None) if alive else None
+        task_typed = typing is not None and assign is not None and typing.message_id == assign.task_id
+        if (
+            assign is not None
+            and assign.task_id is not None
+            and core.messages.is_queued(assign.task_id)
+            and not task_typed
+        ):
             # The worker never got its task (still starting, or its window is gone): start it
             # afresh, and give it the task once it is ready.
             log.info("worker %s (%s) never got its task: launched again", agent.terminal_id, agent.profile.name)
@@ -70,6 +81,8 @@ async def adopt_agents(core: "Orchestrator") -> None:
         if alive:
             log.info("adopted agent %s (%s) in pane %s", agent.terminal_id, agent.profile.name, record.pane_id)
             agent.pane_id, agent.pane_pid = record.pane_id, record.pid
+            if typing is not None and await settle_typing(core, agent, typing) is not Settled.RETYPE:
+                queued = [m for m in queued if m.message_id != typing.message_id]
             core._monitor.watch(agent)  # classifies the current screen at once
             inbox.restore(queued)
         else:

@@ -161,3 +161,9 @@ class RichProvider(Provider, Protocol):
         nothing below, after it took the Enter and before it draws anything: the core then neither
         ends a turn on that screen nor takes it as proof that the Enter was lost."""
         ...
+
+    def inputs_since(self, agent_dir: Path, since: float) -> Optional[list[str]]:
+        """The inputs the CLI took at or after `since` (wall clock), from a record it keeps (its
+        transcript); None when it keeps none. Recovery uses it to tell whether a message a crashed
+        sidecar was typing in got through."""
+        ...

@@ -23,6 +23,7 @@ Every check is anchored to the bottom of the screen: what is higher up is histor
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -166,6 +167,37 @@ class MockProvider:
             answer.pop()  # the blank line before the prompt
         return "\n".join(answer)
 
+    def typed_input(self, screen: str) -> Optional[str]:
+        """The text on the live prompt line (typed or pasted, not submitted: the mock moves to a
+        new line at once when it takes an input). Its first line only, cut to the window's width."""
+        lines = _lines(screen)
+        if not lines or not _is_prompt(lines[-1]):
+            return None
+        typed = lines[-1][len(glyphs.PROMPT) + 1 :]
+        return _MORE_LINES.sub("", typed.removesuffix("…"))  # input_summary's marks, not the text
+
+    def inputs_since(self, agent_dir: Path, since: float) -> Optional[list[str]]:
+        """The inputs the mock took at or after `since` (wall clock), from its transcript (the
+        user record is written as it takes the input)."""
+        try:
+            with open(agent_dir / TRANSCRIPT, "rb") as f:
+                end = f.seek(0, 2)
+                f.seek(max(0, end - _INPUTS_TAIL))
+                tail = f.read()
+        except OSError:
+            return []
+        taken = []
+        for raw in tail.split(b"\n"):
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue  # the cut first line, or one still being written
+            if isinstance(record, dict) and record.get("type") == "user" and isinstance(record.get("text"), str):
+                at = record.get("at")
+                if isinstance(at, (int, float)) and at >= since:
+                    taken.append(record["text"])
+        return taken
+
     def read_answer(self, agent_dir: Path) -> Optional[str]:
         try:
             record = json.loads(_last_line(agent_dir / TRANSCRIPT))
@@ -178,6 +210,8 @@ class MockProvider:
 
 
 _MAX_RECORD = 64 * 1024 * 1024
+_MORE_LINES = re.compile(r" \[\+\d+ lines\]$")
+_INPUTS_TAIL = 4 * 1024 * 1024  # inputs_since reads this much of the transcript's end
 
 
 def _last_line(path: Path) -> bytes:

@@ -67,6 +67,9 @@ class StoredMessage:
     text: str
     state: str
     error: Optional[str]
+    # Set (wall-clock time) just before it was typed in: a queued message with it may sit in the
+    # agent's input line, or have been taken, when the sidecar died before recording delivery.
+    typing_at: Optional[float] = None
 
 
 def _message_id(rowid: int) -> str:
@@ -114,6 +117,8 @@ class MessageStore:
         self._db.executescript(SCHEMA)
         if "sender_id" not in {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}:
             self._db.execute("ALTER TABLE messages ADD COLUMN sender_id TEXT")  # state dbs from before
+        if "typing_at" not in {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}:
+            self._db.execute("ALTER TABLE messages ADD COLUMN typing_at REAL")
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -126,6 +131,12 @@ class MessageStore:
             (receiver, sender, text, time.time(), sender_id),
         )
         return _message_id(int(cur.lastrowid or 0))
+
+    def mark_typing(self, message_id: str) -> None:
+        """Record, before typing a queued message in, that it is being typed (see recovery)."""
+        write_quietly(
+            self._db, "UPDATE messages SET typing_at=? WHERE id=? AND state='queued'", (time.time(), _rowid(message_id))
+        )
 
     def mark_delivered(self, message_id: str) -> None:
         write_quietly(
@@ -163,7 +174,7 @@ class MessageStore:
 
     def get(self, message_id: str) -> StoredMessage:
         row = self._db.execute(
-            "SELECT id, receiver, sender, text, state, error FROM messages WHERE id=?", (_rowid(message_id),)
+            "SELECT id, receiver, sender, text, state, error, typing_at FROM messages WHERE id=?", (_rowid(message_id),)
         ).fetchone()
         if row is None:
             raise KeyError(message_id)
@@ -171,7 +182,7 @@ class MessageStore:
 
     def queued_for(self, receiver: str) -> list[StoredMessage]:
         rows = self._db.execute(
-            "SELECT id, receiver, sender, text, state, error FROM messages WHERE receiver=? AND state='queued' ORDER BY id",
+            "SELECT id, receiver, sender, text, state, error, typing_at FROM messages WHERE receiver=? AND state='queued' ORDER BY id",
             (receiver,),
         ).fetchall()
         return [StoredMessage(_message_id(r[0]), *r[1:]) for r in rows]
