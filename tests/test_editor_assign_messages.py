@@ -206,7 +206,9 @@ async def test_send_message_to_busy_agent_is_queued_in_order_exactly_once(client
     await eventually(lambda: len(answers(tid)) >= 4, 10, what="four answers")
     assert answers(tid) == want
     assert inputs(tid) == ["sleep 1 first task"] + messages, "in order, each exactly once"
-    # One message per turn: the agent completed a turn before each queued message went in.
+    # One message per turn: the agent completed a turn before each queued message went in. (The
+    # last turn's notification can reach us after its answer is in the transcript: wait for it.)
+    await eventually(lambda: SIDECAR.statuses(tid).count("completed") >= 4, 5, what="four completed statuses")
     statuses = SIDECAR.statuses(tid)
     assert statuses.count("completed") == 4, statuses
     # And nothing is delivered twice later.

@@ -96,7 +96,7 @@ done
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(not _externally_managed(), reason="no externally managed system Python with venv here")
 @pytest.mark.skipif(shutil.which("dpkg") is None or shutil.which("git") is None, reason="needs dpkg and git")
-def test_the_readme_demo_command_works_where_pip_refuses_global_installs(tmp_path):
+def test_the_readme_demo_command_works_where_pip_refuses_global_installs(tmp_path, tmp_base):
     checkout = tmp_path / "cao-sidecar"
     _copy_checkout(checkout)
     stand_ins = tmp_path / "bin"
@@ -107,7 +107,9 @@ def test_the_readme_demo_command_works_where_pip_refuses_global_installs(tmp_pat
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "PYENV", "CAO_"))}
     env.update(
         PATH=os.pathsep.join([str(stand_ins), "/usr/local/bin", "/usr/bin", "/bin"]),
-        XDG_STATE_HOME=str(tmp_path / "state"),
+        # A short path: the sidecar's MCP Unix socket lives under it (at most 107 bytes), and
+        # pytest-xdist's tmp_path is longer (popen-gwN/).
+        XDG_STATE_HOME=str(tmp_base / "state"),
         XDG_CONFIG_HOME=str(tmp_path / "config"),
         XDG_DATA_HOME=str(tmp_path / "data"),
         LANG="C.UTF-8",

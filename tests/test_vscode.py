@@ -14,6 +14,8 @@ comes from .ci/editors/vscode.sh; without it the tests skip and say what is miss
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -26,7 +28,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -74,9 +76,10 @@ def test_vscode_unit() -> None:
     type check of the whole extension against the VS Code API."""
     _need_node_modules()
     node, env = _node(), _tool_env()
-    _run([node, "build.mjs"], CLIENT, env, 60)
-    tests = sorted(str(p.relative_to(CLIENT)) for p in (CLIENT / "test").glob("*.test.js"))
-    proc = _run([node, "--test", "--test-reporter=tap", *tests], CLIENT, env, 60)
+    with _dist_lock():
+        _run([node, "build.mjs"], CLIENT, env, 60)
+        tests = sorted(str(p.relative_to(CLIENT)) for p in (CLIENT / "test").glob("*.test.js"))
+        proc = _run([node, "--test", "--test-reporter=tap", *tests], CLIENT, env, 60)
     assert re.search(r"^# fail 0$", proc.stdout, re.M), proc.stdout
     assert re.search(r"^# pass [1-9]", proc.stdout, re.M), proc.stdout
     _run([node, str(CLIENT / "node_modules" / "typescript" / "bin" / "tsc"), "--noEmit", "-p", "."], CLIENT, env, 120)
@@ -99,14 +102,27 @@ def _sidecar_executable() -> str:
     return found
 
 
-def _package_vsix(env: dict[str, str]) -> Path:
+@contextlib.contextmanager
+def _dist_lock() -> Iterator[None]:
+    """clients/vscode/dist is shared by this module and test_vscode_trust.py, which pytest-xdist
+    may run at the same time: one build (and its use) at a time."""
+    lock_file = ROOT / ".pytest_cache" / "vscode-dist.lock"  # outside dist/: not packaged
+    lock_file.parent.mkdir(exist_ok=True)
+    with open(lock_file, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _package_vsix(env: dict[str, str], dest: Path) -> Path:
+    """The extension packaged into `dest` (the test's own dir: another test may rebuild dist/)."""
     vsce = CLIENT / "node_modules" / "@vscode" / "vsce" / "vsce"
     node = _node()
-    _run([node, "build.mjs", "--production"], CLIENT, env, 60)
-    out = CLIENT / "dist" / "cao-sidecar.vsix"
+    out = dest / "cao-sidecar.vsix"
     out.unlink(missing_ok=True)
-    _run([node, str(vsce), "package", "--no-dependencies", "--skip-license", "--allow-missing-repository",
-          "--out", str(out)], CLIENT, env, 60)
+    with _dist_lock():
+        _run([node, "build.mjs", "--production"], CLIENT, env, 60)
+        _run([node, str(vsce), "package", "--no-dependencies", "--skip-license", "--allow-missing-repository",
+              "--out", str(out)], CLIENT, env, 60)
     return out
 
 
@@ -210,7 +226,7 @@ def test_vscode_e2e(tmp_base: Path) -> None:
     chromium = need_e2e_toolchain()
     started = time.monotonic()
     tools = _tool_env()
-    vsix = _package_vsix(tools)
+    vsix = _package_vsix(tools, tmp_base)
 
     env = isolated_env(tmp_base)
     env["PATH"] = tools["PATH"]

@@ -29,7 +29,7 @@ from test_vscode import (CACHE, CLIENT, PLAYWRIGHT, _extension_log, _package_vsi
 def test_vscode_restricted_mode_then_trust(tmp_base: Path, own_sidecar: bool) -> None:
     chromium = need_e2e_toolchain()
     tools = _tool_env()
-    vsix = _package_vsix(tools)
+    vsix = _package_vsix(tools, tmp_base)
     env = isolated_env(tmp_base)
     env.pop("CAO_TMUX_SOCKET")  # the extension derives the socket from the workspace path
     workspace = tmp_base / "workspace"

@@ -433,6 +433,11 @@ class Orchestrator:
         if action_of is None or agent.pane_id is None:
             return
         action = action_of(agent.screen, profile_options(agent.profile))
+        # A fail dialog's sighting lasts only while it stays on screen: two brief frames seconds
+        # apart (Gemini CLI draws its auth dialogs before their "Existing API key" line) are not one.
+        seen_fail = "fail:" + action.rule if action is not None and action.fail else None
+        for rule in [r for r in answered if r.startswith("fail:") and r != seen_fail]:
+            del answered[rule]
         if action is None:
             return
         if action.fail:
