@@ -60,7 +60,7 @@ STARTUP_FAIL_AFTER = 2.0  # a dialog only the user can answer (login) fails the 
 # With the CLI's events active, a turn the screen says is over but no event ended is taken from
 # the screen after this long (a lost hook must not hang a turn forever).
 EVENT_GRACE_SECONDS = float(os.environ.get("CAO_EVENT_GRACE", "15"))
-TMUX_START_ATTEMPTS = 5
+TMUX_START_ATTEMPTS = 10  # about 9 s in all: a loaded machine can hold a killed server longer
 ENTER_RETRY_AFTER = (0.5, 1.5)  # seconds after sending: press Enter again if the turn never started
 # Environment passed through to agents so they find the same tools as the sidecar.
 PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "CAO_MOCK_DELAY_MS")
