@@ -223,6 +223,8 @@ async def test_without_tmux_the_editor_face_answers_with_install_tmux(env, tmp_b
         assert refused.value.message.startswith("tmux is not installed: install tmux (apt-get install tmux)")
         report = await cao.request("cao/doctor", {})  # still answered: it needs no tmux
         assert report["ok"] is False and report["tmux"]["install"] == "apt-get install tmux"
-    stderr = capfd.readouterr().err
+    # The orchestrator (started by the front end) logs to its log file in the state dir.
+    log = Path(env["XDG_STATE_HOME"]) / "cao-sidecar" / f"orchestrator-{env['CAO_TMUX_SOCKET']}.log"
+    stderr = capfd.readouterr().err + log.read_text()
     _no_traceback(stderr)
     assert "install tmux (apt-get install tmux)" in stderr

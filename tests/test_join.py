@@ -286,3 +286,28 @@ async def test_a_joining_front_end_answers_initialize_fast(env, tmp_base):
         assert joined < 5.0, joined  # generous: a loaded CI machine; bench/bench_join.py measures it
     finally:
         await first.close()
+
+
+async def test_the_socket_speaks_lsp_without_a_preamble_and_refuses_an_unknown_door(env, tmp_base):
+    import json
+
+    holder = await script(env, tmp_base / "workspace")
+    try:
+        await holder.list_agents()
+        path = str(Path(env["XDG_STATE_HOME"]) / "cao-sidecar" / f"orchestrator-{env['CAO_TMUX_SOCKET']}.sock")
+        reader, writer = await asyncio.open_unix_connection(path)
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}).encode()
+        writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        header = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        answer = json.loads(await reader.readexactly(int(header.split(b":")[1].strip())))
+        assert answer["id"] == 1 and answer["result"]["serverInfo"]["name"] == "cao-sidecar"
+        writer.close()
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(b"cao-door: telnet\n")
+        line = await asyncio.wait_for(reader.readline(), 10)
+        assert b"unknown door 'telnet'" in line
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # and closed
+        writer.close()
+        assert await holder.list_agents() == []
+    finally:
+        await holder.close()

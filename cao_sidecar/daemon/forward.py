@@ -38,6 +38,14 @@ class CannotJoin(RuntimeError):
     """No orchestrator to join: it would serve another project, or it failed to start."""
 
 
+class OtherConfig(CannotJoin):
+    """The running orchestrator reads another config dir (profiles, trust store): it is waited
+    for (an idle one ends within its grace), then refused."""
+
+
+CONFIG_WAIT = 15.0
+
+
 def _pid_alive(pid: Any) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
@@ -64,6 +72,26 @@ def _check_project(where: locate.Place, project: Path) -> None:
             f"{theirs}; this one is {project}. Use another --tmux-socket (or unset CAO_TMUX_SOCKET: each project then "
             "gets its own)"
         )
+    theirs = info.get("config")
+    if isinstance(theirs, str) and os.path.realpath(theirs) != os.path.realpath(paths.config_dir()):
+        raise OtherConfig(
+            f"the orchestrator on tmux socket '{where.tmux_socket}' (pid {info.get('pid')}) reads the config dir "
+            f"{theirs}; this front end's is {paths.config_dir()} (XDG_CONFIG_HOME). Use another --tmux-socket, or "
+            "end that orchestrator (cao/shutdown)"
+        )
+
+
+async def _check_identity(where: locate.Place, project: Path) -> None:
+    """Refuse another project at once; wait for an orchestrator of another config dir to end."""
+    deadline = time.monotonic() + CONFIG_WAIT
+    while True:
+        try:
+            _check_project(where, project)
+            return
+        except OtherConfig:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 async def _try_connect(where: locate.Place) -> Optional[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
@@ -124,12 +152,12 @@ async def connect(
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection to the project's orchestrator, started if none runs."""
     where = locate.place(tmux_socket)
-    _check_project(where, project)
+    await _check_identity(where, project)
     if (pair := await _try_connect(where)) is not None:
         return pair
     fd = await _with_start_lock(where)
     try:
-        _check_project(where, project)  # another front end may have started one meanwhile
+        await _check_identity(where, project)  # another front end may have started one meanwhile
         if (pair := await _try_connect(where)) is not None:
             return pair
         process = _spawn(where, project, session, log_level)

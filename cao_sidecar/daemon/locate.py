@@ -2,7 +2,8 @@
 the tmux socket, as the instance lock is (one orchestrator per state dir and tmux socket).
 
 - `orchestrator-<socket>.sock`: the Unix socket the doors connect to (0600);
-- `orchestrator-<socket>.json`: `{"pid", "project"}`, written once it listens;
+- `orchestrator-<socket>.json`: `{"pid", "project", "config"}` (config: its config dir, where its
+  profiles and trust store are), written before it listens;
 - `orchestrator-<socket>.start.lock`: held by a front end while it starts one (no two starts);
 - `orchestrator-<socket>.log`: the orchestrator's stderr.
 """
@@ -68,7 +69,8 @@ def read_info(where: Place) -> Optional[dict[str, Any]]:
 
 
 def write_info(where: Place, project: Path) -> None:
-    paths.write_private_text(where.info, json.dumps({"pid": os.getpid(), "project": str(project)}))
+    info = {"pid": os.getpid(), "project": str(project), "config": str(paths.config_dir())}
+    paths.write_private_text(where.info, json.dumps(info))
 
 
 def socket_is_ours(path: Path) -> bool:

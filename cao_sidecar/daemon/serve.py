@@ -138,7 +138,9 @@ def _scoped(hub: Hub) -> _ScopedRuntime:
     return _ScopedRuntime(hub)
 
 
-class Orchestrator:
+class DoorServer:
+    """Accepts connections on the socket and serves each through its door."""
+
     def __init__(self, hub: Hub, listener: socketlib.socket) -> None:
         self.hub = hub
         self._listener = listener
@@ -220,7 +222,7 @@ async def serve(*, project: Path, tmux_socket: str, session: str) -> int:
         loop.add_signal_handler(signum, hub.stopping.set)
     log.info("orchestrator of %s listening on %s (pid %d)", project, where.socket, os.getpid())
     try:
-        await Orchestrator(hub, listener).run()
+        await DoorServer(hub, listener).run()
     finally:
         with contextlib.suppress(OSError):
             if locate.socket_is_ours(where.socket):
