@@ -1,5 +1,6 @@
 """The ACP face: the Agent Client Protocol (Zed's; newline-delimited JSON-RPC on stdio) over the
-same orchestration core as the LSP face. `cao-sidecar --acp` runs it (server.serve_acp).
+same orchestration core as the LSP face. The orchestrator serves it per connection
+(server.serve_acp_connection); `cao-sidecar --acp` forwards to it.
 
 Modules: transport (line framing, JSON-RPC errors for malformed lines), sessions (ACP sessions
 and their file), team (core events → `session/update`s and permission requests), agent (the ACP

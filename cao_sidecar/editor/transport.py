@@ -80,7 +80,7 @@ class MessageReader:
     """Reads framed messages, vets their JSON-RPC envelope, and dispatches them to pygls.
 
     Framing and vetting need nothing from pygls, so the handshake can be answered while pygls
-    is still being imported (see app.serve_stdio).
+    is still being imported (see daemon.lsp_door and daemon.forward).
     """
 
     def __init__(self, reader: asyncio.StreamReader, writer: PipeWriter) -> None:
