@@ -100,6 +100,49 @@ async def start_agent_face(core: Any, tmux_socket: str, created: Callable[[Any],
     return agent_face
 
 
+class OwnCore:
+    """The core a door starts in its own process (`--acp`, `mcp`): the core, live profiles and
+    flows, then the agent face. `ready` resolves with the core, or with why it could not start
+    (every request that needs it reports that). `on_core(core, live)` runs before `ready` is set."""
+
+    def __init__(
+        self, *, tmux_socket: str, session: str, workspace: Path, on_core: Callable[[Any, Any], None] = lambda core, live: None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[Any] = loop.create_future()
+        self.live: Any = None
+        self.agent_face: Any = None
+        self._boot_task = loop.create_task(self._boot(tmux_socket, session, workspace, on_core))
+
+    async def _boot(self, tmux_socket: str, session: str, workspace: Path, on_core: Callable[[Any, Any], None]) -> None:
+        try:
+            core = await start_core(tmux_socket=tmux_socket, session=session, workspace=workspace)
+        except Exception as exc:  # noqa: BLE001 - reported to every request that needs the core
+            log_core_failure(exc)
+            self.ready.set_exception(exc)
+            return
+        from cao_sidecar.profiles.live import start_live
+
+        # Profile edits take effect, flows run; the folder's .cao/ only once the user trusts it.
+        self.live = await start_live(core, None, workspace)
+        on_core(core, self.live)
+        self.ready.set_result(core)
+        await start_agent_face(core, tmux_socket, self._created)
+
+    def _created(self, face: Any) -> None:
+        self.agent_face = face
+
+    async def close(self) -> None:
+        """Stop watching; agents keep running in tmux."""
+        self._boot_task.cancel()
+        if self.live is not None:
+            await self.live.close()
+        if self.agent_face is not None:
+            await self.agent_face.close()
+        if self.ready.done() and not self.ready.cancelled() and self.ready.exception() is None:
+            await self.ready.result().close()
+
+
 async def _handshake(reader: MessageReader) -> Optional[dict[str, Any]]:
     """Wait for `initialize` and answer it. Returns the message, or None at end of input/exit."""
     while (message := await reader.next_message()) is not None:

@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     mock = sub.add_parser("mock-agent", help="the built-in deterministic test agent (provider 'mock')")
     mock.add_argument("args", nargs=argparse.REMAINDER)
 
+    host = sub.add_parser("mcp", help="serve MCP on stdin/stdout for an MCP host (Claude Desktop, Cursor, ...) to lead a team")
+    host.add_argument("--project", help="the project directory (default: the current directory)")
+    host.add_argument("--name", help="this host's name: its lead id and inbox (default: the MCP client's name)")
+    _add_common(host)
+
     bridge = sub.add_parser("mcp-bridge", help="stdio MCP endpoint for CLIs that only speak stdio")
     bridge.add_argument("args", nargs=argparse.REMAINDER)
 
@@ -130,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         from cao_sidecar.profiles.commands import flows_command
 
         return flows_command(args, socket)
+
+    if args.command == "mcp":  # imports the MCP SDK: only here
+        from cao_sidecar.host_face.standalone import main_mcp
+
+        return main_mcp(tmux_socket=socket, session=args.session, project=args.project, host_name=args.name)
 
     if args.acp:  # imports the ACP SDK (pydantic): only here, never on the LSP start-up path
         from cao_sidecar.acp_face.server import main_acp

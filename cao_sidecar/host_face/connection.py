@@ -1,0 +1,134 @@
+"""One MCP host connection: its lead identity, the core it reaches, what it is told unasked.
+
+The host's identity is a lead id made from its name (`--name`, else the MCP clientInfo name): the
+same host reconnecting finds the messages that arrived for it meanwhile. While connected, each
+arriving message is also announced as an MCP log notification (`notifications/message`), and long
+calls send progress notifications when the host gave a progress token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import warnings
+from typing import Any, AsyncIterator, Callable, Optional
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPDeprecationWarning
+
+from cao_sidecar.core.errors import CaoError
+from cao_sidecar.core.leads import HostLead, lead_id_for
+from cao_sidecar.core.orchestrator import Orchestrator
+from cao_sidecar.storage.messages import StoredMessage
+
+log = logging.getLogger(__name__)
+
+PROGRESS_SECONDS = 3.0  # a long call tells the host it is alive this often (tool-call timeouts)
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+class HostConnection:
+    def __init__(self, core_ready: "asyncio.Future[Any]", *, host_name: Optional[str], session: Optional[str]) -> None:
+        self._core_ready = core_ready
+        self._host_name = host_name
+        self._session_name = session
+        self._lead: Optional[HostLead] = None
+        self._core: Optional[Orchestrator] = None
+        self._mcp_session: Any = None  # the SDK's session: notifications outside a request
+        self.log_level = "info"  # the host may raise it (logging/setLevel)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def core(self) -> Orchestrator:
+        try:
+            return await asyncio.shield(self._core_ready)
+        except CaoError as exc:
+            raise ToolError(f"the cao-sidecar orchestrator is not running: {exc.message}") from None
+        except Exception as exc:  # noqa: BLE001 - told to the host, which keeps its connection
+            raise ToolError(f"the cao-sidecar orchestrator failed to start: {exc}") from None
+
+    async def lead(self, ctx: Context) -> tuple[Orchestrator, HostLead]:
+        """The core and this connection's lead identity (made on first use)."""
+        core = await self.core()
+        if self._lead is None:
+            self._bind(core, ctx.session)
+        assert self._lead is not None
+        return core, self._lead
+
+    def initialized(self, mcp_session: Any) -> None:
+        """The host finished its handshake: take the identity as soon as the core is up, so
+        messages are announced before the first tool call."""
+        self._mcp_session = mcp_session
+
+        async def bind_when_ready() -> None:
+            try:
+                core = await asyncio.shield(self._core_ready)
+            except Exception:  # noqa: BLE001 - every tool call reports it
+                return
+            if self._lead is None:
+                self._bind(core, mcp_session)
+
+        self._spawn(bind_when_ready())
+
+    def _bind(self, core: Orchestrator, mcp_session: Any) -> None:
+        if self._mcp_session is None:
+            self._mcp_session = mcp_session
+        params = getattr(mcp_session, "client_params", None)
+        client = getattr(params, "client_info", None)
+        name = self._host_name or getattr(client, "name", None) or "mcp-host"
+        wanted = HostLead(lead_id_for(name), self._session_name or core.default_session, core.default_cwd, name)
+        self._core = core
+        self._lead = core.mailboxes.connect(wanted, self._arrived)
+        log.info("MCP host %r connected as lead %s (session %s)", name, self._lead.terminal_id, self._lead.session)
+
+    def close(self) -> None:
+        if self._lead is not None and self._core is not None:
+            self._core.mailboxes.disconnect(self._lead.terminal_id)
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _arrived(self, message: StoredMessage) -> None:
+        if self._mcp_session is not None and LOG_LEVELS.index(self.log_level) <= LOG_LEVELS.index("info"):
+            self._spawn(self._announce(message))
+
+    async def _announce(self, message: StoredMessage) -> None:
+        data = {
+            "event": "message",
+            "messageId": message.message_id,
+            "sender": message.sender,
+            "hint": "call read_messages to read it",
+        }
+        try:
+            with warnings.catch_warnings():  # the logging capability is deprecated in newer protocol versions
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                await self._mcp_session.send_log_message(level="info", data=data, logger="cao")
+        except Exception:  # noqa: BLE001 - a notification is a courtesy: the message waits anyway
+            log.debug("could not announce message %s", message.message_id, exc_info=True)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+@contextlib.asynccontextmanager
+async def progress_while(ctx: Context, describe: Callable[[], str], total: Optional[float] = None) -> AsyncIterator[None]:
+    """Progress notifications every PROGRESS_SECONDS while the body runs (none when the host gave
+    no progress token): hosts with tool-call timeouts keep a long call alive."""
+    started = time.monotonic()
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_SECONDS)
+            try:
+                await ctx.report_progress(round(time.monotonic() - started, 1), total, describe())
+            except Exception:  # noqa: BLE001 - the host went away: the call ends with it
+                return
+
+    ticker = asyncio.get_running_loop().create_task(tick())
+    try:
+        yield
+    finally:
+        ticker.cancel()
