@@ -50,7 +50,8 @@ class ProfileInfo(ToolData):
     name: str
     description: str
     provider: str
-    source: str = Field(description="Where it is defined: builtin, user or workspace.")
+    scope: str = Field(description="Where it is defined: builtin, user or workspace.")
+    untrusted: bool = Field(description="From a folder the user has not trusted: what could widen permissions is held back.")
 
 
 class ProfileList(ToolData):
@@ -150,11 +151,18 @@ def build_host_server(connection: HostConnection) -> MCPServer:
 
     @mcp.tool()
     async def list_profiles(ctx: Context) -> ProfileList:
-        """List the specialist profiles you can start (name, description, provider). Profiles of a
-        folder the user has not trusted are not offered."""
+        """List the specialist profiles you can start (name, description, provider). A profile of a
+        folder the user has not trusted never replaces a built-in one and runs without the settings
+        that could widen what it may do."""
         core = await connection.core()
         return ProfileList(
-            profiles=[ProfileInfo(name=p.name, description=p.description, provider=p.provider, source=p.source) for p in core.catalog.all()]
+            profiles=[
+                ProfileInfo(
+                    name=e.item.name, description=e.item.description, provider=e.item.provider, scope=e.layer.scope,
+                    untrusted=not e.layer.trusted,
+                )  # fmt: skip
+                for e in core.catalog.entries()
+            ]
         )
 
     @mcp.tool()
