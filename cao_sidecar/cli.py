@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from cao_sidecar import __version__
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tmux-socket", help="tmux server socket name (default: $CAO_TMUX_SOCKET or 'cao-sidecar')")
+    parser.add_argument(
+        "--tmux-socket", help="tmux server socket name (default: $CAO_TMUX_SOCKET, else one per project: cao-<folder>-<hash>)"
+    )
     parser.add_argument("--session", default="cao", help="default orchestration session (tmux session) name")
     parser.add_argument("--log-level", default="warning", help="stderr log level (debug, info, warning, error)")
 
@@ -43,7 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     host = sub.add_parser("mcp", help="serve MCP on stdin/stdout for an MCP host (Claude Desktop, Cursor, ...) to lead a team")
     host.add_argument("--project", help="the project directory (default: the current directory)")
-    host.add_argument("--name", help="this host's name: its lead id and inbox (default: the MCP client's name)")
     _add_common(host)
 
     bridge = sub.add_parser("mcp-bridge", help="stdio MCP endpoint for CLIs that only speak stdio")
@@ -99,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         from cao_sidecar.trust_commands import main as trust_main
 
         return trust_main(argv[1:])
+    if argv[:1] == ["serve"]:  # hidden: the orchestrator process, started by front ends
+        return _serve(argv[1:])
     if argv[:1] == ["explain"]:  # light: no server, no pygls/mcp imports
         from cao_sidecar.providers.explain import main as explain_main
 
@@ -136,29 +140,37 @@ def main(argv: list[str] | None = None) -> int:
 
         return flows_command(args, socket)
 
-    if args.command == "mcp":  # imports the MCP SDK: only here
-        from cao_sidecar.host_face.standalone import main_mcp
+    from cao_sidecar.daemon.forward import main_forward
 
-        return main_mcp(tmux_socket=socket, session=args.session, project=args.project, host_name=args.name)
+    if args.command == "mcp":  # a forwarder to the project's orchestrator, which serves the MCP host door
+        if args.project is not None and not os.path.isdir(args.project):
+            print(f"cao-sidecar mcp: --project {args.project!r} is not a directory", file=sys.stderr)
+            return 2
+        return main_forward("mcp", tmux_socket=args.tmux_socket, project=args.project, session=args.session, log_level=args.log_level)
 
-    if args.acp:  # imports the ACP SDK (pydantic): only here, never on the LSP start-up path
-        from cao_sidecar.acp_face.server import main_acp
-
-        return main_acp(socket, args.session) or 0
+    if args.acp:  # a forwarder to the project's orchestrator, which serves ACP
+        return main_forward("acp", tmux_socket=args.tmux_socket, project=None, session=args.session, log_level=args.log_level)
 
     if not args.stdio and sys.stdin.isatty():
         # A person typed `cao-sidecar`: say what it is instead of waiting for JSON-RPC in silence.
         print(USAGE_HINT, file=sys.stderr)
         return 2
 
-    import asyncio
+    return main_forward("lsp", tmux_socket=args.tmux_socket, project=None, session=args.session, log_level=args.log_level)
 
-    from cao_sidecar.app import serve_stdio
 
-    try:
-        return asyncio.run(serve_stdio(tmux_socket=socket, session=args.session))
-    except KeyboardInterrupt:
-        return 130
+def _serve(argv: list[str]) -> int:
+    """`cao-sidecar serve`: the orchestrator of one project (cao_sidecar.daemon.serve)."""
+    parser = argparse.ArgumentParser(prog="cao-sidecar serve", description=_serve.__doc__)
+    parser.add_argument("--project", help="the project's folder (default: the current directory)")
+    _add_common(parser)
+    args = parser.parse_args(argv)
+    from cao_sidecar import paths
+    from cao_sidecar.app import configure_logging
+    from cao_sidecar.daemon.serve import main_serve
+
+    configure_logging(args.log_level)
+    return main_serve(args.project, paths.tmux_socket_name(args.tmux_socket, args.project), args.session)
 
 
 if __name__ == "__main__":

@@ -155,9 +155,15 @@ async def connect(params: StdioServerParameters, name: str = "test-host") -> Asy
         errlog.close()
 
 
+@pytest.fixture
+def short_tmp() -> Path:
+    """A short base dir: the orchestrator's Unix socket lives in its state dir (108-byte limit)."""
+    return Path(tempfile.mkdtemp(prefix="cao-h-"))
+
+
 @pytest.fixture(scope="module")
 def team_base():
-    base = Path(tempfile.mkdtemp(prefix="cao-mcp-host-"))
+    base = Path(tempfile.mkdtemp(prefix="cao-h-"))
     env = host_env(base)
     yield base, env
     kill_tmux(env["CAO_TMUX_SOCKET"])
@@ -172,7 +178,8 @@ def test_the_docs_have_a_snippet_for_every_host_and_each_runs_the_door():
 
 
 @pytest.mark.parametrize("host", sorted(SNIPPETS))
-async def test_each_hosts_snippet_starts_the_door_on_its_project(host: str, tmp_path: Path):
+async def test_each_hosts_snippet_starts_the_door_on_its_project(host: str, short_tmp: Path):
+    tmp_path = short_tmp
     env = host_env(tmp_path)
     try:
         async with connect(started_like(host, tmp_path, env)) as client:
@@ -295,28 +302,38 @@ async def test_a_garbage_line_gets_a_parse_error_and_the_next_request_an_answer(
     assert await asyncio.wait_for(proc.wait(), 30) == 0
 
 
-async def test_results_wait_for_a_host_that_was_away_and_sessions_stay_apart(team_base):
+async def test_the_host_joins_the_editors_team_acts_only_in_its_session_and_finds_results_after_a_break(team_base):
+    from cao_client import CaoClient
+
     base, env = team_base
     params = started_like("Claude Code", base, env)
-    async with connect(params, name="returning") as host:
-        assigned = await host.ok("assign", {"target": "mock_developer", "task": "sleep 3 the late result"})
-        kept = await host.ok("spawn", {"profile": "mock_developer", "name": "keeper"})
-    # The door is gone while the worker runs; the next one adopts it and reports to the same lead.
-    async with connect(params, name="returning") as host:
-        inbox = await host.ok("wait_for_messages", {"timeout_seconds": 30})
-        assert inbox["leadId"] == "host-returning"
-        assert [m["text"] for m in inbox["messages"]] == ["result of the task you assigned: the late result"]
-        assert assigned["terminalId"] in inbox["messages"][0]["sender"]
-    # Another session's door sees none of it and cannot reach it.
-    other = StdioServerParameters(command=params.command, args=[*params.args, "--session", "other"], env=env, cwd=params.cwd)
-    async with connect(other, name="returning") as stranger:
-        assert (await stranger.ok("list_sessions"))["agents"] == []
-        assert "no agent with terminal id or name 'keeper'" in await stranger.error("get_output", {"target": "keeper"})
-        refused = await stranger.error("terminate", {"target": kept["terminalId"]})
-        assert f"no agent '{kept['terminalId']}' in your session 'other'" in refused
-    async with connect(params, name="returning") as host:
-        await host.ok("terminate", {"target": "keeper"})
-        await host.ok("terminate", {"target": assigned["terminalId"]})
+    seen_by_editor: list[dict[str, Any]] = []
+
+    def on_notification(method: str, notification: Any) -> None:
+        if method == "cao/agentStatus":
+            seen_by_editor.append(notification)
+
+    async with CaoClient.start(workspace=base / "workspace", env=env, on_notification=on_notification) as editor:
+        mine = await editor.spawn("mock_developer", name="editors_worker")
+        outsider = await editor.spawn("mock_developer", name="outsider", session="other")
+        async with connect(params, name="returning") as host:
+            team = await host.ok("list_sessions")
+            names = {a["name"] for a in team["agents"]}
+            assert "editors_worker" in names and "outsider" not in names  # the editor's team, its own session only
+            refused = await host.error("get_output", {"target": outsider["terminalId"]})
+            assert f"no agent '{outsider['terminalId']}' in your session 'cao'" in refused
+            assert "no agent" in await host.error("terminate", {"target": "outsider"})
+            handed = await host.ok("handoff", {"target": "mock_developer", "task": "echo seen by the editor"})
+            assert any(n["terminalId"] == handed["terminalId"] for n in seen_by_editor)  # the editor saw the worker
+            assigned = await host.ok("assign", {"target": "mock_developer", "task": "sleep 3 the late result"})
+        # The host is away while its worker runs; back under the same name, the result waits for it.
+        async with connect(params, name="returning") as host:
+            inbox = await host.ok("wait_for_messages", {"timeout_seconds": 30})
+            assert inbox["leadId"] == "host-returning"
+            assert [m["text"] for m in inbox["messages"]] == ["result of the task you assigned: the late result"]
+            assert assigned["terminalId"] in inbox["messages"][0]["sender"]
+        for agent in (mine, outsider, assigned):
+            await editor.terminate(agent["terminalId"])
 
 
 def pane_environment(socket: str, pane_id: str) -> dict[str, str]:
@@ -328,7 +345,8 @@ def pane_environment(socket: str, pane_id: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "untrusted"])
-async def test_a_host_gets_no_more_than_the_users_trust_allows(tmp_path: Path, trusted: bool):
+async def test_a_host_gets_no_more_than_the_users_trust_allows(short_tmp: Path, trusted: bool):
+    tmp_path = short_tmp
     env = host_env(tmp_path, trusted=trusted)
     try:
         async with connect(started_like("Claude Code", tmp_path, env)) as host:
@@ -350,7 +368,8 @@ async def test_a_host_gets_no_more_than_the_users_trust_allows(tmp_path: Path, t
 
 
 @pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (npm install @anthropic-ai/claude-code)")
-def test_claude_mcp_add_then_list_shows_the_door_connected(tmp_path: Path):
+def test_claude_mcp_add_then_list_shows_the_door_connected(short_tmp: Path):
+    tmp_path = short_tmp
     env = host_env(tmp_path)
     home = Path(env["HOME"])
     claude_env = {**env, "DISABLE_AUTOUPDATER": "1"}

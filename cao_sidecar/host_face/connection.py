@@ -1,6 +1,6 @@
 """One MCP host connection: its lead identity, the core it reaches, what it is told unasked.
 
-The host's identity is a lead id made from its name (`--name`, else the MCP clientInfo name): the
+The host's identity is a lead id made from its name (the MCP clientInfo name): the
 same host reconnecting finds the messages that arrived for it meanwhile. While connected, each
 arriving message is also announced as an MCP log notification (`notifications/message`), and long
 calls send progress notifications when the host gave a progress token.
@@ -16,10 +16,8 @@ import warnings
 from typing import Any, AsyncIterator, Callable, Optional
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPDeprecationWarning
 
-from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.leads import HostLead, lead_id_for
 from cao_sidecar.core.orchestrator import Orchestrator
 from cao_sidecar.storage.messages import StoredMessage
@@ -31,60 +29,42 @@ LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert"
 
 
 class HostConnection:
-    def __init__(self, core_ready: "asyncio.Future[Any]", *, host_name: Optional[str], session: Optional[str]) -> None:
-        self._core_ready = core_ready
-        self._host_name = host_name
-        self._session_name = session
+    def __init__(self, core: Orchestrator) -> None:
+        self._core = core
         self._lead: Optional[HostLead] = None
-        self._core: Optional[Orchestrator] = None
         self._mcp_session: Any = None  # the SDK's session: notifications outside a request
         self.log_level = "info"  # the host may raise it (logging/setLevel)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def core(self) -> Orchestrator:
-        try:
-            return await asyncio.shield(self._core_ready)
-        except CaoError as exc:
-            raise ToolError(f"the cao-sidecar orchestrator is not running: {exc.message}") from None
-        except Exception as exc:  # noqa: BLE001 - told to the host, which keeps its connection
-            raise ToolError(f"the cao-sidecar orchestrator failed to start: {exc}") from None
+    @property
+    def core(self) -> Orchestrator:
+        return self._core
 
-    async def lead(self, ctx: Context) -> tuple[Orchestrator, HostLead]:
+    def lead(self, ctx: Context) -> tuple[Orchestrator, HostLead]:
         """The core and this connection's lead identity (made on first use)."""
-        core = await self.core()
         if self._lead is None:
-            self._bind(core, ctx.session)
+            self._bind(ctx.session)
         assert self._lead is not None
-        return core, self._lead
+        return self._core, self._lead
 
     def initialized(self, mcp_session: Any) -> None:
-        """The host finished its handshake: take the identity as soon as the core is up, so
-        messages are announced before the first tool call."""
+        """The host finished its handshake: take the identity now, so that messages are announced
+        before its first tool call."""
         self._mcp_session = mcp_session
+        if self._lead is None:
+            self._bind(mcp_session)
 
-        async def bind_when_ready() -> None:
-            try:
-                core = await asyncio.shield(self._core_ready)
-            except Exception:  # noqa: BLE001 - every tool call reports it
-                return
-            if self._lead is None:
-                self._bind(core, mcp_session)
-
-        self._spawn(bind_when_ready())
-
-    def _bind(self, core: Orchestrator, mcp_session: Any) -> None:
+    def _bind(self, mcp_session: Any) -> None:
         if self._mcp_session is None:
             self._mcp_session = mcp_session
         params = getattr(mcp_session, "client_params", None)
-        client = getattr(params, "client_info", None)
-        name = self._host_name or getattr(client, "name", None) or "mcp-host"
-        wanted = HostLead(lead_id_for(name), self._session_name or core.default_session, core.default_cwd, name)
-        self._core = core
-        self._lead = core.mailboxes.connect(wanted, self._arrived)
+        name = getattr(getattr(params, "client_info", None), "name", None) or "mcp-host"
+        wanted = HostLead(lead_id_for(name), self._core.default_session, self._core.default_cwd, name)
+        self._lead = self._core.mailboxes.connect(wanted, self._arrived)
         log.info("MCP host %r connected as lead %s (session %s)", name, self._lead.terminal_id, self._lead.session)
 
     def close(self) -> None:
-        if self._lead is not None and self._core is not None:
+        if self._lead is not None:
             self._core.mailboxes.disconnect(self._lead.terminal_id)
         for task in list(self._tasks):
             task.cancel()

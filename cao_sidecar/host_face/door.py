@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, AsyncIterator, Optional, Protocol
+from typing import Any, AsyncIterator
 
 from mcp.server.stdio import stdio_server
 
@@ -19,10 +19,6 @@ log = logging.getLogger(__name__)
 
 MAX_LINE = 16 * 1024 * 1024  # one JSON-RPC message; a longer line is answered with a parse error
 CHUNK = 65536
-
-
-class ByteWriter(Protocol):
-    def write(self, data: bytes) -> None: ...
 
 
 class LineSource:
@@ -75,33 +71,10 @@ class LineSink:
                 pass
 
 
-async def serve_host_door(
-    runtime_or_core: Any,
-    reader: asyncio.StreamReader,
-    writer: Any,
-    *,
-    host_name: Optional[str] = None,
-    session: Optional[str] = None,
-) -> None:
+async def serve_host_door(runtime_or_core: Any, reader: asyncio.StreamReader, writer: Any) -> None:
     """Serve one MCP host connection over (reader, writer) until the host closes it. The first
-    argument is the orchestration core, or a runtime holding it as `.core`."""
-    core = getattr(runtime_or_core, "core", runtime_or_core)
-    ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    ready.set_result(core)
-    await serve_host_streams(ready, reader, writer, host_name=host_name, session=session)
-
-
-async def serve_host_streams(
-    core_ready: "asyncio.Future[Any]",
-    reader: asyncio.StreamReader,
-    writer: Any,
-    *,
-    host_name: Optional[str] = None,
-    session: Optional[str] = None,
-) -> None:
-    """Like serve_host_door, while the core may still be starting (or have failed to: every
-    tool then says why)."""
-    connection = HostConnection(core_ready, host_name=host_name, session=session)
+    argument is the orchestration core, or the runtime holding it as `.core`."""
+    connection = HostConnection(getattr(runtime_or_core, "core", runtime_or_core))
     server = build_host_server(connection)
     try:
         async with stdio_server(LineSource(reader), LineSink(writer)) as (read_stream, write_stream):  # type: ignore[arg-type]

@@ -117,7 +117,7 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         """Hand a task to a new specialist agent and wait for its final answer, which is the result.
         The specialist starts fresh (it does not see your conversation) and is shut down after
         answering. Sends progress notifications while it works. Use `assign` to run tasks in parallel."""
-        core, lead = await connection.lead(ctx)
+        core, lead = connection.lead(ctx)
         worker: list[Agent] = []
         with_status = lambda: f"{target} {worker[0].terminal_id}: {worker[0].status.value}" if worker else f"{target}: starting"  # noqa: E731
         async with progress_while(ctx, with_status, timeout_seconds):
@@ -128,7 +128,7 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         """Start a specialist agent on a task in the background and return at once with its terminal
         id. When it finishes, its answer arrives in your messages (naming the worker): collect it with
         wait_for_messages or read_messages."""
-        core, lead = await connection.lead(ctx)
+        core, lead = connection.lead(ctx)
         return team_tools.assign(core, lead, target, task, "its answer will arrive in your messages (wait_for_messages).")
 
     @mcp.tool()
@@ -139,14 +139,14 @@ def build_host_server(connection: HostConnection) -> MCPServer:
     ) -> Annotated[CallToolResult, MessageResult]:
         """Send a message to a running agent of your session (typed in when it is idle, in order,
         signed with your lead id so it can answer you with send_message), or to another lead."""
-        core, lead = await connection.lead(ctx)
+        core, lead = connection.lead(ctx)
         return await team_tools.send_message(core, lead, target, message)
 
     @mcp.tool()
     async def list_sessions(ctx: Context) -> Annotated[CallToolResult, TeamList]:
         """List your session's agents (terminal id, name, profile, provider, status, and the question an
         agent waits on) and its leads (you among them)."""
-        core, lead = await connection.lead(ctx)
+        core, lead = connection.lead(ctx)
         return team_tools.list_sessions(core, lead)
 
     @mcp.tool()
@@ -154,7 +154,7 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         """List the specialist profiles you can start (name, description, provider). A profile of a
         folder the user has not trusted never replaces a built-in one and runs without the settings
         that could widen what it may do."""
-        core = await connection.core()
+        core = connection.core
         return ProfileList(
             profiles=[
                 ProfileInfo(
@@ -174,7 +174,7 @@ def build_host_server(connection: HostConnection) -> MCPServer:
     ) -> SpawnedAgent:
         """Start an agent and wait until it is ready for input; it keeps running until you terminate
         it. Give it work with send_message, read its answer with get_output."""
-        core, lead = await connection.lead(ctx)
+        core, lead = connection.lead(ctx)
         agent = await calling_core(
             core.spawn(profile, provider=provider, session=lead.session, working_directory=lead.working_directory, name=name)
         )
@@ -190,7 +190,7 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         mode: Annotated[Literal["last", "full"], Field(description="last: its last answer; full: its terminal.")] = "last",
     ) -> AgentOutput:
         """Read an agent's last answer, or its whole terminal (mode 'full')."""
-        core, lead = await connection.lead(ctx)
+        core, lead = connection.lead(ctx)
         agent = _agent_of(core, lead, target)
         output = await calling_core(core.get_output(agent.terminal_id, mode))
         return AgentOutput(terminal_id=agent.terminal_id, mode=mode, output=output)
@@ -205,7 +205,7 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         ] = None,
     ) -> Answered:
         """Answer the question an agent waits on (status waiting_user_answer, see list_sessions)."""
-        core, lead = await connection.lead(ctx)
+        core, lead = connection.lead(ctx)
         agent = _agent_of(core, lead, target)
         prompt_id, typed = await calling_core(core.answer(agent.terminal_id, answer, question_id))
         return Answered(terminal_id=agent.terminal_id, question_id=prompt_id, typed=typed)
@@ -213,7 +213,7 @@ def build_host_server(connection: HostConnection) -> MCPServer:
     @mcp.tool()
     async def terminate(target: AGENT, ctx: Context) -> Terminated:
         """Stop an agent of your session: its CLI is asked to exit and its window closed."""
-        core, lead = await connection.lead(ctx)
+        core, lead = connection.lead(ctx)
         agent = _agent_of(core, lead, target)
         await calling_core(core.terminate(agent.terminal_id))
         return Terminated(terminal_id=agent.terminal_id, status=agent.status.value)
@@ -224,7 +224,7 @@ def build_host_server(connection: HostConnection) -> MCPServer:
     ) -> Messages:
         """Read the messages sent to you (assigned workers' answers, agents' messages), oldest first.
         Each is handed over once."""
-        core, lead = await connection.lead(ctx)
+        core, lead = connection.lead(ctx)
         return _read(core, lead, limit)
 
     @mcp.tool()
@@ -235,7 +235,7 @@ def build_host_server(connection: HostConnection) -> MCPServer:
     ) -> Messages:
         """Wait until a message for you arrives (an assigned worker's answer, an agent's message),
         then read it like read_messages. Sends progress notifications while it waits."""
-        core, lead = await connection.lead(ctx)
+        core, lead = connection.lead(ctx)
         async with progress_while(ctx, lambda: "waiting for messages", timeout_seconds):
             await core.mailboxes.wait(lead.terminal_id, timeout_seconds)
         return _read(core, lead, limit)
