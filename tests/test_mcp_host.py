@@ -120,6 +120,16 @@ class Host:
         assert result.is_error, result
         return result.content[0].text  # type: ignore[union-attr]
 
+    async def logged(self, event: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The `event`s announced so far in log notifications (logger 'cao'), once there is one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [n.data for n in self.logs if n.logger == "cao" and isinstance(n.data, dict) and n.data.get("event") == event]
+            if found:
+                return found
+            assert time.monotonic() < deadline, f"no {event} announced: {self.logs}"
+            await asyncio.sleep(0.05)
+
     async def agent(self, terminal_id: str) -> dict[str, Any] | None:
         team = await self.ok("list_sessions")
         return next((a for a in team["agents"] if a["terminalId"] == terminal_id), None)
@@ -218,7 +228,7 @@ async def test_a_host_leads_a_team_handoff_assign_messages_answer_terminate(team
         assert assigned["terminalId"] in inbox["messages"][0]["sender"]
         lead_id = inbox["leadId"]
         assert lead_id == "host-test-host"
-        assert any(getattr(n, "logger", None) == "cao" for n in host.logs)
+        assert (await host.logged("message"))[0]["sender"] == inbox["messages"][0]["sender"]
         assert (await host.ok("read_messages"))["messages"] == []  # handed over once
 
         # a kept agent: spawn, talk to it (it sees who wrote), read its answer
@@ -242,6 +252,9 @@ async def test_a_host_leads_a_team_handoff_assign_messages_answer_terminate(team
         asking = await host.ok("assign", {"target": "mock_developer", "task": "ask Deploy now?"})
         waiting = await host.wait_status(asking["terminalId"], "waiting_user_answer")
         assert "Deploy now?" in waiting["question"]["text"]
+        announced = await host.logged("question")
+        assert announced[-1]["terminalId"] == asking["terminalId"]
+        assert announced[-1]["id"] == waiting["question"]["id"]
         answered = await host.ok(
             "answer", {"target": asking["terminalId"], "answer": "yes", "question_id": waiting["question"]["id"]}
         )
@@ -290,7 +303,11 @@ async def test_a_garbage_line_gets_a_parse_error_and_the_next_request_an_answer(
         "jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
     }  # fmt: skip
-    proc.stdin.write(b"{this is not json\n" + b"[" * 5000 + b"\n" + json.dumps(initialize).encode() + b"\n")
+    not_a_request = {"jsonrpc": "2.0", "id": 7, "method": 42}
+    proc.stdin.write(
+        b"{this is not json\n" + b"[" * 100000 + b"\n" + json.dumps(not_a_request).encode() + b"\n"
+        + json.dumps(initialize).encode() + b"\n"
+    )  # fmt: skip
     await proc.stdin.drain()
     answers = []
     while not any(a.get("id") == 1 for a in answers):
@@ -298,6 +315,8 @@ async def test_a_garbage_line_gets_a_parse_error_and_the_next_request_an_answer(
         assert line, "the door closed"
         answers.append(json.loads(line))
     assert next(a for a in answers if a.get("id") == 1)["result"]["serverInfo"]["name"] == "cao"
+    errors = [(a["id"], a["error"]["code"]) for a in answers if "error" in a]
+    assert errors == [(None, -32700), (None, -32700), (7, -32600)]  # each bad line answered, in order
     proc.stdin.close()
     assert await asyncio.wait_for(proc.wait(), 30) == 0
 

@@ -2,8 +2,9 @@
 
 The host's identity is a lead id made from its name (the MCP clientInfo name): the
 same host reconnecting finds the messages that arrived for it meanwhile. While connected, each
-arriving message is also announced as an MCP log notification (`notifications/message`), and long
-calls send progress notifications when the host gave a progress token.
+arriving message, and each question an agent of its session waits on, is also announced as an MCP
+log notification (`notifications/message`), and long calls send progress notifications when the
+host gave a progress token.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from typing import Any, AsyncIterator, Callable, Optional
 from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import MCPDeprecationWarning
 
+from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.leads import HostLead, lead_id_for
 from cao_sidecar.core.orchestrator import Orchestrator
+from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.storage.messages import StoredMessage
+from cao_sidecar.team_tools import question_of
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +33,13 @@ LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert"
 
 
 class HostConnection:
-    def __init__(self, core: Orchestrator) -> None:
+    def __init__(self, core: Orchestrator, status_events: Any = None) -> None:
+        """`status_events`: this connection's scope of the core's status listeners (the shared
+        runtime's, dropped at close), to announce agents' questions; None: not announced."""
         self._core = core
+        self._status_events = status_events
+        if status_events is not None:
+            status_events.add_status_listener(self._status_changed)
         self._lead: Optional[HostLead] = None
         self._mcp_session: Any = None  # the SDK's session: notifications outside a request
         self.log_level = "info"  # the host may raise it (logging/setLevel)
@@ -66,26 +75,38 @@ class HostConnection:
     def close(self) -> None:
         if self._lead is not None:
             self._core.mailboxes.disconnect(self._lead.terminal_id)
+        if self._status_events is not None:
+            self._status_events.close()
         for task in list(self._tasks):
             task.cancel()
 
     def _arrived(self, message: StoredMessage) -> None:
-        if self._mcp_session is not None and LOG_LEVELS.index(self.log_level) <= LOG_LEVELS.index("info"):
-            self._spawn(self._announce(message))
+        self._announce(
+            {"event": "message", "messageId": message.message_id, "sender": message.sender, "hint": "call read_messages to read it"}
+        )
 
-    async def _announce(self, message: StoredMessage) -> None:
-        data = {
-            "event": "message",
-            "messageId": message.message_id,
-            "sender": message.sender,
-            "hint": "call read_messages to read it",
-        }
+    def _status_changed(self, agent: Agent, previous: Optional[AgentStatus], status: AgentStatus) -> None:
+        question = question_of(agent)
+        if self._lead is None or agent.session != self._lead.session or question is None:
+            return
+        self._announce(
+            {
+                "event": "question", "terminalId": agent.terminal_id, "profile": agent.profile.name,
+                **question.model_dump(by_alias=True), "hint": "call answer with its terminal id and one of the choices",
+            }  # fmt: skip
+        )
+
+    def _announce(self, data: dict[str, Any]) -> None:
+        if self._mcp_session is not None and LOG_LEVELS.index(self.log_level) <= LOG_LEVELS.index("info"):
+            self._spawn(self._send_log(data))
+
+    async def _send_log(self, data: dict[str, Any]) -> None:
         try:
             with warnings.catch_warnings():  # the logging capability is deprecated in newer protocol versions
                 warnings.simplefilter("ignore", MCPDeprecationWarning)
                 await self._mcp_session.send_log_message(level="info", data=data, logger="cao")
         except Exception:  # noqa: BLE001 - a notification is a courtesy: the message waits anyway
-            log.debug("could not announce message %s", message.message_id, exc_info=True)
+            log.debug("could not announce %s", data.get("event"), exc_info=True)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
