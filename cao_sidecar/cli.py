@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from cao_sidecar import __version__
@@ -42,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     mock = sub.add_parser("mock-agent", help="the built-in deterministic test agent (provider 'mock')")
     mock.add_argument("args", nargs=argparse.REMAINDER)
+
+    host = sub.add_parser("mcp", help="serve MCP on stdin/stdout for an MCP host (Claude Desktop, Cursor, ...) to lead a team")
+    host.add_argument("--project", help="the project directory (default: the current directory)")
+    _add_common(host)
 
     bridge = sub.add_parser("mcp-bridge", help="stdio MCP endpoint for CLIs that only speak stdio")
     bridge.add_argument("args", nargs=argparse.REMAINDER)
@@ -136,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         return flows_command(args, socket)
 
     from cao_sidecar.daemon.forward import main_forward
+
+    if args.command == "mcp":  # a forwarder to the project's orchestrator, which serves the MCP host door
+        if args.project is not None and not os.path.isdir(args.project):
+            print(f"cao-sidecar mcp: --project {args.project!r} is not a directory", file=sys.stderr)
+            return 2
+        return main_forward("mcp", tmux_socket=args.tmux_socket, project=args.project, session=args.session, log_level=args.log_level)
 
     if args.acp:  # a forwarder to the project's orchestrator, which serves ACP
         return main_forward("acp", tmux_socket=args.tmux_socket, project=None, session=args.session, log_level=args.log_level)

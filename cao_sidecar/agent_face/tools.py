@@ -1,22 +1,20 @@
 """The MCP tools agents call: handoff, assign, send_message, list_sessions.
 
-Each tool is a thin translation onto the orchestration core, exactly like the editor's cao/*
-methods. This module imports the `mcp` SDK (slow): it is only imported after the editor's
-`initialize` has been answered.
+Each tool is a thin translation onto the orchestration core (the bodies are shared with the MCP
+host door: cao_sidecar/team_tools.py). This module imports the `mcp` SDK (slow): it is only
+imported after the editor's `initialize` has been answered.
 """
 
-import json
-from typing import Annotated, Any, Callable
+from typing import Annotated, Callable
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult
 from pydantic import Field
 
-from cao_sidecar import __version__
+from cao_sidecar import __version__, team_tools
 from cao_sidecar.core.agent import Agent
-from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.orchestrator import Orchestrator
+from cao_sidecar.team_tools import AssignResult, HandoffResult, MessageResult, TeamList
 
 INSTRUCTIONS = """\
 Tools to work with other agents on your team, each a coding assistant in its own terminal.
@@ -32,17 +30,7 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
     mcp = MCPServer(name="cao", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
     profile_names = ", ".join(p.name for p in core.catalog.all())
 
-    def result(text: str, structured: dict[str, Any]) -> CallToolResult:
-        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
-
-    @mcp.tool(
-        description=(
-            "Hand a task to a new specialist agent and wait for its final answer, which is returned as the "
-            "result. The specialist starts fresh (it does not see your conversation): put everything it needs "
-            "in `task`. It is shut down after answering. Use this when you need the answer before you can go on; "
-            "use `assign` to run several tasks in parallel."
-        )
-    )
+    @mcp.tool()
     async def handoff(
         target: Annotated[str, Field(description=f"Profile of the specialist to start. Known profiles: {profile_names}")],
         task: Annotated[str, Field(description="The complete task for the specialist, with all context it needs.")],
@@ -50,77 +38,39 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         timeout_seconds: Annotated[
             float, Field(description="Give up (and stop the specialist) after this many seconds.", gt=0)
         ] = 600.0,
-    ) -> CallToolResult:
-        caller = caller_of(ctx)
-        try:
-            worker, answer = await core.handoff(task, profile=target, timeout=timeout_seconds, caller=caller)
-        except CaoError as exc:
-            raise ToolError(_error_text(exc)) from None
-        return result(answer, {"terminalId": worker.terminal_id, "profile": target, "status": "completed", "output": answer})
+    ) -> Annotated[CallToolResult, HandoffResult]:
+        """Hand a task to a new specialist agent and wait for its final answer, which is returned as the
+        result. The specialist starts fresh (it does not see your conversation): put everything it needs
+        in `task`. It is shut down after answering. Use this when you need the answer before you can go on;
+        use `assign` to run several tasks in parallel."""
+        return await team_tools.handoff(core, caller_of(ctx), target, task, timeout_seconds)
 
-    @mcp.tool(
-        description=(
-            "Start a specialist agent on a task in the background and return at once with its terminal id. "
-            "When it finishes, its answer is delivered to you as a message that names the worker (terminal id and "
-            "profile). Use this to run several tasks in parallel; do not wait or poll for the result."
-        )
-    )
+    @mcp.tool()
     async def assign(
         target: Annotated[str, Field(description=f"Profile of the specialist to start. Known profiles: {profile_names}")],
         task: Annotated[str, Field(description="The complete task for the specialist, with all context it needs.")],
         ctx: Context,
-    ) -> CallToolResult:
-        caller = caller_of(ctx)
-        try:
-            worker = core.assign(task, profile=target, caller=caller)
-        except CaoError as exc:
-            raise ToolError(_error_text(exc)) from None
-        text = f"Assigned to {target} (terminal {worker.terminal_id}); its answer will arrive as a message."
-        return result(text, {"terminalId": worker.terminal_id, "profile": target, "status": worker.status.value})
+    ) -> Annotated[CallToolResult, AssignResult]:
+        """Start a specialist agent on a task in the background and return at once with its terminal id.
+        When it finishes, its answer is delivered to you as a message that names the worker (terminal id and
+        profile). Use this to run several tasks in parallel; do not wait or poll for the result."""
+        return team_tools.assign(core, caller_of(ctx), target, task, "its answer will arrive as a message.")
 
-    @mcp.tool(
-        description=(
-            "Send a message to another running agent of your session (by terminal id or name). It is "
-            "delivered when the receiver is idle, in order, and shows you as the sender."
-        )
-    )
+    @mcp.tool()
     async def send_message(
         target: Annotated[str, Field(description="Terminal id or name of the receiving agent (see list_sessions).")],
         message: Annotated[str, Field(description="The message text.")],
         ctx: Context,
-    ) -> CallToolResult:
-        caller = caller_of(ctx)
-        try:
-            receiver = core.resolve_target(target, caller.session, same_session=True)
-            if receiver is caller:
-                raise ToolError("you cannot send a message to yourself")
-            message_id, state = await core.send_message(
-                receiver.terminal_id, message, sender=f"{caller.profile.name} {caller.terminal_id}", sender_agent=caller
-            )
-        except CaoError as exc:
-            raise ToolError(_error_text(exc)) from None
-        text = f"Message {message_id} {state} to {receiver.profile.name} ({receiver.terminal_id})."
-        return result(text, {"messageId": message_id, "state": state, "terminalId": receiver.terminal_id})
+    ) -> Annotated[CallToolResult, MessageResult]:
+        """Send a message to another running agent of your session (by terminal id or name), or to a
+        lead of your session (by its lead id, see list_sessions). It is delivered when the receiver is
+        idle, in order, and shows you as the sender."""
+        return await team_tools.send_message(core, caller_of(ctx), target, message)
 
-    @mcp.tool(description="List the agents of your session (your team): terminal id, name, profile, provider, status.")
-    async def list_sessions(ctx: Context) -> CallToolResult:
-        caller = caller_of(ctx)
-        agents = [
-            {
-                "terminalId": a.terminal_id,
-                "name": a.name,
-                "profile": a.profile.name,
-                "provider": a.provider.name,
-                "status": a.status.value,
-                "you": a is caller,
-            }
-            for a in core.list_agents(caller.session)
-        ]
-        return result(json.dumps({"session": caller.session, "agents": agents}, indent=1), {"session": caller.session, "agents": agents})
+    @mcp.tool()
+    async def list_sessions(ctx: Context) -> Annotated[CallToolResult, TeamList]:
+        """List the agents of your session (your team): terminal id, name, profile, provider, status;
+        and the leads outside tmux (MCP hosts) that work with it."""
+        return team_tools.list_sessions(core, caller_of(ctx))
 
     return mcp
-
-
-def _error_text(exc: CaoError) -> str:
-    tail = exc.data.get("screenTail")
-    return f"{exc.message}\n--- screen tail ---\n{tail}" if tail else exc.message

@@ -33,6 +33,7 @@ from cao_sidecar.core.errors import (
     UnknownTerminal,
 )
 from cao_sidecar.core.inbox import Inbox
+from cao_sidecar.core.leads import Caller, LeadMailboxes
 from cao_sidecar.core.monitor import StatusMonitor
 from cao_sidecar.core.reporting import AssignReports
 from cao_sidecar.core.statedir import check_room, refusing_when_full
@@ -109,6 +110,7 @@ class Orchestrator:
         self.notices: list[str] = [notice] if notice else []
         self.messages = MessageStore(db)
         self.agent_store = AgentStore(db)
+        self.mailboxes = LeadMailboxes(self.messages)  # what host leads (MCP hosts) are sent
         reports = ReportStore(db)
         reports.prune()
         self.logs = ConversationLogs(state_dir / "logs")
@@ -744,7 +746,7 @@ class Orchestrator:
         timeout: float = 600.0,
         keep: bool = False,
         on_agent: Callable[[Agent], None] | None = None,
-        caller: Agent | None = None,
+        caller: Caller | None = None,
     ) -> tuple[Agent, str]:
         """Run one task to completion on a new worker (profile) or an existing agent (terminal_id).
 
@@ -835,7 +837,7 @@ class Orchestrator:
         session: str | None = None,
         timeout: float = 3600.0,
         keep: bool = True,
-        caller: Agent | None = None,
+        caller: Caller | None = None,
     ) -> Agent:
         """Start a worker on `message` in the background; completion goes to the listeners and,
         for an agent's assign, to that agent's inbox."""
@@ -893,7 +895,7 @@ class Orchestrator:
             await self.teardown(outcome.agent)
 
     async def send_message(
-        self, terminal_id: str, message: str, sender: str | None = None, sender_agent: Agent | None = None,
+        self, terminal_id: str, message: str, sender: str | None = None, sender_agent: Caller | None = None,
         *, relay: bool = False,
     ) -> tuple[str, str]:
         """Queue `message` for an agent; returns (message id, 'delivered' | 'queued').
@@ -929,6 +931,8 @@ class Orchestrator:
     def queue_stored(self, message: StoredMessage) -> None:
         """Queue a message the store holds already (a report for an assigning agent, a notice of a
         message that failed) in its receiver's inbox; it fails if the receiver has exited."""
+        if self.mailboxes.accept(message):  # a host lead's: it waits until the host reads it
+            return
         receiver = self.agents.get(message.receiver)
         inbox = self._inboxes.get(message.receiver)
         if receiver is not None and receiver.alive and inbox is not None:

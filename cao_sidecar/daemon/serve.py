@@ -97,10 +97,7 @@ def _door(name: str) -> tuple[Door, int] | str:
 
         return serve_acp, MAX_LINE
     if name == "mcp":
-        try:
-            from cao_sidecar.host_face import serve_host_door  # type: ignore[attr-defined]
-        except ImportError:
-            return "the MCP host door is not available in this version of cao-sidecar"
+        from cao_sidecar.host_face import serve_host_door
 
         async def serve_mcp(hub: Hub, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             connection = hub.join("mcp")

@@ -1,0 +1,186 @@
+"""The team tools every lead calls over MCP: handoff, assign, send_message, list_sessions.
+
+One body per tool, shared by the agent face (an agent in tmux leading, agent_face/tools.py) and the
+host door (an MCP host's own agent leading, host_face/tools.py). A lead is a `Caller`: an Agent, or
+a HostLead. Results are typed (pydantic models: the SDK publishes them as the tool's outputSchema);
+each tool returns readable text plus the same data as structured content. Core errors become
+ToolErrors: the caller sees the message, the connection and the process go on.
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable, Optional, TypeVar
+
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, TextContent
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from cao_sidecar.core.agent import Agent
+from cao_sidecar.core.errors import CaoError
+from cao_sidecar.core.leads import Caller, HostLead
+from cao_sidecar.core.orchestrator import Orchestrator
+from cao_sidecar.core.status import AgentStatus
+
+T = TypeVar("T")
+
+
+class ToolData(BaseModel):
+    """Structured content of a tool result: camelCase on the wire, like the rest of the protocol."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class HandoffResult(ToolData):
+    terminal_id: str = Field(description="The worker that answered.")
+    profile: str
+    status: str = Field(description="'completed'.")
+    output: str = Field(description="The worker's final answer.")
+
+
+class AssignResult(ToolData):
+    terminal_id: str = Field(description="The worker started on the task.")
+    profile: str
+    status: str
+
+
+class MessageResult(ToolData):
+    message_id: str
+    state: str = Field(description="'delivered' (typed in now) or 'queued' (when the receiver is idle, or reads it).")
+    terminal_id: str = Field(description="The receiver: an agent's terminal id or a lead's id.")
+
+
+class Question(ToolData):
+    """The question an agent waits on (status waiting_user_answer)."""
+
+    id: str
+    text: str
+    choices: list[str] = Field(description="Possible answers; empty: free text.")
+
+
+class TeamMember(ToolData):
+    terminal_id: str
+    name: Optional[str]
+    profile: str
+    provider: str
+    status: str
+    you: bool
+    question: Optional[Question] = None
+
+
+class LeadMember(ToolData):
+    """A lead outside tmux (an MCP host's agent): reached with send_message to its id."""
+
+    lead_id: str
+    host: str
+    connected: bool
+    you: bool
+
+
+class TeamList(ToolData):
+    session: str
+    agents: list[TeamMember]
+    leads: list[LeadMember] = Field(default_factory=list)
+
+
+def tool_result(text: str, data: ToolData) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=data.model_dump(mode="json", by_alias=True)
+    )
+
+
+def error_text(exc: CaoError) -> str:
+    tail = exc.data.get("screenTail")
+    return f"{exc.message}\n--- screen tail ---\n{tail}" if tail else exc.message
+
+
+async def calling_core(work: Awaitable[T]) -> T:
+    """Await a core call; its error is the tool's error (text the model can act on)."""
+    try:
+        return await work
+    except CaoError as exc:
+        raise ToolError(error_text(exc)) from None
+
+
+def sender_label(lead: Caller) -> str:
+    """How a lead signs its messages: 'developer 1a2b3c4d', 'lead host-claude-code'."""
+    if isinstance(lead, HostLead):
+        return lead.label
+    if isinstance(lead, Agent):
+        return f"{lead.profile.name} {lead.terminal_id}"
+    return lead.terminal_id
+
+
+def question_of(agent: Agent) -> Optional[Question]:
+    pending = agent.prompt
+    if pending is None or agent.status is not AgentStatus.WAITING_USER_ANSWER:
+        return None
+    return Question(id=pending.id, text=pending.prompt.text, choices=[c.label for c in pending.prompt.choices])
+
+
+async def handoff(
+    core: Orchestrator, lead: Caller, target: str, task: str, timeout_seconds: float,
+    on_agent: Callable[[Agent], None] | None = None,
+) -> CallToolResult:  # fmt: skip
+    worker, answer = await calling_core(
+        core.handoff(task, profile=target, timeout=timeout_seconds, caller=lead, on_agent=on_agent)
+    )
+    return tool_result(answer, HandoffResult(terminal_id=worker.terminal_id, profile=target, status="completed", output=answer))
+
+
+def assign(core: Orchestrator, lead: Caller, target: str, task: str, how_results_arrive: str) -> CallToolResult:
+    try:
+        worker = core.assign(task, profile=target, caller=lead)
+    except CaoError as exc:
+        raise ToolError(error_text(exc)) from None
+    text = f"Assigned to {target} (terminal {worker.terminal_id}); {how_results_arrive}"
+    return tool_result(text, AssignResult(terminal_id=worker.terminal_id, profile=target, status=worker.status.value))
+
+
+async def send_message(core: Orchestrator, lead: Caller, target: str, message: str) -> CallToolResult:
+    """To an agent of the lead's session (typed in when it is idle), or to a lead of the session
+    (waits in its messages)."""
+    label = sender_label(lead)
+    host = core.mailboxes.find(target, lead.session)
+    if host is not None:
+        if host.terminal_id == lead.terminal_id:
+            raise ToolError("you cannot send a message to yourself")
+        if not message.strip():
+            raise ToolError("field 'message' must not be empty")
+        stored = core.mailboxes.put(host.terminal_id, f"[message from {label}] {message}", label, lead.terminal_id)
+        text = f"Message {stored.message_id} queued for {host.terminal_id} (it reads its messages)."
+        return tool_result(text, MessageResult(message_id=stored.message_id, state="queued", terminal_id=host.terminal_id))
+    try:
+        receiver = core.resolve_target(target, lead.session, same_session=True)
+    except CaoError as exc:
+        raise ToolError(error_text(exc)) from None
+    if receiver.terminal_id == lead.terminal_id:
+        raise ToolError("you cannot send a message to yourself")
+    message_id, state = await calling_core(
+        core.send_message(receiver.terminal_id, message, sender=label, sender_agent=lead)
+    )
+    text = f"Message {message_id} {state} to {receiver.profile.name} ({receiver.terminal_id})."
+    return tool_result(text, MessageResult(message_id=message_id, state=state, terminal_id=receiver.terminal_id))
+
+
+def team_list(core: Orchestrator, lead: Caller) -> TeamList:
+    agents = [
+        TeamMember(
+            terminal_id=a.terminal_id, name=a.name, profile=a.profile.name, provider=a.provider.name,
+            status=a.status.value, you=a.terminal_id == lead.terminal_id, question=question_of(a),
+        )  # fmt: skip
+        for a in core.list_agents(lead.session)
+    ]
+    leads = [
+        LeadMember(
+            lead_id=h.terminal_id, host=h.host_name, connected=core.mailboxes.connected(h.terminal_id),
+            you=h.terminal_id == lead.terminal_id,
+        )  # fmt: skip
+        for h in core.mailboxes.leads(lead.session)
+    ]
+    return TeamList(session=lead.session, agents=agents, leads=leads)
+
+
+def list_sessions(core: Orchestrator, lead: Caller) -> CallToolResult:
+    team = team_list(core, lead)
+    return tool_result(team.model_dump_json(by_alias=True, indent=1, exclude_none=True), team)
