@@ -1,8 +1,8 @@
-"""Wires the process together: the core, the editor face on stdio, the agent face, one loop.
+"""The parts every process starts with: logging, the orchestration core, the agent face.
 
-Start-up order matters for how fast an editor sees us: answer `initialize` first (light
-imports only), then load pygls and start the core (tmux), then — in a thread — import the MCP
-SDK and start the agent face. Agents are launched only once the agent face is up.
+`cao_sidecar.runtime.Runtime` composes them for the orchestrator; the MCP SDK is imported in a
+thread (about a second), so the event loop keeps serving meanwhile. Agents are launched only once
+the agent face is up.
 """
 
 from __future__ import annotations
@@ -10,20 +10,11 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from cao_sidecar import paths
-from cao_sidecar.editor import handshake
-from cao_sidecar.editor.transport import (
-    SERVER_NOT_INITIALIZED,
-    MessageReader,
-    PipeWriter,
-    open_stdin_reader,
-    take_stdout_for_protocol,
-)
 
 log = logging.getLogger("cao_sidecar")
 
@@ -41,7 +32,7 @@ def configure_logging(level: str) -> None:
         logging.getLogger("pygls.protocol.json_rpc").setLevel(logging.CRITICAL)
 
 
-async def start_core(*, tmux_socket: str, session: str, workspace: Path) -> Any:
+async def start_core(*, tmux_socket: str, session: str, workspace: Path, take_lock: bool = True) -> Any:
     from cao_sidecar.core.orchestrator import Orchestrator
     from cao_sidecar.profiles.catalog import ProfileCatalog
     from cao_sidecar.terminal.tmux import TmuxMissing, TmuxServer
@@ -50,7 +41,8 @@ async def start_core(*, tmux_socket: str, session: str, workspace: Path) -> Any:
 
     state = paths.ensure_private_dir(paths.state_dir())
     try:
-        paths.acquire_instance_lock(state, tmux_socket)  # held until the process ends
+        if take_lock:
+            paths.acquire_instance_lock(state, tmux_socket)  # held until the process ends
     except paths.InstanceBusy as exc:
         raise CaoError(str(exc)) from None
     catalog = ProfileCatalog(workspace_dirs=[workspace / ".cao" / "agents"], user_dir=paths.user_profiles_dir())
@@ -98,88 +90,3 @@ async def start_agent_face(core: Any, tmux_socket: str, created: Callable[[Any],
         log.exception("the MCP server failed to start; agents cannot call tools")
     core.agents_may_start.set()
     return agent_face
-
-
-async def _handshake(reader: MessageReader) -> Optional[dict[str, Any]]:
-    """Wait for `initialize` and answer it. Returns the message, or None at end of input/exit."""
-    while (message := await reader.next_message()) is not None:
-        method = message.get("method")
-        if method == "initialize" and "id" in message:
-            reader.send({"jsonrpc": "2.0", "id": message["id"], "result": handshake.initialize_result()})
-            return message
-        if method == "exit":
-            return None
-        if "id" in message and method is not None:
-            reader.send_error(message["id"], SERVER_NOT_INITIALIZED, "send 'initialize' first")
-    return None
-
-
-async def serve_stdio(*, tmux_socket: str, session: str) -> int:
-    protocol_out = take_stdout_for_protocol()
-    loop = asyncio.get_running_loop()
-    writer = PipeWriter(protocol_out)
-    await writer.connect()
-    reader = MessageReader(await open_stdin_reader(sys.stdin.buffer), writer)
-
-    initialize = await _handshake(reader)
-    if initialize is None:
-        writer.close()
-        return 0
-    workspace = Path(handshake.workspace_root(initialize.get("params")) or os.getcwd())
-    from cao_sidecar import trust
-
-    # Before anything loads the workspace's .cao/: the editor may decide trust for its folders.
-    trust.POLICY.set_editor_decision(None, handshake.workspace_trusted(initialize.get("params")))
-
-    from cao_sidecar.agent_face.http import AgentFace
-    from cao_sidecar.editor.ask import ask_user_enabled
-    from cao_sidecar.editor.server import build_server, connect_live, connect_notifications
-    from cao_sidecar.profiles.live import start_live
-
-    core_ready: asyncio.Future[Any] = loop.create_future()
-    server = build_server(core_ready)
-    server.protocol.set_writer(writer)
-    # pygls sees the initialize too (client capabilities, its own state), but must not answer it.
-    server.protocol.answered_initialize_id = initialize["id"]
-    reader.dispatch(server.protocol, initialize)
-    agent_face: Optional[AgentFace] = None
-    live: Any = None
-
-    async def boot() -> None:
-        nonlocal live
-        try:
-            core = await start_core(tmux_socket=tmux_socket, session=session, workspace=workspace)
-        except Exception as exc:  # noqa: BLE001 - reported to every cao/* request
-            log_core_failure(exc)
-            core_ready.set_exception(exc)
-            return
-        # Profiles and flows: watched files, diagnostics, the flow scheduler (all folders).
-        live = await start_live(core, initialize.get("params"), workspace)
-        connect_notifications(server, core, ask_user=ask_user_enabled(initialize.get("params")))
-        if live is not None:
-            connect_live(server, live)
-        core_ready.set_result(core)
-
-        def created(face: AgentFace) -> None:
-            nonlocal agent_face
-            agent_face = face
-            server.agent_face = face  # type: ignore[attr-defined] # for cao/stats
-
-        await start_agent_face(core, tmux_socket, created)
-
-    boot_task = loop.create_task(boot())
-    code = 0
-    try:
-        await reader.run(server.protocol)
-    except SystemExit as exc:  # the LSP `exit` notification
-        code = exc.code if isinstance(exc.code, int) else 0
-    finally:
-        boot_task.cancel()
-        if live is not None:
-            await live.close()
-        if agent_face is not None:
-            await agent_face.close()
-        if core_ready.done() and not core_ready.cancelled() and core_ready.exception() is None:
-            await core_ready.result().close()
-        writer.close()
-    return code

@@ -9,7 +9,9 @@ from cao_sidecar import __version__
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tmux-socket", help="tmux server socket name (default: $CAO_TMUX_SOCKET or 'cao-sidecar')")
+    parser.add_argument(
+        "--tmux-socket", help="tmux server socket name (default: $CAO_TMUX_SOCKET, else one per project: cao-<folder>-<hash>)"
+    )
     parser.add_argument("--session", default="cao", help="default orchestration session (tmux session) name")
     parser.add_argument("--log-level", default="warning", help="stderr log level (debug, info, warning, error)")
 
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         from cao_sidecar.trust_commands import main as trust_main
 
         return trust_main(argv[1:])
+    if argv[:1] == ["serve"]:  # hidden: the orchestrator process, started by front ends
+        return _serve(argv[1:])
     if argv[:1] == ["explain"]:  # light: no server, no pygls/mcp imports
         from cao_sidecar.providers.explain import main as explain_main
 
@@ -138,24 +142,31 @@ def main(argv: list[str] | None = None) -> int:
 
         return flows_command(args, socket)
 
-    if args.acp:  # imports the ACP SDK (pydantic): only here, never on the LSP start-up path
-        from cao_sidecar.acp_face.server import main_acp
+    from cao_sidecar.daemon.forward import main_forward
 
-        return main_acp(socket, args.session) or 0
+    if args.acp:  # a forwarder to the project's orchestrator, which serves ACP
+        return main_forward("acp", tmux_socket=args.tmux_socket, project=None, session=args.session, log_level=args.log_level)
 
     if not args.stdio and sys.stdin.isatty():
         # A person typed `cao-sidecar`: say what it is instead of waiting for JSON-RPC in silence.
         print(USAGE_HINT, file=sys.stderr)
         return 2
 
-    import asyncio
+    return main_forward("lsp", tmux_socket=args.tmux_socket, project=None, session=args.session, log_level=args.log_level)
 
-    from cao_sidecar.app import serve_stdio
 
-    try:
-        return asyncio.run(serve_stdio(tmux_socket=socket, session=args.session))
-    except KeyboardInterrupt:
-        return 130
+def _serve(argv: list[str]) -> int:
+    """`cao-sidecar serve`: the orchestrator of one project (cao_sidecar.daemon.serve)."""
+    parser = argparse.ArgumentParser(prog="cao-sidecar serve", description=_serve.__doc__)
+    parser.add_argument("--project", help="the project's folder (default: the current directory)")
+    _add_common(parser)
+    args = parser.parse_args(argv)
+    from cao_sidecar import paths
+    from cao_sidecar.app import configure_logging
+    from cao_sidecar.daemon.serve import main_serve
+
+    configure_logging(args.log_level)
+    return main_serve(args.project, paths.tmux_socket_name(args.tmux_socket, args.project), args.session)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from pathlib import Path
 import platformdirs
 
 APP = "cao-sidecar"
-DEFAULT_TMUX_SOCKET = "cao-sidecar"
 
 
 def state_dir() -> Path:
@@ -28,8 +27,21 @@ def agents_state_dir() -> Path:
     return state_dir() / "agents"
 
 
-def tmux_socket_name(cli_value: str | None = None) -> str:
-    return cli_value or os.environ.get("CAO_TMUX_SOCKET") or DEFAULT_TMUX_SOCKET
+def tmux_socket_name(cli_value: str | None = None, project: str | os.PathLike[str] | None = None) -> str:
+    """--tmux-socket, else $CAO_TMUX_SOCKET, else one derived from the project (default: the
+    current directory): each project gets its own tmux server, so its own team."""
+    return cli_value or os.environ.get("CAO_TMUX_SOCKET") or project_tmux_socket(project)
+
+
+def project_tmux_socket(project: str | os.PathLike[str] | None = None) -> str:
+    """`cao-<folder name>-<hash of its real path>`: readable in `tmux ls`, unique per project."""
+    import hashlib
+    import re
+
+    path = os.path.realpath(project if project is not None else os.getcwd())
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", os.path.basename(path)).strip("-")[:24] or "root"
+    digest = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"cao-{slug}-{digest}"
 
 
 class UnsafeDirectory(RuntimeError):

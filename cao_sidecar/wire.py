@@ -380,6 +380,16 @@ class StatsResult:
 
 
 @attrs.define
+class ShutdownParams:
+    terminate_agents: bool = False  # end every agent first (default: they keep running in tmux)
+
+
+@attrs.define
+class ShutdownResult:
+    pass
+
+
+@attrs.define
 class DoctorParams:
     pass
 
@@ -412,6 +422,7 @@ METHODS: dict[str, tuple[type, type]] = {
     "cao/setFlowEnabled": (SetFlowEnabledParams, SetFlowEnabledResult),
     "cao/getLog": (GetLogParams, GetLogResult),
     "cao/stats": (StatsParams, StatsResult),
+    "cao/shutdown": (ShutdownParams, ShutdownResult),
     "cao/answer": (AnswerParams, AnswerResult),
     "cao/doctor": (DoctorParams, DoctorResult),
     "cao/getTrust": (GetTrustParams, GetTrustResult),

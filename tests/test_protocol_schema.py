@@ -481,6 +481,8 @@ WIRE_EXAMPLES: dict[type, Any] = {
     wire.GetOutputResult: wire.GetOutputResult(output="mock agent ready\n> echo hello\nhello\n> "),
     wire.TerminateParams: wire.TerminateParams(terminal_id="3f9c2a71"),
     wire.TerminateResult: wire.TerminateResult(),
+    wire.ShutdownParams: wire.ShutdownParams(terminate_agents=True),
+    wire.ShutdownResult: wire.ShutdownResult(),
     wire.ListProfilesParams: wire.ListProfilesParams(),
     wire.ProfileInfo: wire.ProfileInfo(
         name="mock_reviewer", description="Test reviewer agent.", provider="mock", source="builtin"

@@ -1,97 +1,46 @@
-"""`cao-sidecar --acp`: boots the core and the agent face like the LSP face does (app.py), then
-serves the Agent Client Protocol on stdio until the client closes it."""
+"""The ACP door: the Agent Client Protocol over one connection of the project's orchestrator
+(`cao-sidecar --acp` is a forwarder to it, `daemon.forward`), until the client closes it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import stat
-import sys
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Awaitable
 
 from acp.agent.connection import AgentSideConnection
 
 from cao_sidecar.acp_face.agent import CaoAcpAgent
-from cao_sidecar.acp_face.transport import MAX_LINE, LineTransport
-from cao_sidecar.app import log_core_failure, start_agent_face, start_core
-from cao_sidecar.editor.transport import PipeWriter, take_stdout_for_protocol
+from cao_sidecar.acp_face.transport import LineTransport
 
 log = logging.getLogger(__name__)
 
 
-async def _stdin_reader(limit: int) -> asyncio.StreamReader:
+async def serve_acp_connection(runtime_scope: Awaitable[tuple[Any, Any]], reader: asyncio.StreamReader, writer: Any) -> None:
+    """Serve ACP over one connection of the orchestrator (`daemon.serve`). `runtime_scope`
+    gives this connection's (core, live) scopes once the runtime is up; `writer` has the
+    `editor.transport.PipeWriter` interface."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=limit)
-    mode = os.fstat(sys.stdin.fileno()).st_mode
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-    else:  # a regular file: feed it from a thread
-        async def pump() -> None:
-            while chunk := await loop.run_in_executor(None, sys.stdin.buffer.read1, 65536):  # type: ignore[attr-defined]
-                reader.feed_data(chunk)
-            reader.feed_eof()
-
-        loop.create_task(pump())
-    return reader
-
-
-async def serve_acp(*, tmux_socket: str, session: str) -> int:
-    protocol_out = take_stdout_for_protocol()  # stdout is the protocol; stray prints go to stderr
-    writer = PipeWriter(protocol_out)
-    await writer.connect()
-    transport = LineTransport(await _stdin_reader(MAX_LINE), writer)
-    loop = asyncio.get_running_loop()
+    transport = LineTransport(reader, writer)
     core_ready: asyncio.Future[Any] = loop.create_future()
     agent = CaoAcpAgent(core_ready)
     conn = AgentSideConnection(agent, transport, listening=False)
-    # Agents start where the editor started us (Zed: the project); each session names its own cwd.
-    workspace = Path(os.getcwd())
-    agent_face: Any = None
-    live: Any = None
 
-    async def boot() -> None:
-        nonlocal live
+    async def attach() -> None:
         try:
-            core = await start_core(tmux_socket=tmux_socket, session=session, workspace=workspace)
+            core, live = await runtime_scope
         except Exception as exc:  # noqa: BLE001 - reported to every request that needs the core
-            log_core_failure(exc)
             core_ready.set_exception(exc)
+            core_ready.exception()
             return
         agent.attach(core)
-        from cao_sidecar.profiles.live import start_live
-
-        # Profile edits take effect, flows run; the folder's .cao/ only once the user trusts it.
-        live = await start_live(core, None, workspace)
-        agent.live = live
+        agent.live = live  # profile edits take effect, flows run
         core_ready.set_result(core)
 
-        def created(face: Any) -> None:
-            nonlocal agent_face
-            agent_face = face
-
-        await start_agent_face(core, tmux_socket, created)
-
-    boot_task = loop.create_task(boot())
+    attaching = loop.create_task(attach())
     try:
         await conn.listen()
     finally:
-        boot_task.cancel()
+        attaching.cancel()
         agent.close()
-        if live is not None:
-            await live.close()
-        if agent_face is not None:
-            await agent_face.close()
-        if core_ready.done() and not core_ready.cancelled() and core_ready.exception() is None:
-            await core_ready.result().close()
         await conn.close()
         writer.close()
-    return 0
-
-
-def main_acp(tmux_socket: str, session: str) -> Optional[int]:
-    try:
-        return asyncio.run(serve_acp(tmux_socket=tmux_socket, session=session))
-    except KeyboardInterrupt:
-        return 130

@@ -178,7 +178,10 @@ def _agent_info(agent: Agent, core: Orchestrator) -> wire.AgentInfo:
     )
 
 
-def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServer:
+def build_server(
+    core_ready: "asyncio.Future[Orchestrator]", on_shutdown: Optional[Callable[[bool], None]] = None
+) -> CaoLanguageServer:
+    """`on_shutdown(terminate_agents)`: what `cao/shutdown` does (ends the orchestrator)."""
     server = CaoLanguageServer(core_ready)
 
     @_cao_method(server, "cao/spawn")
@@ -323,6 +326,18 @@ def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServe
         report = await gather(workspace=core.default_cwd if core is not None else None)
         return wire.DoctorResult(**report)
 
+    @_cao_method(server, "cao/shutdown")
+    async def shutdown(ls: CaoLanguageServer, p: wire.ShutdownParams) -> wire.ShutdownResult:
+        if on_shutdown is None:
+            raise CaoError("this server cannot be shut down from here")
+        if p.terminate_agents:
+            core = await ls.core()
+            for agent in list(core.agents.values()):
+                await core.terminate(agent.terminal_id)
+        # After the answer has gone out: the orchestrator then closes every connection.
+        asyncio.get_running_loop().call_later(0.05, on_shutdown, False)
+        return wire.ShutdownResult()
+
     _register_profile_and_flow_methods(server)
 
     return server
@@ -437,9 +452,9 @@ def _lsp_diagnostic(d: Any) -> types.Diagnostic:
     )
 
 
-def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_user: bool = True) -> None:
+def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_user: bool = True) -> Optional[UserAsker]:
     """Push the core's events to the editor; ask its user about agents' questions (editor.ask)
-    unless it opted out."""
+    unless it opted out. Returns the asker (to close with the connection), if any."""
     asker = UserAsker(server, core) if ask_user else None
 
     def notify_status(agent: Agent, previous: Optional[AgentStatus], status: AgentStatus) -> None:
@@ -494,6 +509,7 @@ def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_
     core.set_report_sink(on_report, (lambda: buffered() == 0) if buffered is not None else (lambda: True))
     for notice in core.notices:
         server.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=f"cao-sidecar: {notice}"))
+    return asker
 
 
 class _HandoffProgress:

@@ -1,0 +1,93 @@
+"""One runtime per project: the orchestration core, live profiles and flows, the agent face.
+
+Every door (editors over LSP, ACP, MCP hosts, scripts) works on the same `Runtime`; the
+orchestrator process (`cao_sidecar.daemon.serve`) starts it once and hands it to each
+connection. Start-up order: the core (tmux, adopted agents), then the live config, then (in the
+background: the MCP SDK takes about a second to import) the agent face, after which agents may
+launch. Closing stops watching; agents keep running in tmux and a successor adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
+
+import attrs
+
+from cao_sidecar.daemon.fanout import CoreScope, Fanout, LiveScope
+
+if TYPE_CHECKING:
+    from cao_sidecar.agent_face.http import AgentFace
+    from cao_sidecar.core.orchestrator import Orchestrator
+    from cao_sidecar.profiles.live import LiveConfig
+
+log = logging.getLogger(__name__)
+
+
+@attrs.define(eq=False)
+class Runtime:
+    core: "Orchestrator"
+    live: Optional["LiveConfig"]
+    workspace: Path
+    tmux_socket: str
+    agent_face: Optional["AgentFace"] = None
+    fanout: Fanout = attrs.field(factory=Fanout)
+    agent_face_ready: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def start(
+        cls,
+        *,
+        tmux_socket: str,
+        session: str,
+        workspace: Path,
+        initialize_params: Any = None,
+        take_lock: bool = True,
+    ) -> AsyncIterator["Runtime"]:
+        """The running runtime, closed at the end of the block. `take_lock`: False when the
+        caller already holds the instance lock (the orchestrator takes it before it listens)."""
+        from cao_sidecar.app import start_agent_face, start_core
+        from cao_sidecar.profiles.live import start_live
+
+        core = await start_core(tmux_socket=tmux_socket, session=session, workspace=workspace, take_lock=take_lock)
+        runtime: Optional[Runtime] = None
+        face_task: Optional[asyncio.Task[Any]] = None
+        try:
+            live = await start_live(core, initialize_params, workspace)
+            runtime = cls(core=core, live=live, workspace=workspace, tmux_socket=tmux_socket)
+            runtime.fanout.connect_core(core)
+            if live is not None:
+                runtime.fanout.connect_live(live)
+
+            def created(face: "AgentFace") -> None:
+                assert runtime is not None
+                runtime.agent_face = face
+
+            async def start_face() -> None:
+                assert runtime is not None
+                await start_agent_face(core, tmux_socket, created)
+                runtime.agent_face_ready.set()
+
+            face_task = asyncio.get_running_loop().create_task(start_face())
+            yield runtime
+        finally:
+            if face_task is not None:
+                face_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await face_task
+            if runtime is not None and runtime.live is not None:
+                await runtime.live.close()
+            if runtime is not None and runtime.agent_face is not None:
+                await runtime.agent_face.close()
+            await core.close()
+
+    def scope(self) -> tuple[CoreScope, Optional[LiveScope]]:
+        """The core and live config for one connection: its listeners go when it `close()`s them."""
+        return CoreScope(self.core, self.fanout), (LiveScope(self.live, self.fanout) if self.live is not None else None)
+
+    def agents_alive(self) -> int:
+        return sum(1 for agent in self.core.agents.values() if agent.alive)
