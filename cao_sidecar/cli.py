@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if (args.command in ("run", "demo") or args.command in VERBS) and not _tmux_installed():
         return 1
-    if args.command in VERBS:
-        return run_verb(args, socket)
+    if args.command in VERBS:  # the team of --project (default: the current directory)
+        return run_verb(args, paths.tmux_socket_name(args.tmux_socket, args.project))
     if args.command == "run":
         from cao_client.commands import run_command
 

@@ -5,6 +5,7 @@ the mock provider and a real tmux server: what they print, their exit codes, and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cao_client import CaoClient
-from conftest import isolated_env, kill_tmux
+from conftest import isolated_env, kill_tmux, sidecars_on
 from test_terminal_verbs import Terminal, sidecar
 
 ID = re.compile(r"^[0-9a-f]{8}$")
@@ -24,8 +25,15 @@ ID = re.compile(r"^[0-9a-f]{8}$")
 
 @pytest.fixture
 def env(tmp_base):
-    env = isolated_env(tmp_base)
+    # The team outlives each verb (as it does while a person works), so consecutive verbs join
+    # one orchestrator instead of racing one that is ending (see the report: a start during the
+    # end of the last one fails).
+    env = {**isolated_env(tmp_base), "CAO_ORCHESTRATOR_GRACE": "60"}
     yield env
+    subprocess.run(sidecar("shutdown", "--terminate-agents"), env=env, cwd=tmp_base / "workspace", capture_output=True, timeout=60)
+    for pid in sidecars_on(env["CAO_TMUX_SOCKET"]):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     kill_tmux(env["CAO_TMUX_SOCKET"])
 
 

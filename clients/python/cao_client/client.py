@@ -52,6 +52,7 @@ class CaoClient:
         command: list[str] | None = None,
         env: dict[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
+        stderr: int | None = None,
         on_notification: NotificationHandler | None = None,
         ask_user: bool = False,
         on_request: RequestHandler | None = None,
@@ -60,7 +61,8 @@ class CaoClient:
         click: unless `ask_user`, the sidecar does not ask about agents' questions with
         window/showMessageRequest (their `prompt` in cao/agentStatus + `answer()` serve instead).
         `on_request(method, params)` answers the server's requests (default: null). `cwd`: the
-        directory the sidecar starts in (its project, when it joins a team; default: ours)."""
+        directory the sidecar starts in (its project, when it joins a team; default: ours); `stderr`:
+        where its log goes (as for subprocess; default: our stderr)."""
         argv = list(command or [sys.executable, "-m", "cao_sidecar", "--stdio"])
         if tmux_socket:
             argv += ["--tmux-socket", tmux_socket]
@@ -70,6 +72,7 @@ class CaoClient:
             stdout=asyncio.subprocess.PIPE,
             env=env,
             cwd=cwd,
+            stderr=stderr,
             limit=64 * 1024 * 1024,
         )
         client = cls(process)

@@ -88,4 +88,4 @@ def run_verb(args: argparse.Namespace, socket: str) -> int:
         return run(getattr(team, args.command), args, socket)
     from cao_client.verbs import actions
 
-    return run(getattr(actions, args.command), args, socket)
+    return run(getattr(actions, args.command), args, socket, actions.check)

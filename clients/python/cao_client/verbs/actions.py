@@ -6,6 +6,7 @@ to stderr. An agent's question during `handoff` or `assign --wait` is asked on t
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -16,17 +17,19 @@ from cao_client.terminal_asker import LineReader, TerminalAsker, Unanswerable, p
 from cao_client.verbs.session import USAGE, Exec, Team, VerbFailed, label
 
 
+def check(args: argparse.Namespace) -> None:
+    """Usage errors found before connecting: a --cwd that is no directory, attach without a terminal."""
+    cwd = getattr(args, "cwd", None)
+    if cwd is not None and not cwd.is_dir():
+        raise VerbFailed(f"--cwd {cwd} is not a directory", USAGE)
+    if args.command in ("attach", "launch") and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise VerbFailed(
+            f"{args.command} needs a terminal (stdin and stdout); from a script use `cao-sidecar spawn` and `agents --json`", USAGE
+        )
+
+
 def _directory(path: Optional[Path]) -> Optional[str]:
-    if path is None:
-        return None
-    if not path.is_dir():
-        raise VerbFailed(f"--cwd {path} is not a directory", USAGE)
-    return str(path.resolve())
-
-
-def _need_terminal(what: str) -> None:
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise VerbFailed(f"{what} needs a terminal (stdin and stdout); from a script use `cao-sidecar spawn` and `agents --json`", USAGE)
+    return None if path is None else str(path.resolve())
 
 
 def _attach_argv(agent: dict[str, Any]) -> Exec:
@@ -60,7 +63,6 @@ async def spawn(team: Team) -> int:
 
 
 async def launch(team: Team) -> Exec:
-    _need_terminal("launch")
     result = await _spawned(team)
     return _attach_argv(await team.agent(result["terminalId"]))
 
@@ -188,7 +190,6 @@ async def _pick(team: Team, agent: dict[str, Any], prompt: dict[str, Any]) -> st
 
 
 async def attach(team: Team) -> Exec:
-    _need_terminal("attach")
     return _attach_argv(await team.agent(team.args.agent))
 
 

@@ -57,8 +57,14 @@ class Team:
             handler(method, params)
 
     async def connect(self) -> CaoClient:
+        # The front end's own log would break the one-line errors: what matters comes as answers.
+        quiet = str(getattr(self.args, "log_level", "warning")).lower() not in ("debug", "info")
         self.client = await CaoClient.start(
-            workspace=self.project, cwd=self.project, tmux_socket=self.socket, on_notification=self._notify
+            workspace=self.project,
+            cwd=self.project,
+            tmux_socket=self.socket,
+            on_notification=self._notify,
+            stderr=asyncio.subprocess.DEVNULL if quiet else None,
         )
         return self.client
 
@@ -123,14 +129,15 @@ def error_line(exc: CaoError) -> str:
 Verb = Callable[[Team], Awaitable[Union[int, Exec]]]
 
 
-def run(verb: Verb, args: argparse.Namespace, socket: str) -> int:
-    """Run `verb` on a connection to the team and end as it says (an Exec replaces us)."""
+def run(verb: Verb, args: argparse.Namespace, socket: str, check: Optional[Callable[[argparse.Namespace], None]] = None) -> int:
+    """Run `verb` on a connection to the team and end as it says (an Exec replaces us).
+    `check(args)` raises VerbFailed for what is wrong before any connection is made."""
     name = f"cao-sidecar {args.command}"
-    project = args.project
-    if project is not None and not project.is_dir():
-        print(f"{name}: --project {project} is not a directory", file=sys.stderr)
-        return USAGE
     try:
+        if args.project is not None and not args.project.is_dir():
+            raise VerbFailed(f"--project {args.project} is not a directory", USAGE)
+        if check is not None:
+            check(args)
         outcome = asyncio.run(_connected(verb, Team(args, socket)))
     except VerbFailed as exc:
         print(f"{name}: {exc.message}", file=sys.stderr)
