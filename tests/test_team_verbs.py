@@ -5,6 +5,7 @@ the mock provider and a real tmux server: what they print, their exit codes, and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cao_client import CaoClient
-from conftest import isolated_env, kill_tmux, sidecars_on
+from conftest import initialize, isolated_env, kill_tmux, request, sidecar_config, sidecars_on
 from test_terminal_verbs import Terminal, sidecar
 
 ID = re.compile(r"^[0-9a-f]{8}$")
@@ -256,3 +257,59 @@ async def test_shutdown_ends_the_orchestrator_or_says_it_cannot(env, tmp_base):
         assert result.returncode == 0 and "is shut down" in result.stderr, result.stderr
     else:
         failed(result, 1, "has no cao/shutdown")
+
+
+async def averb(env: dict[str, str], cwd: Path, *args: str, timeout: float = 120) -> tuple[int, str, str]:
+    """A verb run without blocking the event loop (the editor's notifications arrive meanwhile)."""
+    proc = await asyncio.create_subprocess_exec(
+        *sidecar(*args), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_the_verbs_see_and_drive_the_agents_an_editor_started(tmp_base):
+    config, editor = sidecar_config(tmp_base)
+    editor.env["CAO_ORCHESTRATOR_GRACE"] = "60"
+    env, ws = editor.env, editor.workspace
+    client = await config.start()
+    try:
+        await initialize(client, editor)
+        spawned = await request(client, "cao/spawn", {"profile": "mock_developer", "name": "editors-dev"}, timeout=90)
+        agent = spawned["terminalId"]
+
+        code, out, err = await averb(env, ws, "agents", "--json")
+        assert code == 0, err
+        assert [(a["terminalId"], a["name"], a["status"]) for a in json.loads(out)["agents"]] == [(agent, "editors-dev", "idle")]
+
+        # The terminal acts, the editor sees it live.
+        watch = await asyncio.create_subprocess_exec(
+            *sidecar("agents", "--watch"), env=env, cwd=ws, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert (await asyncio.wait_for(watch.stdout.readline(), 60)).decode().split()[0] == "ID"
+        code, out, err = await averb(env, ws, "send", "editors", "echo typed in a terminal")
+        assert code == 0 and out.startswith(f"delivered to {agent} (editors-dev)"), (out, err)
+        await editor.wait_for("cao/agentStatus", lambda p: p["terminalId"] == agent and p["status"] == "completed", timeout=60)
+        assert await request(client, "cao/getOutput", {"terminalId": agent}) == {"output": "typed in a terminal"}
+
+        # The editor acts, the terminal's watch sees it.
+        await request(client, "cao/sendMessage", {"terminalId": agent, "message": "sleep 1 from the editor"})
+        lines = []
+        while not any(re.search(rf"{agent}  mock_developer  processing -> completed", line) for line in lines):
+            lines.append((await asyncio.wait_for(watch.stdout.readline(), 60)).decode())
+        watch.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(watch.wait(), 30) == 0
+
+        # `run` joins the editor's team (it used to be refused while an editor ran one).
+        code, out, err = await averb(env, ws, "run", "--profile", "mock_reviewer", "echo reviewed for the editor")
+        assert (code, out) == (0, "reviewed for the editor\n"), err
+        assert any(p["profile"] == "mock_reviewer" for p in editor.notifications["cao/agentStatus"])
+
+        code, out, err = await averb(env, ws, "terminate", "editors-dev")
+        assert code == 0, err
+        await editor.wait_for("cao/agentStatus", lambda p: p["terminalId"] == agent and p["status"] == "exited", timeout=60)
+    finally:
+        await asyncio.wait_for(client.shutdown_session(), 30)
+        await client.stop()
+        subprocess.run(sidecar("shutdown", "--terminate-agents"), env=env, cwd=ws, capture_output=True, timeout=60)
+        kill_tmux(env["CAO_TMUX_SOCKET"])
