@@ -16,9 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
-
 from cao_client import CaoClient
-from conftest import initialize, isolated_env, kill_tmux, request, sidecar_config, sidecars_on
+from conftest import (
+    initialize,
+    isolated_env,
+    kill_tmux,
+    request,
+    sidecar_config,
+    sidecars_on,
+)
 from test_terminal_verbs import Terminal, sidecar
 
 ID = re.compile(r"^[0-9a-f]{8}$")
@@ -31,7 +37,7 @@ def env(tmp_base):
     # end of the last one fails).
     env = {**isolated_env(tmp_base), "CAO_ORCHESTRATOR_GRACE": "60"}
     yield env
-    subprocess.run(sidecar("shutdown", "--terminate-agents"), env=env, cwd=tmp_base / "workspace", capture_output=True, timeout=60)
+    subprocess.run(sidecar("shutdown", "--terminate-agents"), env=env, cwd=tmp_base / "workspace", check=False, capture_output=True, timeout=60)
     for pid in sidecars_on(env["CAO_TMUX_SOCKET"]):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -40,7 +46,7 @@ def env(tmp_base):
 
 def verb(env: dict[str, str], cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        sidecar(*args), env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+        sidecar(*args), env=env, cwd=cwd, stdin=subprocess.DEVNULL, check=False, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -65,10 +71,10 @@ def screen_shows(env: dict[str, str], text: str, timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
     screens = ""
     while time.monotonic() < deadline:
-        panes = subprocess.run(["tmux", "-L", socket, "list-panes", "-a", "-F", "#{pane_id}"], capture_output=True, text=True).stdout.split()
+        panes = subprocess.run(["tmux", "-L", socket, "list-panes", "-a", "-F", "#{pane_id}"], check=False, capture_output=True, text=True).stdout.split()
         screens = ""
         for pane in panes:
-            screen = subprocess.run(["tmux", "-L", socket, "capture-pane", "-p", "-t", pane], capture_output=True, text=True).stdout
+            screen = subprocess.run(["tmux", "-L", socket, "capture-pane", "-p", "-t", pane], check=False, capture_output=True, text=True).stdout
             if text in screen:
                 return screen
             screens += screen
@@ -81,7 +87,7 @@ def agents_json(env: dict[str, str], cwd: Path) -> list[dict]:
 
 
 def tmux_clients(env: dict[str, str]) -> str:
-    return subprocess.run(["tmux", "-L", env["CAO_TMUX_SOCKET"], "list-clients", "-F", "#{client_tty} #{session_name}"], capture_output=True, text=True).stdout
+    return subprocess.run(["tmux", "-L", env["CAO_TMUX_SOCKET"], "list-clients", "-F", "#{client_tty} #{session_name}"], check=False, capture_output=True, text=True).stdout
 
 
 def test_spawn_agents_send_and_terminate_by_name_and_prefix(env, tmp_base):
@@ -311,5 +317,5 @@ async def test_the_verbs_see_and_drive_the_agents_an_editor_started(tmp_base):
     finally:
         await asyncio.wait_for(client.shutdown_session(), 30)
         await client.stop()
-        subprocess.run(sidecar("shutdown", "--terminate-agents"), env=env, cwd=ws, capture_output=True, timeout=60)
+        await averb(env, ws, "shutdown", "--terminate-agents")
         kill_tmux(env["CAO_TMUX_SOCKET"])

@@ -31,6 +31,7 @@ class CaoClient:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._handlers: list[NotificationHandler] = []
         self._reader_task: Optional[asyncio.Task[None]] = None
+        self._on_request: Optional[RequestHandler] = None
         self.server_info: dict[str, Any] = {}
         self.capabilities: dict[str, Any] = {}
 
@@ -242,7 +243,7 @@ class CaoClient:
                 future.set_result(message.get("result"))
         elif "id" in message:
             # A request from the server (window/workDoneProgress/create, window/showMessageRequest).
-            handler = getattr(self, "_on_request", None)
+            handler = self._on_request
             result = handler(message["method"], message.get("params")) if handler is not None else None
             self._write({"jsonrpc": "2.0", "id": message["id"], "result": result})
         else:

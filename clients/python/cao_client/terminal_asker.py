@@ -102,7 +102,7 @@ class TerminalAsker:
     def on_notification(self, method: str, params: Any) -> None:
         if method != "cao/agentStatus" or not isinstance(params, dict) or not self.is_ours(params):
             return
-        terminal_id = params.get("terminalId")
+        terminal_id = str(params.get("terminalId"))
         self._latest[terminal_id] = params
         if params.get("status") == "processing":
             self._working.add(terminal_id)

@@ -10,8 +10,9 @@ usage error. Errors are one line on stderr.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 VERBS = ("agents", "spawn", "launch", "handoff", "assign", "send", "answer", "attach", "terminate", "status", "shutdown")
 AGENT_HELP = "an agent's id, its name, or a unique prefix of either"

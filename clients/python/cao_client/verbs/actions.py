@@ -11,9 +11,16 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from cao_client.terminal_asker import LineReader, TerminalAsker, Unanswerable, picked, show_question, until_done_or_unanswerable
+from cao_client.terminal_asker import (
+    LineReader,
+    TerminalAsker,
+    Unanswerable,
+    picked,
+    show_question,
+    until_done_or_unanswerable,
+)
 from cao_client.verbs.session import USAGE, Exec, Team, VerbFailed, label
 
 
@@ -28,7 +35,7 @@ def check(args: argparse.Namespace) -> None:
         )
 
 
-def _directory(path: Optional[Path]) -> Optional[str]:
+def _directory(path: Path | None) -> str | None:
     return None if path is None else str(path.resolve())
 
 
@@ -73,7 +80,7 @@ def _first_new_worker(profile: str) -> Any:
 
     def is_ours(params: dict[str, Any]) -> bool:
         if not workers and params.get("previousStatus") is None and params.get("profile") == profile:
-            workers.add(params.get("terminalId"))
+            workers.add(str(params.get("terminalId")))
         return params.get("terminalId") in workers
 
     return is_ours
@@ -177,7 +184,8 @@ async def _pick(team: Team, agent: dict[str, Any], prompt: dict[str, Any]) -> st
     lines = LineReader()
     try:
         typed = asyncio.ensure_future(lines.read_line())
-        await asyncio.wait({typed, gone}, return_when=asyncio.FIRST_COMPLETED)
+        either: list[asyncio.Future[Any]] = [typed, gone]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if not typed.done():
             typed.cancel()
             raise VerbFailed(f"{who}'s question was answered elsewhere or is gone; nothing was typed")

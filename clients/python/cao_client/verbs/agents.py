@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, TextIO
 
 from cao_client.verbs.session import Team

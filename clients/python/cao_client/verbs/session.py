@@ -7,9 +7,10 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Optional, Union
+from typing import Any
 
 from cao_client.client import CaoClient, CaoError, NotificationHandler
 
@@ -46,7 +47,7 @@ class Team:
         self.args = args
         self.socket = socket
         self.project = (args.project or Path.cwd()).resolve()
-        self.client: Optional[CaoClient] = None
+        self.client: CaoClient | None = None
         self._handlers: list[NotificationHandler] = []
 
     def on_notification(self, handler: NotificationHandler) -> None:
@@ -126,10 +127,10 @@ def error_line(exc: CaoError) -> str:
     return f"{text}; {hint}" if hint else text
 
 
-Verb = Callable[[Team], Awaitable[Union[int, Exec]]]
+Verb = Callable[[Team], Awaitable[int | Exec]]
 
 
-def run(verb: Verb, args: argparse.Namespace, socket: str, check: Optional[Callable[[argparse.Namespace], None]] = None) -> int:
+def run(verb: Verb, args: argparse.Namespace, socket: str, check: Callable[[argparse.Namespace], None] | None = None) -> int:
     """Run `verb` on a connection to the team and end as it says (an Exec replaces us).
     `check(args)` raises VerbFailed for what is wrong before any connection is made."""
     name = f"cao-sidecar {args.command}"
@@ -163,7 +164,7 @@ def run(verb: Verb, args: argparse.Namespace, socket: str, check: Optional[Calla
     return outcome
 
 
-async def _connected(verb: Verb, team: Team) -> Union[int, Exec]:
+async def _connected(verb: Verb, team: Team) -> int | Exec:
     try:
         await team.connect()
         return await verb(team)

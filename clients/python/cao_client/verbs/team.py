@@ -9,7 +9,7 @@ import struct
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from cao_client.client import CaoError
 from cao_client.verbs.session import Team, VerbFailed
@@ -19,7 +19,7 @@ METHOD_NOT_FOUND = -32601
 CLIENT_FIELDS = ("clients", "connections", "connectedClients")
 
 
-def orchestrator_socket(tmux_socket: str) -> Optional[Path]:
+def orchestrator_socket(tmux_socket: str) -> Path | None:
     """Where the project's shared orchestrator listens (TEAM-CONTRACT: `<state dir>/orchestrator-
     <tmux socket>.sock`); None when the state dir is unknown here."""
     try:
@@ -29,7 +29,7 @@ def orchestrator_socket(tmux_socket: str) -> Optional[Path]:
     return paths.state_dir() / f"orchestrator-{tmux_socket}.sock"
 
 
-def listener_pid(path: Optional[Path]) -> Optional[int]:
+def listener_pid(path: Path | None) -> int | None:
     """The pid of the process listening on Unix socket `path` (its peer credentials), or None."""
     if path is None or not path.exists():
         return None
@@ -44,7 +44,7 @@ def listener_pid(path: Optional[Path]) -> Optional[int]:
     return pid or None
 
 
-def uptime_seconds(pid: int) -> Optional[float]:
+def uptime_seconds(pid: int) -> float | None:
     """How long process `pid` has run (Linux /proc), or None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -55,7 +55,7 @@ def uptime_seconds(pid: int) -> Optional[float]:
     return max(0.0, since_boot - started_ticks / os.sysconf("SC_CLK_TCK"))
 
 
-def duration(seconds: Optional[float]) -> str:
+def duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     seconds = int(seconds)
