@@ -213,6 +213,22 @@ def test_answer_a_question_from_a_script_and_from_a_terminal(env, tmp_base):
     assert code == 0 and out.startswith(f"answered {agent}"), (code, out, term.seen)
     screen_shows(env, "answered: n")
 
+    # Two terminals on one question: the first answer wins, the other learns it and types nothing.
+    ok(verb(env, ws, "send", agent, "ask Empty the trash?"))
+    screen_shows(env, "Empty the trash?")
+    term = Terminal(sidecar("answer", "asker"), env, str(ws))
+    try:
+        term.read_until("answer (a number or the text of a choice, then Enter)")
+        ok(verb(env, ws, "answer", "asker", "No"))
+        term.read_until("was answered elsewhere or is gone; nothing was typed")
+        code, _out = term.finish()
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+    assert code == 1
+    after = screen_shows(env, "Empty the trash?\n  [y/n] › n\n● answered: n").split("Empty the trash?")[-1]
+    assert after.count("answered:") == 1 and "answered: n" in after, after  # typed once, the first answer
+
 
 def test_attach_execs_tmux_attach_on_the_agents_window(env, tmp_base):
     ws = tmp_base / "workspace"

@@ -55,6 +55,10 @@ def uptime_seconds(pid: int) -> float | None:
     return max(0.0, since_boot - started_ticks / os.sysconf("SC_CLK_TCK"))
 
 
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -75,7 +79,7 @@ async def status(team: Team) -> int:
         "tmuxSocket": team.socket,
         "orchestrator": {
             "pid": pid,
-            "uptimeSeconds": uptime_seconds(pid),
+            "uptimeSeconds": _rounded(uptime_seconds(pid)),
             "shared": shared_pid is not None,
             "version": team.client.server_info.get("version"),
         },
