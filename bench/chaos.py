@@ -108,15 +108,32 @@ class Chaos:
         self.client = await CaoClient.start(workspace=self.workspace, env=self.env, on_notification=self._on_notification)
         self.up.set()
 
+    def _orchestrator_pid(self) -> Optional[int]:
+        """The project's orchestrator (the client's process is only a forwarder to it)."""
+        info = self.state_home / "cao-sidecar" / f"orchestrator-{self.socket}.json"
+        try:
+            return int(json.loads(info.read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _signal_orchestrator(self, sig: int) -> None:
+        pid = self._orchestrator_pid()
+        if pid is not None:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
     async def kill_sidecar(self) -> None:
         client, self.client = self.client, None
         self.up.clear()
         if client is not None:
+            self._signal_orchestrator(signal.SIGKILL)  # its forwarder then sees the end and exits
             try:
-                os.kill(client._process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            await client._process.wait()
+                await asyncio.wait_for(client._process.wait(), 10)
+            except asyncio.TimeoutError:
+                client._process.kill()
+                await client._process.wait()
 
     async def call(self, method: Callable[[CaoClient], Awaitable[Any]]) -> Any:
         """One request to the current sidecar; Cut if it dies before answering."""
@@ -421,6 +438,7 @@ class Chaos:
     async def close(self) -> None:
         if self.client is not None:
             await self.client.close()
+        self._signal_orchestrator(signal.SIGTERM)  # it would outlive the client while agents run
         self._tmux("kill-server")
         if self.tmpfs:
             subprocess.run(["umount", "-l", str(self.state_home)], capture_output=True)

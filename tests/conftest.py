@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,20 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 ROOT = Path(__file__).resolve().parent.parent
 
 
+SOCKETS: list[str] = []  # every tmux socket this test process handed out: no orchestrator outlives the run
+
+
+def _new_socket() -> str:
+    socket = f"cao-test-{uuid.uuid4().hex[:10]}"
+    SOCKETS.append(socket)
+    return socket
+
+
+def pytest_sessionfinish(session: Any, exitstatus: Any) -> None:
+    for socket in SOCKETS:
+        end_orchestrators(socket, signal.SIGKILL)
+
+
 def isolated_env(base: Path, *, trusted: bool = True) -> dict[str, str]:
     """Environment for a sidecar that touches nothing of the user's: own XDG dirs, own tmux.
 
@@ -33,7 +48,7 @@ def isolated_env(base: Path, *, trusted: bool = True) -> dict[str, str]:
         "XDG_STATE_HOME": str(base / "state"),
         "XDG_CONFIG_HOME": str(base / "config"),
         "XDG_DATA_HOME": str(base / "data"),
-        "CAO_TMUX_SOCKET": f"cao-test-{uuid.uuid4().hex[:10]}",
+        "CAO_TMUX_SOCKET": _new_socket(),
         "LANG": "C.UTF-8",
         "PYTHONPATH": str(ROOT) + os.pathsep + str(ROOT / "clients" / "python"),
     }
@@ -61,8 +76,10 @@ def trusted_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def kill_tmux(socket: str) -> None:
-    """Remove a test's tmux server. A sidecar of the test that is still on its way out (an
-    editor's, after the editor quit) could start the server again: wait for those first."""
+    """Remove a test's tmux server. Its orchestrator (which outlives the front ends while agents
+    run) is asked to end first; a front end still on its way out could start one again: wait
+    for those too."""
+    end_orchestrators(socket)
     deadline = time.monotonic() + 10
     while sidecars_on(socket) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -92,6 +109,65 @@ def sidecars_on(socket: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def orchestrators_on(socket: str) -> list[int]:
+    """The orchestrator processes (`cao-sidecar serve`) of this tmux socket."""
+    found = []
+    for pid in sidecars_on(socket):
+        try:
+            if b"serve" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def end_orchestrators(socket: str, sig: int = signal.SIGTERM) -> None:
+    for pid in orchestrators_on(socket):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def orchestrator_pid(env: dict[str, str], timeout: float = 10.0) -> int:
+    """The pid of the running orchestrator of this test env (from its info file)."""
+    import json
+
+    info = Path(env["XDG_STATE_HOME"]) / "cao-sidecar" / f"orchestrator-{env['CAO_TMUX_SOCKET']}.json"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pid = json.loads(info.read_text())["pid"]
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
+                raise OSError("a zombie: a killed orchestrator's info file, not yet replaced")
+            return pid
+        except (OSError, ValueError, KeyError):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no orchestrator runs for {env['CAO_TMUX_SOCKET']}") from None
+            time.sleep(0.05)
+
+
+def process_env(pid: int) -> dict[str, str]:
+    """The environment a process (a front end: it names its orchestrator's state dir and socket) runs with."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(e.decode(errors="replace").partition("=")[::2] for e in environ if b"=" in e)
+
+
+def kill_orchestrator(env: dict[str, str]) -> int:
+    """SIGKILL the orchestrator (what "the sidecar crashed" means now); waits until it is gone."""
+    pid = orchestrator_pid(env)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
+                break  # a zombie: dead, its parent (init) reaps it
+        except OSError:
+            break
+        time.sleep(0.02)
+    return pid
 
 
 class Sidecar:
@@ -142,8 +218,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def sidecar_config(base: Path) -> tuple[ClientServerConfig, Sidecar]:
-    env = isolated_env(base)
+def sidecar_config(base: Path, env: dict[str, str] | None = None) -> tuple[ClientServerConfig, Sidecar]:
+    """A pytest-lsp editor on its own isolated env, or (`env` given) another editor of the same
+    project: it joins the same orchestrator."""
+    env = isolated_env(base) if env is None else env
     sidecar = Sidecar(base, env)
 
     def client_factory() -> LanguageClient:

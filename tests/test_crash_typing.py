@@ -7,11 +7,13 @@ cao_sidecar/core/crash_hooks.py (CAO_TEST_KILL_AT), set for the first sidecar on
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from conftest import isolated_env, kill_tmux
+from conftest import isolated_env, kill_tmux, process_env
 from test_durability import completed
 from test_recovery import start, transcript, wait_until
 
@@ -44,9 +46,14 @@ def pane_text(env: dict[str, str], terminal_id: str) -> str:
 
 
 async def crashed(client) -> None:
-    """Wait for the first sidecar to kill itself at its crash point."""
+    """Wait for the first orchestrator to kill itself at its crash point: its front end (a
+    forwarder) then exits, and the orchestrator is gone (SIGKILL leaves its info file behind)."""
+    env = process_env(client._process.pid)
     await asyncio.wait_for(client._process.wait(), 30)
-    assert client._process.returncode == -9
+    info = Path(env["XDG_STATE_HOME"]) / "cao-sidecar" / f"orchestrator-{env['CAO_TMUX_SOCKET']}.json"
+    pid = json.loads(info.read_text())["pid"]  # still there: no clean exit removed it
+    status = Path(f"/proc/{pid}/stat")
+    assert not status.exists() or status.read_text().split(") ")[-1].startswith("Z"), "the orchestrator still runs"
 
 
 @pytest.mark.parametrize("point", ["after_paste", "before_paste", "after_enter"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cao_client import CaoClient, CaoError
-from conftest import isolated_env, kill_tmux
+from conftest import isolated_env, process_env, kill_orchestrator, kill_tmux, orchestrator_pid
 
 
 async def start(env: dict[str, str], workspace: Path, notes: list | None = None) -> CaoClient:
@@ -41,7 +41,9 @@ async def wait_until(predicate, timeout: float = 20.0):
 
 
 def kill9(client: CaoClient) -> None:
-    os.kill(client._process.pid, signal.SIGKILL)
+    """Crash the team: SIGKILL the orchestrator `client` (a forwarder) is joined to; the
+    forwarder sees its connection close and exits."""
+    kill_orchestrator(process_env(client._process.pid))
 
 
 @pytest.fixture
@@ -110,16 +112,33 @@ async def test_assign_running_during_a_crash_is_still_reported(env, tmp_base):
         await second.close()
 
 
-async def test_a_second_sidecar_on_the_same_socket_and_state_refuses_clearly(env, tmp_base):
+async def test_a_second_front_end_of_the_same_project_joins_the_same_team(env, tmp_base):
     workspace = tmp_base / "workspace"
     first = await start(env, workspace)
     second = await start(env, workspace)
     try:
+        tid = (await first.spawn("mock_developer"))["terminalId"]
+        assert tid in {a["terminalId"] for a in await second.list_agents()}
+        assert first._process.pid != second._process.pid  # two forwarders, one orchestrator
+        assert orchestrator_pid(env) not in (first._process.pid, second._process.pid)
+    finally:
+        await second.close()
+        await first.close()
+
+
+async def test_a_front_end_of_another_project_on_the_same_socket_is_refused_clearly(env, tmp_base):
+    first = await start(env, tmp_base / "workspace")
+    other = tmp_base / "other-project"
+    other.mkdir()
+    second = await start(env, other)
+    try:
         await first.list_agents()
         with pytest.raises(CaoError) as refused:
             await second.list_agents()
-        assert "another cao-sidecar" in refused.value.message
-        assert str(first._process.pid) in refused.value.message
+        assert "serves another project" in refused.value.message
+        assert str(orchestrator_pid(env)) in refused.value.message
+        assert str(tmp_base / "workspace") in refused.value.message
+        assert await first.list_agents() == []  # the team goes on
     finally:
         await second.close()
         await first.close()

@@ -47,7 +47,10 @@ def _pid_alive(pid: Any) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie (killed, not yet reaped) is gone too
+        return not Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].strip().startswith("Z")
+    except OSError:
+        return True
 
 
 def _check_project(where: locate.Place, project: Path) -> None:
@@ -250,6 +253,7 @@ async def _drop_first_answer(sock_reader: asyncio.StreamReader, msg_id: Any, out
 async def _serve_refusal(messages: Any, reason: str) -> int:
     """Could not join: every request gets the reason (as an orchestrator that failed to start
     did before), until the client leaves."""
+    messages.initialized = True  # the forwarder answered `initialize`
     while (message := await messages.next_message()) is not None:
         method = message.get("method")
         if method == "exit":

@@ -57,8 +57,18 @@ class Hub:
         self._first_join = asyncio.Event()
         self._initialize_params: Any = None
         self._idle: Optional[asyncio.TimerHandle] = None
+        self._sockets = 0  # accepted connections, joined or not yet (preamble, initialize)
 
     # ---- connections --------------------------------------------------------------------------
+
+    def opened(self) -> None:
+        """A connection was accepted: the orchestrator stays while it is open."""
+        self._sockets += 1
+        self._check_idle()
+
+    def closed(self) -> None:
+        self._sockets -= 1
+        self._check_idle()
 
     def join(self, door: str, *, trusted: Optional[bool] = None, initialize_params: Any = None) -> Connection:
         connection = Connection(next(self._ids), door, trusted)
@@ -145,7 +155,7 @@ class Hub:
     # ---- lifetime -----------------------------------------------------------------------------
 
     def _busy(self) -> bool:
-        if self.connections:
+        if self.connections or self._sockets > 0:
             return True
         runtime = self.runtime()
         return runtime is not None and runtime.agents_alive() > 0

@@ -15,6 +15,7 @@ import os
 import signal
 import socket as socketlib
 import stat
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -27,6 +28,7 @@ from cao_sidecar.editor.transport import MAX_HEADER_LINE
 log = logging.getLogger(__name__)
 
 PREAMBLE_LIMIT = MAX_HEADER_LINE * 4  # = the LSP door's own line limit
+LOCK_WAIT_SECONDS = 15.0
 MAX_LINE = 64 * 1024 * 1024  # newline-delimited doors (ACP, MCP): as acp_face.transport
 
 
@@ -145,6 +147,7 @@ class Orchestrator:
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        self.hub.opened()
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)  # type: ignore[arg-type]
@@ -171,6 +174,7 @@ class Orchestrator:
                 pump.cancel()
             SocketWriter(writer).close()
             self._writers.discard(writer)
+            self.hub.closed()
             if task is not None:
                 self._tasks.discard(task)  # type: ignore[arg-type]
 
@@ -192,11 +196,18 @@ class Orchestrator:
 
 async def serve(*, project: Path, tmux_socket: str, session: str) -> int:
     where = locate.place(tmux_socket)
-    try:
-        paths.acquire_instance_lock(where.state, tmux_socket)  # held until the process ends
-    except paths.InstanceBusy as exc:
-        log.error("%s", exc)
-        return 1
+    # A front end starts us only when no orchestrator accepts: one that holds the lock is ending
+    # (it no longer listens); it lets go in a moment.
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            paths.acquire_instance_lock(where.state, tmux_socket)  # held until the process ends
+            break
+        except paths.InstanceBusy as exc:
+            if time.monotonic() > deadline:
+                log.error("%s", exc)
+                return 1
+            await asyncio.sleep(0.05)
     locate.write_info(where, project)  # before listening: whoever connects can check the project
     try:
         listener = bind_private_socket(where.socket)
