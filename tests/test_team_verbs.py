@@ -6,9 +6,7 @@ the mock provider and a real tmux server: what they print, their exit codes, and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import re
 import signal
 import subprocess
@@ -23,7 +21,6 @@ from conftest import (
     kill_tmux,
     request,
     sidecar_config,
-    sidecars_on,
 )
 from test_terminal_verbs import Terminal, sidecar
 
@@ -32,15 +29,9 @@ ID = re.compile(r"^[0-9a-f]{8}$")
 
 @pytest.fixture
 def env(tmp_base):
-    # The team outlives each verb (as it does while a person works), so consecutive verbs join
-    # one orchestrator instead of racing one that is ending (see the report: a start during the
-    # end of the last one fails).
-    env = {**isolated_env(tmp_base), "CAO_ORCHESTRATOR_GRACE": "60"}
+    env = isolated_env(tmp_base)
     yield env
     subprocess.run(sidecar("shutdown", "--terminate-agents"), env=env, cwd=tmp_base / "workspace", check=False, capture_output=True, timeout=60)
-    for pid in sidecars_on(env["CAO_TMUX_SOCKET"]):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
     kill_tmux(env["CAO_TMUX_SOCKET"])
 
 
@@ -292,7 +283,6 @@ async def averb(env: dict[str, str], cwd: Path, *args: str, timeout: float = 120
 
 async def test_the_verbs_see_and_drive_the_agents_an_editor_started(tmp_base):
     config, editor = sidecar_config(tmp_base)
-    editor.env["CAO_ORCHESTRATOR_GRACE"] = "60"
     env, ws = editor.env, editor.workspace
     client = await config.start()
     try:
