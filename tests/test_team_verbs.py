@@ -134,6 +134,9 @@ def test_bad_inputs_exit_with_usage_or_failure_and_one_line(env, tmp_base):
 def test_handoff_and_assign_print_the_workers_answer(env, tmp_base):
     ws = tmp_base / "workspace"
     assert ok(verb(env, ws, "handoff", "mock_reviewer", "echo reviewed: fine")) == "reviewed: fine\n"
+    (tmp_base / "sub").mkdir()
+    assert ok(verb(env, ws, "handoff", "mock_reviewer", "echo in sub", "--cwd", str(tmp_base / "sub"))) == "in sub\n"
+    assert ok(verb(env, ws, "logs")).count(f'workingDirectory="{tmp_base / "sub"}"') == 1
     assert ok(verb(env, ws, "assign", "mock_developer", "echo built in the background", "--wait")) == "built in the background\n"
     failed(verb(env, ws, "assign", "mock_developer", "fail no room", "--wait"), 1, "reported an error")
     worker = ok(verb(env, ws, "assign", "mock_developer", "echo later")).strip()

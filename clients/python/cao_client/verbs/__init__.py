@@ -38,6 +38,7 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
     p.add_argument("profile")
     p.add_argument("task")
     p.add_argument("--provider")
+    p.add_argument("--cwd", type=Path, help="the worker's working directory (default: the project)")
     p.add_argument("--timeout", type=float, default=None, help="seconds to wait for the answer")
 
     p = sub.add_parser("assign", help="start a worker on a task in the background and print its id")

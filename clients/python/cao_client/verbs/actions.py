@@ -102,7 +102,12 @@ async def handoff(team: Team) -> int:
     assert team.client is not None
     asker = TerminalAsker(interactive=sys.stdin.isatty(), is_ours=_first_new_worker(args.profile))
     work = team.client.handoff(
-        args.task, profile=args.profile, provider=args.provider, session=getattr(args, "session", None), timeout_seconds=args.timeout
+        args.task,
+        profile=args.profile,
+        provider=args.provider,
+        working_directory=_directory(getattr(args, "cwd", None)),  # `run` has no --cwd
+        session=args.session,
+        timeout_seconds=args.timeout,
     )
     result = await _asking(team, asker, work)
     print(result["output"])
