@@ -166,6 +166,25 @@ def test_agents_watch_prints_each_status_change_from_notifications(env, tmp_base
         assert watch.wait(timeout=30) == 0, watch.stderr.read()
 
 
+def test_agents_watch_json_prints_one_snapshot_per_change(env, tmp_base):
+    ws = tmp_base / "workspace"
+    spawned = json.loads(ok(verb(env, ws, "spawn", "mock_developer", "--name", "json-dev", "--json")))
+    assert (spawned["profile"], spawned["name"], spawned["status"]) == ("mock_developer", "json-dev", "idle")
+    watch = subprocess.Popen(sidecar("agents", "--watch", "--json"), env=env, cwd=ws, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(watch.stdout.readline())
+        assert [(a["terminalId"], a["status"]) for a in first["agents"]] == [(spawned["terminalId"], "idle")]
+        ok(verb(env, ws, "send", "json-dev", "sleep 1 done"))
+        statuses = []
+        while "completed" not in statuses:
+            snapshot = json.loads(watch.stdout.readline())  # every line a whole {"agents": [...]}
+            statuses.append(next(a["status"] for a in snapshot["agents"] if a["terminalId"] == spawned["terminalId"]))
+        assert statuses[-2:] == ["processing", "completed"], statuses
+    finally:
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(timeout=30) == 0, watch.stderr.read()
+
+
 def test_agents_watch_on_a_terminal_redraws_the_table(env, tmp_base):
     ws = tmp_base / "workspace"
     worker = ok(verb(env, ws, "assign", "mock_developer", "sleep 4 slow answer")).strip()
