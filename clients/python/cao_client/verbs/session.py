@@ -78,22 +78,23 @@ class Team:
         return resolve(await self.agents(), ref)
 
     async def settled(self, agent: dict[str, Any], timeout: float = SETTLE_SECONDS) -> dict[str, Any]:
-        """`agent` once it is past `starting`: a team that has just taken over running agents
-        reads their screens first (a question shows as `starting` until then)."""
+        """`agent` once it is past `starting` (or as it is after `timeout`): an orchestrator that
+        has just taken over running agents (a restart) reads their screens first, and a question
+        shows as `starting` until then."""
         if agent.get("status") != "starting":
             return agent
         seen = asyncio.Event()
-        self.on_notification(lambda method, params: seen.set() if method == "cao/agentStatus" and isinstance(params, dict) and params.get("terminalId") == agent["terminalId"] else None)
-        for _ in range(2):  # the list can be older than the notification that woke us
-            try:
-                await asyncio.wait_for(seen.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
-            agent = resolve(await self.agents(), agent["terminalId"])
-            if agent.get("status") != "starting":
-                break
-            seen.clear()
-        return agent
+
+        def on_status(method: str, params: Any) -> None:
+            if method == "cao/agentStatus" and isinstance(params, dict) and params.get("terminalId") == agent["terminalId"]:
+                seen.set()
+
+        self.on_notification(on_status)
+        try:
+            await asyncio.wait_for(seen.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        return resolve(await self.agents(), agent["terminalId"])
 
 
 def resolve(agents: list[dict[str, Any]], ref: str) -> dict[str, Any]:
