@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cao_sidecar.profiles.commands import add_parsers
 
     add_parsers(sub, _add_common)  # `profiles ...` and `flows ...`
+    from cao_client.verbs import add_parsers as add_verb_parsers
+
+    add_verb_parsers(sub, _add_common)  # `agents`, `spawn`, ... on the project's team
     return parser
 
 
@@ -121,8 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         from cao_sidecar.doctor import doctor_command
 
         return doctor_command(args)
-    if args.command in ("run", "demo") and not _tmux_installed():
+    from cao_client.verbs import VERBS, run_verb
+
+    if (args.command in ("run", "demo") or args.command in VERBS) and not _tmux_installed():
         return 1
+    if args.command in VERBS:  # the team of --project (default: the current directory)
+        return run_verb(args, paths.tmux_socket_name(args.tmux_socket, args.project))
     if args.command == "run":
         from cao_client.commands import run_command
 

@@ -36,11 +36,13 @@ def windows(env: dict[str, str]) -> str:
 
 
 class Terminal:
-    """A pseudo-terminal for a child's stdin and stderr (stdout stays a pipe: the answer)."""
+    """A pseudo-terminal for a child's stdin and stderr (stdout stays a pipe: the answer), and
+    its stdout too with `stdout_too`."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: str) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, stdout_too: bool = False) -> None:
         self.master, slave = pty.openpty()
-        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=slave, stderr=slave, stdout=subprocess.PIPE, text=True)
+        stdout = slave if stdout_too else subprocess.PIPE
+        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=slave, stderr=slave, stdout=stdout, text=True, start_new_session=stdout_too)
         os.close(slave)
         self.seen = ""
 

@@ -31,6 +31,7 @@ class CaoClient:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._handlers: list[NotificationHandler] = []
         self._reader_task: Optional[asyncio.Task[None]] = None
+        self._on_request: Optional[RequestHandler] = None
         self.server_info: dict[str, Any] = {}
         self.capabilities: dict[str, Any] = {}
 
@@ -51,6 +52,8 @@ class CaoClient:
         tmux_socket: str | None = None,
         command: list[str] | None = None,
         env: dict[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        stderr: int | None = None,
         on_notification: NotificationHandler | None = None,
         ask_user: bool = False,
         on_request: RequestHandler | None = None,
@@ -58,7 +61,9 @@ class CaoClient:
         """Start the sidecar, initialize it and return a connected client. A script has no one to
         click: unless `ask_user`, the sidecar does not ask about agents' questions with
         window/showMessageRequest (their `prompt` in cao/agentStatus + `answer()` serve instead).
-        `on_request(method, params)` answers the server's requests (default: null)."""
+        `on_request(method, params)` answers the server's requests (default: null). `cwd`: the
+        directory the sidecar starts in (its project, when it joins a team; default: ours); `stderr`:
+        where its log goes (as for subprocess; default: our stderr)."""
         argv = list(command or [sys.executable, "-m", "cao_sidecar", "--stdio"])
         if tmux_socket:
             argv += ["--tmux-socket", tmux_socket]
@@ -67,6 +72,8 @@ class CaoClient:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,
+            cwd=cwd,
+            stderr=stderr,
             limit=64 * 1024 * 1024,
         )
         client = cls(process)
@@ -110,6 +117,16 @@ class CaoClient:
     def on_notification(self, handler: NotificationHandler) -> None:
         self._handlers.append(handler)
 
+    @property
+    def pid(self) -> int:
+        """The process id of the sidecar this client started (a forwarder, once teams are shared)."""
+        return self._process.pid
+
+    async def wait_closed(self) -> None:
+        """Return when the connection to the sidecar is gone (it exited or closed its output)."""
+        if self._reader_task is not None:
+            await asyncio.shield(self._reader_task)
+
     # ---- the cao/* methods --------------------------------------------------------------------
 
     async def spawn(self, profile: str, **kw: Any) -> dict[str, Any]:
@@ -143,6 +160,14 @@ class CaoClient:
         if prompt_id:
             params["promptId"] = prompt_id
         return await self.request("cao/answer", params)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.request("cao/stats", {})
+
+    async def shutdown_team(self, terminate_agents: bool = False) -> Any:
+        """cao/shutdown: end the project's orchestrator for every client (and its agents if
+        `terminate_agents`). An orchestrator without the method answers -32601."""
+        return await self.request("cao/shutdown", {"terminateAgents": terminate_agents})
 
     async def list_profiles(self) -> list[dict[str, Any]]:
         return (await self.request("cao/listProfiles", {}))["profiles"]
@@ -218,7 +243,7 @@ class CaoClient:
                 future.set_result(message.get("result"))
         elif "id" in message:
             # A request from the server (window/workDoneProgress/create, window/showMessageRequest).
-            handler = getattr(self, "_on_request", None)
+            handler = self._on_request
             result = handler(message["method"], message.get("params")) if handler is not None else None
             self._write({"jsonrpc": "2.0", "id": message["id"], "result": result})
         else:

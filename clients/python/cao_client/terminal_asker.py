@@ -26,6 +26,60 @@ class Unanswerable(Exception):
     """A question came and standard input is not a terminal: the message says which."""
 
 
+def show_question(who: str, prompt: dict[str, Any], out: TextIO) -> None:
+    """An agent's question, its detail and numbered choices, then the line to type after."""
+    choices = [str(c) for c in prompt.get("choices") or []]
+    print(f"\n{who} asks: {prompt.get('text')}", file=out)
+    if prompt.get("detail"):
+        print("  " + str(prompt["detail"]).replace("\n", "\n  "), file=out)
+    for n, choice in enumerate(choices, 1):
+        print(f"  {n}) {choice}", file=out)
+    hint = "a number or the text of a choice" if choices else "your answer"
+    print(f"answer ({hint}, then Enter): ", end="", file=out, flush=True)
+
+
+def picked(line: str, choices: list[str]) -> str:
+    """A typed line as an answer: a choice's number becomes that choice, anything else stays."""
+    return choices[int(line) - 1] if line.isdigit() and 1 <= int(line) <= len(choices) else line
+
+
+class LineReader:
+    """Lines typed on standard input, read without a thread (a blocked read would outlive us)."""
+
+    def __init__(self) -> None:
+        self._lines: asyncio.Queue[str] = asyncio.Queue()
+        self._reading = False
+
+    async def read_line(self) -> str:
+        """The next line, stripped; "" at end of input."""
+        if not self._reading:
+            self._reading = True
+            fd = sys.stdin.fileno()
+            buffer = bytearray()
+
+            def readable() -> None:
+                data = os.read(fd, 4096)
+                if not data:
+                    asyncio.get_running_loop().remove_reader(fd)
+                    self._lines.put_nowait("")
+                    return
+                buffer.extend(data)
+                while b"\n" in buffer:
+                    line, _, rest = bytes(buffer).partition(b"\n")
+                    buffer[:] = rest
+                    self._lines.put_nowait(line.decode("utf-8", "replace").strip())
+
+            asyncio.get_running_loop().add_reader(fd, readable)
+        return await self._lines.get()
+
+    def close(self) -> None:
+        if self._reading:
+            try:
+                asyncio.get_running_loop().remove_reader(sys.stdin.fileno())
+            except (ValueError, OSError):
+                pass
+
+
 class TerminalAsker:
     def __init__(
         self,
@@ -42,14 +96,13 @@ class TerminalAsker:
         self._latest: dict[str, dict[str, Any]] = {}  # terminal id → its last status notification
         self._working: set[str] = set()  # agents that have started a task (past their start-up)
         self._asked: set[str] = set()  # prompt ids put to the user
-        self._lines: asyncio.Queue[str] = asyncio.Queue()
+        self._lines = LineReader()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._reading = False
 
     def on_notification(self, method: str, params: Any) -> None:
         if method != "cao/agentStatus" or not isinstance(params, dict) or not self.is_ours(params):
             return
-        terminal_id = params.get("terminalId")
+        terminal_id = str(params.get("terminalId"))
         self._latest[terminal_id] = params
         if params.get("status") == "processing":
             self._working.add(terminal_id)
@@ -86,54 +139,22 @@ class TerminalAsker:
                     "mode that does not ask)"
                 )
             return
-        print(f"\n{who} asks: {prompt.get('text')}", file=self.out)
-        if prompt.get("detail"):
-            print("  " + str(prompt["detail"]).replace("\n", "\n  "), file=self.out)
-        for n, choice in enumerate(choices, 1):
-            print(f"  {n}) {choice}", file=self.out)
-        hint = "a number or the text of a choice" if choices else "your answer"
-        print(f"answer ({hint}, then Enter): ", end="", file=self.out, flush=True)
-        line = await self._read_line()
+        show_question(who, prompt, self.out)
+        line = await self._lines.read_line()
         if not self._still_open(terminal_id, prompt["id"]):
             print("(the question was already answered or is gone)", file=self.out)
             return
-        answer = choices[int(line) - 1] if line.isdigit() and 1 <= int(line) <= len(choices) else line
+        answer = picked(line, choices)
         try:
             assert self.client is not None
             await self.client.answer(terminal_id, answer, prompt["id"])
         except CaoError as exc:
             print(f"(answer not taken: {exc.message})", file=self.out)
 
-    async def _read_line(self) -> str:
-        """One line from the terminal, read without a thread (a blocked read would outlive us)."""
-        if not self._reading:
-            self._reading = True
-            fd = sys.stdin.fileno()
-            buffer = bytearray()
-
-            def readable() -> None:
-                data = os.read(fd, 4096)
-                if not data:
-                    asyncio.get_running_loop().remove_reader(fd)
-                    self._lines.put_nowait("")
-                    return
-                buffer.extend(data)
-                while b"\n" in buffer:
-                    line, _, rest = bytes(buffer).partition(b"\n")
-                    buffer[:] = rest
-                    self._lines.put_nowait(line.decode("utf-8", "replace").strip())
-
-            asyncio.get_running_loop().add_reader(fd, readable)
-        return await self._lines.get()
-
     def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        if self._reading:
-            try:
-                asyncio.get_running_loop().remove_reader(sys.stdin.fileno())
-            except (ValueError, OSError):
-                pass
+        self._lines.close()
 
 
 async def until_done_or_unanswerable(asker: TerminalAsker, work: "asyncio.Future[Any]") -> Any:
