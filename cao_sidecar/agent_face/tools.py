@@ -25,6 +25,7 @@ Tools to work with other agents on your team, each a coding assistant in its own
   in your input, naming the worker.
 - send_message: send a message to another running agent.
 - list_sessions: see the agents on your team and their status.
+- merge_work: merge a worker's branch (from a handoff or assign with worktree) into its base.
 Specialists are named by profile (for example: developer, reviewer, tester)."""
 
 
@@ -50,13 +51,20 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         timeout_seconds: Annotated[
             float, Field(description="Give up (and stop the specialist) after this many seconds.", gt=0)
         ] = 600.0,
+        worktree: Annotated[bool | None, Field(description=WORKTREE_HELP)] = None,
+        base_ref: Annotated[str | None, Field(description=BASE_REF_HELP)] = None,
     ) -> CallToolResult:
         caller = caller_of(ctx)
         try:
-            worker, answer = await core.handoff(task, profile=target, timeout=timeout_seconds, caller=caller)
+            worker, answer = await core.handoff(
+                task, profile=target, timeout=timeout_seconds, caller=caller, worktree=worktree, base_ref=base_ref
+            )
         except CaoError as exc:
             raise ToolError(_error_text(exc)) from None
-        return result(answer, {"terminalId": worker.terminal_id, "profile": target, "status": "completed", "output": answer})
+        work = core.worktrees.describe(worker.terminal_id)
+        structured = {"terminalId": worker.terminal_id, "profile": target, "status": "completed", "output": answer}
+        structured["worktree"] = core.worktrees.stored_info(worker.terminal_id)
+        return result(f"{answer}\n\n{work}" if work else answer, structured)
 
     @mcp.tool(
         description=(
@@ -69,10 +77,12 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         target: Annotated[str, Field(description=f"Profile of the specialist to start. Known profiles: {profile_names}")],
         task: Annotated[str, Field(description="The complete task for the specialist, with all context it needs.")],
         ctx: Context,
+        worktree: Annotated[bool | None, Field(description=WORKTREE_HELP)] = None,
+        base_ref: Annotated[str | None, Field(description=BASE_REF_HELP)] = None,
     ) -> CallToolResult:
         caller = caller_of(ctx)
         try:
-            worker = core.assign(task, profile=target, caller=caller)
+            worker = core.assign(task, profile=target, caller=caller, worktree=worktree, base_ref=base_ref)
         except CaoError as exc:
             raise ToolError(_error_text(exc)) from None
         text = f"Assigned to {target} (terminal {worker.terminal_id}); its answer will arrive as a message."
@@ -102,6 +112,28 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         text = f"Message {message_id} {state} to {receiver.profile.name} ({receiver.terminal_id})."
         return result(text, {"messageId": message_id, "state": state, "terminalId": receiver.terminal_id})
 
+    @mcp.tool(
+        description=(
+            "Merge the work of a worker of your session that had its own git worktree (its branch) into the "
+            "branch it started from. On a conflict nothing changes and the conflicting files are listed; "
+            "a base with uncommitted changes is refused."
+        )
+    )
+    async def merge_work(
+        worker: Annotated[str, Field(description="Terminal id of the worker whose branch to merge.")],
+        ctx: Context,
+        strategy: Annotated[str, Field(description="'merge' (a merge commit) or 'rebase' (rebase, then fast-forward).")] = "merge",
+    ) -> CallToolResult:
+        caller = caller_of(ctx)
+        if strategy not in ("merge", "rebase"):
+            raise ToolError("strategy must be 'merge' or 'rebase'")
+        try:
+            done = await core.worktrees.merge(worker, strategy, session=caller.session)
+        except CaoError as exc:
+            raise ToolError(_error_text(exc)) from None
+        text = done["message"] + (": " + ", ".join(done["conflicts"]) if done["conflicts"] else "")
+        return result(text, done)
+
     @mcp.tool(description="List the agents of your session (your team): terminal id, name, profile, provider, status.")
     async def list_sessions(ctx: Context) -> CallToolResult:
         caller = caller_of(ctx)
@@ -119,6 +151,13 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         return result(json.dumps({"session": caller.session, "agents": agents}, indent=1), {"session": caller.session, "agents": agents})
 
     return mcp
+
+
+WORKTREE_HELP = (
+    "true: the specialist works in its own git worktree on a new branch, so parallel workers never see each "
+    "other's edits; its result says where its work is. Default: its profile decides."
+)
+BASE_REF_HELP = "With worktree: the branch or commit its branch starts from (default: the current HEAD)."
 
 
 def _error_text(exc: CaoError) -> str:

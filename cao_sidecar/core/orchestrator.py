@@ -38,6 +38,7 @@ from cao_sidecar.core.reporting import AssignReports
 from cao_sidecar.core.statedir import check_room, refusing_when_full
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.core.typed_text import text_for_agent
+from cao_sidecar.core.worktree_manager import WorktreeManager
 from cao_sidecar.profiles.catalog import ProfileCatalog
 from cao_sidecar.storage.agents import AgentRecord, AgentStore
 from cao_sidecar.storage.logs import ConversationLogs
@@ -116,6 +117,10 @@ class Orchestrator:
             state_dir=state_dir, messages=self.messages, agent_store=self.agent_store, reports=reports, logs=self.logs,
             queue_stored=self.queue_stored,
         )  # fmt: skip
+        self.worktrees = WorktreeManager(
+            state_dir=state_dir, db=db, agents=self.agents, agent_store=self.agent_store, terminate=self.terminate
+        )
+        self.assigns.describe_work = self.worktrees.describe
         self._inboxes: dict[str, Inbox] = {}
         self._status_listeners: list[StatusListener] = []
         self._prompt_listeners: list[Callable[[Agent, PendingPrompt], None]] = []
@@ -232,6 +237,8 @@ class Orchestrator:
         working_directory: str | None = None,
         session: str | None = None,
         name: str | None = None,
+        worktree: bool | None = None,
+        base_ref: str | None = None,
     ) -> Agent:
         """Validate a spawn request and register the agent (status starting). Nothing runs yet."""
         profile = self.catalog.get(profile_name)
@@ -261,6 +268,7 @@ class Orchestrator:
             agent_dir=agent_dir,
             name=name,
         )
+        self.worktrees.plan(agent, worktree, base_ref)  # raises before anything is stored
         with refusing_when_full(self.state_dir):
             self.agent_store.save(
                 AgentRecord(
@@ -291,6 +299,7 @@ class Orchestrator:
         """Start the agent's CLI in a new tmux window and wait until it takes input."""
         try:
             await self.agents_may_start.wait()
+            await self.worktrees.prepare(agent)  # its own git worktree, if it gets one
             # Files for the agent (its dir, credential, settings): a full disk is stateDirFull.
             with refusing_when_full(self.state_dir):
                 paths.ensure_private_dir(agent.agent_dir.parent)
@@ -745,6 +754,8 @@ class Orchestrator:
         keep: bool = False,
         on_agent: Callable[[Agent], None] | None = None,
         caller: Agent | None = None,
+        worktree: bool | None = None,
+        base_ref: str | None = None,
     ) -> tuple[Agent, str]:
         """Run one task to completion on a new worker (profile) or an existing agent (terminal_id).
 
@@ -766,7 +777,8 @@ class Orchestrator:
             working_directory = working_directory or caller.working_directory
         if new_worker:
             agent = self.create(
-                profile, provider=provider, working_directory=working_directory, session=session  # type: ignore[arg-type]
+                profile, provider=provider, working_directory=working_directory, session=session,  # type: ignore[arg-type]
+                worktree=worktree, base_ref=base_ref,
             )
         else:
             agent = self.get_agent(terminal_id)  # type: ignore[arg-type]
@@ -819,6 +831,7 @@ class Orchestrator:
                     self._spawn_cleanup(self.teardown(agent))
             raise
         self.logs.event("handoff.end", agent.terminal_id, ok=True)
+        await self.worktrees.finish(agent.terminal_id)  # its work committed and summarised
         if new_worker:
             await self.assigns.close_handoff(agent.terminal_id)  # the caller gets the answer itself
         if new_worker and not keep:
@@ -836,6 +849,8 @@ class Orchestrator:
         timeout: float = 3600.0,
         keep: bool = True,
         caller: Agent | None = None,
+        worktree: bool | None = None,
+        base_ref: str | None = None,
     ) -> Agent:
         """Start a worker on `message` in the background; completion goes to the listeners and,
         for an agent's assign, to that agent's inbox."""
@@ -845,7 +860,10 @@ class Orchestrator:
         if caller is not None:
             session = session or caller.session
             working_directory = working_directory or caller.working_directory
-        agent = self.create(profile, provider=provider, working_directory=working_directory, session=session)
+        agent = self.create(
+            profile, provider=provider, working_directory=working_directory, session=session, worktree=worktree,
+            base_ref=base_ref,
+        )
         try:
             task_id = self.assigns.record_task(
                 agent.terminal_id, agent.profile.name, message, caller.terminal_id if caller else None, keep, timeout
@@ -889,6 +907,7 @@ class Orchestrator:
     async def report_assigned(self, outcome: WorkerOutcome, caller_id: str | None, keep: bool) -> None:
         """Report how an assign ended, exactly once (core.reporting); then tear the worker down
         unless it is kept."""
+        await self.worktrees.finish(outcome.agent.terminal_id)  # its work committed and summarised
         if await self.assigns.report(outcome, caller_id) and not keep and outcome.agent.terminal_id in self.agents:
             await self.teardown(outcome.agent)
 
