@@ -1057,6 +1057,7 @@ class Orchestrator:
         if inbox is not None:
             inbox.fail_all(AgentExited("agent was terminated", terminalId=agent.terminal_id))
         self.agents.pop(agent.terminal_id, None)
+        self._spawn_background(self.worktrees.drop_if_empty(agent.terminal_id))  # one with work stays
         if self.agent_store.has_assign(agent.terminal_id):
             # Kept (as exited) until its assign is reported, so a successor can still report it.
             self.agent_store.update(agent.terminal_id, status=AgentStatus.EXITED.value)

@@ -56,7 +56,6 @@ class WorktreeManager:
         self._agents = agents
         self._agent_store = agent_store
         self._terminate = terminate
-        self._plans: dict[str, WorktreePlan] = {}
         self._locks: dict[str, asyncio.Lock] = {}  # per repository: one git change at a time
 
     # ---- making one ---------------------------------------------------------------------------
@@ -78,7 +77,7 @@ class WorktreeManager:
                 reason="notGitRepo",
             )
         plan = WorktreePlan(agent.working_directory, base_ref, tuple(agent.profile.worktree_files), agent.name)
-        self._plans[agent.terminal_id] = plan
+        self.store.add_plan(agent.terminal_id, attrs.asdict(plan))
         return plan
 
     async def prepare(self, agent: Agent) -> None:
@@ -90,16 +89,18 @@ class WorktreeManager:
                 raise WorktreeError(f"the worktree {record.path} of this worker is gone", reason="noWorktree")
             self._enter(agent, record)
             return
-        plan = self._plans.pop(agent.terminal_id, None)
-        if plan is None:
+        stored = self.store.plan(agent.terminal_id)
+        if stored is None:
             return
+        plan = WorktreePlan(stored["folder"], stored["base_ref"], tuple(stored["files"]), stored["label"])
         repo = await gitops.repository_root(plan.folder)
         async with self._lock(repo):
             base, base_commit = await gitops.resolve_base(repo, plan.base_ref)
             label = BRANCH_PART.sub("-", plan.label or agent.terminal_id).strip("-.") or agent.terminal_id
             branch = f"cao/{BRANCH_PART.sub('-', agent.profile.name)}-{label}"
             path = self._root / f"{BRANCH_PART.sub('-', os.path.basename(repo)) or 'repo'}-{agent.terminal_id}"
-            await gitops.add_worktree(repo, path, branch, base_commit)
+            if await gitops.checkout_of(repo, branch) != str(path):  # not made by a sidecar that died since
+                await gitops.add_worktree(repo, path, branch, base_commit)
         copied, notes = await asyncio.to_thread(gitops.copy_untracked, repo, path, list(plan.files))
         sub = os.path.relpath(os.path.realpath(plan.folder), repo)
         record = WorktreeRecord(
@@ -108,6 +109,7 @@ class WorktreeManager:
             base_commit=base_commit, copied=copied, notes=notes,
         )  # fmt: skip
         self.store.add(record)
+        self.store.remove_plan(agent.terminal_id)
         self._enter(agent, record)
         log.info("worker %s works in %s on branch %s (from %s)", agent.terminal_id, path, branch, base)
 
@@ -116,8 +118,25 @@ class WorktreeManager:
         agent.working_directory = folder if os.path.isdir(folder) else record.path
         self._agent_store.update(agent.terminal_id, working_directory=agent.working_directory)
 
-    def forget_plan(self, terminal_id: str) -> None:
-        self._plans.pop(terminal_id, None)
+    async def drop_if_empty(self, terminal_id: str) -> None:
+        """An agent is gone for good (terminated, or it never started): its worktree goes too if
+        it holds no work at all (no commit, no change); one with work is kept until merged or
+        discarded."""
+        self.store.remove_plan(terminal_id)
+        record = self.store.get(terminal_id)
+        if record is None:
+            return
+        try:
+            async with self._lock(record.repository):
+                if os.path.isdir(record.path) and await gitops.is_dirty(record.path, record.copied):
+                    return
+                summary = await gitops.summarize(record.repository, record.branch, record.base, record.base_commit)
+                if summary.commits:
+                    return
+                await gitops.remove_worktree(record.repository, record.path, record.branch, force_branch=False)
+                self.store.remove(terminal_id)
+        except Exception:  # noqa: BLE001 - kept, then: listed for the user to discard
+            log.exception("could not look at the worktree of %s", terminal_id)
 
     # ---- reporting the work -------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import attrs
 
@@ -214,7 +214,7 @@ async def identity_env(cwd: str | Path) -> dict[str, str]:
     return {} if email.code == 0 and email.out.strip() else dict(FALLBACK_IDENTITY)
 
 
-async def commit_leftovers(worktree: str | Path, message: str, exclude: list[str]) -> bool:
+async def commit_leftovers(worktree: str | Path, message: str, exclude: Sequence[str]) -> bool:
     """Commit everything the worker left uncommitted (files copied in by the sidecar excluded).
     True if a commit was made."""
     pathspec = ["--", "."] + [f":(exclude,literal){rel}" for rel in exclude]
@@ -226,7 +226,7 @@ async def commit_leftovers(worktree: str | Path, message: str, exclude: list[str
     return True
 
 
-async def is_dirty(worktree: str | Path, exclude: list[str] = ()) -> bool:  # type: ignore[assignment]
+async def is_dirty(worktree: str | Path, exclude: Sequence[str] = ()) -> bool:
     pathspec = ["--", "."] + [f":(exclude,literal){rel}" for rel in exclude]
     result = await git(worktree, "status", "--porcelain", *pathspec, check=False)
     return result.code == 0 and bool(result.out.strip())

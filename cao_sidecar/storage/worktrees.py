@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS worktrees (
     committed_leftovers INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS worktree_plans (
+    terminal_id TEXT PRIMARY KEY,
+    plan TEXT NOT NULL
+);
 """
 
 
@@ -89,6 +93,19 @@ class WorktreeStore:
 
     def remove(self, terminal_id: str) -> None:
         write_quietly(self._db, "DELETE FROM worktrees WHERE terminal_id=?", (terminal_id,))
+
+    # A worktree decided for an agent that has not been made yet: a restarted sidecar that
+    # launches the agent again must make it too (never start it in the user's own folder).
+
+    def add_plan(self, terminal_id: str, plan: dict[str, Any]) -> None:
+        self._db.execute("INSERT OR REPLACE INTO worktree_plans (terminal_id, plan) VALUES (?, ?)", (terminal_id, json.dumps(plan)))
+
+    def plan(self, terminal_id: str) -> Optional[dict[str, Any]]:
+        row = self._db.execute("SELECT plan FROM worktree_plans WHERE terminal_id=?", (terminal_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def remove_plan(self, terminal_id: str) -> None:
+        write_quietly(self._db, "DELETE FROM worktree_plans WHERE terminal_id=?", (terminal_id,))
 
 
 _COLUMNS = (
