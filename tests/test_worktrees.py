@@ -143,6 +143,19 @@ async def test_assign_reports_where_the_work_is_and_a_lead_agent_merges_it(env, 
         # The caller's choice wins over the profile's.
         plain = await cao.handoff("echo hi", profile="wt_dev", worktree=False, working_directory=str(repo))
         assert plain["worktree"] is None
+        # A worker that changed nothing leaves no worktree behind once it is gone.
+        idle = await cao.handoff("echo nothing to do", profile="wt_dev", working_directory=str(repo))
+        assert idle["worktree"]["files"] == [] and idle["worktree"]["commits"] == []
+
+        async def listed_ids():
+            return {w["terminalId"] for w in (await cao.request("cao/listWorktrees", {}))["worktrees"]}
+
+        deadline = asyncio.get_running_loop().time() + 20
+        while idle["terminalId"] in await listed_ids():
+            assert asyncio.get_running_loop().time() < deadline, "the empty worktree was not removed"
+            await asyncio.sleep(0.2)
+        assert not Path(idle["worktree"]["path"]).exists()
+        assert worker in await listed_ids()  # the one with work stays
 
         # A lead agent asks for the merge through its MCP tool (the mock agent calls it).
         lead = (await cao.spawn("mock_supervisor", working_directory=str(repo)))["terminalId"]
