@@ -326,7 +326,7 @@ def test_help_file_has_tags(version, tmp_path):
         pytest.skip(f"{what} is not installed; run .ci/editors/nvim.sh")
     shutil.copytree(PLUGIN / "doc", tmp_path / "doc")
     tags = ["cao", "cao-setup", ":Cao", ":Cao-handoff", "cao.statusline()", "cao-option-tmux_socket", "cao-questions",
-            "cao-trust", ":Cao-trust", "cao-option-ask_trust"]
+            "cao-trust", ":Cao-trust", "cao-option-ask_trust", ":Cao-worktrees", ":Cao-merge", "cao-option-worktree"]
     lua = f"""
 local out = {{}}
 for _, tag in ipairs(vim.fn.json_decode([==[{json.dumps(tags)}]==])) do
