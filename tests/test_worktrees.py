@@ -280,3 +280,31 @@ def test_untracked_files_are_copied_only_from_inside_the_repository(tmp_path):
     assert copied == [".env"] and (target / ".env").read_text() == "A=1\n"
     assert len(notes) == 6 and not (target / "link.env").exists() and not (target / "conf").exists()
     assert any("symlink" in n for n in notes)
+
+
+def test_profile_and_flow_fields_and_the_trust_rules(tmp_path):
+    from cao_sidecar.flows.flow import check_flow
+    from cao_sidecar.profiles.files import split_frontmatter
+    from cao_sidecar.profiles.profile import ProfileError, parse_profile
+    from cao_sidecar.profiles.untrusted import hold_back_profile
+
+    text = "---\nname: dev\nprovider: mock\nworktree: true\nworktreeFiles: [.env, config/local.yaml]\n---\nDev.\n"
+    profile = parse_profile(text)
+    assert profile.worktree is True and profile.worktree_files == [".env", "config/local.yaml"]
+    assert parse_profile("---\nname: dev\nprovider: mock\n---\nDev.\n").worktree is False
+    for bad in ("../outside", "/etc/passwd", "~/.ssh/id_rsa", ".git/config"):
+        with pytest.raises(ProfileError, match="worktreeFiles"):
+            parse_profile(f"---\nname: dev\nprovider: mock\nworktreeFiles: [{bad!r}]\n---\nDev.\n")
+    with pytest.raises(ProfileError, match="worktree"):
+        parse_profile("---\nname: dev\nprovider: mock\nworktree: yes please\n---\nDev.\n")
+    # An untrusted folder's profile keeps its worktree (it isolates) but copies nothing in.
+    held, diagnostic = hold_back_profile(profile, tmp_path)
+    assert held.worktree is True and held.worktree_files == []
+    assert diagnostic is not None and "worktreeFiles" in diagnostic.message
+
+    flow_text = '---\nname: nightly\nschedule: "0 3 * * *"\nprofile: dev\nworktree: true\n---\nTidy up.\n'
+    flow, _diagnostics = check_flow(split_frontmatter(flow_text), path=tmp_path / "nightly.md", scope="user", base_dir=tmp_path)
+    assert flow is not None and flow.worktree is True
+    plain, _diagnostics = check_flow(split_frontmatter(flow_text.replace("worktree: true\n", "")),
+                                     path=tmp_path / "nightly.md", scope="user", base_dir=tmp_path)
+    assert plain is not None and plain.worktree is None
