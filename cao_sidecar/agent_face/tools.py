@@ -62,8 +62,10 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         except CaoError as exc:
             raise ToolError(_error_text(exc)) from None
         work = core.worktrees.describe(worker.terminal_id)
-        structured = {"terminalId": worker.terminal_id, "profile": target, "status": "completed", "output": answer}
-        structured["worktree"] = core.worktrees.stored_info(worker.terminal_id)
+        structured: dict[str, Any] = {
+            "terminalId": worker.terminal_id, "profile": target, "status": "completed", "output": answer,
+            "worktree": core.worktrees.stored_info(worker.terminal_id),
+        }
         return result(f"{answer}\n\n{work}" if work else answer, structured)
 
     @mcp.tool(

@@ -9,14 +9,15 @@ from cao_sidecar import wire
 from cao_sidecar.core.orchestrator import Orchestrator
 
 
-def to_wire(info: Optional[dict[str, Any]]) -> Optional[wire.WorktreeInfo]:
-    """The manager's camelCase dict as the wire type (None stays None)."""
-    return wire.converter.structure(info, wire.WorktreeInfo) if info is not None else None
+def to_wire(info: dict[str, Any]) -> wire.WorktreeInfo:
+    """The manager's camelCase dict as the wire type."""
+    return wire.converter.structure(info, wire.WorktreeInfo)
 
 
 def stored_worktree(core: Orchestrator, terminal_id: str) -> Optional[wire.WorktreeInfo]:
     """The agent's worktree as last summarised (no git runs), or None if it has none."""
-    return to_wire(core.worktrees.stored_info(terminal_id))
+    info = core.worktrees.stored_info(terminal_id)
+    return to_wire(info) if info is not None else None
 
 
 def register_worktree_methods(server: Any, cao_method: Callable[[Any, str], Callable[[Any], Any]]) -> None:
