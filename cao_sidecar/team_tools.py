@@ -9,7 +9,7 @@ ToolErrors: the caller sees the message, the connection and the process go on.
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent
@@ -36,6 +36,7 @@ class HandoffResult(ToolData):
     profile: str
     status: str = Field(description="'completed'.")
     output: str = Field(description="The worker's final answer.")
+    worktree: Optional[dict[str, Any]] = Field(default=None, description="Where its work is, if it had its own git worktree.")
 
 
 class AssignResult(ToolData):
@@ -120,17 +121,28 @@ def question_of(agent: Agent) -> Optional[Question]:
 
 async def handoff(
     core: Orchestrator, lead: Caller, target: str, task: str, timeout_seconds: float,
-    on_agent: Callable[[Agent], None] | None = None,
+    on_agent: Callable[[Agent], None] | None = None, worktree: bool | None = None, base_ref: str | None = None,
 ) -> CallToolResult:  # fmt: skip
     worker, answer = await calling_core(
-        core.handoff(task, profile=target, timeout=timeout_seconds, caller=lead, on_agent=on_agent)
-    )
-    return tool_result(answer, HandoffResult(terminal_id=worker.terminal_id, profile=target, status="completed", output=answer))
+        core.handoff(
+            task, profile=target, timeout=timeout_seconds, caller=lead, on_agent=on_agent,
+            worktree=worktree, base_ref=base_ref,
+        )
+    )  # fmt: skip
+    work = core.worktrees.describe(worker.terminal_id)
+    data = HandoffResult(
+        terminal_id=worker.terminal_id, profile=target, status="completed", output=answer,
+        worktree=core.worktrees.stored_info(worker.terminal_id),
+    )  # fmt: skip
+    return tool_result(f"{answer}\n\n{work}" if work else answer, data)
 
 
-def assign(core: Orchestrator, lead: Caller, target: str, task: str, how_results_arrive: str) -> CallToolResult:
+def assign(
+    core: Orchestrator, lead: Caller, target: str, task: str, how_results_arrive: str,
+    worktree: bool | None = None, base_ref: str | None = None,
+) -> CallToolResult:  # fmt: skip
     try:
-        worker = core.assign(task, profile=target, caller=lead)
+        worker = core.assign(task, profile=target, caller=lead, worktree=worktree, base_ref=base_ref)
     except CaoError as exc:
         raise ToolError(error_text(exc)) from None
     text = f"Assigned to {target} (terminal {worker.terminal_id}); {how_results_arrive}"

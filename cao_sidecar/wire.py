@@ -27,6 +27,30 @@ def camel(name: str) -> str:
 
 
 @attrs.define
+class WorktreeInfo:
+    """A worker's git worktree and the work on its branch (core.worktree_manager)."""
+
+    terminal_id: str
+    profile: str
+    session: str
+    repository: str  # the repository's top folder
+    path: str  # the worktree's folder (under the state dir)
+    branch: str
+    base: str  # the branch it started from (a commit when the folder's HEAD was detached)
+    base_commit: str  # where the branch left the base
+    state: Literal["active", "kept", "merged", "discarded"]
+    head: Optional[str] = None  # the branch's last commit (null until its work was first summarised)
+    commits: list[str] = attrs.Factory(list)  # "<short sha> <subject>" on the branch, oldest first
+    files: list[str] = attrs.Factory(list)  # files the branch changes
+    diff_stat: str = ""  # git diff --stat of the branch against the base
+    committed_leftovers: bool = False  # changes the worker left uncommitted were committed by the sidecar
+    dirty: Optional[bool] = None  # uncommitted changes in the worktree now (null: not looked)
+    copied_files: list[str] = attrs.Factory(list)  # untracked files copied in (never committed)
+    notes: list[str] = attrs.Factory(list)  # files not copied and why, a folder gone, git problems
+    agent_status: Optional[AgentStatus] = None  # null once its agent is gone
+
+
+@attrs.define
 class SpawnParams:
     profile: str
     provider: Optional[str] = None
@@ -34,6 +58,8 @@ class SpawnParams:
     session: Optional[str] = None
     name: Optional[str] = None
     timeout_seconds: Optional[float] = None  # how long to wait for the agent to be ready
+    worktree: Optional[bool] = None  # its own git worktree and branch; null: the profile decides
+    base_ref: Optional[str] = None  # with a worktree: the ref its branch starts from (default HEAD)
 
 
 @attrs.define
@@ -44,6 +70,7 @@ class SpawnResult:
     provider: str
     status: AgentStatus
     name: Optional[str] = None
+    worktree: Optional[WorktreeInfo] = None
 
 
 @attrs.define
@@ -57,6 +84,8 @@ class HandoffParams:
     timeout_seconds: float = 600.0
     keep: bool = False
     work_done_token: Optional[ProgressToken] = None
+    worktree: Optional[bool] = None
+    base_ref: Optional[str] = None
 
 
 @attrs.define
@@ -64,6 +93,7 @@ class HandoffResult:
     terminal_id: str
     status: AgentStatus
     output: str
+    worktree: Optional[WorktreeInfo] = None  # where the worker's work is, if it had a worktree
 
 
 @attrs.define
@@ -75,6 +105,8 @@ class AssignParams:
     session: Optional[str] = None
     timeout_seconds: float = 3600.0
     keep: bool = True
+    worktree: Optional[bool] = None
+    base_ref: Optional[str] = None
 
 
 @attrs.define
@@ -311,6 +343,7 @@ class WorkerCompletedNotification:
     status: AgentStatus
     output: str
     error: Optional[str] = None
+    worktree: Optional[WorktreeInfo] = None  # where the worker's work is, if it had a worktree
 
 
 @attrs.define
@@ -404,6 +437,41 @@ class DoctorResult:
     ok: bool
 
 
+@attrs.define
+class ListWorktreesParams:
+    session: Optional[str] = None
+
+
+@attrs.define
+class ListWorktreesResult:
+    worktrees: list[WorktreeInfo]
+
+
+@attrs.define
+class MergeWorktreeParams:
+    terminal_id: str
+    strategy: Literal["merge", "rebase"] = "merge"
+
+
+@attrs.define
+class MergeWorktreeResult:
+    merged: bool
+    message: str
+    worktree: WorktreeInfo
+    conflicts: list[str] = attrs.Factory(list)  # files that conflict; nothing was changed
+    commit: Optional[str] = None  # the base's new head
+
+
+@attrs.define
+class DiscardWorktreeParams:
+    terminal_id: str
+
+
+@attrs.define
+class DiscardWorktreeResult:
+    worktree: WorktreeInfo
+
+
 # ---- method table --------------------------------------------------------------------------
 
 # method -> (params type, result type)
@@ -427,6 +495,9 @@ METHODS: dict[str, tuple[type, type]] = {
     "cao/doctor": (DoctorParams, DoctorResult),
     "cao/getTrust": (GetTrustParams, GetTrustResult),
     "cao/setTrust": (SetTrustParams, SetTrustResult),
+    "cao/listWorktrees": (ListWorktreesParams, ListWorktreesResult),
+    "cao/mergeWorktree": (MergeWorktreeParams, MergeWorktreeResult),
+    "cao/discardWorktree": (DiscardWorktreeParams, DiscardWorktreeResult),
 }
 
 # workspace/executeCommand: command → the cao/ method it runs (arguments: [that method's params]),
@@ -435,7 +506,8 @@ COMMANDS: dict[str, str] = {
     f"cao-sidecar.{method.split('/', 1)[1]}": method
     for method in (
         "cao/spawn", "cao/handoff", "cao/assign", "cao/sendMessage", "cao/listAgents",
-        "cao/getOutput", "cao/terminate", "cao/answer", "cao/listProfiles",
+        "cao/getOutput", "cao/terminate", "cao/answer", "cao/listProfiles", "cao/listWorktrees",
+        "cao/mergeWorktree", "cao/discardWorktree",
     )
 }
 
@@ -449,7 +521,7 @@ NOTIFICATIONS: dict[str, type] = {
 }
 
 # Inner types first: cattrs fixes how nested objects convert when the outer hook is made.
-WIRE_CLASSES: tuple[type, ...] = (PromptInfo, AgentInfo, ProfileInfo, FlowRunInfo, FlowInfo, TrustInfo) + tuple(
+WIRE_CLASSES: tuple[type, ...] = (WorktreeInfo, PromptInfo, AgentInfo, ProfileInfo, FlowRunInfo, FlowInfo, TrustInfo) + tuple(
     {cls: None for pair in METHODS.values() for cls in pair}.keys()
 ) + tuple(NOTIFICATIONS.values())
 

@@ -199,3 +199,41 @@ async def test_trust_ext_methods(acp):
         await conn.ext_method("cao/setTrust", {"trusted": "yes"})
     (info,) = (await conn.ext_method("cao/setTrust", {"trusted": True, "persist": False}))["folders"]
     assert info["trusted"] is True and info["heldBack"] == []
+
+
+async def test_worktree_ext_methods_and_the_workers_branch_in_its_tool_call(acp):
+    import subprocess
+
+    conn, client, _process, base, _env = acp
+    repo = base / "workspace" / "acp-repo"
+    repo.mkdir(parents=True)
+    identity = ["-c", "user.name=Ana", "-c", "user.email=ana@example.com"]
+    subprocess.run(["git", "init", "-q", "--initial-branch=main"], cwd=repo, check=True)
+    (repo / "a.txt").write_text("a\n")
+    subprocess.run(["git", "add", "."], cwd=repo, check=True)
+    subprocess.run(["git", *identity, "commit", "-qm", "start"], cwd=repo, check=True)
+    sid = await new_session(conn, base)
+    assigned = await conn.ext_method(
+        "cao/assign",
+        {"profile": "mock_developer", "message": "edit b.txt from acp", "sessionId": sid, "workingDirectory": str(repo),
+         "worktree": True},
+    )
+    tool_id = f"cao-{assigned['terminalId']}"
+
+    def reported():
+        return [u for u in client.of(sid, "tool_call_update")
+                if u.tool_call_id == tool_id and u.status == "completed" and (u.raw_output or {}).get("worktree")]
+
+    for _ in range(300):
+        if reported():
+            break
+        await asyncio.sleep(0.1)
+    worktree = reported()[0].raw_output["worktree"]
+    assert worktree["branch"] == f"cao/mock_developer-{assigned['terminalId']}" and worktree["files"] == ["b.txt"]
+    listed = (await conn.ext_method("cao/listWorktrees", {"sessionId": sid}))["worktrees"]
+    assert [w["terminalId"] for w in listed] == [assigned["terminalId"]]
+    merged = await conn.ext_method("cao/mergeWorktree", {"terminalId": assigned["terminalId"]})
+    assert merged["merged"] is True and (repo / "b.txt").read_text() == "from acp\n"
+    with pytest.raises(RequestError) as info:
+        await conn.ext_method("cao/discardWorktree", {"terminalId": "00000000"})
+    assert info.value.code == -31012

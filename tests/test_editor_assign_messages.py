@@ -69,6 +69,7 @@ async def test_assign_answers_at_once_then_worker_completed(client: LanguageClie
         "status": "completed",
         "output": "assigned work",
         "error": None,
+        "worktree": None,
     }
     # Kept (default keep: true): listed, window alive, answer readable.
     agents = await list_agents(client)

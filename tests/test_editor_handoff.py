@@ -79,7 +79,7 @@ async def torn_down(client: LanguageClient, tid: str, timeout: float = 5.0) -> N
 async def test_handoff_new_worker_answers_and_is_torn_down(client: LanguageClient):
     result = await handoff(client, profile="mock_reviewer", message="echo the review")
     tid = result["terminalId"]
-    assert result == {"terminalId": tid, "status": "completed", "output": "the review"}
+    assert result == {"terminalId": tid, "status": "completed", "output": "the review", "worktree": None}
     await torn_down(client, tid, 3)
     await eventually(lambda: SIDECAR.statuses(tid)[-1:] == ["exited"], 3, what="status exited")
     assert SIDECAR.statuses(tid) == ["starting", "idle", "processing", "completed", "exited"]
@@ -104,7 +104,7 @@ async def test_handoff_keep_true_keeps_worker(client: LanguageClient):
     assert "exited" not in SIDECAR.statuses(tid)
     # It can be reused by terminalId.
     again = await handoff(client, terminalId=tid, message="echo again")
-    assert again == {"terminalId": tid, "status": "completed", "output": "again"}
+    assert again == {"terminalId": tid, "status": "completed", "output": "again", "worktree": None}
 
 
 async def test_handoff_new_worker_working_directory(client: LanguageClient):
@@ -124,7 +124,7 @@ async def test_handoff_new_worker_working_directory(client: LanguageClient):
 async def test_handoff_to_existing_agent_keeps_it(client: LanguageClient):
     tid = (await spawn(client))["terminalId"]
     first = await handoff(client, terminalId=tid, message="echo one")
-    assert first == {"terminalId": tid, "status": "completed", "output": "one"}
+    assert first == {"terminalId": tid, "status": "completed", "output": "one", "worktree": None}
     second = await handoff(client, terminalId=tid, message="echo two")
     assert second["output"] == "two"
     agents = await list_agents(client)

@@ -55,6 +55,13 @@ def ert_env(tmp_base: Path) -> dict[str, str]:
     env = isolated_env(tmp_base)
     workspace = tmp_base / "workspace"
     write_trust_store(Path(env["XDG_CONFIG_HOME"]), workspace)
+    # A repository, for the workers with a git worktree (cao-test-worktrees).
+    git_env = {**env, "GIT_AUTHOR_NAME": "Ana", "GIT_AUTHOR_EMAIL": "ana@example.com",
+               "GIT_COMMITTER_NAME": "Ana", "GIT_COMMITTER_EMAIL": "ana@example.com"}
+    if not (workspace / ".git").exists():
+        (workspace / "README.md").write_text("# shop\n")
+        for git_args in (["init", "-q", "--initial-branch=main"], ["add", "."], ["commit", "-qm", "start"]):
+            subprocess.run(["git", *git_args], cwd=workspace, env=git_env, check=True)
     env.update(
         CAO_TEST_WORKSPACE=str(workspace),
         CAO_TEST_SIDECAR=sys.executable,

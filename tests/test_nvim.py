@@ -66,6 +66,12 @@ def run(request: pytest.FixtureRequest) -> Any:
     workspace = base / "workspace"
     # The test workspace is the user's own: trusted (a workspace .cao/ would be in force).
     write_trust_store(Path(env["XDG_CONFIG_HOME"]), workspace)
+    # A repository, for the workers with a git worktree (step "worktrees").
+    git_env = {**env, "GIT_AUTHOR_NAME": "Ana", "GIT_AUTHOR_EMAIL": "ana@example.com",
+               "GIT_COMMITTER_NAME": "Ana", "GIT_COMMITTER_EMAIL": "ana@example.com"}
+    (workspace / "README.md").write_text("# shop\n")
+    for git_args in (["init", "-q", "--initial-branch=main"], ["add", "."], ["commit", "-qm", "start"]):
+        subprocess.run(["git", *git_args], cwd=workspace, env=git_env, check=True)
     socket = env["CAO_TMUX_SOCKET"]
     out = base / "results.json"
     sidecar_env = {
@@ -282,6 +288,21 @@ def test_a_crashed_sidecar_is_reported_and_restarts(run):
     assert data["restart_new_client"]
 
 
+def test_worker_worktrees_diff_merge_discard(run):
+    data = passed(run, "worktrees")
+    first, other = data["worktree_ids"]
+    assert f"its work is on cao/mock_developer-{first} (1 commit, 1 file changed" in data["worktree_notified"]
+    assert first in data["worktree_completion"], data["worktree_completion"]
+    assert "+from nvim" in data["worktree_diff"] and "wt.txt" in data["worktree_diff"]
+    assert data["worktree_diff_filetype"] == "diff"
+    assert (Path(run["workspace"]) / "wt.txt").read_text() == "from nvim\n"
+    branches = subprocess.run(["git", "branch", "--list"], cwd=run["workspace"], capture_output=True, text=True).stdout
+    assert f"cao/mock_developer-{other}" not in branches  # discarded
+    # merged while its agent ran: kept until the agent ends, and nothing in it is unmerged
+    unmerged = subprocess.run(["git", "branch", "--no-merged", "main"], cwd=run["workspace"], capture_output=True, text=True)
+    assert f"cao/mock_developer-{first}" not in unmerged.stdout
+
+
 def test_checkhealth(run):
     before = "\n".join(passed(run, "checkhealth_before_start")["health_before"])
     running = "\n".join(passed(run, "checkhealth_running")["health_running"])
@@ -305,7 +326,7 @@ def test_help_file_has_tags(version, tmp_path):
         pytest.skip(f"{what} is not installed; run .ci/editors/nvim.sh")
     shutil.copytree(PLUGIN / "doc", tmp_path / "doc")
     tags = ["cao", "cao-setup", ":Cao", ":Cao-handoff", "cao.statusline()", "cao-option-tmux_socket", "cao-questions",
-            "cao-trust", ":Cao-trust", "cao-option-ask_trust"]
+            "cao-trust", ":Cao-trust", "cao-option-ask_trust", ":Cao-worktrees", ":Cao-merge", "cao-option-worktree"]
     lua = f"""
 local out = {{}}
 for _, tag in ipairs(vim.fn.json_decode([==[{json.dumps(tags)}]==])) do

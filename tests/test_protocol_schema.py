@@ -430,7 +430,25 @@ _TRUST = wire.TrustInfo(
     path="/home/ana/src/shop", trusted=False, source="none", has_config=True,
     held_back=["flow nightly-review: not scheduled, its gate does not run", ".cao/providers/x.yaml: not loaded"],
 )
+_WORKTREE = wire.WorktreeInfo(
+    terminal_id="e2a94c10", profile="developer", session="cao-shop", repository="/home/ana/src/shop",
+    path="/home/ana/.local/state/cao-sidecar/worktrees/shop-e2a94c10", branch="cao/developer-e2a94c10", base="main",
+    base_commit="9e1f2c4a7b0d3e5f6a8b9c0d1e2f3a4b5c6d7e8f", state="kept", head="b7a6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8",
+    commits=["b7a6c5d Round the total once"], files=["src/cart.py"], diff_stat=" src/cart.py | 2 +-",
+    committed_leftovers=True, dirty=False, copied_files=[".env"], notes=["local.cfg: not copied (not found)"],
+    agent_status=S.COMPLETED,
+)
+
 WIRE_EXAMPLES: dict[type, Any] = {
+    wire.WorktreeInfo: _WORKTREE,
+    wire.ListWorktreesParams: wire.ListWorktreesParams(session="cao-shop"),
+    wire.ListWorktreesResult: wire.ListWorktreesResult(worktrees=[_WORKTREE]),
+    wire.MergeWorktreeParams: wire.MergeWorktreeParams(terminal_id="e2a94c10", strategy="rebase"),
+    wire.MergeWorktreeResult: wire.MergeWorktreeResult(
+        merged=False, message="conflicts in 1 file(s)", worktree=_WORKTREE, conflicts=["src/cart.py"]
+    ),
+    wire.DiscardWorktreeParams: wire.DiscardWorktreeParams(terminal_id="e2a94c10"),
+    wire.DiscardWorktreeResult: wire.DiscardWorktreeResult(worktree=_WORKTREE),
     wire.SpawnParams: wire.SpawnParams(
         profile="mock_developer", provider="mock", working_directory="/home/ana/src/shop",
         session="cao-shop", name="dev-1",
@@ -572,6 +590,16 @@ WIRE_EXAMPLES: dict[type, Any] = {
 
 # Variants worth checking too: all defaults, nulls where allowed.
 WIRE_VARIANTS: list[Any] = [
+    wire.SpawnParams(profile="developer", worktree=True, base_ref="main"),
+    wire.HandoffResult(terminal_id="e2a94c10", status=S.COMPLETED, output="done", worktree=_WORKTREE),
+    wire.WorkerCompletedNotification(
+        terminal_id="e2a94c10", profile="developer", status=S.COMPLETED, output="done", worktree=_WORKTREE
+    ),
+    wire.WorktreeInfo(
+        terminal_id="e2a94c10", profile="developer", session="cao", repository="/r", path="/w", branch="b",
+        base="main", base_commit="9e1f2c4", state="active",
+    ),
+    wire.MergeWorktreeResult(merged=True, message="merged", worktree=_WORKTREE, commit="0a1b2c3"),
     wire.SpawnParams(profile="mock_developer"),
     wire.HandoffParams(message="echo hi", terminal_id="3f9c2a71", work_done_token=17),
     wire.AssignParams(profile="mock_developer", message="echo hi"),

@@ -240,6 +240,14 @@ def test_vscode_e2e(tmp_base: Path) -> None:
         "---\nname: broken\ndescription: A profile with a mistake.\nprovider: [mock]\n---\nYou are broken.\n"
     )
     (workspace / "README.md").write_text("# shop\n")
+    # A profile whose workers get their own git worktree, in a workspace that is a repository.
+    (workspace / ".cao" / "agents" / "wt_dev.md").write_text(
+        "---\nname: wt_dev\ndescription: A developer in its own worktree.\nprovider: mock\nworktree: true\n---\nDev.\n"
+    )
+    git_env = {**env, "GIT_AUTHOR_NAME": "Ana", "GIT_AUTHOR_EMAIL": "ana@example.com",
+               "GIT_COMMITTER_NAME": "Ana", "GIT_COMMITTER_EMAIL": "ana@example.com"}
+    for git_args in (["init", "-q", "--initial-branch=main"], ["add", "."], ["commit", "-qm", "start"]):
+        subprocess.run(["git", *git_args], cwd=workspace, env=git_env, check=True)
     # cao.sidecarPath is a machine setting: in code-server (a remote window) it is read from the
     # machine's settings (the "Remote" tab of the settings editor), not the browser's user settings.
     code_server_args, user_data = install_code_server(
@@ -295,6 +303,12 @@ def test_vscode_e2e(tmp_base: Path) -> None:
         assert f"mock_developer-{checks['spawned']}" not in checks["windowsAfterTerminate"]
         assert "mock_reviewer" in checks["windowsAfterTerminate"]
         assert checks["statusBarFinal"] == "1 agent"
+        # The worktree worker: where its work is, its diff, the merge into the workspace's main.
+        assert re.fullmatch(r"CAO: wt_dev \([0-9a-f]+\) left its work on cao/wt_dev-[0-9a-f]+: 1 commit, 1 file changed; "
+                            r"leftovers committed by the sidecar\.", checks["worktreeToast"]), checks["worktreeToast"]
+        assert "cao/wt_dev-" in checks["worktreeDiffTab"], checks["worktreeDiffTab"]
+        assert re.fullmatch(r"CAO: cao/wt_dev-[0-9a-f]+ merged into main\.", checks["mergeToast"]), checks["mergeToast"]
+        assert (workspace / "notes.txt").read_text() == "from vscode\n"
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshot, SCREENSHOT)
         log_text = _extension_log(user_data)

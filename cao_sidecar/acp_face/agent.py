@@ -328,6 +328,9 @@ class CaoAcpAgent:
             "cao/listAgents": self._ext_list_agents,
             "cao/getTrust": self._ext_get_trust,
             "cao/setTrust": self._ext_set_trust,
+            "cao/listWorktrees": self._ext_list_worktrees,
+            "cao/mergeWorktree": self._ext_merge_worktree,
+            "cao/discardWorktree": self._ext_discard_worktree,
         }.get(method)
         if handler is None:
             raise RequestError.method_not_found(f"_{method}")
@@ -349,9 +352,10 @@ class CaoAcpAgent:
     async def _ext_spawn(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
         agent = await core.spawn(
             _str(p, "profile"), provider=_opt_str(p, "provider"), working_directory=_opt_str(p, "workingDirectory"),
-            session=self._tmux_session(p), name=_opt_str(p, "name"),
+            session=self._tmux_session(p), name=_opt_str(p, "name"), worktree=_opt_bool(p, "worktree"),
+            base_ref=_opt_str(p, "baseRef"),
         )
-        return agent_info(agent)
+        return {**agent_info(agent), "worktree": core.worktrees.stored_info(agent.terminal_id)}
 
     async def _ext_handoff(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
         timeout = p.get("timeoutSeconds", 600)
@@ -361,15 +365,31 @@ class CaoAcpAgent:
             _str(p, "message"), profile=_opt_str(p, "profile"), terminal_id=_opt_str(p, "terminalId"),
             provider=_opt_str(p, "provider"), working_directory=_opt_str(p, "workingDirectory"),
             session=self._tmux_session(p), timeout=float(timeout), keep=bool(p.get("keep", False)),
+            worktree=_opt_bool(p, "worktree"), base_ref=_opt_str(p, "baseRef"),
         )
-        return {"terminalId": agent.terminal_id, "output": output}
+        return {"terminalId": agent.terminal_id, "output": output, "worktree": core.worktrees.stored_info(agent.terminal_id)}
 
     async def _ext_assign(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
         agent = core.assign(
             _str(p, "message"), profile=_str(p, "profile"), provider=_opt_str(p, "provider"),
             working_directory=_opt_str(p, "workingDirectory"), session=self._tmux_session(p),
+            worktree=_opt_bool(p, "worktree"), base_ref=_opt_str(p, "baseRef"),
         )
         return {"terminalId": agent.terminal_id}
+
+    # Worker worktrees (core.worktree_manager; like cao/listWorktrees, cao/mergeWorktree, ...).
+
+    async def _ext_list_worktrees(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
+        return {"worktrees": await core.worktrees.list(self._tmux_session(p))}
+
+    async def _ext_merge_worktree(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
+        strategy = p.get("strategy", "merge")
+        if strategy not in ("merge", "rebase"):
+            raise RequestError.invalid_params({"field": "strategy", "details": "'strategy' must be 'merge' or 'rebase'"})
+        return await core.worktrees.merge(_str(p, "terminalId"), strategy)
+
+    async def _ext_discard_worktree(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
+        return {"worktree": await core.worktrees.discard(_str(p, "terminalId"))}
 
     async def _ext_list_agents(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
         return {"agents": [agent_info(a) for a in core.list_agents(self._tmux_session(p))]}
@@ -413,6 +433,13 @@ def _str(params: dict[str, Any], field: str) -> str:
     value = params.get(field)
     if not isinstance(value, str) or not value:
         raise RequestError.invalid_params({"field": field, "details": f"'{field}' must be a non-empty string"})
+    return value
+
+
+def _opt_bool(params: dict[str, Any], field: str) -> Optional[bool]:
+    value = params.get(field)
+    if value is not None and not isinstance(value, bool):
+        raise RequestError.invalid_params({"field": field, "details": f"'{field}' must be true or false"})
     return value
 
 

@@ -2,7 +2,8 @@
 
 Each worker a session's supervisor starts shows up as a tool call (`cao-<terminalId>`): pending
 when it starts, in progress while it works (every status change is listed), completed or failed
-when it is done, with its answer (a handoff's result, an assign's outcome). When any agent of the
+when it is done, with its answer (a handoff's result, an assign's outcome) and, for a worker with a
+git worktree, where its work is (branch, base, commits, files; raw output `worktree`). When any agent of the
 session waits for an answer (status `waiting_user_answer`), the editor is asked with
 `session/request_permission`; the chosen option is typed into the agent (Orchestrator.answer).
 """
@@ -129,11 +130,14 @@ class TeamReporter:
             failed = previous in (AgentStatus.ERROR, AgentStatus.STARTING)
             if agent.last_answer:
                 lines.append(f"result: {agent.last_answer}")
+            worktree = self._work_lines(agent.terminal_id, lines)
             self._updates.put(
                 session.session_id,
                 update_tool_call(
                     tool_id, status="failed" if failed else "completed", content=self._content(lines),
-                    raw_output={"status": previous.value if previous else None, "output": agent.last_answer},
+                    raw_output={
+                        "status": previous.value if previous else None, "output": agent.last_answer, "worktree": worktree,
+                    },
                 ),
             )
             self._lines.pop(agent.terminal_id, None)
@@ -151,13 +155,22 @@ class TeamReporter:
         lines = self._lines.setdefault(agent.terminal_id, [])
         ok = outcome.error is None
         lines.append(f"result: {outcome.output}" if ok else f"failed: {outcome.error.message}")  # type: ignore[union-attr]
+        worktree = self._work_lines(agent.terminal_id, lines)
         self._updates.put(
             session.session_id,
             update_tool_call(
                 f"cao-{agent.terminal_id}", status="completed" if ok else "failed", content=self._content(lines),
-                raw_output={"status": outcome.status.value, "output": outcome.output},
+                raw_output={"status": outcome.status.value, "output": outcome.output, "worktree": worktree},
             ),
         )
+
+    def _work_lines(self, terminal_id: str, lines: list[str]) -> Optional[dict[str, Any]]:
+        """Where a worker with a worktree left its work: a line for people, the info for clients."""
+        info = self._core.worktrees.stored_info(terminal_id)
+        if info is not None:
+            text = self._core.worktrees.describe(terminal_id) or ""
+            lines.append(f"work: {text}")
+        return info
 
     @staticmethod
     def _content(lines: list[str]) -> list[Any]:

@@ -8,7 +8,8 @@ imported after the editor's `initialize` has been answered.
 from typing import Annotated, Callable
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 
 from cao_sidecar import __version__, team_tools
@@ -23,6 +24,7 @@ Tools to work with other agents on your team, each a coding assistant in its own
   in your input, naming the worker.
 - send_message: send a message to another running agent.
 - list_sessions: see the agents on your team and their status.
+- merge_work: merge a worker's branch (from a handoff or assign with worktree) into its base.
 Specialists are named by profile (for example: developer, reviewer, tester)."""
 
 
@@ -38,23 +40,31 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         timeout_seconds: Annotated[
             float, Field(description="Give up (and stop the specialist) after this many seconds.", gt=0)
         ] = 600.0,
+        worktree: Annotated[bool | None, Field(description=WORKTREE_HELP)] = None,
+        base_ref: Annotated[str | None, Field(description=BASE_REF_HELP)] = None,
     ) -> Annotated[CallToolResult, HandoffResult]:
         """Hand a task to a new specialist agent and wait for its final answer, which is returned as the
         result. The specialist starts fresh (it does not see your conversation): put everything it needs
         in `task`. It is shut down after answering. Use this when you need the answer before you can go on;
         use `assign` to run several tasks in parallel."""
-        return await team_tools.handoff(core, caller_of(ctx), target, task, timeout_seconds)
+        return await team_tools.handoff(
+            core, caller_of(ctx), target, task, timeout_seconds, worktree=worktree, base_ref=base_ref
+        )
 
     @mcp.tool()
     async def assign(
         target: Annotated[str, Field(description=f"Profile of the specialist to start. Known profiles: {profile_names}")],
         task: Annotated[str, Field(description="The complete task for the specialist, with all context it needs.")],
         ctx: Context,
+        worktree: Annotated[bool | None, Field(description=WORKTREE_HELP)] = None,
+        base_ref: Annotated[str | None, Field(description=BASE_REF_HELP)] = None,
     ) -> Annotated[CallToolResult, AssignResult]:
         """Start a specialist agent on a task in the background and return at once with its terminal id.
         When it finishes, its answer is delivered to you as a message that names the worker (terminal id and
         profile). Use this to run several tasks in parallel; do not wait or poll for the result."""
-        return team_tools.assign(core, caller_of(ctx), target, task, "its answer will arrive as a message.")
+        return team_tools.assign(
+            core, caller_of(ctx), target, task, "its answer will arrive as a message.", worktree=worktree, base_ref=base_ref
+        )
 
     @mcp.tool()
     async def send_message(
@@ -68,9 +78,32 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         return await team_tools.send_message(core, caller_of(ctx), target, message)
 
     @mcp.tool()
+    async def merge_work(
+        worker: Annotated[str, Field(description="Terminal id of the worker whose branch to merge.")],
+        ctx: Context,
+        strategy: Annotated[str, Field(description="'merge' (a merge commit) or 'rebase' (rebase, then fast-forward).")] = "merge",
+    ) -> CallToolResult:
+        """Merge the work of a worker of your session that had its own git worktree (its branch) into the
+        branch it started from. On a conflict nothing changes and the conflicting files are listed; a base
+        with uncommitted changes is refused."""
+        caller = caller_of(ctx)
+        if strategy not in ("merge", "rebase"):
+            raise ToolError("strategy must be 'merge' or 'rebase'")
+        done = await team_tools.calling_core(core.worktrees.merge(worker, strategy, session=caller.session))
+        text = done["message"] + (": " + ", ".join(done["conflicts"]) if done["conflicts"] else "")
+        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=done)
+
+    @mcp.tool()
     async def list_sessions(ctx: Context) -> Annotated[CallToolResult, TeamList]:
         """List the agents of your session (your team): terminal id, name, profile, provider, status;
         and the leads outside tmux (MCP hosts) that work with it."""
         return team_tools.list_sessions(core, caller_of(ctx))
 
     return mcp
+
+
+WORKTREE_HELP = (
+    "true: the specialist works in its own git worktree on a new branch, so parallel workers never see each "
+    "other's edits; its result says where its work is. Default: its profile decides."
+)
+BASE_REF_HELP = "With worktree: the branch or commit its branch starts from (default: the current HEAD)."

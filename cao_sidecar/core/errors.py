@@ -99,6 +99,14 @@ class StateDirFull(CaoError):
     name = "stateDirFull"
 
 
+class WorktreeError(CaoError):
+    """A worker's git worktree cannot be made, merged or removed as asked; `data.reason` says
+    why: notGitRepo, gitMissing, unknownBaseRef, branchTaken, dirtyBase, gitFailed, noWorktree."""
+
+    code = -31012
+    name = "worktreeError"
+
+
 ERROR_CLASSES: tuple[type[CaoError], ...] = (
     UnknownProfile,
     UnknownProvider,
@@ -112,4 +120,5 @@ ERROR_CLASSES: tuple[type[CaoError], ...] = (
     PromptGone,
     Untrusted,
     StateDirFull,
+    WorktreeError,
 )

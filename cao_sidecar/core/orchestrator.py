@@ -39,6 +39,7 @@ from cao_sidecar.core.reporting import AssignReports
 from cao_sidecar.core.statedir import check_room, refusing_when_full
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.core.typed_text import text_for_agent
+from cao_sidecar.core.worktree_manager import WorktreeManager
 from cao_sidecar.profiles.catalog import ProfileCatalog
 from cao_sidecar.storage.agents import AgentRecord, AgentStore
 from cao_sidecar.storage.logs import ConversationLogs
@@ -118,6 +119,10 @@ class Orchestrator:
             state_dir=state_dir, messages=self.messages, agent_store=self.agent_store, reports=reports, logs=self.logs,
             queue_stored=self.queue_stored,
         )  # fmt: skip
+        self.worktrees = WorktreeManager(
+            state_dir=state_dir, db=db, agents=self.agents, agent_store=self.agent_store, terminate=self.terminate
+        )
+        self.assigns.describe_work = self.worktrees.describe
         self._inboxes: dict[str, Inbox] = {}
         self._status_listeners: list[StatusListener] = []
         self._prompt_listeners: list[Callable[[Agent, PendingPrompt], None]] = []
@@ -234,6 +239,8 @@ class Orchestrator:
         working_directory: str | None = None,
         session: str | None = None,
         name: str | None = None,
+        worktree: bool | None = None,
+        base_ref: str | None = None,
     ) -> Agent:
         """Validate a spawn request and register the agent (status starting). Nothing runs yet."""
         profile = self.catalog.get(profile_name)
@@ -263,6 +270,7 @@ class Orchestrator:
             agent_dir=agent_dir,
             name=name,
         )
+        self.worktrees.plan(agent, worktree, base_ref)  # raises before anything is stored
         with refusing_when_full(self.state_dir):
             self.agent_store.save(
                 AgentRecord(
@@ -293,6 +301,7 @@ class Orchestrator:
         """Start the agent's CLI in a new tmux window and wait until it takes input."""
         try:
             await self.agents_may_start.wait()
+            await self.worktrees.prepare(agent)  # its own git worktree, if it gets one
             # Files for the agent (its dir, credential, settings): a full disk is stateDirFull.
             with refusing_when_full(self.state_dir):
                 paths.ensure_private_dir(agent.agent_dir.parent)
@@ -747,6 +756,8 @@ class Orchestrator:
         keep: bool = False,
         on_agent: Callable[[Agent], None] | None = None,
         caller: Caller | None = None,
+        worktree: bool | None = None,
+        base_ref: str | None = None,
     ) -> tuple[Agent, str]:
         """Run one task to completion on a new worker (profile) or an existing agent (terminal_id).
 
@@ -768,7 +779,8 @@ class Orchestrator:
             working_directory = working_directory or caller.working_directory
         if new_worker:
             agent = self.create(
-                profile, provider=provider, working_directory=working_directory, session=session  # type: ignore[arg-type]
+                profile, provider=provider, working_directory=working_directory, session=session,  # type: ignore[arg-type]
+                worktree=worktree, base_ref=base_ref,
             )
         else:
             agent = self.get_agent(terminal_id)  # type: ignore[arg-type]
@@ -821,6 +833,7 @@ class Orchestrator:
                     self._spawn_cleanup(self.teardown(agent))
             raise
         self.logs.event("handoff.end", agent.terminal_id, ok=True)
+        await self.worktrees.finish(agent.terminal_id)  # its work committed and summarised
         if new_worker:
             await self.assigns.close_handoff(agent.terminal_id)  # the caller gets the answer itself
         if new_worker and not keep:
@@ -838,6 +851,8 @@ class Orchestrator:
         timeout: float = 3600.0,
         keep: bool = True,
         caller: Caller | None = None,
+        worktree: bool | None = None,
+        base_ref: str | None = None,
     ) -> Agent:
         """Start a worker on `message` in the background; completion goes to the listeners and,
         for an agent's assign, to that agent's inbox."""
@@ -847,7 +862,10 @@ class Orchestrator:
         if caller is not None:
             session = session or caller.session
             working_directory = working_directory or caller.working_directory
-        agent = self.create(profile, provider=provider, working_directory=working_directory, session=session)
+        agent = self.create(
+            profile, provider=provider, working_directory=working_directory, session=session, worktree=worktree,
+            base_ref=base_ref,
+        )
         try:
             task_id = self.assigns.record_task(
                 agent.terminal_id, agent.profile.name, message, caller.terminal_id if caller else None, keep, timeout
@@ -891,6 +909,7 @@ class Orchestrator:
     async def report_assigned(self, outcome: WorkerOutcome, caller_id: str | None, keep: bool) -> None:
         """Report how an assign ended, exactly once (core.reporting); then tear the worker down
         unless it is kept."""
+        await self.worktrees.finish(outcome.agent.terminal_id)  # its work committed and summarised
         if await self.assigns.report(outcome, caller_id) and not keep and outcome.agent.terminal_id in self.agents:
             await self.teardown(outcome.agent)
 
@@ -1042,6 +1061,7 @@ class Orchestrator:
         if inbox is not None:
             inbox.fail_all(AgentExited("agent was terminated", terminalId=agent.terminal_id))
         self.agents.pop(agent.terminal_id, None)
+        self._spawn_background(self.worktrees.drop_if_empty(agent.terminal_id))  # one with work stays
         if self.agent_store.has_assign(agent.terminal_id):
             # Kept (as exited) until its assign is reported, so a successor can still report it.
             self.agent_store.update(agent.terminal_id, status=AgentStatus.EXITED.value)

@@ -55,6 +55,8 @@ class AssignReports:
         self._sink: Optional[Callable[[Report], None]] = None
         self._sink_ready: Callable[[], bool] = lambda: True
         self.closing = False  # the sidecar stops: waiting for room is over
+        # worker id -> where its work is (its worktree's branch), for the assigning agent
+        self.describe_work: Callable[[str], Optional[str]] = lambda worker_id: None
 
     def add_listener(self, listener: CompletedListener) -> None:
         self._listeners.append(listener)
@@ -152,6 +154,9 @@ class AssignReports:
     def _reply(self, worker_id: str, profile: str, output: str, error: str | None, caller_id: str) -> StoredMessage:
         sender = f"{profile} worker {worker_id}"
         body = f"result of the task you assigned: {output}" if error is None else f"the task you assigned failed: {error}"
+        work = self.describe_work(worker_id)
+        if work:
+            body += f"\n{work}"
         # Worker output is untrusted: it must not carry paste markers into the caller's input.
         text = f"[message from {sender}] " + body.replace("\x1b[200~", "").replace("\x1b[201~", "")
         return StoredMessage(self._messages.add(caller_id, text, sender), caller_id, sender, text, "queued", None)

@@ -23,6 +23,7 @@ from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.orchestrator import READY_TIMEOUT, Orchestrator
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.editor.ask import UserAsker, attach_command
+from cao_sidecar.editor.worktree_methods import register_worktree_methods, stored_worktree
 from cao_sidecar.storage.reports import Report
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,8 @@ def build_server(
             session=p.session,
             name=p.name,
             ready_timeout=p.timeout_seconds or READY_TIMEOUT,
+            worktree=p.worktree,
+            base_ref=p.base_ref,
         )
         return wire.SpawnResult(
             terminal_id=agent.terminal_id,
@@ -204,6 +207,7 @@ def build_server(
             provider=agent.provider.name,
             status=agent.status,
             name=agent.name,
+            worktree=stored_worktree(core, agent.terminal_id),
         )
 
     @_cao_method(server, "cao/handoff")
@@ -221,10 +225,15 @@ def build_server(
                 timeout=p.timeout_seconds,
                 keep=p.keep,
                 on_agent=progress.begin,
+                worktree=p.worktree,
+                base_ref=p.base_ref,
             )
         finally:
             progress.end()
-        return wire.HandoffResult(terminal_id=agent.terminal_id, status=AgentStatus.COMPLETED, output=answer)
+        return wire.HandoffResult(
+            terminal_id=agent.terminal_id, status=AgentStatus.COMPLETED, output=answer,
+            worktree=stored_worktree(core, agent.terminal_id),
+        )  # fmt: skip
 
     @_cao_method(server, "cao/assign")
     async def assign(ls: CaoLanguageServer, p: wire.AssignParams) -> wire.AssignResult:
@@ -237,6 +246,8 @@ def build_server(
             session=p.session,
             timeout=p.timeout_seconds,
             keep=p.keep,
+            worktree=p.worktree,
+            base_ref=p.base_ref,
         )
         return wire.AssignResult(terminal_id=agent.terminal_id)
 
@@ -339,6 +350,7 @@ def build_server(
         return wire.ShutdownResult()
 
     _register_profile_and_flow_methods(server)
+    register_worktree_methods(server, _cao_method)
 
     return server
 
@@ -499,6 +511,7 @@ def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_
                 status=AgentStatus(report.status),
                 output=report.output,
                 error=report.error,
+                worktree=stored_worktree(core, report.terminal_id),
             ),
         )
 

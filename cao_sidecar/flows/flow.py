@@ -46,6 +46,7 @@ KNOWN_FIELDS = (
     "gate",
     "timeoutSeconds",
     "keep",
+    "worktree",
     "agent_profile",  # CAO's name for 'profile'
 )
 ALIASES = {"cron": "schedule", "agent": "profile", "cwd": "workingDirectory", "timeout": "timeoutSeconds"}
@@ -78,6 +79,7 @@ class Flow:
     gate: Optional[Gate] = None
     timeout: float = DEFAULT_TIMEOUT
     keep: bool = False
+    worktree: Optional[bool] = None  # the worker's own git worktree; None: its profile decides
     profile_line: int = attrs.field(default=1, eq=False)  # where 'profile' is, for diagnostics
 
     @property
@@ -146,6 +148,7 @@ def check_flow(
     working_directory = _working_directory(c, base_dir)
     enabled = c.boolean("enabled", True)
     keep = c.boolean("keep", False)
+    worktree = c.boolean("worktree", None)  # type: ignore[arg-type]
     timeout = c.number("timeoutSeconds", DEFAULT_TIMEOUT, minimum=1, maximum=7 * 24 * 3600)
     gate = _gate(c, f.get("gate")) if "gate" in f else None
     c.unknown_fields(KNOWN_FIELDS, ALIASES)
@@ -175,6 +178,7 @@ def check_flow(
             gate=gate,
             timeout=timeout,
             keep=keep,
+            worktree=worktree,
             profile_line=fm.where(profile_key)[0],
         ),
         c.diagnostics,

@@ -274,6 +274,7 @@ class FlowScheduler:
                 working_directory=flow.working_directory,
                 timeout=flow.timeout,
                 keep=flow.keep,
+                worktree=flow.worktree,
             )
         except CaoError as exc:
             log.info("flow %s: run #%s could not start: %s", flow.name, run.run_id, exc.message)

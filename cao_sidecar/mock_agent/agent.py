@@ -20,7 +20,7 @@ import time
 
 from cao_sidecar.mock_agent import screen
 from cao_sidecar.mock_agent.keys import ESC_TIMEOUT, InputParser
-from cao_sidecar.mock_agent.tasks import Task, parse_task
+from cao_sidecar.mock_agent.tasks import Task, parse_task, write_file
 
 USAGE = (
     "usage: python -m cao_sidecar.mock_agent [--delay-ms MS] [--transcript PATH] [--profile NAME]\n"
@@ -282,6 +282,9 @@ class Agent:
             return
         if task.kind in ("answer", "sleep"):
             turn = Turn(deadline, ("answer", task.text))
+        elif task.kind == "write":
+            error = write_file(task.arguments or {})
+            turn = Turn(deadline, ("answer", task.text) if error is None else ("error", error))
         elif task.kind == "ask":
             turn = Turn(deadline, ("question", task.text))
         elif task.kind == "fail":

@@ -8,6 +8,11 @@
     handoff PROFILE TASK  call the sidecar's MCP tool handoff, answer its text result
     assign PROFILE TASK   call the sidecar's MCP tool assign, answer its text result
     send TARGET MESSAGE   call the sidecar's MCP tool send_message, answer its text result
+    merge_work WORKER     call the sidecar's MCP tool merge_work, answer its text result
+    edit PATH TEXT        write TEXT (and a newline) to PATH, relative to its working directory,
+                          then answer "wrote PATH" (like a coding agent editing a file)
+    edit-then-sleep SECONDS PATH TEXT
+                          edit as above, then stay busy for SECONDS before answering
     anything else         answer "done: <task>"
 
 A separator is one space, tab or newline; nothing else of the input is trimmed.
@@ -25,11 +30,11 @@ class Task:
 
     def __init__(
         self,
-        kind: str,  # "answer", "sleep", "ask", "fail", "exit", "tool"
+        kind: str,  # "answer", "sleep", "ask", "fail", "exit", "tool", "write"
         text: str = "",  # answer / question / error text
         seconds: float = 0.0,  # busy time on top of --delay-ms (sleep)
         tool: str = "",  # MCP tool name (kind "tool")
-        arguments: dict[str, object] | None = None,  # MCP tool arguments (kind "tool")
+        arguments: dict[str, object] | None = None,  # MCP tool arguments (kind "tool"); path, content ("write")
     ) -> None:
         self.kind = kind
         self.text = text
@@ -88,4 +93,39 @@ def parse_task(text: str) -> Task:
         if not target or message is None:
             return Task("fail", "usage: send TARGET MESSAGE")
         return Task("tool", tool="send_message", arguments={"target": target, "message": message})
+    if word == "merge_work":
+        if not rest:
+            return Task("fail", "usage: merge_work WORKER")
+        return Task("tool", tool="merge_work", arguments={"worker": rest.strip()})
+    if word in ("edit", "edit-then-sleep"):
+        seconds = 0.0
+        rest = rest or ""
+        if word == "edit-then-sleep":
+            seconds_text, rest = split_word(rest)
+            try:
+                seconds = float(seconds_text)
+            except ValueError:
+                seconds = -1.0
+            if not 0.0 <= seconds < 1e6:
+                return Task("fail", f"edit-then-sleep: SECONDS must be a number of seconds, got {seconds_text!r}")
+        path, content = split_word(rest or "")
+        if not path or content is None:
+            return Task("fail", f"usage: {word} {'SECONDS ' if seconds else ''}PATH TEXT")
+        return Task("write", "wrote " + path, seconds=seconds, arguments={"path": path, "content": content})
     return Task("answer", "done: " + text)
+
+
+def write_file(arguments: dict[str, object]) -> str | None:
+    """Do an edit task's write; the error text, or None when it worked."""
+    import os
+
+    path = str(arguments["path"])
+    try:
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(str(arguments["content"]) + "\n")
+    except OSError as exc:
+        return f"write {path}: {exc.strerror or exc}"
+    return None

@@ -45,6 +45,8 @@ KNOWN_FIELDS = (
     "workingDirectory",
     "env",
     "tags",
+    "worktree",
+    "worktreeFiles",
 )
 ALIASES = {"tools": "allowedTools", "allowed_tools": "allowedTools", "mcp_servers": "mcpServers", "cwd": "workingDirectory"}
 RESERVED_MCP_SERVER = "cao"
@@ -94,6 +96,8 @@ class Profile:
     ask_for_team_tools: bool = False
     working_directory: Optional[str] = None  # absolute once loaded from a catalog
     tags: list[str] = attrs.field(factory=list)
+    worktree: bool = False  # each agent gets its own git worktree and branch (core.worktree_manager)
+    worktree_files: list[str] = attrs.field(factory=list)  # untracked files copied into it (.env, ...)
 
     @property
     def scope(self) -> str:
@@ -167,13 +171,15 @@ def check_profile(
                 env = None
                 break
     tags = c.string_list("tags") or []
+    worktree = c.boolean("worktree", False)
+    worktree_files = _worktree_files(c)
     c.unknown_fields(
         KNOWN_FIELDS, ALIASES, passed_on="it is passed to the provider as a provider-specific option, if it has one by that name"
     )
     body = fm.body.strip()
     if not body:
         c.warning("the body (the agent's system prompt) is empty", line=fm.end_line)
-    if c.failed or name is None or provider is None or env is None:
+    if c.failed or name is None or provider is None or env is None or worktree_files is None:
         return None, c.diagnostics
     return (
         Profile(
@@ -193,6 +199,8 @@ def check_profile(
             ask_for_team_tools=ask_for_team_tools,
             working_directory=working_directory,
             tags=tags,
+            worktree=worktree,
+            worktree_files=worktree_files,
         ),
         c.diagnostics,
     )
@@ -206,6 +214,21 @@ def _not_flag_like(c: Checker, key: str, value: Any) -> Any:
             c.error(f"'{key}': {show(item)} begins with '-', which a CLI could take as a command-line flag", key)
             return None
     return value
+
+
+def _worktree_files(c: Checker) -> Optional[list[str]]:
+    """Paths relative to the repository's top, inside it: what a worktree gets copied in."""
+    files = c.string_list("worktreeFiles", comma_string=False, max_items=100) or []
+    for rel in files:
+        parts = Path(rel).parts
+        if not rel or rel.startswith(("/", "~")) or ".." in parts or ".git" in parts or CONTROL.search(rel):
+            c.error(
+                f"'worktreeFiles': {show(rel)} must be a path relative to the repository's top, inside it "
+                "(no '/' or '~' at the start, no '..', no .git)",
+                "worktreeFiles",
+            )
+            return None
+    return files
 
 
 def _working_directory(c: Checker, base_dir: Path | None) -> Optional[str]:

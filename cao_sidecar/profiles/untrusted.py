@@ -2,7 +2,8 @@
 
 Anything that could run a program or widen what an agent may do is held back: a profile's `env`,
 `mcpServers`, `permissionMode`, `allowedTools`, provider-specific options (e.g. `command`,
-`args`, `dangerously_skip_permissions`) and a `workingDirectory` outside the folder. The rest
+`args`, `dangerously_skip_permissions`), `worktreeFiles` (files copied into a worker's worktree)
+and a `workingDirectory` outside the folder. The rest
 (name, description, system prompt, a built-in or user provider, model, tags) applies. A flow is
 listed but never scheduled and its gate never runs. Each file says so in a diagnostic whose
 `held_back` line also goes into TrustInfo.heldBack.
@@ -42,6 +43,10 @@ def hold_back_profile(profile: Profile, folder: Path) -> tuple[Profile, Optional
     if profile.allowed_tools is not None:
         held.append("allowedTools")
         changes["allowed_tools"] = None
+    if profile.worktree_files:
+        # Copying files into a worktree hands their contents (secrets, .env) to the agent.
+        held.append("worktreeFiles")
+        changes["worktree_files"] = []
     if profile.extra:
         held.append(", ".join(sorted(profile.extra)))
         changes["extra"] = {}

@@ -30,6 +30,7 @@
 ;;   `cao-terminate'     end an agent
 ;;   `cao-agents'        list the agents; the list follows their status live
 ;;   `cao-trust'         trust the project's .cao/ and .venv (`cao-untrust': stop trusting)
+;;   `cao-worktrees'     workers' git worktrees: diff, merge, rebase, discard (cao-worktrees.el)
 ;;
 ;; `cao-mode' is a global minor mode showing " CAO[3/1]" in the mode line: 3 agents, 1 of
 ;; them working.  When an agent asks a question, cao.el asks you in the minibuffer (see
@@ -81,6 +82,23 @@ the SHA-256 of the project root's absolute path."
 (defcustom cao-default-provider nil
   "Provider (agent CLI) to run agents with; nil: each profile's own."
   :type '(choice (const :tag "The profile's" nil) string))
+
+(defcustom cao-worker-worktree nil
+  "Whether a new worker gets its own git worktree and branch.
+New workers: spawn, handoff to a profile, assign.  nil: its profile's
+`worktree' field decides; t: always; `never': never.
+See `cao-worktrees' for its changes, merge and discard."
+  :type '(choice (const :tag "As its profile says" nil) (const :tag "Always" t) (const :tag "Never" never)))
+
+(defun cao--worktree-param ()
+  "The `worktree' param of a new worker (nil: not sent).
+From `cao-worker-worktree'."
+  (pcase cao-worker-worktree ('never :json-false) ('nil nil) (_ t)))
+
+(autoload 'cao-worktrees "cao-worktrees" "List the workers' open git worktrees." t)
+(autoload 'cao-worktree-diff "cao-worktrees" "Show a worker's changes." t)
+(autoload 'cao-worktree-merge "cao-worktrees" "Merge a worker's branch into its base." t)
+(autoload 'cao-worktree-discard "cao-worktrees" "Discard a worker's work." t)
 
 (defcustom cao-handoff-timeout 600
   "Seconds a handoff may take (timeoutSeconds of cao/handoff)."
@@ -500,7 +518,8 @@ When it is ready, say so (and call CALLBACK with the cao/spawn result)."
   (let ((server (cao--server)))
     (message "cao: starting %s..." profile)
     (cao--request-async
-     server :cao/spawn (cao--params :profile profile :provider cao-default-provider)
+     server :cao/spawn (cao--params :profile profile :provider cao-default-provider
+                                    :worktree (cao--worktree-param))
      (lambda (result)
        (message "cao: %s %s is %s" profile (plist-get result :terminalId) (plist-get result :status))
        (when callback (funcall callback result)))
@@ -518,7 +537,10 @@ CALLBACK, if non-nil, gets the result."
              (profile (or (plist-get params :profile)
                           (plist-get (cao--agent server (plist-get params :terminalId)) :profile))))
          (cao--show-output server (plist-get result :terminalId) output profile)
-         (message "cao: %s answered: %s" who (cao--first-line output))
+         (message "cao: %s answered: %s%s" who (cao--first-line output)
+                  (if-let ((worktree (plist-get result :worktree)))
+                      (format "; its work is on %s (M-x cao-worktrees)" (plist-get worktree :branch))
+                    ""))
          (when callback (funcall callback result))))
      nil (+ cao-handoff-timeout 30))))
 
@@ -529,7 +551,8 @@ The wait does not block Emacs; CALLBACK, if given, gets the cao/handoff result."
   (interactive (list (cao--read-profile "Hand off to (profile): ")
                      (read-string "Task: ")))
   (cao--handoff (cao--server)
-                (cao--params :profile profile :message message :provider cao-default-provider)
+                (cao--params :profile profile :message message :provider cao-default-provider
+                             :worktree (cao--worktree-param))
                 callback))
 
 (defun cao-handoff-to-agent (terminal-id message &optional callback)
@@ -545,7 +568,8 @@ You are told in the echo area when it has finished."
                      (read-string "Task: ")))
   (let* ((result (cao-request :cao/assign
                               (cao--params :profile profile :message message
-                                           :provider cao-default-provider)))
+                                           :provider cao-default-provider
+                                           :worktree (cao--worktree-param))))
          (terminal-id (plist-get result :terminalId)))
     (message "cao: assigned to %s %s" profile terminal-id)
     terminal-id))
@@ -704,8 +728,12 @@ A worker started by cao/assign has finished."
         (error-text (plist-get params :error)))
     (if error-text
         (message "cao: %s %s failed: %s" profile terminal-id error-text)
-      (message "cao: %s %s finished: %s" profile terminal-id
-               (cao--first-line (plist-get params :output))))
+      (message "cao: %s %s finished: %s%s" profile terminal-id
+               (cao--first-line (plist-get params :output))
+               (if-let ((worktree (plist-get params :worktree)))
+                   (format "; its work is on %s (M-x cao-worktrees: diff, merge, discard)"
+                           (plist-get worktree :branch))
+                 "")))
     (run-hook-with-args 'cao-worker-completed-functions params)))
 
 (cl-defmethod eglot-handle-notification
@@ -898,6 +926,7 @@ while a sidecar holds back an untrusted project's .cao/."
     (define-key map "k" #'cao-terminate)
     (define-key map "l" #'cao-agents)
     (define-key map "T" #'cao-trust)
+    (define-key map "w" #'cao-worktrees)
     map)
   "Keys for the cao commands; bind it to a prefix key.")
 (fset 'cao-command-map cao-command-map)

@@ -404,6 +404,50 @@ step("checkhealth_running", function()
   data.health_running = checkhealth()
 end)
 
+step("worktrees", function()
+  -- A worker in its own git worktree (the workspace is a repository): where its work is, its
+  -- diff, the merge into main; another one discarded (vim.ui.select answers "Yes").
+  local function assigned(message)
+    local id
+    cao.assign("mock_developer", message, { worktree = true }, function(err, result)
+      assert(not err, vim.inspect(err))
+      id = result.terminalId
+    end)
+    wait_for("the assign", 10000, function()
+      return id ~= nil
+    end)
+    wait_for("the worker's work in its notification", 30000, function()
+      return find_notification("its work is on cao/mock_developer-" .. id) ~= nil
+    end)
+    return id
+  end
+  local id = assigned("edit wt.txt from nvim")
+  data.worktree_notified = find_notification("its work is on cao/mock_developer-" .. id).msg
+  data.worktree_completion = require("cao.commands").complete("", "Cao merge ", 10)
+  vim.cmd("Cao diff " .. id)
+  local name = "cao://diff/cao/mock_developer-" .. id
+  wait_for("the diff buffer", 15000, function()
+    local buf = buffer_named(name)
+    return buf ~= nil and buffer_text(buf):find("+from nvim", 1, true) ~= nil
+  end)
+  data.worktree_diff = buffer_text(buffer_named(name))
+  data.worktree_diff_filetype = vim.api.nvim_buf_get_option(buffer_named(name), "filetype")
+  vim.cmd("Cao merge " .. id)
+  wait_for("the merge", 15000, function()
+    return find_notification("cao/mock_developer-" .. id .. " merged into main") ~= nil
+  end)
+  local other = assigned("edit wt.txt thrown away")
+  vim.cmd("Cao discard " .. other)
+  wait_for("the discard", 15000, function()
+    return find_notification("cao/mock_developer-" .. other .. " discarded") ~= nil
+  end)
+  data.worktree_ids = { id, other }
+  cao.terminate(id)
+  wait_for("the worker gone", 10000, function()
+    return require("cao.state").agents[id] == nil or require("cao.state").agents[id].status == "exited"
+  end)
+end)
+
 step("sidecar_crash", function()
   -- The sidecar's process: its command line ends with our --tmux-socket.
   local pids = {}

@@ -114,7 +114,7 @@ The project's own .venv (once trusted): cao-trust-test.el."
           (lambda (source) (expand-file-name (concat (file-name-base source) ".elc") dir)))
          (byte-compile-error-on-warn t))
     (unwind-protect
-        (dolist (file '("cao-trust.el" "cao.el"))
+        (dolist (file '("cao-trust.el" "cao.el" "cao-worktrees.el"))
           (should (eq (byte-compile-file (locate-library file)) t)))
       (delete-directory dir t))))
 
@@ -334,6 +334,46 @@ The project's own .venv (once trusted): cao-trust-test.el."
       (cao-test--wait "the agent gone" (lambda () (null (cao-test--status id))))
       (should-not (cl-find id (cao-list-agents) :key (lambda (a) (plist-get a :terminalId))
                            :test #'equal)))))
+
+(ert-deftest cao-test-worktrees ()
+  "A worker with its own git worktree: the finished message names its branch; its diff;
+the merge into the workspace's main; another worker's work discarded."
+  (require 'cao-worktrees)
+  (cao-test--in-workspace
+    (let* ((cao-worker-worktree t)
+           (id (cao-assign "mock_developer" "edit wt.txt from emacs"))
+           (branch (format "cao/mock_developer-%s" id)))
+      (cao-test--wait "the worker's message"
+                      (lambda () (cao-test--message-matching
+                                  (format "^cao: mock_developer %s finished: wrote wt.txt; its work is on %s"
+                                          (regexp-quote id) (regexp-quote branch))))
+                      40)
+      (let ((worktree (cl-find id (cao-worktrees-list) :key (lambda (w) (plist-get w :terminalId))
+                               :test #'equal)))
+        (should (equal (plist-get worktree :branch) branch))
+        (should (equal (cao-worktree-summary worktree)
+                       "1 commit, 1 file changed; leftovers committed by the sidecar")))
+      (with-current-buffer (cao-worktree-diff id)
+        (should (derived-mode-p 'diff-mode))
+        (should (string-match-p "^\\+from emacs$" (buffer-string))))
+      (with-current-buffer (cao-worktrees)
+        (should (derived-mode-p 'cao-worktrees-mode))
+        (should (string-match-p (regexp-quote branch) (buffer-string)))
+        (should (eq (lookup-key cao-worktrees-mode-map "m") #'cao-worktree-merge)))
+      (should (eq (plist-get (cao-worktree-merge id) :merged) t))
+      (should (cao-test--message-matching (format "^cao: %s merged into main$" (regexp-quote branch))))
+      (should (equal (with-temp-buffer
+                       (insert-file-contents (expand-file-name "wt.txt" cao-test--root))
+                       (buffer-string))
+                     "from emacs\n"))
+      (let* ((other (cao-assign "mock_developer" "edit wt.txt thrown away"))
+             (other-branch (format "cao/mock_developer-%s" other)))
+        (cao-test--wait "the other worker's message"
+                        (lambda () (cao-test--message-matching (regexp-quote other-branch))) 40)
+        (should (equal (plist-get (cao-worktree-discard other) :state) "discarded"))
+        (should-not (cl-find other (cao-worktrees-list) :key (lambda (w) (plist-get w :terminalId))
+                             :test #'equal))
+        (should-error (cao-worktree-diff other) :type 'user-error)))))
 
 (provide 'cao-test)
 ;;; cao-test.el ends here

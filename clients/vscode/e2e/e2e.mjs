@@ -92,6 +92,15 @@ async function pick(text, rowText = text) {
   await page.keyboard.press("Enter");
 }
 
+/** Like pick, but filters first: for an item below the fold of a long list (rows are virtual). */
+async function pickFiltered(text, rowText = text) {
+  await quickInput.waitFor({ state: "visible" });
+  await quickInput.locator(".monaco-list-row").first().waitFor();
+  await quickInput.locator("input").fill(text);
+  await quickInput.locator(".monaco-list-row", { hasText: rowText }).first().waitFor();
+  await page.keyboard.press("Enter");
+}
+
 async function typeInput(text) {
   await quickInput.waitFor({ state: "visible" });
   await until("the input box", async () => !(await quickInput.locator(".monaco-list-row").first().isVisible().catch(() => false)), 5000);
@@ -306,6 +315,27 @@ try {
   result.checks.windowsAfterTerminate = tmux("list-windows", "-a", "-F", "#{window_name}");
   result.checks.statusBarFinal = (await statusItem.innerText()).trim();
   mark("terminated");
+
+  // 10. A worker with its own git worktree (the workspace profile wt_dev says `worktree: true`):
+  //     the finished notification says where its work is; its changes as a diff; merged.
+  await runCommand("CAO: Assign Task in Background");
+  await pickFiltered("wt_dev");
+  await typeInput("edit notes.txt from vscode");
+  const work = toast(/wt_dev \([0-9a-f]+\) left its work on cao\/wt_dev-/);
+  await work.waitFor({ timeout: 30000 });
+  result.checks.worktreeToast = (await work.locator(".notification-list-item-message").innerText()).trim();
+  await work.locator(".monaco-button", { hasText: "Show Changes" }).click();
+  const diffTab = page.locator(".tabs-container .tab", { hasText: "↔ main" }).first();
+  await diffTab.waitFor({ timeout: 15000 });
+  result.checks.worktreeDiffTab = (await diffTab.innerText()).trim();
+  mark("worker's changes shown as a diff");
+  await runCommand("CAO: Merge a Worker's Branch");
+  await pick("wt_dev", "cao/wt_dev-");
+  await pick("Merge", "a merge commit");
+  const merged = toast(/cao\/wt_dev-[0-9a-f]+ merged into main/);
+  await merged.waitFor({ timeout: 30000 });
+  result.checks.mergeToast = (await merged.locator(".notification-list-item-message").innerText()).trim();
+  mark("worker's branch merged");
 
   result.ok = true;
 } catch (err) {

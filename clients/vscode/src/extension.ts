@@ -22,6 +22,7 @@ import {
   type ProfileInfo,
   type TrustInfo,
   type WorkerCompletedNotification,
+  type WorktreeInfo,
   agentLabel,
   agentPickItems,
   agentTreeItem,
@@ -40,8 +41,10 @@ import {
   trustChangeMessage,
   trustChanges,
   withProvider,
+  withWorktree,
   workerCompletedMessage,
 } from "./logic";
+import { BASE_SCHEME, BaseVersions, Worktrees } from "./worktrees";
 
 const OUTPUT_SCHEME = "cao-output";
 const REQUEST_CANCELLED = -32800;
@@ -120,6 +123,7 @@ class Cao {
   private readonly tree: AgentTree;
   private readonly treeView: vscode.TreeView<AgentInfo>;
   private readonly outputs = new OutputDocuments();
+  private readonly worktrees: Worktrees;
   private readonly terminals = new Map<string, vscode.Terminal>();
   private refreshTimer: NodeJS.Timeout | undefined;
   private handoffCounter = 0;
@@ -136,12 +140,14 @@ class Cao {
     this.statusItem.name = "CAO Agents";
     this.statusItem.command = "cao.showAgents";
     this.tree = new AgentTree(this.store);
+    this.worktrees = new Worktrees((method, params) => this.request(method, params), this.log);
     this.treeView = vscode.window.createTreeView("cao.agents", { treeDataProvider: this.tree });
     context.subscriptions.push(
       this.log,
       this.statusItem,
       this.treeView,
       vscode.workspace.registerTextDocumentContentProvider(OUTPUT_SCHEME, this.outputs),
+      vscode.workspace.registerTextDocumentContentProvider(BASE_SCHEME, new BaseVersions()),
       vscode.window.onDidCloseTerminal((t) => {
         for (const [id, terminal] of this.terminals) if (terminal === t) this.terminals.delete(id);
       }),
@@ -165,6 +171,10 @@ class Cao {
       "cao.refresh": () => this.refresh(),
       "cao.restartSidecar": () => this.restartSidecar(),
       "cao.showLog": () => this.log.show(),
+      "cao.showWorktrees": () => this.worktrees.showAll(),
+      "cao.showWorktreeChanges": () => this.worktrees.showChanges(),
+      "cao.mergeWorktree": () => this.worktrees.merge(),
+      "cao.discardWorktree": () => this.worktrees.discard(),
     };
     for (const [id, fn] of Object.entries(commands)) {
       context.subscriptions.push(
@@ -437,6 +447,8 @@ class Cao {
   private async onWorkerCompleted(n: WorkerCompletedNotification): Promise<void> {
     const message = workerCompletedMessage(n);
     this.log.info(`cao/workerCompleted ${n.terminalId} ${n.status}: ${message.text}`);
+    const openAnswer = () => this.outputs.show({ terminalId: n.terminalId, profile: n.profile }, "last", n.output || n.error || "");
+    if (n.worktree) return this.worktrees.offer(n.worktree, openAnswer);
     const show = message.ok ? vscode.window.showInformationMessage : vscode.window.showWarningMessage;
     const choice = await show(message.text, "Open Answer", "Open Terminal");
     if (choice === "Open Answer") {
@@ -470,6 +482,12 @@ class Cao {
     return picked?.profile;
   }
 
+  /** Params of a new worker with the user's settings: its provider, whether it gets a worktree. */
+  private newWorker<T extends object>(params: T): T & { provider?: string; worktree?: boolean } {
+    const setting = vscode.workspace.getConfiguration("cao").get<string>("workerWorktrees");
+    return withWorktree(withProvider(params, this.defaultProvider()), setting);
+  }
+
   private defaultProvider(): string | undefined {
     return vscode.workspace.getConfiguration("cao").get<string>("defaultProvider") || undefined;
   }
@@ -487,7 +505,7 @@ class Cao {
     if (!profile) return;
     const result = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Window, title: `Starting ${profile}…` },
-      () => this.request<{ terminalId: string; profile: string; provider: string }>("cao/spawn", withProvider({ profile }, this.defaultProvider())),
+      () => this.request<{ terminalId: string; profile: string; provider: string }>("cao/spawn", this.newWorker({ profile })),
     );
     this.log.info(`spawned ${result.profile} (${result.terminalId}) on ${result.provider}`);
     vscode.window.setStatusBarMessage(`$(check) ${result.profile} (${result.terminalId}) is ready`, 5000);
@@ -531,10 +549,10 @@ class Cao {
     const token = `cao-handoff-${++this.handoffCounter}-${Date.now()}`;
     const params =
       "profile" in target
-        ? { ...withProvider({ profile: target.profile, message }, this.defaultProvider()), workDoneToken: token }
+        ? { ...this.newWorker({ profile: target.profile, message }), workDoneToken: token }
         : { terminalId: target.terminalId, message, workDoneToken: token };
     const client = this.running();
-    let result: { terminalId: string; status: string; output: string } | undefined;
+    let result: { terminalId: string; status: string; output: string; worktree?: WorktreeInfo | null } | undefined;
     await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: `Hand off to ${label}`, cancellable: true },
       async (progress, cancel) => {
@@ -558,6 +576,8 @@ class Cao {
     this.log.info(`handoff to ${label} answered by ${result.terminalId}: ${firstLine(result.output)}`);
     const profile = "profile" in target ? target.profile : this.store.get(target.terminalId)?.profile ?? "agent";
     await this.outputs.show({ terminalId: result.terminalId, profile }, "last", result.output);
+    const worktree = result.worktree;
+    if (worktree) await this.worktrees.offer(worktree, () => undefined);
   }
 
   private async assign(): Promise<void> {
@@ -566,7 +586,7 @@ class Cao {
     if (!profile) return;
     const message = await this.askText(`CAO: assign to ${profile}`, "The task; you are notified when the worker is done", "e.g. Add tests for cart.total()");
     if (!message) return;
-    const result = await this.request<{ terminalId: string }>("cao/assign", withProvider({ profile, message }, this.defaultProvider()));
+    const result = await this.request<{ terminalId: string }>("cao/assign", this.newWorker({ profile, message }));
     this.log.info(`assigned to ${profile} (${result.terminalId})`);
     vscode.window.setStatusBarMessage(`$(run-all) Assigned to ${profile} (${result.terminalId})`, 5000);
     this.scheduleRefresh();
@@ -682,6 +702,7 @@ class Cao {
       { label: "$(add) Spawn Agent from Profile…", run: () => this.spawn() },
       { label: "$(run) Hand Off Task…", run: () => this.handoff() },
       { label: "$(run-all) Assign Task in Background…", run: () => this.assign() },
+      { label: "$(git-branch) Workers' Worktrees (Changes, Merge, Discard)…", run: () => this.worktrees.showAll() },
       { label: "$(list-tree) Show the Agents View", run: () => vscode.commands.executeCommand("cao.agents.focus") },
     ];
     const picked = await vscode.window.showQuickPick(items, {

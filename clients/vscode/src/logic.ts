@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { type TrustInfo, trustTooltipLines } from "./trust";
 
 export * from "./trust";
+export * from "./worktreeLogic";
 
 // ---------------------------------------------------------------- wire types (protocol/spec.md)
 
@@ -56,6 +57,8 @@ export interface WorkerCompletedNotification {
   status: AgentStatus;
   output: string;
   error?: string | null;
+  /** where a worker with a git worktree left its work */
+  worktree?: import("./worktreeLogic").WorktreeInfo | null;
 }
 
 export interface ProfileInfo {

@@ -12,6 +12,10 @@ local function ui()
   return require("cao.ui")
 end
 
+local function worktrees()
+  return require("cao.worktrees")
+end
+
 local function split_first(text)
   text = text or ""
   local first, rest = text:match("^%s*(%S+)%s*(.-)%s*$")
@@ -173,6 +177,40 @@ M.subcommands = {
       cao().restart()
     end,
   },
+  worktrees = {
+    usage = "",
+    run = function()
+      worktrees().menu()
+    end,
+  },
+  diff = {
+    usage = "[terminalId]",
+    run = function(args)
+      worktrees().with_worktree(split_first(args), "Changes of", function(w)
+        worktrees().diff(w)
+      end)
+    end,
+  },
+  merge = {
+    usage = "[terminalId] [merge|rebase]",
+    run = function(args)
+      local id, strategy = split_first(args)
+      if strategy ~= "" and strategy ~= "merge" and strategy ~= "rebase" then
+        return util.error("merge: the strategy is merge or rebase")
+      end
+      worktrees().with_worktree(id, "Merge", function(w)
+        worktrees().merge(w, strategy ~= "" and strategy or "merge")
+      end)
+    end,
+  },
+  discard = {
+    usage = "[terminalId]",
+    run = function(args)
+      worktrees().with_worktree(split_first(args), "Discard", function(w)
+        worktrees().discard(w)
+      end)
+    end,
+  },
   trust = {
     usage = "[folder]",
     run = function(args)
@@ -250,12 +288,16 @@ function M.complete(arglead, cmdline, cursorpos)
       candidates = agent_ids(waiting)
     elseif sub == "send" or sub == "output" or sub == "attach" or sub == "terminate" then
       candidates = agent_ids()
+    elseif sub == "diff" or sub == "merge" or sub == "discard" then
+      candidates = vim.tbl_keys(state.worktree_ids or {})
     elseif sub == "trust" or sub == "untrust" then
       return vim.fn.getcompletion(arglead, "dir")
     end
   elseif n == 2 then
     if sub == "output" then
       candidates = { "last", "full" }
+    elseif sub == "merge" then
+      candidates = { "merge", "rebase" }
     elseif sub == "answer" then
       local agent = state.agents[words[2]]
       if agent and type(agent.prompt) == "table" and type(agent.prompt.choices) == "table" then
@@ -272,7 +314,7 @@ function M.create()
   end, {
     nargs = "*",
     complete = M.complete,
-    desc = "cao-sidecar: agents, spawn, handoff, assign, send, output, attach, terminate, answer, trust",
+    desc = "cao-sidecar: agents, spawn, handoff, assign, send, output, attach, terminate, answer, worktrees, diff, merge, discard, trust",
   })
 end
 

@@ -15,6 +15,9 @@ M.defaults = {
   tmux_socket = nil,
   -- Provider (agent CLI) for :Cao spawn/handoff/assign; nil: each profile's own.
   provider = nil,
+  -- Whether a new worker (:Cao spawn/handoff to a profile/assign) gets its own git worktree and
+  -- branch: true, false, or nil (its profile's `worktree` decides). See :Cao worktrees.
+  worktree = nil,
   -- The project root: a path, or a function returning one. Default: the nearest directory above
   -- the current file (or the working directory) that holds one of root_markers; else the
   -- working directory.

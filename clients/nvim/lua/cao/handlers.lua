@@ -56,7 +56,12 @@ function M.worker_completed(_, params)
     util.info(label .. " failed: " .. tostring(error_text), vim.log.levels.WARN)
   else
     local line = util.first_line(output)
-    util.info(label .. " completed" .. (line ~= "" and (": " .. line) or ""))
+    local work = ""
+    if type(params.worktree) == "table" then
+      require("cao.worktrees").remember({ params.worktree }, true)
+      work = "; " .. require("cao.worktrees").work_message(params.worktree)
+    end
+    util.info(label .. " completed" .. (line ~= "" and (": " .. line) or "") .. work)
   end
   state.changed()
 end

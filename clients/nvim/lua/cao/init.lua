@@ -97,10 +97,20 @@ local function finish(what, callback, on_success)
   end
 end
 
---- Start an agent. opts: {name, provider}. Without a callback, reports in a notification.
+--- A new worker's `worktree` and `baseRef` params: opts.worktree, else the worktree option.
+function M.worktree_option(opts)
+  local worktree = opts.worktree
+  if worktree == nil then
+    worktree = config.options.worktree
+  end
+  return worktree, opts.base_ref
+end
+
+--- Start an agent. opts: {name, provider, worktree, base_ref}. Without a callback, reports in a notification.
 function M.spawn(profile, opts, callback)
   opts = opts or {}
   local params = { profile = profile, provider = opts.provider or config.options.provider, name = opts.name }
+  params.worktree, params.baseRef = M.worktree_option(opts)
   return client.request("cao/spawn", params, function(err, result)
     if not err and type(result) == "table" then
       state.upsert(result)
@@ -132,6 +142,7 @@ function M.handoff(target, message, opts, callback)
   else
     params.profile = target
     params.provider = opts.provider or config.options.provider
+    params.worktree, params.baseRef = M.worktree_option(opts)
     label = target
   end
   M.pending_handoffs[token] = { label = label, message = message }
@@ -142,7 +153,8 @@ function M.handoff(target, message, opts, callback)
     end
     finish("handoff to " .. label, callback, function(r)
       local line = util.first_line(r.output)
-      util.info(label .. " answered" .. (line ~= "" and (": " .. line) or ""))
+      local work = type(r.worktree) == "table" and ("; " .. require("cao.worktrees").work_message(r.worktree)) or ""
+      util.info(label .. " answered" .. (line ~= "" and (": " .. line) or "") .. work)
       require("cao.ui").show_output(r.terminalId, r.output or "", "handoff")
     end)(err, result)
   end, function(request_id)
@@ -177,6 +189,7 @@ end
 function M.assign(profile, message, opts, callback)
   opts = opts or {}
   local params = { profile = profile, message = message, provider = opts.provider or config.options.provider }
+  params.worktree, params.baseRef = M.worktree_option(opts)
   return client.request("cao/assign", params, function(err, result)
     if not err and type(result) == "table" and type(result.terminalId) == "string" then
       if not state.agents[result.terminalId] then
