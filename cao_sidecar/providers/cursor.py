@@ -51,7 +51,11 @@ class CursorProvider(PatternProvider):
             (S.PROCESSING, r"ctrl\+c to stop", 8, "bottom", "processing: 'ctrl+c to stop' at the bottom"),
             (S.ERROR, r"^\s*(?:Error|error):|Request failed|Connection error", 0, "after_input",
              "error: an error line after the last input"),
-            (S.IDLE, r"^\s*[❯→](?: |$)|Add a follow-up|Plan, search, build anything", 6, "bottom",
+            # "Add a follow-up" is the placeholder of a conversation whose turn is over (2026.x
+            # does not echo the input, so there may be no "> " line to find the answer under).
+            (S.COMPLETED, r"^\s*→ Add a follow-up", 6, "bottom",
+             "completed: 'Add a follow-up' at the bottom, the answer of the finished turn above it"),
+            (S.IDLE, r"^\s*[❯→](?: |$)|Plan, search, build anything", 6, "bottom",
              "idle: the prompt near the bottom"),
         ]
     )
