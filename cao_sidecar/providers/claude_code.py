@@ -53,9 +53,13 @@ SPINNER = re.compile(r"^[✶✢✽✻✳·*✦∗] \S.*(?:…|\.\.\.)(?:\s*\(.*\
 SUMMARY = re.compile(r"^[✶✢✽✻✳·*✦∗] \S+ for \d")
 TOOL_RESULT = re.compile(r"^\s+⎿")
 # "✻ Connection refused — ... · Retrying in 14s · attempt 6/10": the turn goes on by itself.
-RETRYING = re.compile(r"^[✶✢✽✻✳·*✦∗] .*Retrying in \d")
+RETRYING = re.compile(r"^[✶✢✽✻✳·*✦∗] .*(?i:retrying in) \d")
 # The feedback survey drawn after a turn ("● How is Claude doing this session? (optional)").
 SURVEY = re.compile(r"^[●⏺] How is Claude doing this session\?|^\s+\d: Bad\s+\d: Fine")
+# An error drawn as an answer block (2.1.3xx): "● Please run /login · API Error: 401 ...".
+API_ERROR_HEAD = re.compile(r"^[●⏺] (?:.* · )?API Error\b|^[●⏺] Please run /login\b")
+# Placeholders in an empty prompt: 'Try "write a test for …"', "Once fixed, resend your message".
+PLACEHOLDER = re.compile(r'^❯[ \xa0](?:Try "|Once fixed, resend your message\s*$)')
 # An answer's continuation line (its "● " head may have scrolled away above).
 CONTINUATION = re.compile(r"^  \S")
 ERROR_RESULT = re.compile(
@@ -215,13 +219,15 @@ class ClaudeCodeProvider(ScreenProvider):
             return Classification(S.PROCESSING, "spinner line right above the input box")
         if above is not None and RETRYING.match(lines[above]):
             return Classification(S.PROCESSING, "the request is being retried ('Retrying in …') above the input box")
-        if lines[prompt].strip() != PROMPT:
+        if lines[prompt].strip() != PROMPT and not PLACEHOLDER.match(lines[prompt]):
             return Classification(S.IDLE, "input box holds typed text")
         # The last input may have scrolled away under a tall paste or answer: then the whole
         # screen above the box belongs to the last turn.
         last_input = self._last_input(s, top)
         where = "the last input" if last_input >= 0 else "the top of the screen (input scrolled away)"
         head = self._answer_head(s, last_input + 1, top)
+        if head >= 0 and API_ERROR_HEAD.match(lines[head]):
+            return Classification(S.ERROR, f"empty prompt; an API error (● … API Error) follows {where}")
         if head >= 0:
             if summary_above or any(SUMMARY.match(line) for line in lines[head:top]):
                 return Classification(S.COMPLETED, f"empty prompt; an answer (●) and the turn summary follow {where}")

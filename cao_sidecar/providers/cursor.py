@@ -30,6 +30,7 @@ from cao_sidecar.providers.patterns import AnswerRule, PatternProvider, compile_
 from cao_sidecar.providers.screen import Dialog
 
 S = AgentStatus
+RULE = re.compile(r"^\s*[─━]{10,}")
 
 
 class CursorProvider(PatternProvider):
@@ -48,7 +49,8 @@ class CursorProvider(PatternProvider):
         [
             (S.WAITING_USER_ANSWER, r"↑/↓ to navigate|Run this command\?|\(y/n\)|^\s*[❯→>] \d+\. |"
              r"Trust this workspace|Do you trust", 12, "bottom", "waiting: choices at the bottom"),
-            (S.PROCESSING, r"ctrl\+c to stop", 8, "bottom", "processing: 'ctrl+c to stop' at the bottom"),
+            (S.PROCESSING, r"ctrl\+c to stop|\(esc to interrupt\)|^\s*[⠁-⣿]+ \S", 8, "bottom",
+             "processing: 'ctrl+c to stop' or a spinner at the bottom"),
             (S.ERROR, r"^\s*(?:Error|error):|Request failed|Connection error", 0, "after_input",
              "error: an error line after the last input"),
             # "Add a follow-up" is the placeholder of a conversation whose turn is over (2026.x
@@ -59,7 +61,7 @@ class CursorProvider(PatternProvider):
              "idle: the prompt near the bottom"),
         ]
     )
-    input_pattern = re.compile(r"^\s*> \S")
+    input_pattern = re.compile(r"^\s*[>❯] \S")
     answer = AnswerRule(
         start=re.compile(r"^\s*\S"),
         end=re.compile(r"^\s*[─━]{10,}|^\s*[❯→] "),
@@ -81,12 +83,15 @@ class CursorProvider(PatternProvider):
         last_input = self._last_input(s)
         if last_input < 0:
             return None
+        start = last_input + 1
+        while start < len(s.lines) and RULE.match(s.lines[start]):
+            start += 1  # the rule under a boxed input echo
         end = len(s.lines)
-        for i in range(last_input + 1, len(s.lines)):
-            if re.match(r"^\s*[─━]{10,}", s.lines[i]):
+        for i in range(start, len(s.lines)):
+            if RULE.match(s.lines[i]):
                 end = i
                 break
-        lines = [line for line in s.lines[last_input + 1 : end] if "ctrl+c to stop" not in line]
+        lines = [line for line in s.lines[start:end] if "ctrl+c to stop" not in line]
         while lines and not lines[0].strip():
             lines.pop(0)
         indent = min((len(line) - len(line.lstrip()) for line in lines if line.strip()), default=0)
