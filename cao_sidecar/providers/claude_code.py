@@ -13,6 +13,10 @@ Screen (2.1.x; bottom = newest):
       ? for shortcuts · ← for agents       and footer lines ("esc to interrupt" while busy,
                          ● high · /effort   "● high · /effort" is a footer, not an answer)
 
+2.1.x draws the turn summary after every turn: an answer without it is still being written.
+Errors may be drawn as an answer block ("● Please run /login · API Error: 401 …", 2.1.332) under
+a prompt placeholder ("❯ Once fixed, resend your message"); retries show as "✻ … retrying in 3s".
+
 Dialogs (trust, permission) replace the input box. Events beat the screen: launched with
 `--settings FILE` whose HTTP hooks POST to the sidecar (UserPromptSubmit, Pre/PostToolUse →
 processing; Stop → completed with `last_assistant_message` or the transcript's last answer;
@@ -63,7 +67,7 @@ PLACEHOLDER = re.compile(r'^❯[ \xa0](?:Try "|Once fixed, resend your message\s
 # An answer's continuation line (its "● " head may have scrolled away above).
 CONTINUATION = re.compile(r"^  \S")
 ERROR_RESULT = re.compile(
-    r"^\s+⎿\s+(?:API Error|Error|Not logged in|Invalid API key|Credit balance|Request timed out|"
+    r"^\s+⎿\s+(?:API Error|Error|Not logged in|Please run /login|Invalid API key|Credit balance|Request timed out|"
     r"OAuth token|Claude AI usage limit|Prompt is too long)"
 )
 WAITING = re.compile(

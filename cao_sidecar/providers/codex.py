@@ -11,6 +11,9 @@ Screen (0.169; bottom = newest):
       GPT-6.1-Sol default · /path          footer lines: model and directory,
       ← for agents · ? for shortcuts       shortcuts, "N% left", warnings
 
+Error notices ("■ You've hit your usage limit", "■ unexpected status 401 …") end a turn, also
+when its input scrolled away or no composer is drawn under them.
+
 Dialogs (trust, sign-in, approvals) show numbered options with a `›` cursor. Events beat the
 screen: Codex's `notify` program (our hook_relay.py) reports `agent-turn-complete` with the last
 assistant message; screens still report processing, waiting and errors.

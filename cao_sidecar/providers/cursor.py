@@ -1,7 +1,8 @@
 """Provider `cursor`: Cursor's terminal agent (`cursor-agent`).
 
-Constructed from provider-notes.md (cursor-agent installs with its own downloader, which cannot
-run here; fixtures tests/fixtures/screens/cursor-*.txt are marked constructed). Screen:
+Constructed from provider-notes.md and checked against others' real screens of 2026.06.15
+(cursor-agent installs with its own downloader, which cannot run here; see
+tests/fixtures/screens/corpus.tsv). Screen:
 
     > the last input                       (or a boxed input echo)
     ⬢ Thinking  ctrl+c to stop             busy: a spinner line with "ctrl+c to stop"
@@ -10,6 +11,9 @@ run here; fixtures tests/fixtures/screens/cursor-*.txt are marked constructed). 
     → Add a follow-up                      the prompt (❯, → or >), placeholder or typed text
     ────────────────────────
     Claude 4.5 Sonnet · 12%               footer
+
+2026.x does not echo the input: "→ Add a follow-up" (a finished turn) with the answer above it,
+"⠠⠛ Composing … ctrl+c to stop" while busy, "→ Plan, search, build anything" on a new session.
 
 Waiting: "↑/↓ to navigate" choice lists (command approvals: "Run this command?"), the workspace
 trust question, "(y/n)". `--force` allows commands without asking (bypass mode).

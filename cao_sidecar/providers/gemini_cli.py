@@ -11,6 +11,8 @@ Screen (0.61; bottom = newest):
      >   Type your message or @path/to/file   the live prompt (placeholder or typed text)
      workspace (/directory)   sandbox   /model     footer lines
 
+Older versions draw the input box with half blocks (`▀▀▀` above, `▄▄▄` below) and a `*` prompt.
+
 Dialogs are boxes: folder trust ("Do you trust the files in this folder?"), authentication
 ("How would you like to authenticate", "Please enter your Gemini API key"), tool confirmations
 ("Allow execution", "Apply this change?") with a "●" cursor on numbered choices.
