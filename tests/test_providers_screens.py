@@ -146,6 +146,8 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
     "copilot-built-processing": (S.PROCESSING, None, "esc to cancel"),
     "copilot-built-completed": (S.COMPLETED, "There are three files: a.py, b.py and ❯ notes.md.\nNothing else.", "answer"),
     "copilot-built-waiting": (S.WAITING_USER_ANSWER, ANY, "choices"),
+    "copilot-real-waiting-trust-1.0.102": (S.WAITING_USER_ANSWER, None, "choices"),
+    "copilot-real-waiting-login-1.0.102": (S.WAITING_USER_ANSWER, None, "/login"),
     # ---- Cursor (built)
     "cursor-built-idle": (S.IDLE, None, "prompt"),
     "cursor-built-processing": (S.PROCESSING, None, "ctrl+c to stop"),
@@ -172,6 +174,8 @@ DIALOGS: dict[str, tuple[str, Optional[tuple[str, ...]], bool]] = {
     "gemini_cli-real-trust-included-dir": ("gemini_cli", ("Enter",), False),
     "aider-real-startup-question": ("aider", ("n", "Enter"), False),
     "copilot-built-trust": ("copilot", ("Enter",), False),
+    "copilot-real-waiting-trust-1.0.102": ("copilot", ("Enter",), False),
+    "copilot-real-waiting-login-1.0.102": ("copilot", None, True),
 }
 
 
