@@ -96,6 +96,9 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
     "gemini_cli-built-waiting-tool": (S.WAITING_USER_ANSWER, None, "confirmation"),
     "gemini_cli-built-error": (S.ERROR, None, "error"),
     "gemini_cli-ext-completed-yolo": (S.COMPLETED, "Hi! How can I help you today?", "✦"),
+    "gemini_cli-real-completed-0.61.0": (S.COMPLETED, "hello from gemini > with ✦ chars", "✦"),
+    "gemini_cli-real-completed-second-0.61.0": (S.COMPLETED, "second answer", "✦"),
+    "gemini_cli-real-error-401-0.61.0": (S.ERROR, None, "error"),
     # ---- OpenCode 1.18.33
     "opencode-real-idle-home": (S.IDLE, None, "no input yet"),
     "opencode-real-processing": (S.PROCESSING, None, "esc interrupt"),
