@@ -6,6 +6,10 @@ two adversarial 200-line screens (plain text with no structure, and 200 lines of
 provider's own busy line) that defeat early exits. Reports median, p99 and worst per provider
 against the target (median under 1 ms), and answer extraction (once per turn) for reference.
 
+Accuracy: each screen listed in tests/fixtures/screens/corpus.tsv (real captures across versions,
+others' public captures, built traps) classified as is, against the status listed there:
+screens, right, % per provider (target: at least 95%; tests/test_screen_corpus.py wants all).
+
     python3 bench/bench_classify.py [--rounds 200]
 """
 
@@ -25,6 +29,23 @@ from cao_sidecar.providers import builtin_providers  # noqa: E402
 SCREENS = ROOT / "tests" / "fixtures" / "screens"
 LINES = 200
 TARGET_MS = 1.0
+TARGET_ACCURACY = 95.0
+
+
+def corpus() -> dict[str, list[tuple[str, str]]]:
+    """provider → [(screen text, expected status)] from corpus.tsv."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for line in (SCREENS / "corpus.tsv").read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        file, cli, _version, _origin, status, _source = line.split("\t")
+        out.setdefault(cli, []).append(((SCREENS / file).read_text(encoding="utf-8"), status))
+    return out
+
+
+def accuracy(provider, screens: list[tuple[str, str]]) -> tuple[int, int]:
+    right = sum(provider.classify(text).value == status for text, status in screens)
+    return len(screens), right
 
 
 def grow(text: str, lines: int = LINES) -> str:
@@ -58,9 +79,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
     print(f"classification of {LINES}-line screens, {args.rounds} rounds each (target: median < {TARGET_MS} ms)")
-    print(f"{'provider':12} {'screens':>7} {'median':>9} {'p99':>9} {'worst':>9}   {'extract median':>14}  {'status'}")
+    print(f"{'provider':12} {'screens':>7} {'median':>9} {'p99':>9} {'worst':>9}   {'extract median':>14}  "
+          f"{'status':11} {'corpus':>6} {'right':>5} {'%':>6}")
     failed = False
     everything: list[float] = []
+    listed = corpus()
+    total = [0, 0]
     for name, provider in sorted(builtin_providers().items()):
         fixtures = sorted(SCREENS.glob(f"{name}-*.txt"))
         if name == "mock":
@@ -80,11 +104,20 @@ def main() -> int:
         p99 = times[int(len(times) * 0.99) - 1]
         ok = median < TARGET_MS
         failed |= not ok
+        count, right = accuracy(provider, listed.get(name, []))
+        total[0] += count
+        total[1] += right
+        if count:
+            percent = 100.0 * right / count
+            failed |= percent < TARGET_ACCURACY
+            read = f"{count:6d} {right:5d} {percent:5.1f}%{'' if percent >= TARGET_ACCURACY else ' BELOW TARGET'}"
+        else:
+            read = f"{'-':>6} {'-':>5} {'-':>6}"
         print(f"{name:12} {len(screens):7d} {median:8.3f}ms {p99:8.3f}ms {times[-1]:8.3f}ms   "
-              f"{statistics.median(extract):12.3f}ms  {'ok' if ok else 'OVER TARGET'}")
+              f"{statistics.median(extract):12.3f}ms  {'ok' if ok else 'OVER TARGET':11} {read}")
     everything.sort()
     print(f"{'all':12} {'':7} {statistics.median(everything):8.3f}ms {everything[int(len(everything) * 0.99) - 1]:8.3f}ms "
-          f"{everything[-1]:8.3f}ms")
+          f"{everything[-1]:8.3f}ms   {'':14}  {'':11} {total[0]:6d} {total[1]:5d} {100.0 * total[1] / max(1, total[0]):5.1f}%")
     return 1 if failed else 0
 
 

@@ -13,6 +13,10 @@ Screen (2.1.x; bottom = newest):
       ? for shortcuts · ← for agents       and footer lines ("esc to interrupt" while busy,
                          ● high · /effort   "● high · /effort" is a footer, not an answer)
 
+2.1.x draws the turn summary after every turn: an answer without it is still being written.
+Errors may be drawn as an answer block ("● Please run /login · API Error: 401 …", 2.1.332) under
+a prompt placeholder ("❯ Once fixed, resend your message"); retries show as "✻ … retrying in 3s".
+
 Dialogs (trust, permission) replace the input box. Events beat the screen: launched with
 `--settings FILE` whose HTTP hooks POST to the sidecar (UserPromptSubmit, Pre/PostToolUse →
 processing; Stop → completed with `last_assistant_message` or the transcript's last answer;
@@ -52,8 +56,18 @@ SPINNER_GLYPHS = "✶✢✽✻✳·*✦∗⏺●"
 SPINNER = re.compile(r"^[✶✢✽✻✳·*✦∗] \S.*(?:…|\.\.\.)(?:\s*\(.*\))?\s*$")
 SUMMARY = re.compile(r"^[✶✢✽✻✳·*✦∗] \S+ for \d")
 TOOL_RESULT = re.compile(r"^\s+⎿")
+# "✻ Connection refused — ... · Retrying in 14s · attempt 6/10": the turn goes on by itself.
+RETRYING = re.compile(r"^[✶✢✽✻✳·*✦∗] .*(?i:retrying in) \d")
+# The feedback survey drawn after a turn ("● How is Claude doing this session? (optional)").
+SURVEY = re.compile(r"^[●⏺] How is Claude doing this session\?|^\s+\d: Bad\s+\d: Fine")
+# An error drawn as an answer block (2.1.3xx): "● Please run /login · API Error: 401 ...".
+API_ERROR_HEAD = re.compile(r"^[●⏺] (?:.* · )?API Error\b|^[●⏺] Please run /login\b")
+# Placeholders in an empty prompt: 'Try "write a test for …"', "Once fixed, resend your message".
+PLACEHOLDER = re.compile(r'^❯[ \xa0](?:Try "|Once fixed, resend your message\s*$)')
+# An answer's continuation line (its "● " head may have scrolled away above).
+CONTINUATION = re.compile(r"^  \S")
 ERROR_RESULT = re.compile(
-    r"^\s+⎿\s+(?:API Error|Error|Not logged in|Invalid API key|Credit balance|Request timed out|"
+    r"^\s+⎿\s+(?:API Error|Error|Not logged in|Please run /login|Invalid API key|Credit balance|Request timed out|"
     r"OAuth token|Claude AI usage limit|Prompt is too long)"
 )
 WAITING = re.compile(
@@ -199,22 +213,39 @@ class ClaudeCodeProvider(ScreenProvider):
             return Classification(S.STARTING, "no input box yet")
         top, prompt, bottom = box
         footer = lines[bottom + 1 :]
-        if any("esc to interrupt" in line for line in footer):
-            return Classification(S.PROCESSING, "footer says 'esc to interrupt'")
         above = self._block_above(s, top)
-        if above is not None and SPINNER.match(lines[above]) and not SUMMARY.match(lines[above]):
+        summary_above = above is not None and bool(SUMMARY.match(lines[above]))
+        # 2.1.3xx keeps "esc to interrupt" in its shortcut line after some turns: the turn
+        # summary right above the box says the turn is over.
+        if any("esc to interrupt" in line for line in footer) and not summary_above:
+            return Classification(S.PROCESSING, "footer says 'esc to interrupt'")
+        if above is not None and SPINNER.match(lines[above]) and not summary_above:
             return Classification(S.PROCESSING, "spinner line right above the input box")
-        if lines[prompt].strip() != PROMPT:
+        if above is not None and RETRYING.match(lines[above]):
+            return Classification(S.PROCESSING, "the request is being retried ('Retrying in …') above the input box")
+        if lines[prompt].strip() != PROMPT and not PLACEHOLDER.match(lines[prompt]):
             return Classification(S.IDLE, "input box holds typed text")
         # The last input may have scrolled away under a tall paste or answer: then the whole
         # screen above the box belongs to the last turn.
         last_input = self._last_input(s, top)
         where = "the last input" if last_input >= 0 else "the top of the screen (input scrolled away)"
-        if self._answer_head(s, last_input + 1, top) >= 0:
+        head = self._answer_head(s, last_input + 1, top)
+        if head >= 0 and API_ERROR_HEAD.match(lines[head]):
+            return Classification(S.ERROR, f"empty prompt; an API error (● … API Error) follows {where}")
+        if head >= 0:
+            if summary_above or any(SUMMARY.match(line) for line in lines[head:top]):
+                return Classification(S.COMPLETED, f"empty prompt; an answer (●) and the turn summary follow {where}")
+            if not any("Interrupted" in line for line in lines[head:top]):
+                # 2.1.x ends every turn with its summary ("✻ Worked for 4s"), even a 0 s one.
+                return Classification(S.PROCESSING, f"an answer (●) follows {where}, no turn summary yet (still written)")
             return Classification(S.COMPLETED, f"empty prompt; an answer (●) follows {where}")
         for i in range(last_input + 1, top):
             if ERROR_RESULT.match(lines[i]):
                 return Classification(S.ERROR, f"empty prompt; an error (⎿ ...) follows {where}")
+        if summary_above:
+            return Classification(S.COMPLETED, f"empty prompt; the turn summary follows {where}")
+        if last_input < 0 and above is not None and CONTINUATION.match(lines[above]) and not TOOL_RESULT.match(lines[above]):
+            return Classification(S.PROCESSING, "an answer's lines (head scrolled away) above the box, no turn summary yet")
         if last_input < 0:
             return Classification(S.IDLE, "empty prompt, no input yet")
         return Classification(S.IDLE, "empty prompt; no answer after the last input")
@@ -236,7 +267,7 @@ class ClaudeCodeProvider(ScreenProvider):
         """The last answer block head in [start, end) that is not a tool call."""
         for i in range(end - 1, start - 1, -1):
             line = s.lines[i]
-            if line.startswith(ANSWER_HEADS):
+            if line.startswith(ANSWER_HEADS) and not SURVEY.match(line):
                 nxt = i + 1
                 if nxt < end and TOOL_RESULT.match(s.lines[nxt]):
                     continue  # a tool call: "● Bash(...)" then "  ⎿  result"

@@ -11,6 +11,9 @@ Screen (0.169; bottom = newest):
       GPT-6.1-Sol default · /path          footer lines: model and directory,
       ← for agents · ? for shortcuts       shortcuts, "N% left", warnings
 
+Error notices ("■ You've hit your usage limit", "■ unexpected status 401 …") end a turn, also
+when its input scrolled away or no composer is drawn under them.
+
 Dialogs (trust, sign-in, approvals) show numbered options with a `›` cursor. Events beat the
 screen: Codex's `notify` program (our hook_relay.py) reports `agent-turn-complete` with the last
 assistant message; screens still report processing, waiting and errors.
@@ -54,6 +57,7 @@ NOT_ANSWERS = re.compile(
     r"Added |Deleted |Read |Search|Waiting|Thinking|Searched|Viewed|Listed|Change Approved|Approved|"
     r"Interrupted|You approved|You denied|You granted|You did not)"
 )
+NOTICE_ERROR = re.compile(r"^■ (?!Conversation interrupted)")
 ERROR = re.compile(r"^(?:■ (?!Conversation interrupted)|\s*(?:ERROR|Error|error):|\s*panic:|thread '.*' panicked)")
 WAITING = re.compile(
     r"Would you like to (?:run|make|send|grant)|Approval Required|\[a\] Accept|\[d\] Decline|\(y/n\)|"
@@ -159,6 +163,8 @@ class CodexProvider(ScreenProvider):
                 return Classification(S.WAITING_USER_ANSWER, "dialog: choices or an approval at the bottom")
             if any(STATUS_LINE.match(line) for line in s.tail(4)):
                 return Classification(S.PROCESSING, "status line '(… esc to interrupt)' at the bottom")
+            if NOTICE_ERROR.match(s.lines[s.last_nonblank()]):
+                return Classification(S.ERROR, "an error notice (■ …) is the last line")
             return Classification(S.STARTING, "no composer (›) yet")
         # Approval prompts can sit above the composer in some versions.
         above = s.tail(8, composer)
@@ -170,9 +176,14 @@ class CodexProvider(ScreenProvider):
         if any("esc to interrupt" in line for line in s.lines[composer + 1 :]):
             return Classification(S.PROCESSING, "footer says 'esc to interrupt'")
         last_input = self._last_input(s, composer)
+        head = self._answer_head(s, last_input + 1, composer)
+        # An error notice (usage limit, expired login) under the turn's last answer ends it.
+        notice = s.last_index(lambda line: bool(NOTICE_ERROR.match(line)), last_input + 1, composer)
+        if notice > head:
+            where = "the last input" if last_input >= 0 else "the top of the screen"
+            return Classification(S.ERROR, f"an error notice (■ …) follows {where} and its last answer")
         if last_input < 0:
             return Classification(S.IDLE, "composer, no input yet")
-        head = self._answer_head(s, last_input + 1, composer)
         if head >= 0:
             summary = any(SUMMARY.match(line) for line in s.lines[head:composer])
             rule = "an answer (•) and 'Worked for' follow the last input" if summary else (

@@ -1,8 +1,8 @@
 """Provider `copilot`: GitHub Copilot CLI (`copilot`).
 
-Constructed from provider-notes.md (Copilot needs a GitHub login before it shows any of its
-screens, so none is captured here; fixtures tests/fixtures/screens/copilot-*.txt are marked
-constructed). Screen (bottom = newest):
+Constructed from provider-notes.md; Copilot 1.0.102 (npm) runs here up to its folder trust and
+"Please use /login" screens (captured), its turns need a GitHub login (built screens, and
+others' 1.0.91 start-up in tests/fixtures/screens/corpus.tsv). Screen (bottom = newest):
 
     > the last input                       the user's line
     ● the answer                           answer blocks: "● " head, "  " continuation
@@ -50,6 +50,8 @@ class CopilotProvider(PatternProvider):
             (S.WAITING_USER_ANSWER, r"Do you trust the files in this folder|\[y/n\]|^\s*❯ \d+\. |"
              r"Do you want to (?:run|allow|proceed)|↑↓ to (?:navigate|select)", 12, "bottom",
              "waiting: a question with choices at the bottom"),
+            (S.WAITING_USER_ANSWER, r"Please use /login to sign in|You must be logged in", 8, "bottom",
+             "waiting: Copilot asks for /login (not signed in)"),
             (S.PROCESSING, r"esc to cancel|Esc to cancel", 8, "bottom", "processing: 'esc to cancel' at the bottom"),
             (S.ERROR, r"^\s*(?:✗|✘|×)?\s*(?:Error|error):|Request failed|rate limit", 0, "after_input",
              "error: an error line after the last input"),

@@ -11,6 +11,8 @@ Screen (0.61; bottom = newest):
      >   Type your message or @path/to/file   the live prompt (placeholder or typed text)
      workspace (/directory)   sandbox   /model     footer lines
 
+Older versions draw the input box with half blocks (`▀▀▀` above, `▄▄▄` below) and a `*` prompt.
+
 Dialogs are boxes: folder trust ("Do you trust the files in this folder?"), authentication
 ("How would you like to authenticate", "Please enter your Gemini API key"), tool confirmations
 ("Allow execution", "Apply this change?") with a "●" cursor on numbered choices.
@@ -53,6 +55,14 @@ BUSY = re.compile(r"\(esc to cancel, [\dhms ]+\)|^\s*[⠋⠙⠹⠸⠼⠴⠦⠧�
 ANSWER_HEAD = re.compile(r"^ ?✦ ")
 ERROR = re.compile(r"^ ?✕ |\[API Error|^\s*Error:")
 CHOICE = re.compile(r"^\s*│?\s*● \d+\. ")
+# Notices drawn right above the input box, not part of an answer.
+MODE_NOTICE = re.compile(r"\(ctrl \+ \w to toggle\)|^\s+\? for shortcuts\s*$|^\s*Shift\+Tab to accept edits")
+# The input box's top edge: a rule (0.61), a rounded corner, or half blocks (▀▀▀, older).
+HALF_BLOCK_EDGE = re.compile(r"^\s*▀{20,}\s*$")
+
+
+def _is_box_top(line: str) -> bool:
+    return bool(RULE_LINE.match(line) or HALF_BLOCK_EDGE.match(line)) or line.lstrip().startswith("╭")
 WAITING = re.compile(
     r"Allow execution|Apply this change\?|Do you want to proceed|Allow once|Allow for this session|"
     r"Waiting for user confirmation|Modify with external editor"
@@ -143,7 +153,7 @@ class GeminiCliProvider(ScreenProvider):
         for i in range(len(s.lines) - 1, low - 1, -1):
             if LIVE_PROMPT.match(s.lines[i]) and not CHOICE.match(s.lines[i]):
                 # The live prompt has the rule (its box top) within a few lines above.
-                if any(RULE_LINE.match(line) or line.lstrip().startswith("╭") for line in s.lines[max(0, i - 3) : i]):
+                if any(_is_box_top(line) for line in s.lines[max(0, i - 3) : i]):
                     return i
         return -1
 
@@ -159,7 +169,7 @@ class GeminiCliProvider(ScreenProvider):
             if any(BUSY.search(line) for line in s.tail(4)):
                 return Classification(S.PROCESSING, "busy line at the bottom")
             return Classification(S.STARTING, "no input prompt yet")
-        box_top = s.last_index(lambda line: bool(RULE_LINE.match(line)) or line.lstrip().startswith("╭"), 0, prompt)
+        box_top = s.last_index(lambda line: _is_box_top(line), 0, prompt)
         end = box_top if box_top >= 0 else prompt
         above = s.tail(6, end)
         if any(CHOICE.match(line) or WAITING.search(line) for line in above):
@@ -179,7 +189,7 @@ class GeminiCliProvider(ScreenProvider):
         prompt = self._prompt(s)
         end = len(s.lines)
         if prompt >= 0:
-            top = s.last_index(lambda line: bool(RULE_LINE.match(line)) or line.lstrip().startswith("╭"), 0, prompt)
+            top = s.last_index(lambda line: _is_box_top(line), 0, prompt)
             end = top if top >= 0 else prompt
         last_input = s.last_index(lambda line: bool(INPUT.match(line)), 0, end)
         head = s.last_index(lambda line: bool(ANSWER_HEAD.match(line)), last_input + 1, end)
@@ -188,7 +198,7 @@ class GeminiCliProvider(ScreenProvider):
         first = s.lines[head]
         out = [first[first.index("✦ ") + 2 :]]
         for line in s.lines[head + 1 : end]:
-            if ANSWER_HEAD.match(line) or INPUT.match(line) or BUSY.search(line):
+            if ANSWER_HEAD.match(line) or INPUT.match(line) or BUSY.search(line) or MODE_NOTICE.search(line):
                 break
             out.append(line[3:] if line.startswith("   ") else line.strip())
         return "\n".join(out)

@@ -12,7 +12,25 @@ Screen (classic chat; bottom = newest):
     ▸ Credits: 0.12 • Time: 3s              after a finished answer
     [agent] 4% λ >                          the prompt: optional [agent], context %, "λ", ">"
 
-Busy: "Thinking...", "Kiro is working", "Initializing...", "N of M mcp servers initialized".
+The classic prompt names the agent and may show a placeholder or typed text after the arrow:
+`[developer] 4% !> Not sure where to start? ...` (2.19) is idle, and so is `[agent]>`.
+
+Full-screen TUI (2.x with `--agent-engine v2`, "Kiro CLI V3"; bottom = newest):
+
+    ────────────────────────────────        a rule, then the user's input indented two spaces
+      What files are in this directory?
+    • the answer (or indented text)
+    ▸ Credits: 0.24 • Time: 3s               after a finished answer
+    ────────────────────────────────
+     Trust All Tools active, ...            notices, a rule, the status line
+    developer · auto · ◔ 4%   ~/project      (agent · model · context)
+     ask a question or describe a task ↵     the placeholder: idle ("Kiro is working" while busy)
+
+An answer with its credits line and nothing but this chrome under it is a completed turn; an
+error line ("monthly usage limit") there is an error.
+
+Busy: "Thinking...", "Kiro is working", "Initializing..." / "Initializing · type to queue",
+"N of M mcp servers initialized".
 Waiting: "Allow this action? Use 't' to trust (always allow) this tool for the session. [y/n/t]:",
 or the newer choice list "Yes / No / Always allow" ("Trust, always allow"). Error: "Kiro is having
 trouble responding right now" (older: "Amazon Q is having trouble ...").
@@ -39,9 +57,20 @@ from cao_sidecar.providers.screen import Dialog, Screen, command_from_options, e
 
 S = AgentStatus
 
-PROMPT = re.compile(r"^(?:\[[\w.-]+\] )?(?:\d+% )?(?:λ )?!?> ?$")
-PROMPT_WITH_TEXT = re.compile(r"^(?:\[[\w.-]+\] )?(?:\d+% )?(?:λ )?!?> \S")
+PROMPT = re.compile(r"^(?:\[[\w.-]+\] ?)?(?:\d+% )?(?:λ )?!?> ?$")
+PROMPT_WITH_TEXT = re.compile(r"^(?:\[[\w.-]+\] ?)?(?:\d+% )?(?:λ )?!?> \S")
+# The classic prompt with the agent's name and typed text or a placeholder after the arrow.
+AGENT_PROMPT_WITH_TEXT = re.compile(r"^\[[\w.-]+\] ?(?:\d+% )?(?:λ )?!?> \S")
 CREDITS = re.compile(r"^\s*▸ (?:Credits|Time):")
+TUI_PLACEHOLDER = re.compile(r"(?i)ask a question,? or describe a task")
+TUI_BOUNDARY = re.compile(r"^\s*[─━]{10,}\s*$|(?i:ask a question,? or describe a task)")
+# What the TUI draws under a finished answer: rules, notices, the status line, the placeholder.
+TUI_CHROME = re.compile(
+    r"^\s*$|^\s*[─━]{10,}\s*$|Trust All Tools active|/quit to exit|◔|^\s*[◐◑◒◓] \d+ tasks? remaining|"
+    r"ctrl\+g|(?i:ask a question,? or describe a task)"
+)
+TUI_ERROR = re.compile(r"reached your (?:monthly )?usage limit|having trouble responding right now|"
+                       r"^\s*(?:● )?(?:Error|error):")
 
 
 class KiroCliProvider(PatternProvider):
@@ -67,12 +96,14 @@ class KiroCliProvider(PatternProvider):
              "waiting: 'Allow this action? [y/n/t]' at the bottom"),
             (S.WAITING_USER_ANSWER, r"Yes\s*/\s*No\s*/\s*(?:Always allow|Trust)|Trust, always allow|"
              r"^\s*[❯>] ?(?:Yes|No|Always allow|Trust)\b", 6, "bottom", "waiting: a permission choice list"),
-            (S.PROCESSING, r"Thinking\.\.\.|(?:Kiro|Amazon Q) is working|Initializing\.\.\.|"
+            (S.PROCESSING, r"Thinking\.\.\.|(?:Kiro|Amazon Q) is working|Initializing(?:\.\.\.| ·)|"
              r"\d+ of \d+ mcp servers? initialized|^[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] ", 3, "bottom", "processing: a busy line at the bottom"),
             (S.ERROR, r"having trouble responding right now|^\s*(?:error|Error):", 0, "after_input",
              "error: the CLI reported an error after the last input"),
-            (S.IDLE, r"^(?:\[[\w.-]+\] )?(?:\d+% )?(?:λ )?!?> ?$", 1, "last_line", "idle: the '>' prompt is the last line"),
-            (S.IDLE, r"ask a question, or describe a task", 4, "bottom", "idle: the input placeholder"),
+            (S.IDLE, PROMPT.pattern, 1, "last_line", "idle: the '>' prompt is the last line"),
+            (S.IDLE, AGENT_PROMPT_WITH_TEXT.pattern, 1, "last_line",
+             "idle: the '[agent] >' prompt holds typed text or a placeholder"),
+            (S.IDLE, TUI_PLACEHOLDER.pattern, 4, "bottom", "idle: the input placeholder"),
         ]
     )
     dialogs = (
@@ -154,15 +185,67 @@ class KiroCliProvider(PatternProvider):
 
     def _classify(self, s: Screen) -> Classification:
         result = super()._classify(s)
-        if result.status is S.IDLE and self._extract(s) is not None:
+        if result.status is not S.IDLE:
+            return result
+        placeholder = self._tui_placeholder(s)
+        if placeholder >= 0:
+            return self._classify_tui(s, placeholder)
+        if AGENT_PROMPT_WITH_TEXT.match(s.lines[-1]):
+            return result  # typed text (or the placeholder) on the prompt line: idle
+        if self._extract(s) is not None:
             return Classification(S.COMPLETED, result.rule + ", and an answer follows the last input")
         return result
+
+    # ---- the full-screen TUI ------------------------------------------------------------------
+
+    @staticmethod
+    def _tui_placeholder(s: Screen) -> int:
+        """The TUI's input placeholder among the bottom lines, or -1 (classic chat)."""
+        low = max(0, len(s.lines) - 4)
+        return s.last_index(lambda line: bool(TUI_PLACEHOLDER.search(line)), low)
+
+    def _classify_tui(self, s: Screen, placeholder: int) -> Classification:
+        """Idle TUI: completed when a credits line or an error has nothing but chrome under it."""
+        end = placeholder
+        while end > 0 and TUI_CHROME.search(s.lines[end - 1]):
+            end -= 1
+        if end <= 0:
+            return Classification(S.IDLE, "TUI: the input placeholder, nothing above it")
+        last = s.lines[end - 1]
+        if TUI_ERROR.search(last):
+            return Classification(S.ERROR, "TUI: an error line right above the idle input")
+        if CREDITS.match(last):
+            return Classification(S.COMPLETED, "TUI: a finished answer (▸ Credits) right above the idle input")
+        return Classification(S.IDLE, "TUI: the input placeholder; no finished answer under the last input")
+
+    def _extract_tui(self, s: Screen, placeholder: int) -> Optional[str]:
+        credits = s.last_index(lambda line: bool(CREDITS.match(line)), 0, placeholder)
+        if credits < 0:
+            return None
+        start = s.last_index(lambda line: bool(TUI_BOUNDARY.search(line)), 0, credits) + 1
+        lines = s.lines[start:credits]
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        lines = lines[1:]  # the user's input
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        if not lines:
+            return None
+        out = [line[2:] if line.startswith("  ") else line for line in lines]
+        if out[0].startswith("• "):
+            out[0] = out[0][2:]
+        return "\n".join(out)
+
+    # ---- classic chat -------------------------------------------------------------------------
 
     def _extract(self, s: Screen) -> Optional[str]:
         """The answer is the lowest "> " block above the prompt; the "> " line above it is the
         input (both are drawn with the same arrow)."""
+        placeholder = self._tui_placeholder(s)
+        if placeholder >= 0:
+            return self._extract_tui(s, placeholder)
         end = len(s.lines)
-        if end and PROMPT.match(s.lines[-1]):
+        if end and (PROMPT.match(s.lines[-1]) or AGENT_PROMPT_WITH_TEXT.match(s.lines[-1])):
             end -= 1
         credits = s.last_index(lambda line: bool(CREDITS.match(line)), 0, end)
         if credits >= 0:
@@ -174,6 +257,12 @@ class KiroCliProvider(PatternProvider):
         if above < 0 and credits < 0:
             return None  # a lone "> text" line: the input that was just submitted
         first = s.lines[head]
+        if AGENT_PROMPT_WITH_TEXT.match(first):
+            # "[agent] > t": the user's own line (an input or a reply to a question); the
+            # answer is what the turn printed under it, up to its credits line.
+            if credits < 0:
+                return None
+            return "\n".join(s.lines[head + 1 : end])
         out = [first[first.index("> ") + 2 :]]
         out += [line for line in s.lines[head + 1 : end]]
         return "\n".join(out)

@@ -40,6 +40,14 @@ WAITING = re.compile(r"△ Permission required|Allow once|Always allow|Reject\b.
 ERROR = re.compile(r"^\s*┃?\s*(?:Error|error)\b|AI_APICallError|ProviderModelNotFoundError|ProviderInitError|"
                    r"APIError|Unable to connect|Request failed")
 SIDEBAR_GAP = re.compile(r"\s{8,}")
+# Busy footer: "esc interrupt", after one Esc "esc again to interrupt" (1.18).
+BUSY = re.compile(r"esc (?:again to )?interrupt")
+# `opencode mini` (2.0, a line-oriented view): "› input", the answer, "agent · model · 29.6s",
+# an "┃" input line and a footer ending in "ctrl+p menu".
+MINI_FOOTER = re.compile(r"ctrl\+p menu")
+MINI_INPUT = re.compile(r"^› \S")
+MINI_DONE = re.compile(r"^\S.* · .+ · \d[\d.]*(?:ms|s|m)\s*$|^\S.* · .+ · \d+m \d+s\s*$")
+MINI_ERROR = re.compile(r"(?i)request failed|^\s*error\b|APIError|Unable to connect")
 CONFIG_FILE = "opencode.json"
 
 
@@ -97,13 +105,47 @@ class OpenCodeProvider(ScreenProvider):
             top -= 1
         return top, bottom
 
+    @staticmethod
+    def _mini(s: Screen) -> bool:
+        return any(MINI_FOOTER.search(line) for line in s.tail(3))
+
+    def _classify_mini(self, s: Screen) -> Classification:
+        footer = s.last_nonblank()
+        if BUSY.search(s.lines[footer]):
+            return Classification(S.PROCESSING, "mini: footer says 'esc interrupt'")
+        if any(WAITING.search(line) for line in s.tail(20)):
+            return Classification(S.WAITING_USER_ANSWER, "mini: a permission request at the bottom")
+        last_input = s.last_index(lambda line: bool(MINI_INPUT.match(line)), 0, footer)
+        if last_input < 0:
+            return Classification(S.IDLE, "mini: input line, no input yet")
+        done = s.last_index(lambda line: bool(MINI_DONE.match(line)), last_input + 1, footer)
+        if done < 0:
+            return Classification(S.PROCESSING, "mini: no completion line (agent · model · duration) after the last input")
+        if any(MINI_ERROR.search(line) for line in s.lines[last_input + 1 : done]):
+            return Classification(S.ERROR, "mini: an error follows the last input")
+        return Classification(S.COMPLETED, "mini: a completion line (agent · model · duration) follows the last input")
+
+    def _extract_mini(self, s: Screen) -> Optional[str]:
+        footer = s.last_nonblank()
+        last_input = s.last_index(lambda line: bool(MINI_INPUT.match(line)), 0, footer)
+        done = s.last_index(lambda line: bool(MINI_DONE.match(line)), last_input + 1, footer)
+        if last_input < 0 or done < 0:
+            return None
+        start = last_input + 1
+        while start < done and s.lines[start].strip():
+            start += 1  # the rest of the input's first paragraph
+        # Best effort: an input of several paragraphs leaves its later ones in the answer.
+        return "\n".join(s.lines[start:done])
+
     def _classify(self, s: Screen) -> Classification:
         top, bottom = self._box(s)
         if bottom < 0:
+            if self._mini(s):
+                return self._classify_mini(s)
             if any(WAITING.search(line) for line in s.tail(20)):
                 return Classification(S.WAITING_USER_ANSWER, "dialog: a permission request")
             return Classification(S.STARTING, "no input box yet")
-        if any("esc interrupt" in line for line in s.lines[bottom:]):
+        if any(BUSY.search(line) for line in s.lines[bottom:]):
             return Classification(S.PROCESSING, "footer says 'esc interrupt'")
         if any(WAITING.search(line) for line in s.tail(20)):
             return Classification(S.WAITING_USER_ANSWER, "a permission request at the bottom")
@@ -116,11 +158,15 @@ class OpenCodeProvider(ScreenProvider):
         if any(ERROR.search(line) for line in s.lines[last_input + 1 : top]):
             return Classification(S.ERROR, "an error follows the last input")
         if marker >= 0:
-            return Classification(S.PROCESSING, "a marker without duration (the answer is being written)")
+            # The footer says "esc interrupt" for as long as a turn runs (checked above): a
+            # marker without duration under a quiet footer is a turn that was cut short.
+            return Classification(S.IDLE, "a marker without duration and no 'esc interrupt': the turn was cut short")
         return Classification(S.IDLE, "input box; nothing after the last input")
 
     def _extract(self, s: Screen) -> Optional[str]:
         top, _bottom = self._box(s)
+        if top < 0 and self._mini(s):
+            return self._extract_mini(s)
         end = top if top >= 0 else len(s.lines)
         last_input = s.last_index(lambda line: bool(USER_LINE.match(line)), 0, end)
         marker = s.last_index(lambda line: bool(DONE_MARKER.match(line)), last_input + 1, end)
