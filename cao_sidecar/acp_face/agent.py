@@ -37,7 +37,7 @@ from acp.schema import (
     UnstructuredCommandInput,
 )
 
-from cao_sidecar import __version__, wire
+from cao_sidecar import __version__, views, wire
 from cao_sidecar.acp_face.sessions import AcpSession, SessionStore, new_session_id
 from cao_sidecar.acp_face.team import TeamReporter, Updates
 from cao_sidecar.core.errors import CaoError
@@ -107,21 +107,6 @@ def mcp_server_of(server: dict[str, Any]) -> Optional[McpServer]:
             env=tuple((e["name"], e["value"]) for e in server.get("env") or []),
         )
     return None
-
-
-def agent_info(agent: Any) -> dict[str, Any]:
-    return wire.unstructure(
-        wire.AgentInfo(
-            terminal_id=agent.terminal_id,
-            session=agent.session,
-            profile=agent.profile.name,
-            provider=agent.provider.name,
-            status=agent.status,
-            working_directory=agent.working_directory,
-            created_at=agent.created_at,
-            name=agent.name,
-        )
-    )
 
 
 class CaoAcpAgent:
@@ -351,7 +336,7 @@ class CaoAcpAgent:
             _str(p, "profile"), provider=_opt_str(p, "provider"), working_directory=_opt_str(p, "workingDirectory"),
             session=self._tmux_session(p), name=_opt_str(p, "name"),
         )
-        return agent_info(agent)
+        return wire.unstructure(views.agent_info(agent, core))
 
     async def _ext_handoff(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
         timeout = p.get("timeoutSeconds", 600)
@@ -372,7 +357,7 @@ class CaoAcpAgent:
         return {"terminalId": agent.terminal_id}
 
     async def _ext_list_agents(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
-        return {"agents": [agent_info(a) for a in core.list_agents(self._tmux_session(p))]}
+        return {"agents": [wire.unstructure(views.agent_info(a, core)) for a in core.list_agents(self._tmux_session(p))]}
 
     # Trust of the folder whose .cao/ this face loaded (cao_sidecar.trust; like cao/getTrust).
 

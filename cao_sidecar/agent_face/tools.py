@@ -13,7 +13,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 
-from cao_sidecar import __version__
+from cao_sidecar import __version__, wire
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.orchestrator import Orchestrator
@@ -49,7 +49,7 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         ctx: Context,
         timeout_seconds: Annotated[
             float, Field(description="Give up (and stop the specialist) after this many seconds.", gt=0)
-        ] = 600.0,
+        ] = wire.HANDOFF_TIMEOUT_SECONDS,
     ) -> CallToolResult:
         caller = caller_of(ctx)
         try:

@@ -47,6 +47,7 @@ from cao_sidecar.storage.state_db import open_state_db
 from cao_sidecar.providers import LaunchContext, cli_facts, get_provider, own_python
 from cao_sidecar.providers.base import flag_like_value, profile_options
 from cao_sidecar.terminal.tmux import PaneGone, TmuxError, TmuxServer
+from cao_sidecar.wire import ASSIGN_TIMEOUT_SECONDS, HANDOFF_TIMEOUT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -741,7 +742,7 @@ class Orchestrator:
         provider: str | None = None,
         working_directory: str | None = None,
         session: str | None = None,
-        timeout: float = 600.0,
+        timeout: float = HANDOFF_TIMEOUT_SECONDS,
         keep: bool = False,
         on_agent: Callable[[Agent], None] | None = None,
         caller: Agent | None = None,
@@ -833,7 +834,7 @@ class Orchestrator:
         provider: str | None = None,
         working_directory: str | None = None,
         session: str | None = None,
-        timeout: float = 3600.0,
+        timeout: float = ASSIGN_TIMEOUT_SECONDS,
         keep: bool = True,
         caller: Agent | None = None,
     ) -> Agent:

@@ -23,6 +23,7 @@ from cao_sidecar.core import prompts
 from cao_sidecar.core.agent import Agent, PendingPrompt
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.views import attach_command
 
 if TYPE_CHECKING:
     from cao_sidecar.core.orchestrator import Orchestrator
@@ -46,12 +47,6 @@ def ask_user_enabled(initialize_params: Any) -> bool:
         return True
     options = initialize_params.get("initializationOptions")
     return not (isinstance(options, dict) and options.get("askUser") is False)
-
-
-def attach_command(core: "Orchestrator", agent: Agent) -> list[str]:
-    if not agent.alive or agent.pane_id is None:
-        return []
-    return core.tmux.attach_command(agent.session, agent.pane_id)
 
 
 class UserAsker:

@@ -17,12 +17,12 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, default_converter
 from pygls.protocol.language_server import lsp_method
 
-from cao_sidecar import __version__, wire
+from cao_sidecar import __version__, views, wire
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.orchestrator import READY_TIMEOUT, Orchestrator
 from cao_sidecar.core.status import AgentStatus
-from cao_sidecar.editor.ask import UserAsker, attach_command
+from cao_sidecar.editor.ask import UserAsker
 from cao_sidecar.storage.reports import Report
 
 log = logging.getLogger(__name__)
@@ -151,33 +151,6 @@ def _cao_method(server: CaoLanguageServer, method: str) -> Callable[[Handler], H
     return register
 
 
-def prompt_info(agent: Agent) -> Optional[wire.PromptInfo]:
-    pending = agent.prompt
-    if pending is None or agent.status is not AgentStatus.WAITING_USER_ANSWER:
-        return None
-    return wire.PromptInfo(
-        id=pending.id,
-        text=pending.prompt.text,
-        choices=[c.label for c in pending.prompt.choices],
-        detail=pending.prompt.detail,
-    )
-
-
-def _agent_info(agent: Agent, core: Orchestrator) -> wire.AgentInfo:
-    return wire.AgentInfo(
-        terminal_id=agent.terminal_id,
-        session=agent.session,
-        profile=agent.profile.name,
-        provider=agent.provider.name,
-        status=agent.status,
-        working_directory=agent.working_directory,
-        created_at=agent.created_at,
-        name=agent.name,
-        prompt=prompt_info(agent),
-        attach_command=attach_command(core, agent),
-    )
-
-
 def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServer:
     server = CaoLanguageServer(core_ready)
 
@@ -194,14 +167,7 @@ def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServe
             name=p.name,
             ready_timeout=p.timeout_seconds or READY_TIMEOUT,
         )
-        return wire.SpawnResult(
-            terminal_id=agent.terminal_id,
-            session=agent.session,
-            profile=agent.profile.name,
-            provider=agent.provider.name,
-            status=agent.status,
-            name=agent.name,
-        )
+        return views.spawn_result(agent)
 
     @_cao_method(server, "cao/handoff")
     async def handoff(ls: CaoLanguageServer, p: wire.HandoffParams) -> wire.HandoffResult:
@@ -246,7 +212,7 @@ def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServe
     @_cao_method(server, "cao/listAgents")
     async def list_agents(ls: CaoLanguageServer, p: wire.ListAgentsParams) -> wire.ListAgentsResult:
         core = await ls.core()
-        return wire.ListAgentsResult(agents=[_agent_info(a, core) for a in core.list_agents(p.session)])
+        return wire.ListAgentsResult(agents=[views.agent_info(a, core) for a in core.list_agents(p.session)])
 
     @_cao_method(server, "cao/answer")
     async def answer(ls: CaoLanguageServer, p: wire.AnswerParams) -> wire.AnswerResult:
@@ -268,9 +234,7 @@ def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServe
     @_cao_method(server, "cao/listProfiles")
     async def list_profiles(ls: CaoLanguageServer, p: wire.ListProfilesParams) -> wire.ListProfilesResult:
         core = await ls.core()
-        from cao_sidecar.profiles.live import profile_info
-
-        return wire.ListProfilesResult(profiles=[profile_info(e) for e in core.catalog.entries()])
+        return wire.ListProfilesResult(profiles=[views.profile_info(e) for e in core.catalog.entries()])
 
     @_cao_method(server, "cao/getLog")
     async def get_log(ls: CaoLanguageServer, p: wire.GetLogParams) -> wire.GetLogResult:
@@ -340,8 +304,6 @@ async def _live(ls: CaoLanguageServer) -> Any:
 
 
 def _register_profile_and_flow_methods(server: CaoLanguageServer) -> None:
-    from cao_sidecar.profiles.live import flow_info, run_info
-
     @_cao_method(server, "cao/installProfile")
     async def install_profile(ls: CaoLanguageServer, p: wire.InstallProfileParams) -> wire.InstallProfileResult:
         from cao_sidecar.profiles.install import install_profile as install
@@ -360,12 +322,12 @@ def _register_profile_and_flow_methods(server: CaoLanguageServer) -> None:
     @_cao_method(server, "cao/runFlow")
     async def run_flow(ls: CaoLanguageServer, p: wire.RunFlowParams) -> wire.RunFlowResult:
         live = await _live(ls)
-        return wire.RunFlowResult(run=run_info(await live.scheduler.run_now(p.name)))
+        return wire.RunFlowResult(run=views.run_info(await live.scheduler.run_now(p.name)))
 
     @_cao_method(server, "cao/setFlowEnabled")
     async def set_flow_enabled(ls: CaoLanguageServer, p: wire.SetFlowEnabledParams) -> wire.SetFlowEnabledResult:
         live = await _live(ls)
-        return wire.SetFlowEnabledResult(flow=flow_info(live.scheduler.set_enabled(p.name, p.enabled)))
+        return wire.SetFlowEnabledResult(flow=views.flow_info(live.scheduler.set_enabled(p.name, p.enabled)))
 
     @_cao_method(server, "cao/getTrust")
     async def get_trust(ls: CaoLanguageServer, p: wire.GetTrustParams) -> wire.GetTrustResult:
@@ -443,17 +405,7 @@ def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_
     asker = UserAsker(server, core) if ask_user else None
 
     def notify_status(agent: Agent, previous: Optional[AgentStatus], status: AgentStatus) -> None:
-        server.notify(
-            "cao/agentStatus",
-            wire.AgentStatusNotification(
-                terminal_id=agent.terminal_id,
-                profile=agent.profile.name,
-                status=status,
-                previous_status=previous,
-                session=agent.session,
-                prompt=prompt_info(agent),
-            ),
-        )
+        server.notify("cao/agentStatus", views.agent_status(agent, previous, status))
 
     def on_status(agent: Agent, previous: Optional[AgentStatus], status: AgentStatus) -> None:
         notify_status(agent, previous, status)
@@ -476,16 +428,7 @@ def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_
                 asker.on_status(agent, None, agent.status)
 
     def on_report(report: Report) -> None:
-        server.notify(
-            "cao/workerCompleted",
-            wire.WorkerCompletedNotification(
-                terminal_id=report.terminal_id,
-                profile=report.profile,
-                status=AgentStatus(report.status),
-                output=report.output,
-                error=report.error,
-            ),
-        )
+        server.notify("cao/workerCompleted", views.worker_completed(report))
 
     core.add_status_listener(on_status)
     # Reports are stored until sent: those made while no editor was connected come now.
