@@ -70,6 +70,7 @@ async def serve_acp(*, tmux_socket: str, session: str) -> int:
         def created(face: Any) -> None:
             nonlocal agent_face
             agent_face = face
+            agent.agent_face = face  # for _cao/stats
 
         await start_agent_face(core, tmux_socket, created)
 

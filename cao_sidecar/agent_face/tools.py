@@ -6,12 +6,13 @@ methods. This module imports the `mcp` SDK (slow): it is only imported after the
 """
 
 import json
-from typing import Annotated, Any, Callable
+from typing import Annotated, Callable, Literal, Mapping, Optional
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent
 from pydantic import Field
+from typing_extensions import TypedDict  # pydantic needs this one below Python 3.12
 
 from cao_sidecar import __version__, wire
 from cao_sidecar.core.agent import Agent
@@ -28,12 +29,61 @@ Tools to work with other agents on your team, each a coding assistant in its own
 Specialists are named by profile (for example: developer, reviewer, tester)."""
 
 
+# What the tools return as structured content. Annotating a tool `Annotated[CallToolResult, T]`
+# makes the SDK publish T as the tool's outputSchema and check each result against it; the text
+# content stays what a model reads best (the answer itself, a sentence).
+
+
+class HandoffToolResult(TypedDict):
+    terminalId: str
+    profile: str
+    status: Literal["completed"]
+    output: str
+
+
+class AssignToolResult(TypedDict):
+    terminalId: str
+    profile: str
+    status: str  # the worker's status when the call returned
+
+
+class SendMessageToolResult(TypedDict):
+    messageId: str
+    state: Literal["delivered", "queued"]
+    terminalId: str  # the receiver
+
+
+class TeamMember(TypedDict):
+    terminalId: str
+    name: Optional[str]
+    profile: str
+    provider: str
+    status: str
+    you: bool  # the caller itself
+
+
+class ListSessionsToolResult(TypedDict):
+    session: str
+    agents: list[TeamMember]
+
+
+def team_member(agent: Agent, caller: Agent) -> TeamMember:
+    return TeamMember(
+        terminalId=agent.terminal_id,
+        name=agent.name,
+        profile=agent.profile.name,
+        provider=agent.provider.name,
+        status=agent.status.value,
+        you=agent is caller,
+    )
+
+
 def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) -> MCPServer:
     mcp = MCPServer(name="cao", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
     profile_names = ", ".join(p.name for p in core.catalog.all())
 
-    def result(text: str, structured: dict[str, Any]) -> CallToolResult:
-        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+    def result(text: str, structured: Mapping[str, object]) -> CallToolResult:
+        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=dict(structured))
 
     @mcp.tool(
         description=(
@@ -50,13 +100,13 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         timeout_seconds: Annotated[
             float, Field(description="Give up (and stop the specialist) after this many seconds.", gt=0)
         ] = wire.HANDOFF_TIMEOUT_SECONDS,
-    ) -> CallToolResult:
+    ) -> Annotated[CallToolResult, HandoffToolResult]:
         caller = caller_of(ctx)
         try:
             worker, answer = await core.handoff(task, profile=target, timeout=timeout_seconds, caller=caller)
         except CaoError as exc:
             raise ToolError(_error_text(exc)) from None
-        return result(answer, {"terminalId": worker.terminal_id, "profile": target, "status": "completed", "output": answer})
+        return result(answer, HandoffToolResult(terminalId=worker.terminal_id, profile=target, status="completed", output=answer))
 
     @mcp.tool(
         description=(
@@ -69,14 +119,14 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         target: Annotated[str, Field(description=f"Profile of the specialist to start. Known profiles: {profile_names}")],
         task: Annotated[str, Field(description="The complete task for the specialist, with all context it needs.")],
         ctx: Context,
-    ) -> CallToolResult:
+    ) -> Annotated[CallToolResult, AssignToolResult]:
         caller = caller_of(ctx)
         try:
             worker = core.assign(task, profile=target, caller=caller)
         except CaoError as exc:
             raise ToolError(_error_text(exc)) from None
         text = f"Assigned to {target} (terminal {worker.terminal_id}); its answer will arrive as a message."
-        return result(text, {"terminalId": worker.terminal_id, "profile": target, "status": worker.status.value})
+        return result(text, AssignToolResult(terminalId=worker.terminal_id, profile=target, status=worker.status.value))
 
     @mcp.tool(
         description=(
@@ -88,7 +138,7 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         target: Annotated[str, Field(description="Terminal id or name of the receiving agent (see list_sessions).")],
         message: Annotated[str, Field(description="The message text.")],
         ctx: Context,
-    ) -> CallToolResult:
+    ) -> Annotated[CallToolResult, SendMessageToolResult]:
         caller = caller_of(ctx)
         try:
             receiver = core.resolve_target(target, caller.session, same_session=True)
@@ -100,23 +150,15 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         except CaoError as exc:
             raise ToolError(_error_text(exc)) from None
         text = f"Message {message_id} {state} to {receiver.profile.name} ({receiver.terminal_id})."
-        return result(text, {"messageId": message_id, "state": state, "terminalId": receiver.terminal_id})
+        return result(text, SendMessageToolResult(messageId=message_id, state=state, terminalId=receiver.terminal_id))  # type: ignore[typeddict-item]
 
     @mcp.tool(description="List the agents of your session (your team): terminal id, name, profile, provider, status.")
-    async def list_sessions(ctx: Context) -> CallToolResult:
+    async def list_sessions(ctx: Context) -> Annotated[CallToolResult, ListSessionsToolResult]:
         caller = caller_of(ctx)
-        agents = [
-            {
-                "terminalId": a.terminal_id,
-                "name": a.name,
-                "profile": a.profile.name,
-                "provider": a.provider.name,
-                "status": a.status.value,
-                "you": a is caller,
-            }
-            for a in core.list_agents(caller.session)
-        ]
-        return result(json.dumps({"session": caller.session, "agents": agents}, indent=1), {"session": caller.session, "agents": agents})
+        listing = ListSessionsToolResult(
+            session=caller.session, agents=[team_member(a, caller) for a in core.list_agents(caller.session)]
+        )
+        return result(json.dumps(listing, indent=1), listing)
 
     return mcp
 
