@@ -6,42 +6,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import stat
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 from acp.agent.connection import AgentSideConnection
 
+from cao_sidecar import stdio
 from cao_sidecar.acp_face.agent import CaoAcpAgent
 from cao_sidecar.acp_face.transport import MAX_LINE, LineTransport
 from cao_sidecar.app import log_core_failure, start_agent_face, start_core
-from cao_sidecar.editor.transport import PipeWriter, take_stdout_for_protocol
+from cao_sidecar.stdio import PipeWriter, take_stdout_for_protocol
 
 log = logging.getLogger(__name__)
-
-
-async def _stdin_reader(limit: int) -> asyncio.StreamReader:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=limit)
-    mode = os.fstat(sys.stdin.fileno()).st_mode
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-    else:  # a regular file: feed it from a thread
-        async def pump() -> None:
-            while chunk := await loop.run_in_executor(None, sys.stdin.buffer.read1, 65536):  # type: ignore[attr-defined]
-                reader.feed_data(chunk)
-            reader.feed_eof()
-
-        loop.create_task(pump())
-    return reader
 
 
 async def serve_acp(*, tmux_socket: str, session: str) -> int:
     protocol_out = take_stdout_for_protocol()  # stdout is the protocol; stray prints go to stderr
     writer = PipeWriter(protocol_out)
     await writer.connect()
-    transport = LineTransport(await _stdin_reader(MAX_LINE), writer)
+    transport = LineTransport(await stdio.open_reader(sys.stdin.buffer, limit=MAX_LINE), writer)
     loop = asyncio.get_running_loop()
     core_ready: asyncio.Future[Any] = loop.create_future()
     agent = CaoAcpAgent(core_ready)
