@@ -29,7 +29,9 @@ def agents_state_dir() -> Path:
 
 
 def tmux_socket_name(cli_value: str | None = None) -> str:
-    return cli_value or os.environ.get("CAO_TMUX_SOCKET") or DEFAULT_TMUX_SOCKET
+    from cao_sidecar.settings import settings
+
+    return cli_value or settings().tmux_socket or DEFAULT_TMUX_SOCKET
 
 
 class UnsafeDirectory(RuntimeError):

@@ -42,11 +42,12 @@ from cao_sidecar.acp_face.sessions import AcpSession, SessionStore, new_session_
 from cao_sidecar.acp_face.team import TeamReporter, Updates
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.profiles.profile import McpServer
+from cao_sidecar.settings import settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PROFILE = "supervisor"
-TURN_TIMEOUT = float(os.environ.get("CAO_ACP_TURN_TIMEOUT", "3600"))
+TURN_TIMEOUT = settings().acp_turn_timeout
 ANSWER_CHUNK = 4000  # characters per agent_message_chunk
 
 COMMANDS = [
@@ -60,7 +61,7 @@ COMMANDS = [
 
 
 def default_profile() -> str:
-    return os.environ.get("CAO_ACP_DEFAULT_PROFILE") or DEFAULT_PROFILE
+    return settings().acp_default_profile or DEFAULT_PROFILE
 
 
 def rpc_error(exc: CaoError) -> RequestError:

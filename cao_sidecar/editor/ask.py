@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import TYPE_CHECKING, Any, Optional
 
 from lsprotocol import types
@@ -23,6 +22,7 @@ from cao_sidecar.core import prompts
 from cao_sidecar.core.agent import Agent, PendingPrompt
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.settings import settings
 from cao_sidecar.views import attach_command
 
 if TYPE_CHECKING:
@@ -35,10 +35,7 @@ OPEN_TERMINAL = "Open terminal"
 
 
 def ask_timeout() -> float:
-    try:
-        return max(1.0, float(os.environ.get("CAO_ASK_TIMEOUT", "600")))
-    except ValueError:
-        return 600.0
+    return settings().ask_timeout
 
 
 def ask_user_enabled(initialize_params: Any) -> bool:
