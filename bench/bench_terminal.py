@@ -1,6 +1,6 @@
 """Figures for the terminal layer (median of N). Not a test.
 
-    cd /work/main && python bench/bench_terminal.py [N]
+    python bench/bench_terminal.py [N]    (from the checkout)
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cao_sidecar.wire import HANDOFF_TIMEOUT_SECONDS
+
     parser = argparse.ArgumentParser(prog="cao-sidecar", description=__doc__)
     parser.add_argument("--stdio", action="store_true", help="serve JSON-RPC (LSP framing) on stdin/stdout (the default)")
     parser.add_argument("--acp", action="store_true", help="serve the Agent Client Protocol (Zed, JetBrains, ...) on stdin/stdout")
@@ -34,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="hand one task to a new worker and print its answer")
     run.add_argument("--profile", required=True)
     run.add_argument("--provider")
-    run.add_argument("--timeout", type=float, default=600.0)
+    run.add_argument("--timeout", type=float, default=HANDOFF_TIMEOUT_SECONDS)
     run.add_argument("task")
     _add_common(run)
 

@@ -51,6 +51,14 @@ class MessageResult(ToolData):
     terminal_id: str = Field(description="The receiver: an agent's terminal id or a lead's id.")
 
 
+class MergeResult(ToolData):
+    merged: bool
+    message: str
+    worktree: dict[str, Any] = Field(description="The worker's worktree after the merge (branch, base, commits, files).")
+    conflicts: list[str] = Field(description="Files in conflict; nothing was changed.")
+    commit: Optional[str] = Field(default=None, description="The base's commit after the merge.")
+
+
 class Question(ToolData):
     """The question an agent waits on (status waiting_user_answer)."""
 

@@ -17,6 +17,10 @@ from cao_sidecar.core.status import AgentStatus
 
 ProgressToken = Union[int, str]
 
+# Defaults of the contract (the schema states them too); every door and the core use these.
+HANDOFF_TIMEOUT_SECONDS = 600.0  # a handoff gives up (and stops its worker) after this
+ASSIGN_TIMEOUT_SECONDS = 3600.0  # an assigned worker is stopped (and reported failed) after this
+
 
 def camel(name: str) -> str:
     head, *rest = name.split("_")
@@ -81,7 +85,7 @@ class HandoffParams:
     provider: Optional[str] = None
     working_directory: Optional[str] = None
     session: Optional[str] = None
-    timeout_seconds: float = 600.0
+    timeout_seconds: float = HANDOFF_TIMEOUT_SECONDS
     keep: bool = False
     work_done_token: Optional[ProgressToken] = None
     worktree: Optional[bool] = None
@@ -103,7 +107,7 @@ class AssignParams:
     provider: Optional[str] = None
     working_directory: Optional[str] = None
     session: Optional[str] = None
-    timeout_seconds: float = 3600.0
+    timeout_seconds: float = ASSIGN_TIMEOUT_SECONDS
     keep: bool = True
     worktree: Optional[bool] = None
     base_ref: Optional[str] = None

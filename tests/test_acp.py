@@ -160,6 +160,23 @@ async def test_extension_methods(acp):
     with pytest.raises(RequestError) as info:
         await conn.ext_method("cao/nothing", {})
     assert info.value.code == -32601
+    # Every editor-face method, validated by the same wire types: the error names the field.
+    with pytest.raises(RequestError) as info:
+        await conn.ext_method("cao/handoff", {"message": "x", "profile": "mock_developer", "timeoutSeconds": "soon"})
+    assert info.value.code == -32602 and "timeoutSeconds" in str(info.value.data)
+    with pytest.raises(RequestError) as info:
+        await conn.ext_method("cao/spawn", {"profile": "mock_reviewer", "timeoutSeconds": -1})
+    assert info.value.code == -32602 and info.value.data["kind"] == "invalidParams"
+    listed = (await conn.ext_method("cao/listAgents", {"sessionId": sid}))["agents"]
+    assert {a["terminalId"] for a in listed} == {spawned["terminalId"], assigned["terminalId"]}
+    assert all(a["attachCommand"] for a in listed if a["terminalId"] == spawned["terminalId"])
+    output = await conn.ext_method("cao/getOutput", {"terminalId": spawned["terminalId"]})
+    assert output["output"] == "ext"
+    stats = await conn.ext_method("cao/stats", {})
+    assert stats["agents"] >= 2 and stats["credentials"] >= 1
+    assert await conn.ext_method("cao/terminate", {"terminalId": spawned["terminalId"]}) == {}
+    profiles = (await conn.ext_method("cao/listProfiles", {}))["profiles"]
+    assert "mock_reviewer" in {p["name"] for p in profiles}
 
 
 async def test_malformed_lines_get_errors_and_the_session_goes_on(acp):

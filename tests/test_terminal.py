@@ -1,6 +1,6 @@
 """Terminal layer against a real tmux (each test on its own ``-L cao-test-*`` socket).
 
-Run: ``cd /work/main && python -m pytest tests/test_terminal.py -p no:libtmux -q``
+Run from the checkout: ``python -m pytest tests/test_terminal.py -q``
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def test_unescape_output():
 async def test_quote_round_trips_through_tmux_parser(tmux_srv: TmuxServer, tmp_path: Path):
     """set-option with a quoted value, read back with show-option: byte-identical."""
     await tmux_srv.new_window("q", "w", ["sleep", "60"], env={}, cwd=str(tmp_path))
-    client = tmux_srv._live_client("q")
+    client = tmux_srv._pool.live("q")
     assert client is not None
     values = [
         "",
@@ -440,7 +440,7 @@ async def test_two_sessions_both_deliver_output(tmux_srv: TmuxServer, tmp_path: 
     a = await tmux_srv.new_window("alpha", "a", ["sh", "-c", "sleep 0.2; echo alpha; sleep 60"], env={}, cwd=str(tmp_path))
     b = await tmux_srv.new_window("beta", "b", ["sh", "-c", "sleep 0.2; echo beta; sleep 60"], env={}, cwd=str(tmp_path))
     await wait_until(lambda: {a.pane_id, b.pane_id} <= seen)
-    assert tmux_srv._clients["alpha"].pid != tmux_srv._clients["beta"].pid
+    assert tmux_srv._pool.clients["alpha"].pid != tmux_srv._pool.clients["beta"].pid
 
 
 async def test_exit_listener_statuses(tmux_srv: TmuxServer, tmp_path: Path):
@@ -491,20 +491,20 @@ async def test_exit_while_a_background_child_holds_the_pty(tmux_srv: TmuxServer,
 
 
 async def test_exit_without_pidfd_uses_slow_check(tmux_srv: TmuxServer, tmp_path: Path, monkeypatch):
-    import cao_sidecar.terminal.tmux as tmux_mod
+    import cao_sidecar.terminal.exits as exits_mod
 
     def no_pidfd(pid: int) -> int:
         raise OSError(38, "Function not implemented")
 
-    monkeypatch.setattr(tmux_mod.os, "pidfd_open", no_pidfd)
-    monkeypatch.setattr(tmux_mod, "_FALLBACK_INTERVAL", 0.1)
+    monkeypatch.setattr(exits_mod.os, "pidfd_open", no_pidfd)
+    monkeypatch.setattr(exits_mod, "FALLBACK_INTERVAL", 0.1)
     exits: list[tuple[str, int | None]] = []
     tmux_srv.add_exit_listener(lambda p, s: exits.append((p, s)))
     keep = await tmux_srv.new_window("fb", "keep", ["sleep", "60"], env={}, cwd=str(tmp_path))
     pane = await tmux_srv.new_window("fb", "w", ["sh", "-c", "sleep 0.2; exit 9"], env={}, cwd=str(tmp_path))
     await wait_until(lambda: exits, timeout=5)
     assert exits == [(pane.pane_id, 9)]
-    assert keep.pane_id in tmux_srv._fallback  # still watched, still alive
+    assert tmux_srv._exits.watching_slowly(keep.pane_id)  # still watched, still alive
 
 
 async def test_kill_window(tmux_srv: TmuxServer, tmp_path: Path):
@@ -533,7 +533,7 @@ async def test_window_closed_by_someone_else_is_an_exit(tmux_srv: TmuxServer, tm
 
 async def test_session_recreated_after_its_last_window_dies(tmux_srv: TmuxServer, tmp_path: Path):
     first = await tmux_srv.new_window("again", "w", ["sleep", "60"], env={}, cwd=str(tmp_path))
-    client = tmux_srv._clients["again"]
+    client = tmux_srv._pool.clients["again"]
     await tmux_srv.kill_window(first.pane_id)  # last window: session destroyed, client gets %exit
     await asyncio.wait_for(client.wait_closed(), 5)
     assert not client.alive
@@ -588,7 +588,7 @@ async def test_close_keeps_server_and_windows(tmux_srv: TmuxServer, tmp_path: Pa
     printer = await tmux_srv.new_window("keep", "printer", [sys.executable, "-c", FIFO_PRINTER, str(fifo)], env={}, cwd=str(tmp_path))
     other = await tmux_srv.new_window("keep2", "sleeper", ["sh", "-c", "echo still here; read x; exit 4"], env={}, cwd=str(tmp_path))
     await wait_screen(tmux_srv, printer.pane_id, "printer up")
-    client_pids = [c.pid for c in tmux_srv._clients.values()]
+    client_pids = [c.pid for c in tmux_srv._pool.clients.values()]
     await tmux_srv.close()
     for pid in client_pids:  # our control clients are gone ...
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
@@ -625,7 +625,7 @@ from cao_sidecar.terminal import TmuxServer
 async def main():
     srv = TmuxServer(sys.argv[2])
     pane = await srv.new_window("s", "agent", ["sleep", "300"], env={}, cwd="/")
-    sys.stdout.write(json.dumps({"pane": pane.pane_id, "clients": [c.pid for c in srv._clients.values()]}) + "\n")
+    sys.stdout.write(json.dumps({"pane": pane.pane_id, "clients": [c.pid for c in srv._pool.clients.values()]}) + "\n")
     sys.stdout.flush()
     os.kill(os.getpid(), 9)
 asyncio.run(main())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import attrs
 from acp import (
@@ -37,16 +37,17 @@ from acp.schema import (
     UnstructuredCommandInput,
 )
 
-from cao_sidecar import __version__, wire
+from cao_sidecar import __version__, handlers, wire
 from cao_sidecar.acp_face.sessions import AcpSession, SessionStore, new_session_id
 from cao_sidecar.acp_face.team import TeamReporter, Updates
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.profiles.profile import McpServer
+from cao_sidecar.settings import settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PROFILE = "supervisor"
-TURN_TIMEOUT = float(os.environ.get("CAO_ACP_TURN_TIMEOUT", "3600"))
+TURN_TIMEOUT = settings().acp_turn_timeout
 ANSWER_CHUNK = 4000  # characters per agent_message_chunk
 
 COMMANDS = [
@@ -60,7 +61,7 @@ COMMANDS = [
 
 
 def default_profile() -> str:
-    return os.environ.get("CAO_ACP_DEFAULT_PROFILE") or DEFAULT_PROFILE
+    return settings().acp_default_profile or DEFAULT_PROFILE
 
 
 def rpc_error(exc: CaoError) -> RequestError:
@@ -109,29 +110,16 @@ def mcp_server_of(server: dict[str, Any]) -> Optional[McpServer]:
     return None
 
 
-def agent_info(agent: Any) -> dict[str, Any]:
-    return wire.unstructure(
-        wire.AgentInfo(
-            terminal_id=agent.terminal_id,
-            session=agent.session,
-            profile=agent.profile.name,
-            provider=agent.provider.name,
-            status=agent.status,
-            working_directory=agent.working_directory,
-            created_at=agent.created_at,
-            name=agent.name,
-        )
-    )
-
-
 class CaoAcpAgent:
-    def __init__(self, core_ready: "asyncio.Future[Any]") -> None:
+    def __init__(self, core_ready: "asyncio.Future[Any]", on_shutdown: Optional[Callable[[bool], None]] = None) -> None:
         self._core_ready = core_ready
+        self._on_shutdown = on_shutdown  # `_cao/shutdown` (ends the orchestrator for everyone)
         self._conn: Any = None
         self.updates = Updates(self._send_update)
         self.store = SessionStore(None)
         self.team: Optional[TeamReporter] = None
         self.live: Any = None  # profiles.live.LiveConfig, once started
+        self.agent_face: Any = None  # agent_face.http.AgentFace, once started
 
     def on_connect(self, conn: Any) -> None:
         self._conn = conn
@@ -321,100 +309,49 @@ class CaoAcpAgent:
     # ---- _cao/... extension methods ------------------------------------------------------------
 
     async def ext_method(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        handler = {
-            "cao/spawn": self._ext_spawn,
-            "cao/handoff": self._ext_handoff,
-            "cao/assign": self._ext_assign,
-            "cao/listAgents": self._ext_list_agents,
-            "cao/getTrust": self._ext_get_trust,
-            "cao/setTrust": self._ext_set_trust,
-            "cao/listWorktrees": self._ext_list_worktrees,
-            "cao/mergeWorktree": self._ext_merge_worktree,
-            "cao/discardWorktree": self._ext_discard_worktree,
-        }.get(method)
+        """`_cao/<name>`: the editor face's `cao/<name>`, same params (plus an optional `sessionId`
+        that puts the agents in that conversation's team), same handler, same result."""
+        handler = handlers.HANDLERS.get(method)
         if handler is None:
             raise RequestError.method_not_found(f"_{method}")
-        core = await self._core()
+        params_type, _result_type = wire.METHODS[method]
         try:
-            return await handler(core, params)
+            typed = wire.structure_params(self._with_tmux_session(params), params_type)
+        except wire.ParamsError as exc:
+            raise RequestError.invalid_params({"details": f"_{method}: {exc}"}) from None
+        try:
+            return wire.unstructure(await handler(self, typed))
         except CaoError as exc:
             raise rpc_error(exc) from None
 
     async def ext_notification(self, method: str, params: dict[str, Any]) -> None:
         return None
 
-    def _tmux_session(self, params: dict[str, Any]) -> Optional[str]:
-        session_id = params.get("sessionId")
-        if session_id is None:
-            return _opt_str(params, "session")
-        return self._session(str(session_id)).tmux_session
+    def _with_tmux_session(self, params: Any) -> Any:
+        """An ACP `sessionId` stands for its conversation's tmux session (`session`)."""
+        if not isinstance(params, dict) or params.get("sessionId") is None:
+            return params
+        return {**params, "session": self._session(str(params["sessionId"])).tmux_session}
 
-    async def _ext_spawn(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
-        agent = await core.spawn(
-            _str(p, "profile"), provider=_opt_str(p, "provider"), working_directory=_opt_str(p, "workingDirectory"),
-            session=self._tmux_session(p), name=_opt_str(p, "name"), worktree=_opt_bool(p, "worktree"),
-            base_ref=_opt_str(p, "baseRef"),
-        )
-        return {**agent_info(agent), "worktree": core.worktrees.stored_info(agent.terminal_id)}
+    # ---- handlers.Door (what the shared cao/* handlers need of this face) ---------------------
 
-    async def _ext_handoff(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
-        timeout = p.get("timeoutSeconds", 600)
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
-            raise RequestError.invalid_params({"field": "timeoutSeconds"})
-        agent, output = await core.handoff(
-            _str(p, "message"), profile=_opt_str(p, "profile"), terminal_id=_opt_str(p, "terminalId"),
-            provider=_opt_str(p, "provider"), working_directory=_opt_str(p, "workingDirectory"),
-            session=self._tmux_session(p), timeout=float(timeout), keep=bool(p.get("keep", False)),
-            worktree=_opt_bool(p, "worktree"), base_ref=_opt_str(p, "baseRef"),
-        )
-        return {"terminalId": agent.terminal_id, "output": output, "worktree": core.worktrees.stored_info(agent.terminal_id)}
+    async def core(self) -> Any:
+        return await self._core()
 
-    async def _ext_assign(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
-        agent = core.assign(
-            _str(p, "message"), profile=_str(p, "profile"), provider=_opt_str(p, "provider"),
-            working_directory=_opt_str(p, "workingDirectory"), session=self._tmux_session(p),
-            worktree=_opt_bool(p, "worktree"), base_ref=_opt_str(p, "baseRef"),
-        )
-        return {"terminalId": agent.terminal_id}
+    def started_core(self) -> Any:
+        return handlers.started(self._core_ready)
 
-    # Worker worktrees (core.worktree_manager; like cao/listWorktrees, cao/mergeWorktree, ...).
-
-    async def _ext_list_worktrees(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
-        return {"worktrees": await core.worktrees.list(self._tmux_session(p))}
-
-    async def _ext_merge_worktree(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
-        strategy = p.get("strategy", "merge")
-        if strategy not in ("merge", "rebase"):
-            raise RequestError.invalid_params({"field": "strategy", "details": "'strategy' must be 'merge' or 'rebase'"})
-        return await core.worktrees.merge(_str(p, "terminalId"), strategy)
-
-    async def _ext_discard_worktree(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
-        return {"worktree": await core.worktrees.discard(_str(p, "terminalId"))}
-
-    async def _ext_list_agents(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
-        return {"agents": [agent_info(a) for a in core.list_agents(self._tmux_session(p))]}
-
-    # Trust of the folder whose .cao/ this face loaded (cao_sidecar.trust; like cao/getTrust).
-
-    def _live(self) -> Any:
-        if self.live is None:
-            raise CaoError("profiles and flows are not available (their watcher failed to start; see the log)")
+    def live_config(self) -> Any:
         return self.live
 
-    async def _ext_get_trust(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
-        from cao_sidecar import wire
+    def credential_count(self) -> int:
+        return self.agent_face.credentials.count if self.agent_face is not None else 0
 
-        return wire.unstructure(wire.GetTrustResult(folders=self._live().trust_infos()))
+    def handoff_progress(self, token: Any) -> handlers.HandoffProgress:
+        return handlers.NoProgress()  # ACP shows workers as tool calls (team.py) instead
 
-    async def _ext_set_trust(self, core: Any, p: dict[str, Any]) -> dict[str, Any]:
-        from cao_sidecar import wire
-
-        try:
-            params = wire.structure_params(p, wire.SetTrustParams)
-        except wire.ParamsError as exc:
-            raise RequestError.invalid_params({"details": f"_cao/setTrust: {exc}"}) from None
-        folders = await self._live().set_trust(params.trusted, params.path, params.persist)
-        return wire.unstructure(wire.SetTrustResult(folders=folders))
+    def shutdown_hook(self) -> Optional[Callable[[bool], None]]:
+        return self._on_shutdown
 
     def close(self) -> None:
         if self.team is not None:
@@ -427,26 +364,3 @@ def _meta_profile(meta: dict[str, Any]) -> Optional[str]:
     if isinstance(cao, dict) and isinstance(cao.get("profile"), str) and cao["profile"]:
         return cao["profile"]
     return None
-
-
-def _str(params: dict[str, Any], field: str) -> str:
-    value = params.get(field)
-    if not isinstance(value, str) or not value:
-        raise RequestError.invalid_params({"field": field, "details": f"'{field}' must be a non-empty string"})
-    return value
-
-
-def _opt_bool(params: dict[str, Any], field: str) -> Optional[bool]:
-    value = params.get(field)
-    if value is not None and not isinstance(value, bool):
-        raise RequestError.invalid_params({"field": field, "details": f"'{field}' must be true or false"})
-    return value
-
-
-def _opt_str(params: dict[str, Any], field: str) -> Optional[str]:
-    value = params.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise RequestError.invalid_params({"field": field, "details": f"'{field}' must be a string"})
-    return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable
+from typing import Any, Awaitable, Callable, Optional
 
 from acp.agent.connection import AgentSideConnection
 
@@ -15,14 +15,22 @@ from cao_sidecar.acp_face.transport import LineTransport
 log = logging.getLogger(__name__)
 
 
-async def serve_acp_connection(runtime_scope: Awaitable[tuple[Any, Any]], reader: asyncio.StreamReader, writer: Any) -> None:
+async def serve_acp_connection(
+    runtime_scope: Awaitable[tuple[Any, Any]],
+    reader: asyncio.StreamReader,
+    writer: Any,
+    *,
+    on_shutdown: Optional[Callable[[bool], None]] = None,
+    agent_face: Optional[Callable[[], Awaitable[Any]]] = None,
+) -> None:
     """Serve ACP over one connection of the orchestrator (`daemon.serve`). `runtime_scope`
     gives this connection's (core, live) scopes once the runtime is up; `writer` has the
-    `editor.transport.PipeWriter` interface."""
+    `stdio.PipeWriter` interface; `on_shutdown` is what `_cao/shutdown` does; `agent_face()` waits
+    for the runtime's agent face (for `_cao/stats`)."""
     loop = asyncio.get_running_loop()
     transport = LineTransport(reader, writer)
     core_ready: asyncio.Future[Any] = loop.create_future()
-    agent = CaoAcpAgent(core_ready)
+    agent = CaoAcpAgent(core_ready, on_shutdown)
     conn = AgentSideConnection(agent, transport, listening=False)
 
     async def attach() -> None:
@@ -35,6 +43,8 @@ async def serve_acp_connection(runtime_scope: Awaitable[tuple[Any, Any]], reader
         agent.attach(core)
         agent.live = live  # profile edits take effect, flows run
         core_ready.set_result(core)
+        if agent_face is not None:
+            agent.agent_face = await agent_face()
 
     attaching = loop.create_task(attach())
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -22,6 +21,7 @@ from acp.schema import PermissionOption, ToolCallUpdate
 from cao_sidecar.core import prompts
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.settings import settings
 
 if TYPE_CHECKING:
     from cao_sidecar.core.agent import Agent
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PERMISSION_TIMEOUT = float(os.environ.get("CAO_ACP_PERMISSION_TIMEOUT", "900"))
+PERMISSION_TIMEOUT = settings().acp_permission_timeout
 # A question without choices on screen is asked as yes/no, typed as text.
 FREE_TEXT_OPTIONS = (("yes", "Yes"), ("no", "No"))
 _REJECTING = re.compile(r"(?i)^(no|skip|reject|deny|don't|do not|cancel|exit|back)\b")

@@ -12,12 +12,10 @@ import json
 import logging
 from typing import Any
 
-from cao_sidecar.editor.transport import PipeWriter
+from cao_sidecar.stdio import INVALID_REQUEST, PARSE_ERROR, PipeWriter
 
 log = logging.getLogger(__name__)
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
 MAX_LINE = 64 * 1024 * 1024  # a prompt with embedded files can be large; beyond this: an error
 # Deeper than this is no ACP message; past the interpreter's recursion limit it would also raise
 # RecursionError in whatever walks it next (validation, logging), ending the face.

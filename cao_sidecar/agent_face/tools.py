@@ -9,13 +9,13 @@ from typing import Annotated, Callable
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult
 from pydantic import Field
 
-from cao_sidecar import __version__, team_tools
+from cao_sidecar import __version__, team_tools, wire
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.orchestrator import Orchestrator
-from cao_sidecar.team_tools import AssignResult, HandoffResult, MessageResult, TeamList
+from cao_sidecar.team_tools import AssignResult, HandoffResult, MergeResult, MessageResult, TeamList
 
 INSTRUCTIONS = """\
 Tools to work with other agents on your team, each a coding assistant in its own terminal.
@@ -39,7 +39,7 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         ctx: Context,
         timeout_seconds: Annotated[
             float, Field(description="Give up (and stop the specialist) after this many seconds.", gt=0)
-        ] = 600.0,
+        ] = wire.HANDOFF_TIMEOUT_SECONDS,
         worktree: Annotated[bool | None, Field(description=WORKTREE_HELP)] = None,
         base_ref: Annotated[str | None, Field(description=BASE_REF_HELP)] = None,
     ) -> Annotated[CallToolResult, HandoffResult]:
@@ -82,7 +82,7 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         worker: Annotated[str, Field(description="Terminal id of the worker whose branch to merge.")],
         ctx: Context,
         strategy: Annotated[str, Field(description="'merge' (a merge commit) or 'rebase' (rebase, then fast-forward).")] = "merge",
-    ) -> CallToolResult:
+    ) -> Annotated[CallToolResult, MergeResult]:
         """Merge the work of a worker of your session that had its own git worktree (its branch) into the
         branch it started from. On a conflict nothing changes and the conflicting files are listed; a base
         with uncommitted changes is refused."""
@@ -91,7 +91,7 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
             raise ToolError("strategy must be 'merge' or 'rebase'")
         done = await team_tools.calling_core(core.worktrees.merge(worker, strategy, session=caller.session))
         text = done["message"] + (": " + ", ".join(done["conflicts"]) if done["conflicts"] else "")
-        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=done)
+        return team_tools.tool_result(text, MergeResult.model_validate(done))
 
     @mcp.tool()
     async def list_sessions(ctx: Context) -> Annotated[CallToolResult, TeamList]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import signal
 
+from cao_sidecar.settings import settings
+
 
 def crash_point(point: str, text: str) -> None:
-    point_set, _, marker = os.environ.get("CAO_TEST_KILL_AT", "").partition(":")
+    point_set, _, marker = settings().test_kill_at.partition(":")
     if point_set == point and marker and marker in text:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -49,11 +49,13 @@ from cao_sidecar.storage.state_db import open_state_db
 from cao_sidecar.providers import LaunchContext, cli_facts, get_provider, own_python
 from cao_sidecar.providers.base import flag_like_value, profile_options
 from cao_sidecar.terminal.tmux import PaneGone, TmuxError, TmuxServer
+from cao_sidecar.settings import settings
+from cao_sidecar.wire import ASSIGN_TIMEOUT_SECONDS, HANDOFF_TIMEOUT_SECONDS
 
 log = logging.getLogger(__name__)
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-READY_TIMEOUT = float(os.environ.get("CAO_READY_TIMEOUT", "30"))
+READY_TIMEOUT = settings().ready_timeout
 EXIT_GRACE_SECONDS = 2.0
 CLEANUP_WAIT_SECONDS = EXIT_GRACE_SECONDS + 3.0  # close() waits this long for failed agents' removal
 STARTUP_DIALOG_POLL = 0.25  # while a startup dialog shows, look at the screen this often
@@ -61,7 +63,7 @@ STARTUP_DIALOG_REPEAT = 3.0  # answer the same dialog again if it is still there
 STARTUP_FAIL_AFTER = 2.0  # a dialog only the user can answer (login) fails the launch after this
 # With the CLI's events active, a turn the screen says is over but no event ended is taken from
 # the screen after this long (a lost hook must not hang a turn forever).
-EVENT_GRACE_SECONDS = float(os.environ.get("CAO_EVENT_GRACE", "15"))
+EVENT_GRACE_SECONDS = settings().event_grace
 TMUX_START_ATTEMPTS = 10  # about 9 s in all: a loaded machine can hold a killed server longer
 ENTER_RETRY_AFTER = (0.5, 1.5)  # seconds after sending: press Enter again if the turn never started
 # Environment passed through to agents so they find the same tools as the sidecar.
@@ -752,7 +754,7 @@ class Orchestrator:
         provider: str | None = None,
         working_directory: str | None = None,
         session: str | None = None,
-        timeout: float = 600.0,
+        timeout: float = HANDOFF_TIMEOUT_SECONDS,
         keep: bool = False,
         on_agent: Callable[[Agent], None] | None = None,
         caller: Caller | None = None,
@@ -848,7 +850,7 @@ class Orchestrator:
         provider: str | None = None,
         working_directory: str | None = None,
         session: str | None = None,
-        timeout: float = 3600.0,
+        timeout: float = ASSIGN_TIMEOUT_SECONDS,
         keep: bool = True,
         caller: Caller | None = None,
         worktree: bool | None = None,

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Iterator
 
 from cao_sidecar.core.errors import StateDirFull
+from cao_sidecar.settings import settings
 from cao_sidecar.storage.messages import is_full
 
 # Below this much free space new work is refused before anything is written.
-MIN_FREE_BYTES = int(os.environ.get("CAO_MIN_FREE_BYTES", str(1024 * 1024)))
+MIN_FREE_BYTES = settings().min_free_bytes
 
 
 def _full(state_dir: Path, free: int | None = None) -> StateDirFull:

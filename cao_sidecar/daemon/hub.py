@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -26,14 +25,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GRACE_SECONDS = 3.0
-
 
 def grace_seconds() -> float:
-    try:
-        return max(0.0, float(os.environ.get("CAO_ORCHESTRATOR_GRACE", DEFAULT_GRACE_SECONDS)))
-    except ValueError:
-        return DEFAULT_GRACE_SECONDS
+    from cao_sidecar.settings import settings
+
+    return settings().orchestrator_grace
 
 
 @attrs.define(eq=False)

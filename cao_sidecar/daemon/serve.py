@@ -90,7 +90,9 @@ def _door(name: str) -> tuple[Door, int] | str:
             connection = hub.join("acp")
             runtime_scope = _scoped(hub)
             try:
-                await serve_acp_connection(runtime_scope, reader, SocketWriter(writer))
+                await serve_acp_connection(
+                    runtime_scope, reader, SocketWriter(writer), on_shutdown=hub.shutdown, agent_face=lambda: _agent_face(hub)
+                )
             finally:
                 runtime_scope.close()
                 hub.leave(connection)
@@ -108,6 +110,13 @@ def _door(name: str) -> tuple[Door, int] | str:
 
         return serve_mcp, MAX_LINE
     return f"unknown door {name!r}; doors: {', '.join(locate.DOORS)}"
+
+
+async def _agent_face(hub: Hub) -> Any:
+    """The runtime's agent face, once it has started."""
+    runtime = await asyncio.shield(hub.runtime_ready)
+    await runtime.agent_face_ready.wait()
+    return runtime.agent_face
 
 
 class _ScopedRuntime:

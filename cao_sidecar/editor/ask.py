@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import uuid
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -28,6 +27,8 @@ from cao_sidecar.core import prompts
 from cao_sidecar.core.agent import Agent, PendingPrompt
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.settings import settings
+from cao_sidecar.views import attach_command
 
 if TYPE_CHECKING:
     from cao_sidecar.core.orchestrator import Orchestrator
@@ -39,10 +40,7 @@ OPEN_TERMINAL = "Open terminal"
 
 
 def ask_timeout() -> float:
-    try:
-        return max(1.0, float(os.environ.get("CAO_ASK_TIMEOUT", "600")))
-    except ValueError:
-        return 600.0
+    return settings().ask_timeout
 
 
 def ask_user_enabled(initialize_params: Any) -> bool:
@@ -51,12 +49,6 @@ def ask_user_enabled(initialize_params: Any) -> bool:
         return True
     options = initialize_params.get("initializationOptions")
     return not (isinstance(options, dict) and options.get("askUser") is False)
-
-
-def attach_command(core: "Orchestrator", agent: Agent) -> list[str]:
-    if not agent.alive or agent.pane_id is None:
-        return []
-    return core.tmux.attach_command(agent.session, agent.pane_id)
 
 
 class UserAsker:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Generator, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generator, Optional
 
 import attrs
 from lsprotocol import types
@@ -17,14 +17,17 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, default_converter
 from pygls.protocol.language_server import lsp_method
 
-from cao_sidecar import __version__, wire
+from cao_sidecar import __version__, handlers, views, wire
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.errors import CaoError
-from cao_sidecar.core.orchestrator import READY_TIMEOUT, Orchestrator
+from cao_sidecar.core.orchestrator import Orchestrator
 from cao_sidecar.core.status import AgentStatus
-from cao_sidecar.editor.ask import UserAsker, attach_command
-from cao_sidecar.editor.worktree_methods import register_worktree_methods, stored_worktree
+from cao_sidecar.editor.ask import UserAsker
 from cao_sidecar.storage.reports import Report
+
+if TYPE_CHECKING:
+    from cao_sidecar.agent_face.http import AgentFace
+    from cao_sidecar.profiles.live import LiveConfig
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +100,37 @@ class CaoProtocol(LanguageServerProtocol):
 class CaoLanguageServer(LanguageServer):
     """pygls server plus the orchestrator it fronts (set once the core has started)."""
 
-    def __init__(self, core_ready: "asyncio.Future[Orchestrator]") -> None:
+    def __init__(
+        self, core_ready: "asyncio.Future[Orchestrator]", on_shutdown: Optional[Callable[[bool], None]] = None
+    ) -> None:
         super().__init__(
             "cao-sidecar", __version__, protocol_cls=CaoProtocol, converter_factory=_make_converter
         )
         self.core_ready = core_ready
+        self.on_shutdown = on_shutdown
         self.cao_handlers: dict[str, Callable[["CaoLanguageServer", Any], Awaitable[Any]]] = {}
+        self.live: Optional[LiveConfig] = None  # set by connect_live
+        self.agent_face: Optional[AgentFace] = None  # set once it has started (app.py)
+
+    # ---- handlers.Door --------------------------------------------------------------------
 
     async def core(self) -> Orchestrator:
         return await asyncio.shield(self.core_ready)
+
+    def started_core(self) -> Optional[Orchestrator]:
+        return handlers.started(self.core_ready)
+
+    def live_config(self) -> Optional[LiveConfig]:
+        return self.live
+
+    def credential_count(self) -> int:
+        return self.agent_face.credentials.count if self.agent_face is not None else 0
+
+    def handoff_progress(self, token: Optional[wire.ProgressToken]) -> "_HandoffProgress":
+        return _HandoffProgress(self, token)
+
+    def shutdown_hook(self) -> Optional[Callable[[bool], None]]:
+        return self.on_shutdown
 
     def notify(self, method: str, params: Any) -> None:
         # Written on the next loop turn, like responses (pygls writes a response from its task's
@@ -152,263 +177,23 @@ def _cao_method(server: CaoLanguageServer, method: str) -> Callable[[Handler], H
     return register
 
 
-def prompt_info(agent: Agent) -> Optional[wire.PromptInfo]:
-    pending = agent.prompt
-    if pending is None or agent.status is not AgentStatus.WAITING_USER_ANSWER:
-        return None
-    return wire.PromptInfo(
-        id=pending.id,
-        text=pending.prompt.text,
-        choices=[c.label for c in pending.prompt.choices],
-        detail=pending.prompt.detail,
-    )
-
-
-def _agent_info(agent: Agent, core: Orchestrator) -> wire.AgentInfo:
-    return wire.AgentInfo(
-        terminal_id=agent.terminal_id,
-        session=agent.session,
-        profile=agent.profile.name,
-        provider=agent.provider.name,
-        status=agent.status,
-        working_directory=agent.working_directory,
-        created_at=agent.created_at,
-        name=agent.name,
-        prompt=prompt_info(agent),
-        attach_command=attach_command(core, agent),
-    )
-
-
 def build_server(
     core_ready: "asyncio.Future[Orchestrator]", on_shutdown: Optional[Callable[[bool], None]] = None
 ) -> CaoLanguageServer:
     """`on_shutdown(terminate_agents)`: what `cao/shutdown` does (ends the orchestrator)."""
-    server = CaoLanguageServer(core_ready)
-
-    @_cao_method(server, "cao/spawn")
-    async def spawn(ls: CaoLanguageServer, p: wire.SpawnParams) -> wire.SpawnResult:
-        core = await ls.core()
-        if p.timeout_seconds is not None and p.timeout_seconds <= 0:
-            raise _invalid_params("cao/spawn: field 'timeoutSeconds' must be positive")
-        agent = await core.spawn(
-            p.profile,
-            provider=p.provider,
-            working_directory=p.working_directory,
-            session=p.session,
-            name=p.name,
-            ready_timeout=p.timeout_seconds or READY_TIMEOUT,
-            worktree=p.worktree,
-            base_ref=p.base_ref,
-        )
-        return wire.SpawnResult(
-            terminal_id=agent.terminal_id,
-            session=agent.session,
-            profile=agent.profile.name,
-            provider=agent.provider.name,
-            status=agent.status,
-            name=agent.name,
-            worktree=stored_worktree(core, agent.terminal_id),
-        )
-
-    @_cao_method(server, "cao/handoff")
-    async def handoff(ls: CaoLanguageServer, p: wire.HandoffParams) -> wire.HandoffResult:
-        core = await ls.core()
-        progress = _HandoffProgress(ls, p.work_done_token)
-        try:
-            agent, answer = await core.handoff(
-                p.message,
-                profile=p.profile,
-                terminal_id=p.terminal_id,
-                provider=p.provider,
-                working_directory=p.working_directory,
-                session=p.session,
-                timeout=p.timeout_seconds,
-                keep=p.keep,
-                on_agent=progress.begin,
-                worktree=p.worktree,
-                base_ref=p.base_ref,
-            )
-        finally:
-            progress.end()
-        return wire.HandoffResult(
-            terminal_id=agent.terminal_id, status=AgentStatus.COMPLETED, output=answer,
-            worktree=stored_worktree(core, agent.terminal_id),
-        )  # fmt: skip
-
-    @_cao_method(server, "cao/assign")
-    async def assign(ls: CaoLanguageServer, p: wire.AssignParams) -> wire.AssignResult:
-        core = await ls.core()
-        agent = core.assign(
-            p.message,
-            profile=p.profile,
-            provider=p.provider,
-            working_directory=p.working_directory,
-            session=p.session,
-            timeout=p.timeout_seconds,
-            keep=p.keep,
-            worktree=p.worktree,
-            base_ref=p.base_ref,
-        )
-        return wire.AssignResult(terminal_id=agent.terminal_id)
-
-    @_cao_method(server, "cao/sendMessage")
-    async def send_message(ls: CaoLanguageServer, p: wire.SendMessageParams) -> wire.SendMessageResult:
-        core = await ls.core()
-        message_id, state = await core.send_message(p.terminal_id, p.message, p.sender)
-        return wire.SendMessageResult(message_id=message_id, state=state)  # type: ignore[arg-type]
-
-    @_cao_method(server, "cao/listAgents")
-    async def list_agents(ls: CaoLanguageServer, p: wire.ListAgentsParams) -> wire.ListAgentsResult:
-        core = await ls.core()
-        return wire.ListAgentsResult(agents=[_agent_info(a, core) for a in core.list_agents(p.session)])
-
-    @_cao_method(server, "cao/answer")
-    async def answer(ls: CaoLanguageServer, p: wire.AnswerParams) -> wire.AnswerResult:
-        core = await ls.core()
-        prompt_id, typed = await core.answer(p.terminal_id, p.answer, p.prompt_id)
-        return wire.AnswerResult(terminal_id=p.terminal_id, prompt_id=prompt_id, typed=typed)
-
-    @_cao_method(server, "cao/getOutput")
-    async def get_output(ls: CaoLanguageServer, p: wire.GetOutputParams) -> wire.GetOutputResult:
-        core = await ls.core()
-        return wire.GetOutputResult(output=await core.get_output(p.terminal_id, p.mode))
-
-    @_cao_method(server, "cao/terminate")
-    async def terminate(ls: CaoLanguageServer, p: wire.TerminateParams) -> wire.TerminateResult:
-        core = await ls.core()
-        await core.terminate(p.terminal_id)
-        return wire.TerminateResult()
-
-    @_cao_method(server, "cao/listProfiles")
-    async def list_profiles(ls: CaoLanguageServer, p: wire.ListProfilesParams) -> wire.ListProfilesResult:
-        core = await ls.core()
-        from cao_sidecar.profiles.live import profile_info
-
-        return wire.ListProfilesResult(profiles=[profile_info(e) for e in core.catalog.entries()])
-
-    @_cao_method(server, "cao/getLog")
-    async def get_log(ls: CaoLanguageServer, p: wire.GetLogParams) -> wire.GetLogResult:
-        from cao_sidecar.storage.logs import read_events, read_output
-
-        core = await ls.core()
-        if p.limit is not None and p.limit <= 0:
-            raise _invalid_params("cao/getLog: field 'limit' must be positive")
-        # The event log can be megabytes: read it off the event loop.
-        events = await asyncio.to_thread(read_events, core.logs.directory, p.terminal_id, p.since, p.limit)
-        output = await asyncio.to_thread(read_output, core.logs.directory, p.terminal_id) if p.terminal_id else None
-        if p.terminal_id is not None and p.terminal_id not in core.agents and not events and not output:
-            core.get_agent(p.terminal_id)  # raises unknownTerminal (agents that are gone keep their logs)
-        return wire.GetLogResult(events=events, output=output)
-
-    @_cao_method(server, "cao/stats")
-    async def stats(ls: CaoLanguageServer, p: wire.StatsParams) -> wire.StatsResult:
-        """Resource counts, for leak checks (bench/soak.py) and for users debugging a sidecar."""
-        import os
-
-        core = await ls.core()
-        agent_face = getattr(ls, "agent_face", None)
-        rss = 0
-        try:
-            with open("/proc/self/statm") as statm:
-                rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            pass
-        try:
-            open_files = len(os.listdir("/proc/self/fd"))
-        except OSError:
-            open_files = -1
-        return wire.StatsResult(
-            agents=len(core.agents),
-            live_agents=sum(1 for a in core.agents.values() if a.alive),
-            tasks=len(asyncio.all_tasks()),
-            credentials=agent_face.credentials.count if agent_face is not None else 0,
-            queued_messages=sum(inbox.pending for inbox in core._inboxes.values()),
-            open_files=open_files,
-            rss_bytes=rss,
-        )
-
-    @_cao_method(server, "cao/doctor")
-    async def doctor(ls: CaoLanguageServer, p: wire.DoctorParams) -> wire.DoctorResult:
-        """What `cao-sidecar doctor` reports; needs no core, so it answers when tmux is missing."""
-        from cao_sidecar.doctor import gather
-
-        ready = ls.core_ready
-        core = ready.result() if ready.done() and not ready.cancelled() and ready.exception() is None else None
-        report = await gather(workspace=core.default_cwd if core is not None else None)
-        return wire.DoctorResult(**report)
-
-    @_cao_method(server, "cao/shutdown")
-    async def shutdown(ls: CaoLanguageServer, p: wire.ShutdownParams) -> wire.ShutdownResult:
-        if on_shutdown is None:
-            raise CaoError("this server cannot be shut down from here")
-        if p.terminate_agents:
-            core = await ls.core()
-            for agent in list(core.agents.values()):
-                await core.terminate(agent.terminal_id)
-        # After the answer has gone out: the orchestrator then closes every connection.
-        asyncio.get_running_loop().call_later(0.05, on_shutdown, False)
-        return wire.ShutdownResult()
-
-    _register_profile_and_flow_methods(server)
-    register_worktree_methods(server, _cao_method)
-
+    server = CaoLanguageServer(core_ready, on_shutdown)
+    for method, body in handlers.HANDLERS.items():  # the bodies every door shares
+        _cao_method(server, method)(body)
+    _register_workspace_folders(server)
     return server
 
 
-# ---- profiles and flows (cao_sidecar.profiles.live) ----------------------------------------
-
-
-async def _live(ls: CaoLanguageServer) -> Any:
-    await ls.core()
-    live = getattr(ls, "live", None)
-    if live is None:
-        raise CaoError("profiles and flows are not available (their watcher failed to start; see the log)")
-    return live
-
-
-def _register_profile_and_flow_methods(server: CaoLanguageServer) -> None:
-    from cao_sidecar.profiles.live import flow_info, run_info
-
-    @_cao_method(server, "cao/installProfile")
-    async def install_profile(ls: CaoLanguageServer, p: wire.InstallProfileParams) -> wire.InstallProfileResult:
-        from cao_sidecar.profiles.install import install_profile as install
-
-        live = await _live(ls)
-        cwd = live.folders[0] if live.folders else None
-        done = install(p.profile, catalog=live.profiles, user_dir=live.user_profiles, overwrite=p.overwrite, cwd=cwd)
-        await live.reload({"profiles"})  # answer once cao/listProfiles shows it
-        return wire.InstallProfileResult(name=done.name, path=str(done.path), replaced=done.replaced, warnings=done.warnings)
-
-    @_cao_method(server, "cao/listFlows")
-    async def list_flows(ls: CaoLanguageServer, p: wire.ListFlowsParams) -> wire.ListFlowsResult:
-        live = await _live(ls)
-        return wire.ListFlowsResult(flows=live.flow_infos())
-
-    @_cao_method(server, "cao/runFlow")
-    async def run_flow(ls: CaoLanguageServer, p: wire.RunFlowParams) -> wire.RunFlowResult:
-        live = await _live(ls)
-        return wire.RunFlowResult(run=run_info(await live.scheduler.run_now(p.name)))
-
-    @_cao_method(server, "cao/setFlowEnabled")
-    async def set_flow_enabled(ls: CaoLanguageServer, p: wire.SetFlowEnabledParams) -> wire.SetFlowEnabledResult:
-        live = await _live(ls)
-        return wire.SetFlowEnabledResult(flow=flow_info(live.scheduler.set_enabled(p.name, p.enabled)))
-
-    @_cao_method(server, "cao/getTrust")
-    async def get_trust(ls: CaoLanguageServer, p: wire.GetTrustParams) -> wire.GetTrustResult:
-        live = await _live(ls)
-        return wire.GetTrustResult(folders=live.trust_infos())
-
-    @_cao_method(server, "cao/setTrust")
-    async def set_trust(ls: CaoLanguageServer, p: wire.SetTrustParams) -> wire.SetTrustResult:
-        live = await _live(ls)
-        return wire.SetTrustResult(folders=await live.set_trust(p.trusted, p.path, p.persist))
-
+def _register_workspace_folders(server: CaoLanguageServer) -> None:
     @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
     async def workspace_folders_changed(ls: CaoLanguageServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
         from cao_sidecar.profiles.live import _file_path
 
-        live = getattr(ls, "live", None)
+        live = ls.live
         if live is None:
             return
         removed = {_file_path(f.uri) for f in params.event.removed or []}
@@ -420,7 +205,7 @@ def _register_profile_and_flow_methods(server: CaoLanguageServer) -> None:
 
 def connect_live(server: CaoLanguageServer, live: Any) -> None:
     """Push profile and flow changes, and the problems found in their files, to the editor."""
-    server.live = live  # type: ignore[attr-defined]
+    server.live = live
 
     def on_profiles() -> None:
         server.notify("cao/profilesChanged", wire.ProfilesChangedNotification(profiles=live.profile_infos()))
@@ -470,17 +255,7 @@ def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_
     asker = UserAsker(server, core) if ask_user else None
 
     def notify_status(agent: Agent, previous: Optional[AgentStatus], status: AgentStatus) -> None:
-        server.notify(
-            "cao/agentStatus",
-            wire.AgentStatusNotification(
-                terminal_id=agent.terminal_id,
-                profile=agent.profile.name,
-                status=status,
-                previous_status=previous,
-                session=agent.session,
-                prompt=prompt_info(agent),
-            ),
-        )
+        server.notify("cao/agentStatus", views.agent_status(agent, previous, status))
 
     def on_status(agent: Agent, previous: Optional[AgentStatus], status: AgentStatus) -> None:
         notify_status(agent, previous, status)
@@ -503,17 +278,7 @@ def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_
                 asker.on_status(agent, None, agent.status)
 
     def on_report(report: Report) -> None:
-        server.notify(
-            "cao/workerCompleted",
-            wire.WorkerCompletedNotification(
-                terminal_id=report.terminal_id,
-                profile=report.profile,
-                status=AgentStatus(report.status),
-                output=report.output,
-                error=report.error,
-                worktree=stored_worktree(core, report.terminal_id),
-            ),
-        )
+        server.notify("cao/workerCompleted", views.worker_completed(report, views.stored_worktree(core, report.terminal_id)))
 
     core.add_status_listener(on_status)
     # Reports are stored until sent: those made while no editor was connected come now.

@@ -11,69 +11,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import stat
-import sys
 from typing import Any, BinaryIO
+
+from cao_sidecar import stdio
+from cao_sidecar.stdio import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, PipeWriter, take_stdout_for_protocol
+
+__all__ = ["MessageReader", "PipeWriter", "open_stdin_reader", "take_stdout_for_protocol"]  # app.py's names
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_HEADER_LINE = 8192
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
 SERVER_NOT_INITIALIZED = -32002
 
 
-class PipeWriter:
-    """Non-blocking writer for a pipe or socket; a blocking fallback for regular files/ttys."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self._transport: asyncio.WriteTransport | None = None
-
-    async def connect(self) -> None:
-        mode = os.fstat(self._stream.fileno()).st_mode
-        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-            loop = asyncio.get_running_loop()
-            self._transport, _ = await loop.connect_write_pipe(asyncio.Protocol, self._stream)
-
-    def write(self, data: bytes) -> None:
-        if self._transport is not None:
-            if not self._transport.is_closing():
-                self._transport.write(data)
-            return
-        self._stream.write(data)
-        self._stream.flush()
-
-    def buffered(self) -> int:
-        """Bytes written but still in this process (the reader is behind): lost if it dies now."""
-        return self._transport.get_write_buffer_size() if self._transport is not None else 0
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-        else:
-            try:
-                self._stream.flush()
-            except (OSError, ValueError):
-                pass
-
-
 async def open_stdin_reader(stdin: BinaryIO) -> asyncio.StreamReader:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=MAX_HEADER_LINE * 4)
-    mode = os.fstat(stdin.fileno()).st_mode
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
-    else:  # a regular file: no event-driven reading possible; feed it from a thread
-        async def pump() -> None:
-            while chunk := await loop.run_in_executor(None, stdin.read1, 65536):  # type: ignore[attr-defined]
-                reader.feed_data(chunk)
-            reader.feed_eof()
-
-        loop.create_task(pump())
-    return reader
+    """stdin as a reader for LSP framing (header lines are short: a small line limit)."""
+    return await stdio.open_reader(stdin, limit=MAX_HEADER_LINE * 4)
 
 
 class MessageReader:
@@ -228,18 +182,9 @@ class MessageReader:
         except Exception:  # noqa: BLE001 - one bad message must not stop the server
             log.exception("failed to handle message")
             if is_request:
-                self.send_error(msg_id, -32603, "internal error")
+                self.send_error(msg_id, INTERNAL_ERROR, "internal error")
 
     async def run(self, protocol: Any) -> None:
         """Serve until end of input."""
         while (message := await self.next_message()) is not None:
             self.dispatch(protocol, message)
-
-
-def take_stdout_for_protocol() -> BinaryIO:
-    """Keep the real stdout for the protocol and point fd 1 at stderr, so a stray print (ours or
-    a library's) can never corrupt the stream."""
-    protocol_fd = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return os.fdopen(protocol_fd, "wb", buffering=0)

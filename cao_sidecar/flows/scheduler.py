@@ -35,14 +35,13 @@ from cao_sidecar.flows.flow import Flow, fill_placeholders
 from cao_sidecar.flows.gate import run_gate
 from cao_sidecar.profiles.files import NAME_PATTERN, NAME_RULE
 from cao_sidecar.profiles.layers import Entry
+from cao_sidecar.settings import Settings, settings
 from cao_sidecar.storage.flows import FlowRun, FlowRunStore
 
 log = logging.getLogger(__name__)
 
 MAX_SLEEP = 60.0
 COMPLETION_GRACE = 60.0  # beyond a flow's timeoutSeconds
-OFFSET_ENV = "CAO_CLOCK_OFFSET_SECONDS"
-SCHEDULER_ENV = "CAO_FLOWS_SCHEDULER"
 
 
 def local_zone() -> tzinfo:
@@ -68,17 +67,9 @@ class Clock:
 
     @classmethod
     def from_env(cls) -> "Clock":
-        raw = os.environ.get(OFFSET_ENV, "").strip()
-        offset = 0.0
-        if raw:
-            try:
-                offset = float(raw)
-                if offset != offset or abs(offset) > 100 * 365 * 86400:
-                    raise ValueError(raw)
-            except ValueError:
-                log.warning("ignoring %s=%r: not a number of seconds", OFFSET_ENV, raw)
-                offset = 0.0
-        return cls(offset)
+        """A clock with the offset the environment sets now (tests; the sidecar reads its
+        settings once, see FlowScheduler)."""
+        return cls(Settings.from_environ(os.environ).clock_offset_seconds)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(time.time() + self.offset, self.zone)
@@ -117,9 +108,9 @@ class FlowScheduler:
         self.core = core
         self.flows = flows
         self.store = store
-        self.clock = clock or Clock.from_env()
+        self.clock = clock or Clock(settings().clock_offset_seconds)
         if auto is None:
-            auto = os.environ.get(SCHEDULER_ENV, "on").strip().lower() not in ("off", "0", "false", "no")
+            auto = settings().flows_scheduler
         self.auto = auto
         self._on_change = on_change
         self._next: dict[Path, tuple[str, datetime]] = {}

@@ -15,7 +15,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, EmptyResult, SetLevelRequestParams
 from pydantic import Field
 
-from cao_sidecar import __version__, team_tools
+from cao_sidecar import __version__, team_tools, wire
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.leads import HostLead
@@ -112,7 +112,7 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         target: PROFILE,
         task: TASK,
         ctx: Context,
-        timeout_seconds: Annotated[float, Field(description="Give up (and stop the specialist) after this long.", gt=0)] = 600.0,
+        timeout_seconds: Annotated[float, Field(description="Give up (and stop the specialist) after this long.", gt=0)] = wire.HANDOFF_TIMEOUT_SECONDS,
     ) -> Annotated[CallToolResult, HandoffResult]:
         """Hand a task to a new specialist agent and wait for its final answer, which is the result.
         The specialist starts fresh (it does not see your conversation) and is shut down after

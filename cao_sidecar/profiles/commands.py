@@ -90,7 +90,7 @@ def profiles_command(args: argparse.Namespace) -> int:
         return _profiles_check(args)
     catalog = _catalog(args)
     if verb == "list":
-        from cao_sidecar.profiles.live import profile_info
+        from cao_sidecar.views import profile_info
 
         infos = [profile_info(e) for e in catalog.entries()]
         if args.json:
@@ -202,7 +202,7 @@ def flows_command(args: argparse.Namespace, socket: str) -> int:
             return 2
     if verb == "run":
         return asyncio.run(_run_flow(args, socket))
-    from cao_sidecar.profiles.live import flow_info
+    from cao_sidecar.views import flow_info
 
     flows, store, scheduler = _flow_parts(args)
     try:

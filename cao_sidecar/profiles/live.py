@@ -22,16 +22,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 from urllib.parse import unquote, urlparse
 
-from cao_sidecar import paths, trust, wire
+from cao_sidecar import paths, trust, views, wire
 from cao_sidecar.core.errors import CaoError, InvalidRequest
 from cao_sidecar.flows.catalog import FlowCatalog
-from cao_sidecar.flows.scheduler import FlowScheduler, FlowState
+from cao_sidecar.flows.scheduler import FlowScheduler
 from cao_sidecar.profiles.catalog import ProfileCatalog, builtin_profiles_dir
 from cao_sidecar.profiles.files import Diagnostic
-from cao_sidecar.profiles.layers import Entry
-from cao_sidecar.profiles.profile import Profile
 from cao_sidecar.profiles.watch import DirWatcher
-from cao_sidecar.storage.flows import FlowRun, FlowRunStore
+from cao_sidecar.storage.flows import FlowRunStore
 
 log = logging.getLogger(__name__)
 
@@ -352,65 +350,10 @@ class LiveConfig:
     # ---- wire views -----------------------------------------------------------------------
 
     def profile_infos(self) -> list[wire.ProfileInfo]:
-        return [profile_info(e) for e in self.profiles.entries()]
+        return [views.profile_info(e) for e in self.profiles.entries()]
 
     def flow_infos(self) -> list[wire.FlowInfo]:
-        return [flow_info(s) for s in self.scheduler.states()]
-
-
-def profile_info(entry: Entry[Profile]) -> wire.ProfileInfo:
-    p = entry.item
-    scope = entry.layer.scope
-    return wire.ProfileInfo(
-        name=p.name,
-        description=p.description,
-        provider=p.provider,
-        source="builtin" if scope == "builtin" else str(entry.path),
-        scope=scope,  # type: ignore[arg-type]
-        path=str(entry.path),
-        model=p.model,
-        tags=list(p.tags),
-        shadows=[str(s) for s in entry.shadows],
-        stale=entry.stale,
-        untrusted=not entry.layer.trusted,
-    )
-
-
-def run_info(run: FlowRun) -> wire.FlowRunInfo:
-    return wire.FlowRunInfo(
-        run_id=run.run_id,
-        flow=run.flow,
-        trigger=run.trigger,  # type: ignore[arg-type]
-        status=run.status,  # type: ignore[arg-type]
-        started_at=run.started_at,
-        scheduled_at=run.scheduled_at,
-        ended_at=run.ended_at,
-        terminal_id=run.terminal_id,
-        output=run.output,
-        reason=run.reason,
-    )
-
-
-def flow_info(state: FlowState) -> wire.FlowInfo:
-    flow = state.entry.item
-    return wire.FlowInfo(
-        name=flow.name,
-        schedule=flow.schedule,
-        profile=flow.profile,
-        enabled=state.enabled,
-        scope=flow.scope,  # type: ignore[arg-type]
-        path=str(state.entry.path),
-        description=flow.description,
-        provider=flow.provider,
-        working_directory=flow.working_directory,
-        has_gate=flow.gate is not None,
-        next_run_at=state.next_run_at,
-        running=state.running,
-        last_run=run_info(state.last_run) if state.last_run is not None else None,
-        shadows=[str(s) for s in state.entry.shadows],
-        stale=state.entry.stale,
-        untrusted=not state.entry.layer.trusted,
-    )
+        return [views.flow_info(s) for s in self.scheduler.states()]
 
 
 async def start_live(core: Any, initialize_params: Any, workspace: Path) -> Optional[LiveConfig]:

@@ -42,10 +42,9 @@ _CONTROLS = re.compile(r"[\x00-\x07\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def retention_days() -> float:
-    try:
-        return float(os.environ.get("CAO_LOG_RETENTION_DAYS", "14"))
-    except ValueError:
-        return 14.0
+    from cao_sidecar.settings import settings
+
+    return settings().log_retention_days
 
 
 def _open_append(path: Path) -> TextIO:

@@ -2,12 +2,14 @@
 
 * One tmux server per sidecar (``tmux -L NAME``), started with ``-f /dev/null`` so a
   user's ``~/.tmux.conf`` cannot change its behaviour.
-* One control-mode client (``tmux -C``) per session we use: tmux 3.3a sends
-  ``%output`` only for panes of the session a control client is attached to.
+* One control-mode client (``tmux -C``) per session we use (``clients.ClientPool``): tmux 3.3a
+  sends ``%output`` only for panes of the session a control client is attached to.
   A client exits when its session is destroyed; the next use re-creates it.
 * Commands go through control mode (about 0.1 ms a round trip). The only fork on a
   hot path is ``tmux load-buffer -b NAME -`` with the text on stdin (paste_text).
-* Process exit is an event: a pidfd on the pane's pid, read with ``loop.add_reader``.
+* Process exit is an event: a pidfd on the pane's pid, read with ``loop.add_reader``
+  (``exits.PaneExitWatcher``).
+* tmux output is read by field name: formats are built from tuples of names (``formats``).
 * Output is an activity trigger: each ``%output`` calls the listeners with the pane id
   (once per pane per read chunk); there is no polling.
 
@@ -26,7 +28,7 @@ tmux 3.3a traps handled here (measured):
 * The server sometimes misses a SIGCHLD: the pane is dead (pty closed) but its process
   stays an unreaped zombie with no exit status. We send the server a SIGCHLD (harmless:
   its handler runs ``waitpid(WNOHANG)``) once the pty is closed, or 100 ms after the
-  exit; see ``_nudge_server``.
+  exit; see ``exits.PaneExitWatcher.nudge_server``.
 * Not fixable here: when a process prints and exits within a few ms, tmux may handle
   SIGCHLD before reading the pty and drop that last output (about 1 in 60 such
   windows, also with plain ``tmux new-window``).
@@ -44,50 +46,26 @@ import os
 import re
 import secrets
 import shutil
-import signal
 from collections.abc import Callable, Sequence
 
 import attrs
 
-from .control import ControlClient
+from . import formats
+from .clients import PLACEHOLDER_WINDOW, ClientPool
 from .errors import ControlClientExited, PaneGone, TmuxError, TmuxMissing
+from .exits import PaneExitWatcher
 from .quoting import quote, quote_format
 
 __all__ = ["PaneInfo", "TmuxError", "PaneGone", "TmuxServer", "PLACEHOLDER_WINDOW"]
 
 log = logging.getLogger("cao_sidecar.terminal")
 
-#: Name of the throw-away first window of a session we create (a session needs a
-#: window before a control client can attach to it); killed once a real window exists.
-PLACEHOLDER_WINDOW = "__cao_placeholder__"
-
-_SEP = "\x1f"
-_PANE_FORMAT = _SEP.join(
-    (
-        "#{pane_id}",
-        "#{window_id}",
-        "#{pane_pid}",
-        "#{pane_dead}",
-        "#{pane_dead_status}",
-        "#{pane_dead_signal}",
-        "#{session_name}",
-        "#{@cao-view}",
-        "#{window_name}",
-    )
-)
 #: Session option marking a viewer's session (see TmuxServer.attach_command): not an agent's.
 VIEW_OPTION = "@cao-view"
-_NEW_FORMAT = _SEP.join(("#{pane_id}", "#{pane_pid}", "#{window_id}"))
-_CLIENT_FORMAT = _SEP.join(("#{session_id}", "#{session_name}", "#{window_id}", "#{window_name}", "#{pid}"))
-_DEAD_FORMAT = _SEP.join(("#{pane_dead}", "#{pane_dead_status}", "#{pane_dead_signal}"))
 _DEAD_MARK = "cao-pane-is-dead"
 _PANE_ID = re.compile(r"%[0-9]+\Z")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _MISSING = ("can't find pane", "can't find window", "can't find session", "no such pane", "no such window")
-# After the pidfd fires tmux still has to reap the child and close the pty before
-# #{pane_dead} turns 1: re-check a few times, quickly at first.
-_CONFIRM_DELAYS = (0.0, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
-_FALLBACK_INTERVAL = 2.0
 
 
 BRACKETED_PASTE_START = b"\x1b[200~"
@@ -134,25 +112,6 @@ def _check_name(kind: str, name: str, *, session: bool = False) -> None:
         raise ValueError(f"{kind} must not contain ':' or '.': {name!r}")
 
 
-def _dead_status(status: str, signal: str) -> int | None:
-    """Exit status of a dead pane; a signal death is reported as 128 + signal (shell style)."""
-    if status.strip():
-        try:
-            return int(status)
-        except ValueError:
-            return None
-    if signal.strip():
-        try:
-            return 128 + int(signal)
-        except ValueError:
-            return None
-    return None
-
-
-def _text(lines: list[bytes]) -> str:
-    return "\n".join(line.decode("utf-8", "replace") for line in lines)
-
-
 class TmuxServer:
     """Our private tmux server (``tmux -L socket_name``)."""
 
@@ -177,17 +136,30 @@ class TmuxServer:
         self._started = False
         self._server_pid: int | None = None
         self._start_lock: asyncio.Lock | None = None
-        self._clients: dict[str, ControlClient] = {}
-        self._client_locks: dict[str, asyncio.Lock] = {}
-        self._placeholders: dict[str, str] = {}  # session name -> placeholder window id
+        self._pool = ClientPool(
+            base=self._base,
+            env=self._env,
+            label=socket_name,
+            default_size=self.default_size,
+            option_commands=self._option_commands,
+            start_server=self.start,
+            run_tmux=self._run_tmux,
+            on_output=self._dispatch_output,
+            on_window_close=self._on_window_close,
+            on_server_pid=self._set_server_pid,
+        )
+        self._exits = PaneExitWatcher(
+            dead_state=self._dead_state,
+            dead_states=self._dead_states,
+            report=self._report_exit,
+            settled=self._settled,
+            server_pid=lambda: self._server_pid,
+        )
         self._output_listeners: list[Callable[[str], None]] = []
         self._data_listeners: list[Callable[[str, bytes], None]] = []
         self._exit_listeners: list[Callable[[str, int | None], None]] = []
         self._tracked: dict[str, _Tracked] = {}  # pane id -> what we know
         self._window_pane: dict[str, str] = {}  # window id -> pane id
-        self._pidfds: dict[str, int] = {}  # pane id -> pidfd being watched
-        self._fallback: dict[str, int] = {}  # pane id -> pid, watched by the slow check
-        self._fallback_task: asyncio.Task[None] | None = None
         self._reported: set[str] = set()  # pane ids whose exit was reported (dead)
         self._suppressed: set[str] = set()  # pane ids we killed: no exit event
         self._creating: dict[str, tuple[int | None] | None] = {}  # new_window in progress
@@ -225,8 +197,7 @@ class TmuxServer:
         """``callback(pane_id, data)`` with the raw bytes every pane prints (for logs). Costs a
         decode per output line, so only paid once somebody listens."""
         self._data_listeners.append(callback)
-        for client in self._clients.values():
-            client.on_data = self._dispatch_data
+        self._pool.set_data_listener(self._dispatch_data)
 
     def _dispatch_data(self, pane_id: str, data: bytes) -> None:
         if self._closing:
@@ -288,16 +259,16 @@ class TmuxServer:
             if self._started:
                 return
             rc, out, err = await self._run_tmux(
-                ["start-server", ";", *self._option_commands(), "display-message", "-p", "#{socket_path}\x1f#{version}\x1f#{pid}"]
+                ["start-server", ";", *self._option_commands(), "display-message", "-p", formats.SERVER.format]
             )
             if rc != 0:
                 raise TmuxError(err or f"tmux start-server failed (exit {rc})")
-            fields = out.strip().split(_SEP)
-            if fields and fields[0]:
-                self._socket_path = fields[0]
-            if len(fields) == 3 and fields[2].isdigit():
-                self._server_pid = int(fields[2])
-            log.debug("tmux server %s started (%s), version %s", self.socket_name, self._socket_path, fields[1:2])
+            server = formats.SERVER.parse(out.strip()) or {}
+            if server.get("socket_path"):
+                self._socket_path = server["socket_path"]
+            if server.get("pid", "").isdigit():
+                self._server_pid = int(server["pid"])
+            log.debug("tmux server %s started (%s), version %s", self.socket_name, self._socket_path, server.get("version"))
             self._closing = False
             self._started = True
 
@@ -306,184 +277,8 @@ class TmuxServer:
         if rc != 0:
             raise TmuxError(err or f"tmux load-buffer failed (exit {rc})")
 
-    # ================================================================ control clients
-
-    async def _spawn_client(self, args: Sequence[str], key: str) -> ControlClient:
-        client = await ControlClient.spawn(
-            [*self._base, "-C", *args],
-            env=self._env,
-            label=f"{self.socket_name}:{key}",
-            on_output=self._dispatch_output,
-            on_window_close=self._on_window_close,
-            on_exit=self._on_client_exit,
-        )
-        if self._data_listeners:
-            client.on_data = self._dispatch_data
-        try:
-            await client.wait_attached()
-            lines = await client.command(f"display-message -p {quote(_CLIENT_FORMAT)}")
-        except ControlClientExited:
-            try:
-                await asyncio.wait_for(client.wait_closed(), 3.0)  # for its stderr
-            except asyncio.TimeoutError:
-                pass
-            raise TmuxError(client.exit_reason or "tmux control client exited") from None
-        except TmuxError:
-            await client.close()
-            raise
-        except BaseException:  # cancelled: don't leave a stray client behind
-            self._spawn_task(client.close())
-            raise
-        fields = lines[0].decode("utf-8", "replace").split(_SEP) if lines else []
-        if len(fields) != 5 or not fields[0]:
-            await client.close()
-            raise TmuxError(f"control client is not attached: {lines!r}")
-        client.session_id, client.session_name = fields[0], fields[1]
-        client.first_window = (fields[2], fields[3])
-        if fields[4].isdigit():
-            self._server_pid = int(fields[4])
-        return client
-
-    async def _sessions(self) -> dict[str, str]:
-        """Session name -> session id."""
-        fmt = f"#{{session_id}}{_SEP}#{{session_name}}"
-        client = self._live_client()
-        if client is not None:
-            try:
-                text = _text(await client.command(f"list-sessions -F {quote(fmt)}"))
-            except ControlClientExited:
-                return await self._sessions()
-            except TmuxError:
-                text = ""
-        else:
-            rc, text, _err = await self._run_tmux(["list-sessions", "-F", fmt])
-            if rc != 0:
-                text = ""
-        out: dict[str, str] = {}
-        for line in text.splitlines():
-            sid, _, name = line.partition(_SEP)
-            if sid:
-                out[name] = sid
-        return out
-
-    def _live_client(self, session: str | None = None) -> ControlClient | None:
-        if session is not None:
-            client = self._clients.get(session)
-            if client is not None and client.alive:
-                return client
-        for client in self._clients.values():
-            if client.alive:
-                return client
-        return None
-
-    async def _ensure_client(self, session: str) -> ControlClient:
-        """The control client attached to ``session``, creating the session if needed."""
-        client = self._clients.get(session)
-        if client is not None and client.alive:
-            return client
-        lock = self._client_locks.setdefault(session, asyncio.Lock())
-        async with lock:
-            client = self._clients.get(session)
-            if client is not None and client.alive:
-                return client
-            await self.start()
-            last_error: Exception | None = None
-            for _attempt in range(3):
-                sid = (await self._sessions()).get(session)
-                if sid is not None:
-                    try:
-                        client = await self._spawn_client(["attach-session", "-t", sid], session)
-                    except TmuxError as exc:  # the session vanished meanwhile
-                        last_error = exc
-                        continue
-                    self._clients[session] = client
-                    await self._find_placeholder(client, session)
-                    return client
-                client = await self._create_session(session)
-                if client is not None:
-                    return client
-            raise TmuxError(f"cannot attach a control client to session {session!r}: {last_error}")
-
-    async def _create_session(self, session: str) -> ControlClient | None:
-        w, h = self.default_size
-        client = await self._spawn_client(
-            [
-                *self._option_commands(),
-                "new-session",
-                "-x",
-                str(w),
-                "-y",
-                str(h),
-                "-n",
-                PLACEHOLDER_WINDOW,
-                "--",
-                "sleep",
-                "2147483647",
-            ],
-            session,
-        )
-        temp_id = client.session_id or ""
-        first = client.first_window or ("", "")
-        # Registered at once (under the temporary name too) so that a cancellation
-        # below cannot leave an unowned client; close() will find it.
-        self._clients[session] = client
-        try:
-            # The name goes through the control-mode parser (quoted), never on a tmux command line.
-            await client.command(f"rename-session -t {quote(temp_id)} -- {quote_format(session)}")
-        except TmuxError as exc:
-            log.debug("rename-session to %r failed: %s", session, exc)
-            try:
-                await client.command(f"kill-session -t {quote(temp_id)}")
-            except TmuxError:
-                pass
-            self._clients.pop(session, None)
-            await client.close()
-            if "duplicate session" in str(exc):
-                return None  # created by someone else meanwhile: attach to it
-            raise
-        client.session_name = session
-        if first[0]:
-            self._placeholders[session] = first[0]
-        return client
-
-    async def _find_placeholder(self, client: ControlClient, session: str) -> None:
-        fmt = f"#{{window_id}}{_SEP}#{{window_name}}"
-        try:
-            lines = await client.command(f"list-windows -t {quote(client.session_id or '=' + session)} -F {quote(fmt)}")
-        except TmuxError:
-            return
-        windows = [line.decode("utf-8", "replace").split(_SEP, 1) for line in lines]
-        holders = [w[0] for w in windows if len(w) == 2 and w[1] == PLACEHOLDER_WINDOW]
-        if holders and len(holders) < len(windows):
-            for wid in holders:
-                try:
-                    await client.command(f"kill-window -t {quote(wid)}")
-                except TmuxError:
-                    pass
-        elif holders:
-            self._placeholders[session] = holders[0]
-
-    def _on_client_exit(self, client: ControlClient) -> None:
-        for key, value in list(self._clients.items()):
-            if value is client:
-                del self._clients[key]
-                self._placeholders.pop(key, None)
-
-    async def _any_client(self, session: str | None = None) -> ControlClient | None:
-        client = self._live_client(session)
-        if client is not None:
-            return client
-        if session is not None and session in (await self._sessions()):
-            try:
-                return await self._ensure_client(session)
-            except TmuxError:
-                pass
-        for name in await self._sessions():
-            try:
-                return await self._ensure_client(name)
-            except TmuxError as exc:
-                log.debug("cannot attach to session %r: %s", name, exc)
-        return None
+    def _set_server_pid(self, pid: int) -> None:
+        self._server_pid = pid
 
     # ================================================================ events
 
@@ -498,10 +293,10 @@ class TmuxServer:
                     log.exception("output listener failed for %s", pane_id)
 
     def _report_exit(self, pane_id: str, status: int | None) -> None:
-        if self._closing or pane_id in self._reported or pane_id in self._suppressed:
+        if self._settled(pane_id):
             return
         self._reported.add(pane_id)
-        self._unwatch(pane_id)
+        self._exits.unwatch(pane_id)
         if pane_id in self._creating:  # new_window is still running: it answers dead=True
             self._creating[pane_id] = (status,)
             return
@@ -521,7 +316,7 @@ class TmuxServer:
             self._spawn_task(self._window_closed(window_id, pane_id))
 
     async def _window_exists(self, window_id: str) -> bool:
-        client = self._live_client()
+        client = self._pool.live()
         try:
             if client is not None:
                 await client.command(f"display-message -p -t {quote(window_id)} '#{{window_id}}'")
@@ -544,7 +339,7 @@ class TmuxServer:
         self._window_pane.pop(window_id, None)
         self._tracked.pop(pane_id, None)
         if pane_id in self._suppressed or pane_id in self._reported:
-            self._unwatch(pane_id)
+            self._exits.unwatch(pane_id)
             return
         # Closed by someone else while its process may still run: the pane is gone.
         self._report_exit(pane_id, None)
@@ -554,125 +349,25 @@ class TmuxServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _watch(self, pane_id: str, pid: int) -> None:
-        """Report the exit of ``pid`` (the process of ``pane_id``) as an event."""
-        if pane_id in self._pidfds or pane_id in self._fallback or pane_id in self._reported:
-            return
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            self._spawn_task(self._confirm_exit(pane_id))
-            return
-        except (AttributeError, OSError) as exc:
-            log.debug("pidfd_open(%s) failed (%s): slow liveness check for %s", pid, exc, pane_id)
-            self._fallback[pane_id] = pid
-            if self._fallback_task is None or self._fallback_task.done():
-                self._fallback_task = asyncio.get_running_loop().create_task(self._fallback_loop())
-            return
-        self._pidfds[pane_id] = fd
-        asyncio.get_running_loop().add_reader(fd, self._on_pidfd, pane_id)
-
-    def _unwatch(self, pane_id: str) -> None:
-        fd = self._pidfds.pop(pane_id, None)
-        if fd is not None:
-            try:
-                asyncio.get_running_loop().remove_reader(fd)
-            except RuntimeError:  # loop closed
-                pass
-            os.close(fd)
-        self._fallback.pop(pane_id, None)
-
-    def _on_pidfd(self, pane_id: str) -> None:
-        self._unwatch(pane_id)
-        self._spawn_task(self._confirm_exit(pane_id))
+    def _settled(self, pane_id: str) -> bool:
+        """Nothing more to report about this pane: closing, killed by us, or reported."""
+        return self._closing or pane_id in self._suppressed or pane_id in self._reported
 
     async def _dead_state(self, pane_id: str) -> tuple[bool, int | None]:
-        lines = await self._pane_command(pane_id, f"display-message -p -t {quote(pane_id)} {quote(_DEAD_FORMAT)}")
-        fields = (lines[0].decode("ascii", "replace") if lines else "").split(_SEP)
-        fields += [""] * (3 - len(fields))
-        return fields[0] == "1", _dead_status(fields[1], fields[2])
+        lines = await self._pane_command(pane_id, f"display-message -p -t {quote(pane_id)} {quote(formats.DEAD.format)}")
+        row = (formats.DEAD.parse(lines[0]) if lines else None) or {}
+        return row.get("pane_dead") == "1", formats.dead_status(row)
 
-    def _nudge_server(self) -> None:
-        """Send SIGCHLD to the tmux server so it reaps exited panes.
-
-        Measured on tmux 3.3a: now and then the server misses a SIGCHLD, and a pane
-        stays dead (pty closed) with its process an unreaped zombie and no exit status
-        until some other child exits. The handler only runs ``waitpid(WNOHANG)``, so an
-        extra SIGCHLD is harmless.
-        """
-        pid = self._server_pid
-        if pid is None:
-            return
-        try:
-            with open(f"/proc/{pid}/comm", "rb") as f:
-                if not f.read().startswith(b"tmux"):
-                    return
-            os.kill(pid, signal.SIGCHLD)
-        except OSError:
-            pass
-
-    async def _confirm_exit(self, pane_id: str) -> None:
-        status: int | None = None
-        dead = False
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        for delay in _CONFIRM_DELAYS:
-            if delay:
-                await asyncio.sleep(delay)
-            if self._closing or pane_id in self._suppressed or pane_id in self._reported:
-                return
-            try:
-                dead, status = await self._dead_state(pane_id)
-            except TmuxError as exc:  # PaneGone included: the window is gone, status unknown
-                log.debug("pane %s: exit status unknown: %s", pane_id, exc)
-                status = None
-                break
-            if dead and status is not None:
-                break
-            if dead or loop.time() - started > 0.1:
-                # pane_dead turns 1 when tmux closes the pty (its last output is read by
-                # then); the status comes with SIGCHLD, which tmux 3.3a sometimes misses.
-                # Don't nudge early while the pty is open: reaping first makes tmux close
-                # the pty and drop output it has not read yet. Later (a background child
-                # may hold the pty open forever) the nudge is what makes tmux notice.
-                self._nudge_server()
-        else:
-            log.debug("pane %s: process exited but tmux shows no exit status (dead=%s)", pane_id, dead)
-        self._report_exit(pane_id, status)
-
-    async def _fallback_loop(self) -> None:
-        fmt = _SEP.join(("#{pane_id}", "#{pane_dead}", "#{pane_dead_status}", "#{pane_dead_signal}"))
-        nudged: set[str] = set()
-        while self._fallback and not self._closing:
-            await asyncio.sleep(_FALLBACK_INTERVAL)
-            client = self._live_client()
-            if client is None:
-                client = await self._any_client()
-            if client is None:
-                for pane_id in list(self._fallback):
-                    self._report_exit(pane_id, None)
-                return
-            try:
-                lines = await client.command(f"list-panes -a -F {quote(fmt)}")
-            except TmuxError as exc:
-                log.debug("liveness check failed: %s", exc)
-                continue
-            state = {}
-            for line in lines:
-                f = line.decode("ascii", "replace").split(_SEP)
-                if len(f) == 4:
-                    state[f[0]] = f
-            for pane_id in list(self._fallback):
-                f = state.get(pane_id)
-                if f is None:
-                    self._report_exit(pane_id, None)
-                elif f[1] == "1":
-                    status = _dead_status(f[2], f[3])
-                    if status is None and pane_id not in nudged:
-                        nudged.add(pane_id)  # reap it and read the status next round
-                        self._nudge_server()
-                        continue
-                    self._report_exit(pane_id, status)
+    async def _dead_states(self) -> dict[str, tuple[bool, int | None]] | None:
+        """Every pane's (dead, status); None when no session is left (for the slow exit check)."""
+        client = await self._pool.any()
+        if client is None:
+            return None
+        lines = await client.command(f"list-panes -a -F {quote(formats.PANE_DEAD.format)}")
+        return {
+            row["pane_id"]: (row["pane_dead"] == "1", formats.dead_status(row))
+            for row in formats.PANE_DEAD.parse_rows(lines)
+        }
 
     # ================================================================ pane commands
 
@@ -680,7 +375,7 @@ class TmuxServer:
         """Run a command about ``pane_id`` on a control client; map missing targets to PaneGone."""
         tracked = self._tracked.get(pane_id)
         for attempt in range(2):
-            client = await self._any_client(tracked.session if tracked else None)
+            client = await self._pool.any(tracked.session if tracked else None)
             if client is None:
                 raise PaneGone(f"pane {pane_id} not found: no tmux sessions")
             try:
@@ -754,7 +449,7 @@ class TmuxServer:
             "-d",
             "-P",
             "-F",
-            quote(_NEW_FORMAT),
+            quote(formats.NEW_WINDOW.format),
             "-t",
             quote(f"={session}:"),
             "-n",
@@ -769,7 +464,7 @@ class TmuxServer:
         line = " ".join(parts)
 
         for attempt in range(2):
-            client = await self._ensure_client(session)
+            client = await self._pool.ensure(session)
             try:
                 lines = await client.command(line)
                 break
@@ -777,14 +472,13 @@ class TmuxServer:
                 if attempt:
                     raise
                 log.debug("session %r went away while creating a window; retrying", session)
-        fields = lines[0].decode("ascii", "replace").split(_SEP) if lines else []
-        if len(fields) != 3:
+        made = formats.NEW_WINDOW.parse(lines[0]) if lines else None
+        if made is None or not made["pane_pid"].isdigit():
             raise TmuxError(f"unexpected new-window reply: {lines!r}")
-        pane_id, pid_s, window_id = fields
-        pid = int(pid_s)
+        pane_id, window_id, pid = made["pane_id"], made["window_id"], int(made["pane_pid"])
         # A restarted tmux server numbers panes from %0 again: whatever we remember about an
         # earlier pane with this id (exit reported, killed by us, its watcher) is not this pane.
-        self._unwatch(pane_id)
+        self._exits.unwatch(pane_id)
         self._reported.discard(pane_id)
         self._suppressed.discard(pane_id)
         self._tracked[pane_id] = _Tracked(session, window_id, pid)
@@ -793,14 +487,14 @@ class TmuxServer:
         # the caller does not know the pane id yet.
         self._creating[pane_id] = None
         try:
-            self._watch(pane_id, pid)  # at once: the pid is certainly the pane's now
+            self._exits.watch(pane_id, pid)  # at once: the pid is certainly the pane's now
             w, h = self.default_size
             cmds = [
                 # pins the size and sets window-size manual for this window only
                 client.command(f"resize-window -t {quote(window_id)} -x {w} -y {h}"),
-                client.command(f"display-message -p -t {quote(pane_id)} {quote(_DEAD_FORMAT)}"),
+                client.command(f"display-message -p -t {quote(pane_id)} {quote(formats.DEAD.format)}"),
             ]
-            placeholder = self._placeholders.pop(session, None)
+            placeholder = self._pool.take_placeholder(session)
             if placeholder is not None:
                 cmds.append(client.command(f"kill-window -t {quote(placeholder)}"))
             results = await asyncio.gather(*cmds, return_exceptions=True)
@@ -808,7 +502,7 @@ class TmuxServer:
                 log.warning("resize-window %s failed: %s", window_id, results[0])
             state = results[1]
             if not isinstance(state, BaseException) and state and state[0].startswith(b"1"):
-                await self._confirm_exit(pane_id)  # exited already (exec failed?): get its status
+                await self._exits.confirm(pane_id)  # exited already (exec failed?): get its status
         except BaseException:
             pending = self._creating.pop(pane_id, None)
             if pending is not None:  # nobody will see our answer: make it an event
@@ -851,7 +545,7 @@ class TmuxServer:
             await self._if_alive(pane_id, f"paste-buffer {flags} -b {name} -t {pane_id}")
         except BaseException:
             try:
-                client = self._live_client()
+                client = self._pool.live()
                 if client is not None:
                     await client.command(f"delete-buffer -b {name}")
             except (TmuxError, asyncio.CancelledError):
@@ -887,11 +581,12 @@ class TmuxServer:
         (x, y), read in one tmux step."""
         _check_pane_id(pane_id)
         line = (
-            f"display-message -p -t {quote(pane_id)} {quote('#{cursor_x} #{cursor_y}')} ; "
+            f"display-message -p -t {quote(pane_id)} {quote(formats.CURSOR.format)} ; "
             f"capture-pane -p -t {quote(pane_id)}"
         )
         reply = await self._pane_command(pane_id, line, blocks=2)
-        x, _, y = (reply[0] if reply else b"").decode("ascii", "replace").partition(" ")
+        cursor = (formats.CURSOR.parse(reply[0]) if reply else None) or {}
+        x, y = cursor.get("cursor_x", ""), cursor.get("cursor_y", "")
         if not (x.isdigit() and y.isdigit()):
             raise TmuxError(f"unexpected cursor reply: {reply[:1]!r}")
         rows = [raw.decode("utf-8", "replace").rstrip() for raw in reply[1:]]
@@ -906,7 +601,7 @@ class TmuxServer:
         """
         _check_pane_id(pane_id)
         self._suppressed.add(pane_id)
-        self._unwatch(pane_id)
+        self._exits.unwatch(pane_id)
         tracked = self._tracked.pop(pane_id, None)
         if tracked is not None:
             self._window_pane.pop(tracked.window_id, None)
@@ -916,35 +611,31 @@ class TmuxServer:
             pass
 
     async def _query_panes(self) -> list[PaneInfo]:
-        client = await self._any_client()
+        fields = formats.PANE
+        client = await self._pool.any()
         if client is None:
             return []
         try:
-            lines = await client.command(f"list-panes -a -F {quote(_PANE_FORMAT)}")
+            lines = await client.command(f"list-panes -a -F {quote(fields.format)}")
         except ControlClientExited:
-            client = await self._any_client()
+            client = await self._pool.any()
             if client is None:
                 return []
-            lines = await client.command(f"list-panes -a -F {quote(_PANE_FORMAT)}")
+            lines = await client.command(f"list-panes -a -F {quote(fields.format)}")
         panes: list[PaneInfo] = []
-        for raw in lines:
-            f = raw.decode("utf-8", "replace").split(_SEP, 8)
-            if len(f) != 9 or f[8] == PLACEHOLDER_WINDOW or f[7] == "1":
+        for row in fields.parse_rows(lines):
+            if row["window_name"] == PLACEHOLDER_WINDOW or row[VIEW_OPTION] == "1":
                 continue  # placeholder window, or a viewer's session (the same panes again)
-            dead = f[3] == "1"
-            try:
-                pid = int(f[2])
-            except ValueError:
-                pid = 0
+            dead = row["pane_dead"] == "1"
             panes.append(
                 PaneInfo(
-                    pane_id=f[0],
-                    window_id=f[1],
-                    session=f[6],
-                    window_name=f[8],
-                    pid=pid,
+                    pane_id=row["pane_id"],
+                    window_id=row["window_id"],
+                    session=row["session_name"],
+                    window_name=row["window_name"],
+                    pid=formats.integer(row, "pane_pid"),
                     dead=dead,
-                    dead_status=_dead_status(f[4], f[5]) if dead else None,
+                    dead_status=formats.dead_status(row) if dead else None,
                 )
             )
         return panes
@@ -958,7 +649,7 @@ class TmuxServer:
         """
         panes = await self._query_panes()
         if any(p.dead and p.dead_status is None for p in panes):
-            self._nudge_server()  # see _nudge_server: let tmux reap, then look again
+            self._exits.nudge_server()  # let tmux reap (exits.py), then look again
             await asyncio.sleep(0.01)
             panes = await self._query_panes()
         sessions = set()
@@ -970,10 +661,10 @@ class TmuxServer:
                 self._tracked[pane.pane_id] = _Tracked(pane.session, pane.window_id, pane.pid)
                 self._window_pane[pane.window_id] = pane.pane_id
             if not pane.dead and pane.pid > 0:
-                self._watch(pane.pane_id, pane.pid)
-        missing = [s for s in sessions if not (s in self._clients and self._clients[s].alive)]
+                self._exits.watch(pane.pane_id, pane.pid)
+        missing = [s for s in sessions if not self._pool.attached(s)]
         if missing:
-            results = await asyncio.gather(*(self._ensure_client(s) for s in missing), return_exceptions=True)
+            results = await asyncio.gather(*(self._pool.ensure(s) for s in missing), return_exceptions=True)
             for name, result in zip(missing, results):
                 if isinstance(result, BaseException):
                     log.warning("cannot attach to session %r: %s", name, result)
@@ -982,19 +673,10 @@ class TmuxServer:
     async def close(self) -> None:
         """Stop our control clients and watchers. The server and its windows keep running."""
         self._closing = True
-        for pane_id in list(self._pidfds):
-            self._unwatch(pane_id)
-        self._fallback.clear()
-        if self._fallback_task is not None:
-            self._fallback_task.cancel()
-            self._fallback_task = None
+        await self._exits.close()
         for task in list(self._tasks):
             task.cancel()
-        clients = list(self._clients.values())
-        self._clients.clear()
-        self._placeholders.clear()
-        if clients:
-            await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        await self._pool.close()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         self._tracked.clear()
