@@ -308,7 +308,7 @@ def build_server(core_ready: "asyncio.Future[Orchestrator]") -> CaoLanguageServe
             live_agents=sum(1 for a in core.agents.values() if a.alive),
             tasks=len(asyncio.all_tasks()),
             credentials=agent_face.credentials.count if agent_face is not None else 0,
-            queued_messages=sum(inbox.pending for inbox in core._inboxes.values()),
+            queued_messages=core.queued_messages,
             open_files=open_files,
             rss_bytes=rss,
         )
