@@ -23,11 +23,6 @@ def user_profiles_dir() -> Path:
     return config_dir() / "agents"
 
 
-def agents_state_dir() -> Path:
-    """Per-agent private directories (transcripts, generated configs)."""
-    return state_dir() / "agents"
-
-
 def tmux_socket_name(cli_value: str | None = None) -> str:
     return cli_value or os.environ.get("CAO_TMUX_SOCKET") or DEFAULT_TMUX_SOCKET
 

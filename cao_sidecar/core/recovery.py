@@ -90,7 +90,7 @@ async def adopt_agents(core: "AgentSupervisor", team: ResumesAssigns) -> None:
                     await core.tmux.kill_window(record.pane_id)
                 except TmuxError:
                     pass
-            store.update(agent.terminal_id, status=AgentStatus.STARTING.value, pane_id=None, pid=None)
+            store.set_relaunching(agent.terminal_id, AgentStatus.STARTING.value)
             inbox.restore([m for m in queued if m.message_id != assign.task_id])
             relaunch.add(agent.terminal_id)
             continue
@@ -104,7 +104,7 @@ async def adopt_agents(core: "AgentSupervisor", team: ResumesAssigns) -> None:
         else:
             log.info("agent %s (%s) is gone: reported exited", agent.terminal_id, agent.profile.name)
             agent.mark_exited()
-            store.update(agent.terminal_id, status=AgentStatus.EXITED.value)
+            store.set_status(agent.terminal_id, AgentStatus.EXITED.value)
             for message in queued:
                 notice = core.stores.messages.mark_failed(message.message_id, "the agent exited while the sidecar was down")
                 if notice is not None:

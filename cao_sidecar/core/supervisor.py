@@ -238,7 +238,7 @@ class AgentSupervisor:
             except TmuxError as exc:
                 raise TerminalError(f"tmux could not start the agent: {exc}", terminalId=agent.terminal_id) from exc
             agent.pane_id, agent.pane_pid = pane.pane_id, pane.pid
-            self.stores.agents.update(agent.terminal_id, pane_id=pane.pane_id, pid=pane.pid)
+            self.stores.agents.set_pane(agent.terminal_id, pane.pane_id, pane.pid)
             self._monitor.watch(agent)
             if pane.dead:
                 self._on_pane_exit(pane.pane_id, pane.dead_status)
@@ -455,7 +455,7 @@ class AgentSupervisor:
     def _emit_status(self, agent: Agent, previous: AgentStatus | None, status: AgentStatus) -> None:
         prompts.on_status(agent, status)
         if agent.terminal_id in self.agents:
-            self.stores.agents.update(agent.terminal_id, status=status.value)
+            self.stores.agents.set_status(agent.terminal_id, status.value)
         self.stores.logs.event(
             "status", agent.terminal_id, status=status.value, previous=previous.value if previous else None
         )
@@ -580,7 +580,7 @@ class AgentSupervisor:
         self.agents.pop(agent.terminal_id, None)
         if self.stores.agents.has_assign(agent.terminal_id):
             # Kept (as exited) until its assign is reported, so a successor can still report it.
-            self.stores.agents.update(agent.terminal_id, status=AgentStatus.EXITED.value)
+            self.stores.agents.set_status(agent.terminal_id, AgentStatus.EXITED.value)
         else:
             self.stores.agents.remove(agent.terminal_id)
         shutil.rmtree(agent.agent_dir, ignore_errors=True)

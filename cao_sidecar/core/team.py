@@ -157,7 +157,7 @@ class Team:
             )
         answer = result.answer if result.answer is not None else await self.supervisor.read_answer(agent, result.screen)
         agent.last_answer = answer
-        self.supervisor.stores.agents.update(agent.terminal_id, last_answer=answer)
+        self.supervisor.stores.agents.set_last_answer(agent.terminal_id, answer)
         self.supervisor.stores.logs.event("answer", agent.terminal_id, text=answer)
         return answer
 

@@ -80,13 +80,6 @@ class Screen:
         out.reverse()
         return out
 
-    def last_nonblank(self, end: Optional[int] = None) -> int:
-        end = len(self.lines) if end is None else end
-        for i in range(end - 1, -1, -1):
-            if self.lines[i].strip():
-                return i
-        return -1
-
 
 def any_match(pattern: re.Pattern[str], lines: Iterable[str]) -> Optional[str]:
     for line in lines:
@@ -249,11 +242,3 @@ class ScreenProvider(Provider):
             if any_match(dialog.pattern, s.tail(dialog.window if dialog.window else window)) is not None:
                 return Classification(S.WAITING_USER_ANSWER, f"dialog: {dialog.rule}")
         return None
-
-
-def dedent_block(lines: Sequence[str], head: str, indent: int) -> list[str]:
-    """An answer block: the head line without its marker, continuation lines without `indent`."""
-    out = [head]
-    for line in lines:
-        out.append(line[indent:] if line[:indent].strip() == "" else line.lstrip())
-    return out
