@@ -5,7 +5,7 @@ checked): Claude Code's HTTP hooks, and hook_relay.py for Codex `notify` and Gem
 caller is the agent whose bearer token the request carries (`Authorization: Bearer <token>`);
 nothing in the body (session ids, terminal ids, paths) says who is calling. The agent's provider
 turns the payload into a status (`hook_event`) and the core applies it
-(`Orchestrator.agent_event`).
+(`AgentSupervisor.agent_event`).
 
 The reply is always `{}` at once (a hook waits for it): no decision, so a PermissionRequest hook
 never approves or denies anything; the CLI asks its user as usual.

@@ -38,10 +38,10 @@ class LaunchSpec:
     argv: list[str]
     env: dict[str, str] = attrs.field(factory=dict)
     # True when the launch wired the CLI's own events (hooks, notify) to the sidecar: from the
-    # start, screens may not end a turn that events will end (see Orchestrator.agent_event).
+    # start, screens may not end a turn that events will end (see AgentSupervisor.agent_event).
     events: bool = False
     # True when the launch gave the CLI our MCP server and the CLI connects to it as it starts:
-    # the agent is ready only once the sidecar has seen that connection (Orchestrator.launch).
+    # the agent is ready only once the sidecar has seen that connection (AgentSupervisor.launch).
     connects_to_sidecar: bool = False
 
 
