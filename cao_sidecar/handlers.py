@@ -227,7 +227,7 @@ async def stats(door: Door, p: wire.StatsParams) -> wire.StatsResult:
         live_agents=sum(1 for a in core.agents.values() if a.alive),
         tasks=len(asyncio.all_tasks()),
         credentials=door.credential_count(),
-        queued_messages=sum(inbox.pending for inbox in core._inboxes.values()),
+        queued_messages=core.queued_messages,
         open_files=open_files,
         rss_bytes=rss,
     )

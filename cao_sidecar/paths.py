@@ -22,11 +22,6 @@ def user_profiles_dir() -> Path:
     return config_dir() / "agents"
 
 
-def agents_state_dir() -> Path:
-    """Per-agent private directories (transcripts, generated configs)."""
-    return state_dir() / "agents"
-
-
 def tmux_socket_name(cli_value: str | None = None, project: str | os.PathLike[str] | None = None) -> str:
     """--tmux-socket, else $CAO_TMUX_SOCKET (settings), else one derived from the project (default:
     the current directory): each project gets its own tmux server, so its own team."""

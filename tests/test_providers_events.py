@@ -19,7 +19,7 @@ import pytest
 
 from cao_sidecar.agent_face.credentials import CredentialStore
 from cao_sidecar.agent_face.hooks import HookEndpoint
-from cao_sidecar.core.agent import Agent
+from cao_sidecar.core.agent import Agent, Transition
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.profiles.profile import Profile
 from cao_sidecar.providers import get_provider
@@ -277,9 +277,9 @@ async def test_events_end_turns_and_screens_cannot(tmp_path: Path) -> None:
     assert agent.overruled_by_events(S.PROCESSING)
     assert not agent.overruled_by_events(S.WAITING_USER_ANSWER)  # dialogs always count
     assert not agent.overruled_by_events(S.EXITED)
-    previous, finished = agent.apply_event(S.PROCESSING)
-    assert previous is S.IDLE and finished is None and turn.seen_busy
-    previous, finished = agent.apply_event(S.COMPLETED, "exact answer")
+    busy = agent.apply_event(S.PROCESSING)
+    assert busy.previous is S.IDLE and busy.finished is None and turn.seen_busy
+    finished = agent.apply_event(S.COMPLETED, "exact answer").finished
     assert finished is not None and finished.status is S.COMPLETED and finished.answer == "exact answer"
     # Right after an event a lagging redraw is not news either.
     agent.turn = None
@@ -294,8 +294,8 @@ async def test_codex_events_cover_completion_only(tmp_path: Path) -> None:
     assert not agent.overruled_by_events(S.PROCESSING)  # the screen still says it is busy
     assert not agent.overruled_by_events(S.ERROR)
     # A completion that was never seen busy and does not name the input: a stale event.
-    assert agent.apply_event(S.COMPLETED, "old") == (None, None)
-    _previous, finished = agent.apply_event(S.COMPLETED, "new", confirmed=True)
+    assert agent.apply_event(S.COMPLETED, "old") == Transition(None, None)
+    finished = agent.apply_event(S.COMPLETED, "new", confirmed=True).finished
     assert finished is not None and finished.answer == "new"
 
 

@@ -267,41 +267,6 @@ def test_profile_options_carry_the_profile_settings() -> None:
     assert profile_options(opted_out) == {"ask_for_team_tools": True}
 
 
-# ---- the orchestrator's screen fallback ----------------------------------------------------------
-
-
-async def test_screen_ends_a_turn_whose_event_never_came(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cao_sidecar.core import orchestrator as orch
-    from cao_sidecar.core.agent import Agent
-
-    monkeypatch.setattr(orch, "EVENT_GRACE_SECONDS", 0.05)
-    # Only the turn machinery is exercised: no tmux, no store, status changes recorded.
-    core = orch.Orchestrator.__new__(orch.Orchestrator)
-    seen: list[AgentStatus] = []
-    core._emit_status = lambda agent, previous, status: seen.append(status)  # type: ignore[method-assign]
-    provider = get_provider("claude_code")
-    agent = Agent(terminal_id="eeee0005", session="cao", profile=Profile(name="p", provider="claude_code"),
-                  provider=provider, working_directory=str(tmp_path), agent_dir=tmp_path)
-    agent.events_active = True
-    agent.status = S.IDLE
-    turn = agent.begin_turn("task")
-    completed = (Path(__file__).parent / "fixtures" / "screens" / "claude_code-real-completed.txt").read_text()
-    core._on_classified(agent, S.PROCESSING, "busy")  # events own this status: ignored
-    assert agent.status is S.IDLE and seen == []
-    core.agent_event(agent, S.PROCESSING)
-    assert agent.status is S.PROCESSING
-    core._on_classified(agent, S.COMPLETED, completed)  # the screen says done; the Stop hook is lost
-    assert not turn.done.done() and agent.screen_fallback is not None
-    result = await asyncio_wait(turn.done, 2)
-    assert result.status is S.COMPLETED and agent.status is S.COMPLETED and seen == [S.PROCESSING, S.COMPLETED]
-
-
-async def asyncio_wait(future: Any, timeout: float) -> Any:
-    import asyncio
-
-    return await asyncio.wait_for(asyncio.shield(future), timeout)
-
-
 def test_workspace_is_searched_for_providers(trusted_tmp_path: Path) -> None:
     tmp_path = trusted_tmp_path  # the workspace, trusted
     directory = tmp_path / ".cao" / "providers"
@@ -398,44 +363,3 @@ def test_user_provider_templates_attach_a_dash_value_to_its_option(tmp_path: Pat
         fill_template(["-m", "{model}"], "{model}", "--yolo")
     with pytest.raises(ValueError):
         fill_template(["{model}"], "{model}", "-x")
-
-
-async def test_ready_waits_for_the_clis_mcp_connection(tmp_path: Path) -> None:
-    import asyncio
-
-    from cao_sidecar.core import orchestrator as orch
-    from cao_sidecar.core.agent import Agent
-    from cao_sidecar.core.errors import AgentExited, AgentNotReady
-
-    logged: list[tuple[str, str]] = []
-    core = orch.Orchestrator.__new__(orch.Orchestrator)  # no tmux, no store: the wait alone
-    core.logs = type("Logs", (), {"event": lambda self, kind, tid, **_: logged.append((kind, tid))})()
-    agent = Agent(terminal_id="eeee0006", session="cao", profile=Profile(name="lead", provider="claude_code"),
-                  provider=get_provider("claude_code"), working_directory=str(tmp_path), agent_dir=tmp_path)
-    agent.status, agent.screen = S.IDLE, "❯ \n  ? for shortcuts"
-    core.agents = {agent.terminal_id: agent}
-    loop = asyncio.get_running_loop()
-
-    # Never connects: a clear error with the screen's tail.
-    with pytest.raises(AgentNotReady) as caught:
-        await core._wait_mcp_connection(agent, 0.3, loop.time())
-    assert "the CLI did not connect to the sidecar's MCP server" in str(caught.value)
-    assert "? for shortcuts" in json.dumps(caught.value.data)
-
-    # Connects while the core waits: ready then, logged once.
-    loop.call_later(0.1, core.mcp_request_seen, agent.terminal_id)
-    started = loop.time()
-    await core._wait_mcp_connection(agent, 5, started)
-    assert loop.time() - started < 2
-    core.mcp_request_seen(agent.terminal_id)
-    core.mcp_request_seen("unknown")
-    assert logged == [("mcp.connected", "eeee0006")]
-
-    # Exits instead: said so at once, not after the whole timeout.
-    gone = Agent(terminal_id="eeee0007", session="cao", profile=Profile(name="lead", provider="claude_code"),
-                 provider=get_provider("claude_code"), working_directory=str(tmp_path), agent_dir=tmp_path)
-    gone.status = S.EXITED
-    started = loop.time()
-    with pytest.raises(AgentExited):
-        await core._wait_mcp_connection(gone, 10, started)
-    assert loop.time() - started < 2

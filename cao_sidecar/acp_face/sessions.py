@@ -106,9 +106,6 @@ class SessionStore:
         self.sessions[session_id] = session
         return session
 
-    def kept_ids(self) -> list[str]:
-        return list(self._kept)
-
     def save(self, session: AcpSession) -> None:
         self._kept.pop(session.session_id, None)
         self._kept[session.session_id] = session.to_json()  # most recent last

@@ -5,7 +5,7 @@ checked): Claude Code's HTTP hooks, and hook_relay.py for Codex `notify` and Gem
 caller is the agent whose bearer token the request carries (`Authorization: Bearer <token>`);
 nothing in the body (session ids, terminal ids, paths) says who is calling. The agent's provider
 turns the payload into a status (`hook_event`) and the core applies it
-(`Orchestrator.agent_event`).
+(`AgentSupervisor.agent_event`).
 
 The reply is always `{}` at once (a hook waits for it): no decision, so a PermissionRequest hook
 never approves or denies anything; the CLI asks its user as usual.
@@ -66,12 +66,9 @@ class HookEndpoint:
             log.info("hook for provider %r reached agent %s (provider %s); ignored", source, agent.terminal_id,
                      agent.provider.name)
             return
-        hook_event = getattr(agent.provider, "hook_event", None)
-        if hook_event is None:
-            return
         turn_text: Optional[str] = agent.turn.text if agent.turn is not None else None
         try:
-            event = hook_event(source, payload, turn_text)
+            event = agent.provider.hook_event(source, payload, turn_text)
         except Exception:  # noqa: BLE001 - a bad payload must not take the endpoint down
             log.exception("provider %s could not read a hook payload", agent.provider.name)
             return
@@ -79,8 +76,7 @@ class HookEndpoint:
             return
         self.received += 1
         log.debug("hook %s → agent %s: %s", source, agent.terminal_id, event.status.value)
-        confirmed = getattr(event, "confirmed", False)
-        self._core.agent_event(agent, event.status, event.answer, confirmed=confirmed)
+        self._core.agent_event(agent, event.status, event.answer, confirmed=event.confirmed)
 
 
 async def _read_body(receive: Any) -> Optional[bytes]:

@@ -16,11 +16,11 @@ import asyncio
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import attrs
 
-from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.core.status import BUSY, SCREEN_END, TURN_END, AgentStatus
 from cao_sidecar.profiles.profile import Profile
 from cao_sidecar.providers.base import Provider
 from cao_sidecar.providers.prompt import ScreenPrompt
@@ -33,11 +33,22 @@ class TurnResult:
     answer: Optional[str] = None  # the exact final answer when an event (hook) brought it
 
 
+@attrs.frozen
+class Transition:
+    """What one reading (screen, event, exit) did to an agent: the status it left, if it changed,
+    and the turn it finished, if any. The supervisor commits both in one place."""
+
+    previous: Optional[AgentStatus] = None
+    finished: Optional[TurnResult] = None
+
+
+NO_CHANGE = Transition()
+
+
 @attrs.define(eq=False)
 class Turn:
     text: str
     screen_before: str
-    sent_at: float = attrs.field(factory=time.monotonic)
     seen_busy: bool = False
     done: "asyncio.Future[TurnResult]" = attrs.field(factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -54,12 +65,12 @@ class Turn:
         screen's input line holds this turn's text with nothing below it."""
         if status is AgentStatus.IDLE and input_shown:
             return None  # not submitted yet, or taken and nothing drawn yet: never the end
-        if status in (AgentStatus.PROCESSING, AgentStatus.WAITING_USER_ANSWER):
+        if status in BUSY:
             self.seen_busy = True
             return None
         if status is AgentStatus.EXITED:
             return TurnResult(status, screen)
-        if status in (AgentStatus.COMPLETED, AgentStatus.ERROR):
+        if status in TURN_END:
             if self.seen_busy or screen != self.screen_before:
                 return TurnResult(status, screen)
             return None
@@ -69,8 +80,6 @@ class Turn:
             return TurnResult(AgentStatus.COMPLETED, screen)
         return None
 
-
-StatusListener = Callable[["Agent", Optional[AgentStatus], AgentStatus], None]
 
 # After an event, screens may lag behind for a moment; their contradicting readings are ignored.
 EVENT_HOLD_SECONDS = 2.0
@@ -146,31 +155,35 @@ class Agent:
         self.turn = Turn(text=text, screen_before=self.screen)
         return self.turn
 
-    def apply(self, status: AgentStatus, screen: str) -> tuple[Optional[AgentStatus], Optional[TurnResult]]:
-        """Record a new classification. Returns (previous status if it changed, finished turn)."""
+    def _set_status(self, status: AgentStatus) -> Optional[AgentStatus]:
+        """Change the status and wake whoever waits for a change; returns the previous status,
+        or None when it did not change."""
+        if status is self.status:
+            return None
+        previous, self.status = self.status, status
+        self._changed.set()
+        self._changed = asyncio.Event()
+        return previous
+
+    def apply(self, status: AgentStatus, screen: str) -> Transition:
+        """Record a new classification of the screen."""
         if self.status is AgentStatus.EXITED:
-            return None, None
+            return NO_CHANGE
         self.screen = screen
         finished = None
         if self.turn is not None:
             finished = self.turn.observe(status, screen, status is AgentStatus.IDLE and self.shows_turn_input(screen))
-            if finished is None and status in (AgentStatus.COMPLETED, AgentStatus.ERROR, AgentStatus.IDLE):
+            if finished is None and status in SCREEN_END:
                 # Stale end-of-turn screen from before the input: not a status change yet.
-                return None, None
+                return NO_CHANGE
             if finished is not None:
                 status = finished.status
-        previous = self.status if status is not self.status else None
-        self.status = status
-        if previous is not None:
-            self._changed.set()
-            self._changed = asyncio.Event()
-        return previous, finished
+        return Transition(self._set_status(status), finished)
 
     def shows_turn_input(self, screen: str) -> bool:
         """The screen's input line holds the current turn's text (providers that can read their
-        input line: see RichProvider.typed_input)."""
-        typed_input = getattr(self.provider, "typed_input", None)
-        return self.turn is not None and typed_input is not None and self.turn.shows_input(typed_input(screen))
+        input line: see Provider.typed_input)."""
+        return self.turn is not None and self.turn.shows_input(self.provider.typed_input(screen))
 
     def overruled_by_events(self, status: AgentStatus) -> bool:
         """Events win: once the CLI's event source is active, a screen reading of a status that the
@@ -178,48 +191,47 @@ class Agent:
         right after an event (a redraw can lag behind the hook). Dialogs and exits still count."""
         if not self.events_active or status in (AgentStatus.WAITING_USER_ANSWER, AgentStatus.EXITED):
             return False
-        covered: frozenset[AgentStatus] = getattr(self.provider, "event_statuses", frozenset())
+        covered = self.provider.event_statuses
         if not (status in covered or (status is AgentStatus.IDLE and AgentStatus.COMPLETED in covered)):
             return False
         return self.turn is not None or time.monotonic() - self.event_at < EVENT_HOLD_SECONDS
 
     def apply_event(
         self, status: AgentStatus, answer: Optional[str] = None, confirmed: bool = False
-    ) -> tuple[Optional[AgentStatus], Optional[TurnResult]]:
+    ) -> Transition:
         """Record a status the CLI reported itself. It ends the current turn when the turn was seen
         busy or the event names the turn's input (`confirmed`)."""
         if self.status is AgentStatus.EXITED:
-            return None, None
+            return NO_CHANGE
         self.events_active = True
         self.event_at = time.monotonic()
         finished = None
         if self.turn is not None:
-            if status in (AgentStatus.PROCESSING, AgentStatus.WAITING_USER_ANSWER):
+            if status in BUSY:
                 self.turn.seen_busy = True
-            elif status in (AgentStatus.COMPLETED, AgentStatus.ERROR, AgentStatus.IDLE):
+            elif status in SCREEN_END:
                 if not (self.turn.seen_busy or confirmed):
-                    return None, None  # a late event of an earlier turn
+                    return NO_CHANGE  # a late event of an earlier turn
                 if status is AgentStatus.IDLE:
                     status = AgentStatus.COMPLETED
                 finished = TurnResult(status, self.screen, answer)
         elif status is AgentStatus.COMPLETED and answer is not None:
             self.last_answer = answer  # a turn the user started by typing into the window
-        previous = self.status if status is not self.status else None
-        self.status = status
-        if previous is not None:
-            self._changed.set()
-            self._changed = asyncio.Event()
-        return previous, finished
+        return Transition(self._set_status(status), finished)
 
-    def mark_exited(self) -> Optional[AgentStatus]:
-        """The process is gone. Returns the previous status, or None if it was known already."""
+    def mark_exited(self) -> Transition:
+        """The process is gone: status exited, and the current turn (if any) ends with it. No
+        change if the exit was known already."""
         if self.status is AgentStatus.EXITED:
-            return None
-        previous = self.status
-        self.status = AgentStatus.EXITED
-        self._changed.set()
-        self._changed = asyncio.Event()
-        return previous
+            return NO_CHANGE
+        finished = TurnResult(AgentStatus.EXITED, self.screen) if self.turn is not None else None
+        return Transition(self._set_status(AgentStatus.EXITED), finished)
+
+    def interrupted(self) -> Transition:
+        """The current turn was interrupted (timeout, cancelled caller): it ends as an error."""
+        if self.turn is None:
+            return NO_CHANGE
+        return Transition(None, TurnResult(AgentStatus.ERROR, self.screen))
 
     async def wait_change(self, timeout: float | None) -> None:
         """Wait for the next status change (or the timeout)."""

@@ -27,9 +27,8 @@ ASK_AFTER = 0.3
 
 def read(agent: Agent) -> ScreenPrompt:
     """What the agent's screen asks, by its provider's reader (or the generic one)."""
-    reader = getattr(agent.provider, "read_prompt", None) or screen_prompts.read_prompt
     try:
-        return reader(agent.screen)
+        return agent.provider.read_prompt(agent.screen)
     except Exception:  # noqa: BLE001 - a reader bug must not stop status reporting
         log.exception("reading the prompt of %s failed", agent.terminal_id)
         return ScreenPrompt(text="needs your answer")

@@ -11,7 +11,10 @@ worker that never got its task (its window gone, or still starting) is launched 
 it; one whose task was typed in and whose process is gone is reported failed. A message (or
 task) the crash cut off while it was being typed in is settled from the screen first
 (typing_recovery): Enter only, nothing, or typed again, never twice. Either way the
-assign is reported once (Orchestrator.report_assigned), to the editor and the assigning agent.
+assign is reported once (Team.report_assigned), to the editor and the assigning agent.
+
+Everything here goes through the supervisor's public methods; what an assign needs afterwards
+(running it again, following it, reporting it) is the team's, reached through `ResumesAssigns`.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cao_sidecar.core.agent import Agent
+from cao_sidecar.core.events import WorkerOutcome
 from cao_sidecar.core.errors import AgentExited, AgentFailed, AgentTimeout, CaoError, UnknownProfile, UnknownProvider
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.core.typing_recovery import Settled, settle_typing
@@ -33,14 +37,27 @@ from cao_sidecar.storage.messages import StoredMessage
 from cao_sidecar.terminal.tmux import TmuxError
 
 if TYPE_CHECKING:
-    from cao_sidecar.core.orchestrator import Orchestrator
+    from cao_sidecar.core.supervisor import AgentSupervisor
 
 log = logging.getLogger(__name__)
 
 
-async def adopt_agents(core: "Orchestrator") -> None:
-    records = core.agent_store.all()
-    pending = {assign.worker_id: assign for assign in core.agent_store.pending_assigns()}
+class ResumesAssigns(Protocol):
+    """What recovery needs of the team for the assigns that were pending (core.team.Team)."""
+
+    async def run_assigned(
+        self, agent: Agent, task_id: str, message: str, deadline: float, keep: bool, caller_id: str | None
+    ) -> None: ...
+
+    async def report_assigned(self, outcome: WorkerOutcome, caller_id: str | None, keep: bool) -> None: ...
+
+    async def report_lost(self, assign: AssignRecord, reason: str) -> None: ...
+
+
+async def adopt_agents(core: "AgentSupervisor", team: ResumesAssigns) -> None:
+    store = core.stores.agents
+    records = store.all()
+    pending = {assign.worker_id: assign for assign in store.pending_assigns()}
     panes = {pane.pane_id: pane for pane in await core.tmux.list_panes()} if records else {}
     relaunch: set[str] = set()
     notices: list[StoredMessage] = []  # for agents whose messages failed: routed once all are back
@@ -49,21 +66,20 @@ async def adopt_agents(core: "Orchestrator") -> None:
         pane = panes.get(record.pane_id or "")
         alive = pane is not None and not pane.dead and (record.pid is None or pane.pid == record.pid)
         if not alive and record.status == AgentStatus.EXITED.value and assign is None:
-            core.agent_store.remove(record.terminal_id)  # already reported before the restart
+            store.remove(record.terminal_id)  # already reported before the restart
             continue
         agent = _rebuild(core, record)
         if agent is None:
             continue
-        core.agents[agent.terminal_id] = agent
-        inbox = core.new_inbox(agent)
-        queued = core.messages.queued_for(agent.terminal_id)
+        inbox = core.adopt(agent)
+        queued = core.stores.messages.queued_for(agent.terminal_id)
         # At most one: the inbox types one message at a time (see typing_recovery).
         typing = next((m for m in queued if m.typing_at is not None), None) if alive else None
         task_typed = typing is not None and assign is not None and typing.message_id == assign.task_id
         if (
             assign is not None
             and assign.task_id is not None
-            and core.messages.is_queued(assign.task_id)
+            and core.stores.messages.is_queued(assign.task_id)
             and not task_typed
         ):
             # The worker never got its task (still starting, or its window is gone): start it
@@ -74,7 +90,7 @@ async def adopt_agents(core: "Orchestrator") -> None:
                     await core.tmux.kill_window(record.pane_id)
                 except TmuxError:
                     pass
-            core.agent_store.update(agent.terminal_id, status=AgentStatus.STARTING.value, pane_id=None, pid=None)
+            store.set_relaunching(agent.terminal_id, AgentStatus.STARTING.value)
             inbox.restore([m for m in queued if m.message_id != assign.task_id])
             relaunch.add(agent.terminal_id)
             continue
@@ -83,14 +99,14 @@ async def adopt_agents(core: "Orchestrator") -> None:
             agent.pane_id, agent.pane_pid = record.pane_id, record.pid
             if typing is not None and await settle_typing(core, agent, typing) is not Settled.RETYPE:
                 queued = [m for m in queued if m.message_id != typing.message_id]
-            core._monitor.watch(agent)  # classifies the current screen at once
+            core.watch(agent)  # classifies the current screen at once
             inbox.restore(queued)
         else:
             log.info("agent %s (%s) is gone: reported exited", agent.terminal_id, agent.profile.name)
-            agent.status = AgentStatus.EXITED
-            core.agent_store.update(agent.terminal_id, status=AgentStatus.EXITED.value)
+            agent.mark_exited()
+            store.set_status(agent.terminal_id, AgentStatus.EXITED.value)
             for message in queued:
-                notice = core.messages.mark_failed(message.message_id, "the agent exited while the sidecar was down")
+                notice = core.stores.messages.mark_failed(message.message_id, "the agent exited while the sidecar was down")
                 if notice is not None:
                     notices.append(notice)
     for notice in notices:
@@ -98,22 +114,22 @@ async def adopt_agents(core: "Orchestrator") -> None:
     for assign in pending.values():
         worker = core.agents.get(assign.worker_id)
         if worker is None:
-            core._spawn_background(core.assigns.report_lost(assign, "the worker is gone (its record was lost)"))
+            core.spawn_background(team.report_lost(assign, "the worker is gone (its record was lost)"))
         elif worker.terminal_id in relaunch:
             assert assign.task_id is not None
-            core._spawn_background(
-                core.run_assigned(worker, assign.task_id, assign.message, assign.deadline, assign.keep, assign.caller_id)
+            core.spawn_background(
+                team.run_assigned(worker, assign.task_id, assign.message, assign.deadline, assign.keep, assign.caller_id)
             )
         else:
-            core._spawn_background(_follow_assign(core, worker, assign))
+            core.spawn_background(_follow_assign(core, team, worker, assign))
 
 
-def _rebuild(core: "Orchestrator", record: AgentRecord) -> Agent | None:
+def _rebuild(core: "AgentSupervisor", record: AgentRecord) -> Agent | None:
     try:
         provider = get_provider(record.provider)
     except UnknownProvider:
         log.warning("agent %s: provider %r is no longer known; forgetting it", record.terminal_id, record.provider)
-        core.agent_store.remove(record.terminal_id)
+        core.stores.agents.remove(record.terminal_id)
         return None
     try:
         profile = core.catalog.get(record.profile)
@@ -132,11 +148,9 @@ def _rebuild(core: "Orchestrator", record: AgentRecord) -> Agent | None:
     )
 
 
-async def _follow_assign(core: "Orchestrator", worker: Agent, assign: AssignRecord) -> None:
+async def _follow_assign(core: "AgentSupervisor", team: ResumesAssigns, worker: Agent, assign: AssignRecord) -> None:
     """Wait for an assign that was running when the sidecar went down, then report it."""
-    from cao_sidecar.core.orchestrator import WorkerOutcome
-
-    inbox = core._inboxes.get(worker.terminal_id)
+    inbox = core.inbox_of(worker.terminal_id)
     outcome: WorkerOutcome
     try:
         while True:
@@ -148,7 +162,7 @@ async def _follow_assign(core: "Orchestrator", worker: Agent, assign: AssignReco
                     screenTail=worker.screen_tail(),
                 )
             if settled and worker.status is AgentStatus.COMPLETED:
-                answer = await core._read_answer(worker)
+                answer = await core.read_answer(worker)
                 outcome = WorkerOutcome(worker, AgentStatus.COMPLETED, answer)
                 break
             if settled and worker.status is AgentStatus.ERROR:
@@ -162,4 +176,4 @@ async def _follow_assign(core: "Orchestrator", worker: Agent, assign: AssignReco
         outcome = WorkerOutcome(worker, status, worker.screen_tail(), exc)
     except asyncio.CancelledError:
         raise
-    await core.report_assigned(outcome, assign.caller_id, assign.keep)
+    await team.report_assigned(outcome, assign.caller_id, assign.keep)

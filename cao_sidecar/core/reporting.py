@@ -14,8 +14,9 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
+from cao_sidecar.core.events import EventSource, WorkerCompleted, WorkerOutcome
 from cao_sidecar.core.statedir import refusing_when_full
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.storage.agents import AgentStore, AssignRecord
@@ -23,15 +24,10 @@ from cao_sidecar.storage.logs import ConversationLogs
 from cao_sidecar.storage.messages import MessageStore, StoredMessage, is_full, transaction
 from cao_sidecar.storage.reports import Report, ReportStore
 
-if TYPE_CHECKING:
-    from cao_sidecar.core.orchestrator import WorkerOutcome
-
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 2.0  # a report that found the disk full is written again after this
 SINK_WAIT_SECONDS = 0.1  # a report waits this long at a time for the editor to catch up
-
-CompletedListener = Callable[["WorkerOutcome"], None]
 
 
 class AssignReports:
@@ -43,6 +39,7 @@ class AssignReports:
         agent_store: AgentStore,
         reports: ReportStore,
         logs: ConversationLogs,
+        events: EventSource,
         queue_stored: Callable[[StoredMessage], None],
     ) -> None:
         self._state_dir = state_dir
@@ -51,15 +48,12 @@ class AssignReports:
         self._reports = reports
         self._logs = logs
         self._queue_stored = queue_stored  # puts a stored message in its receiver's inbox
-        self._listeners: list[CompletedListener] = []
+        self._events = events
         self._sink: Optional[Callable[[Report], None]] = None
         self._sink_ready: Callable[[], bool] = lambda: True
         self.closing = False  # the sidecar stops: waiting for room is over
         # worker id -> where its work is (its worktree's branch), for the assigning agent
         self.describe_work: Callable[[str], Optional[str]] = lambda worker_id: None
-
-    def add_listener(self, listener: CompletedListener) -> None:
-        self._listeners.append(listener)
 
     def set_sink(self, sink: Callable[[Report], None], ready: Callable[[], bool] = lambda: True) -> None:
         """`sink(report)` gets every report once: the stored unsent ones now, then each new one.
@@ -107,18 +101,14 @@ class AssignReports:
                     raise
                 await asyncio.sleep(RETRY_SECONDS)
 
-    async def report(self, outcome: "WorkerOutcome", caller_id: str | None) -> bool:
-        """Report how an assign ended: to the editor, the in-process listeners and the assigning
-        agent's inbox. False if it was reported already."""
+    async def report(self, outcome: WorkerOutcome, caller_id: str | None) -> bool:
+        """Report how an assign ended: to the editor, the in-process subscribers (WorkerCompleted)
+        and the assigning agent's inbox. False if it was reported already."""
         agent = outcome.agent
         error = outcome.error.message if outcome.error else None
         if not await self._settle(agent.terminal_id, agent.profile.name, outcome.status, outcome.output, error, caller_id):
             return False
-        for listener in self._listeners:
-            try:
-                listener(outcome)
-            except Exception:  # noqa: BLE001
-                log.exception("completion listener failed")
+        self._events.emit(WorkerCompleted(outcome))
         return True
 
     async def report_lost(self, assign: AssignRecord, reason: str) -> None:

@@ -20,7 +20,11 @@ class AgentStatus(str, enum.Enum):
         is back at its prompt too (it reported the error and waits for the next input)."""
         return self in (AgentStatus.IDLE, AgentStatus.COMPLETED, AgentStatus.ERROR)
 
-    @property
-    def ends_turn(self) -> bool:
-        """A turn that reaches this status is over (successfully or not)."""
-        return self in (AgentStatus.COMPLETED, AgentStatus.ERROR, AgentStatus.EXITED)
+
+# A turn that reaches one of these is over (successfully or not).
+TURN_END = frozenset({AgentStatus.COMPLETED, AgentStatus.ERROR, AgentStatus.EXITED})
+# What a screen shows at the end of a turn: an answer, an error, or the bare prompt again. Before
+# the input took effect it shows the same, so a turn trusts these only once it has seen more.
+SCREEN_END = frozenset({AgentStatus.COMPLETED, AgentStatus.ERROR, AgentStatus.IDLE})
+# The agent works on a turn (a question it asks is part of the turn).
+BUSY = frozenset({AgentStatus.PROCESSING, AgentStatus.WAITING_USER_ANSWER})

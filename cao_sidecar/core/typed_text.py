@@ -12,19 +12,22 @@ shown instead (`^C`), so that nothing is lost.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cao_sidecar.core.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from cao_sidecar.providers.base import Provider
 
 _LINE_BREAKS = re.compile(r"[ \t]*(?:\r\n|[\r\n\u2028\u2029\x85])[ \t]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def takes_bracketed_paste(provider: Any) -> bool:
-    return bool(getattr(provider, "bracketed_paste", True))
+def takes_bracketed_paste(provider: "Provider") -> bool:
+    return provider.bracketed_paste
 
 
-def text_for_agent(provider: Any, text: str, field: str, *, strict: bool = True) -> str:
+def text_for_agent(provider: "Provider", text: str, field: str, *, strict: bool = True) -> str:
     """`text` as it may be typed into an agent of `provider`: with `strict`, InvalidRequest if it
     holds a control character the CLI would take as a key; otherwise such characters are shown."""
     if takes_bracketed_paste(provider):
@@ -36,7 +39,7 @@ def text_for_agent(provider: Any, text: str, field: str, *, strict: bool = True)
     if bad is not None:
         raise InvalidRequest(
             f"field '{field}' contains the control character U+{ord(bad.group()):04X}; provider "
-            f"'{getattr(provider, 'name', '?')}' reads its input as key presses (^C would interrupt it): remove it",
+            f"'{provider.name}' reads its input as key presses (^C would interrupt it): remove it",
             field=field,
         )
     return flat

@@ -26,7 +26,7 @@ from cao_sidecar.storage.messages import StoredMessage
 from cao_sidecar.terminal.tmux import TmuxError
 
 if TYPE_CHECKING:
-    from cao_sidecar.core.orchestrator import Orchestrator
+    from cao_sidecar.core.supervisor import AgentSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def input_line_holds(typed: Optional[str], text: str) -> bool:
     return bool(lines) and len(shown) >= MIN_CLIPPED_MATCH and _words(lines[0]).startswith(shown)
 
 
-async def settle_typing(core: "Orchestrator", agent: Agent, message: StoredMessage) -> Settled:
+async def settle_typing(core: "AgentSupervisor", agent: Agent, message: StoredMessage) -> Settled:
     """Finish or requeue `message`, which the previous sidecar was typing into `agent`."""
     assert message.typing_at is not None and agent.pane_id is not None
     try:
@@ -64,8 +64,7 @@ async def settle_typing(core: "Orchestrator", agent: Agent, message: StoredMessa
     except TmuxError:
         return Settled.RETYPE  # the inbox finds out what became of the pane
     provider = agent.provider
-    typed_input = getattr(provider, "typed_input", None)
-    typed = typed_input(screen) if typed_input is not None else None
+    typed = provider.typed_input(screen)
     outcome = _decide(agent, message, screen, typed)
     if outcome is Settled.ENTERED and await _cursor_left_input_line(core, agent.pane_id):
         outcome = Settled.TAKEN  # a line-oriented CLI took the Enter and has drawn nothing yet
@@ -75,14 +74,14 @@ async def settle_typing(core: "Orchestrator", agent: Agent, message: StoredMessa
             await core.submit_typed_input(agent, message.text)
         except CaoError as exc:
             log.warning("agent %s: could not press Enter for message %s: %s", agent.terminal_id, message.message_id, exc)
-    elif outcome is Settled.TAKEN and typed_input is None and _status(provider, screen) is AgentStatus.IDLE:
+    elif outcome is Settled.TAKEN and typed is None and provider.classify(screen) is AgentStatus.IDLE:
         # Cannot read the input line: an Enter submits the text if it waits there, else nothing.
         try:
             await core.tmux.send_keys(agent.pane_id, "Enter")
         except TmuxError:
             pass
     if outcome is not Settled.RETYPE:
-        core.messages.mark_delivered(message.message_id)
+        core.stores.messages.mark_delivered(message.message_id)
     log.info("agent %s, message %s cut off while typed in: %s", agent.terminal_id, message.message_id, outcome.value)
     return outcome
 
@@ -90,12 +89,11 @@ async def settle_typing(core: "Orchestrator", agent: Agent, message: StoredMessa
 def _decide(agent: Agent, message: StoredMessage, screen: str, typed: Optional[str]) -> Settled:
     if input_line_holds(typed, message.text):
         return Settled.ENTERED
-    inputs_since = getattr(agent.provider, "inputs_since", None)
     assert message.typing_at is not None
-    taken = inputs_since(agent.agent_dir, message.typing_at - CLOCK_SLACK_SECONDS) if inputs_since else None
+    taken = agent.provider.inputs_since(agent.agent_dir, message.typing_at - CLOCK_SLACK_SECONDS)
     if taken is not None:
         return Settled.TAKEN if any(_words(t) == _words(message.text) for t in taken) else Settled.RETYPE
-    status = _status(agent.provider, screen)
+    status = agent.provider.classify(screen)
     if status in (AgentStatus.PROCESSING, AgentStatus.WAITING_USER_ANSWER, AgentStatus.COMPLETED, AgentStatus.ERROR):
         return Settled.TAKEN
     if typed is not None and not typed.strip():
@@ -103,15 +101,11 @@ def _decide(agent: Agent, message: StoredMessage, screen: str, typed: Optional[s
     return Settled.TAKEN
 
 
-async def _cursor_left_input_line(core: "Orchestrator", pane_id: str) -> bool:
-    """The cursor sits on a blank row below the input line (as Orchestrator._took_input reads it)."""
+async def _cursor_left_input_line(core: "AgentSupervisor", pane_id: str) -> bool:
+    """The cursor sits on a blank row below the input line (as the supervisor's _took_input reads it)."""
     try:
         rows, (_x, y) = await core.tmux.rows_and_cursor(pane_id)
     except TmuxError:
         return False
     return y >= len(rows)
 
-
-def _status(provider: object, screen: str) -> AgentStatus:
-    classify = getattr(provider, "classify", None)
-    return classify(screen) if classify is not None else AgentStatus.IDLE

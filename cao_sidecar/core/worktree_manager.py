@@ -116,7 +116,7 @@ class WorktreeManager:
     def _enter(self, agent: Agent, record: WorktreeRecord) -> None:
         folder = os.path.join(record.path, record.subdirectory) if record.subdirectory else record.path
         agent.working_directory = folder if os.path.isdir(folder) else record.path
-        self._agent_store.update(agent.terminal_id, working_directory=agent.working_directory)
+        self._agent_store.set_working_directory(agent.terminal_id, agent.working_directory)
 
     async def drop_if_empty(self, terminal_id: str) -> None:
         """An agent is gone for good (terminated, or it never started): its worktree goes too if

@@ -24,7 +24,7 @@ import os
 import time
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 import attrs
 from croniter import croniter
@@ -37,6 +37,29 @@ from cao_sidecar.profiles.files import NAME_PATTERN, NAME_RULE
 from cao_sidecar.profiles.layers import Entry
 from cao_sidecar.settings import Settings, settings
 from cao_sidecar.storage.flows import FlowRun, FlowRunStore
+
+if TYPE_CHECKING:
+    from cao_sidecar.core.agent import Agent
+    from cao_sidecar.core.events import WorkerOutcome
+
+
+class AssignsWork(Protocol):
+    """What the scheduler needs of the core (core.team.Team): where flows run by default, and
+    assigning a worker."""
+
+    @property
+    def default_cwd(self) -> str: ...
+
+    def assign(
+        self,
+        message: str,
+        *,
+        profile: str,
+        provider: str | None = None,
+        working_directory: str | None = None,
+        timeout: float = ...,
+        keep: bool = ...,
+    ) -> "Agent": ...
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +121,7 @@ class FlowScheduler:
     def __init__(
         self,
         *,
-        core: object,
+        core: Optional[AssignsWork],
         flows: FlowCatalog,
         store: FlowRunStore,
         clock: Optional[Clock] = None,
@@ -241,7 +264,9 @@ class FlowScheduler:
 
     async def _start_worker(self, flow: Flow, run: FlowRun, scheduled_at: Optional[datetime]) -> Optional[FlowRun]:
         core = self.core
-        cwd = flow.working_directory or getattr(core, "default_cwd", None) or os.getcwd()
+        if core is None:  # a scheduler for listing flows only (`cao-sidecar flows`)
+            return self._finish(flow.path, run.run_id, "failed", reason="no orchestration core to run it")
+        cwd = flow.working_directory or core.default_cwd or os.getcwd()
         task = flow.task
         if flow.gate is not None:
             if not os.path.isdir(cwd):
@@ -258,7 +283,7 @@ class FlowScheduler:
                     flow.path, run.run_id, "gate_failed", reason=f"the gate's JSON has no value for {names}"
                 )
         try:
-            agent = core.assign(  # type: ignore[attr-defined]
+            agent = core.assign(
                 task,
                 profile=flow.profile,
                 provider=flow.provider,
@@ -310,19 +335,18 @@ class FlowScheduler:
         self._changed()
         return run
 
-    def on_worker_completed(self, outcome: object) -> None:
-        """Orchestrator completion listener: a flow's worker finished (or failed)."""
-        agent = getattr(outcome, "agent")
-        ref = self._by_terminal.pop(agent.terminal_id, None)
+    def on_worker_completed(self, outcome: "WorkerOutcome") -> None:
+        """Completion listener (core.events.WorkerCompleted): a flow's worker finished (or failed)."""
+        ref = self._by_terminal.pop(outcome.agent.terminal_id, None)
         if ref is None:
             return
         run_id, path = ref
-        error = getattr(outcome, "error")
+        error = outcome.error
         self._finish(
             path,
             run_id,
             "completed" if error is None else "failed",
-            output=getattr(outcome, "output") or "",
+            output=outcome.output or "",
             reason=error.message if error is not None else None,
         )
 

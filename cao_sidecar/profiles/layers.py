@@ -219,12 +219,6 @@ class LayeredCatalog(Generic[T]):
     def diagnostics(self) -> dict[Path, list[Diagnostic]]:
         return {p: list(d) for p, d in self._published.items()}
 
-    def layer_of(self, path: Path) -> Optional[Layer]:
-        for layer in self._layers:
-            if path.parent == layer.directory:
-                return layer
-        return None
-
 
 def _entry_key(entries: dict[str, Entry[Any]]) -> Any:
     return sorted(

@@ -4,17 +4,18 @@ A provider is stateless. `classify` and `extract_answer` are pure functions of t
 (tested against captured screens); everything that touches processes lives in the core and the
 terminal layer. The real CLIs' providers (docs/providers.md) also name the rule behind each
 status, the keys that answer startup dialogs, and translate the CLI's own events (hooks) into
-statuses: see RichProvider.
+statuses: see Provider.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import Any, Optional
 
 import attrs
 
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.providers.prompt import ScreenPrompt, read_prompt
 
 
 @attrs.define
@@ -37,10 +38,10 @@ class LaunchSpec:
     argv: list[str]
     env: dict[str, str] = attrs.field(factory=dict)
     # True when the launch wired the CLI's own events (hooks, notify) to the sidecar: from the
-    # start, screens may not end a turn that events will end (see Orchestrator.agent_event).
+    # start, screens may not end a turn that events will end (see AgentSupervisor.agent_event).
     events: bool = False
     # True when the launch gave the CLI our MCP server and the CLI connects to it as it starts:
-    # the agent is ready only once the sidecar has seen that connection (Orchestrator.launch).
+    # the agent is ready only once the sidecar has seen that connection (AgentSupervisor.launch).
     connects_to_sidecar: bool = False
 
 
@@ -102,68 +103,68 @@ class HookEvent:
     confirmed: bool = False
 
 
-if TYPE_CHECKING:
-    from cao_sidecar.providers.prompt import ScreenPrompt
+class Provider:
+    """Base of every provider: what the core asks of a CLI, with the defaults of a CLI that has no
+    extras (no events, no start-up dialogs, no readable input line). The core calls these
+    methods directly; a provider overrides what its CLI offers."""
 
-
-class Provider(Protocol):
-    name: str
+    name: str = "provider"
     # Text typed (then Enter) to ask the CLI to quit.
-    exit_command: str
+    exit_command: str = "/exit"
     # Key (tmux key name) that interrupts the current turn.
-    interrupt_key: str
+    interrupt_key: str = "Escape"
+    # Statuses this provider's event source reports (hooks, notify). Once an event arrived for an
+    # agent, screen classifications with these statuses are ignored: events win.
+    event_statuses: frozenset[AgentStatus] = frozenset()
+    # Some CLIs draw their prompt for a moment before a startup dialog replaces it: ready means
+    # showing the prompt for this long.
+    ready_settle_seconds: float = 0.0
+    # The CLI takes a bracketed paste as one input (else a message is typed as one line).
+    bracketed_paste: bool = True
 
-    def launch(self, ctx: LaunchContext) -> LaunchSpec:
+    def launch(self, ctx: LaunchContext) -> LaunchSpec:  # pragma: no cover - every CLI has its own
         """The command (argv, no shell) and extra environment that start this CLI."""
-        ...
+        raise NotImplementedError
 
-    def classify(self, screen: str) -> AgentStatus:
+    def classify(self, screen: str) -> AgentStatus:  # pragma: no cover - every CLI has its own
         """Status shown by the screen (visible part, plain text). EXITED only when the screen
         proves the CLI is gone (a shell prompt back on the last line); the core normally learns
         that from the process itself."""
-        ...
+        raise NotImplementedError
+
+    def classify_rule(self, screen: str) -> Classification:
+        """`classify` plus the rule that decided (what `cao-sidecar explain` prints)."""
+        return Classification(self.classify(screen), f"{self.name}.classify (the provider names no rules)")
 
     def extract_answer(self, screen: str) -> Optional[str]:
         """The final answer to the last input, read from the screen (scrollback included), or None."""
-        ...
+        return None
 
     def read_answer(self, agent_dir: Path) -> Optional[str]:
         """The final answer from an event source the CLI writes (transcript), if it has one."""
-        ...
-
-
-class RichProvider(Provider, Protocol):
-    """Optional extras (the real CLIs have them; the core checks with getattr)."""
-
-    # Statuses this provider's event source reports (hooks, notify). Once an event arrived for an
-    # agent, screen classifications with these statuses are ignored: events win.
-    event_statuses: frozenset[AgentStatus]
-
-    def classify_rule(self, screen: str) -> Classification:
-        """`classify` plus the rule that decided."""
-        ...
+        return None
 
     def startup_action(self, screen: str, options: dict[str, Any]) -> Optional[StartupAction]:
         """How to answer the startup dialog (trust, consent, update, ...) on this screen, if any."""
-        ...
+        return None
 
     def hook_event(self, source: str, payload: Any, turn_text: Optional[str]) -> Optional[HookEvent]:
         """Translate one hook/notify payload (authenticated as this agent's) into a status."""
-        ...
+        return None
 
-    def read_prompt(self, screen: str) -> "ScreenPrompt":
-        """The question the screen asks and its choices (default: providers.prompt.read_prompt)."""
-        ...
+    def read_prompt(self, screen: str) -> ScreenPrompt:
+        """The question the screen asks and its choices (default: the generic reader)."""
+        return read_prompt(screen)
 
     def typed_input(self, screen: str) -> Optional[str]:
         """The text on the CLI's input line when that line is the bottom of the screen, else None.
         A line-oriented CLI echoes an input before it is submitted and shows the same line, with
         nothing below, after it took the Enter and before it draws anything: the core then neither
         ends a turn on that screen nor takes it as proof that the Enter was lost."""
-        ...
+        return None
 
     def inputs_since(self, agent_dir: Path, since: float) -> Optional[list[str]]:
         """The inputs the CLI took at or after `since` (wall clock), from a record it keeps (its
         transcript); None when it keeps none. Recovery uses it to tell whether a message a crashed
         sidecar was typing in got through."""
-        ...
+        return None

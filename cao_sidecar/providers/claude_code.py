@@ -26,7 +26,6 @@ Notification(permission_prompt)/PermissionRequest → waiting_user_answer; StopF
 from __future__ import annotations
 
 import json
-import os
 import re
 import uuid
 from pathlib import Path
@@ -51,7 +50,6 @@ S = AgentStatus
 
 PROMPT = "❯"
 ANSWER_HEADS = ("● ", "⏺ ")
-SPINNER_GLYPHS = "✶✢✽✻✳·*✦∗⏺●"
 # "✻ Cascading… (0s · ↓ 2 tokens)", "· Computing…": a word (or more) and an ellipsis.
 SPINNER = re.compile(r"^[✶✢✽✻✳·*✦∗] \S.*(?:…|\.\.\.)(?:\s*\(.*\))?\s*$")
 SUMMARY = re.compile(r"^[✶✢✽✻✳·*✦∗] \S+ for \d")
@@ -364,16 +362,3 @@ def transcript_answer(records: list[str]) -> Optional[str]:
     if not texts:
         return None
     return "\n\n".join(t.strip("\n") for t in texts)
-
-
-def session_id_of(agent_dir: Path) -> Optional[str]:
-    try:
-        return (agent_dir / SESSION_FILE).read_text().strip() or None
-    except OSError:
-        return None
-
-
-def transcript_path(home: str, cwd: str, session_id: str) -> Path:
-    """Where Claude Code writes a session's transcript (`~/.claude/projects/<cwd slug>/`)."""
-    slug = re.sub(r"[^A-Za-z0-9]", "-", os.path.abspath(cwd))
-    return Path(home) / ".claude" / "projects" / slug / f"{session_id}.jsonl"

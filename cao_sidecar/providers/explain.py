@@ -12,20 +12,16 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Optional
+from typing import Optional
 
+from cao_sidecar.providers.base import Provider
 from cao_sidecar.providers.screen import strip_ansi
 
 
-def explain(provider: Any, screen: str) -> dict[str, Optional[str]]:
+def explain(provider: Provider, screen: str) -> dict[str, Optional[str]]:
     text = strip_ansi(screen)
-    rule_of = getattr(provider, "classify_rule", None)
-    if rule_of is not None:
-        result = rule_of(text)
-        status, rule = result.status, result.rule
-    else:
-        status, rule = provider.classify(text), f"{provider.name}.classify (the provider names no rules)"
-    return {"status": status.value, "rule": rule, "answer": provider.extract_answer(text)}
+    result = provider.classify_rule(text)
+    return {"status": result.status.value, "rule": result.rule, "answer": provider.extract_answer(text)}
 
 
 def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:

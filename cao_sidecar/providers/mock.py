@@ -30,7 +30,7 @@ from typing import Optional
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.mock_agent import screen as glyphs
 from cao_sidecar.providers import own_python
-from cao_sidecar.providers.base import LaunchContext, LaunchSpec
+from cao_sidecar.providers.base import LaunchContext, LaunchSpec, Provider
 from cao_sidecar.providers.prompt import Choice, ScreenPrompt
 
 TRANSCRIPT = "transcript.jsonl"
@@ -67,7 +67,7 @@ def _is_continuation(line: str) -> bool:
     return not line or line.startswith(glyphs.CONTINUATION)
 
 
-class MockProvider:
+class MockProvider(Provider):
     name = "mock"
     exit_command = "exit"
     interrupt_key = "Escape"

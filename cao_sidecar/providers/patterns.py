@@ -19,13 +19,13 @@ regex removed from the start of each answer line (e.g. the marker and its indent
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import attrs
 
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.providers.base import Classification, LaunchContext, LaunchSpec
-from cao_sidecar.providers.screen import Dialog, Screen, ScreenProvider, command_from_options, extra_args
+from cao_sidecar.providers.screen import Screen, ScreenProvider, command_from_options, extra_args
 
 S = AgentStatus
 
@@ -156,10 +156,3 @@ class PatternProvider(ScreenProvider):
 def compile_rules(specs: Sequence[tuple[AgentStatus, str, int, str, str]]) -> tuple[StatusRule, ...]:
     """(status, regex, window, scope, name) tuples → rules (for the built-in pattern providers)."""
     return tuple(StatusRule(st, re.compile(rx), name, window, scope) for st, rx, window, scope, name in specs)
-
-
-def dialogs_from(specs: Sequence[dict[str, Any]]) -> tuple[Dialog, ...]:
-    return tuple(
-        Dialog(d["rule"], d["pattern"], keys=d.get("keys", ()), fail=d.get("fail"), window=d.get("window", 30))
-        for d in specs
-    )

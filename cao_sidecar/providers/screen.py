@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from cao_sidecar.core.status import AgentStatus
-from cao_sidecar.providers.base import Classification, HookEvent, LaunchContext, LaunchSpec, StartupAction
+from cao_sidecar.providers.base import Classification, LaunchContext, LaunchSpec, Provider, StartupAction
 
 S = AgentStatus
 
@@ -80,13 +79,6 @@ class Screen:
                     break
         out.reverse()
         return out
-
-    def last_nonblank(self, end: Optional[int] = None) -> int:
-        end = len(self.lines) if end is None else end
-        for i in range(end - 1, -1, -1):
-            if self.lines[i].strip():
-                return i
-        return -1
 
 
 def any_match(pattern: re.Pattern[str], lines: Iterable[str]) -> Optional[str]:
@@ -185,17 +177,16 @@ class Dialog:
         self.when = when
 
 
-class ScreenProvider:
+class ScreenProvider(Provider):
     """Base of the real-CLI providers: subclasses write `_classify` and `_extract`."""
 
     name = "screen"
     exit_command = "/exit"
     interrupt_key = "Escape"
-    event_statuses: frozenset[AgentStatus] = frozenset()
     # Checked in order on the bottom of the screen while the agent starts.
     dialogs: Sequence[Dialog] = ()
 
-    # ---- the Provider protocol ----------------------------------------------------------------
+    # ---- the Provider methods ----------------------------------------------------------------
 
     def launch(self, ctx: LaunchContext) -> LaunchSpec:  # pragma: no cover - every CLI has its own
         raise NotImplementedError
@@ -226,9 +217,6 @@ class ScreenProvider:
             lines.pop(0)
         return "\n".join(lines) if lines else None
 
-    def read_answer(self, agent_dir: Path) -> Optional[str]:
-        return None
-
     def startup_action(self, screen: str, options: dict[str, Any]) -> Optional[StartupAction]:
         if self.classify_rule(screen).status is not S.WAITING_USER_ANSWER:
             return None  # a dialog's text higher up is history; only a waiting screen is answered
@@ -239,12 +227,6 @@ class ScreenProvider:
             if any_match(dialog.pattern, s.tail(dialog.window)) is not None:
                 return StartupAction(rule=dialog.rule, keys=dialog.keys, fail=dialog.fail)
         return None
-
-    def hook_event(self, source: str, payload: Any, turn_text: Optional[str]) -> Optional[HookEvent]:
-        return None
-
-    def typed_input(self, screen: str) -> Optional[str]:
-        return None  # a line-oriented CLI's provider reads its input line (see RichProvider)
 
     # ---- for subclasses -----------------------------------------------------------------------
 
@@ -260,11 +242,3 @@ class ScreenProvider:
             if any_match(dialog.pattern, s.tail(dialog.window if dialog.window else window)) is not None:
                 return Classification(S.WAITING_USER_ANSWER, f"dialog: {dialog.rule}")
         return None
-
-
-def dedent_block(lines: Sequence[str], head: str, indent: int) -> list[str]:
-    """An answer block: the head line without its marker, continuation lines without `indent`."""
-    out = [head]
-    for line in lines:
-        out.append(line[indent:] if line[:indent].strip() == "" else line.lstrip())
-    return out

@@ -45,12 +45,12 @@ import logging
 import re
 import shlex
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import yaml
 
 from cao_sidecar.core.status import AgentStatus
-from cao_sidecar.providers.base import Classification, HookEvent, LaunchContext, LaunchSpec, StartupAction
+from cao_sidecar.providers.base import Classification, HookEvent, LaunchContext, LaunchSpec, Provider, StartupAction
 from cao_sidecar.providers.patterns import AnswerRule, PatternProvider, StatusRule
 from cao_sidecar.providers.screen import Dialog, Screen, exited_to_shell
 
@@ -239,17 +239,17 @@ class UserProvider(PatternProvider):
     bracketed_paste = False
 
 
-class ExtendedProvider:
+class ExtendedProvider(Provider):
     """A built-in provider with user rules in front (see `extends` in the module doc)."""
 
-    def __init__(self, base: Any, attrs: dict[str, Any]) -> None:
+    def __init__(self, base: Provider, attrs: dict[str, Any]) -> None:
         self._base = base
         self.name: str = attrs["name"]
         self.source: str = attrs["source"]
         self.exit_command: str = attrs.get("exit_command", base.exit_command)
         self.interrupt_key: str = attrs.get("interrupt_key", base.interrupt_key)
-        self.bracketed_paste: bool = attrs.get("bracketed_paste", getattr(base, "bracketed_paste", True))
-        self.event_statuses = getattr(base, "event_statuses", frozenset())
+        self.bracketed_paste: bool = attrs.get("bracketed_paste", base.bracketed_paste)
+        self.event_statuses = base.event_statuses
         self._rules: tuple[StatusRule, ...] = attrs["rules"]
         self._dialogs: tuple[Dialog, ...] = attrs["dialogs"]
         self._env: dict[str, str] = attrs["env"]
@@ -279,7 +279,7 @@ class ExtendedProvider:
                 result = self._patterns._classify(s)
                 if not result.rule.startswith("no rule matched"):
                     return Classification(result.status, f"{self.name} (user rule): {result.rule}")
-        base: Classification = _classify_rule(self._base, screen)
+        base = self._base.classify_rule(screen)
         return Classification(base.status, f"{self._base.name}: {base.rule}")
 
     def extract_answer(self, screen: str) -> Optional[str]:
@@ -295,19 +295,10 @@ class ExtendedProvider:
         for dialog in self._dialogs:
             if any(dialog.pattern.search(line) for line in s.tail(dialog.window)):
                 return StartupAction(rule=dialog.rule, keys=dialog.keys, fail=dialog.fail)
-        action: Callable[..., Optional[StartupAction]] | None = getattr(self._base, "startup_action", None)
-        return action(screen, options) if action is not None else None
+        return self._base.startup_action(screen, options)
 
     def hook_event(self, source: str, payload: Any, turn_text: Optional[str]) -> Optional[HookEvent]:
-        hook = getattr(self._base, "hook_event", None)
-        return hook(source, payload, turn_text) if hook is not None else None
-
-
-def _classify_rule(provider: Any, screen: str) -> Classification:
-    rule = getattr(provider, "classify_rule", None)
-    if rule is not None:
-        return rule(screen)
-    return Classification(provider.classify(screen), f"{provider.name}.classify")
+        return self._base.hook_event(source, payload, turn_text)
 
 
 def provider_files(directories: list[Path]) -> list[Path]:

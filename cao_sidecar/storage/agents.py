@@ -44,6 +44,10 @@ CREATE TABLE IF NOT EXISTS assigns (
 ASSIGN_COLUMNS = (("profile", "TEXT"), ("task_id", "TEXT"))
 
 
+# Columns a caller may change (update): never a name taken from input.
+UPDATABLE = frozenset({"status", "pane_id", "pid", "last_answer"})
+
+
 @attrs.define(frozen=True)
 class AgentRecord:
     terminal_id: str
@@ -95,14 +99,36 @@ class AgentStore:
             (*attrs.astuple(record), time.time()),
         )
 
+    def set_status(self, terminal_id: str, status: str) -> None:
+        self._update(terminal_id, "status=?", status)
+
+    def set_pane(self, terminal_id: str, pane_id: Optional[str], pid: Optional[int]) -> None:
+        self._update(terminal_id, "pane_id=?, pid=?", pane_id, pid)
+
+    def set_last_answer(self, terminal_id: str, answer: str) -> None:
+        self._update(terminal_id, "last_answer=?", answer)
+
+    def set_working_directory(self, terminal_id: str, working_directory: str) -> None:
+        """The agent works in its own git worktree (core.worktree_manager) instead."""
+        self._update(terminal_id, "working_directory=?", working_directory)
+
+    def set_relaunching(self, terminal_id: str, status: str) -> None:
+        """A worker started again (recovery): its status, and no pane until it is launched."""
+        self._update(terminal_id, "status=?, pane_id=NULL, pid=NULL", status)
+
     def update(self, terminal_id: str, **fields: object) -> None:
-        if not fields:
-            return
-        columns = ", ".join(f"{name}=?" for name in fields)
+        """Kept for callers from before the named setters: columns of UPDATABLE only."""
+        unknown = set(fields) - UPDATABLE
+        if unknown:
+            raise ValueError(f"not an updatable agent column: {', '.join(sorted(unknown))}")
+        if fields:
+            self._update(terminal_id, ", ".join(f"{name}=?" for name in fields), *fields.values())
+
+    def _update(self, terminal_id: str, assignments: str, *values: object) -> None:
         write_quietly(  # a status change must not stop a running agent when the disk is full
             self._db,
-            f"UPDATE agents SET {columns}, updated_at=? WHERE terminal_id=?",  # names are ours, not input
-            (*fields.values(), time.time(), terminal_id),
+            f"UPDATE agents SET {assignments}, updated_at=? WHERE terminal_id=?",  # constant columns
+            (*values, time.time(), terminal_id),
         )
 
     def remove(self, terminal_id: str) -> None:

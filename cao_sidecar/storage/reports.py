@@ -64,7 +64,7 @@ class ReportStore:
 
     def mark_sent(self, report_id: int) -> bool:
         """True if this call marked it: a report is sent by whoever marks it first, and not
-        while the disk is full (it waits, see Orchestrator._send_report)."""
+        while the disk is full (it waits, see core.reporting)."""
         marked = write_quietly(self._db, "UPDATE reports SET sent_at=? WHERE id=? AND sent_at IS NULL", (time.time(), report_id))
         return marked > 0
 

@@ -1,0 +1,30 @@
+"""What a spawn asks for: the same five fields every face and team operation passes on."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import attrs
+
+from cao_sidecar.core.leads import Caller
+
+
+@attrs.frozen
+class WorkerSpec:
+    """What to start: a profile, optionally another provider, working directory, session, name."""
+
+    profile: str
+    provider: Optional[str] = None
+    working_directory: Optional[str] = None
+    session: Optional[str] = None
+    name: Optional[str] = None
+    worktree: Optional[bool] = None  # its own git worktree (core.worktree_manager)
+    base_ref: Optional[str] = None  # where that worktree's branch starts
+
+    def joining(self, caller: Optional[Caller]) -> "WorkerSpec":
+        """A worker started for an agent joins the caller's session and working directory."""
+        if caller is None:
+            return self
+        return attrs.evolve(
+            self, session=self.session or caller.session, working_directory=self.working_directory or caller.working_directory
+        )
