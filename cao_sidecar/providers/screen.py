@@ -80,6 +80,10 @@ class Screen:
         out.reverse()
         return out
 
+    def last_nonblank(self, end: Optional[int] = None) -> int:
+        """Index of the last line with text before `end` (-1 when there is none)."""
+        return self.last_index(lambda line: bool(line.strip()), 0, end)
+
 
 def any_match(pattern: re.Pattern[str], lines: Iterable[str]) -> Optional[str]:
     for line in lines:
