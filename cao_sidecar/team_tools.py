@@ -204,3 +204,11 @@ def team_list(core: Orchestrator, lead: Caller) -> TeamList:
 def list_sessions(core: Orchestrator, lead: Caller) -> CallToolResult:
     team = team_list(core, lead)
     return tool_result(team.model_dump_json(by_alias=True, indent=1, exclude_none=True), team)
+
+
+# Shared by the agents' and the MCP hosts' handoff/assign tools.
+WORKTREE_HELP = (
+    "true: the specialist works in its own git worktree on a new branch, so parallel workers never see each "
+    "other's edits; its result says where its work is. Default: its profile decides."
+)
+BASE_REF_HELP = "With worktree: the branch or commit its branch starts from (default: the current HEAD)."

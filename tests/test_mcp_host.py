@@ -424,3 +424,16 @@ def test_codex_mcp_add_writes_the_documented_config(tmp_path: Path):
     assert added.returncode == 0, added.stdout + added.stderr
     written = tomllib.loads((codex_home / "config.toml").read_text())["mcp_servers"]["cao"]
     assert (written["command"], written["args"]) == (command, args)
+
+
+async def test_a_hosts_handoff_and_assign_take_worktree_and_base_ref_like_the_agents_tools(team_base):
+    base, env = team_base
+    async with connect(started_like("Claude Code", base, env)) as host:
+        tools = {t.name: t for t in (await host.session.list_tools()).tools}
+        for name in ("handoff", "assign"):
+            assert {"worktree", "base_ref"} <= set(tools[name].input_schema["properties"])
+        # The option reaches the core: the team's workspace is no git repository, so a worktree is a clear error.
+        args = {"target": "mock_developer", "task": "x", "worktree": True, "base_ref": "main"}
+        assert "not in a git repository" in await host.error("assign", args)
+        assert "not in a git repository" in await host.error("handoff", args)
+        assert (await host.ok("list_profiles"))["profiles"]  # still serving

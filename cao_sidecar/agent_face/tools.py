@@ -15,7 +15,15 @@ from pydantic import Field
 from cao_sidecar import __version__, team_tools, wire
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.orchestrator import Orchestrator
-from cao_sidecar.team_tools import AssignResult, HandoffResult, MergeResult, MessageResult, TeamList
+from cao_sidecar.team_tools import (
+    BASE_REF_HELP,
+    WORKTREE_HELP,
+    AssignResult,
+    HandoffResult,
+    MergeResult,
+    MessageResult,
+    TeamList,
+)
 
 INSTRUCTIONS = """\
 Tools to work with other agents on your team, each a coding assistant in its own terminal.
@@ -100,10 +108,3 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         return team_tools.list_sessions(core, caller_of(ctx))
 
     return mcp
-
-
-WORKTREE_HELP = (
-    "true: the specialist works in its own git worktree on a new branch, so parallel workers never see each "
-    "other's edits; its result says where its work is. Default: its profile decides."
-)
-BASE_REF_HELP = "With worktree: the branch or commit its branch starts from (default: the current HEAD)."

@@ -35,18 +35,10 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
             p.add_argument("--json", action="store_true", help="print the SpawnResult as JSON")
 
     p = sub.add_parser("handoff", help="give a task to a new worker, wait, print its answer")
-    p.add_argument("profile")
-    p.add_argument("task")
-    p.add_argument("--provider")
-    p.add_argument("--cwd", type=Path, help="the worker's working directory (default: the project)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds to wait for the answer")
+    _task_arguments(p, "seconds to wait for the answer")
 
     p = sub.add_parser("assign", help="start a worker on a task in the background and print its id")
-    p.add_argument("profile")
-    p.add_argument("task")
-    p.add_argument("--provider")
-    p.add_argument("--cwd", type=Path, help="the worker's working directory (default: the project)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds the worker may take")
+    _task_arguments(p, "seconds the worker may take")
     p.add_argument("--wait", action="store_true", help="wait for the worker's answer and print it")
 
     p = sub.add_parser("send", help="send a message to an agent (delivered now, or queued while it is busy)")
@@ -91,3 +83,12 @@ def run_verb(args: argparse.Namespace, socket: str) -> int:
     from cao_client.verbs import actions
 
     return run(getattr(actions, args.command), args, socket, actions.check)
+
+
+def _task_arguments(p: argparse.ArgumentParser, timeout_help: str) -> None:
+    """The arguments handoff and assign share: who does the task, where, and for how long."""
+    p.add_argument("profile")
+    p.add_argument("task")
+    p.add_argument("--provider")
+    p.add_argument("--cwd", type=Path, help="the worker's working directory (default: the project)")
+    p.add_argument("--timeout", type=float, default=None, help=timeout_help)
