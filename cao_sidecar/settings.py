@@ -70,6 +70,8 @@ class Settings:
     ready_timeout: float = _setting("CAO_READY_TIMEOUT", 30.0, _seconds(above=True))
     #: a CLI that reports its turns by events: how long to wait for the event after the screen says done
     event_grace: float = _setting("CAO_EVENT_GRACE", 15.0, _seconds())
+    #: a working agent whose screen and events did not change this long is `stalled` (0: never)
+    stall_seconds: float = _setting("CAO_STALL_SECONDS", 300.0, _seconds())
     #: how long a question shown to the editor's user waits for a click
     ask_timeout: float = _setting("CAO_ASK_TIMEOUT", 600.0, _at_least_one_second)
     #: conversation logs older than this are removed

@@ -349,7 +349,7 @@ def test_handoff_needs_exactly_one_of_profile_and_terminal_id() -> None:
 def test_status_enum_is_agent_status() -> None:
     enum_values = DEFS["AgentStatus"]["enum"]
     assert enum_values == [s.value for s in AgentStatus]
-    assert len(enum_values) == 7
+    assert len(enum_values) == 8
 
 
 def test_spec_status_table_is_agent_status() -> None:

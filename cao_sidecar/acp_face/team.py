@@ -15,7 +15,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from acp import start_tool_call, text_block, tool_content, update_tool_call
+from acp import start_tool_call, text_block, tool_content, update_agent_thought_text, update_tool_call
 from acp.schema import PermissionOption, ToolCallUpdate
 
 from cao_sidecar.core import prompts
@@ -34,6 +34,9 @@ PERMISSION_TIMEOUT = settings().acp_permission_timeout
 # A question without choices on screen is asked as yes/no, typed as text.
 FREE_TEXT_OPTIONS = (("yes", "Yes"), ("no", "No"))
 _REJECTING = re.compile(r"(?i)^(no|skip|reject|deny|don't|do not|cancel|exit|back)\b")
+
+
+STALLED_NOTE = "({who} is stalled: no output or events for a while; it goes on by itself when its CLI moves)"
 
 
 def permission_options(choices: list[str]) -> list[tuple[str, str, str]]:
@@ -112,10 +115,14 @@ class TeamReporter:
         if session.creating_supervisor and previous is None:
             session.supervisor_id = agent.terminal_id
         if agent.terminal_id == session.supervisor_id:
+            if status is AgentStatus.STALLED:  # the prompt turn goes on: say why nothing comes
+                self._updates.put(session.session_id, update_agent_thought_text(STALLED_NOTE.format(who="the supervisor")))
             return  # the supervisor's own turn is the prompt turn
         tool_id = f"cao-{agent.terminal_id}"
         lines = self._lines.setdefault(agent.terminal_id, [])
         lines.append(f"status: {status.value}")
+        if status is AgentStatus.STALLED:
+            lines.append(STALLED_NOTE.format(who="this worker"))
         title = f"{agent.profile.name} worker {agent.terminal_id}"
         if previous is None:
             self._updates.put(

@@ -227,6 +227,18 @@ class Agent:
         finished = TurnResult(AgentStatus.EXITED, self.screen) if self.turn is not None else None
         return Transition(self._set_status(AgentStatus.EXITED), finished)
 
+    def stalled(self) -> Transition:
+        """Working, but nothing changed for the stall time (core.stalls)."""
+        if self.status is not AgentStatus.PROCESSING:
+            return NO_CHANGE
+        return Transition(self._set_status(AgentStatus.STALLED))
+
+    def unstalled(self) -> Transition:
+        """A stalled agent's screen or events moved again: it is working."""
+        if self.status is not AgentStatus.STALLED:
+            return NO_CHANGE
+        return Transition(self._set_status(AgentStatus.PROCESSING))
+
     def interrupted(self) -> Transition:
         """The current turn was interrupted (timeout, cancelled caller): it ends as an error."""
         if self.turn is None:

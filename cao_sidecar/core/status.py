@@ -9,6 +9,8 @@ class AgentStatus(str, enum.Enum):
     STARTING = "starting"
     IDLE = "idle"
     PROCESSING = "processing"
+    # Working, but neither its screen nor its events changed for the stall time (core.stalls).
+    STALLED = "stalled"
     COMPLETED = "completed"
     WAITING_USER_ANSWER = "waiting_user_answer"
     ERROR = "error"
@@ -27,4 +29,4 @@ TURN_END = frozenset({AgentStatus.COMPLETED, AgentStatus.ERROR, AgentStatus.EXIT
 # the input took effect it shows the same, so a turn trusts these only once it has seen more.
 SCREEN_END = frozenset({AgentStatus.COMPLETED, AgentStatus.ERROR, AgentStatus.IDLE})
 # The agent works on a turn (a question it asks is part of the turn).
-BUSY = frozenset({AgentStatus.PROCESSING, AgentStatus.WAITING_USER_ANSWER})
+BUSY = frozenset({AgentStatus.PROCESSING, AgentStatus.STALLED, AgentStatus.WAITING_USER_ANSWER})

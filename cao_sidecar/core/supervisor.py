@@ -31,6 +31,7 @@ from cao_sidecar.core.errors import (
 from cao_sidecar.core.events import EventSource, PromptChanged, StatusChanged
 from cao_sidecar.core.inbox import Inbox
 from cao_sidecar.core.monitor import StatusMonitor
+from cao_sidecar.core.stalls import StallWatch
 from cao_sidecar.core.startup import EnvHook, ReadyWaiter, check_installed, launch_command, wait_mcp_connection
 from cao_sidecar.core.statedir import check_room, refusing_when_full
 from cao_sidecar.core.status import SCREEN_END, AgentStatus
@@ -91,6 +92,7 @@ class AgentSupervisor:
         # Set once everything agents may call (the MCP server) is up; launches wait for it.
         self.agents_may_start = asyncio.Event()
         self._monitor = StatusMonitor(tmux, self._on_classified)
+        self._stalls = StallWatch(self._on_stalled, lambda agent: settings().stall_seconds)
         self._ready = ReadyWaiter(tmux, self._monitor.refresh)
         tmux.add_exit_listener(self._on_pane_exit)
         tmux.add_output_data_listener(self._on_output_data)
@@ -402,6 +404,11 @@ class AgentSupervisor:
             if agent.pane_id is not None:
                 self._on_pane_exit(agent.pane_id, None)
             return
+        if self._stalls.screen_seen(agent, screen):
+            self._commit(agent, agent.unstalled())
+        elif agent.status is AgentStatus.STALLED and status is AgentStatus.PROCESSING:
+            agent.screen = screen  # the same screen again (a spinner frame): still stalled
+            return
         if agent.overruled_by_events(status):
             # Events win: keep the screen (answers, tails), not its reading. If the screen says
             # the turn is over and no event comes, believe the screen after a grace period.
@@ -432,7 +439,18 @@ class AgentSupervisor:
             if agent.pane_id is not None:
                 self._on_pane_exit(agent.pane_id, None)
             return
+        self._stalls.activity(agent)
+        self._commit(agent, agent.unstalled())
         self._commit(agent, agent.apply_event(status, answer, confirmed))
+
+    def _on_stalled(self, agent: Agent) -> None:
+        if agent.terminating or not agent.alive:
+            return
+        log.warning(
+            "agent %s: working, but no output or event for %.0fs: stalled",
+            agent.terminal_id, self._stalls.quiet_seconds(agent),
+        )
+        self._commit(agent, agent.stalled())
 
     def _screen_fallback(self, agent: Agent, turn: Turn) -> None:
         """The events never ended this turn although the screen did: take the screen's word."""
@@ -464,6 +482,7 @@ class AgentSupervisor:
             turn.done.set_result(result)
 
     def _emit_status(self, agent: Agent, previous: AgentStatus | None, status: AgentStatus) -> None:
+        self._stalls.status_changed(agent, status)
         prompts.on_status(agent, status)
         if agent.terminal_id in self.agents:
             self.stores.agents.set_status(agent.terminal_id, status.value)

@@ -29,7 +29,7 @@ from cao_sidecar.storage.worktrees import WorktreeRecord, WorktreeStore
 
 log = logging.getLogger(__name__)
 
-BUSY = (AgentStatus.STARTING, AgentStatus.PROCESSING, AgentStatus.WAITING_USER_ANSWER)
+BUSY = (AgentStatus.STARTING, AgentStatus.PROCESSING, AgentStatus.STALLED, AgentStatus.WAITING_USER_ANSWER)
 BRANCH_PART = re.compile(r"[^A-Za-z0-9_.-]+")
 
 

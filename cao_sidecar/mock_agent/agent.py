@@ -44,11 +44,12 @@ class Turn:
     """The running turn: it ends with `result` once `deadline` has passed and `result` is known
     (a sidecar tool call fills it in from its worker thread)."""
 
-    __slots__ = ("deadline", "result")
+    __slots__ = ("deadline", "result", "frozen")
 
-    def __init__(self, deadline: float, result: tuple[str, str] | None) -> None:
+    def __init__(self, deadline: float, result: tuple[str, str] | None, frozen: bool = False) -> None:
         self.deadline = deadline
         self.result = result
+        self.frozen = frozen  # draws no spinner frames (task "hang")
 
 
 class Terminal:
@@ -206,7 +207,7 @@ class Agent:
             return
         if turn.result is not None and now >= turn.deadline:
             self.finish(turn.result)
-        elif now >= self.next_frame:
+        elif now >= self.next_frame and not turn.frozen:
             self.spin += 1
             self.next_frame = now + screen.SPINNER_INTERVAL
             self.draw_spinner()
@@ -280,8 +281,8 @@ class Agent:
         if task.kind == "exit":
             self.goodbye()
             return
-        if task.kind in ("answer", "sleep"):
-            turn = Turn(deadline, ("answer", task.text))
+        if task.kind in ("answer", "sleep", "hang"):
+            turn = Turn(deadline, ("answer", task.text), frozen=task.kind == "hang")
         elif task.kind == "write":
             error = write_file(task.arguments or {})
             turn = Turn(deadline, ("answer", task.text) if error is None else ("error", error))

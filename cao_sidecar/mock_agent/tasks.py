@@ -2,6 +2,7 @@
 
     echo TEXT             answer TEXT (everything after "echo" and one separator, byte-exact)
     sleep SECONDS TEXT    busy for SECONDS, then answer TEXT
+    hang SECONDS TEXT     like sleep, but the screen freezes (no spinner frames): a stalled CLI
     ask QUESTION          ask a yes/no question; the next input answers it: "answered: <input>"
     fail TEXT             end the turn with an error
     exit                  say goodbye and exit 0
@@ -30,7 +31,7 @@ class Task:
 
     def __init__(
         self,
-        kind: str,  # "answer", "sleep", "ask", "fail", "exit", "tool", "write"
+        kind: str,  # "answer", "sleep", "hang", "ask", "fail", "exit", "tool", "write"
         text: str = "",  # answer / question / error text
         seconds: float = 0.0,  # busy time on top of --delay-ms (sleep)
         tool: str = "",  # MCP tool name (kind "tool")
@@ -68,15 +69,15 @@ def parse_task(text: str) -> Task:
     word, rest = split_word(text)
     if word == "echo":
         return Task("answer", rest or "")
-    if word == "sleep":
+    if word in ("sleep", "hang"):
         seconds_text, answer = split_word(rest or "")
         try:
             seconds = float(seconds_text)
         except ValueError:
             seconds = -1.0
         if not 0.0 <= seconds < 1e6:  # also rejects nan and inf
-            return Task("fail", f"sleep: SECONDS must be a number of seconds, got {seconds_text!r}")
-        return Task("sleep", answer or "", seconds=seconds)
+            return Task("fail", f"{word}: SECONDS must be a number of seconds, got {seconds_text!r}")
+        return Task(word, answer or "", seconds=seconds)
     if word == "ask":
         return Task("ask", rest or "Proceed?")
     if word == "fail":

@@ -136,6 +136,9 @@ That notification comes when a worker started by `cao-assign' ends."
 (defface cao-status-waiting '((t :inherit error :weight bold))
   "Face of the status of agents that wait for an answer.")
 
+(defface cao-status-stalled '((t :inherit warning :weight bold))
+  "Face of the status of agents that work but showed nothing new for the stall time.")
+
 (defface cao-status-done '((t :inherit success))
   "Face of the status of agents ready for input.")
 
@@ -690,6 +693,9 @@ PARAMS are the notification's."
   (let ((agent (cao--update-agent server params))
         (prompt (plist-get params :prompt)))
     (run-hooks 'cao--agents-list-changed-hook)
+    (when (and agent (equal (plist-get params :status) "stalled"))
+      (message "cao: %s (%s) is stalled: no output or events for a while"
+               (plist-get agent :profile) (plist-get agent :terminalId)))
     (when (and agent prompt (cao--waiting-p agent) cao-answer-prompts
                (not (gethash (plist-get prompt :id) (cao--server-asked server))))
       (puthash (plist-get prompt :id) t (cao--server-asked server))
@@ -829,6 +835,7 @@ are then in force.  Kept in the user's trust store."
   (pcase status
     ((or "processing" "starting") 'cao-status-working)
     ("waiting_user_answer" 'cao-status-waiting)
+    ("stalled" 'cao-status-stalled)
     ((or "idle" "completed") 'cao-status-done)
     (_ 'cao-status-gone)))
 
@@ -895,19 +902,22 @@ are then in force.  Kept in the user's trust store."
 
 (defun cao-mode-line-text ()
   "The mode-line text: \" CAO[AGENTS/WORKING]\".
-With \" ?N\" added when N agents wait for an answer, and \" untrusted\"
+With \" ?N\" added when N agents wait for an answer, \" stalled:N\" when N
+agents work but showed nothing new for the stall time, and \" untrusted\"
 while a sidecar holds back an untrusted project's .cao/."
-  (let ((total 0) (working 0) (waiting 0) (servers (cao--live-servers)))
+  (let ((total 0) (working 0) (waiting 0) (stalled 0) (servers (cao--live-servers)))
     (dolist (server servers)
       (maphash (lambda (_id agent)
                  (cl-incf total)
                  (pcase (plist-get agent :status)
                    ((or "processing" "starting") (cl-incf working))
-                   ("waiting_user_answer" (cl-incf waiting))))
+                   ("waiting_user_answer" (cl-incf waiting))
+                   ("stalled" (cl-incf stalled) (cl-incf working))))
                (cao--server-agents server)))
     (concat (cond ((null servers) " CAO")
                   ((> waiting 0) (format " CAO[%d/%d ?%d]" total working waiting))
                   (t (format " CAO[%d/%d]" total working)))
+            (if (> stalled 0) (format " stalled:%d" stalled) "")
             (if (cl-some (lambda (server) (cao-trust-untrusted-config-p (cao--server-trust server)))
                          servers)
                 " untrusted"

@@ -37,6 +37,7 @@ import {
   resolveSidecarPath,
   sidecarArgs,
   statusBarView,
+  stalledMessage,
   tmuxSocketName,
   trustChangeMessage,
   trustChanges,
@@ -438,7 +439,11 @@ class Cao {
   }
 
   private onAgentStatus(n: AgentStatusNotification): void {
-    this.store.applyStatus(n);
+    const agent = this.store.applyStatus(n);
+    if (n.status === "stalled") {
+      this.log.warn(`cao/agentStatus ${n.terminalId}: stalled`);
+      void vscode.window.showWarningMessage(stalledMessage(agent));
+    }
     if (n.status === "exited") this.store.remove(n.terminalId);
     if (this.store.needsRefresh) this.scheduleRefresh();
     this.render();

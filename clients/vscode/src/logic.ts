@@ -16,6 +16,7 @@ export type AgentStatus =
   | "starting"
   | "idle"
   | "processing"
+  | "stalled"
   | "completed"
   | "waiting_user_answer"
   | "error"
@@ -138,13 +139,14 @@ export interface StatusBarView {
   background?: "statusBarItem.warningBackground" | "statusBarItem.errorBackground";
 }
 
-export function countAgents(agents: AgentInfo[]): { total: number; busy: number; waiting: number; errors: number } {
+export function countAgents(agents: AgentInfo[]): { total: number; busy: number; waiting: number; errors: number; stalled: number } {
   const live = agents.filter((a) => a.status !== "exited");
   return {
     total: live.length,
     busy: live.filter((a) => BUSY_STATUSES.has(a.status)).length,
     waiting: live.filter((a) => a.status === "waiting_user_answer").length,
     errors: live.filter((a) => a.status === "error").length,
+    stalled: live.filter((a) => a.status === "stalled").length,
   };
 }
 
@@ -167,6 +169,7 @@ export function statusBarView(agents: AgentInfo[], state: ConnectionState, trust
   const parts = [`${c.busy > 0 ? "$(loading~spin)" : "$(hubot)"} ${c.total} ${c.total === 1 ? "agent" : "agents"}`];
   if (c.busy > 0) parts.push(`${c.busy} working`);
   if (c.waiting > 0) parts.push(`$(question) ${c.waiting} asking`);
+  if (c.stalled > 0) parts.push(`$(watch) ${c.stalled} stalled`);
   if (c.errors > 0) parts.push(`$(error) ${c.errors}`);
   const lines = agents
     .filter((a) => a.status !== "exited")
@@ -175,7 +178,7 @@ export function statusBarView(agents: AgentInfo[], state: ConnectionState, trust
   return {
     text: parts.join(" · "),
     tooltip,
-    background: c.waiting > 0 ? "statusBarItem.warningBackground" : undefined,
+    background: c.waiting > 0 || c.stalled > 0 ? "statusBarItem.warningBackground" : undefined,
   };
 }
 
@@ -185,6 +188,7 @@ const STATUS_LABELS: Record<AgentStatus, string> = {
   starting: "starting",
   idle: "idle",
   processing: "working",
+  stalled: "stalled (no output for a while)",
   completed: "done",
   waiting_user_answer: "asking you",
   error: "error",
@@ -202,6 +206,8 @@ export function statusIcon(status: AgentStatus): { id: string; color?: string } 
       return { id: "loading~spin" };
     case "processing":
       return { id: "sync~spin", color: "charts.blue" };
+    case "stalled":
+      return { id: "watch", color: "list.warningForeground" };
     case "idle":
       return { id: "circle-large-outline" };
     case "completed":
@@ -450,4 +456,9 @@ export function errorText(err: unknown): string {
     return tail ? `${message} (screen: ${tail})` : message;
   }
   return String(err);
+}
+
+/** The warning shown when an agent stalls (working, but no output or events for the stall time). */
+export function stalledMessage(agent: AgentInfo): string {
+  return `CAO: ${agentLabel(agent)} (${agent.terminalId}) is stalled: no output or events for a while. It resumes by itself when its CLI moves again.`;
 }

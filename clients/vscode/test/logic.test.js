@@ -98,6 +98,10 @@ test("status bar: count, working count with a spinner, asking", () => {
   assert.equal(v.text, "$(hubot) 2 agents · $(question) 1 asking");
   assert.equal(v.background, "statusBarItem.warningBackground");
   assert.match(v.tooltip, /mock_developer \(b\): asking you/);
+  const stalled = logic.statusBarView([agent({ status: "stalled" })], "running");
+  assert.equal(stalled.text, "$(hubot) 1 agent · $(watch) 1 stalled");
+  assert.equal(stalled.background, "statusBarItem.warningBackground");
+  assert.match(logic.stalledMessage(agent({ name: "dev-1" })), /dev-1 \(3f9c2a71\) is stalled/);
   // exited agents are not counted
   assert.equal(logic.statusBarView([agent({ status: "exited" })], "running").text, "$(hubot) 0 agents");
   assert.equal(logic.statusBarView([agent({ status: "error" })], "running").text, "$(hubot) 1 agent · $(error) 1");
@@ -119,7 +123,7 @@ test("tree item: profile, provider, status icon, context value for menus", () =>
   assert.match(named.tooltip, /asks: Delete\?/);
   assert.equal(logic.agentTreeItem(agent({ status: "completed" })).icon.id, "pass");
   // every status has an icon
-  for (const s of ["starting", "idle", "processing", "completed", "waiting_user_answer", "error", "exited"]) {
+  for (const s of ["starting", "idle", "processing", "stalled", "completed", "waiting_user_answer", "error", "exited"]) {
     assert.ok(logic.statusIcon(s).id, s);
     assert.ok(logic.statusLabel(s), s);
   }

@@ -39,6 +39,12 @@ function M.agent_status(_, params)
     else
       agent.waiting_notified = nil
     end
+    if agent.status == "stalled" and params.previousStatus ~= "stalled" then
+      vim.notify(
+        ("CAO: %s (%s) is stalled: no output or events for a while"):format(agent.name or agent.profile or "?", agent.terminalId),
+        vim.log.levels.WARN
+      )
+    end
   end
   state.changed()
 end

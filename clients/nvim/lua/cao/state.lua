@@ -158,7 +158,7 @@ function M.statusline()
   elseif not M.initialized then
     text = "CAO starting"
   else
-    local total, working, waiting = 0, 0, 0
+    local total, working, waiting, stalled = 0, 0, 0, 0
     for _, agent in pairs(M.agents) do
       if agent.status ~= "exited" then
         total = total + 1
@@ -166,6 +166,8 @@ function M.statusline()
           working = working + 1
         elseif agent.status == "waiting_user_answer" then
           waiting = waiting + 1
+        elseif agent.status == "stalled" then
+          stalled = stalled + 1
         end
       end
     end
@@ -181,6 +183,9 @@ function M.statusline()
     end
     if waiting > 0 then
       text = text .. (" · %d waiting"):format(waiting)
+    end
+    if stalled > 0 then
+      text = text .. (" · %d stalled"):format(stalled)
     end
   end
   statusline_cache = text

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from cao_client.verbs.session import Team
 
 COLUMNS = ("ID", "NAME", "PROFILE", "PROVIDER", "STATUS", "AGE", "QUESTION")
-COLOURS = {"idle": "32", "completed": "32", "processing": "33", "starting": "36", "waiting_user_answer": "35;1", "error": "31;1", "exited": "2"}
+COLOURS = {"idle": "32", "completed": "32", "processing": "33", "stalled": "33;1;7", "starting": "36", "waiting_user_answer": "35;1", "error": "31;1", "exited": "2"}
 CLEAR = "\x1b[H\x1b[2J"
 
 
@@ -147,5 +147,7 @@ class Watch:
                 stamp = time.strftime("%H:%M:%S")
                 change = f"{event.get('previousStatus') or 'new'} -> {event.get('status')}"
                 asks = question(event)
+                if event.get("status") == "stalled":
+                    asks = "(working, but no output or events for a while)"
                 line = f"{stamp}  {event['terminalId']}  {event.get('profile', '')}  {change}"
                 print(f"{line}  {asks}" if asks else line, file=self.out, flush=True)
