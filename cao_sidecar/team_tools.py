@@ -34,9 +34,12 @@ class ToolData(BaseModel):
 class HandoffResult(ToolData):
     terminal_id: str = Field(description="The worker that answered.")
     profile: str
-    status: str = Field(description="'completed'.")
+    status: str = Field(description="'completed', or 'running' with a ticket (a long handoff).")
     output: str = Field(description="The worker's final answer.")
     worktree: Optional[dict[str, Any]] = Field(default=None, description="Where its work is, if it had its own git worktree.")
+    ticket: Optional[str] = Field(
+        default=None, description="status 'running': the specialist still works; wait_for_result(ticket) gets its answer."
+    )
 
 
 class AssignResult(ToolData):
