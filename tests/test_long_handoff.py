@@ -7,6 +7,7 @@ client, as an agent, with the reply time configured short (CAO_HANDOFF_REPLY_AFT
 - A ticket nobody collects: its answer is typed into the lead's input as a message, and can
   still be collected.
 - Another lead's ticket is not found.
+- A handoff's `model` that could act as a flag is refused.
 """
 
 from __future__ import annotations
@@ -128,4 +129,15 @@ async def test_an_uncollected_answer_is_delivered_into_the_leads_input_and_still
         assert ticket in json.dumps(typed), typed
         kept = await mcp.call_tool("wait_for_result", {"ticket": ticket})
         assert kept.structured_content["output"] == "inbox-answer-72", kept.structured_content
+    await request(client, "cao/terminate", {"terminalId": lead})
+
+
+async def test_a_flag_like_or_multi_word_model_is_refused_before_anything_starts(client):
+    lead = await spawn(client)
+    async with mcp_client(lead) as mcp:
+        for bad in ("-rf", "two words", "x\ny"):
+            refused = await mcp.call_tool("assign", {"target": "mock_developer", "task": "echo no", "model": bad})
+            assert refused.is_error and "model" in refused.content[0].text, refused.content
+        fine = await mcp.call_tool("handoff", {"target": "mock_developer", "task": "echo yes", "model": "some-model-1"})
+        assert fine.structured_content["output"] == "yes", fine.structured_content
     await request(client, "cao/terminate", {"terminalId": lead})

@@ -6,7 +6,7 @@ Only the model is fake (tests/fixtures/fake_model_server.py): the lead's model a
 our tool (`call: TOOL {JSON}`), the lead CLI calls it over MCP with no permission prompt, a real
 worker CLI takes the task and its model answers; the lead's next model request carries the
 worker's answer (the fake answers `say: X` found in it with X), so the lead's final answer proves
-the round trip. The cases run in parallel within one test to keep the module near 60 s.
+the round trip; a `model` given to the handoff reaches the worker's model requests. The cases run in parallel within one test to keep the module near 60 s.
 """
 
 from __future__ import annotations
@@ -124,10 +124,11 @@ def model_saw(path_end: str, text: str) -> bool:
                for r in MODEL.requests)
 
 
-async def claude_lead_hands_off_to(client: LanguageClient, worker: str, marker: str) -> None:
+async def claude_lead_hands_off_to(client: LanguageClient, worker: str, marker: str, model: str) -> None:
     lead = await spawn(client, "claude_lead")
     # The worker's answer is "say: MARKER"; the lead's model, seeing it in the tool result, says MARKER.
-    output = await lead_turn(client, lead, call("mcp__cao__handoff", target=worker, task=f"please say: say: {marker}"))
+    task = call("mcp__cao__handoff", target=worker, task=f"please say: say: {marker}", model=model)
+    output = await lead_turn(client, lead, task)
     # (the fake reads "say: X" up to the line's end: the tool result's JSON copy may follow X)
     assert output.startswith(marker), (output, screen_of(lead))
     await request(client, "cao/terminate", {"terminalId": lead}, timeout=30)
@@ -155,8 +156,12 @@ async def test_claude_code_lead_with_codex_and_opencode_workers(client: Language
     """In parallel: a Claude Code lead hands off to a real Codex worker, another to a real
     OpenCode worker, a third sends a message to a running Codex agent."""
     await asyncio.gather(
-        claude_lead_hands_off_to(client, "codex_worker", "codex-relayed-31"),
-        claude_lead_hands_off_to(client, "opencode_worker", "opencode-relayed-32"),
+        claude_lead_hands_off_to(client, "codex_worker", "codex-relayed-31", "fake-codex-model"),
+        claude_lead_hands_off_to(client, "opencode_worker", "opencode-relayed-32", "anthropic/claude-opus-4-5"),
         claude_lead_messages(client, "message-from-claude-33"),
     )
     assert model_saw("/responses", "codex-relayed-31") and model_saw("/messages", "opencode-relayed-32")
+    # The handoff's `model` reached each worker's CLI in its own terms (Codex --model, OpenCode
+    # --model provider/model): the workers' turns asked the model server for those models.
+    asked = {r["body"].get("model") for r in MODEL.requests if "relayed-3" in json.dumps(r["body"]) and "please say" in json.dumps(r["body"])}
+    assert {"fake-codex-model", "claude-opus-4-5"} <= asked, asked

@@ -17,7 +17,7 @@ from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.orchestrator import Orchestrator
 from cao_sidecar.handoff_tickets import HandoffTickets, Ticket
 from cao_sidecar.settings import settings
-from cao_sidecar.team_tools import AssignResult, HandoffResult, MergeResult, MessageResult, TeamList
+from cao_sidecar.team_tools import MODEL_HELP, AssignResult, HandoffResult, MergeResult, MessageResult, TeamList
 
 INSTRUCTIONS = """\
 Tools to work with other agents on your team, each a coding assistant in its own terminal.
@@ -46,6 +46,7 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         ] = wire.HANDOFF_TIMEOUT_SECONDS,
         worktree: Annotated[bool | None, Field(description=WORKTREE_HELP)] = None,
         base_ref: Annotated[str | None, Field(description=BASE_REF_HELP)] = None,
+        model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
     ) -> Annotated[CallToolResult, HandoffResult]:
         """Hand a task to a new specialist agent and wait for its final answer, which is returned as the
         result. The specialist starts fresh (it does not see your conversation): put everything it needs
@@ -57,7 +58,7 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
             ticket.worker = worker.terminal_id
 
         ticket = tickets.start(lead.terminal_id, team_tools.handoff(
-            core, lead, target, task, timeout_seconds, on_agent=started, worktree=worktree, base_ref=base_ref
+            core, lead, target, task, timeout_seconds, on_agent=started, worktree=worktree, base_ref=base_ref, model=model
         ))  # fmt: skip
         return await wait_on(ticket, ctx, target)
 
@@ -93,12 +94,14 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         ctx: Context,
         worktree: Annotated[bool | None, Field(description=WORKTREE_HELP)] = None,
         base_ref: Annotated[str | None, Field(description=BASE_REF_HELP)] = None,
+        model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
     ) -> Annotated[CallToolResult, AssignResult]:
         """Start a specialist agent on a task in the background and return at once with its terminal id.
         When it finishes, its answer is delivered to you as a message that names the worker (terminal id and
         profile). Use this to run several tasks in parallel; do not wait or poll for the result."""
         return team_tools.assign(
-            core, caller_of(ctx), target, task, "its answer will arrive as a message.", worktree=worktree, base_ref=base_ref
+            core, caller_of(ctx), target, task, "its answer will arrive as a message.", worktree=worktree, base_ref=base_ref,
+            model=model,
         )
 
     @mcp.tool()
