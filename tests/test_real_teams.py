@@ -53,7 +53,7 @@ SIDECAR.env["CAO_READY_TIMEOUT"] = "40"
 CLAUDE_ENV = f"env:\n  ANTHROPIC_BASE_URL: {MODEL.url}\n  ANTHROPIC_AUTH_TOKEN: fake-token\n"
 PROFILES = {
     # A lead like the built-in supervisor: no allowedTools, no permissionMode.
-    "claude_lead": f"---\nname: claude_lead\ndescription: Claude Code lead\nprovider: claude_code\n{CLAUDE_ENV}---\nYou lead.\n",
+    "claude_lead": f"---\nname: claude_lead\ndescription: Claude Code lead\nprovider: claude_code\neffort: low\n{CLAUDE_ENV}---\nYou lead.\n",
     "claude_worker": f"---\nname: claude_worker\ndescription: Claude Code worker\nprovider: claude_code\n{CLAUDE_ENV}---\nYou work.\n",
     "codex_worker": f"""---
 name: codex_worker
@@ -165,3 +165,6 @@ async def test_claude_code_lead_with_codex_and_opencode_workers(client: Language
     # --model provider/model): the workers' turns asked the model server for those models.
     asked = {r["body"].get("model") for r in MODEL.requests if "relayed-3" in json.dumps(r["body"]) and "please say" in json.dumps(r["body"])}
     assert {"fake-codex-model", "claude-opus-4-5"} <= asked, asked
+    # The leads' profile says `effort: low`: Claude Code sent it with its turns.
+    efforts = {json.dumps(r["body"].get("output_config")) for r in MODEL.requests if "mcp__cao__handoff" in json.dumps(r["body"])}
+    assert any('"low"' in e for e in efforts), efforts
