@@ -65,6 +65,18 @@ args: ["-c", 'model_provider="fake"', "-c", 'model_providers.fake={{name="fake",
 ---
 You are the codex worker.
 """,
+    # Codex 0.169 sent its default model's turns without tools to the fake server: name a model.
+    "codex_lead": f"""---
+name: codex_lead
+description: Codex lead
+provider: codex
+model: fake-codex-model
+env:
+  FAKE_KEY: fake-key
+args: ["-c", 'model_provider="fake"', "-c", 'model_providers.fake={{name="fake", base_url="{MODEL.url}/v1", wire_api="responses", env_key="FAKE_KEY"}}']
+---
+You lead.
+""",
     "opencode_worker": "---\nname: opencode_worker\ndescription: OpenCode worker\nprovider: opencode\n---\nYou work.\n",
 }
 _profiles = SIDECAR.workspace / ".cao" / "agents"
@@ -149,16 +161,47 @@ async def claude_lead_messages(client: LanguageClient, marker: str) -> None:
         await request(client, "cao/terminate", {"terminalId": tid}, timeout=30)
 
 
+async def codex_lead_assigns_to_claude(client: LanguageClient, marker: str) -> None:
+    """A Codex lead assigns to a Claude Code worker; the worker's answer is typed into the lead's
+    terminal and the lead goes on: its next model request carries the answer, naming the worker."""
+    lead = await spawn(client, "codex_lead")
+    seen = len(MODEL.requests)
+    task = call("mcp__cao__assign", target="claude_worker", task=f"please say: {marker}")
+    await request(client, "cao/sendMessage", {"terminalId": lead, "message": task})
+    try:
+        done = await SIDECAR.wait_for("cao/workerCompleted", lambda p: p["output"] == marker, timeout=60)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"no worker answered; lead's screen:\n{screen_of(lead)}") from None
+    worker = done["terminalId"]
+
+    def delivered() -> bool:  # a new user input of the lead carrying the answer (not the tool call's echo)
+        for r in MODEL.requests[seen:]:
+            users = [i for i in r["body"].get("input") or [] if isinstance(i, dict) and i.get("role") == "user"]
+            last = json.dumps(users[-1:], ensure_ascii=False)
+            if r["path"].endswith("/responses") and marker in last and worker in last and "call: " not in last:
+                return True
+        return False
+
+    for _ in range(300):
+        if delivered():
+            break
+        await asyncio.sleep(0.1)
+    assert delivered(), f"the answer never reached the lead's model; screen:\n{screen_of(lead)}"
+    await request(client, "cao/terminate", {"terminalId": lead}, timeout=30)
+
+
 @NEEDS_CLAUDE
 @NEEDS_CODEX
 @NEEDS_OPENCODE
 async def test_claude_code_lead_with_codex_and_opencode_workers(client: LanguageClient) -> None:
     """In parallel: a Claude Code lead hands off to a real Codex worker, another to a real
-    OpenCode worker, a third sends a message to a running Codex agent."""
+    OpenCode worker, a third sends a message to a running Codex agent; a Codex lead assigns to a
+    Claude Code worker and gets its answer in its terminal."""
     await asyncio.gather(
         claude_lead_hands_off_to(client, "codex_worker", "codex-relayed-31", "fake-codex-model"),
         claude_lead_hands_off_to(client, "opencode_worker", "opencode-relayed-32", "anthropic/claude-opus-4-5"),
         claude_lead_messages(client, "message-from-claude-33"),
+        codex_lead_assigns_to_claude(client, "claude-result-34"),
     )
     assert model_saw("/responses", "codex-relayed-31") and model_saw("/messages", "opencode-relayed-32")
     # The handoff's `model` reached each worker's CLI in its own terms (Codex --model, OpenCode
