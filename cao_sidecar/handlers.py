@@ -128,6 +128,7 @@ async def handoff(door: Door, p: wire.HandoffParams) -> wire.HandoffResult:
             on_agent=progress.begin,
             worktree=p.worktree,
             base_ref=p.base_ref,
+            model=p.model,
         )
     finally:
         progress.end()
@@ -150,6 +151,7 @@ async def assign(door: Door, p: wire.AssignParams) -> wire.AssignResult:
         keep=p.keep,
         worktree=p.worktree,
         base_ref=p.base_ref,
+        model=p.model,
     )
     return wire.AssignResult(terminal_id=agent.terminal_id)
 

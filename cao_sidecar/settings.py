@@ -92,6 +92,11 @@ class Settings:
     orchestrator_grace: float = _setting("CAO_ORCHESTRATOR_GRACE", 3.0, _seconds())
     #: "point:marker": the sidecar kills itself there (crash tests, core.crash_hooks)
     test_kill_at: str = _setting("CAO_TEST_KILL_AT", "", str)
+    # -- long handoffs (cao_sidecar/handoff_tickets.py) --
+    #: an agent's handoff still running after this long returns a ticket (wait_for_result collects it)
+    handoff_reply_after: float = _setting("CAO_HANDOFF_REPLY_AFTER", 300.0, _seconds(above=True))
+    #: while a handoff runs, an MCP progress notification this often (when the caller asked for progress)
+    handoff_progress_every: float = _setting("CAO_HANDOFF_PROGRESS_EVERY", 10.0, _seconds(above=True))
     #: the variables that were set but ignored, one readable line each
     problems: tuple[str, ...] = attrs.field(default=(), metadata={})
 

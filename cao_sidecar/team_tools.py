@@ -34,9 +34,12 @@ class ToolData(BaseModel):
 class HandoffResult(ToolData):
     terminal_id: str = Field(description="The worker that answered.")
     profile: str
-    status: str = Field(description="'completed'.")
+    status: str = Field(description="'completed', or 'running' with a ticket (a long handoff).")
     output: str = Field(description="The worker's final answer.")
     worktree: Optional[dict[str, Any]] = Field(default=None, description="Where its work is, if it had its own git worktree.")
+    ticket: Optional[str] = Field(
+        default=None, description="status 'running': the specialist still works; wait_for_result(ticket) gets its answer."
+    )
 
 
 class AssignResult(ToolData):
@@ -92,6 +95,9 @@ class TeamList(ToolData):
     leads: list[LeadMember] = Field(default_factory=list)
 
 
+MODEL_HELP = "The specialist's model instead of its profile's (a name its CLI knows, e.g. 'sonnet', 'gpt-5')."
+
+
 def tool_result(text: str, data: ToolData) -> CallToolResult:
     return CallToolResult(
         content=[TextContent(type="text", text=text)], structured_content=data.model_dump(mode="json", by_alias=True)
@@ -130,11 +136,12 @@ def question_of(agent: Agent) -> Optional[Question]:
 async def handoff(
     core: Orchestrator, lead: Caller, target: str, task: str, timeout_seconds: float,
     on_agent: Callable[[Agent], None] | None = None, worktree: bool | None = None, base_ref: str | None = None,
+    model: str | None = None,
 ) -> CallToolResult:  # fmt: skip
     worker, answer = await calling_core(
         core.handoff(
             task, profile=target, timeout=timeout_seconds, caller=lead, on_agent=on_agent,
-            worktree=worktree, base_ref=base_ref,
+            worktree=worktree, base_ref=base_ref, model=model,
         )
     )  # fmt: skip
     work = core.worktrees.describe(worker.terminal_id)
@@ -147,10 +154,10 @@ async def handoff(
 
 def assign(
     core: Orchestrator, lead: Caller, target: str, task: str, how_results_arrive: str,
-    worktree: bool | None = None, base_ref: str | None = None,
+    worktree: bool | None = None, base_ref: str | None = None, model: str | None = None,
 ) -> CallToolResult:  # fmt: skip
     try:
-        worker = core.assign(task, profile=target, caller=lead, worktree=worktree, base_ref=base_ref)
+        worker = core.assign(task, profile=target, caller=lead, worktree=worktree, base_ref=base_ref, model=model)
     except CaoError as exc:
         raise ToolError(error_text(exc)) from None
     text = f"Assigned to {target} (terminal {worker.terminal_id}); {how_results_arrive}"

@@ -90,6 +90,7 @@ class HandoffParams:
     work_done_token: Optional[ProgressToken] = None
     worktree: Optional[bool] = None
     base_ref: Optional[str] = None
+    model: Optional[str] = None  # the worker's model instead of its profile's (with profile)
 
 
 @attrs.define
@@ -111,6 +112,7 @@ class AssignParams:
     keep: bool = True
     worktree: Optional[bool] = None
     base_ref: Optional[str] = None
+    model: Optional[str] = None  # the worker's model instead of its profile's
 
 
 @attrs.define

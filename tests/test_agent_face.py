@@ -163,7 +163,7 @@ async def test_sdk_client_calls_every_tool_with_its_credential(client):
         assert set(tools) >= {"handoff", "assign", "send_message", "list_sessions"}
         assert all(t.description for t in tools.values())
         # Typed results: each tool publishes the shape of its structured content.
-        assert set(tools["handoff"].output_schema["properties"]) == {"terminalId", "profile", "status", "output", "worktree"}
+        assert set(tools["handoff"].output_schema["properties"]) == {"terminalId", "profile", "status", "output", "worktree", "ticket"}
         assert set(tools["list_sessions"].output_schema["required"]) == {"session", "agents"}
         assert all(t.output_schema for t in tools.values())
 

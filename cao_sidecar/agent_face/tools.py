@@ -15,8 +15,11 @@ from pydantic import Field
 from cao_sidecar import __version__, team_tools, wire
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.orchestrator import Orchestrator
+from cao_sidecar.handoff_tickets import HandoffTickets, Ticket
+from cao_sidecar.settings import settings
 from cao_sidecar.team_tools import (
     BASE_REF_HELP,
+    MODEL_HELP,
     WORKTREE_HELP,
     AssignResult,
     HandoffResult,
@@ -27,7 +30,8 @@ from cao_sidecar.team_tools import (
 
 INSTRUCTIONS = """\
 Tools to work with other agents on your team, each a coding assistant in its own terminal.
-- handoff: give a task to a new specialist and wait for its answer (blocking).
+- handoff: give a task to a new specialist and wait for its answer (blocking). A long one returns
+  a ticket instead: call wait_for_result with it to wait for (and get) the answer.
 - assign: start a specialist on a task in the background; its answer arrives later as a message
   in your input, naming the worker.
 - send_message: send a message to another running agent.
@@ -39,6 +43,7 @@ Specialists are named by profile (for example: developer, reviewer, tester)."""
 def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) -> MCPServer:
     mcp = MCPServer(name="cao", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
     profile_names = ", ".join(p.name for p in core.catalog.all())
+    tickets: HandoffTickets[CallToolResult] = HandoffTickets(lambda t, outcome: deliver_late_answer(core, t, outcome))
 
     @mcp.tool()
     async def handoff(
@@ -50,14 +55,46 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         ] = wire.HANDOFF_TIMEOUT_SECONDS,
         worktree: Annotated[bool | None, Field(description=WORKTREE_HELP)] = None,
         base_ref: Annotated[str | None, Field(description=BASE_REF_HELP)] = None,
+        model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
     ) -> Annotated[CallToolResult, HandoffResult]:
         """Hand a task to a new specialist agent and wait for its final answer, which is returned as the
         result. The specialist starts fresh (it does not see your conversation): put everything it needs
         in `task`. It is shut down after answering. Use this when you need the answer before you can go on;
         use `assign` to run several tasks in parallel."""
-        return await team_tools.handoff(
-            core, caller_of(ctx), target, task, timeout_seconds, worktree=worktree, base_ref=base_ref
-        )
+        lead = caller_of(ctx)
+
+        def started(worker: Agent) -> None:
+            ticket.worker = worker.terminal_id
+
+        ticket = tickets.start(lead.terminal_id, team_tools.handoff(
+            core, lead, target, task, timeout_seconds, on_agent=started, worktree=worktree, base_ref=base_ref, model=model
+        ))  # fmt: skip
+        return await wait_on(ticket, ctx, target)
+
+    @mcp.tool()
+    async def wait_for_result(
+        ticket: Annotated[str, Field(description="The ticket a handoff returned while its specialist was still working.")],
+        ctx: Context,
+    ) -> Annotated[CallToolResult, HandoffResult]:
+        """Wait for the answer of a handoff that returned a ticket, and return it like handoff does. If the
+        specialist is still working after a while, returns the same ticket again: call again."""
+        found = tickets.find(ticket, caller_of(ctx).terminal_id)
+        if found is None:
+            raise ToolError(f"no handoff ticket {ticket!r} of yours (tickets are kept until the sidecar restarts)")
+        return await wait_on(found, ctx, "")
+
+    async def wait_on(ticket: Ticket[CallToolResult], ctx: Context, target: str) -> CallToolResult:
+        async def progress(elapsed: float, text: str) -> None:
+            await ctx.report_progress(elapsed, None, text)
+
+        every = settings().handoff_progress_every
+        done = await tickets.wait(ticket, settings().handoff_reply_after, progress, every)
+        if done is not None:
+            return done
+        text = (f"The specialist{' ' + ticket.worker if ticket.worker else ''} is still working. Call wait_for_result "
+                f"with ticket {ticket.id} to wait for its answer; if you do not, it arrives later as a message.")
+        data = HandoffResult(terminal_id=ticket.worker or "", profile=target, status="running", output="", ticket=ticket.id)
+        return team_tools.tool_result(text, data)
 
     @mcp.tool()
     async def assign(
@@ -66,12 +103,14 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         ctx: Context,
         worktree: Annotated[bool | None, Field(description=WORKTREE_HELP)] = None,
         base_ref: Annotated[str | None, Field(description=BASE_REF_HELP)] = None,
+        model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
     ) -> Annotated[CallToolResult, AssignResult]:
         """Start a specialist agent on a task in the background and return at once with its terminal id.
         When it finishes, its answer is delivered to you as a message that names the worker (terminal id and
         profile). Use this to run several tasks in parallel; do not wait or poll for the result."""
         return team_tools.assign(
-            core, caller_of(ctx), target, task, "its answer will arrive as a message.", worktree=worktree, base_ref=base_ref
+            core, caller_of(ctx), target, task, "its answer will arrive as a message.", worktree=worktree, base_ref=base_ref,
+            model=model,
         )
 
     @mcp.tool()
@@ -108,3 +147,14 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         return team_tools.list_sessions(core, caller_of(ctx))
 
     return mcp
+
+
+async def deliver_late_answer(core: Orchestrator, ticket: Ticket[CallToolResult], outcome: object) -> None:
+    """A handed-out ticket's answer, nobody waiting for it: into the lead's input as a message."""
+    if isinstance(outcome, BaseException):
+        body = f"failed: {outcome}"
+    else:
+        result = outcome if isinstance(outcome, CallToolResult) else None
+        first = result.content[0] if result and result.content else None
+        body = "answered:\n" + (getattr(first, "text", "") or "")
+    await core.send_message(ticket.lead_id, f"Handoff {ticket.id} (worker {ticket.worker}) {body}", sender=f"handoff {ticket.id}")

@@ -18,6 +18,8 @@ import shutil
 from pathlib import Path
 from typing import Awaitable, Optional
 
+import attrs
+
 from cao_sidecar import paths
 from cao_sidecar.core import prompts
 from cao_sidecar.core.agent import Agent, Transition, Turn
@@ -175,6 +177,8 @@ class AgentSupervisor:
     def create(self, spec: WorkerSpec) -> Agent:
         """Validate a spawn request and register the agent (status starting). Nothing runs yet."""
         profile = self.catalog.get(spec.profile)
+        if spec.model is not None:
+            profile = attrs.evolve(profile, model=checked_model(spec.model))
         provider_impl = get_provider(spec.provider or profile.provider, workspace=self.default_cwd)
         session = spec.session or self.default_session
         name = spec.name
@@ -636,3 +640,14 @@ class AgentSupervisor:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
+
+
+MODEL_PATTERN = re.compile(r"[^\s\x00-\x1f\x7f-]\S{0,199}")
+
+
+def checked_model(model: str) -> str:
+    """A per-call model name (each provider puts it on its command line or config): one word of
+    at most 200 characters, not flag-like."""
+    if not MODEL_PATTERN.fullmatch(model) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in model):
+        raise InvalidRequest("field 'model' must be one word of 1-200 characters, not starting with '-'", field="model")
+    return model

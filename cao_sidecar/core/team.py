@@ -180,6 +180,7 @@ class Team:
         caller: Caller | None = None,
         worktree: bool | None = None,
         base_ref: str | None = None,
+        model: str | None = None,
     ) -> tuple[Agent, str]:
         """Run one task to completion on a new worker (profile) or an existing agent (terminal_id).
 
@@ -197,7 +198,7 @@ class Team:
         deadline = loop.time() + timeout
         if profile is not None:
             new_worker = True
-            spec = WorkerSpec(profile, provider, working_directory, session, worktree=worktree, base_ref=base_ref)
+            spec = WorkerSpec(profile, provider, working_directory, session, worktree=worktree, base_ref=base_ref, model=model)
             agent = self.supervisor.create(spec.joining(caller))
         else:
             assert terminal_id is not None
@@ -272,13 +273,14 @@ class Team:
         caller: Caller | None = None,
         worktree: bool | None = None,
         base_ref: str | None = None,
+        model: str | None = None,
     ) -> Agent:
         """Start a worker on `message` in the background; completion goes to the WorkerCompleted
         subscribers and, for an agent's assign, to that agent's inbox."""
         if not message.strip():
             raise InvalidRequest("field 'message' must not be empty", field="message")
         check_agent_text(message, "message")
-        spec = WorkerSpec(profile, provider, working_directory, session, worktree=worktree, base_ref=base_ref)
+        spec = WorkerSpec(profile, provider, working_directory, session, worktree=worktree, base_ref=base_ref, model=model)
         agent = self.supervisor.create(spec.joining(caller))
         try:
             task_id = self.assigns.record_task(

@@ -22,6 +22,7 @@ from cao_sidecar.core.leads import HostLead
 from cao_sidecar.core.orchestrator import Orchestrator
 from cao_sidecar.host_face.connection import LOG_LEVELS, HostConnection, progress_while
 from cao_sidecar.team_tools import (
+    MODEL_HELP,
     AssignResult,
     HandoffResult,
     MessageResult,
@@ -115,6 +116,7 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         timeout_seconds: Annotated[float, Field(description="Give up (and stop the specialist) after this long.", gt=0)] = wire.HANDOFF_TIMEOUT_SECONDS,
         worktree: Annotated[bool | None, Field(description=team_tools.WORKTREE_HELP)] = None,
         base_ref: Annotated[str | None, Field(description=team_tools.BASE_REF_HELP)] = None,
+        model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
     ) -> Annotated[CallToolResult, HandoffResult]:
         """Hand a task to a new specialist agent and wait for its final answer, which is the result.
         The specialist starts fresh (it does not see your conversation) and is shut down after
@@ -124,7 +126,8 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         with_status = lambda: f"{target} {worker[0].terminal_id}: {worker[0].status.value}" if worker else f"{target}: starting"  # noqa: E731
         async with progress_while(ctx, with_status, timeout_seconds):
             return await team_tools.handoff(
-                core, lead, target, task, timeout_seconds, on_agent=worker.append, worktree=worktree, base_ref=base_ref
+                core, lead, target, task, timeout_seconds, on_agent=worker.append,
+                worktree=worktree, base_ref=base_ref, model=model,
             )
 
     @mcp.tool()
@@ -134,13 +137,14 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         ctx: Context,
         worktree: Annotated[bool | None, Field(description=team_tools.WORKTREE_HELP)] = None,
         base_ref: Annotated[str | None, Field(description=team_tools.BASE_REF_HELP)] = None,
+        model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
     ) -> Annotated[CallToolResult, AssignResult]:
         """Start a specialist agent on a task in the background and return at once with its terminal
         id. When it finishes, its answer arrives in your messages (naming the worker): collect it with
         wait_for_messages or read_messages."""
         core, lead = connection.lead(ctx)
         how = "its answer will arrive in your messages (wait_for_messages)."
-        return team_tools.assign(core, lead, target, task, how, worktree=worktree, base_ref=base_ref)
+        return team_tools.assign(core, lead, target, task, how, worktree=worktree, base_ref=base_ref, model=model)
 
     @mcp.tool()
     async def send_message(

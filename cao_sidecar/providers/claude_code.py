@@ -141,6 +141,7 @@ class ClaudeCodeProvider(ScreenProvider):
             argv.append("--model=" + ctx.model)
         if ctx.system_prompt:
             argv.append("--append-system-prompt=" + ctx.system_prompt)
+        argv += effort_args(opts.get("effort"))
         argv += mcp_config.claude_code_args(ctx.env, ctx.agent_dir, opts)
         settings: dict[str, Any] = {}
         url = hook_url(ctx.env, self.name)
@@ -362,3 +363,15 @@ def transcript_answer(records: list[str]) -> Optional[str]:
     if not texts:
         return None
     return "\n\n".join(t.strip("\n") for t in texts)
+
+
+# Claude Code's reasoning effort (`--effort`, 2.1.x): a profile's `effort: high`.
+EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
+
+
+def effort_args(effort: Any) -> list[str]:
+    if effort is None:
+        return []
+    if effort not in EFFORT_LEVELS:
+        raise ValueError(f"effort {effort!r} is not one of {', '.join(EFFORT_LEVELS)}")
+    return ["--effort", effort]

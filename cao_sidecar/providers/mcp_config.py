@@ -19,7 +19,7 @@ from cao_sidecar.providers import own_python
 SERVER_NAME = "cao"
 # The orchestration tools our server offers (agent_face/tools.py): a team's own tools, which the
 # launched CLIs may call without a permission prompt unless the profile says `askForTeamTools`.
-TEAM_TOOLS = ("handoff", "assign", "send_message", "list_sessions", "merge_work")
+TEAM_TOOLS = ("handoff", "assign", "send_message", "list_sessions", "merge_work", "wait_for_result")
 
 
 def team_tools_preapproved(env: Mapping[str, str], options: Mapping[str, Any] | None) -> bool:

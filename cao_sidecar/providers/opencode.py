@@ -73,6 +73,8 @@ class OpenCodeProvider(ScreenProvider):
         if ctx.model:
             argv.append("--model=" + ctx.model)
         config: dict[str, Any] = {"$schema": "https://opencode.ai/config.json", "autoupdate": False}
+        if ctx.model:  # also in its own config, over the model of the user's config
+            config["model"] = ctx.model
         servers = mcp_config.opencode_entries(ctx.env, ctx.options)
         if servers:
             config["mcp"] = servers
