@@ -164,7 +164,7 @@ async def send_message(door: Door, p: wire.SendMessageParams) -> wire.SendMessag
 @_handles("cao/listAgents")
 async def list_agents(door: Door, p: wire.ListAgentsParams) -> wire.ListAgentsResult:
     core = await door.core()
-    return wire.ListAgentsResult(agents=[views.agent_info(a, core) for a in core.list_agents(p.session)])
+    return wire.ListAgentsResult(agents=[views.agent_info(a, core) for a in core.list_agents(p.session, include_pooled=p.include_pooled)])
 
 
 @_handles("cao/answer")

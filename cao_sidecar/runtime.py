@@ -73,6 +73,10 @@ class Runtime:
                 runtime.agent_face_ready.set()
 
             face_task = asyncio.get_running_loop().create_task(start_face())
+            if core.pool is not None:  # warm workers (profiles' `pool: N`); they launch once agents may
+                await core.pool.start()
+                if live is not None:
+                    live.on_profiles_changed(core.pool.refresh)
             yield runtime
         finally:
             if face_task is not None:
@@ -90,4 +94,5 @@ class Runtime:
         return CoreScope(self.core, self.fanout), (LiveScope(self.live, self.fanout) if self.live is not None else None)
 
     def agents_alive(self) -> int:
-        return sum(1 for agent in self.core.agents.values() if agent.alive)
+        """The user's live agents (warm workers of the pool keep nothing alive)."""
+        return sum(1 for agent in self.core.list_agents() if agent.alive)

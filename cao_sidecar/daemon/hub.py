@@ -102,9 +102,10 @@ class Hub:
 
     async def run(self) -> None:
         """Start the runtime with the first connection; hold it until the end; then close it."""
-        from cao_sidecar.app import log_core_failure
+        from cao_sidecar.app import log_core_failure, preload_agent_face
         from cao_sidecar.runtime import Runtime
 
+        preload_agent_face()  # the MCP SDK imports while the first client connects and initializes
         self._check_idle()  # a starter that never connects: the process still ends
         first = asyncio.ensure_future(self._first_join.wait())
         stop = asyncio.ensure_future(self.stopping.wait())
@@ -137,7 +138,7 @@ class Hub:
             await stop
 
     async def _terminate_all(self, runtime: "Runtime") -> None:
-        for terminal_id in list(runtime.core.agents):
+        for terminal_id in [a.terminal_id for a in runtime.core.list_agents()]:  # warm ones go with the pool
             try:
                 await runtime.core.terminate(terminal_id)
             except Exception:  # noqa: BLE001 - the others still go
