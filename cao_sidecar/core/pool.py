@@ -29,12 +29,17 @@ from cao_sidecar import paths
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.events import StatusChanged
 from cao_sidecar.core.spec import WorkerSpec
+from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.core.supervisor import READY_TIMEOUT, AgentSupervisor
 from cao_sidecar.profiles.profile import Profile
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE = 30.0  # a warm worker that failed to start: try that profile again after this
+# A replacement starts once the taken worker's task is over, or after this long: a CLI booting
+# (seconds of CPU) next to the task would slow the very handoff the pool is there to speed up.
+REPLACE_AT_LATEST = 15.0
+TASK_OVER = (AgentStatus.COMPLETED, AgentStatus.ERROR, AgentStatus.EXITED)
 
 
 class WorkerPool:
@@ -135,7 +140,7 @@ class WorkerPool:
             # The user's agent from now on: every face hears of it as of a new agent.
             self._supervisor.events.emit(StatusChanged(agent, None, agent.status))
             self._record_soon()
-            self._wake.set()  # a replacement starts now
+            self._supervisor.spawn_background(self._replace_after(agent))
             return agent
         return None
 
@@ -201,6 +206,14 @@ class WorkerPool:
             self._supervisor.spawn_background(self._watch_exit(agent))
             log.info("worker pool: warm '%s' %s ready", name, agent.terminal_id)
         return True
+
+    async def _replace_after(self, taken: Agent) -> None:
+        """Wake the filler once `taken` has done its task (or at the latest after a while)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPLACE_AT_LATEST
+        while taken.status not in TASK_OVER and not taken.terminating and loop.time() < deadline:
+            await taken.wait_change(deadline - loop.time())
+        self._wake.set()
 
     async def _watch_exit(self, agent: Agent) -> None:
         """A warm worker whose CLI exits on its own leaves the pool (and is replaced)."""

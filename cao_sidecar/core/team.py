@@ -269,7 +269,8 @@ class Team:
         if new_worker:
             await self.assigns.close_handoff(agent.terminal_id)  # the caller gets the answer itself
         if new_worker and not keep:
-            await self.supervisor.teardown(agent)
+            # In the background: the answer is ready now, the CLI's exit takes a moment more.
+            self.supervisor.spawn_cleanup(self.supervisor.teardown(agent))
         return agent, answer
 
     def assign(
