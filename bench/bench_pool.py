@@ -12,8 +12,8 @@ Figures, medians of --runs (min-max):
   - spawn -> ready: a new Claude Code worker until it takes input (ours: connected to our MCP
     server too, as a handoff needs);
   - handoff round trip to a new worker: request -> answer (start, task, answer, teardown);
-  - the same to a profile with `pool: 1`, once its warm worker is ready: what a handoff costs
-    when the CLI has already booted;
+  - the same to a profile with `pool: 1`, once its warm worker has been ready for 2 s: what a
+    handoff costs when the CLI has already booted;
   - CAO (`pip install cli-agent-orchestrator` into its own venv, `cao-server` on a free port, its
     own HOME, CAO_HOME_DIR and tmux dir): spawn (`POST /sessions`) until the terminal is idle,
     and its handoff's steps over its HTTP API (create, wait idle, input, wait completed, output,
@@ -53,6 +53,7 @@ from fixtures import fake_model_server  # noqa: E402
 
 NODE_BIN = REPO / ".ci" / "node" / "node_modules" / ".bin"
 CLAUDE = shutil.which("claude", path=str(NODE_BIN)) or shutil.which("claude")
+WARM_IDLE_SECONDS = 2.0
 
 
 # ---- the fake model, with the time it spends answering ---------------------------------------------
@@ -219,6 +220,9 @@ async def bench_sidecar(table: Table, clock: ModelClock, model_url: str, runs: i
             w_ready = time.perf_counter()
             await wait_for(lambda: warm_ready(cao, "cc_warm"), 90, "a warm cc_warm worker")
             replaced.append(time.perf_counter() - w_ready)
+            # A pool is there ahead of the work: its worker has been idle a moment, as it would be
+            # (Claude Code keeps busy for a second or so after its prompt shows).
+            await asyncio.sleep(WARM_IDLE_SECONDS)
             t0, w0 = time.perf_counter(), time.time()
             result = await cao.handoff(f"say: warm-{i}", profile="cc_warm", timeout_seconds=120)
             warm.append(time.perf_counter() - t0)

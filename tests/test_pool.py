@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from cao_client import CaoClient
 from cao_client.client import CaoError
-from conftest import isolated_env, kill_tmux, orchestrator_pid
+from conftest import isolated_env, kill_orchestrator, kill_tmux, orchestrator_pid
 
 pytestmark = pytest.mark.asyncio
 
@@ -180,3 +180,20 @@ async def test_shutdown_and_memory_cap(env, tmp_base):
     assert f"mock_developer-{user_agent}" in panes(env)
     for pid in panes(env).values():
         os.kill(pid, 9)
+
+
+async def test_a_successor_stops_the_warm_workers_a_crash_left(env, tmp_base):
+    workspace = tmp_base / "workspace"
+    write_profile(workspace, "warm", WARM.format(n=2))
+    async with CaoClient.start(workspace=workspace, env=env) as cao:
+        pooled = await warm(cao, 2)
+        windows = panes(env)
+        names = [f"warm-{a['terminalId']}" for a in pooled]
+        pids = [windows[n] for n in names]
+        kill_orchestrator(env)  # SIGKILL: no chance to stop them itself
+    async with CaoClient.start(workspace=workspace, env=env) as cao:
+        await gone(pids, env, names)
+        fresh = await warm(cao, 2)
+        assert not {a["terminalId"] for a in fresh} & {a["terminalId"] for a in pooled}
+        assert await cao.list_agents() == []
+        await cao.shutdown_team()

@@ -49,6 +49,7 @@ class WorkerPool:
         self.max_memory_mb = max_memory_mb
         self._warm: dict[str, list[Agent]] = {}  # profile name -> its warm workers (starting or ready)
         self._ready: set[str] = set()  # terminal ids of warm workers that take input
+        self._launches: dict[str, asyncio.Task[None]] = {}  # terminal id -> its launch, while it runs
         self._profiles: dict[str, Profile] = {}  # the definition each profile's warm workers run
         self._fill: Optional[asyncio.Task[None]] = None
         self._wake = asyncio.Event()
@@ -111,6 +112,9 @@ class WorkerPool:
         agents = self.warm_workers()
         self._warm.clear()
         self._ready.clear()
+        for launch in self._launches.values():
+            launch.cancel()
+        self._launches.clear()
         await asyncio.gather(*(self._supervisor.discard(a) for a in agents), return_exceptions=True)
         with contextlib.suppress(OSError):
             await asyncio.to_thread(self._record.unlink, True)
@@ -129,8 +133,13 @@ class WorkerPool:
             return None
         session = spec.session or self._supervisor.default_session
         folder = os.path.abspath(os.path.expanduser(spec.working_directory)) if spec.working_directory else None
-        for agent in self._warm.get(spec.profile, []):
-            if agent.terminal_id not in self._ready or not agent.alive or agent.busy:
+        # A ready one first; else one still starting (the task waits only for the rest of its boot).
+        candidates = sorted(self._warm.get(spec.profile, []), key=lambda a: a.terminal_id not in self._ready)
+        for agent in candidates:
+            ready = agent.terminal_id in self._ready
+            if not agent.alive or agent.terminating or (ready and agent.busy):
+                continue
+            if not ready and agent.terminal_id not in self._launches:
                 continue
             if agent.session != session or (folder is not None and agent.working_directory != folder):
                 continue
@@ -143,6 +152,12 @@ class WorkerPool:
             self._supervisor.spawn_background(self._replace_after(agent))
             return agent
         return None
+
+    async def until_started(self, agent: Agent) -> None:
+        """Wait until a taken worker that was still starting is ready (raises as its launch did)."""
+        launch = self._launches.get(agent.terminal_id)
+        if launch is not None:
+            await asyncio.shield(launch)
 
     # ---- filling ------------------------------------------------------------------------------
 
@@ -191,12 +206,19 @@ class WorkerPool:
         self._profiles[name] = profile
         self._warm.setdefault(name, []).append(agent)
         self._record_soon()
+        launch = asyncio.get_running_loop().create_task(self._supervisor.launch(agent, ready_timeout=READY_TIMEOUT))
+        self._launches[agent.terminal_id] = launch
+        launch.add_done_callback(lambda _t: self._launches.pop(agent.terminal_id, None))
         try:
-            await self._supervisor.launch(agent, ready_timeout=READY_TIMEOUT)
+            await asyncio.shield(launch)
         except asyncio.CancelledError:
-            self._forget(agent)
+            if agent.pooled:
+                launch.cancel()
+                self._forget(agent)
             raise
         except Exception as exc:  # noqa: BLE001
+            if not agent.pooled:
+                return True  # taken while starting: its task reports the failure
             log.warning("worker pool: a warm '%s' did not start: %s", name, getattr(exc, "message", exc))
             self._forget(agent)
             self._record_soon()

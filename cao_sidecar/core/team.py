@@ -94,7 +94,8 @@ class Team:
 
     def new_worker(self, spec: WorkerSpec) -> tuple[Agent, bool]:
         """A worker for one task: a warm one from the pool if it has one that fits (True: it is
-        running and ready), else a new one, registered but not launched yet (False)."""
+        started, or starting: `pool.until_started`), else a new one, registered but not
+        launched yet (False)."""
         warm = self.pool.take(spec) if self.pool is not None else None
         if warm is not None:
             return warm, True
@@ -240,9 +241,12 @@ class Team:
                 raise
         try:
             text_for_agent(agent.provider, message, "message")  # refused before anything starts
-            if new_worker and not warm:
+            if new_worker:
                 try:
-                    await asyncio.wait_for(self.supervisor.launch(agent, ready_timeout=min(READY_TIMEOUT, timeout)), timeout)
+                    if warm and self.pool is not None:  # taken from the pool, perhaps still starting
+                        await asyncio.wait_for(self.pool.until_started(agent), timeout)
+                    else:
+                        await asyncio.wait_for(self.supervisor.launch(agent, ready_timeout=min(READY_TIMEOUT, timeout)), timeout)
                 except asyncio.TimeoutError:
                     raise AgentTimeout(
                         f"agent '{agent.profile.name}' was not ready within {timeout:g}s",
@@ -324,7 +328,12 @@ class Team:
             remaining = deadline - time.time()
             if remaining <= 0:
                 raise AgentTimeout("the assigned task did not start in time", terminalId=agent.terminal_id)
-            if not warm:
+            if warm and self.pool is not None:  # taken from the pool, perhaps still starting
+                try:
+                    await asyncio.wait_for(self.pool.until_started(agent), remaining)
+                except asyncio.TimeoutError:
+                    raise AgentTimeout("the assigned task did not start in time", terminalId=agent.terminal_id) from None
+            else:
                 await self.supervisor.launch(agent, ready_timeout=min(READY_TIMEOUT, remaining))
             answer = await self.run_turn(agent, message, max(0.001, deadline - time.time()), task_id=task_id)
             outcome = WorkerOutcome(agent, AgentStatus.COMPLETED, answer)
