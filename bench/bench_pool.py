@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -76,7 +77,7 @@ class ModelClock:
                 with clock._lock:
                     clock.intervals.append((start, time.time()))
 
-        fake_model_server._Handler.do_POST = timed  # type: ignore[method-assign]
+        fake_model_server._Handler.do_POST = timed  # type: ignore[method-assign,assignment]
 
     def first_after(self, start: float) -> Optional[float]:
         """Seconds from `start` to the first request the model got after it."""
@@ -123,7 +124,7 @@ class Table:
         for row in self.rows:
             overhead = ""
             if row["model"] and row["values"]:
-                overhead = f"{statistics.median([v - m for v, m in zip(row['values'], row['model'])]):6.2f} s"
+                overhead = f"{statistics.median([v - m for v, m in zip(row['values'], row['model'], strict=True)]):6.2f} s"
             print(f"{row['who']:14} {row['what']:44} {cell(row['values']):24} {cell(row['model']):22} {overhead:12}")
             if row["note"]:
                 print(f"{'':14}   {row['note']}")
@@ -167,6 +168,42 @@ async def wait_for(predicate: Callable[[], Any], timeout: float, what: str, inte
 
 
 # ---- ours -------------------------------------------------------------------------------------------
+
+
+async def bench_first_spawn_directly(table: Table) -> None:
+    """The orchestrator's runtime started in this process (modules imported already), then the
+    first spawn of the mock agent: what is left of the wait for the MCP endpoint."""
+    base = Path(tempfile.mkdtemp(prefix="cao-bench-first-"))
+    env = isolated_env(base, "http://127.0.0.1:9")
+    saved = {k: os.environ.get(k) for k in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "HOME")}
+    os.environ.update({k: env[k] for k in saved})
+    socket_name = f"cao-bench-first-{os.getpid()}"
+    import cao_sidecar.app  # noqa: F401 - what the orchestrator process has imported when its first client joins
+    import cao_sidecar.core.orchestrator  # noqa: F401
+    import cao_sidecar.profiles.live  # noqa: F401
+    from cao_sidecar.runtime import Runtime
+
+    try:
+        t0 = time.perf_counter()
+        async with Runtime.start(tmux_socket=socket_name, session="cao", workspace=base / "home") as runtime:
+            agent = runtime.core.create("mock_developer")
+            await runtime.core.launch(agent)
+            t_ready = time.perf_counter()
+            await runtime.agent_face_ready.wait()
+            t_face = time.perf_counter()
+            await runtime.core.teardown(agent)
+        table.add(
+            "cao-sidecar", "runtime start -> first spawn ready (mock)", [t_ready - t0],
+            note=f"directly, in this process; the MCP server itself was serving after {t_face - t0:.2f} s",
+        )  # fmt: skip
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True)  # noqa: ASYNC221 - at the end
+        shutil.rmtree(base, ignore_errors=True)
 
 
 async def bench_sidecar(table: Table, clock: ModelClock, model_url: str, runs: int) -> None:
@@ -241,7 +278,7 @@ async def bench_sidecar(table: Table, clock: ModelClock, model_url: str, runs: i
         await cao.shutdown_team(terminate_agents=True)
         await cao.close()
     finally:
-        subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True, env=env)
+        subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True, env=env)  # noqa: ASYNC221 - at the end
         if os.environ.get("BENCH_KEEP"):
             print(f"kept {base}")
         else:
@@ -332,7 +369,7 @@ async def bench_cao(table: Table, clock: ModelClock, model_url: str, runs: int, 
     if not (venv / "bin" / "cao-server").exists():
         table.add("CAO", "not measured", [], note=f"no cao-server in {venv} (pip install cli-agent-orchestrator there)")
         return
-    version = subprocess.run([str(venv / "bin" / "pip"), "show", "cli-agent-orchestrator"], capture_output=True, text=True).stdout
+    version = subprocess.run([str(venv / "bin" / "pip"), "show", "cli-agent-orchestrator"], capture_output=True, text=True).stdout  # noqa: ASYNC221
     version = next((line.split(":", 1)[1].strip() for line in version.splitlines() if line.startswith("Version:")), "?")
     who = f"CAO {version}"
     base = Path(tempfile.mkdtemp(prefix="cao-bench-cao-"))
@@ -362,7 +399,8 @@ async def bench_cao(table: Table, clock: ModelClock, model_url: str, runs: int, 
             t0, w0 = time.perf_counter(), time.time()
             terminal_id, _session = await spawn()
             await asyncio.to_thread(server.call, "POST", f"/terminals/{terminal_id}/input", {"message": f"say: cao-{i}"})
-            await wait_for(lambda: server.status(terminal_id) == "completed", 120, "CAO terminal completed")
+            done = functools.partial(lambda tid: server.status(tid) == "completed", terminal_id)
+            await wait_for(done, 120, "CAO terminal completed")
             output = await asyncio.to_thread(server.call, "GET", f"/terminals/{terminal_id}/output", {"mode": "last"})
             await asyncio.to_thread(server.call, "DELETE", f"/terminals/{terminal_id}")
             round_trips.append(time.perf_counter() - t0)
@@ -374,9 +412,9 @@ async def bench_cao(table: Table, clock: ModelClock, model_url: str, runs: int, 
         table.add(who, "failed", [], note=f"{type(exc).__name__}: {exc}; cao-server log: {server.log_tail()[-600:]!r}")
     finally:
         if os.environ.get("BENCH_KEEP"):
-            screens = subprocess.run(["tmux", "list-panes", "-a", "-F", "#{pane_id}"], env=server.env, capture_output=True, text=True)
+            screens = subprocess.run(["tmux", "list-panes", "-a", "-F", "#{pane_id}"], env=server.env, capture_output=True, text=True)  # noqa: ASYNC221
             for pane in screens.stdout.split():
-                shot = subprocess.run(["tmux", "capture-pane", "-p", "-t", pane], env=server.env, capture_output=True, text=True)
+                shot = subprocess.run(["tmux", "capture-pane", "-p", "-t", pane], env=server.env, capture_output=True, text=True)  # noqa: ASYNC221
                 print(f"CAO pane {pane}:\n{shot.stdout.rstrip()}")
         await asyncio.to_thread(server.stop)
         if os.environ.get("BENCH_KEEP"):
@@ -399,12 +437,13 @@ async def main() -> int:
     model = fake_model_server.FakeModelServer(delay=0.02).start()
     table = Table()
     try:
+        await bench_first_spawn_directly(table)
         await bench_sidecar(table, clock, model.url, args.runs)
         if not args.no_cao:
             await bench_cao(table, clock, model.url, args.runs, args.cao_venv)
     finally:
         model.stop()
-    claude_version = subprocess.run([CLAUDE, "--version"], capture_output=True, text=True).stdout.strip()
+    claude_version = subprocess.run([CLAUDE, "--version"], capture_output=True, text=True).stdout.strip()  # noqa: ASYNC221
     print(f"Claude Code {claude_version}; fake model (20 ms per streamed piece); {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
     table.print()

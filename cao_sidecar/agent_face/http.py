@@ -179,7 +179,7 @@ class AgentFace:
                 started.set()  # a wait on an event, not a poll of `server.started`
 
         server = _Server(config)
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign] # the sidecar owns signals
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment] # the sidecar owns signals
         self._server = server
         self._task = asyncio.get_running_loop().create_task(server.serve(sockets=self._sockets))
         ready = asyncio.ensure_future(started.wait())

@@ -63,10 +63,6 @@ class WorkerPool:
         """Profile name -> how many warm workers it asks for (the catalog as it is now)."""
         return {p.name: p.pool for p in self._supervisor.catalog.all() if p.pool > 0}
 
-    def counts(self) -> dict[str, int]:
-        """Profile name -> warm workers ready now."""
-        return {name: sum(1 for a in agents if a.terminal_id in self._ready) for name, agents in self._warm.items() if agents}
-
     def warm_workers(self) -> list[Agent]:
         return [a for agents in self._warm.values() for a in agents]
 

@@ -325,8 +325,6 @@ class AgentSupervisor:
             crash_point("before_paste", text)
             await self.tmux.paste_text(pane_id, text)
             crash_point("after_paste", text)
-            if agent.provider.enter_after_paste_seconds:
-                await asyncio.sleep(agent.provider.enter_after_paste_seconds)
             await self.tmux.send_keys(pane_id, "Enter")
             crash_point("after_enter", text)
         except PaneGone as exc:

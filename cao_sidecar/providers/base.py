@@ -121,9 +121,6 @@ class Provider:
     ready_settle_seconds: float = 0.0
     # The CLI takes a bracketed paste as one input (else a message is typed as one line).
     bracketed_paste: bool = True
-    # Seconds between a paste and its Enter: a CLI that reads both in one chunk takes the Enter
-    # as part of the paste (a newline in its input), and the turn starts only at the retry.
-    enter_after_paste_seconds: float = 0.0
 
     def launch(self, ctx: LaunchContext) -> LaunchSpec:  # pragma: no cover - every CLI has its own
         """The command (argv, no shell) and extra environment that start this CLI."""

@@ -108,9 +108,6 @@ class ClaudeCodeProvider(ScreenProvider):
     )
     exit_command = "/exit"
     interrupt_key = "Escape"
-    # Measured (2.1.197): an Enter sent right after the paste is swallowed about every time; the
-    # turn then started only at the Enter retry, 0.5 s later.
-    enter_after_paste_seconds = 0.05
     event_statuses = frozenset({S.PROCESSING, S.COMPLETED, S.ERROR, S.WAITING_USER_ANSWER})
     dialogs = (
         Dialog("workspace trust", r"Yes, I trust this folder|Do you trust the files in this folder", keys=("Enter",)),
