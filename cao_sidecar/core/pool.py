@@ -108,9 +108,10 @@ class WorkerPool:
         agents = self.warm_workers()
         self._warm.clear()
         self._ready.clear()
-        for launch in self._launches.values():
-            launch.cancel()
-        self._launches.clear()
+        for agent in agents:  # not the launches of workers already taken: their tasks wait on them
+            launch = self._launches.pop(agent.terminal_id, None)
+            if launch is not None:
+                launch.cancel()
         await asyncio.gather(*(self._supervisor.discard(a) for a in agents), return_exceptions=True)
         with contextlib.suppress(OSError):
             await asyncio.to_thread(self._record.unlink, True)
@@ -213,8 +214,8 @@ class WorkerPool:
                 self._forget(agent)
             raise
         except Exception as exc:  # noqa: BLE001
-            if not agent.pooled:
-                return True  # taken while starting: its task reports the failure
+            if not agent.pooled or agent not in self._warm.get(name, []):
+                return True  # taken while starting (its task reports the failure), or stopped on purpose
             log.warning("worker pool: a warm '%s' did not start: %s", name, getattr(exc, "message", exc))
             self._forget(agent)
             self._record_soon()

@@ -272,9 +272,12 @@ class Team:
         await self.supervisor.worktrees.finish(agent.terminal_id)  # its work committed and summarised
         if new_worker:
             await self.assigns.close_handoff(agent.terminal_id)  # the caller gets the answer itself
-        if new_worker and not keep:
-            # In the background: the answer is ready now, the CLI's exit takes a moment more.
+        if new_worker and not keep and warm:
+            # A warm worker's handoff is about speed: the answer goes now, the CLI's exit (a
+            # moment more) follows in the background.
             self.supervisor.spawn_cleanup(self.supervisor.teardown(agent))
+        elif new_worker and not keep:
+            await self.supervisor.teardown(agent)
         return agent, answer
 
     def assign(
