@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from cao_sidecar import paths
+from cao_sidecar import paths, preload
 
 log = logging.getLogger("cao_sidecar")
 
@@ -92,7 +92,7 @@ async def start_agent_face(core: Any, tmux_socket: str, created: Callable[[Any],
         return agent_face
     core.agents_may_start.set()
     try:
-        await preload_agent_face()
+        await preload.agent_face_modules()
         # Our own tools module in a thread too (pydantic models): the core's modules, which it
         # imports, are loaded by now, so the loop never waits on its import lock.
         await asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "cao_sidecar.agent_face.tools")
@@ -100,38 +100,3 @@ async def start_agent_face(core: Any, tmux_socket: str, created: Callable[[Any],
     except Exception:  # noqa: BLE001 - agents can still run, they just cannot delegate
         log.exception("the MCP server failed to start; agents cannot call tools")
     return agent_face
-
-
-_preload: "asyncio.Future[Any] | None" = None
-# Third-party only: a module the event loop's thread imports meanwhile would wait on the
-# thread's import lock (a stalled loop). Ours import quickly once these are loaded.
-PRELOAD_SWITCH_INTERVAL = 0.0005
-# In the order they are needed: the editor door's (the first request), then the agent face's.
-_HEAVY_MODULES = (
-    "lsprotocol.types", "pygls.lsp.server", "pygls.protocol",
-    "mcp.server.mcpserver", "mcp.server.transport_security", "mcp_types", "pydantic", "uvicorn",
-)  # fmt: skip
-
-
-def preload_agent_face() -> "asyncio.Future[Any]":
-    """Import the editor door's and the agent face's libraries (pygls about half a second, the
-    MCP SDK about a second) in a thread, once per loop: the orchestrator starts this as soon as
-    it runs, before any connection asks for them, so the event loop never imports them itself."""
-    global _preload
-    loop = asyncio.get_running_loop()
-    if _preload is None or _preload.get_loop() is not loop:  # a new loop (tests run several)
-        _preload = loop.run_in_executor(None, _import_heavy_modules)
-    return _preload
-
-
-def _import_heavy_modules() -> None:
-    # The event loop's thread gives the GIL up at every system call and then waits up to a
-    # switch interval (5 ms) to get it back from this thread: a short interval while it runs
-    # keeps the loop's start-up (tmux, the first spawn) from crawling.
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(PRELOAD_SWITCH_INTERVAL)
-    try:
-        for name in _HEAVY_MODULES:
-            importlib.import_module(name)
-    finally:
-        sys.setswitchinterval(interval)

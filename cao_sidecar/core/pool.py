@@ -119,8 +119,9 @@ class WorkerPool:
     # ---- taking a worker ----------------------------------------------------------------------
 
     def take(self, spec: WorkerSpec) -> Optional[Agent]:
-        """A ready warm worker that fits `spec` exactly (profile, provider, folder, session; no
-        name, no worktree), now an ordinary worker; None if the pool has none."""
+        """A warm worker (a ready one, else one still starting: see `until_started`) that fits
+        `spec` exactly (profile, provider, folder, session; no name, no worktree), now an
+        ordinary worker; None if the pool has none."""
         if self._closed or spec.name is not None or spec.worktree or spec.base_ref or spec.pooled:
             return None
         profile = self._current_profile(spec.profile)

@@ -102,10 +102,11 @@ class Hub:
 
     async def run(self) -> None:
         """Start the runtime with the first connection; hold it until the end; then close it."""
-        from cao_sidecar.app import log_core_failure, preload_agent_face
+        from cao_sidecar import preload
+        from cao_sidecar.app import log_core_failure
         from cao_sidecar.runtime import Runtime
 
-        preload_agent_face()  # the MCP SDK imports while the first client connects and initializes
+        preload.start()  # pygls and the MCP SDK import while the first client connects and initializes
         self._check_idle()  # a starter that never connects: the process still ends
         first = asyncio.ensure_future(self._first_join.wait())
         stop = asyncio.ensure_future(self.stopping.wait())
