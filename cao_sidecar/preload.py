@@ -34,6 +34,9 @@ class _Preload:
         self.loop = loop
         self.editor: asyncio.Future[None] = loop.create_future()
         self.agent_face: asyncio.Future[None] = loop.create_future()
+        # The agent face's libraries load when first asked for (the agent face starts, an ACP or
+        # MCP host connects): not beside the runtime's own start, which they would slow down.
+        self.agent_face_wanted = threading.Event()
         for name in OWN_MODULES:
             importlib.import_module(name)
         threading.Thread(target=self._run, name="cao-preload", daemon=True).start()
@@ -43,6 +46,8 @@ class _Preload:
         sys.setswitchinterval(SWITCH_INTERVAL)
         try:
             for modules, done in ((EDITOR_MODULES, self.editor), (AGENT_FACE_MODULES, self.agent_face)):
+                if done is self.agent_face:
+                    self.agent_face_wanted.wait()
                 error: Optional[BaseException] = None
                 try:
                     for name in modules:
@@ -78,5 +83,7 @@ async def editor_modules() -> None:
 
 
 async def agent_face_modules() -> None:
-    """Wait until the agent face's (and ACP's, MCP hosts') libraries are imported."""
-    await asyncio.shield(start().agent_face)
+    """Wait until the agent face's (and ACP's, MCP hosts') libraries are imported (asking for them)."""
+    current = start()
+    current.agent_face_wanted.set()
+    await asyncio.shield(current.agent_face)

@@ -56,6 +56,7 @@ class Runtime:
         core = await start_core(tmux_socket=tmux_socket, session=session, workspace=workspace, take_lock=take_lock)
         runtime: Optional[Runtime] = None
         face_task: Optional[asyncio.Task[Any]] = None
+        pool_task: Optional[asyncio.Task[None]] = None
         try:
             live = await start_live(core, initialize_params, workspace)
             runtime = cls(core=core, live=live, workspace=workspace, tmux_socket=tmux_socket)
@@ -73,12 +74,16 @@ class Runtime:
                 runtime.agent_face_ready.set()
 
             face_task = asyncio.get_running_loop().create_task(start_face())
-            if core.pool is not None:  # warm workers (profiles' `pool: N`); they launch once agents may
-                await core.pool.start()
+            if core.pool is not None:  # warm workers (profiles' `pool: N`), once the runtime serves
+                pool_task = asyncio.get_running_loop().create_task(core.pool.start())
                 if live is not None:
                     live.on_profiles_changed(core.pool.refresh)
             yield runtime
         finally:
+            if pool_task is not None and not pool_task.done():
+                pool_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await pool_task
             if face_task is not None:
                 face_task.cancel()
                 with contextlib.suppress(BaseException):

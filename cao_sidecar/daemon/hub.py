@@ -116,6 +116,9 @@ class Hub:
             stop.cancel()
             self.runtime_ready.cancel()
             return
+        # The runtime starts once the editor door can attach to it at once (its libraries are
+        # loaded): what adopted agents do in the first moments reaches the first editor too.
+        await preload.editor_modules()
         try:
             async with Runtime.start(
                 tmux_socket=self.tmux_socket,
