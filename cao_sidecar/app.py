@@ -1,8 +1,8 @@
 """The parts every process starts with: logging, the orchestration core, the agent face.
 
 `cao_sidecar.runtime.Runtime` composes them for the orchestrator; the MCP SDK is imported in a
-thread (about a second), so the event loop keeps serving meanwhile. Agents are launched only once
-the agent face is up.
+thread (about a second, cao_sidecar.preload), so the event loop keeps serving meanwhile. Agents
+launch once the agent face listens (its sockets, URL and credentials), before its server runs.
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 Every door (editors over LSP, ACP, MCP hosts, scripts) works on the same `Runtime`; the
 orchestrator process (`cao_sidecar.daemon.serve`) starts it once and hands it to each
-connection. Start-up order: the core (tmux, adopted agents), then the live config, then (in the
-background: the MCP SDK takes about a second to import) the agent face, after which agents may
-launch. Closing stops watching; agents keep running in tmux and a successor adopts them.
+connection. Start-up order: the core (tmux, adopted agents), then the live config, then in the
+background the agent face (it listens at once and agents may launch; its server runs once the MCP
+SDK is imported, about a second) and the pool of warm workers (core.pool). Closing stops
+watching and stops the warm workers; the user's agents keep running in tmux and a successor
+adopts them.
 """
 
 from __future__ import annotations
