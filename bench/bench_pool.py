@@ -181,8 +181,10 @@ async def bench_first_spawn_directly(table: Table) -> None:
     import cao_sidecar.app  # noqa: F401 - what the orchestrator process has imported when its first client joins
     import cao_sidecar.core.orchestrator  # noqa: F401
     import cao_sidecar.profiles.live  # noqa: F401
+    from cao_sidecar import preload
     from cao_sidecar.runtime import Runtime
 
+    await preload.editor_modules()  # as the orchestrator has, when its first client joins (daemon.hub)
     try:
         t0 = time.perf_counter()
         async with Runtime.start(tmux_socket=socket_name, session="cao", workspace=base / "home") as runtime:
