@@ -1,8 +1,8 @@
 """The parts every process starts with: logging, the orchestration core, the agent face.
 
 `cao_sidecar.runtime.Runtime` composes them for the orchestrator; the MCP SDK is imported in a
-thread (about a second), so the event loop keeps serving meanwhile. Agents are launched only once
-the agent face is up.
+thread (about a second, cao_sidecar.preload), so the event loop keeps serving meanwhile. Agents
+launch once the agent face listens (its sockets, URL and credentials), before its server runs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from cao_sidecar import paths
+from cao_sidecar import paths, preload
 
 log = logging.getLogger("cao_sidecar")
 
@@ -76,8 +76,6 @@ async def start_agent_face(core: Any, tmux_socket: str, created: Callable[[Any],
     Shared by every editor face (LSP on stdio, ACP). `created(face)` is called before the server
     starts, so a caller can close it even if start-up is cancelled half-way.
     """
-    # The MCP SDK takes about a second to import: a thread keeps the event loop serving.
-    await asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "cao_sidecar.agent_face.tools")
     from cao_sidecar.agent_face.http import AgentFace
 
     # Stable per tmux socket, so agents adopted after a restart still reach us (their
@@ -85,8 +83,20 @@ async def start_agent_face(core: Any, tmux_socket: str, created: Callable[[Any],
     agent_face = AgentFace(core, core.state_dir / f"mcp-{tmux_socket}.sock", core.state_dir / f"mcp-{tmux_socket}.port")
     created(agent_face)
     try:
+        # Sockets, URL and credentials need no SDK: agents launch now, and a CLI that connects
+        # early waits in the listen backlog until the server below accepts.
+        agent_face.bind()
+    except Exception:  # noqa: BLE001 - agents can still run, they just cannot delegate
+        log.exception("the MCP server could not listen; agents cannot call tools")
+        core.agents_may_start.set()
+        return agent_face
+    core.agents_may_start.set()
+    try:
+        await preload.agent_face_modules()
+        # Our own tools module in a thread too (pydantic models): the core's modules, which it
+        # imports, are loaded by now, so the loop never waits on its import lock.
+        await asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "cao_sidecar.agent_face.tools")
         await agent_face.start()
     except Exception:  # noqa: BLE001 - agents can still run, they just cannot delegate
         log.exception("the MCP server failed to start; agents cannot call tools")
-    core.agents_may_start.set()
     return agent_face

@@ -166,7 +166,7 @@ async def send_message(door: Door, p: wire.SendMessageParams) -> wire.SendMessag
 @_handles("cao/listAgents")
 async def list_agents(door: Door, p: wire.ListAgentsParams) -> wire.ListAgentsResult:
     core = await door.core()
-    return wire.ListAgentsResult(agents=[views.agent_info(a, core) for a in core.list_agents(p.session)])
+    return wire.ListAgentsResult(agents=[views.agent_info(a, core) for a in core.list_agents(p.session, include_pooled=p.include_pooled)])
 
 
 @_handles("cao/answer")
@@ -252,7 +252,7 @@ async def shutdown(door: Door, p: wire.ShutdownParams) -> wire.ShutdownResult:
         raise CaoError("this server cannot be shut down from here")
     if p.terminate_agents:
         core = await door.core()
-        for agent in list(core.agents.values()):
+        for agent in core.list_agents():  # warm workers of the pool end with the orchestrator
             await core.terminate(agent.terminal_id)
     # After the answer has gone out: the orchestrator then closes every connection.
     asyncio.get_running_loop().call_later(0.05, hook, False)

@@ -2,9 +2,11 @@
 
 Every door (editors over LSP, ACP, MCP hosts, scripts) works on the same `Runtime`; the
 orchestrator process (`cao_sidecar.daemon.serve`) starts it once and hands it to each
-connection. Start-up order: the core (tmux, adopted agents), then the live config, then (in the
-background: the MCP SDK takes about a second to import) the agent face, after which agents may
-launch. Closing stops watching; agents keep running in tmux and a successor adopts them.
+connection. Start-up order: the core (tmux, adopted agents), then the live config, then in the
+background the agent face (it listens at once and agents may launch; its server runs once the MCP
+SDK is imported, about a second) and the pool of warm workers (core.pool). Closing stops
+watching and stops the warm workers; the user's agents keep running in tmux and a successor
+adopts them.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Runtime:
         core = await start_core(tmux_socket=tmux_socket, session=session, workspace=workspace, take_lock=take_lock)
         runtime: Optional[Runtime] = None
         face_task: Optional[asyncio.Task[Any]] = None
+        pool_task: Optional[asyncio.Task[None]] = None
         try:
             live = await start_live(core, initialize_params, workspace)
             runtime = cls(core=core, live=live, workspace=workspace, tmux_socket=tmux_socket)
@@ -73,8 +76,16 @@ class Runtime:
                 runtime.agent_face_ready.set()
 
             face_task = asyncio.get_running_loop().create_task(start_face())
+            if core.pool is not None:  # warm workers (profiles' `pool: N`), once the runtime serves
+                pool_task = asyncio.get_running_loop().create_task(core.pool.start())
+                if live is not None:
+                    live.on_profiles_changed(core.pool.refresh)
             yield runtime
         finally:
+            if pool_task is not None and not pool_task.done():
+                pool_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await pool_task
             if face_task is not None:
                 face_task.cancel()
                 with contextlib.suppress(BaseException):
@@ -90,4 +101,5 @@ class Runtime:
         return CoreScope(self.core, self.fanout), (LiveScope(self.live, self.fanout) if self.live is not None else None)
 
     def agents_alive(self) -> int:
-        return sum(1 for agent in self.core.agents.values() if agent.alive)
+        """The user's live agents (warm workers of the pool keep nothing alive)."""
+        return sum(1 for agent in self.core.list_agents() if agent.alive)

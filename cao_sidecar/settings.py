@@ -90,6 +90,10 @@ class Settings:
     clock_offset_seconds: float = _setting("CAO_CLOCK_OFFSET_SECONDS", 0.0, _offset)
     #: the orchestrator ends this long after its last connection and agent are gone
     orchestrator_grace: float = _setting("CAO_ORCHESTRATOR_GRACE", 3.0, _seconds())
+    #: warm workers (profiles' `pool: N`): at most this many across all profiles
+    pool_max_workers: int = _setting("CAO_POOL_MAX_WORKERS", 4, _count)
+    #: warm workers: no new one starts while the warm ones' processes use this much memory (RSS, MiB)
+    pool_max_memory_mb: int = _setting("CAO_POOL_MAX_MEMORY_MB", 2048, _count)
     #: "point:marker": the sidecar kills itself there (crash tests, core.crash_hooks)
     test_kill_at: str = _setting("CAO_TEST_KILL_AT", "", str)
     # -- long handoffs (cao_sidecar/handoff_tickets.py) --

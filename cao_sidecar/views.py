@@ -54,6 +54,7 @@ def agent_info(agent: Agent, core: Orchestrator) -> wire.AgentInfo:
         name=agent.name,
         prompt=prompt_info(agent),
         attach_command=attach_command(core, agent),
+        pooled=agent.pooled,
     )
 
 

@@ -136,6 +136,7 @@ class SendMessageResult:
 @attrs.define
 class ListAgentsParams:
     session: Optional[str] = None
+    include_pooled: bool = False  # also the pool's warm workers (pooled: true), which are no one's yet
 
 
 @attrs.define
@@ -161,6 +162,8 @@ class AgentInfo:
     prompt: Optional[PromptInfo] = None
     # argv that shows the agent's live tmux window in a terminal (empty once it has exited)
     attach_command: list[str] = attrs.Factory(list)
+    # a warm worker of the pool (listed only with includePooled): not the user's agent
+    pooled: bool = False
 
 
 @attrs.define

@@ -24,6 +24,7 @@ from cao_sidecar.core.orchestrator import Orchestrator
 log = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
+LISTEN_BACKLOG = 1024  # agents that connect before the server accepts wait here
 
 
 class AuthMiddleware:
@@ -85,6 +86,8 @@ class AgentFace:
         self.url: Optional[str] = None
         self._server: Any = None
         self._task: Optional[asyncio.Task[None]] = None
+        self._sockets: list[socket.socket] = []
+        self._allowed_hosts: tuple[str, ...] = ()
 
     def caller_of(self, ctx: Any) -> Agent:
         from mcp.server.mcpserver.exceptions import ToolError
@@ -102,15 +105,12 @@ class AgentFace:
         token = self.credentials.issue(agent.terminal_id, agent.agent_dir)
         return {"CAO_MCP_URL": self.url, "CAO_MCP_TOKEN": token, "CAO_MCP_SOCKET": str(self.unix_socket_path)}
 
-    async def start(self) -> None:
-        # Imported here: the SDK costs about a second, and the editor's initialize must not wait.
-        import uvicorn
-        from mcp.server.transport_security import TransportSecuritySettings
-
-        from cao_sidecar.agent_face import guard
-        from cao_sidecar.agent_face.tools import build_mcp_server
-
-        mcp = build_mcp_server(self._core, self.caller_of)
+    def bind(self) -> None:
+        """Listen on both sockets and let agents launch: their URL and credentials are known
+        now, and a CLI that connects before the server runs waits in the listen backlog. Needs
+        no MCP SDK (about a second to import), so the first spawn does not wait for it."""
+        if self.url is not None:
+            return
         # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets of a listener
         # created with it, and without it keep-alive clients wait ~40 ms per call (Nagle + delayed ACK).
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -125,13 +125,6 @@ class AgentFace:
                 paths.write_private_text(self._port_file, str(port))
             except OSError as exc:
                 log.warning("could not record the MCP port in %s: %s", self._port_file, exc)
-        allowed_hosts = (f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", "localhost")
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=True, allowed_hosts=list(allowed_hosts), allowed_origins=[]
-        )
-        app = mcp.streamable_http_app(
-            streamable_http_path=MCP_PATH, stateless_http=True, json_response=True, transport_security=security
-        )
         with contextlib.suppress(FileNotFoundError):
             self.unix_socket_path.unlink()
         unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -141,6 +134,33 @@ class AgentFace:
         finally:
             os.umask(old_umask)
         os.chmod(self.unix_socket_path, 0o600)
+        for sock in (tcp, unix):
+            sock.listen(LISTEN_BACKLOG)
+        self._sockets = [tcp, unix]
+        self._allowed_hosts = (f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", "localhost")
+        self.url = f"http://127.0.0.1:{port}{MCP_PATH}"
+        self._core.add_env_hook(self.agent_env)
+        self.adopt_credentials()
+        self._core.add_status_listener(self._on_status)
+
+    async def start(self) -> None:
+        """Bind (if not yet), then serve MCP on the bound sockets once the SDK is imported."""
+        self.bind()
+        # Imported here: the SDK costs about a second, and the editor's initialize must not wait.
+        import uvicorn
+        from mcp.server.transport_security import TransportSecuritySettings
+
+        from cao_sidecar.agent_face import guard
+        from cao_sidecar.agent_face.tools import build_mcp_server
+
+        mcp = build_mcp_server(self._core, self.caller_of)
+        allowed_hosts = self._allowed_hosts
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True, allowed_hosts=list(allowed_hosts), allowed_origins=[]
+        )
+        app = mcp.streamable_http_app(
+            streamable_http_path=MCP_PATH, stateless_http=True, json_response=True, transport_security=security
+        )
         guard.raise_open_files_limit()
         config = uvicorn.Config(
             AuthMiddleware(self._hooks(app), self.credentials, allowed_hosts, self._core.mcp_request_seen),
@@ -151,19 +171,23 @@ class AgentFace:
             log_level="warning",
             timeout_graceful_shutdown=1,
         )
-        server = uvicorn.Server(config)
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign] # the sidecar owns signals
+        started = asyncio.Event()
+
+        class _Server(uvicorn.Server):
+            async def startup(self, sockets: Any = None) -> None:
+                await super().startup(sockets=sockets)
+                started.set()  # a wait on an event, not a poll of `server.started`
+
+        server = _Server(config)
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment] # the sidecar owns signals
         self._server = server
-        self._task = asyncio.get_running_loop().create_task(server.serve(sockets=[tcp, unix]))
-        while not server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("the MCP server stopped while starting")
-            await asyncio.sleep(0.005)
-        self.url = f"http://127.0.0.1:{port}{MCP_PATH}"
-        self._core.add_env_hook(self.agent_env)
-        self.adopt_credentials()
-        self._core.add_status_listener(self._on_status)
+        self._task = asyncio.get_running_loop().create_task(server.serve(sockets=self._sockets))
+        ready = asyncio.ensure_future(started.wait())
+        await asyncio.wait([ready, self._task], return_when=asyncio.FIRST_COMPLETED)
+        if not started.is_set():
+            ready.cancel()
+            self._task.result()
+            raise RuntimeError("the MCP server stopped while starting")
         log.info("MCP server on %s and %s", self.url, self.unix_socket_path)
 
     def _previous_port(self) -> int:
@@ -198,5 +222,7 @@ class AgentFace:
         if self._task is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(self._task, 3)
+        for sock in self._sockets:  # bound but perhaps never served
+            sock.close()
         with contextlib.suppress(FileNotFoundError):
             self.unix_socket_path.unlink()

@@ -124,6 +124,9 @@ class Agent:
     _changed: asyncio.Event = attrs.field(factory=asyncio.Event)
     # Set at the first request the agent's CLI made to our MCP endpoint (with its credential).
     mcp_connected: asyncio.Event = attrs.field(factory=asyncio.Event)
+    # A warm worker of the pool (core.pool): hidden from the user's agents and from other
+    # agents until a handoff or assign takes it (then False for good).
+    pooled: bool = False
 
     @property
     def alive(self) -> bool:

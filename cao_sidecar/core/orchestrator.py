@@ -23,6 +23,7 @@ from cao_sidecar.core.events import (
 )
 from cao_sidecar.core.inbox import Inbox
 from cao_sidecar.core.leads import LeadMailboxes
+from cao_sidecar.core.pool import WorkerPool
 from cao_sidecar.core.reporting import AssignReports
 from cao_sidecar.core.spec import WorkerSpec
 from cao_sidecar.core.startup import EnvHook
@@ -32,6 +33,7 @@ from cao_sidecar.core.supervisor import READY_TIMEOUT, AgentSupervisor
 from cao_sidecar.core.team import Team, check_agent_text
 from cao_sidecar.core.worktree_manager import WorktreeManager
 from cao_sidecar.profiles.catalog import ProfileCatalog
+from cao_sidecar.settings import settings
 from cao_sidecar.storage.agents import AgentStore
 from cao_sidecar.storage.logs import ConversationLogs
 from cao_sidecar.storage.messages import MessageStore, StoredMessage
@@ -65,7 +67,10 @@ class Orchestrator(Team):
             state_dir=state_dir, messages=stores.messages, agent_store=stores.agents, reports=stores.reports,
             logs=stores.logs, events=events, queue_stored=supervisor.queue_stored,
         )  # fmt: skip
-        super().__init__(supervisor, assigns)
+        pool = WorkerPool(
+            supervisor, max_workers=settings().pool_max_workers, max_memory_mb=settings().pool_max_memory_mb
+        )
+        super().__init__(supervisor, assigns, pool)
         assigns.describe_work = supervisor.worktrees.describe  # a worker's report says where its work is
         # Things the user should hear about once an editor is connected (a state db set aside).
         self.notices: list[str] = [notice] if notice else []

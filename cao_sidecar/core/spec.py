@@ -21,6 +21,7 @@ class WorkerSpec:
     worktree: Optional[bool] = None  # its own git worktree (core.worktree_manager)
     base_ref: Optional[str] = None  # where that worktree's branch starts
     model: Optional[str] = None  # this worker's model instead of its profile's (handoff/assign `model`)
+    pooled: bool = False  # a warm worker the pool keeps (core.pool): not the user's until taken
 
     def joining(self, caller: Optional[Caller]) -> "WorkerSpec":
         """A worker started for an agent joins the caller's session and working directory."""

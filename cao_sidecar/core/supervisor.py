@@ -142,7 +142,7 @@ class AgentSupervisor:
 
     def get_agent(self, terminal_id: str) -> Agent:
         agent = self.agents.get(terminal_id)
-        if agent is None:
+        if agent is None or agent.pooled:  # a warm worker is no one's to act on (core.pool)
             raise UnknownTerminal(f"no agent with terminal id '{terminal_id}'", terminalId=terminal_id)
         return agent
 
@@ -150,19 +150,23 @@ class AgentSupervisor:
         """An agent by terminal id, or by name within `session`. With `same_session` (an agent's
         own call) an agent of another session is not found: an agent acts only on its team."""
         agent = self.agents.get(target)
-        if agent is not None:
+        if agent is not None and not agent.pooled:
             if same_session and agent.session != session:
                 raise UnknownTerminal(f"no agent '{target}' in your session '{session}'", terminalId=target)
             return agent
-        named = [a for a in self.agents.values() if a.name == target and (session is None or a.session == session)]
+        named = [a for a in self.agents.values() if a.name == target and not a.pooled and (session is None or a.session == session)]
         if len(named) == 1:
             return named[0]
         if len(named) > 1:
             raise InvalidRequest(f"more than one agent is named '{target}'; use its terminal id", field="target")
         raise UnknownTerminal(f"no agent with terminal id or name '{target}'", terminalId=target)
 
-    def list_agents(self, session: str | None = None) -> list[Agent]:
-        return [a for a in self.agents.values() if session is None or a.session == session]
+    def list_agents(self, session: str | None = None, *, include_pooled: bool = False) -> list[Agent]:
+        """The user's agents (warm workers of the pool only with `include_pooled`)."""
+        return [
+            a for a in self.agents.values()
+            if (session is None or a.session == session) and (include_pooled or not a.pooled)
+        ]  # fmt: skip
 
     def inbox_of(self, terminal_id: str) -> Optional[Inbox]:
         return self._inboxes.get(terminal_id)
@@ -205,6 +209,7 @@ class AgentSupervisor:
             working_directory=cwd,
             agent_dir=agent_dir,
             name=name,
+            pooled=spec.pooled,
         )
         self.worktrees.plan(agent, spec.worktree, spec.base_ref)  # raises before anything is stored
         with refusing_when_full(self.state_dir):

@@ -24,6 +24,7 @@ from cao_sidecar.core.errors import (
 )
 from cao_sidecar.core.events import EventSource, WorkerOutcome
 from cao_sidecar.core.leads import Caller
+from cao_sidecar.core.pool import WorkerPool
 from cao_sidecar.core.recovery import adopt_agents
 from cao_sidecar.core.reporting import AssignReports
 from cao_sidecar.core.spec import WorkerSpec
@@ -52,9 +53,10 @@ def check_agent_text(text: str, field: str) -> None:
 
 
 class Team:
-    def __init__(self, supervisor: AgentSupervisor, assigns: AssignReports) -> None:
+    def __init__(self, supervisor: AgentSupervisor, assigns: AssignReports, pool: Optional[WorkerPool] = None) -> None:
         self.supervisor = supervisor
         self.assigns = assigns
+        self.pool = pool  # warm workers a handoff or assign takes first (core.pool)
 
     @property
     def events(self) -> EventSource:
@@ -72,7 +74,9 @@ class Team:
 
     async def close(self) -> None:
         """Stop watching. Agents keep running in tmux: they outlive the sidecar (failed ones'
-        windows are removed first)."""
+        windows are removed first). Warm workers of the pool are stopped: they serve no one."""
+        if self.pool is not None:
+            await self.pool.close()
         await self.supervisor.finish_cleanups()
         self.assigns.closing = True
         await self.supervisor.close()
@@ -85,8 +89,17 @@ class Team:
     def resolve_target(self, target: str, session: str | None, *, same_session: bool = False) -> Agent:
         return self.supervisor.resolve_target(target, session, same_session=same_session)
 
-    def list_agents(self, session: str | None = None) -> list[Agent]:
-        return self.supervisor.list_agents(session)
+    def list_agents(self, session: str | None = None, *, include_pooled: bool = False) -> list[Agent]:
+        return self.supervisor.list_agents(session, include_pooled=include_pooled)
+
+    def new_worker(self, spec: WorkerSpec) -> tuple[Agent, bool]:
+        """A worker for one task: a warm one from the pool if it has one that fits (True: it is
+        started, or starting: `pool.until_started`), else a new one, registered but not
+        launched yet (False)."""
+        warm = self.pool.take(spec) if self.pool is not None else None
+        if warm is not None:
+            return warm, True
+        return self.supervisor.create(spec), False
 
     async def get_output(self, terminal_id: str, mode: str = "last") -> str:
         agent = self.get_agent(terminal_id)
@@ -196,10 +209,11 @@ class Team:
         check_room(self.supervisor.state_dir)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        warm = False
         if profile is not None:
             new_worker = True
             spec = WorkerSpec(profile, provider, working_directory, session, worktree=worktree, base_ref=base_ref, model=model)
-            agent = self.supervisor.create(spec.joining(caller))
+            agent, warm = self.new_worker(spec.joining(caller))
         else:
             assert terminal_id is not None
             new_worker = False
@@ -212,7 +226,7 @@ class Team:
             on_agent(agent)
         self.supervisor.stores.logs.event(
             "handoff.start", agent.terminal_id, profile=agent.profile.name, newWorker=new_worker,
-            caller=caller.terminal_id if caller else None, message=message,
+            caller=caller.terminal_id if caller else None, message=message, warm=warm,
         )
         task_id: str | None = None
         if new_worker:
@@ -230,7 +244,10 @@ class Team:
             text_for_agent(agent.provider, message, "message")  # refused before anything starts
             if new_worker:
                 try:
-                    await asyncio.wait_for(self.supervisor.launch(agent, ready_timeout=min(READY_TIMEOUT, timeout)), timeout)
+                    if warm and self.pool is not None:  # taken from the pool, perhaps still starting
+                        await asyncio.wait_for(self.pool.until_started(agent), timeout)
+                    else:
+                        await asyncio.wait_for(self.supervisor.launch(agent, ready_timeout=min(READY_TIMEOUT, timeout)), timeout)
                 except asyncio.TimeoutError:
                     raise AgentTimeout(
                         f"agent '{agent.profile.name}' was not ready within {timeout:g}s",
@@ -256,7 +273,11 @@ class Team:
         await self.supervisor.worktrees.finish(agent.terminal_id)  # its work committed and summarised
         if new_worker:
             await self.assigns.close_handoff(agent.terminal_id)  # the caller gets the answer itself
-        if new_worker and not keep:
+        if new_worker and not keep and warm:
+            # A warm worker's handoff is about speed: the answer goes now, the CLI's exit (a
+            # moment more) follows in the background.
+            self.supervisor.spawn_cleanup(self.supervisor.teardown(agent))
+        elif new_worker and not keep:
             await self.supervisor.teardown(agent)
         return agent, answer
 
@@ -281,7 +302,7 @@ class Team:
             raise InvalidRequest("field 'message' must not be empty", field="message")
         check_agent_text(message, "message")
         spec = WorkerSpec(profile, provider, working_directory, session, worktree=worktree, base_ref=base_ref, model=model)
-        agent = self.supervisor.create(spec.joining(caller))
+        agent, warm = self.new_worker(spec.joining(caller))
         try:
             task_id = self.assigns.record_task(
                 agent.terminal_id, agent.profile.name, message, caller.terminal_id if caller else None, keep, timeout
@@ -291,24 +312,34 @@ class Team:
             raise
         self.supervisor.stores.logs.event(
             "assign.start", agent.terminal_id, profile=profile, caller=caller.terminal_id if caller else None,
-            message=message,
+            message=message, warm=warm,
         )
         self.supervisor.spawn_background(
-            self.run_assigned(agent, task_id, message, time.time() + timeout, keep, caller.terminal_id if caller else None)
+            self.run_assigned(
+                agent, task_id, message, time.time() + timeout, keep, caller.terminal_id if caller else None, warm=warm
+            )
         )
         return agent
 
     async def run_assigned(
-        self, agent: Agent, task_id: str, message: str, deadline: float, keep: bool, caller_id: str | None
+        self, agent: Agent, task_id: str, message: str, deadline: float, keep: bool, caller_id: str | None,
+        *, warm: bool = False,
     ) -> None:
-        """Launch a new worker, give it its stored task, report how it ended. `deadline` is wall-clock."""
+        """Launch a new worker (unless `warm`: a ready one from the pool), give it its stored
+        task, report how it ended. `deadline` is wall-clock."""
         outcome: WorkerOutcome
         try:
             text_for_agent(agent.provider, message, "message")  # refused before anything starts
             remaining = deadline - time.time()
             if remaining <= 0:
                 raise AgentTimeout("the assigned task did not start in time", terminalId=agent.terminal_id)
-            await self.supervisor.launch(agent, ready_timeout=min(READY_TIMEOUT, remaining))
+            if warm and self.pool is not None:  # taken from the pool, perhaps still starting
+                try:
+                    await asyncio.wait_for(self.pool.until_started(agent), remaining)
+                except asyncio.TimeoutError:
+                    raise AgentTimeout("the assigned task did not start in time", terminalId=agent.terminal_id) from None
+            else:
+                await self.supervisor.launch(agent, ready_timeout=min(READY_TIMEOUT, remaining))
             answer = await self.run_turn(agent, message, max(0.001, deadline - time.time()), task_id=task_id)
             outcome = WorkerOutcome(agent, AgentStatus.COMPLETED, answer)
         except CaoError as exc:

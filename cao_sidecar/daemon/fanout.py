@@ -66,8 +66,10 @@ class Fanout:
         return any(ready() for _sink, ready in self._sinks)
 
     def connect_core(self, core: "Orchestrator") -> None:
-        core.add_status_listener(self.emitter("status"))
-        core.add_prompt_listener(self.emitter("prompt"))
+        status, prompt = self.emitter("status"), self.emitter("prompt")
+        # Warm workers of the pool are no one's agents until taken: connections never hear of them.
+        core.add_status_listener(lambda agent, *rest: None if agent.pooled else status(agent, *rest))
+        core.add_prompt_listener(lambda agent, *rest: None if agent.pooled else prompt(agent, *rest))
         core.add_completed_listener(self.emitter("completed"))
         self.on_new_sink = lambda: core.set_report_sink(self.report, self.report_ready)
 

@@ -102,9 +102,11 @@ class Hub:
 
     async def run(self) -> None:
         """Start the runtime with the first connection; hold it until the end; then close it."""
+        from cao_sidecar import preload
         from cao_sidecar.app import log_core_failure
         from cao_sidecar.runtime import Runtime
 
+        preload.start()  # pygls and the MCP SDK import while the first client connects and initializes
         self._check_idle()  # a starter that never connects: the process still ends
         first = asyncio.ensure_future(self._first_join.wait())
         stop = asyncio.ensure_future(self.stopping.wait())
@@ -114,6 +116,9 @@ class Hub:
             stop.cancel()
             self.runtime_ready.cancel()
             return
+        # The runtime starts once the editor door can attach to it at once (its libraries are
+        # loaded): what adopted agents do in the first moments reaches the first editor too.
+        await preload.editor_modules()
         try:
             async with Runtime.start(
                 tmux_socket=self.tmux_socket,
@@ -137,7 +142,7 @@ class Hub:
             await stop
 
     async def _terminate_all(self, runtime: "Runtime") -> None:
-        for terminal_id in list(runtime.core.agents):
+        for terminal_id in [a.terminal_id for a in runtime.core.list_agents()]:  # warm ones go with the pool
             try:
                 await runtime.core.terminate(terminal_id)
             except Exception:  # noqa: BLE001 - the others still go

@@ -48,6 +48,13 @@ async def serve_lsp(hub: "Hub", reader: asyncio.StreamReader, writer: asyncio.St
     params = initialize.get("params")
     connection = hub.join("lsp", trusted=handshake.workspace_trusted(params), initialize_params=params)
 
+    from cao_sidecar import preload
+
+    try:  # never beside the import thread on the same package (a deadlock): see cao_sidecar.preload
+        await preload.editor_modules()
+    except BaseException:
+        hub.leave(connection)
+        raise
     from cao_sidecar.editor.ask import ask_user_enabled
     from cao_sidecar.editor.server import build_server, connect_live, connect_notifications
 

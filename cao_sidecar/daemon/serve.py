@@ -162,6 +162,10 @@ class DoorServer:
         pump = None
         try:
             name, rest = await read_door(reader)
+            if name in ("acp", "mcp"):  # their libraries: never beside the import thread (cao_sidecar.preload)
+                from cao_sidecar import preload
+
+                await preload.agent_face_modules()
             door = _door(name)
             if isinstance(door, str):
                 log.warning("refused a connection: %s", door)

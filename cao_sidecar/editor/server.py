@@ -273,7 +273,7 @@ def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_
     core.add_prompt_listener(on_prompt)
     if asker is not None:
         # Questions already waiting (agents adopted after a restart): ask about them too.
-        for agent in list(core.agents.values()):
+        for agent in core.list_agents():  # not the pool's warm workers
             if agent.status is AgentStatus.WAITING_USER_ANSWER:
                 asker.on_status(agent, None, agent.status)
 

@@ -47,7 +47,9 @@ KNOWN_FIELDS = (
     "tags",
     "worktree",
     "worktreeFiles",
+    "pool",
 )
+MAX_POOL = 16  # warm workers one profile may ask for (the global cap in settings limits them all)
 ALIASES = {"tools": "allowedTools", "allowed_tools": "allowedTools", "mcp_servers": "mcpServers", "cwd": "workingDirectory"}
 RESERVED_MCP_SERVER = "cao"
 # CAO's profiles name no provider (CAO picks one when it launches): such a profile runs on this.
@@ -98,6 +100,7 @@ class Profile:
     tags: list[str] = attrs.field(factory=list)
     worktree: bool = False  # each agent gets its own git worktree and branch (core.worktree_manager)
     worktree_files: list[str] = attrs.field(factory=list)  # untracked files copied into it (.env, ...)
+    pool: int = 0  # warm, idle, fresh workers the orchestrator keeps started (core.pool)
 
     @property
     def scope(self) -> str:
@@ -173,6 +176,7 @@ def check_profile(
     tags = c.string_list("tags") or []
     worktree = c.boolean("worktree", False)
     worktree_files = _worktree_files(c)
+    pool = _pool_size(c, worktree)
     c.unknown_fields(
         KNOWN_FIELDS, ALIASES, passed_on="it is passed to the provider as a provider-specific option, if it has one by that name"
     )
@@ -201,6 +205,7 @@ def check_profile(
             tags=tags,
             worktree=worktree,
             worktree_files=worktree_files,
+            pool=pool,
         ),
         c.diagnostics,
     )
@@ -229,6 +234,21 @@ def _worktree_files(c: Checker) -> Optional[list[str]]:
             )
             return None
     return files
+
+
+def _pool_size(c: Checker, worktree: bool) -> int:
+    """`pool: N`: a whole number from 0 to MAX_POOL; none for a worktree profile (each of its
+    workers needs a branch made for its task, which a warm worker cannot have yet)."""
+    value = c.fm.fields.get("pool")
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_POOL:
+        c.error(f"'pool' must be a whole number from 0 to {MAX_POOL}, got {show(value) if isinstance(value, str) else value!r}", "pool")
+        return 0
+    if value and worktree:
+        c.warning("'pool' is ignored for a profile with 'worktree: true' (a warm worker has no task branch yet)", "pool")
+        return 0
+    return value
 
 
 def _working_directory(c: Checker, base_dir: Path | None) -> Optional[str]:

@@ -1,0 +1,89 @@
+"""Heavy libraries imported in a thread, from the orchestrator's start, before anyone asks.
+
+pygls/lsprotocol (about half a second) serve the editor door's first request; the MCP SDK,
+pydantic and uvicorn (about a second) serve the agent face, ACP and MCP hosts. Imported on the
+event loop, they would stall every connection; imported only when the agent face starts, the
+first spawn used to wait for them.
+
+Two threads importing one package's modules at once can deadlock (Python raises
+`_DeadlockError`): the event loop's thread therefore loads the runtime's own modules before the
+import thread starts, and imports anything that needs these libraries only after awaiting
+`editor_modules()` or `agent_face_modules()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+import threading
+from typing import Optional
+
+# The event loop's thread gives the GIL up at every system call and then waits up to a switch
+# interval (5 ms) to get it back from the import thread: a short one while it runs keeps the
+# loop's start-up (tmux, the first spawn) from crawling.
+SWITCH_INTERVAL = 0.0005
+EDITOR_MODULES = ("lsprotocol.types", "pygls.lsp.server", "pygls.protocol")
+AGENT_FACE_MODULES = ("mcp", "mcp.server.mcpserver", "mcp.server.transport_security", "mcp_types", "pydantic", "uvicorn")
+# Loaded on the loop's thread first (quick): the import thread must find them there.
+OWN_MODULES = ("cao_sidecar.runtime", "cao_sidecar.app", "cao_sidecar.core.orchestrator", "cao_sidecar.profiles.live")
+
+
+class _Preload:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.editor: asyncio.Future[None] = loop.create_future()
+        self.agent_face: asyncio.Future[None] = loop.create_future()
+        # The agent face's libraries load when first asked for (the agent face starts, an ACP or
+        # MCP host connects): not beside the runtime's own start, which they would slow down.
+        self.agent_face_wanted = threading.Event()
+        for name in OWN_MODULES:
+            importlib.import_module(name)
+        threading.Thread(target=self._run, name="cao-preload", daemon=True).start()
+
+    def _run(self) -> None:
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        try:
+            for modules, done in ((EDITOR_MODULES, self.editor), (AGENT_FACE_MODULES, self.agent_face)):
+                if done is self.agent_face:
+                    self.agent_face_wanted.wait()
+                error: Optional[BaseException] = None
+                try:
+                    for name in modules:
+                        importlib.import_module(name)
+                except Exception as exc:  # noqa: BLE001 - the awaiting side imports again and reports it
+                    error = exc
+                self.loop.call_soon_threadsafe(_settle, done, error)
+        finally:
+            sys.setswitchinterval(interval)
+
+
+def _settle(future: "asyncio.Future[None]", error: Optional[BaseException]) -> None:
+    if not future.done():
+        future.set_result(None)  # a failure shows where the module is used, with its context
+    del error
+
+
+_current: Optional[_Preload] = None
+
+
+def start() -> _Preload:
+    """Start the imports (once per event loop: tests run several)."""
+    global _current
+    loop = asyncio.get_running_loop()
+    if _current is None or _current.loop is not loop:
+        _current = _Preload(loop)
+    return _current
+
+
+async def editor_modules() -> None:
+    """Wait until the editor door's libraries are imported (starting the imports if needed)."""
+    await asyncio.shield(start().editor)
+
+
+async def agent_face_modules() -> None:
+    """Wait until the agent face's (and ACP's, MCP hosts') libraries are imported (asking for them)."""
+    current = start()
+    current.agent_face_wanted.set()
+    await asyncio.shield(current.agent_face)
