@@ -83,6 +83,9 @@ class Runtime:
                 await runtime.live.close()
             if runtime is not None and runtime.agent_face is not None:
                 await runtime.agent_face.close()
+            from cao_sidecar.hosts.team import hosts_of
+
+            await hosts_of(core).close()  # the links end; the nodes keep their agents
             await core.close()
 
     def scope(self) -> tuple[CoreScope, Optional[LiveScope]]:

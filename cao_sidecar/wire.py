@@ -64,6 +64,7 @@ class SpawnParams:
     timeout_seconds: Optional[float] = None  # how long to wait for the agent to be ready
     worktree: Optional[bool] = None  # its own git worktree and branch; null: the profile decides
     base_ref: Optional[str] = None  # with a worktree: the ref its branch starts from (default HEAD)
+    host: Optional[str] = None  # hosts.yaml name: run it on that host's node (issue 19); null or 'local': here
 
 
 @attrs.define
@@ -90,6 +91,7 @@ class HandoffParams:
     work_done_token: Optional[ProgressToken] = None
     worktree: Optional[bool] = None
     base_ref: Optional[str] = None
+    host: Optional[str] = None  # hosts.yaml name: run it on that host's node (issue 19); null or 'local': here
 
 
 @attrs.define
@@ -111,6 +113,7 @@ class AssignParams:
     keep: bool = True
     worktree: Optional[bool] = None
     base_ref: Optional[str] = None
+    host: Optional[str] = None  # hosts.yaml name: run it on that host's node (issue 19); null or 'local': here
 
 
 @attrs.define
