@@ -54,6 +54,9 @@ class Runtime:
         from cao_sidecar.profiles.live import start_live
 
         core = await start_core(tmux_socket=tmux_socket, session=session, workspace=workspace, take_lock=take_lock)
+        from cao_sidecar.hosts.team import hosts_of
+
+        hosts_of(core)  # the team's hosts run their calls on this core (not a connection's view of it)
         runtime: Optional[Runtime] = None
         face_task: Optional[asyncio.Task[Any]] = None
         try:
@@ -83,8 +86,6 @@ class Runtime:
                 await runtime.live.close()
             if runtime is not None and runtime.agent_face is not None:
                 await runtime.agent_face.close()
-            from cao_sidecar.hosts.team import hosts_of
-
             await hosts_of(core).close()  # the links end; the nodes keep their agents
             await core.close()
 

@@ -56,8 +56,7 @@ async def serve_lsp(hub: "Hub", reader: asyncio.StreamReader, writer: asyncio.St
     server = build_server(core_ready, on_shutdown=hub.shutdown)
     from cao_sidecar.hosts.node import is_node_link, register_node_call
 
-    if is_node_link(params):  # this host is a node; the connection is the orchestrator's link
-        register_node_call(server)
+    node_link_ended = register_node_call(server, params) if is_node_link(params) else None  # the orchestrator's link
     server.protocol.set_writer(out)
     # pygls sees the initialize too (client capabilities, its own state), but must not answer it.
     server.protocol.answered_initialize_id = initialize["id"]
@@ -110,6 +109,8 @@ async def serve_lsp(hub: "Hub", reader: asyncio.StreamReader, writer: asyncio.St
             scope.close()
         for drop in unsubscribe:
             drop()
+        if node_link_ended is not None:
+            node_link_ended()
         if asker is not None:
             asker.close()
         out.close()

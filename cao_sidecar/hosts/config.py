@@ -19,7 +19,7 @@ import yaml
 from cao_sidecar import paths
 
 NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
-RESERVED = {"local", "auto"}  # `host: local` is this machine; `host: auto` lets the orchestrator place
+RESERVED = {"local", "auto", "main"}  # local: the caller's machine; main: the orchestrator's; auto: placed
 
 
 class HostsError(ValueError):
@@ -87,6 +87,21 @@ def load_hosts(path: Optional[Path] = None) -> dict[str, HostConfig]:
     return parse_hosts(text, str(path))
 
 
+QUALIFIED_KEYS = ("terminalId",)
+
+
+def qualify(value: Any, host: str) -> Any:
+    """`value` with every `terminalId` made `host:id`."""
+    if isinstance(value, list):
+        return [qualify(v, host) for v in value]
+    if isinstance(value, dict):
+        return {
+            k: (f"{host}:{v}" if k in QUALIFIED_KEYS and isinstance(v, str) and ":" not in v else qualify(v, host))
+            for k, v in value.items()
+        }
+    return value
+
+
 def split_terminal_id(terminal_id: str) -> tuple[Optional[str], str]:
     """`box1:ab12cd34` -> ("box1", "ab12cd34"); a local id -> (None, id)."""
     host, sep, local = terminal_id.partition(":")
@@ -99,3 +114,11 @@ def ssh_base(host: HostConfig) -> list[str]:
         "ssh", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
         "-o", "ConnectTimeout=10", *host.options, host.ssh,
     ]  # fmt: skip
+
+
+def attach_over_ssh(host: HostConfig, argv: list[str]) -> list[str]:
+    """A terminal on a remote agent's window: its attach command, run over `ssh -t`."""
+    import shlex
+
+    base = ssh_base(host)
+    return [base[0], "-t", *base[1:], shlex.join(argv)]

@@ -15,12 +15,12 @@ import itertools
 import json
 import logging
 import secrets
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from cao_sidecar.core.errors import CaoError
-from cao_sidecar.hosts.config import HostConfig
+from cao_sidecar.hosts.config import HostConfig, qualify
 from cao_sidecar.hosts.install import InstallError, ensure_installed, node_argv
-from cao_sidecar.hosts.node import NODE_CALL
+from cao_sidecar.hosts.node import NODE_CALL, UP_CALL
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ HANDSHAKE_TIMEOUT = 60.0  # the node starts its orchestrator (imports, tmux) on 
 MAX_BODY = 64 * 1024 * 1024
 
 Notify = Callable[[str, str, Any], None]  # (host, method, params)
+ServeUp = Callable[[str, Any], Awaitable[Any]]  # (host, cao/nodeUp params) -> result
 
 
 class HostUnavailable(CaoError):
@@ -64,8 +65,12 @@ class _Pending:
 
 
 class HostLink:
-    def __init__(self, host: HostConfig, on_notification: Notify, on_connected: Callable[[str], None]) -> None:
+    def __init__(
+        self, host: HostConfig, on_notification: Notify, on_connected: Callable[[str], None], serve_up: ServeUp
+    ) -> None:
         self.host = host
+        self._serve_up = serve_up
+        self._up_tasks: set[asyncio.Task[None]] = set()
         self.state = "starting"
         self.reason = ""
         self.ssh_pid: Optional[int] = None
@@ -156,7 +161,7 @@ class HostLink:
             self._write({
                 "jsonrpc": "2.0", "id": 0, "method": "initialize",
                 "params": {"processId": None, "rootUri": None, "capabilities": {},
-                           "initializationOptions": {"caoNode": True, "askUser": False}},
+                           "initializationOptions": {"caoNode": True, "nodeName": self.host.name, "askUser": False}},
             })  # fmt: skip
             answer = await asyncio.wait_for(_read_message(process.stdout), HANDSHAKE_TIMEOUT)
             if answer is None or "result" not in answer:
@@ -189,7 +194,11 @@ class HostLink:
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         if "method" in message:
-            if "id" in message:  # the node asks (progress tokens, ...): nothing to show here
+            if "id" in message and message["method"] == UP_CALL:
+                task = asyncio.get_running_loop().create_task(self._answer_up(message["id"], message.get("params")))
+                self._up_tasks.add(task)
+                task.add_done_callback(self._up_tasks.discard)
+            elif "id" in message:  # the node asks (progress tokens, ...): nothing to show here
                 self._write({"jsonrpc": "2.0", "id": message["id"], "result": None})
             else:
                 self._on_notification(self.host.name, message["method"], message.get("params"))
@@ -200,11 +209,24 @@ class HostLink:
             return
         if "error" in message:
             error = message["error"] or {}
-            exc = CaoError(str(error.get("message", "the node failed")), **(error.get("data") or {}))
+            data = qualify(error.get("data") or {}, self.host.name)
+            exc = CaoError(str(error.get("message", "the node failed")), **(data if isinstance(data, dict) else {}))
             exc.code = error.get("code", exc.code)
             pending.future.set_exception(exc)
         else:
             pending.future.set_result(message.get("result"))
+
+    async def _answer_up(self, msg_id: Any, params: Any) -> None:
+        writer = self._writer  # the answer goes on the connection that asked (the node re-asks on a new one)
+        try:
+            reply: dict[str, Any] = {"result": await self._serve_up(self.host.name, params)}
+        except CaoError as exc:
+            reply = {"error": {"code": exc.code, "message": exc.message, "data": exc.data}}
+        except Exception as exc:  # noqa: BLE001 - the node's caller sees it; the link goes on
+            log.exception("a call from %s failed", self.host.name)
+            reply = {"error": {"code": -32603, "message": str(exc) or type(exc).__name__}}
+        if writer is not None and writer is self._writer and not writer.is_closing():
+            writer.write(_frame({"jsonrpc": "2.0", "id": msg_id, **reply}))
 
     async def close(self) -> None:
         """End the link (the node and its agents keep running on the host)."""

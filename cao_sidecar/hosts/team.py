@@ -14,32 +14,23 @@ import weakref
 from typing import Any, Callable, Optional
 
 from cao_sidecar.core.errors import InvalidRequest
-from cao_sidecar.hosts.config import HostConfig, HostsError, load_hosts, split_terminal_id
+from cao_sidecar.hosts.config import HostConfig, HostsError, attach_over_ssh, load_hosts, qualify, split_terminal_id
 from cao_sidecar.hosts.link import HostLink
+from cao_sidecar.hosts.node import KeyedCalls
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 180.0  # a first contact may install the node (pip) on the host
-QUALIFIED_KEYS = ("terminalId",)
 
 Listener = Callable[[str, Any], None]
 
 
-def qualify(value: Any, host: str) -> Any:
-    """`value` with every `terminalId` made `host:id`."""
-    if isinstance(value, list):
-        return [qualify(v, host) for v in value]
-    if isinstance(value, dict):
-        return {
-            k: (f"{host}:{v}" if k in QUALIFIED_KEYS and isinstance(v, str) and ":" not in v else qualify(v, host))
-            for k, v in value.items()
-        }
-    return value
-
-
 class RemoteHosts:
-    def __init__(self, hosts: Optional[dict[str, HostConfig]] = None) -> None:
+    def __init__(self, core: Any, hosts: Optional[dict[str, HostConfig]] = None) -> None:
+        self.core = core
         self._configs = hosts
+        self._up_calls = KeyedCalls()
+        self._report_to: dict[str, Any] = {}  # qualified worker id -> the lead its report goes to
         self.links: dict[str, HostLink] = {}
         self.agents: dict[str, dict[str, Any]] = {}  # qualified id -> its last AgentInfo-like state
         self._listeners: set[Listener] = set()
@@ -64,7 +55,7 @@ class RemoteHosts:
             if config is None:
                 known = ", ".join(sorted(self.configs())) or "none (add them to hosts.yaml)"
                 raise InvalidRequest(f"unknown host '{name}'; hosts: {known}", field="host")
-            link = HostLink(config, self._on_notification, self._on_connected)
+            link = HostLink(config, self._on_notification, self._on_connected, self._serve_up)
             self.links[name] = link
             link.start()
         return link
@@ -92,19 +83,57 @@ class RemoteHosts:
                 log.info("listAgents on %s: %s", name, exc)
                 return
             for info in qualify(found.get("agents", []), name):
+                if isinstance(info.get("attachCommand"), list):
+                    info["attachCommand"] = attach_over_ssh(link.host, info["attachCommand"])
                 self.agents[info["terminalId"]] = info
 
         await asyncio.gather(*(one(n, link) for n, link in self.links.items()))
         return [a for a in self.agents.values() if session is None or a.get("session") == session]
 
+    def report_to(self, worker: str, lead: Any) -> None:
+        self._report_to[worker] = lead
+
+    async def _serve_up(self, host: str, params: Any) -> Any:
+        """A node's team call (`cao/nodeUp`): run here, once per key, as the editor face would."""
+        from cao_sidecar import handlers, wire
+        from cao_sidecar.core.errors import CaoError
+
+        if not isinstance(params, dict) or not isinstance(params.get("key"), str):
+            raise CaoError("cao/nodeUp: needs a 'key'")
+        method = params.get("method")
+        if method not in ("cao/handoff", "cao/assign", "cao/sendMessage", "cao/spawn"):
+            raise CaoError(f"cao/nodeUp: a node may not call {method!r}")
+
+        async def run() -> Any:
+            body = handlers.HANDLERS[method]
+            result = await body(LinkDoor(self.core), wire.structure_params(params.get("params"), wire.METHODS[method][0]))
+            return wire.unstructure(result)
+
+        return await asyncio.shield(self._up_calls.run(f"{host}:{params['key']}", run))
+
     def _on_notification(self, host: str, method: str, params: Any) -> None:
         params = qualify(params, host)
+        if method == "cao/workerCompleted" and isinstance(params, dict) and params.get("terminalId") in self._report_to:
+            self._deliver_report(self._report_to.pop(params["terminalId"]), params)
         if method == "cao/agentStatus" and isinstance(params, dict):
             known = self.agents.get(params["terminalId"])
             if known is not None:  # a full AgentInfo from listAgents; the notification updates it
                 known.update({k: v for k, v in params.items() if k in ("status", "prompt")})
         for listener in list(self._listeners):
             listener(method, params)
+
+    def _deliver_report(self, lead: Any, report: dict[str, Any]) -> None:
+        """A remote worker's report, to the local lead that assigned it (as a local assign's)."""
+        text = report.get("output") if report.get("status") == "completed" else f"failed: {report.get('error')}"
+        message = f"[report from {report.get('profile')} {report.get('terminalId')}] {text}"
+
+        async def send() -> None:
+            try:
+                await self.core.send_message(lead.terminal_id, message, f"{report.get('profile')} {report.get('terminalId')}")
+            except Exception as exc:  # noqa: BLE001 - the lead may be gone; the editors saw the report
+                log.info("report of %s not delivered: %s", report.get("terminalId"), exc)
+
+        asyncio.get_running_loop().create_task(send())
 
     def _on_connected(self, host: str) -> None:
         """After a (re)connect: reconcile the agents' state (the node kept them)."""
@@ -123,16 +152,43 @@ class RemoteHosts:
 _BY_CORE: "weakref.WeakKeyDictionary[Any, RemoteHosts]" = weakref.WeakKeyDictionary()
 
 
+class LinkDoor:
+    """handlers.Door for calls that come up a node's link: no progress, no questions, no shutdown."""
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+
+    async def core(self) -> Any:
+        return self._core
+
+    def started_core(self) -> Any:
+        return self._core
+
+    def live_config(self) -> Any:
+        return None
+
+    def credential_count(self) -> int:
+        return 0
+
+    def handoff_progress(self, token: Any) -> Any:
+        from cao_sidecar.handlers import NoProgress
+
+        return NoProgress()
+
+    def shutdown_hook(self) -> Any:
+        return None
+
+
 def hosts_of(core: Any) -> RemoteHosts:
     """The hosts of one orchestration core (made on first use). Keyed by its supervisor: every
     connection's view of the core (daemon.fanout.CoreScope) shares it."""
     key = getattr(core, "supervisor", core)
     hosts = _BY_CORE.get(key)
     if hosts is None:
-        hosts = _BY_CORE[key] = RemoteHosts()
+        hosts = _BY_CORE[key] = RemoteHosts(core)
     return hosts
 
 
 def remote_host(host: Optional[str]) -> Optional[str]:
     """The host a request names, None for this machine."""
-    return None if host in (None, "", "local") else host
+    return None if host in (None, "", "local", "main") else host
