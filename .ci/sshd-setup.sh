@@ -25,7 +25,7 @@ done
 # caonotmux: a login shell whose PATH has python3 but no tmux.
 notmux_home=$(getent passwd caonotmux | cut -d: -f6)
 install -d -m 755 -o caonotmux -g caonotmux "$notmux_home/bin"
-ln -sf "$(command -v python3)" "$notmux_home/bin/python3"
+ln -sf /usr/bin/python3 "$notmux_home/bin/python3"
 cat > "$DIR/sshd_config" <<CONF
 Port $PORT
 ListenAddress 127.0.0.1

@@ -5,6 +5,8 @@
         ssh: dev@box1.example.com  # the ssh destination
         options: ["-p", "2222", "-i", "~/.ssh/box1"]   # extra ssh arguments (optional)
         python: python3            # the host's Python 3.11+ (optional)
+        workspace: ~/cao-node      # the node's folder on the host (optional; default
+                                   # ~/.cache/cao-sidecar/node): agents' default working dir
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class HostConfig:
     ssh: str
     options: tuple[str, ...] = ()
     python: str = "python3"
+    workspace: Optional[str] = None
 
 
 def hosts_file() -> Path:
@@ -52,7 +55,7 @@ def parse_hosts(text: str, source: str = "hosts.yaml") -> dict[str, HostConfig]:
         where = f"{source}: hosts[{index}]"
         if not isinstance(entry, dict):
             raise HostsError(f"{where}: expected a mapping with 'name' and 'ssh'")
-        unknown = set(entry) - {"name", "ssh", "options", "python"}
+        unknown = set(entry) - {"name", "ssh", "options", "python", "workspace"}
         if unknown:
             raise HostsError(f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
         name, ssh = entry.get("name"), entry.get("ssh")
@@ -71,7 +74,10 @@ def parse_hosts(text: str, source: str = "hosts.yaml") -> dict[str, HostConfig]:
         python = entry.get("python", "python3")
         if not isinstance(python, str) or not python or any(c.isspace() for c in python):
             raise HostsError(f"{where} ({name}): 'python' must be a command name or path without spaces")
-        hosts[name] = HostConfig(name=name, ssh=ssh, options=tuple(options), python=python)
+        workspace = entry.get("workspace")
+        if workspace is not None and (not isinstance(workspace, str) or not workspace or "\n" in workspace):
+            raise HostsError(f"{where} ({name}): 'workspace' must be a folder path on the host")
+        hosts[name] = HostConfig(name=name, ssh=ssh, options=tuple(options), python=python, workspace=workspace)
     return hosts
 
 

@@ -107,7 +107,7 @@ echo end=1
 
 async def probe(host: HostConfig, tag: Optional[str] = None) -> Probe:
     """One ssh round trip: python, tmux, agent CLIs and whether this version is installed."""
-    code, out, err = await _run([*ssh_base(host), "sh -s"], _probe_script(host, tag or source_tag()).encode())
+    code, out, err = await _run([*ssh_base(host), "/bin/sh -s"], _probe_script(host, tag or source_tag()).encode())
     values: dict[str, list[str]] = {}
     for line in out.splitlines():
         key, sep, value = line.partition("=")
@@ -177,7 +177,11 @@ async def ensure_installed(host: HostConfig, tag: Optional[str] = None) -> str:
 
 def node_argv(host: HostConfig, tag: str) -> list[str]:
     """The link's ssh command: the node on the host, its stdio the link."""
-    return [*ssh_base(host), f"{remote_dir(tag)}/bin/python -m cao_sidecar node"]
+    command = f"{remote_dir(tag)}/bin/python -m cao_sidecar node"
+    if host.workspace:  # `~/x` stays unquoted at its start so that the host's shell expands it
+        rest = host.workspace[2:] if host.workspace.startswith("~/") else None
+        command += " --workspace " + ("~/" + shlex.quote(rest) if rest else shlex.quote(host.workspace))
+    return [*ssh_base(host), command]
 
 
 __all__ = ["InstallError", "Probe", "build_wheel", "ensure_installed", "node_argv", "probe", "source_tag"]
