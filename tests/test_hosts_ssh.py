@@ -93,6 +93,9 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
     # A host that is not in hosts.yaml: a clear error, nothing started.
     exc = await rpc_error(request(client, "cao/spawn", {"profile": "mock_developer", "host": "nope"}))
     assert "unknown host 'nope'" in exc.message and "box1" in exc.message
+    # A host without tmux: what it lacks, at once.
+    exc = await rpc_error(request(client, "cao/spawn", {"profile": "mock_developer", "host": "notmux"}))
+    assert "lacks: tmux" in exc.message, exc.message
 
     # 30 agents on box1 (the first contact installs the node there).
     first = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "box1", "session": SESSION}, timeout=240)

@@ -83,6 +83,7 @@ class HostLink:
         self._writer: Optional[asyncio.StreamWriter] = None
         self._process: Optional[asyncio.subprocess.Process] = None
         self._connected = asyncio.Event()
+        self._failed = asyncio.Event()
         self._task: Optional[asyncio.Task[None]] = None
         self._tag: Optional[str] = None
 
@@ -91,10 +92,14 @@ class HostLink:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def wait_connected(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
-        except asyncio.TimeoutError:
-            raise HostUnavailable(f"host '{self.host.name}' is not connected ({self.state}: {self.reason})") from None
+        """Until the link is up; raises at once if it failed (unreachable, cannot install)."""
+        waits = [asyncio.ensure_future(self._connected.wait()), asyncio.ensure_future(self._failed.wait())]
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
+        if not self._connected.is_set():
+            reason = self.reason if self.state == "failed" else f"not connected after {timeout:.0f} s ({self.state}: {self.reason})"
+            raise HostUnavailable(reason, host=self.host.name)
 
     async def call(self, method: str, params: Any) -> Any:
         """`method` on the node; survives link drops (re-sent with its key)."""
@@ -130,20 +135,27 @@ class HostLink:
                 await self._connect_once()
                 attempt = 0 if self.connects else attempt
             except InstallError as exc:
-                self.state, self.reason = "failed", str(exc)
-                for pending in self._pending.values():
-                    if not pending.future.done():
-                        pending.future.set_exception(HostUnavailable(str(exc), host=self.host.name))
-                log.warning("%s", exc)
+                self._fail(str(exc))
                 return
             except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
                 self.reason = str(exc) or type(exc).__name__
+                if self.connects == 0:  # never reached: say so now (a later request tries again)
+                    self._fail(f"cannot reach host '{self.host.name}' ({self.host.ssh}): {self.reason}")
+                    return
             self._connected.clear()
             self.state = "reconnecting"
             delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
             attempt += 1
             log.info("link to %s down (%s); reconnecting in %.1f s", self.host.name, self.reason, delay)
             await asyncio.sleep(delay)
+
+    def _fail(self, reason: str) -> None:
+        self.state, self.reason = "failed", reason
+        self._failed.set()
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(HostUnavailable(reason, host=self.host.name))
+        log.warning("%s", reason)
 
     async def _connect_once(self) -> None:
         assert self._tag is not None

@@ -50,7 +50,7 @@ class RemoteHosts:
 
     def link(self, name: str) -> HostLink:
         link = self.links.get(name)
-        if link is None:
+        if link is None or link.state == "failed":  # a failed host is tried again on its next request
             config = self.configs().get(name)
             if config is None:
                 known = ", ".join(sorted(self.configs())) or "none (add them to hosts.yaml)"
@@ -62,7 +62,8 @@ class RemoteHosts:
 
     async def call(self, host: str, method: str, params: dict[str, Any]) -> Any:
         link = self.link(host)
-        await link.wait_connected(CONNECT_TIMEOUT)
+        if link.connects == 0:  # a first contact: fail fast if the host cannot be reached
+            await link.wait_connected(CONNECT_TIMEOUT)
         return qualify(await link.call(method, params), host)
 
     async def call_terminal(self, terminal_id: str, method: str, params: dict[str, Any]) -> Any:
