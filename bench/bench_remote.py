@@ -64,6 +64,25 @@ async def _timed(runs: int, once: Callable[[], Awaitable[Any]]) -> list[float]:
     return times
 
 
+async def _until(statuses: list[tuple[float, dict[str, Any]]], mark: int, terminal: str, status: str) -> float:
+    """When `terminal`'s `status` notification (after index `mark`) arrived; polled: a bench."""
+    while True:
+        for at, params in statuses[mark:]:
+            if params["terminalId"] == terminal and params["status"] == status:
+                return at
+        await asyncio.sleep(0.002)  # noqa: ASYNC110 - polling the notification list is the measurement
+
+
+async def _status_event(cao: CaoClient, statuses: list[tuple[float, dict[str, Any]]], terminal: str) -> float:
+    """cao/sendMessage "echo" to an idle agent -> its `processing` notification."""
+    mark = len(statuses)
+    sent = time.perf_counter()
+    await cao.request("cao/sendMessage", {"terminalId": terminal, "message": "echo ping"})
+    arrived = await _until(statuses, mark, terminal, "processing")
+    await _until(statuses, mark, terminal, "completed")
+    return arrived - sent
+
+
 async def bench(runs: int, agents: int) -> None:
     base = Path(tempfile.mkdtemp(prefix="cao-bench-remote-"))
     workspace = new_workspace()
@@ -82,30 +101,23 @@ async def bench(runs: int, agents: int) -> None:
             far = await cao.request("cao/spawn", {"profile": "mock_developer", "host": "box1"})
             print(f"first remote spawn (install if needed, node start): {time.perf_counter() - started:.1f} s")
             near = await cao.spawn("mock_developer")
-            rows = []
-            for label, terminal, host in (("local", near["terminalId"], None), ("remote", far["terminalId"], "box1")):
-                output = await _timed(runs, lambda t=terminal: cao.request("cao/getOutput", {"terminalId": t, "mode": "last"}))
+            figures: dict[str, list[list[float]]] = {}  # what -> [local times, remote times]
+            for terminal, host in ((near["terminalId"], None), (far["terminalId"], "box1")):
                 params: dict[str, Any] = {"profile": "mock_developer", "message": "echo hi"}
                 if host:
                     params["host"] = host
-                handoff = await _timed(runs, lambda p=params: cao.request("cao/handoff", p))
 
-                async def status_once(t: str = terminal) -> None:
-                    mark = len(statuses)
-                    sent = time.perf_counter()
-                    await cao.request("cao/sendMessage", {"terminalId": t, "message": "echo ping"})
-                    while not any(p["terminalId"] == t and p["status"] == "processing" for _, p in statuses[mark:]):
-                        await asyncio.sleep(0.002)
-                    arrived = next(at for at, p in statuses[mark:] if p["terminalId"] == t and p["status"] == "processing")
-                    status_times.append(arrived - sent)
-                    while not any(p["terminalId"] == t and p["status"] == "completed" for _, p in statuses[mark:]):
-                        await asyncio.sleep(0.01)
+                async def output(t: str = terminal) -> Any:
+                    return await cao.request("cao/getOutput", {"terminalId": t, "mode": "last"})
 
-                status_times: list[float] = []
-                await _timed(runs, status_once)
-                rows.append((label, output, handoff, status_times))
-            for what, index in (("getOutput round trip", 1), ("handoff round trip", 2), ("status event (send -> processing)", 3)):
-                local, remote = rows[0][index], rows[1][index]
+                async def handoff(p: dict[str, Any] = params) -> Any:
+                    return await cao.request("cao/handoff", p)
+
+                figures.setdefault("getOutput round trip", []).append(await _timed(runs, output))
+                figures.setdefault("handoff round trip", []).append(await _timed(runs, handoff))
+                events = [await _status_event(cao, statuses, terminal) for _ in range(runs)]
+                figures.setdefault("status event (send -> processing)", []).append(events)
+            for what, (local, remote) in figures.items():
                 added = (statistics.median(remote) - statistics.median(local)) * 1000
                 print(f"{what}:\n  local  {_summary(local)}\n  remote {_summary(remote)}\n  added  {added:7.1f} ms (median)")
             started = time.perf_counter()

@@ -119,7 +119,7 @@ async def probe(host: HostConfig, tag: Optional[str] = None) -> Probe:
     python = (values.get("python") or [""])[0] or None
     return Probe(
         reachable=True, python=python, python_ok=(values.get("python_ok") or ["0"])[0] == "1",
-        tmux=(values.get("tmux") or [None])[0], clis=tuple(values.get("cli", [])), installed="installed" in values,
+        tmux=values["tmux"][0] if values.get("tmux") else None, clis=tuple(values.get("cli", [])), installed="installed" in values,
     )  # fmt: skip
 
 
@@ -149,7 +149,8 @@ async def build_wheel(tag: str) -> Path:
 async def ensure_installed(host: HostConfig, tag: Optional[str] = None) -> str:
     """Install this version on the host unless it is there; returns the tag. Raises InstallError
     naming what is missing (no ssh, no Python 3.11, no tmux)."""
-    tag = tag or await asyncio.to_thread(source_tag)
+    if tag is None:
+        tag = await asyncio.to_thread(source_tag)
     found = await probe(host, tag)
     missing = found.missing()
     if missing:

@@ -43,7 +43,7 @@ class KeyedCalls:
         known = self._calls.get(key)
         if known is not None:
             return known[1]
-        task = asyncio.get_running_loop().create_task(start())  # type: ignore[arg-type]
+        task: asyncio.Task[Any] = asyncio.ensure_future(start())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
         self._calls[key] = (time.monotonic(), task)
         return task
