@@ -97,8 +97,9 @@ def _handles(method: str) -> Callable[[Handler], Handler]:
 async def spawn(door: Door, p: wire.SpawnParams) -> wire.SpawnResult:
     from cao_sidecar.core.orchestrator import READY_TIMEOUT
 
-    if remote_host(p.host) is not None:
-        return await _on_host(door, remote_host(p.host), "cao/spawn", p, wire.SpawnResult)
+    host = remote_host(p.host or await _profile_host(door, p.profile))
+    if host is not None:
+        return await _on_host(door, host, "cao/spawn", p, wire.SpawnResult)
     core = await door.core()
     if p.timeout_seconds is not None and p.timeout_seconds <= 0:
         raise InvalidRequest("cao/spawn: field 'timeoutSeconds' must be positive", field="timeoutSeconds")
@@ -117,7 +118,7 @@ async def spawn(door: Door, p: wire.SpawnParams) -> wire.SpawnResult:
 
 @_handles("cao/handoff")
 async def handoff(door: Door, p: wire.HandoffParams) -> wire.HandoffResult:
-    host = remote_host(p.host) or (split_terminal_id(p.terminal_id)[0] if p.terminal_id else None)
+    host = split_terminal_id(p.terminal_id)[0] if p.terminal_id else remote_host(p.host or await _profile_host(door, p.profile))
     if host is not None:
         return await _on_host(door, host, "cao/handoff", p, wire.HandoffResult)
     core = await door.core()
@@ -146,8 +147,9 @@ async def handoff(door: Door, p: wire.HandoffParams) -> wire.HandoffResult:
 
 @_handles("cao/assign")
 async def assign(door: Door, p: wire.AssignParams) -> wire.AssignResult:
-    if remote_host(p.host) is not None:
-        return await _on_host(door, remote_host(p.host), "cao/assign", p, wire.AssignResult)
+    host = remote_host(p.host or await _profile_host(door, p.profile))
+    if host is not None:
+        return await _on_host(door, host, "cao/assign", p, wire.AssignResult)
     core = await door.core()
     agent = core.assign(
         p.message,
@@ -373,6 +375,17 @@ async def _on_host(door: Door, host: Optional[str], method: str, p: Any, result_
     else:
         raw = await hosts.call(host, method, params)
     return wire.converter.structure(raw, result_cls)
+
+
+async def _profile_host(door: Door, profile: Optional[str]) -> Optional[str]:
+    """The `host:` of the profile a request names, if it names one this side knows."""
+    if profile is None:
+        return None
+    core = await door.core()
+    try:
+        return core.catalog.get(profile).host
+    except CaoError:
+        return None  # an unknown profile is reported where it is started
 
 
 async def _remote_agents(core: Any, session: Optional[str]) -> list[wire.AgentInfo]:

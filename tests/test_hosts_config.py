@@ -79,3 +79,12 @@ async def test_a_key_seen_again_joins_the_call() -> None:
     again = calls.run("k1", work)  # the re-sent request of a dropped link
     assert first is again and await first == "done" and await calls.run("k1", work) == "done"
     assert await calls.run("k2", work) == "done" and len(runs) == 2
+
+
+def test_a_profile_names_its_host() -> None:
+    from cao_sidecar.profiles.profile import ProfileError, parse_profile
+
+    assert parse_profile("---\nname: far\ndescription: d\nprovider: mock\nhost: box1\n---\nbody\n").host == "box1"
+    with pytest.raises(ProfileError) as raised:
+        parse_profile("---\nname: far\ndescription: d\nprovider: mock\nhost: Box 1\n---\nbody\n")
+    assert "'host'" in str(raised.value)

@@ -47,6 +47,7 @@ KNOWN_FIELDS = (
     "tags",
     "worktree",
     "worktreeFiles",
+    "host",
 )
 ALIASES = {"tools": "allowedTools", "allowed_tools": "allowedTools", "mcp_servers": "mcpServers", "cwd": "workingDirectory"}
 RESERVED_MCP_SERVER = "cao"
@@ -98,6 +99,7 @@ class Profile:
     tags: list[str] = attrs.field(factory=list)
     worktree: bool = False  # each agent gets its own git worktree and branch (core.worktree_manager)
     worktree_files: list[str] = attrs.field(factory=list)  # untracked files copied into it (.env, ...)
+    host: Optional[str] = None  # hosts.yaml name its agents run on (issue 19); None: where asked
 
     @property
     def scope(self) -> str:
@@ -173,6 +175,7 @@ def check_profile(
     tags = c.string_list("tags") or []
     worktree = c.boolean("worktree", False)
     worktree_files = _worktree_files(c)
+    host = _host(c)
     c.unknown_fields(
         KNOWN_FIELDS, ALIASES, passed_on="it is passed to the provider as a provider-specific option, if it has one by that name"
     )
@@ -201,6 +204,7 @@ def check_profile(
             tags=tags,
             worktree=worktree,
             worktree_files=worktree_files,
+            host=host,
         ),
         c.diagnostics,
     )
@@ -214,6 +218,17 @@ def _not_flag_like(c: Checker, key: str, value: Any) -> Any:
             c.error(f"'{key}': {show(item)} begins with '-', which a CLI could take as a command-line flag", key)
             return None
     return value
+
+
+def _host(c: Checker) -> Optional[str]:
+    """`host:` a name of hosts.yaml (or main/local): where this profile's agents run."""
+    import re
+
+    host = c.string("host", max_len=32)
+    if host is not None and not re.fullmatch(r"[a-z][a-z0-9-]{0,31}", host):
+        c.error(f"'host': {show(host)} is not a host name (lowercase letters, digits, '-'; see hosts.yaml)", "host")
+        return None
+    return host
 
 
 def _worktree_files(c: Checker) -> Optional[list[str]]:
