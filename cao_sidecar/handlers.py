@@ -211,6 +211,8 @@ async def terminate(door: Door, p: wire.TerminateParams) -> wire.TerminateResult
 async def get_log(door: Door, p: wire.GetLogParams) -> wire.GetLogResult:
     from cao_sidecar.storage.logs import read_events, read_output
 
+    if p.terminal_id is not None and split_terminal_id(p.terminal_id)[0] is not None:
+        return await _on_host(door, split_terminal_id(p.terminal_id)[0], "cao/getLog", p, wire.GetLogResult)
     core = await door.core()
     if p.limit is not None and p.limit <= 0:
         raise InvalidRequest("cao/getLog: field 'limit' must be positive", field="limit")

@@ -130,6 +130,27 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
     )  # fmt: skip
     await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == some and p["status"] == "completed", timeout=30)
 
+    # A remote agent's question, answered by its qualified id; its log, by the same id.
+    mark = len(SIDECAR.notifications["cao/agentStatus"])
+    await request(client, "cao/sendMessage", {"terminalId": some, "message": "ask proceed?"})
+
+    def asking() -> list[Any]:
+        return [
+            p for p in SIDECAR.notifications["cao/agentStatus"][mark:]
+            if p["terminalId"] == some and p["status"] == "waiting_user_answer" and p.get("prompt")
+        ]  # fmt: skip
+
+    question = (await eventually(asking, timeout=30, what="the remote agent's question"))[0]["prompt"]
+    answered = await request(client, "cao/answer", {"terminalId": some, "answer": "yes", "promptId": question["id"]})
+    assert answered["terminalId"] == some and answered["typed"]
+
+    async def answer_seen() -> bool:
+        return "answered: " in (await request(client, "cao/getOutput", {"terminalId": some, "mode": "full"}))["output"]
+
+    await eventually(answer_seen, timeout=30, what="the answer in the remote agent's output")
+    log = await request(client, "cao/getLog", {"terminalId": some})
+    assert log["events"] and all(e.get("terminalId", "") in ("", some.split(":")[1], some) for e in log["events"])
+
     # An agent on box1 hands off to a local one, which hands off back to box1.
     chain = await request(
         client, "cao/handoff",
