@@ -56,7 +56,9 @@ class Runtime:
         core = await start_core(tmux_socket=tmux_socket, session=session, workspace=workspace, take_lock=take_lock)
         from cao_sidecar.hosts.team import hosts_of
 
-        hosts_of(core)  # the team's hosts run their calls on this core (not a connection's view of it)
+        # The team's hosts run their calls on this core (not a connection's view of it); the ones
+        # it used before are linked to again.
+        hosts_of(core).remember_in(core.state_dir / f"hosts-{tmux_socket}.json")
         runtime: Optional[Runtime] = None
         face_task: Optional[asyncio.Task[Any]] = None
         try:

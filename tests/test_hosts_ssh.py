@@ -213,3 +213,32 @@ def test_hosts_check_says_what_a_host_lacks() -> None:
     assert ready.returncode == 0 and "ready" in ready.stdout and "tmux: tmux " in ready.stdout, ready.stdout + ready.stderr
     unknown = check("nope")
     assert unknown.returncode == 2 and "unknown host 'nope'" in unknown.stderr
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_restarted_orchestrator_links_to_its_hosts_again(tmp_base: Path) -> None:
+    """The orchestrator crashes: its successor links to the hosts the team used, by itself, and
+    lists their agents (which kept running) before anyone asks a host for anything."""
+    from cao_client.client import CaoClient
+
+    from conftest import isolated_env, kill_orchestrator
+
+    env = isolated_env(tmp_base)
+    env["XDG_CACHE_HOME"] = SIDECAR.env["XDG_CACHE_HOME"]
+    (tmp_base / "config" / "cao-sidecar").mkdir(parents=True, exist_ok=True)
+    (tmp_base / "config" / "cao-sidecar" / "hosts.yaml").write_text(hosts_yaml(WORKSPACE))
+    session = "restart-" + WORKSPACE[-6:]
+    try:
+        async with CaoClient.start(workspace=tmp_base / "workspace", env=env, stderr=subprocess.DEVNULL) as cao:
+            far = await cao.request("cao/spawn", {"profile": "mock_developer", "host": "box1", "session": session})
+            kill_orchestrator(env)
+        async with CaoClient.start(workspace=tmp_base / "workspace", env=env, stderr=subprocess.DEVNULL) as cao:
+
+            async def listed() -> bool:
+                return any(a["terminalId"] == far["terminalId"] for a in await cao.list_agents(session))
+
+            await eventually(listed, timeout=60, what="the remote agent listed after the restart")
+            await cao.terminate(far["terminalId"])
+            await cao.request("cao/shutdown", {})
+    finally:
+        kill_tmux(env["CAO_TMUX_SOCKET"])

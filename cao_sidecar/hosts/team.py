@@ -9,10 +9,13 @@ agent is kept, so `cao/listAgents` shows them while a link is down.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import weakref
+from pathlib import Path
 from typing import Any, Callable, Optional
 
+from cao_sidecar import paths
 from cao_sidecar.core.errors import InvalidRequest
 from cao_sidecar.hosts.config import HostConfig, HostsError, attach_over_ssh, load_hosts, qualify, split_terminal_id
 from cao_sidecar.hosts.link import HostLink
@@ -31,6 +34,8 @@ class RemoteHosts:
         self._configs = hosts
         self._up_calls = KeyedCalls()
         self._report_to: dict[str, Any] = {}  # qualified worker id -> the lead its report goes to
+        self._remember: Optional[Path] = None
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.links: dict[str, HostLink] = {}
         self.agents: dict[str, dict[str, Any]] = {}  # qualified id -> its last AgentInfo-like state
         self._listeners: set[Listener] = set()
@@ -42,6 +47,40 @@ class RemoteHosts:
             except HostsError as exc:
                 raise InvalidRequest(str(exc), field="host") from None
         return self._configs
+
+    def remember_in(self, path: Path) -> None:
+        """Keep the names of the hosts this team uses in `path`, and link to them again now (after
+        an orchestrator restart, their agents show up without waiting for a request)."""
+        self._remember = path
+
+        def read() -> list[str]:
+            try:
+                names = json.loads(path.read_text())
+            except (OSError, ValueError):
+                return []
+            return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+        async def reconnect() -> None:
+            for name in await asyncio.to_thread(read):
+                try:
+                    if name in self.configs():
+                        self.link(name)
+                except InvalidRequest as exc:  # hosts.yaml broken now: said on the next request
+                    log.warning("%s", exc.message)
+                    return
+
+        self._background(reconnect())
+
+    def _background(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _save_used(self) -> None:
+        if self._remember is None:
+            return
+        path, names = self._remember, sorted(self.links)
+        self._background(asyncio.to_thread(paths.write_private_text, path, json.dumps(names)))
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """`listener(method, params)` for each notification of any node (ids qualified)."""
@@ -56,8 +95,11 @@ class RemoteHosts:
                 known = ", ".join(sorted(self.configs())) or "none (add them to hosts.yaml)"
                 raise InvalidRequest(f"unknown host '{name}'; hosts: {known}", field="host")
             link = HostLink(config, self._on_notification, self._on_connected, self._serve_up)
+            seen = name in self.links
             self.links[name] = link
             link.start()
+            if not seen:
+                self._save_used()
         return link
 
     async def call(self, host: str, method: str, params: dict[str, Any]) -> Any:
@@ -134,11 +176,11 @@ class RemoteHosts:
             except Exception as exc:  # noqa: BLE001 - the lead may be gone; the editors saw the report
                 log.info("report of %s not delivered: %s", report.get("terminalId"), exc)
 
-        asyncio.get_running_loop().create_task(send())
+        self._background(send())
 
     def _on_connected(self, host: str) -> None:
         """After a (re)connect: reconcile the agents' state (the node kept them)."""
-        asyncio.get_running_loop().create_task(self.list_agents(None))
+        self._background(self.list_agents(None))
 
     def state(self) -> list[dict[str, Any]]:
         return [
@@ -147,6 +189,8 @@ class RemoteHosts:
         ]
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         await asyncio.gather(*(link.close() for link in self.links.values()))
 
 
