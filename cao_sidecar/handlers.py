@@ -15,7 +15,7 @@ from cao_sidecar import views, wire
 from cao_sidecar.core.errors import CaoError, InvalidRequest
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.hosts.config import split_terminal_id
-from cao_sidecar.hosts.team import hosts_of, remote_host
+from cao_sidecar.hosts.team import hosts_of, resolve_host
 
 if TYPE_CHECKING:
     from cao_sidecar.core.agent import Agent
@@ -97,7 +97,7 @@ def _handles(method: str) -> Callable[[Handler], Handler]:
 async def spawn(door: Door, p: wire.SpawnParams) -> wire.SpawnResult:
     from cao_sidecar.core.orchestrator import READY_TIMEOUT
 
-    host = remote_host(p.host or await _profile_host(door, p.profile))
+    host = await resolve_host(await door.core(), p.host or await _profile_host(door, p.profile))
     if host is not None:
         return await _on_host(door, host, "cao/spawn", p, wire.SpawnResult)
     core = await door.core()
@@ -118,7 +118,10 @@ async def spawn(door: Door, p: wire.SpawnParams) -> wire.SpawnResult:
 
 @_handles("cao/handoff")
 async def handoff(door: Door, p: wire.HandoffParams) -> wire.HandoffResult:
-    host = split_terminal_id(p.terminal_id)[0] if p.terminal_id else remote_host(p.host or await _profile_host(door, p.profile))
+    host = (
+        split_terminal_id(p.terminal_id)[0] if p.terminal_id
+        else await resolve_host(await door.core(), p.host or await _profile_host(door, p.profile))
+    )  # fmt: skip
     if host is not None:
         return await _on_host(door, host, "cao/handoff", p, wire.HandoffResult)
     core = await door.core()
@@ -147,7 +150,7 @@ async def handoff(door: Door, p: wire.HandoffParams) -> wire.HandoffResult:
 
 @_handles("cao/assign")
 async def assign(door: Door, p: wire.AssignParams) -> wire.AssignResult:
-    host = remote_host(p.host or await _profile_host(door, p.profile))
+    host = await resolve_host(await door.core(), p.host or await _profile_host(door, p.profile))
     if host is not None:
         return await _on_host(door, host, "cao/assign", p, wire.AssignResult)
     core = await door.core()

@@ -120,6 +120,10 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
     attach = remote[first["terminalId"]]["attachCommand"]
     assert attach[:2] == ["ssh", "-t"] and "tmux" in attach[-1]  # a terminal on the remote window
 
+    # host: auto places a new agent where the fewest live agents per CPU run: here, for now.
+    placed = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "auto", "session": SESSION}, timeout=60)
+    assert ":" not in placed["terminalId"], placed
+
     # Status and output of a remote agent, as of a local one.
     some = sorted(ids)[0]
     sent = await request(client, "cao/sendMessage", {"terminalId": some, "message": "echo over the link"})
@@ -184,8 +188,8 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
     assert (await during)["state"] in ("delivered", "queued")
     new_links = await eventually(lambda: _children(orchestrator, "ssh"), timeout=30, what="the link back")
     assert len(new_links) == 1 and new_links != links
-    after = {a["terminalId"] for a in (await request(client, "cao/listAgents", {"session": SESSION}))["agents"] if a["terminalId"].startswith("box1:")}
-    assert after - before == {busy["terminalId"]}, "the handoff ran more than once"
+    started_since = {p["terminalId"] for p in working() if p["terminalId"] not in before}
+    assert started_since == {busy["terminalId"]}, "the handoff ran more than once"
 
     async def answered_after_drop() -> bool:
         output = (await request(client, "cao/getOutput", {"terminalId": some, "mode": "full"}))["output"]
@@ -194,6 +198,11 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
     await eventually(answered_after_drop, timeout=30, what="the message sent while the link was down")
 
     await asyncio.gather(*(request(client, "cao/terminate", {"terminalId": t}, timeout=60) for t in ids))
+    # box1 idle now, one agent here: auto picks box1.
+    placed_far = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "auto", "session": SESSION}, timeout=60)
+    assert placed_far["terminalId"].startswith("box1:"), placed_far
+    for t in (placed["terminalId"], placed_far["terminalId"]):
+        await request(client, "cao/terminate", {"terminalId": t}, timeout=60)
     print(f"scenario done in {time.monotonic() - started:.1f} s")
 
 

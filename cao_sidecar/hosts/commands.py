@@ -28,6 +28,7 @@ def _check(name: str) -> int:
         print(f"  python3: {python}" + ("" if found.python_ok or found.python is None else " (3.11 or newer needed)"))
         print(f"  tmux: {found.tmux or 'missing'}")
         print(f"  agent CLIs: {', '.join(found.clis) or 'none found'} (mock needs none)")
+        print(f"  capacity: {found.cpus or '?'} CPUs, {found.memory_mb or '?'} MB available")
         print(f"  cao-sidecar {tag}: {'installed' if found.installed else 'not installed (installed on first use)'}")
     missing = found.missing()
     print(f"missing: {', '.join(missing)}" if missing else "ready")

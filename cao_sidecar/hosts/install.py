@@ -43,6 +43,8 @@ class Probe:
     tmux: Optional[str] = None
     clis: tuple[str, ...] = ()
     installed: bool = False  # this orchestrator's version is there
+    cpus: int = 0  # the host's capacity, for `host: auto`
+    memory_mb: int = 0  # available memory
 
     def missing(self) -> list[str]:
         if not self.reachable:
@@ -101,6 +103,8 @@ fi
 command -v tmux >/dev/null 2>&1 && echo "tmux=$(tmux -V 2>/dev/null)"
 for c in {clis}; do command -v "$c" >/dev/null 2>&1 && echo "cli=$c"; done
 test -x {remote_dir(tag)}/bin/cao-sidecar && echo installed=1
+echo "cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null)"
+echo "memory=$(awk '/^MemAvailable:/ {{print int($2 / 1024)}}' /proc/meminfo 2>/dev/null)"
 echo end=1
 """
 
@@ -120,7 +124,15 @@ async def probe(host: HostConfig, tag: Optional[str] = None) -> Probe:
     return Probe(
         reachable=True, python=python, python_ok=(values.get("python_ok") or ["0"])[0] == "1",
         tmux=values["tmux"][0] if values.get("tmux") else None, clis=tuple(values.get("cli", [])), installed="installed" in values,
+        cpus=_number(values.get("cpus")), memory_mb=_number(values.get("memory")),
     )  # fmt: skip
+
+
+def _number(found: Optional[list[str]]) -> int:
+    try:
+        return max(0, int((found or ["0"])[0]))
+    except ValueError:
+        return 0
 
 
 def _wheel_cache() -> Path:
@@ -146,9 +158,9 @@ async def build_wheel(tag: str) -> Path:
     return built[0]
 
 
-async def ensure_installed(host: HostConfig, tag: Optional[str] = None) -> str:
-    """Install this version on the host unless it is there; returns the tag. Raises InstallError
-    naming what is missing (no ssh, no Python 3.11, no tmux)."""
+async def ensure_installed(host: HostConfig, tag: Optional[str] = None) -> tuple[str, Probe]:
+    """Install this version on the host unless it is there; returns the tag and what the host
+    has. Raises InstallError naming what is missing (no ssh, no Python 3.11, no tmux)."""
     if tag is None:
         tag = await asyncio.to_thread(source_tag)
     found = await probe(host, tag)
@@ -156,7 +168,7 @@ async def ensure_installed(host: HostConfig, tag: Optional[str] = None) -> str:
     if missing:
         raise InstallError(f"host '{host.name}' ({host.ssh}) lacks: {', '.join(missing)}")
     if found.installed:
-        return tag
+        return tag, found
     wheel = await build_wheel(tag)
     target = remote_dir(tag)
     remote_wheel = f"{REMOTE_ROOT}/dl/{wheel.name}"
@@ -173,7 +185,7 @@ async def ensure_installed(host: HostConfig, tag: Optional[str] = None) -> str:
     code, _out, err = await _run([*ssh_base(host), script], timeout=INSTALL_TIMEOUT)
     if code != 0:
         raise InstallError(f"installing the node on '{host.name}' failed: {err.strip()[-2000:]}")
-    return tag
+    return tag, found
 
 
 def node_argv(host: HostConfig, tag: str) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.hosts.config import HostConfig, qualify
-from cao_sidecar.hosts.install import InstallError, ensure_installed, node_argv
+from cao_sidecar.hosts.install import InstallError, Probe, ensure_installed, node_argv
 from cao_sidecar.hosts.node import NODE_CALL, UP_CALL
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class HostLink:
         self._failed = asyncio.Event()
         self._task: Optional[asyncio.Task[None]] = None
         self._tag: Optional[str] = None
+        self.probe: Optional[Probe] = None  # what the host had when the link was first made
 
     def start(self) -> None:
         if self._task is None:
@@ -131,7 +132,7 @@ class HostLink:
             try:
                 if self._tag is None:
                     self.state, self.reason = "installing", ""
-                    self._tag = await ensure_installed(self.host)
+                    self._tag, self.probe = await ensure_installed(self.host)
                 await self._connect_once()
                 attempt = 0 if self.connects else attempt
             except InstallError as exc:

@@ -7,9 +7,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from cao_sidecar.hosts.node import UPSTREAM
-from cao_sidecar.hosts.team import hosts_of
-
-MAIN = "main"
+from cao_sidecar.hosts.team import AUTO, MAIN, hosts_of
 
 
 def elsewhere(host: Optional[str]) -> bool:
@@ -26,7 +24,10 @@ async def call_elsewhere(core: Any, host: str, method: str, params: dict[str, An
     params = {k: v for k, v in params.items() if v is not None}
     if UPSTREAM.node_name is not None:
         return await UPSTREAM.call(method, {**params, "host": host})
-    result = await hosts_of(core).call(host, method, params)
-    if report_to is not None and isinstance(result, dict):
+    if host == AUTO:  # placed here, then run as the editor face runs it
+        result = await hosts_of(core).run_here(method, {**params, "host": AUTO})
+    else:
+        result = await hosts_of(core).call(host, method, params)
+    if report_to is not None and isinstance(result, dict) and ":" in result.get("terminalId", ""):
         hosts_of(core).report_to(result["terminalId"], report_to)
     return result

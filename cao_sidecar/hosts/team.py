@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import weakref
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from cao_sidecar import paths
-from cao_sidecar.core.errors import InvalidRequest
+from cao_sidecar.core.errors import CaoError, InvalidRequest
 from cao_sidecar.hosts.config import HostConfig, HostsError, attach_over_ssh, load_hosts, qualify, split_terminal_id
 from cao_sidecar.hosts.link import HostLink
 from cao_sidecar.hosts.node import KeyedCalls
@@ -24,6 +25,9 @@ from cao_sidecar.hosts.node import KeyedCalls
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 180.0  # a first contact may install the node (pip) on the host
+PLACE_CONNECT_TIMEOUT = 20.0  # host: auto does not wait for a host's first install
+MAIN = "main"
+AUTO = "auto"
 
 Listener = Callable[[str, Any], None]
 
@@ -125,7 +129,10 @@ class RemoteHosts:
             except Exception as exc:  # noqa: BLE001 - a host that fails to answer shows its last state
                 log.info("listAgents on %s: %s", name, exc)
                 return
-            for info in qualify(found.get("agents", []), name):
+            fresh = qualify(found.get("agents", []), name)
+            for gone in [t for t in self.agents if t.startswith(f"{name}:")]:
+                self.agents.pop(gone)  # what the node no longer lists is gone
+            for info in fresh:
                 if isinstance(info.get("attachCommand"), list):
                     info["attachCommand"] = attach_over_ssh(link.host, info["attachCommand"])
                 self.agents[info["terminalId"]] = info
@@ -136,23 +143,46 @@ class RemoteHosts:
     def report_to(self, worker: str, lead: Any) -> None:
         self._report_to[worker] = lead
 
+    async def place(self, local_live: int) -> str:
+        """`host: auto`: the machine with the fewest live agents per CPU, from what each reports
+        (main: this one; hosts: the node's agents and the CPUs its probe found). Hosts not linked
+        yet are linked first (briefly); one that cannot be reached is left out."""
+        candidates = [(local_live / (os.cpu_count() or 1), MAIN)]
+        links = []
+        for name in self.configs():
+            try:
+                link = self.link(name)
+                if link.connects == 0:
+                    await link.wait_connected(PLACE_CONNECT_TIMEOUT)
+                links.append((name, link))
+            except CaoError as exc:
+                log.info("host: auto leaves out %s: %s", name, exc.message)
+        await self.list_agents(None)
+        for name, link in links:
+            live = sum(
+                1 for t, a in self.agents.items() if t.startswith(f"{name}:") and a.get("status") not in ("exited", "error")
+            )  # fmt: skip
+            cpus = link.probe.cpus if link.probe is not None and link.probe.cpus > 0 else 1
+            candidates.append((live / cpus, name))
+        return min(candidates, key=lambda c: c[0])[1]  # ties: the first, main
+
+    async def run_here(self, method: str, params: Any) -> Any:
+        """A cao/* method on this orchestrator, as the editor face runs it (host routing included)."""
+        from cao_sidecar import handlers, wire
+
+        body = handlers.HANDLERS[method]
+        result = await body(LinkDoor(self.core), wire.structure_params(params, wire.METHODS[method][0]))
+        return wire.unstructure(result)
+
     async def _serve_up(self, host: str, params: Any) -> Any:
         """A node's team call (`cao/nodeUp`): run here, once per key, as the editor face would."""
-        from cao_sidecar import handlers, wire
-        from cao_sidecar.core.errors import CaoError
-
         if not isinstance(params, dict) or not isinstance(params.get("key"), str):
             raise CaoError("cao/nodeUp: needs a 'key'")
         method = params.get("method")
         if method not in ("cao/handoff", "cao/assign", "cao/sendMessage", "cao/spawn"):
             raise CaoError(f"cao/nodeUp: a node may not call {method!r}")
 
-        async def run() -> Any:
-            body = handlers.HANDLERS[method]
-            result = await body(LinkDoor(self.core), wire.structure_params(params.get("params"), wire.METHODS[method][0]))
-            return wire.unstructure(result)
-
-        return await asyncio.shield(self._up_calls.run(f"{host}:{params['key']}", run))
+        return await asyncio.shield(self._up_calls.run(f"{host}:{params['key']}", lambda: self.run_here(method, params.get("params"))))
 
     def _on_notification(self, host: str, method: str, params: Any) -> None:
         params = qualify(params, host)
@@ -236,4 +266,12 @@ def hosts_of(core: Any) -> RemoteHosts:
 
 def remote_host(host: Optional[str]) -> Optional[str]:
     """The host a request names, None for this machine."""
-    return None if host in (None, "", "local", "main") else host
+    return None if host in (None, "", "local", MAIN) else host
+
+
+async def resolve_host(core: Any, host: Optional[str]) -> Optional[str]:
+    """The host a request goes to (None: this machine); `auto` is placed here."""
+    if host == AUTO:
+        live = sum(1 for agent in core.agents.values() if agent.alive)
+        host = await hosts_of(core).place(live)
+    return remote_host(host)
