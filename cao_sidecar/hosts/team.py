@@ -186,6 +186,9 @@ class RemoteHosts:
 
     def _on_notification(self, host: str, method: str, params: Any) -> None:
         params = qualify(params, host)
+        link = self.links.get(host)
+        if isinstance(params, dict) and isinstance(params.get("attachCommand"), list) and link is not None:
+            params["attachCommand"] = attach_over_ssh(link.host, params["attachCommand"])
         if method == "cao/workerCompleted" and isinstance(params, dict) and params.get("terminalId") in self._report_to:
             self._deliver_report(self._report_to.pop(params["terminalId"]), params)
         if method == "cao/agentStatus" and isinstance(params, dict):
