@@ -23,6 +23,7 @@ import asyncio
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -83,7 +84,15 @@ async def _status_event(cao: CaoClient, statuses: list[tuple[float, dict[str, An
     return arrived - sent
 
 
-async def bench(runs: int, agents: int) -> None:
+def _kill_tmux(socket: str) -> None:
+    subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+
+
+def _remove(base: Path) -> None:
+    shutil.rmtree(base, ignore_errors=True)
+
+
+async def bench(runs: int, agents: int, cleanups: list[tuple[Any, Any]]) -> None:
     base = Path(tempfile.mkdtemp(prefix="cao-bench-remote-"))
     workspace = new_workspace()
     env = _env(base)
@@ -128,8 +137,7 @@ async def bench(runs: int, agents: int) -> None:
             await asyncio.gather(*(cao.terminate(s["terminalId"]) for s in [*spawned, far, near]))
             await cao.request("cao/shutdown", {})
     finally:
-        end_node(workspace)
-        shutil.rmtree(base, ignore_errors=True)
+        cleanups.extend([(end_node, workspace), (_kill_tmux, env["CAO_TMUX_SOCKET"]), (_remove, base)])
 
 
 def main() -> int:
@@ -141,7 +149,12 @@ def main() -> int:
     if reason is not None:
         print(f"bench_remote: no test sshd: {reason}", file=sys.stderr)
         return 2
-    asyncio.run(bench(args.runs, args.agents))
+    cleanups: list[tuple[Any, Any]] = []  # done after the loop ends: they block
+    try:
+        asyncio.run(bench(args.runs, args.agents, cleanups))
+    finally:
+        for clean, what in cleanups:
+            clean(what)
     return 0
 
 
