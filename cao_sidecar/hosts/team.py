@@ -171,8 +171,11 @@ class RemoteHosts:
         from cao_sidecar import handlers, wire
 
         body = handlers.HANDLERS[method]
-        result = await body(LinkDoor(self.core), wire.structure_params(params, wire.METHODS[method][0]))
-        return wire.unstructure(result)
+        try:
+            typed = wire.structure_params(params, wire.METHODS[method][0])
+        except wire.ParamsError as exc:
+            raise InvalidRequest(f"{method}: {exc}") from None
+        return wire.unstructure(await body(LinkDoor(self.core), typed))
 
     async def _serve_up(self, host: str, params: Any) -> Any:
         """A node's team call (`cao/nodeUp`): run here, once per key, as the editor face would."""
