@@ -106,6 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         from cao_sidecar.trust_commands import main as trust_main
 
         return trust_main(argv[1:])
+    if argv[:1] == ["node"]:  # hidden: run over ssh by the orchestrator (cao_sidecar.hosts)
+        from cao_sidecar.hosts.node import main_node
+
+        return main_node(argv[1:])
+    if argv[:1] == ["hosts"]:  # light: ssh probes, no server
+        from cao_sidecar.hosts.commands import main as hosts_main
+
+        return hosts_main(argv[1:])
     if argv[:1] == ["serve"]:  # hidden: the orchestrator process, started by front ends
         return _serve(argv[1:])
     if argv[:1] == ["explain"]:  # light: no server, no pygls/mcp imports

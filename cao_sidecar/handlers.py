@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Protocol
 from cao_sidecar import views, wire
 from cao_sidecar.core.errors import CaoError, InvalidRequest
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.hosts.config import split_terminal_id
+from cao_sidecar.hosts.team import hosts_of, resolve_host
 
 if TYPE_CHECKING:
     from cao_sidecar.core.agent import Agent
@@ -95,6 +97,9 @@ def _handles(method: str) -> Callable[[Handler], Handler]:
 async def spawn(door: Door, p: wire.SpawnParams) -> wire.SpawnResult:
     from cao_sidecar.core.orchestrator import READY_TIMEOUT
 
+    host = await resolve_host(await door.core(), p.host or await _profile_host(door, p.profile))
+    if host is not None:
+        return await _on_host(door, host, "cao/spawn", p, wire.SpawnResult)
     core = await door.core()
     if p.timeout_seconds is not None and p.timeout_seconds <= 0:
         raise InvalidRequest("cao/spawn: field 'timeoutSeconds' must be positive", field="timeoutSeconds")
@@ -113,6 +118,12 @@ async def spawn(door: Door, p: wire.SpawnParams) -> wire.SpawnResult:
 
 @_handles("cao/handoff")
 async def handoff(door: Door, p: wire.HandoffParams) -> wire.HandoffResult:
+    host = (
+        split_terminal_id(p.terminal_id)[0] if p.terminal_id
+        else await resolve_host(await door.core(), p.host or await _profile_host(door, p.profile))
+    )  # fmt: skip
+    if host is not None:
+        return await _on_host(door, host, "cao/handoff", p, wire.HandoffResult)
     core = await door.core()
     progress = door.handoff_progress(p.work_done_token)
     try:
@@ -140,6 +151,9 @@ async def handoff(door: Door, p: wire.HandoffParams) -> wire.HandoffResult:
 
 @_handles("cao/assign")
 async def assign(door: Door, p: wire.AssignParams) -> wire.AssignResult:
+    host = await resolve_host(await door.core(), p.host or await _profile_host(door, p.profile))
+    if host is not None:
+        return await _on_host(door, host, "cao/assign", p, wire.AssignResult)
     core = await door.core()
     agent = core.assign(
         p.message,
@@ -158,6 +172,8 @@ async def assign(door: Door, p: wire.AssignParams) -> wire.AssignResult:
 
 @_handles("cao/sendMessage")
 async def send_message(door: Door, p: wire.SendMessageParams) -> wire.SendMessageResult:
+    if split_terminal_id(p.terminal_id)[0] is not None:
+        return await _on_host(door, split_terminal_id(p.terminal_id)[0], "cao/sendMessage", p, wire.SendMessageResult)
     core = await door.core()
     message_id, state = await core.send_message(p.terminal_id, p.message, p.sender)
     return wire.SendMessageResult(message_id=message_id, state=state)  # type: ignore[arg-type]
@@ -166,11 +182,14 @@ async def send_message(door: Door, p: wire.SendMessageParams) -> wire.SendMessag
 @_handles("cao/listAgents")
 async def list_agents(door: Door, p: wire.ListAgentsParams) -> wire.ListAgentsResult:
     core = await door.core()
-    return wire.ListAgentsResult(agents=[views.agent_info(a, core) for a in core.list_agents(p.session, include_pooled=p.include_pooled)])
+    agents = [views.agent_info(a, core) for a in core.list_agents(p.session, include_pooled=p.include_pooled)]
+    return wire.ListAgentsResult(agents=agents + await _remote_agents(core, p.session))
 
 
 @_handles("cao/answer")
 async def answer(door: Door, p: wire.AnswerParams) -> wire.AnswerResult:
+    if split_terminal_id(p.terminal_id)[0] is not None:
+        return await _on_host(door, split_terminal_id(p.terminal_id)[0], "cao/answer", p, wire.AnswerResult)
     core = await door.core()
     prompt_id, typed = await core.answer(p.terminal_id, p.answer, p.prompt_id)
     return wire.AnswerResult(terminal_id=p.terminal_id, prompt_id=prompt_id, typed=typed)
@@ -178,12 +197,16 @@ async def answer(door: Door, p: wire.AnswerParams) -> wire.AnswerResult:
 
 @_handles("cao/getOutput")
 async def get_output(door: Door, p: wire.GetOutputParams) -> wire.GetOutputResult:
+    if split_terminal_id(p.terminal_id)[0] is not None:
+        return await _on_host(door, split_terminal_id(p.terminal_id)[0], "cao/getOutput", p, wire.GetOutputResult)
     core = await door.core()
     return wire.GetOutputResult(output=await core.get_output(p.terminal_id, p.mode))
 
 
 @_handles("cao/terminate")
 async def terminate(door: Door, p: wire.TerminateParams) -> wire.TerminateResult:
+    if split_terminal_id(p.terminal_id)[0] is not None:
+        return await _on_host(door, split_terminal_id(p.terminal_id)[0], "cao/terminate", p, wire.TerminateResult)
     core = await door.core()
     await core.terminate(p.terminal_id)
     return wire.TerminateResult()
@@ -193,6 +216,8 @@ async def terminate(door: Door, p: wire.TerminateParams) -> wire.TerminateResult
 async def get_log(door: Door, p: wire.GetLogParams) -> wire.GetLogResult:
     from cao_sidecar.storage.logs import read_events, read_output
 
+    if p.terminal_id is not None and split_terminal_id(p.terminal_id)[0] is not None:
+        return await _on_host(door, split_terminal_id(p.terminal_id)[0], "cao/getLog", p, wire.GetLogResult)
     core = await door.core()
     if p.limit is not None and p.limit <= 0:
         raise InvalidRequest("cao/getLog: field 'limit' must be positive", field="limit")
@@ -340,3 +365,41 @@ async def get_trust(door: Door, p: wire.GetTrustParams) -> wire.GetTrustResult:
 async def set_trust(door: Door, p: wire.SetTrustParams) -> wire.SetTrustResult:
     live = await _live(door)
     return wire.SetTrustResult(folders=await live.set_trust(p.trusted, p.path, p.persist))
+
+
+# ---- agents on other hosts (cao_sidecar.hosts; issue 19) ------------------------------------
+
+
+async def _on_host(door: Door, host: Optional[str], method: str, p: Any, result_cls: type) -> Any:
+    """`method` on `host`'s node: the params without `host` (and ids unqualified), the result's
+    ids qualified."""
+    assert host is not None
+    core = await door.core()
+    params = {k: v for k, v in wire.unstructure(p).items() if v is not None and k not in ("host", "workDoneToken")}
+    hosts = hosts_of(core)
+    if isinstance(params.get("terminalId"), str) and ":" in params["terminalId"]:
+        raw = await hosts.call_terminal(params.pop("terminalId"), method, params)
+    else:
+        raw = await hosts.call(host, method, params)
+    return wire.converter.structure(raw, result_cls)
+
+
+async def _profile_host(door: Door, profile: Optional[str]) -> Optional[str]:
+    """The `host:` of the profile a request names, if it names one this side knows."""
+    if profile is None:
+        return None
+    core = await door.core()
+    try:
+        return core.catalog.get(profile).host
+    except CaoError:
+        return None  # an unknown profile is reported where it is started
+
+
+async def _remote_agents(core: Any, session: Optional[str]) -> list[wire.AgentInfo]:
+    infos = []
+    for raw in await hosts_of(core).list_agents(session):
+        try:
+            infos.append(wire.converter.structure(raw, wire.AgentInfo))
+        except Exception:  # noqa: BLE001 - a node of another version: skip what does not fit
+            continue
+    return infos

@@ -56,6 +56,11 @@ class Runtime:
         from cao_sidecar.profiles.live import start_live
 
         core = await start_core(tmux_socket=tmux_socket, session=session, workspace=workspace, take_lock=take_lock)
+        from cao_sidecar.hosts.team import hosts_of
+
+        # The team's hosts run their calls on this core (not a connection's view of it); the ones
+        # it used before are linked to again.
+        hosts_of(core).remember_in(core.state_dir / f"hosts-{tmux_socket}.json")
         runtime: Optional[Runtime] = None
         face_task: Optional[asyncio.Task[Any]] = None
         pool_task: Optional[asyncio.Task[None]] = None
@@ -94,6 +99,7 @@ class Runtime:
                 await runtime.live.close()
             if runtime is not None and runtime.agent_face is not None:
                 await runtime.agent_face.close()
+            await hosts_of(core).close()  # the links end; the nodes keep their agents
             await core.close()
 
     def scope(self) -> tuple[CoreScope, Optional[LiveScope]]:

@@ -21,6 +21,7 @@ from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.leads import Caller, HostLead
 from cao_sidecar.core.orchestrator import Orchestrator
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.hosts import routing
 
 T = TypeVar("T")
 
@@ -137,7 +138,18 @@ async def handoff(
     core: Orchestrator, lead: Caller, target: str, task: str, timeout_seconds: float,
     on_agent: Callable[[Agent], None] | None = None, worktree: bool | None = None, base_ref: str | None = None,
     model: str | None = None,
+    host: str | None = None,
 ) -> CallToolResult:  # fmt: skip
+    if host is not None and routing.elsewhere(host):
+        params = {
+            "profile": target, "message": task, "timeoutSeconds": timeout_seconds, "worktree": worktree, "baseRef": base_ref,
+            "model": model,
+        }  # fmt: skip
+        done = await calling_core(routing.call_elsewhere(core, host, "cao/handoff", params))
+        data = HandoffResult(
+            terminal_id=done["terminalId"], profile=target, status="completed", output=done["output"], worktree=done.get("worktree")
+        )
+        return tool_result(done["output"], data)
     worker, answer = await calling_core(
         core.handoff(
             task, profile=target, timeout=timeout_seconds, caller=lead, on_agent=on_agent,
@@ -162,6 +174,19 @@ def assign(
         raise ToolError(error_text(exc)) from None
     text = f"Assigned to {target} (terminal {worker.terminal_id}); {how_results_arrive}"
     return tool_result(text, AssignResult(terminal_id=worker.terminal_id, profile=target, status=worker.status.value))
+
+
+async def assign_on_host(
+    core: Orchestrator, lead: Caller, target: str, task: str, host: str, worktree: bool | None = None, base_ref: str | None = None,
+    model: str | None = None,
+) -> CallToolResult:  # fmt: skip
+    """assign on another host (issue 19); the worker's report comes back to `lead` as a message."""
+    if not routing.elsewhere(host):
+        return assign(core, lead, target, task, "its answer will arrive as a message.", worktree=worktree, base_ref=base_ref, model=model)
+    params = {"profile": target, "message": task, "worktree": worktree, "baseRef": base_ref, "model": model}
+    done = await calling_core(routing.call_elsewhere(core, host, "cao/assign", params, report_to=lead))
+    text = f"Assigned to {target} on {host} (terminal {done['terminalId']}); its answer will arrive as a message."
+    return tool_result(text, AssignResult(terminal_id=done["terminalId"], profile=target, status="processing"))
 
 
 async def send_message(core: Orchestrator, lead: Caller, target: str, message: str) -> CallToolResult:

@@ -64,6 +64,7 @@ class SpawnParams:
     timeout_seconds: Optional[float] = None  # how long to wait for the agent to be ready
     worktree: Optional[bool] = None  # its own git worktree and branch; null: the profile decides
     base_ref: Optional[str] = None  # with a worktree: the ref its branch starts from (default HEAD)
+    host: Optional[str] = None  # hosts.yaml name: run it on that host's node (issue 19); null or 'local': here
 
 
 @attrs.define
@@ -91,6 +92,7 @@ class HandoffParams:
     worktree: Optional[bool] = None
     base_ref: Optional[str] = None
     model: Optional[str] = None  # the worker's model instead of its profile's (with profile)
+    host: Optional[str] = None  # hosts.yaml name: run it on that host's node (issue 19); null or 'local': here
 
 
 @attrs.define
@@ -113,6 +115,7 @@ class AssignParams:
     worktree: Optional[bool] = None
     base_ref: Optional[str] = None
     model: Optional[str] = None  # the worker's model instead of its profile's
+    host: Optional[str] = None  # hosts.yaml name: run it on that host's node (issue 19); null or 'local': here
 
 
 @attrs.define

@@ -39,6 +39,11 @@ Tools to work with other agents on your team, each a coding assistant in its own
 - merge_work: merge a worker's branch (from a handoff or assign with worktree) into its base.
 Specialists are named by profile (for example: developer, reviewer, tester)."""
 
+HOST_HELP = (
+    "The host to run the specialist on: a name from the team's hosts (hosts.yaml), 'main' for the "
+    "orchestrator's machine. Default: the machine you run on."
+)
+
 
 def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) -> MCPServer:
     mcp = MCPServer(name="cao", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
@@ -56,6 +61,7 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         worktree: Annotated[bool | None, Field(description=WORKTREE_HELP)] = None,
         base_ref: Annotated[str | None, Field(description=BASE_REF_HELP)] = None,
         model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
+        host: Annotated[str | None, Field(description=HOST_HELP)] = None,
     ) -> Annotated[CallToolResult, HandoffResult]:
         """Hand a task to a new specialist agent and wait for its final answer, which is returned as the
         result. The specialist starts fresh (it does not see your conversation): put everything it needs
@@ -67,7 +73,8 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
             ticket.worker = worker.terminal_id
 
         ticket = tickets.start(lead.terminal_id, team_tools.handoff(
-            core, lead, target, task, timeout_seconds, on_agent=started, worktree=worktree, base_ref=base_ref, model=model
+            core, lead, target, task, timeout_seconds, on_agent=started, worktree=worktree, base_ref=base_ref, model=model,
+            host=host,
         ))  # fmt: skip
         return await wait_on(ticket, ctx, target)
 
@@ -104,10 +111,15 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         worktree: Annotated[bool | None, Field(description=WORKTREE_HELP)] = None,
         base_ref: Annotated[str | None, Field(description=BASE_REF_HELP)] = None,
         model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
+        host: Annotated[str | None, Field(description=HOST_HELP)] = None,
     ) -> Annotated[CallToolResult, AssignResult]:
         """Start a specialist agent on a task in the background and return at once with its terminal id.
         When it finishes, its answer is delivered to you as a message that names the worker (terminal id and
         profile). Use this to run several tasks in parallel; do not wait or poll for the result."""
+        if host is not None:  # on another host (issue 19): its answer comes back the same way
+            return await team_tools.assign_on_host(
+                core, caller_of(ctx), target, task, host, worktree=worktree, base_ref=base_ref, model=model
+            )
         return team_tools.assign(
             core, caller_of(ctx), target, task, "its answer will arrive as a message.", worktree=worktree, base_ref=base_ref,
             model=model,

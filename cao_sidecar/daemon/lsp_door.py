@@ -61,11 +61,15 @@ async def serve_lsp(hub: "Hub", reader: asyncio.StreamReader, writer: asyncio.St
     loop = asyncio.get_running_loop()
     core_ready: asyncio.Future[Any] = loop.create_future()
     server = build_server(core_ready, on_shutdown=hub.shutdown)
+    from cao_sidecar.hosts.node import is_node_link, register_node_call
+
+    node_link_ended = register_node_call(server, params) if is_node_link(params) else None  # the orchestrator's link
     server.protocol.set_writer(out)
     # pygls sees the initialize too (client capabilities, its own state), but must not answer it.
     server.protocol.answered_initialize_id = initialize["id"]
     messages.dispatch(server.protocol, initialize)
     scopes: list[Any] = []
+    unsubscribe: list[Any] = []
     asker: Any = None
 
     def fail(exc: Exception) -> None:
@@ -86,6 +90,10 @@ async def serve_lsp(hub: "Hub", reader: asyncio.StreamReader, writer: asyncio.St
             return
         core, live = runtime.scope()
         scopes.extend(s for s in (core, live) if s is not None)
+        from cao_sidecar.hosts.team import hosts_of
+
+        # Other hosts' nodes' notifications (ids qualified), to this editor too.
+        unsubscribe.append(hosts_of(core).add_listener(lambda method, p: server.protocol.notify(method, p)))
         asker = connect_notifications(server, core, ask_user=ask_user_enabled(params))
         if live is not None:
             connect_live(server, live)
@@ -106,6 +114,10 @@ async def serve_lsp(hub: "Hub", reader: asyncio.StreamReader, writer: asyncio.St
             await attaching
         for scope in scopes:
             scope.close()
+        for drop in unsubscribe:
+            drop()
+        if node_link_ended is not None:
+            node_link_ended()
         if asker is not None:
             asker.close()
         out.close()

@@ -9,6 +9,7 @@
     handoff PROFILE TASK  call the sidecar's MCP tool handoff, answer its text result
     assign PROFILE TASK   call the sidecar's MCP tool assign, answer its text result
     send TARGET MESSAGE   call the sidecar's MCP tool send_message, answer its text result
+                          (handoff/assign PROFILE@HOST TASK: with the tool's `host`, e.g. box1 or main)
     merge_work WORKER     call the sidecar's MCP tool merge_work, answer its text result
     edit PATH TEXT        write TEXT (and a newline) to PATH, relative to its working directory,
                           then answer "wrote PATH" (like a coding agent editing a file)
@@ -88,7 +89,11 @@ def parse_task(text: str) -> Task:
         profile, message = split_word(rest or "")
         if not profile or message is None:
             return Task("fail", f"usage: {word} PROFILE TASK")
-        return Task("tool", tool=word, arguments={"target": profile, "task": message})
+        target, at, host = profile.partition("@")  # PROFILE@HOST: on that host (issue 19)
+        arguments: dict[str, object] = {"target": target, "task": message}
+        if at:
+            arguments["host"] = host
+        return Task("tool", tool=word, arguments=arguments)
     if word == "send":
         target, message = split_word(rest or "")
         if not target or message is None:

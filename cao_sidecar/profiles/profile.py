@@ -48,6 +48,7 @@ KNOWN_FIELDS = (
     "worktree",
     "worktreeFiles",
     "pool",
+    "host",
 )
 MAX_POOL = 16  # warm workers one profile may ask for (the global cap in settings limits them all)
 ALIASES = {"tools": "allowedTools", "allowed_tools": "allowedTools", "mcp_servers": "mcpServers", "cwd": "workingDirectory"}
@@ -101,6 +102,7 @@ class Profile:
     worktree: bool = False  # each agent gets its own git worktree and branch (core.worktree_manager)
     worktree_files: list[str] = attrs.field(factory=list)  # untracked files copied into it (.env, ...)
     pool: int = 0  # warm, idle, fresh workers the orchestrator keeps started (core.pool)
+    host: Optional[str] = None  # hosts.yaml name its agents run on (issue 19); None: where asked
 
     @property
     def scope(self) -> str:
@@ -177,6 +179,7 @@ def check_profile(
     worktree = c.boolean("worktree", False)
     worktree_files = _worktree_files(c)
     pool = _pool_size(c, worktree)
+    host = _host(c)
     c.unknown_fields(
         KNOWN_FIELDS, ALIASES, passed_on="it is passed to the provider as a provider-specific option, if it has one by that name"
     )
@@ -206,6 +209,7 @@ def check_profile(
             worktree=worktree,
             worktree_files=worktree_files,
             pool=pool,
+            host=host,
         ),
         c.diagnostics,
     )
@@ -219,6 +223,17 @@ def _not_flag_like(c: Checker, key: str, value: Any) -> Any:
             c.error(f"'{key}': {show(item)} begins with '-', which a CLI could take as a command-line flag", key)
             return None
     return value
+
+
+def _host(c: Checker) -> Optional[str]:
+    """`host:` a name of hosts.yaml (or main/local): where this profile's agents run."""
+    import re
+
+    host = c.string("host", max_len=32)
+    if host is not None and not re.fullmatch(r"[a-z][a-z0-9-]{0,31}", host):
+        c.error(f"'host': {show(host)} is not a host name (lowercase letters, digits, '-'; see hosts.yaml)", "host")
+        return None
+    return host
 
 
 def _worktree_files(c: Checker) -> Optional[list[str]]:

@@ -1,0 +1,283 @@
+"""The team's hosts, as the orchestrator sees them: one link per host, ids qualified by host.
+
+A request that names a host (`host: box1`) or a qualified terminal id (`box1:ab12cd34`) goes to
+that host's node with the id unqualified; what comes back (results, the node's `cao/agentStatus`
+and `cao/workerCompleted`) has its terminal ids qualified again. The last status of each remote
+agent is kept, so `cao/listAgents` shows them while a link is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import weakref
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from cao_sidecar import paths
+from cao_sidecar.core.errors import CaoError, InvalidRequest
+from cao_sidecar.hosts.config import HostConfig, HostsError, attach_over_ssh, load_hosts, qualify, split_terminal_id
+from cao_sidecar.hosts.link import HostLink
+from cao_sidecar.hosts.node import KeyedCalls
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 180.0  # a first contact may install the node (pip) on the host
+PLACE_CONNECT_TIMEOUT = 20.0  # host: auto does not wait for a host's first install
+MAIN = "main"
+AUTO = "auto"
+
+Listener = Callable[[str, Any], None]
+
+
+class RemoteHosts:
+    def __init__(self, core: Any, hosts: Optional[dict[str, HostConfig]] = None) -> None:
+        self.core = core
+        self._configs = hosts
+        self._up_calls = KeyedCalls()
+        self._report_to: dict[str, Any] = {}  # qualified worker id -> the lead its report goes to
+        self._remember: Optional[Path] = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.links: dict[str, HostLink] = {}
+        self.agents: dict[str, dict[str, Any]] = {}  # qualified id -> its last AgentInfo-like state
+        self._listeners: set[Listener] = set()
+
+    def configs(self) -> dict[str, HostConfig]:
+        if self._configs is None:
+            try:
+                return load_hosts()
+            except HostsError as exc:
+                raise InvalidRequest(str(exc), field="host") from None
+        return self._configs
+
+    def remember_in(self, path: Path) -> None:
+        """Keep the names of the hosts this team uses in `path`, and link to them again now (after
+        an orchestrator restart, their agents show up without waiting for a request)."""
+        self._remember = path
+
+        def read() -> list[str]:
+            try:
+                names = json.loads(path.read_text())
+            except (OSError, ValueError):
+                return []
+            return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+        async def reconnect() -> None:
+            for name in await asyncio.to_thread(read):
+                try:
+                    if name in self.configs():
+                        self.link(name)
+                except InvalidRequest as exc:  # hosts.yaml broken now: said on the next request
+                    log.warning("%s", exc.message)
+                    return
+
+        self._background(reconnect())
+
+    def _background(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _save_used(self) -> None:
+        if self._remember is None:
+            return
+        path, names = self._remember, sorted(self.links)
+        self._background(asyncio.to_thread(paths.write_private_text, path, json.dumps(names)))
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """`listener(method, params)` for each notification of any node (ids qualified)."""
+        self._listeners.add(listener)
+        return lambda: self._listeners.discard(listener)
+
+    def link(self, name: str) -> HostLink:
+        link = self.links.get(name)
+        if link is None or link.state == "failed":  # a failed host is tried again on its next request
+            config = self.configs().get(name)
+            if config is None:
+                known = ", ".join(sorted(self.configs())) or "none (add them to hosts.yaml)"
+                raise InvalidRequest(f"unknown host '{name}'; hosts: {known}", field="host")
+            link = HostLink(config, self._on_notification, self._on_connected, self._serve_up)
+            seen = name in self.links
+            self.links[name] = link
+            link.start()
+            if not seen:
+                self._save_used()
+        return link
+
+    async def call(self, host: str, method: str, params: dict[str, Any]) -> Any:
+        link = self.link(host)
+        if link.connects == 0:  # a first contact: fail fast if the host cannot be reached
+            await link.wait_connected(CONNECT_TIMEOUT)
+        return qualify(await link.call(method, params), host)
+
+    async def call_terminal(self, terminal_id: str, method: str, params: dict[str, Any]) -> Any:
+        """`method` for a qualified terminal id, on its host."""
+        host, local_id = split_terminal_id(terminal_id)
+        assert host is not None
+        return await self.call(host, method, {**params, "terminalId": local_id})
+
+    async def list_agents(self, session: Optional[str]) -> list[dict[str, Any]]:
+        """Every remote agent: fresh from connected hosts, as last seen from the others."""
+
+        async def one(name: str, link: HostLink) -> None:
+            if link.state != "connected":
+                return
+            try:
+                found = await asyncio.wait_for(link.call("cao/listAgents", {}), 10)
+            except Exception as exc:  # noqa: BLE001 - a host that fails to answer shows its last state
+                log.info("listAgents on %s: %s", name, exc)
+                return
+            fresh = qualify(found.get("agents", []), name)
+            for gone in [t for t in self.agents if t.startswith(f"{name}:")]:
+                self.agents.pop(gone)  # what the node no longer lists is gone
+            for info in fresh:
+                if isinstance(info.get("attachCommand"), list):
+                    info["attachCommand"] = attach_over_ssh(link.host, info["attachCommand"])
+                self.agents[info["terminalId"]] = info
+
+        await asyncio.gather(*(one(n, link) for n, link in self.links.items()))
+        return [a for a in self.agents.values() if session is None or a.get("session") == session]
+
+    def report_to(self, worker: str, lead: Any) -> None:
+        self._report_to[worker] = lead
+
+    async def place(self, local_live: int) -> str:
+        """`host: auto`: the machine with the fewest live agents per CPU, from what each reports
+        (main: this one; hosts: the node's agents and the CPUs its probe found). Hosts not linked
+        yet are linked first (briefly); one that cannot be reached is left out."""
+        candidates = [(local_live / (os.cpu_count() or 1), MAIN)]
+        links = []
+        for name in self.configs():
+            try:
+                link = self.link(name)
+                if link.connects == 0:
+                    await link.wait_connected(PLACE_CONNECT_TIMEOUT)
+                links.append((name, link))
+            except CaoError as exc:
+                log.info("host: auto leaves out %s: %s", name, exc.message)
+        await self.list_agents(None)
+        for name, link in links:
+            live = sum(
+                1 for t, a in self.agents.items() if t.startswith(f"{name}:") and a.get("status") not in ("exited", "error")
+            )  # fmt: skip
+            cpus = link.probe.cpus if link.probe is not None and link.probe.cpus > 0 else 1
+            candidates.append((live / cpus, name))
+        return min(candidates, key=lambda c: c[0])[1]  # ties: the first, main
+
+    async def run_here(self, method: str, params: Any) -> Any:
+        """A cao/* method on this orchestrator, as the editor face runs it (host routing included)."""
+        from cao_sidecar import handlers, wire
+
+        body = handlers.HANDLERS[method]
+        try:
+            typed = wire.structure_params(params, wire.METHODS[method][0])
+        except wire.ParamsError as exc:
+            raise InvalidRequest(f"{method}: {exc}") from None
+        return wire.unstructure(await body(LinkDoor(self.core), typed))
+
+    async def _serve_up(self, host: str, params: Any) -> Any:
+        """A node's team call (`cao/nodeUp`): run here, once per key, as the editor face would."""
+        if not isinstance(params, dict) or not isinstance(params.get("key"), str):
+            raise CaoError("cao/nodeUp: needs a 'key'")
+        method = params.get("method")
+        if method not in ("cao/handoff", "cao/assign", "cao/sendMessage", "cao/spawn"):
+            raise CaoError(f"cao/nodeUp: a node may not call {method!r}")
+
+        return await asyncio.shield(self._up_calls.run(f"{host}:{params['key']}", lambda: self.run_here(method, params.get("params"))))
+
+    def _on_notification(self, host: str, method: str, params: Any) -> None:
+        params = qualify(params, host)
+        link = self.links.get(host)
+        if isinstance(params, dict) and isinstance(params.get("attachCommand"), list) and link is not None:
+            params["attachCommand"] = attach_over_ssh(link.host, params["attachCommand"])
+        if method == "cao/workerCompleted" and isinstance(params, dict) and params.get("terminalId") in self._report_to:
+            self._deliver_report(self._report_to.pop(params["terminalId"]), params)
+        if method == "cao/agentStatus" and isinstance(params, dict):
+            known = self.agents.get(params["terminalId"])
+            if known is not None:  # a full AgentInfo from listAgents; the notification updates it
+                known.update({k: v for k, v in params.items() if k in ("status", "prompt")})
+        for listener in list(self._listeners):
+            listener(method, params)
+
+    def _deliver_report(self, lead: Any, report: dict[str, Any]) -> None:
+        """A remote worker's report, to the local lead that assigned it (as a local assign's)."""
+        text = report.get("output") if report.get("status") == "completed" else f"failed: {report.get('error')}"
+        message = f"[report from {report.get('profile')} {report.get('terminalId')}] {text}"
+
+        async def send() -> None:
+            try:
+                await self.core.send_message(lead.terminal_id, message, f"{report.get('profile')} {report.get('terminalId')}")
+            except Exception as exc:  # noqa: BLE001 - the lead may be gone; the editors saw the report
+                log.info("report of %s not delivered: %s", report.get("terminalId"), exc)
+
+        self._background(send())
+
+    def _on_connected(self, host: str) -> None:
+        """After a (re)connect: reconcile the agents' state (the node kept them)."""
+        self._background(self.list_agents(None))
+
+    def state(self) -> list[dict[str, Any]]:
+        return [
+            {"name": n, "state": link.state, "reason": link.reason, "sshPid": link.ssh_pid, "connects": link.connects}
+            for n, link in self.links.items()
+        ]
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*(link.close() for link in self.links.values()))
+
+
+_BY_CORE: "weakref.WeakKeyDictionary[Any, RemoteHosts]" = weakref.WeakKeyDictionary()
+
+
+class LinkDoor:
+    """handlers.Door for calls that come up a node's link: no progress, no questions, no shutdown."""
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+
+    async def core(self) -> Any:
+        return self._core
+
+    def started_core(self) -> Any:
+        return self._core
+
+    def live_config(self) -> Any:
+        return None
+
+    def credential_count(self) -> int:
+        return 0
+
+    def handoff_progress(self, token: Any) -> Any:
+        from cao_sidecar.handlers import NoProgress
+
+        return NoProgress()
+
+    def shutdown_hook(self) -> Any:
+        return None
+
+
+def hosts_of(core: Any) -> RemoteHosts:
+    """The hosts of one orchestration core (made on first use). Keyed by its supervisor: every
+    connection's view of the core (daemon.fanout.CoreScope) shares it."""
+    key = getattr(core, "supervisor", core)
+    hosts = _BY_CORE.get(key)
+    if hosts is None:
+        hosts = _BY_CORE[key] = RemoteHosts(core)
+    return hosts
+
+
+def remote_host(host: Optional[str]) -> Optional[str]:
+    """The host a request names, None for this machine."""
+    return None if host in (None, "", "local", MAIN) else host
+
+
+async def resolve_host(core: Any, host: Optional[str]) -> Optional[str]:
+    """The host a request goes to (None: this machine); `auto` is placed here."""
+    if host == AUTO:
+        live = sum(1 for agent in core.agents.values() if agent.alive)
+        host = await hosts_of(core).place(live)
+    return remote_host(host)

@@ -1,0 +1,253 @@
+"""A team spread over hosts (issue 19), against a real sshd on this machine: the account
+`caoremote` is the host `box1` (tests/remote_host.py; .ci/sshd-setup.sh sets it up).
+
+One scenario on one orchestrator (the node is installed on first use, which takes a pip install
+the first time): 30 agents on box1 over one ssh connection; an agent there hands off to a local
+one, which hands off back to box1; the ssh client is killed mid-turn and nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_lsp
+from pytest_lsp import LanguageClient
+
+from conftest import initialize, kill_tmux, orchestrator_pid, request
+from remote_host import end_node, hosts_yaml, new_workspace, sshd_unavailable
+from test_editor_common import eventually, new_sidecar, rpc_error
+
+SKIP = sshd_unavailable()
+pytestmark = [
+    pytest.mark.skipif(SKIP is not None, reason=f"no test sshd: {SKIP}"),
+    pytest.mark.timeout(400),  # the first run installs the node on the host (pip)
+]
+
+WORKSPACE = new_workspace()
+CONFIG, SIDECAR = new_sidecar("hosts")
+(SIDECAR.base / "config" / "cao-sidecar").mkdir(parents=True, exist_ok=True)
+(SIDECAR.base / "config" / "cao-sidecar" / "hosts.yaml").write_text(hosts_yaml(WORKSPACE))
+# One wheel build for every module and run (the node's install is keyed by the sources' hash).
+SIDECAR.env["XDG_CACHE_HOME"] = str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cao-sidecar-tests")
+AGENTS = 30
+SESSION = "far-" + WORKSPACE[-6:]  # the host's state db outlives this run: its own session
+
+
+def _children(pid: int, name: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+            if int(rest[1]) == pid and comm == name:
+                found.append(int(entry.name))
+    return found
+
+
+def _node_sessions() -> tuple[list[int], set[int]]:
+    """The node relays of this module's workspace on the "host", and the sshd sessions they run in."""
+    relays, sessions = [], set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if b"node" in cmdline and WORKSPACE.encode()[2:] in b" ".join(cmdline) and b"cao_sidecar" in b" ".join(cmdline):
+            relays.append(int(entry.name))
+            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+            try:
+                if (Path(f"/proc/{parent}/cmdline").read_bytes()).startswith(b"sshd"):
+                    sessions.add(parent)
+            except OSError:
+                pass
+    return relays, sessions
+
+
+@pytest_lsp.fixture(config=CONFIG, scope="module")
+async def client(lsp_client: LanguageClient):
+    await initialize(lsp_client, SIDECAR)
+    yield
+    try:
+        await asyncio.wait_for(lsp_client.shutdown_session(), 30)
+    finally:
+        kill_tmux(SIDECAR.socket)
+        end_node(WORKSPACE)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
+    started = time.monotonic()
+    # A host that is not in hosts.yaml: a clear error, nothing started.
+    exc = await rpc_error(request(client, "cao/spawn", {"profile": "mock_developer", "host": "nope"}))
+    assert "unknown host 'nope'" in exc.message and "box1" in exc.message
+    # A host without tmux: what it lacks, at once.
+    exc = await rpc_error(request(client, "cao/spawn", {"profile": "mock_developer", "host": "notmux"}))
+    assert "lacks: tmux" in exc.message, exc.message
+
+    # 30 agents on box1 (the first contact installs the node there).
+    first = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "box1", "session": SESSION}, timeout=240)
+    assert first["terminalId"].startswith("box1:") and first["status"] == "idle"
+    rest = await asyncio.gather(
+        *(request(client, "cao/spawn", {"profile": "mock_developer", "host": "box1", "session": SESSION}, timeout=120) for _ in range(AGENTS - 1))
+    )
+    ids = {first["terminalId"], *(r["terminalId"] for r in rest)}
+    assert len(ids) == AGENTS
+    print(f"\n{AGENTS} remote agents up {time.monotonic() - started:.1f} s after the start (install included)")
+
+    # One ssh process for the host, one sshd session, one node relay.
+    orchestrator = orchestrator_pid(SIDECAR.env)
+    links = _children(orchestrator, "ssh")
+    relays, sessions = _node_sessions()
+    assert len(links) == 1, links
+    assert len(relays) == 1 and len(sessions) == 1, (relays, sessions)
+
+    listed = await request(client, "cao/listAgents", {"session": SESSION})
+    remote = {a["terminalId"]: a for a in listed["agents"] if a["terminalId"].startswith("box1:")}
+    assert set(remote) == ids and all(a["status"] == "idle" for a in remote.values())
+    attach = remote[first["terminalId"]]["attachCommand"]
+    assert attach[:2] == ["ssh", "-t"] and "tmux" in attach[-1]  # a terminal on the remote window
+
+    # host: auto places a new agent where the fewest live agents per CPU run: here, for now.
+    placed = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "auto", "session": SESSION}, timeout=60)
+    assert ":" not in placed["terminalId"], placed
+
+    # Status and output of a remote agent, as of a local one.
+    some = sorted(ids)[0]
+    sent = await request(client, "cao/sendMessage", {"terminalId": some, "message": "echo over the link"})
+    assert sent["state"] in ("delivered", "queued")
+    await eventually(
+        lambda: request(client, "cao/getOutput", {"terminalId": some, "mode": "full"}),
+        timeout=30, what="the remote agent's answer",
+    )  # fmt: skip
+    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == some and p["status"] == "completed", timeout=30)
+
+    # A remote agent's question, answered by its qualified id; its log, by the same id.
+    mark = len(SIDECAR.notifications["cao/agentStatus"])
+    await request(client, "cao/sendMessage", {"terminalId": some, "message": "ask proceed?"})
+
+    def asking() -> list[Any]:
+        return [
+            p for p in SIDECAR.notifications["cao/agentStatus"][mark:]
+            if p["terminalId"] == some and p["status"] == "waiting_user_answer" and p.get("prompt")
+        ]  # fmt: skip
+
+    question = (await eventually(asking, timeout=30, what="the remote agent's question"))[0]["prompt"]
+    answered = await request(client, "cao/answer", {"terminalId": some, "answer": "yes", "promptId": question["id"]})
+    assert answered["terminalId"] == some and answered["typed"]
+
+    async def answer_seen() -> bool:
+        return "answered: " in (await request(client, "cao/getOutput", {"terminalId": some, "mode": "full"}))["output"]
+
+    await eventually(answer_seen, timeout=30, what="the answer in the remote agent's output")
+    log = await request(client, "cao/getLog", {"terminalId": some})
+    assert log["events"] and all(e.get("terminalId", "") in ("", some.split(":")[1], some) for e in log["events"])
+
+    # An agent on box1 hands off to a local one, which hands off back to box1.
+    chain = await request(
+        client, "cao/handoff",
+        {"profile": "mock_developer", "host": "box1", "session": SESSION,
+         "message": "handoff mock_developer@main handoff mock_developer@box1 echo round trip"},
+        timeout=120,
+    )  # fmt: skip
+    assert chain["output"] == "round trip" and chain["terminalId"].startswith("box1:")
+    local_workers = [p for p in SIDECAR.notifications["cao/agentStatus"] if ":" not in p["terminalId"] and p["status"] == "processing"]
+    assert local_workers, "no local agent took part"
+
+    # The link is killed mid-turn: the turn goes on on the host, the answer still arrives, once.
+    before = {a["terminalId"] for a in (await request(client, "cao/listAgents", {"session": SESSION}))["agents"] if a["terminalId"].startswith("box1:")}
+    mark = len(SIDECAR.notifications["cao/agentStatus"])
+    turn = asyncio.ensure_future(
+        request(client, "cao/handoff", {"profile": "mock_developer", "host": "box1", "message": "sleep 3 survived", "session": SESSION}, timeout=120)
+    )
+
+    def working() -> list[Any]:
+        return [
+            p for p in SIDECAR.notifications["cao/agentStatus"][mark:]
+            if p["terminalId"].startswith("box1:") and p["status"] == "processing"
+        ]  # fmt: skip
+
+    busy = (await eventually(working, timeout=60, what="the remote worker's turn"))[0]
+    os.kill(links[0], signal.SIGKILL)
+    # Asked while the link is down: answered once it is back.
+    during = asyncio.ensure_future(request(client, "cao/sendMessage", {"terminalId": some, "message": "echo after the drop"}, timeout=90))
+    result = await turn
+    assert result["output"] == "survived" and result["terminalId"] == busy["terminalId"]
+    assert (await during)["state"] in ("delivered", "queued")
+    new_links = await eventually(lambda: _children(orchestrator, "ssh"), timeout=30, what="the link back")
+    assert len(new_links) == 1 and new_links != links
+    started_since = {p["terminalId"] for p in working() if p["terminalId"] not in before}
+    assert started_since == {busy["terminalId"]}, "the handoff ran more than once"
+
+    async def answered_after_drop() -> bool:
+        output = (await request(client, "cao/getOutput", {"terminalId": some, "mode": "full"}))["output"]
+        return "after the drop" in output
+
+    await eventually(answered_after_drop, timeout=30, what="the message sent while the link was down")
+
+    await asyncio.gather(*(request(client, "cao/terminate", {"terminalId": t}, timeout=60) for t in ids))
+    # box1 idle now, one agent here: auto picks box1.
+    placed_far = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "auto", "session": SESSION}, timeout=60)
+    assert placed_far["terminalId"].startswith("box1:"), placed_far
+    for t in (placed["terminalId"], placed_far["terminalId"]):
+        await request(client, "cao/terminate", {"terminalId": t}, timeout=60)
+    print(f"scenario done in {time.monotonic() - started:.1f} s")
+
+
+def test_hosts_check_says_what_a_host_lacks() -> None:
+    env = {**SIDECAR.env}
+
+    def check(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cao_sidecar", "hosts", "check", name], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    notmux = check("notmux")
+    assert notmux.returncode == 1, notmux.stdout + notmux.stderr
+    assert "tmux: missing" in notmux.stdout and "missing: tmux" in notmux.stdout
+    assert "python3: 3." in notmux.stdout
+    ready = check("box1")
+    assert ready.returncode == 0 and "ready" in ready.stdout and "tmux: tmux " in ready.stdout, ready.stdout + ready.stderr
+    unknown = check("nope")
+    assert unknown.returncode == 2 and "unknown host 'nope'" in unknown.stderr
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_restarted_orchestrator_links_to_its_hosts_again(tmp_base: Path) -> None:
+    """The orchestrator crashes: its successor links to the hosts the team used, by itself, and
+    lists their agents (which kept running) before anyone asks a host for anything."""
+    from cao_client.client import CaoClient
+
+    from conftest import isolated_env, kill_orchestrator
+
+    env = isolated_env(tmp_base)
+    env["XDG_CACHE_HOME"] = SIDECAR.env["XDG_CACHE_HOME"]
+    (tmp_base / "config" / "cao-sidecar").mkdir(parents=True, exist_ok=True)
+    (tmp_base / "config" / "cao-sidecar" / "hosts.yaml").write_text(hosts_yaml(WORKSPACE))
+    session = "restart-" + WORKSPACE[-6:]
+    try:
+        async with CaoClient.start(workspace=tmp_base / "workspace", env=env, stderr=subprocess.DEVNULL) as cao:
+            far = await cao.request("cao/spawn", {"profile": "mock_developer", "host": "box1", "session": session})
+            kill_orchestrator(env)
+        async with CaoClient.start(workspace=tmp_base / "workspace", env=env, stderr=subprocess.DEVNULL) as cao:
+
+            async def listed() -> bool:
+                return any(a["terminalId"] == far["terminalId"] for a in await cao.list_agents(session))
+
+            await eventually(listed, timeout=60, what="the remote agent listed after the restart")
+            await cao.terminate(far["terminalId"])
+            await cao.request("cao/shutdown", {})
+    finally:
+        kill_tmux(env["CAO_TMUX_SOCKET"])
