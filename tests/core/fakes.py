@@ -40,6 +40,8 @@ class FakeTmux:
     """What the supervisor asks of tmux, in memory: panes with a screen each; `show` changes a
     screen and tells the listeners, as tmux's %output does."""
 
+    socket_name = "fake"
+
     def __init__(self) -> None:
         self.screens: dict[str, str] = {}
         self.pids: dict[str, int] = {}

@@ -17,7 +17,7 @@ from cao_sidecar.core.status import AgentStatus as S
 def test_status_sets() -> None:
     assert TURN_END == {S.COMPLETED, S.ERROR, S.EXITED}
     assert SCREEN_END == {S.COMPLETED, S.ERROR, S.IDLE}
-    assert BUSY_STATUSES == {S.PROCESSING, S.WAITING_USER_ANSWER}
+    assert BUSY_STATUSES == {S.PROCESSING, S.STALLED, S.WAITING_USER_ANSWER}
     assert all(s.accepts_input for s in SCREEN_END) and not S.EXITED.accepts_input
 
 
