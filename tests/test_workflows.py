@@ -1,0 +1,255 @@
+"""Workflows on the real process: a script of journaled steps (mock agents), run from the command
+line; the orchestrator and the script SIGKILLed at several points of one run, and every step
+still reaches an agent exactly once (counted in the agents' own transcripts)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import isolated_env, kill_orchestrator, kill_tmux
+from test_recovery import start, wait_until
+
+REVIEW = '''"""Plan, then review and test at once, then sum up."""
+import asyncio
+from cao_client.workflow import step
+
+async def main(topic: str):
+    plan = await step("mock_developer", f"sleep {PLAN} plan for {topic}")
+    review, tests = await asyncio.gather(
+        step("mock_reviewer", f"sleep {FAN} review of {plan}"),
+        step("mock_developer", f"sleep {FAN} tests of {plan}"),
+    )
+    summary = await step("mock_developer", f"sleep {SUM} summary: {review} + {tests}")
+    return {"plan": plan, "summary": summary}
+'''
+
+
+def write_review(workspace: Path, plan: float, fan: float, summary: float) -> Path:
+    path = workspace / ".cao" / "workflows" / "review.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(REVIEW.replace("{PLAN}", str(plan)).replace("{FAN}", str(fan)).replace("{SUM}", str(summary)))
+    return path
+
+
+def tasks(topic: str, plan: float, fan: float, summary: float) -> list[str]:
+    p = f"plan for {topic}"
+    return [
+        f"sleep {plan} {p}",
+        f"sleep {fan} review of {p}",
+        f"sleep {fan} tests of {p}",
+        f"sleep {summary} summary: review of {p} + tests of {p}",
+    ]
+
+
+@pytest.fixture
+def env(tmp_base):
+    env = isolated_env(tmp_base)
+    env["CAO_MOCK_RECEIVED_LOG"] = str(tmp_base / "received.jsonl")
+    yield env
+    for pid in script_pids(""):
+        if process_env_socket(pid) == env["CAO_TMUX_SOCKET"]:
+            os.kill(pid, signal.SIGKILL)
+    kill_tmux(env["CAO_TMUX_SOCKET"])
+
+
+def process_env_socket(pid: int) -> str:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return ""
+    return next((e[len(b"CAO_TMUX_SOCKET="):].decode() for e in environ if e.startswith(b"CAO_TMUX_SOCKET=")), "")
+
+
+def state(env: dict[str, str]) -> Path:
+    return Path(env["XDG_STATE_HOME"]) / "cao-sidecar"
+
+
+def received(env: dict[str, str]) -> Counter:
+    """Every input the mock agents took, as they wrote it down themselves (CAO_MOCK_RECEIVED_LOG;
+    their own transcripts go with their folders when a step's worker is torn down)."""
+    seen: Counter = Counter()
+    path = Path(env["CAO_MOCK_RECEIVED_LOG"])
+    if path.exists():
+        raw = path.read_bytes()
+        for line in raw[: raw.rfind(b"\n") + 1].decode().splitlines():
+            record = json.loads(line)
+            if record["type"] == "user" and record["text"] != "exit":  # `exit`: a worker's teardown
+                seen[record["text"]] += 1
+    return seen
+
+
+def journal(env: dict[str, str], run_id: str) -> tuple[str, dict[int, str]]:
+    """(run status, {step key: status}), read from the state db as it is now."""
+    db = sqlite3.connect(f"file:{state(env) / 'state.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        row = db.execute("SELECT status FROM workflow_runs WHERE id=?", (run_id,)).fetchone()
+        steps = dict(db.execute("SELECT key, status FROM workflow_steps WHERE run_id=?", (run_id,)).fetchall())
+    finally:
+        db.close()
+    return (row[0] if row else "none"), steps
+
+
+def script_pids(run_id: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            status = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if b"cao_sidecar.workflows.runner" in cmdline and run_id.encode() in cmdline and status != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+async def cli(env: dict[str, str], workspace: Path, *args: str, timeout: float = 60) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cao_sidecar", "workflow", *args, cwd=workspace, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_three_steps_with_a_fan_out_run_end_to_end_from_the_command_line(env, tmp_base):
+    workspace = tmp_base / "workspace"
+    write_review(workspace, 0.3, 0.5, 0.2)
+    notes: list = []
+    watcher = await start(env, workspace, notes)  # an editor that watches the run live
+    try:
+        code, out, err = await cli(env, workspace, "run", "review", "--input", "topic=cats")
+        assert code == 0, err
+        assert json.loads(out) == {"plan": "plan for cats", "summary": "summary: review of plan for cats + tests of plan for cats"}
+        assert "step 1 mock_reviewer: sent to" in err and "step 3 mock_developer: answered" in err
+        assert received(env) == Counter(tasks("cats", 0.3, 0.5, 0.2))
+        runs = [p for m, p in notes if m == "cao/workflowRun"]
+        assert runs and runs[-1]["status"] == "completed" and len(runs[-1]["steps"]) == 4
+        # The two fanned-out steps ran at the same time: both sent before either answered.
+        statuses = [{s["key"]: s["status"] for s in r["steps"]} for r in runs]
+        assert any(s.get(1) == "sent" and s.get(2) == "sent" for s in statuses)
+
+        code, out, err = await cli(env, workspace, "runs", "--json")
+        run = json.loads(out)[0]
+        assert run["name"] == "review" and run["status"] == "completed" and run["inputs"] == {"topic": "cats"}
+        code, out, err = await cli(env, workspace, "show", run["runId"])
+        assert code == 0 and "review of plan for cats" in out and "completed" in out
+        # A missing input is the script's clear error, not a crash.
+        code, out, err = await cli(env, workspace, "run", "review")
+        assert code == 1 and "missing input(s) topic" in err
+    finally:
+        await watcher.close()
+
+
+async def test_sigkill_of_the_sidecar_and_of_the_script_at_several_points_every_step_runs_once(env, tmp_base):
+    workspace = tmp_base / "workspace"
+    plan, fan, summary = 2.0, 2.0, 2.0
+    write_review(workspace, plan, fan, summary)
+    expected = tasks("dogs", plan, fan, summary)
+
+    code, out, err = await cli(env, workspace, "run", "review", "--input", "topic=dogs", "--no-wait")
+    assert code == 0, err
+    run_id = out.strip()
+
+    # 1. The sidecar dies while the first step's agent works.
+    await wait_until(lambda: received(env)[expected[0]] == 1, timeout=30)
+    kill_orchestrator(env)
+    assert journal(env, run_id) == ("running", {0: "sent"})
+
+    # 2. A new sidecar resumes the run by itself (its first client starts it); the script dies
+    #    while both fanned-out agents work.
+    client = await start(env, workspace)
+    try:
+        await wait_until(lambda: received(env)[expected[1]] == 1 and received(env)[expected[2]] == 1, timeout=40)
+        for pid in script_pids(run_id):
+            os.kill(pid, signal.SIGKILL)
+        await wait_until(lambda: journal(env, run_id)[0] == "interrupted", timeout=20)
+    finally:
+        await client.close()
+
+    # 3. Resumed from the command line: the fanned-out steps are re-attached to their agents (not
+    #    sent again); the sidecar dies while the last step's agent works.
+    code, out, err = await cli(env, workspace, "resume", run_id, "--no-wait")
+    assert code == 0, err
+    await wait_until(lambda: received(env)[expected[3]] == 1, timeout=40)
+    kill_orchestrator(env)
+
+    # 4. The script dies too, then the sidecar comes back with `resume`: the run completes.
+    for pid in script_pids(run_id):
+        os.kill(pid, signal.SIGKILL)
+    code, out, err = await cli(env, workspace, "resume", run_id, timeout=60)
+    assert code == 0, err
+    assert json.loads(out)["summary"] == "summary: review of plan for dogs + tests of plan for dogs"
+
+    counts = received(env)
+    assert {task: counts[task] for task in expected} == {task: 1 for task in expected}
+    assert sum(counts.values()) == 4  # nothing else reached any agent
+    status, steps = journal(env, run_id)
+    assert status == "completed" and steps == {0: "completed", 1: "completed", 2: "completed", 3: "completed"}
+    code, out, err = await cli(env, workspace, "show", run_id, "--json")
+    assert [s["attempts"] for s in json.loads(out)["steps"]] == [1, 1, 1, 1]  # each sent once
+
+
+async def test_a_script_killed_right_after_a_step_answered_resumes_without_running_it_again(env, tmp_base):
+    workspace = tmp_base / "workspace"
+    write_review(workspace, 0.2, 1.0, 0.2)
+    expected = tasks("owls", 0.2, 1.0, 0.2)
+    code, out, err = await cli(env, workspace, "run", "review", "--input", "topic=owls", "--no-wait")
+    run_id = out.strip()
+    await wait_until(lambda: journal(env, run_id)[1].get(0) == "completed", timeout=30)
+    for pid in script_pids(run_id):
+        os.kill(pid, signal.SIGKILL)
+    await wait_until(lambda: journal(env, run_id)[0] == "interrupted", timeout=20)
+
+    # The script changed meanwhile: the resume is refused and says why, nothing is replayed.
+    path = workspace / ".cao" / "workflows" / "review.py"
+    original = path.read_text()
+    path.write_text(original.replace("plan for", "a plan for"))
+    code, out, err = await cli(env, workspace, "resume", run_id)
+    assert code == 1 and "changed since run" in err and "--force" in err
+    # Forced, the journal refuses the step that differs instead of running it.
+    code, out, err = await cli(env, workspace, "resume", run_id, "--force")
+    assert code == 1 and "step 0 is not the step the journal has" in err
+    assert received(env)[expected[0]] == 1 and not any("a plan for" in t for t in received(env))
+
+    path.write_text(original)
+    code, out, err = await cli(env, workspace, "resume", run_id)
+    assert code == 0, err
+    counts = received(env)
+    assert {task: counts[task] for task in expected} == {task: 1 for task in expected} and sum(counts.values()) == 4
+
+
+async def test_a_yaml_workflow_runs_its_sequence_and_parallel_group(env, tmp_base):
+    workspace = tmp_base / "workspace"
+    directory = workspace / ".cao" / "workflows"
+    directory.mkdir(parents=True)
+    (directory / "brief.yaml").write_text(
+        "description: A plan, two opinions\n"
+        "inputs: {topic: owls}\n"
+        "steps:\n"
+        "  - profile: mock_developer\n"
+        "    task: 'echo plan {topic}'\n"
+        "  - parallel:\n"
+        "      - {profile: mock_reviewer, task: 'echo A saw {previous}'}\n"
+        "      - {profile: mock_reviewer, task: 'echo B saw {previous}'}\n"
+    )
+    (directory / "broken.yaml").write_text("steps:\n  - profile: mock_developer\n    task: 'echo {nope}'\n")
+    code, out, err = await cli(env, workspace, "run", "brief", "--input", "topic=bats")
+    assert code == 0, err
+    assert out.strip() == "A saw plan bats\n\nB saw plan bats"
+    code, out, err = await cli(env, workspace, "list")
+    assert "brief" in out and "broken" in out and "has problems" in out
+    code, out, err = await cli(env, workspace, "run", "broken")
+    assert code == 1 and "`{nope}` is neither an input nor `previous`" in err
+    code, out, err = await cli(env, workspace, "check")
+    assert code == 1 and "broken.yaml" in out and "brief.yaml" not in out
