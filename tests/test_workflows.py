@@ -253,3 +253,13 @@ async def test_a_yaml_workflow_runs_its_sequence_and_parallel_group(env, tmp_bas
     assert code == 1 and "`{nope}` is neither an input nor `previous`" in err
     code, out, err = await cli(env, workspace, "check")
     assert code == 1 and "broken.yaml" in out and "brief.yaml" not in out
+    # The lead agent's MCP tool runs the same workflow.
+    client = await start(env, workspace)
+    try:
+        lead = (await client.spawn("mock_supervisor"))["terminalId"]
+        answer = (await client.handoff("workflow brief topic=owls", terminal_id=lead, timeout_seconds=60))["output"]
+        assert "A saw plan owls" in answer and "B saw plan owls" in answer
+        runs = json.loads((await cli(env, workspace, "runs", "--json"))[1])
+        assert [r["trigger"] for r in runs[:2]] == ["agent", "client"]
+    finally:
+        await client.close()

@@ -15,7 +15,7 @@ from pydantic import Field
 from cao_sidecar import __version__, team_tools, wire
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.orchestrator import Orchestrator
-from cao_sidecar.team_tools import AssignResult, HandoffResult, MergeResult, MessageResult, TeamList
+from cao_sidecar.team_tools import AssignResult, HandoffResult, MergeResult, MessageResult, TeamList, WorkflowResult
 
 INSTRUCTIONS = """\
 Tools to work with other agents on your team, each a coding assistant in its own terminal.
@@ -25,6 +25,7 @@ Tools to work with other agents on your team, each a coding assistant in its own
 - send_message: send a message to another running agent.
 - list_sessions: see the agents on your team and their status.
 - merge_work: merge a worker's branch (from a handoff or assign with worktree) into its base.
+- run_workflow: run one of the project's workflows (journaled multi-step runs) and get its output.
 Specialists are named by profile (for example: developer, reviewer, tester)."""
 
 
@@ -98,6 +99,17 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         """List the agents of your session (your team): terminal id, name, profile, provider, status;
         and the leads outside tmux (MCP hosts) that work with it."""
         return team_tools.list_sessions(core, caller_of(ctx))
+
+    @mcp.tool()
+    async def run_workflow(
+        name: Annotated[str, Field(description="The workflow's name (a script in the project's .cao/workflows/ or the user's).")],
+        ctx: Context,
+        inputs: Annotated[dict[str, str], Field(description="The workflow's inputs, name: value.")] = {},  # noqa: B006 - read only
+        wait: Annotated[bool, Field(description="Wait for the run's output (default); false: return its id at once.")] = True,
+    ) -> Annotated[CallToolResult, WorkflowResult]:
+        """Run a workflow of this project: a fixed sequence of specialist steps (some in parallel) whose
+        steps are journaled, so the run survives crashes. Returns the workflow's output."""
+        return await team_tools.run_workflow(core, caller_of(ctx), name, dict(inputs), wait, "agent")
 
     return mcp
 
