@@ -261,5 +261,31 @@ async def test_a_yaml_workflow_runs_its_sequence_and_parallel_group(env, tmp_bas
         assert "A saw plan owls" in answer and "B saw plan owls" in answer
         runs = json.loads((await cli(env, workspace, "runs", "--json"))[1])
         assert [r["trigger"] for r in runs[:2]] == ["agent", "client"]
+        # A flow's run starts the workflow and ends with it.
+        flows = workspace / ".cao" / "flows"
+        flows.mkdir(parents=True)
+        (flows / "weekly.md").write_text('---\nname: weekly\nschedule: "0 6 * * 1"\nworkflow: brief\ninputs: {topic: moths}\n---\n')
+
+        async def last_flow_run():
+            listed = (await client.request("cao/listFlows", {}))["flows"]
+            return next((f.get("lastRun") for f in listed if f["name"] == "weekly"), None)
+
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:  # the flow watcher picks the new file up
+            try:
+                await client.request("cao/runFlow", {"name": "weekly"})
+                break
+            except Exception:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        for _ in range(200):
+            last = await last_flow_run()
+            if last and last["status"] != "running":
+                break
+            await asyncio.sleep(0.1)
+        assert last["status"] == "completed" and last["output"] == "A saw plan moths\n\nB saw plan moths", last
+        runs = json.loads((await cli(env, workspace, "runs", "--json"))[1])
+        assert runs[0]["trigger"] == "flow" and runs[0]["inputs"] == {"topic": "moths"}
     finally:
         await client.close()

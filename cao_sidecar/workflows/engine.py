@@ -66,6 +66,18 @@ def _script_pid_alive(pid: Optional[int], run_id: str) -> bool:
     return b"cao_sidecar.workflows.runner" in cmdline and run_id.encode() in cmdline
 
 
+def script_env(tmux_socket: str) -> dict[str, str]:
+    """A script's environment: ours, on this team's tmux socket, with both packages importable
+    (cao_client for `step`, cao_sidecar for the runner) wherever they are installed."""
+    import cao_client
+
+    env = dict(os.environ)
+    env["CAO_TMUX_SOCKET"] = tmux_socket
+    roots = [str(Path(cao_client.__file__).resolve().parent.parent), str(Path(__file__).resolve().parents[2])]
+    env["PYTHONPATH"] = os.pathsep.join([*roots, *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
 class WorkflowEngine:
     def __init__(self, core: "Orchestrator", *, project: Path, tmux_socket: str) -> None:
         self.core = core
@@ -212,15 +224,10 @@ class WorkflowEngine:
         await self._launch(run)
 
     async def _launch(self, run: WorkflowRun) -> None:
-        import cao_client
-
         result = self.runs_dir / f"{run.run_id}.result.json"
         with contextlib.suppress(FileNotFoundError):
             result.unlink()
-        env = dict(os.environ)
-        env["CAO_TMUX_SOCKET"] = self.tmux_socket
-        roots = [str(Path(cao_client.__file__).resolve().parent.parent), str(Path(__file__).resolve().parents[2])]
-        env["PYTHONPATH"] = os.pathsep.join([*roots, *filter(None, [env.get("PYTHONPATH")])])
+        env = script_env(self.tmux_socket)
         log_fd = paths.open_private(self.runs_dir / f"{run.run_id}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
             process = await asyncio.create_subprocess_exec(

@@ -51,7 +51,7 @@ async def _yaml(path: Path, inputs: dict[str, str]) -> Any:
     from cao_client.workflow import step
     from cao_sidecar.workflows.catalog import fill, parse_yaml
 
-    spec, problems = parse_yaml(yaml.safe_load(path.read_text(encoding="utf-8")))
+    spec, problems = parse_yaml(yaml.safe_load(_read(path)))
     if spec is None:
         raise ScriptError("; ".join(problems))
     values = {k: v for k, v in spec["inputs"].items() if v is not None}
@@ -70,6 +70,10 @@ async def _yaml(path: Path, inputs: dict[str, str]) -> Any:
         )
         previous = "\n\n".join(answers)
     return previous
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
 
 
 def _write_result(path: Path, outcome: dict[str, Any]) -> None:
