@@ -254,8 +254,21 @@ async def test_a_yaml_workflow_runs_its_sequence_and_parallel_group(env, tmp_bas
     code, out, err = await cli(env, workspace, "check")
     assert code == 1 and "broken.yaml" in out and "brief.yaml" not in out
     # The lead agent's MCP tool runs the same workflow.
-    client = await start(env, workspace)
+    notes: list = []
+    client = await start(env, workspace, notes)
     try:
+        # Diagnostics as files are saved: from the start, and for a file saved now (parsed, not run).
+        def diagnostics(name: str) -> list:
+            return [p["diagnostics"] for m, p in notes if m == "textDocument/publishDiagnostics" and p["uri"].endswith(name)]
+
+        await wait_until(lambda: diagnostics("broken.yaml"), timeout=20)
+        assert "`{nope}` is neither an input nor `previous`" in diagnostics("broken.yaml")[-1][0]["message"]
+        (directory / "oops.py").write_text("import os\nos.remove('must-not-run')\nasync def main(:\n")
+        await wait_until(lambda: diagnostics("oops.py"), timeout=20)
+        found = diagnostics("oops.py")[-1][0]
+        assert "syntax error" in found["message"] and found["range"]["start"]["line"] == 2
+        (directory / "oops.py").write_text("async def main():\n    return 1\n")
+        await wait_until(lambda: diagnostics("oops.py")[-1] == [], timeout=20)
         lead = (await client.spawn("mock_supervisor"))["terminalId"]
         answer = (await client.handoff("workflow brief topic=owls", terminal_id=lead, timeout_seconds=60))["output"]
         assert "A saw plan owls" in answer and "B saw plan owls" in answer

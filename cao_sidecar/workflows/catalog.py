@@ -55,7 +55,7 @@ def script_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _files(directory: Path) -> list[Path]:
+def workflow_files(directory: Path) -> list[Path]:
     try:
         return sorted(p for p in directory.iterdir() if p.suffix in SUFFIXES and p.is_file() and NAME.match(p.stem))
     except OSError:
@@ -70,7 +70,7 @@ def list_workflows(project: Path) -> list[Workflow]:
         ("workspace", workspace_workflows_dir(project), folder_trusted),
         ("user", user_workflows_dir(), True),
     ):
-        for path in _files(directory):
+        for path in workflow_files(directory):
             if path.stem in found:
                 continue
             description, problems = check_file(path)
