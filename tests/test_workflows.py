@@ -302,3 +302,31 @@ async def test_a_yaml_workflow_runs_its_sequence_and_parallel_group(env, tmp_bas
         assert runs[0]["trigger"] == "flow" and runs[0]["inputs"] == {"topic": "moths"}
     finally:
         await client.close()
+
+
+async def test_a_step_in_its_own_worktree_and_its_branch_merged_at_the_end(env, tmp_base):
+    import subprocess
+
+    workspace = tmp_base / "workspace"
+    git_env = {**env, "GIT_AUTHOR_NAME": "Ana", "GIT_AUTHOR_EMAIL": "ana@example.com",
+               "GIT_COMMITTER_NAME": "Ana", "GIT_COMMITTER_EMAIL": "ana@example.com"}  # fmt: skip
+    (workspace / "README.md").write_text("# shop\n")
+    for args in (["init", "-q", "--initial-branch=main"], ["add", "."], ["commit", "-qm", "start"]):
+        subprocess.run(["git", *args], cwd=workspace, env=git_env, check=True)
+    directory = workspace / ".cao" / "workflows"
+    directory.mkdir(parents=True)
+    (directory / "change.py").write_text(
+        "from cao_client.workflow import merge, step\n\n"
+        "async def main():\n"
+        "    done = await step('mock_developer', 'edit notes.txt written in a worktree', worktree=True)\n"
+        "    merged = await merge(done)\n"
+        "    return {'answer': done, 'merged': merged['merged'], 'worker': done.terminal_id}\n"
+    )
+    env.update({k: v for k, v in git_env.items() if k.startswith("GIT_")})
+    code, out, err = await cli(env, workspace, "run", "change")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["answer"] == "wrote notes.txt" and result["merged"] is True
+    assert (workspace / "notes.txt").read_text() == "written in a worktree\n"  # merged into main
+    log = subprocess.run(["git", "log", "--oneline", "main"], cwd=workspace, env=git_env, capture_output=True, text=True).stdout
+    assert len(log.splitlines()) >= 2

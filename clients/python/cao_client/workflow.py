@@ -33,6 +33,13 @@ class StepFailed(CaoError):
     """A step's worker failed (an error, a timeout, it exited), or the step was refused."""
 
 
+class Answer(str):
+    """A step's answer (a str), with the worker that gave it: `merge(answer)` merges its branch."""
+
+    terminal_id: str = ""
+    replayed: bool = False  # answered from the journal (the step had finished before a resume)
+
+
 class _Run:
     def __init__(self, client: CaoClient, run_id: str, inputs: dict[str, str]) -> None:
         self.client = client
@@ -43,7 +50,7 @@ class _Run:
     def next_key(self) -> int:
         return next(self._keys)
 
-    async def step(self, key: int, profile: str, task: str, worktree: bool, timeout: Optional[float]) -> str:
+    async def step(self, key: int, profile: str, task: str, worktree: bool, timeout: Optional[float]) -> "Answer":
         params: dict[str, Any] = {"runId": self.run_id, "key": key, "profile": profile, "task": task}
         if worktree:
             params["worktree"] = True
@@ -53,7 +60,9 @@ class _Run:
             result = await self.client.request("cao/workflowStep", params)
         except CaoError as exc:
             raise StepFailed(exc.code, f"step {key} ({profile}): {exc.message}", exc.data) from None
-        return str(result["answer"])
+        answer = Answer(result["answer"])
+        answer.terminal_id, answer.replayed = str(result["terminalId"]), bool(result["replayed"])
+        return answer
 
 
 _current: Optional[_Run] = None
@@ -71,7 +80,7 @@ def bind(client: CaoClient, run_id: str, inputs: dict[str, str]) -> None:
     _current = _Run(client, run_id, inputs)
 
 
-def step(profile: str, task: str, *, worktree: bool = False, timeout: Optional[float] = None) -> Awaitable[str]:
+def step(profile: str, task: str, *, worktree: bool = False, timeout: Optional[float] = None) -> Awaitable[Answer]:
     """Hand `task` to a new worker of `profile` and return its answer (awaitable). The step's
     place in the journal is taken when it is called, so `asyncio.gather(step(a), step(b))`
     journals a before b. `worktree`: the worker works in a git worktree of its own (its branch is
@@ -87,3 +96,19 @@ def inputs() -> dict[str, str]:
 
 def run_id() -> str:
     return _run().run_id
+
+
+async def merge(answer: Answer, strategy: str = "merge") -> Optional[dict[str, Any]]:
+    """Merge the branch of the worker that gave `answer` (a step with `worktree=True`) into its
+    base (cao/mergeWorktree). Returns its MergeWorktreeResult (`merged` false and `conflicts` on a
+    conflict: nothing changed), or None when there is nothing left to merge (merged before a
+    resume, or the worker changed nothing)."""
+    if not answer.terminal_id:
+        raise ValueError("merge() takes a step's answer")
+    try:
+        return await _run().client.request("cao/mergeWorktree", {"terminalId": answer.terminal_id, "strategy": strategy})
+    except CaoError as exc:
+        if isinstance(exc.data, dict) and exc.data.get("reason") == "noWorktree":
+            return None
+        raise
+
