@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -200,29 +201,49 @@ async def test_sigkill_of_the_sidecar_and_of_the_script_at_several_points_every_
     assert [s["attempts"] for s in json.loads(out)["steps"]] == [1, 1, 1, 1]  # each sent once
 
 
-async def test_a_script_killed_right_after_a_step_answered_resumes_without_running_it_again(env, tmp_base):
+async def test_killed_before_the_worker_got_its_task_and_right_after_it_answered_a_changed_script_is_refused(env, tmp_base):
     workspace = tmp_base / "workspace"
-    write_review(workspace, 0.2, 1.0, 0.2)
-    expected = tasks("owls", 0.2, 1.0, 0.2)
+    write_review(workspace, 0.5, 1.0, 0.2)
+    expected = tasks("owls", 0.5, 1.0, 0.2)
     code, out, err = await cli(env, workspace, "run", "review", "--input", "topic=owls", "--no-wait")
     run_id = out.strip()
-    await wait_until(lambda: journal(env, run_id)[1].get(0) == "completed", timeout=30)
-    for pid in script_pids(run_id):
-        os.kill(pid, signal.SIGKILL)
-    await wait_until(lambda: journal(env, run_id)[0] == "interrupted", timeout=20)
 
-    # The script changed meanwhile: the resume is refused and says why, nothing is replayed.
+    # 1. The sidecar dies the moment the first step is journaled as sent (its worker still starting).
+    await wait_until(lambda: journal(env, run_id)[1].get(0) == "sent", timeout=30)
+    kill_orchestrator(env)
+
+    # 2. The script changes meanwhile: the next sidecar does not resume the run, it says why.
     path = workspace / ".cao" / "workflows" / "review.py"
     original = path.read_text()
     path.write_text(original.replace("plan for", "a plan for"))
-    code, out, err = await cli(env, workspace, "resume", run_id)
-    assert code == 1 and "changed since run" in err and "--force" in err
-    # Forced, the journal refuses the step that differs instead of running it.
-    code, out, err = await cli(env, workspace, "resume", run_id, "--force")
-    assert code == 1 and "step 0 is not the step the journal has" in err
-    assert received(env)[expected[0]] == 1 and not any("a plan for" in t for t in received(env))
+    client = await start(env, workspace)
+    try:
+        await wait_until(lambda: journal(env, run_id)[0] == "interrupted", timeout=30)
+        shown = json.loads((await cli(env, workspace, "show", run_id, "--json"))[1])
+        assert "not resumed" in shown["error"] and "changed since run" in shown["error"]
+        # Its worker was adopted all the same: it gets its task once and its answer is journaled.
+        await wait_until(lambda: journal(env, run_id)[1].get(0) == "completed", timeout=30)
 
-    path.write_text(original)
+        # 3. resume is refused; forced, the journal refuses the step that differs instead of running it.
+        code, out, err = await cli(env, workspace, "resume", run_id)
+        assert code == 1 and "changed since run" in err and "--force" in err
+        code, out, err = await cli(env, workspace, "resume", run_id, "--force")
+        assert code == 1 and "step 0 is not the step the journal has" in err
+        assert not any("a plan for" in t for t in received(env))
+
+        # 4. The script as it was: resumed (step 0 answers from the journal); killed the moment the
+        #    fanned-out steps have answered (the last step journaled or not yet).
+        path.write_text(original)
+        code, out, err = await cli(env, workspace, "resume", run_id, "--no-wait")
+        assert code == 0, err
+        await wait_until(lambda: {1: "completed", 2: "completed"}.items() <= journal(env, run_id)[1].items(), timeout=30)
+        for pid in script_pids(run_id):
+            os.kill(pid, signal.SIGKILL)
+        await wait_until(lambda: journal(env, run_id)[0] == "interrupted", timeout=20)
+    finally:
+        await client.close()
+
+    # 5. The last resume completes the run.
     code, out, err = await cli(env, workspace, "resume", run_id)
     assert code == 0, err
     counts = received(env)
@@ -304,15 +325,16 @@ async def test_a_yaml_workflow_runs_its_sequence_and_parallel_group(env, tmp_bas
         await client.close()
 
 
-async def test_a_step_in_its_own_worktree_and_its_branch_merged_at_the_end(env, tmp_base):
-    import subprocess
+def git(workspace: Path, env: dict[str, str], *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=workspace, env=env, check=True, capture_output=True, text=True).stdout
 
+
+async def test_a_step_in_its_own_worktree_and_its_branch_merged_at_the_end(env, tmp_base):
     workspace = tmp_base / "workspace"
-    git_env = {**env, "GIT_AUTHOR_NAME": "Ana", "GIT_AUTHOR_EMAIL": "ana@example.com",
-               "GIT_COMMITTER_NAME": "Ana", "GIT_COMMITTER_EMAIL": "ana@example.com"}  # fmt: skip
+    env.update(GIT_AUTHOR_NAME="Ana", GIT_AUTHOR_EMAIL="ana@example.com", GIT_COMMITTER_NAME="Ana", GIT_COMMITTER_EMAIL="ana@example.com")
     (workspace / "README.md").write_text("# shop\n")
     for args in (["init", "-q", "--initial-branch=main"], ["add", "."], ["commit", "-qm", "start"]):
-        subprocess.run(["git", *args], cwd=workspace, env=git_env, check=True)
+        git(workspace, env, *args)
     directory = workspace / ".cao" / "workflows"
     directory.mkdir(parents=True)
     (directory / "change.py").write_text(
@@ -322,11 +344,9 @@ async def test_a_step_in_its_own_worktree_and_its_branch_merged_at_the_end(env, 
         "    merged = await merge(done)\n"
         "    return {'answer': done, 'merged': merged['merged'], 'worker': done.terminal_id}\n"
     )
-    env.update({k: v for k, v in git_env.items() if k.startswith("GIT_")})
     code, out, err = await cli(env, workspace, "run", "change")
     assert code == 0, err
     result = json.loads(out)
     assert result["answer"] == "wrote notes.txt" and result["merged"] is True
     assert (workspace / "notes.txt").read_text() == "written in a worktree\n"  # merged into main
-    log = subprocess.run(["git", "log", "--oneline", "main"], cwd=workspace, env=git_env, capture_output=True, text=True).stdout
-    assert len(log.splitlines()) >= 2
+    assert len(git(workspace, env, "log", "--oneline", "main").splitlines()) >= 2
