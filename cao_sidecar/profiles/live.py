@@ -161,7 +161,7 @@ class LiveConfig:
     def all_diagnostics(self) -> dict[Path, list[Diagnostic]]:
         out = {p: d for p, d in self.profiles.diagnostics().items() if self._publishable(p)}
         out.update(self.flows.diagnostics())
-        out.update(self.workflow_files.current())
+        out.update(_workflow_diagnostics(self.workflow_files.current()))
         return out
 
     def _publishable(self, path: Path) -> bool:
@@ -254,7 +254,7 @@ class LiveConfig:
             if flows_changed:
                 self.scheduler.reschedule()
         if "workflows" in kinds:
-            self._publish(await asyncio.to_thread(self.workflow_files.scan))
+            self._publish(_workflow_diagnostics(await asyncio.to_thread(self.workflow_files.scan)))
         if profiles_changed or flows_changed:
             self._publish(self.flows.cross_check(self.profiles.names()))
         if profiles_changed:
@@ -383,3 +383,8 @@ async def start_live(core: Any, initialize_params: Any, workspace: Path) -> Opti
             except Exception:  # noqa: BLE001
                 pass
         return None
+
+
+def _workflow_diagnostics(problems: dict[Path, list[tuple[int, str]]]) -> dict[Path, list[Diagnostic]]:
+    """Workflow files' problems (workflows.diagnostics) as errors on their lines."""
+    return {path: [Diagnostic("error", message, line) for line, message in found] for path, found in problems.items()}
