@@ -145,6 +145,8 @@ async def test_three_steps_with_a_fan_out_run_end_to_end_from_the_command_line(e
         assert run["name"] == "review" and run["status"] == "completed" and run["inputs"] == {"topic": "cats"}
         code, out, err = await cli(env, workspace, "show", run["runId"])
         assert code == 0 and "review of plan for cats" in out and "completed" in out
+        code, out, err = await cli(env, workspace, "follow", run["runId"])  # ended: shows it and returns
+        assert code == 0 and "step 3 mock_developer: answered: summary" in err and "output: " in out
         # A missing input is the script's clear error, not a crash.
         code, out, err = await cli(env, workspace, "run", "review")
         assert code == 1 and "missing input(s) topic" in err
