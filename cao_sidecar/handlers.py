@@ -386,6 +386,12 @@ async def get_workflow_run(door: Door, p: wire.GetWorkflowRunParams) -> wire.Get
     return wire.GetWorkflowRunResult(run=engine.info(p.run_id))
 
 
+@_handles("cao/cancelWorkflow")
+async def cancel_workflow(door: Door, p: wire.CancelWorkflowParams) -> wire.CancelWorkflowResult:
+    engine = await _workflows(door)
+    return wire.CancelWorkflowResult(run=await engine.cancel(p.run_id))
+
+
 @_handles("cao/workflowStep")
 async def workflow_step(door: Door, p: wire.WorkflowStepParams) -> wire.WorkflowStepResult:
     engine = await _workflows(door)

@@ -577,6 +577,16 @@ class GetWorkflowRunResult:
 
 
 @attrs.define
+class CancelWorkflowParams:
+    run_id: str
+
+
+@attrs.define
+class CancelWorkflowResult:
+    run: WorkflowRunInfo
+
+
+@attrs.define
 class WorkflowStepParams:
     """A running workflow script's step (cao_client.workflow): journaled, then run once."""
 
@@ -630,6 +640,7 @@ METHODS: dict[str, tuple[type, type]] = {
     "cao/resumeWorkflow": (ResumeWorkflowParams, ResumeWorkflowResult),
     "cao/listWorkflowRuns": (ListWorkflowRunsParams, ListWorkflowRunsResult),
     "cao/getWorkflowRun": (GetWorkflowRunParams, GetWorkflowRunResult),
+    "cao/cancelWorkflow": (CancelWorkflowParams, CancelWorkflowResult),
     "cao/workflowStep": (WorkflowStepParams, WorkflowStepResult),
 }
 

@@ -620,6 +620,8 @@ WIRE_EXAMPLES.update({
     wire.GetWorkflowRunResult: wire.GetWorkflowRunResult(run=_WF_RUN),
     wire.WorkflowStepParams: wire.WorkflowStepParams(run_id="f6de43f26f7a", key=2, profile="developer", task="sum up", worktree=True, timeout_seconds=90.5),
     wire.WorkflowStepResult: wire.WorkflowStepResult(answer="a plan", terminal_id="5ad0b7c3", replayed=True),
+    wire.CancelWorkflowParams: wire.CancelWorkflowParams(run_id="f6de43f26f7a"),
+    wire.CancelWorkflowResult: wire.CancelWorkflowResult(run=_WF_RUN),
     wire.WorkflowRunNotification: wire.WorkflowRunNotification(
         run_id="f6de43f26f7a", name="review", path="/p/review.py", status="completed", trigger="flow",
         started_at="2025-11-21T10:00:00.125+01:00", ended_at="2025-11-21T10:03:00+01:00", output={"summary": "ok", "n": [1, 2]},

@@ -150,6 +150,19 @@ async def test_three_steps_with_a_fan_out_run_end_to_end_from_the_command_line(e
         # A missing input is the script's clear error, not a crash.
         code, out, err = await cli(env, workspace, "run", "review")
         assert code == 1 and "missing input(s) topic" in err
+        # Cancel: the script and the working step's worker are stopped; the run failed, "cancelled".
+        (workspace / ".cao" / "workflows" / "slow.py").write_text(
+            "from cao_client.workflow import step\n\nasync def main():\n    return await step('mock_developer', 'sleep 60 never')\n"
+        )
+        code, out, err = await cli(env, workspace, "run", "slow", "--no-wait")
+        slow = out.strip()
+        await wait_until(lambda: received(env)["sleep 60 never"] == 1, timeout=30)
+        code, out, err = await cli(env, workspace, "cancel", slow)
+        assert code == 0, err
+        assert journal(env, slow)[0] == "failed" and not script_pids(slow)
+        await wait_until(lambda: journal(env, slow)[1] == {0: "failed"}, timeout=20)  # its worker reported exited
+        worker = json.loads((await cli(env, workspace, "show", slow, "--json"))[1])["steps"][0]["terminalId"]
+        assert all(a["terminalId"] != worker or a["status"] == "exited" for a in await watcher.list_agents())
     finally:
         await watcher.close()
 

@@ -89,6 +89,7 @@ class WorkflowEngine:
         self._scripts: dict[str, asyncio.subprocess.Process] = {}
         self._changed: dict[str, asyncio.Event] = {}  # run id or worker id -> something moved
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cancelled: set[str] = set()  # runs whose script is being stopped by cancel()
         self._subscription = core.events.subscribe(WorkerCompleted, self._on_worker_completed)
         self.closing = False
         # Runs a dead sidecar left running, taken now: requests wait until they are resumed.
@@ -179,6 +180,29 @@ class WorkflowEngine:
         await self._launch(run)
         return self.info(run_id)
 
+    async def cancel(self, run_id: str) -> wire.WorkflowRunInfo:
+        """Stop a run for good: its script is killed, the workers of its unfinished steps are
+        terminated, the run is `failed` ("cancelled"). `resume` could still go on with it."""
+        await self._ready.wait()
+        run = self.store.run(run_id)
+        if run is None:
+            raise InvalidRequest(f"no workflow run '{run_id}'; `cao-sidecar workflow runs` lists them", field="runId")
+        if run.status == "completed":
+            raise CaoError(f"workflow run {run_id} has completed already")
+        process = self._scripts.get(run_id)
+        if process is not None:
+            self._cancelled.add(run_id)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # the script leads its own process group
+            await process.wait()
+        for step in self.store.steps(run_id):
+            if step.status == "sent" and step.worker_id in self.core.agents:
+                with contextlib.suppress(CaoError):
+                    await self.core.terminate(step.worker_id)
+        self.store.set_status(run_id, "failed", error="cancelled")
+        self._notify(run_id)
+        return self.info(run_id)
+
     async def wait_ended(self, run_id: str) -> wire.WorkflowRunInfo:
         event = self._changed.setdefault(run_id, asyncio.Event())
         while True:
@@ -254,6 +278,9 @@ class WorkflowEngine:
         self._scripts.pop(run_id, None)
         if self.closing:
             return  # stays `running`: the next sidecar resumes it
+        if run_id in self._cancelled:
+            self._cancelled.discard(run_id)
+            return  # cancel() records how it ended
         try:
             outcome = json.loads(await asyncio.to_thread(result.read_text, encoding="utf-8"))
         except (OSError, ValueError):

@@ -15,12 +15,12 @@ from typing import Any, Optional
 
 from cao_client.verbs.session import USAGE, Team, VerbFailed
 
-SUBCOMMANDS = ("list", "check", "run", "resume", "runs", "show", "follow")
+SUBCOMMANDS = ("list", "check", "run", "resume", "runs", "show", "follow", "cancel")
 FINAL = ("completed", "failed", "interrupted")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser("workflow", help="workflows: multi-step team runs that survive a crash (list, run, resume, runs, show, follow)")
+    p = sub.add_parser("workflow", help="workflows: multi-step team runs that survive a crash (list, run, resume, runs, show, follow, cancel)")
     verbs = p.add_subparsers(dest="workflow_command", required=True)
     q = verbs.add_parser("list", help="the workflows of this project and of your config dir")
     q.add_argument("--json", action="store_true")
@@ -43,6 +43,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     q.add_argument("run_id", metavar="RUN")
     q.add_argument("--json", action="store_true")
     q = verbs.add_parser("follow", help="print a run's steps as they move on, until it ends")
+    q.add_argument("run_id", metavar="RUN")
+    q = verbs.add_parser("cancel", help="stop a run for good: its script and its steps' workers")
     q.add_argument("run_id", metavar="RUN")
     return p
 
@@ -164,6 +166,10 @@ async def workflow(team: Team) -> int:
         for run in runs:
             done = sum(1 for s in run["steps"] if s["status"] == "completed")
             print(f"{run['runId']}  {run['name']:<20} {run['status']:<11} {done}/{len(run['steps'])} steps  {run['startedAt']}")
+        return 0
+    if command == "cancel":
+        run = (await client.request("cao/cancelWorkflow", {"runId": args.run_id}))["run"]
+        print(f"run {run['runId']} cancelled", file=sys.stderr)
         return 0
     if command == "show":
         run = (await client.request("cao/getWorkflowRun", {"runId": args.run_id}))["run"]
