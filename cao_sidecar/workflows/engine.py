@@ -164,13 +164,18 @@ class WorkflowEngine:
         await self._launch(run)
         return self.info(run.run_id)
 
-    async def resume(self, run_id: str, *, force: bool = False) -> wire.WorkflowRunInfo:
+    async def _unfinished(self, run_id: str) -> WorkflowRun:
+        """The run `run_id` once runs a dead sidecar left are resumed; refused if completed."""
         await self._ready.wait()
         run = self.store.run(run_id)
         if run is None:
             raise InvalidRequest(f"no workflow run '{run_id}'; `cao-sidecar workflow runs` lists them", field="runId")
         if run.status == "completed":
             raise CaoError(f"workflow run {run_id} has completed already; `cao-sidecar workflow show {run_id}` shows it")
+        return run
+
+    async def resume(self, run_id: str, *, force: bool = False) -> wire.WorkflowRunInfo:
+        run = await self._unfinished(run_id)
         if run_id in self._scripts:
             return self.info(run_id)  # running already (resumed when this sidecar started): follow it
         changed = await self._changed_since_start(run)
@@ -183,12 +188,7 @@ class WorkflowEngine:
     async def cancel(self, run_id: str) -> wire.WorkflowRunInfo:
         """Stop a run for good: its script is killed, the workers of its unfinished steps are
         terminated, the run is `failed` ("cancelled"). `resume` could still go on with it."""
-        await self._ready.wait()
-        run = self.store.run(run_id)
-        if run is None:
-            raise InvalidRequest(f"no workflow run '{run_id}'; `cao-sidecar workflow runs` lists them", field="runId")
-        if run.status == "completed":
-            raise CaoError(f"workflow run {run_id} has completed already")
+        await self._unfinished(run_id)
         process = self._scripts.get(run_id)
         if process is not None:
             self._cancelled.add(run_id)
