@@ -403,3 +403,61 @@ async def _remote_agents(core: Any, session: Optional[str]) -> list[wire.AgentIn
         except Exception:  # noqa: BLE001 - a node of another version: skip what does not fit
             continue
     return infos
+
+
+# ---- workflows (cao_sidecar.workflows; docs/workflows.md) -------------------------------------
+
+
+async def _workflows(door: Door) -> Any:
+    core = await door.core()
+    if core.workflows is None:
+        raise CaoError("workflows are not available in this server")
+    return core.workflows
+
+
+@_handles("cao/listWorkflows")
+async def list_workflows(door: Door, p: wire.ListWorkflowsParams) -> wire.ListWorkflowsResult:
+    from cao_sidecar.workflows.catalog import list_workflows as listed
+
+    engine = await _workflows(door)
+    return wire.ListWorkflowsResult(workflows=[views.workflow_info(w) for w in await asyncio.to_thread(listed, engine.project)])
+
+
+@_handles("cao/runWorkflow")
+async def run_workflow(door: Door, p: wire.RunWorkflowParams) -> wire.RunWorkflowResult:
+    engine = await _workflows(door)
+    run = await engine.run(p.name, p.inputs, trigger="client")
+    return wire.RunWorkflowResult(run=await engine.wait_ended(run.run_id) if p.wait else run)
+
+
+@_handles("cao/resumeWorkflow")
+async def resume_workflow(door: Door, p: wire.ResumeWorkflowParams) -> wire.ResumeWorkflowResult:
+    engine = await _workflows(door)
+    run = await engine.resume(p.run_id, force=p.force)
+    return wire.ResumeWorkflowResult(run=await engine.wait_ended(run.run_id) if p.wait else run)
+
+
+@_handles("cao/listWorkflowRuns")
+async def list_workflow_runs(door: Door, p: wire.ListWorkflowRunsParams) -> wire.ListWorkflowRunsResult:
+    engine = await _workflows(door)
+    if p.limit is not None and p.limit <= 0:
+        raise InvalidRequest("cao/listWorkflowRuns: field 'limit' must be positive", field="limit")
+    return wire.ListWorkflowRunsResult(runs=engine.runs(p.limit or 50))
+
+
+@_handles("cao/getWorkflowRun")
+async def get_workflow_run(door: Door, p: wire.GetWorkflowRunParams) -> wire.GetWorkflowRunResult:
+    engine = await _workflows(door)
+    return wire.GetWorkflowRunResult(run=engine.info(p.run_id))
+
+
+@_handles("cao/cancelWorkflow")
+async def cancel_workflow(door: Door, p: wire.CancelWorkflowParams) -> wire.CancelWorkflowResult:
+    engine = await _workflows(door)
+    return wire.CancelWorkflowResult(run=await engine.cancel(p.run_id))
+
+
+@_handles("cao/workflowStep")
+async def workflow_step(door: Door, p: wire.WorkflowStepParams) -> wire.WorkflowStepResult:
+    engine = await _workflows(door)
+    return await engine.step(p)

@@ -64,12 +64,14 @@ class Runtime:
         runtime: Optional[Runtime] = None
         face_task: Optional[asyncio.Task[Any]] = None
         pool_task: Optional[asyncio.Task[None]] = None
+        workflows_task: Optional[asyncio.Task[None]] = None
         try:
             live = await start_live(core, initialize_params, workspace)
             runtime = cls(core=core, live=live, workspace=workspace, tmux_socket=tmux_socket)
             runtime.fanout.connect_core(core)
             if live is not None:
                 runtime.fanout.connect_live(live)
+            workflows_task = _start_workflows(runtime)
 
             def created(face: "AgentFace") -> None:
                 assert runtime is not None
@@ -91,6 +93,8 @@ class Runtime:
                 pool_task.cancel()
                 with contextlib.suppress(BaseException):
                     await pool_task
+            if workflows_task is not None:
+                workflows_task.cancel()
             if face_task is not None:
                 face_task.cancel()
                 with contextlib.suppress(BaseException):
@@ -100,6 +104,8 @@ class Runtime:
             if runtime is not None and runtime.agent_face is not None:
                 await runtime.agent_face.close()
             await hosts_of(core).close()  # the links end; the nodes keep their agents
+            if core.workflows is not None:
+                await core.workflows.close()
             await core.close()
 
     def scope(self) -> tuple[CoreScope, Optional[LiveScope]]:
@@ -109,3 +115,25 @@ class Runtime:
     def agents_alive(self) -> int:
         """The user's live agents (warm workers of the pool keep nothing alive)."""
         return sum(1 for agent in self.core.list_agents() if agent.alive)
+
+    def workflows_active(self) -> int:
+        """Workflow scripts running now: the orchestrator stays for them."""
+        return self.core.workflows.active if self.core.workflows is not None else 0
+
+
+def _start_workflows(runtime: Runtime) -> "asyncio.Task[None]":
+    """The workflow engine on the core; runs a dead orchestrator left resume in the background
+    (their scripts join the team like any client)."""
+    from cao_sidecar.workflows.engine import WorkflowEngine
+
+    engine = WorkflowEngine(runtime.core, project=runtime.workspace, tmux_socket=runtime.tmux_socket)
+    runtime.core.workflows = engine
+    engine.add_listener(runtime.fanout.emitter("workflow"))
+
+    async def start() -> None:
+        try:
+            await engine.start()
+        except Exception:  # noqa: BLE001 - the team works without resumed runs
+            log.exception("resuming workflow runs failed")
+
+    return asyncio.get_running_loop().create_task(start())

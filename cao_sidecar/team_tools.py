@@ -9,6 +9,7 @@ ToolErrors: the caller sees the message, the connection and the process go on.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from mcp.server.mcpserver.exceptions import ToolError
@@ -244,3 +245,33 @@ WORKTREE_HELP = (
     "other's edits; its result says where its work is. Default: its profile decides."
 )
 BASE_REF_HELP = "With worktree: the branch or commit its branch starts from (default: the current HEAD)."
+
+
+# ---- workflows (cao_sidecar.workflows) -----------------------------------------------------------
+
+
+class WorkflowResult(ToolData):
+    run_id: str = Field(description="The run (cao-sidecar workflow show RUN).")
+    name: str
+    status: str = Field(description="'running' (not waited for), 'completed', 'failed' or 'interrupted'.")
+    output: Any = Field(default=None, description="What the workflow returned, once completed.")
+    error: Optional[str] = None
+    steps: int = Field(description="Steps journaled so far.")
+
+
+async def run_workflow(core: Orchestrator, lead: Caller, name: str, inputs: dict[str, str], wait: bool, trigger: str) -> CallToolResult:
+    """Start the project's workflow `name` (docs/workflows.md); with `wait`, its result."""
+    if core.workflows is None:
+        raise ToolError("workflows are not available in this sidecar")
+    run = await calling_core(core.workflows.run(name, inputs, trigger=trigger))
+    if wait:
+        run = await calling_core(core.workflows.wait_ended(run.run_id))
+    data = WorkflowResult(run_id=run.run_id, name=run.name, status=run.status, output=run.output, error=run.error, steps=len(run.steps))
+    if run.status == "completed":
+        text = run.output if isinstance(run.output, str) else json.dumps(run.output, ensure_ascii=False)
+    elif run.status == "running":
+        text = f"Workflow {name} started as run {run.run_id}."
+    else:
+        text = f"Workflow {name} (run {run.run_id}) {run.status}: {run.error}"
+    return tool_result(text, data)
+

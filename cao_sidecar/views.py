@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from cao_sidecar.profiles.profile import Profile
     from cao_sidecar.storage.flows import FlowRun
     from cao_sidecar.storage.reports import Report
+    from cao_sidecar.storage.workflows import WorkflowRun, WorkflowStep
+    from cao_sidecar.workflows.catalog import Workflow
 
 
 def attach_command(core: Orchestrator, agent: Agent) -> list[str]:
@@ -156,3 +158,35 @@ def flow_info(state: FlowState) -> wire.FlowInfo:
         stale=state.entry.stale,
         untrusted=not state.entry.layer.trusted,
     )
+
+
+# ---- workflows (cao_sidecar.workflows) ---------------------------------------------------------
+
+
+def _iso(stamp: Optional[float]) -> Optional[str]:
+    from datetime import datetime, timezone
+
+    return None if stamp is None else datetime.fromtimestamp(stamp, timezone.utc).astimezone().isoformat(timespec="milliseconds")
+
+
+def workflow_run_info(run: "WorkflowRun", steps: list["WorkflowStep"]) -> wire.WorkflowRunInfo:
+    return wire.WorkflowRunInfo(
+        run_id=run.run_id, name=run.name, path=run.path, status=run.status,  # type: ignore[arg-type]
+        trigger=run.trigger, started_at=_iso(run.started_at) or "", inputs=run.inputs, ended_at=_iso(run.ended_at),
+        output=run.output, error=run.error,
+        steps=[
+            wire.WorkflowStepInfo(
+                key=s.key, profile=s.profile, task=s.task, status=s.status,  # type: ignore[arg-type]
+                terminal_id=s.worker_id, answer=s.answer, error=s.error, attempts=s.attempts,
+            )
+            for s in steps
+        ],
+    )  # fmt: skip
+
+
+def workflow_info(workflow: "Workflow") -> wire.WorkflowInfo:
+    return wire.WorkflowInfo(
+        name=workflow.name, path=str(workflow.path), kind=workflow.kind,  # type: ignore[arg-type]
+        scope=workflow.scope, description=workflow.description,  # type: ignore[arg-type]
+        untrusted=not workflow.trusted, problems=list(workflow.problems),
+    )  # fmt: skip

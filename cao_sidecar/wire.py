@@ -486,6 +486,138 @@ class DiscardWorktreeResult:
 
 # ---- method table --------------------------------------------------------------------------
 
+# ---- workflows (cao_sidecar.workflows; docs/workflows.md) ------------------------------------
+
+WorkflowRunStatus = Literal["running", "completed", "failed", "interrupted"]
+WorkflowStepStatus = Literal["pending", "sent", "completed", "failed"]
+
+
+@attrs.define
+class WorkflowInfo:
+    name: str
+    path: str
+    kind: Literal["python", "yaml"]
+    scope: Literal["workspace", "user"]
+    description: str = ""
+    untrusted: bool = False  # a workspace workflow of a folder the user has not trusted: never runs
+    problems: list[str] = attrs.Factory(list)  # what validation found (it does not run while any)
+
+
+@attrs.define
+class WorkflowStepInfo:
+    key: int  # the step's position in the script's call order (0, 1, ...)
+    profile: str
+    task: str
+    status: WorkflowStepStatus
+    terminal_id: Optional[str] = None
+    answer: Optional[str] = None
+    error: Optional[str] = None
+    attempts: int = 0
+
+
+@attrs.define
+class WorkflowRunInfo:
+    run_id: str
+    name: str
+    path: str
+    status: WorkflowRunStatus
+    trigger: str  # "cli", "editor", "flow", "agent", "host", "resume"
+    started_at: str
+    inputs: dict[str, str] = attrs.Factory(dict)
+    ended_at: Optional[str] = None
+    output: Any = None  # the script's return value, once completed
+    error: Optional[str] = None
+    steps: list[WorkflowStepInfo] = attrs.Factory(list)
+
+
+@attrs.define
+class ListWorkflowsParams:
+    pass
+
+
+@attrs.define
+class ListWorkflowsResult:
+    workflows: list[WorkflowInfo]
+
+
+@attrs.define
+class RunWorkflowParams:
+    name: str
+    inputs: dict[str, str] = attrs.Factory(dict)
+    wait: bool = False  # answer when the run has ended (else at once, with the run as started)
+
+
+@attrs.define
+class RunWorkflowResult:
+    run: WorkflowRunInfo
+
+
+@attrs.define
+class ResumeWorkflowParams:
+    run_id: str
+    force: bool = False  # resume even though the script changed since the run started
+    wait: bool = False
+
+
+@attrs.define
+class ResumeWorkflowResult:
+    run: WorkflowRunInfo
+
+
+@attrs.define
+class ListWorkflowRunsParams:
+    limit: Optional[int] = None
+
+
+@attrs.define
+class ListWorkflowRunsResult:
+    runs: list[WorkflowRunInfo]
+
+
+@attrs.define
+class GetWorkflowRunParams:
+    run_id: str
+
+
+@attrs.define
+class GetWorkflowRunResult:
+    run: WorkflowRunInfo
+
+
+@attrs.define
+class CancelWorkflowParams:
+    run_id: str
+
+
+@attrs.define
+class CancelWorkflowResult:
+    run: WorkflowRunInfo
+
+
+@attrs.define
+class WorkflowStepParams:
+    """A running workflow script's step (cao_client.workflow): journaled, then run once."""
+
+    run_id: str
+    key: int
+    profile: str
+    task: str
+    worktree: Optional[bool] = None
+    timeout_seconds: Optional[float] = None
+
+
+@attrs.define
+class WorkflowStepResult:
+    answer: str
+    terminal_id: str
+    replayed: bool  # true: answered from the journal (the step had finished before a resume)
+
+
+@attrs.define
+class WorkflowRunNotification(WorkflowRunInfo):
+    pass
+
+
 # method -> (params type, result type)
 METHODS: dict[str, tuple[type, type]] = {
     "cao/spawn": (SpawnParams, SpawnResult),
@@ -510,6 +642,14 @@ METHODS: dict[str, tuple[type, type]] = {
     "cao/listWorktrees": (ListWorktreesParams, ListWorktreesResult),
     "cao/mergeWorktree": (MergeWorktreeParams, MergeWorktreeResult),
     "cao/discardWorktree": (DiscardWorktreeParams, DiscardWorktreeResult),
+    # workflows
+    "cao/listWorkflows": (ListWorkflowsParams, ListWorkflowsResult),
+    "cao/runWorkflow": (RunWorkflowParams, RunWorkflowResult),
+    "cao/resumeWorkflow": (ResumeWorkflowParams, ResumeWorkflowResult),
+    "cao/listWorkflowRuns": (ListWorkflowRunsParams, ListWorkflowRunsResult),
+    "cao/getWorkflowRun": (GetWorkflowRunParams, GetWorkflowRunResult),
+    "cao/cancelWorkflow": (CancelWorkflowParams, CancelWorkflowResult),
+    "cao/workflowStep": (WorkflowStepParams, WorkflowStepResult),
 }
 
 # workspace/executeCommand: command → the cao/ method it runs (arguments: [that method's params]),
@@ -530,10 +670,11 @@ NOTIFICATIONS: dict[str, type] = {
     "cao/flowsChanged": FlowsChangedNotification,
     "cao/openTerminal": OpenTerminalNotification,
     "cao/trustChanged": TrustChangedNotification,
+    "cao/workflowRun": WorkflowRunNotification,
 }
 
 # Inner types first: cattrs fixes how nested objects convert when the outer hook is made.
-WIRE_CLASSES: tuple[type, ...] = (WorktreeInfo, PromptInfo, AgentInfo, ProfileInfo, FlowRunInfo, FlowInfo, TrustInfo) + tuple(
+WIRE_CLASSES: tuple[type, ...] = (WorktreeInfo, PromptInfo, AgentInfo, ProfileInfo, FlowRunInfo, FlowInfo, TrustInfo, WorkflowInfo, WorkflowStepInfo, WorkflowRunInfo) + tuple(
     {cls: None for pair in METHODS.values() for cls in pair}.keys()
 ) + tuple(NOTIFICATIONS.values())
 
@@ -608,6 +749,10 @@ def _check_type(key: str, value: Any, annotation: Any) -> None:
             return
         if kind in (str, bool) and isinstance(value, kind):
             return
+        if typing.get_origin(kind) is dict and isinstance(value, dict):  # string -> string (workflow inputs)
+            if all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                return
+            raise ParamsError(f"field '{key}' must be an object of strings")
     names = {str: "a string", bool: "a boolean", float: "a number", int: "an integer"}
     expected = " or ".join(names.get(k, getattr(k, "__name__", str(k))) for k in allowed if k is not type(None))
     raise ParamsError(f"field '{key}' must be {expected}, got {_json_type(value)}")

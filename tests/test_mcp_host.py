@@ -31,7 +31,7 @@ DOC = ROOT / "docs" / "mcp-hosts.md"
 PLACEHOLDERS = ("/path/to/your/project", "${workspaceFolder}")
 TOOLS = {
     "handoff", "assign", "send_message", "list_sessions", "list_profiles", "spawn", "get_output", "answer",
-    "terminate", "read_messages", "wait_for_messages",
+    "terminate", "read_messages", "wait_for_messages", "run_workflow",
 }  # fmt: skip
 BIN = Path(sys.executable).parent  # where `pip install` put the cao-sidecar command
 NODE_BIN = ROOT / ".ci" / "node" / "node_modules" / ".bin"

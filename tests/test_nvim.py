@@ -70,6 +70,12 @@ def run(request: pytest.FixtureRequest) -> Any:
     git_env = {**env, "GIT_AUTHOR_NAME": "Ana", "GIT_AUTHOR_EMAIL": "ana@example.com",
                "GIT_COMMITTER_NAME": "Ana", "GIT_COMMITTER_EMAIL": "ana@example.com"}
     (workspace / "README.md").write_text("# shop\n")
+    (workspace / ".cao" / "workflows").mkdir(parents=True)  # for the step "workflows"
+    (workspace / ".cao" / "workflows" / "brief.yaml").write_text(
+        "steps:\n  - {profile: mock_developer, task: 'echo plan {topic}'}\n"
+        "  - parallel: [{profile: mock_reviewer, task: 'echo saw {previous}'}, {profile: mock_reviewer, task: 'echo also {previous}'}]\n"
+        "inputs: [topic]\n"
+    )
     for git_args in (["init", "-q", "--initial-branch=main"], ["add", "."], ["commit", "-qm", "start"]):
         subprocess.run(["git", *git_args], cwd=workspace, env=git_env, check=True)
     socket = env["CAO_TMUX_SOCKET"]
@@ -301,6 +307,13 @@ def test_worker_worktrees_diff_merge_discard(run):
     # merged while its agent ran: kept until the agent ends, and nothing in it is unmerged
     unmerged = subprocess.run(["git", "branch", "--no-merged", "main"], cwd=run["workspace"], capture_output=True, text=True)
     assert f"cao/mock_developer-{first}" not in unmerged.stdout
+
+
+def test_workflow_runs_from_neovim_and_lists_its_steps(run):
+    data = passed(run, "workflows")
+    assert "brief completed (3 steps)" in data["workflow_done"]
+    lines = data["workflow_lines"]
+    assert "brief completed" in lines[0] and any("saw plan nvim" in line for line in lines)
 
 
 def test_checkhealth(run):

@@ -216,6 +216,9 @@ MINIMAL_VALUES: dict[str, Any] = {
     "enabled": True,
     "answer": "Yes",
     "trusted": True,
+    "runId": "f6de43f26f7a",
+    "key": 0,
+    "task": "echo hi",
 }
 
 AGENT_INFO_JSON = {
@@ -254,6 +257,10 @@ def python_accepts(annotation: Any, value: Any) -> bool:
         return isinstance(value, list) and all(python_accepts(item, v) for v in value)
     if origin is dict and typing.get_args(annotation) == (str, Any):
         return isinstance(value, dict)  # a free-form JSON object
+    if origin is dict and typing.get_args(annotation) == (str, str):
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    if annotation is Any:
+        return True  # any JSON value (a workflow's output)
     if annotation is type(None):
         return value is None
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
@@ -587,6 +594,39 @@ WIRE_EXAMPLES: dict[type, Any] = {
         error="agent e2a94c10 exited during its turn",
     ),
 }
+
+# Workflows (cao_sidecar.workflows).
+_WF_RUN = wire.WorkflowRunInfo(
+    run_id="f6de43f26f7a", name="review", path="/home/ana/src/shop/.cao/workflows/review.py", status="running",
+    trigger="client", started_at="2025-11-21T10:00:00.125+01:00", inputs={"topic": "cart"},
+    steps=[
+        wire.WorkflowStepInfo(key=0, profile="developer", task="plan cart", status="completed", terminal_id="5ad0b7c3", answer="a plan", attempts=1),
+        wire.WorkflowStepInfo(key=1, profile="reviewer", task="review: a plan", status="sent", terminal_id="c81d4f0e", attempts=1),
+    ],
+)
+WIRE_EXAMPLES.update({
+    wire.WorkflowInfo: wire.WorkflowInfo(name="review", path="/home/ana/src/shop/.cao/workflows/review.py", kind="python", scope="workspace", description="Plan, review, sum up."),
+    wire.WorkflowStepInfo: _WF_RUN.steps[0],
+    wire.WorkflowRunInfo: _WF_RUN,
+    wire.ListWorkflowsParams: wire.ListWorkflowsParams(),
+    wire.ListWorkflowsResult: wire.ListWorkflowsResult(workflows=[wire.WorkflowInfo(name="b", path="/b.yaml", kind="yaml", scope="user", problems=["step 1: `task` must be non-empty text"])]),
+    wire.RunWorkflowParams: wire.RunWorkflowParams(name="review", inputs={"topic": "cart"}, wait=True),
+    wire.RunWorkflowResult: wire.RunWorkflowResult(run=_WF_RUN),
+    wire.ResumeWorkflowParams: wire.ResumeWorkflowParams(run_id="f6de43f26f7a", force=True),
+    wire.ResumeWorkflowResult: wire.ResumeWorkflowResult(run=_WF_RUN),
+    wire.ListWorkflowRunsParams: wire.ListWorkflowRunsParams(limit=5),
+    wire.ListWorkflowRunsResult: wire.ListWorkflowRunsResult(runs=[_WF_RUN]),
+    wire.GetWorkflowRunParams: wire.GetWorkflowRunParams(run_id="f6de43f26f7a"),
+    wire.GetWorkflowRunResult: wire.GetWorkflowRunResult(run=_WF_RUN),
+    wire.WorkflowStepParams: wire.WorkflowStepParams(run_id="f6de43f26f7a", key=2, profile="developer", task="sum up", worktree=True, timeout_seconds=90.5),
+    wire.WorkflowStepResult: wire.WorkflowStepResult(answer="a plan", terminal_id="5ad0b7c3", replayed=True),
+    wire.CancelWorkflowParams: wire.CancelWorkflowParams(run_id="f6de43f26f7a"),
+    wire.CancelWorkflowResult: wire.CancelWorkflowResult(run=_WF_RUN),
+    wire.WorkflowRunNotification: wire.WorkflowRunNotification(
+        run_id="f6de43f26f7a", name="review", path="/p/review.py", status="completed", trigger="flow",
+        started_at="2025-11-21T10:00:00.125+01:00", ended_at="2025-11-21T10:03:00+01:00", output={"summary": "ok", "n": [1, 2]},
+    ),
+})
 
 # Variants worth checking too: all defaults, nulls where allowed.
 WIRE_VARIANTS: list[Any] = [

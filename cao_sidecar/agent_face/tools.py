@@ -26,6 +26,7 @@ from cao_sidecar.team_tools import (
     MergeResult,
     MessageResult,
     TeamList,
+    WorkflowResult,
 )
 
 INSTRUCTIONS = """\
@@ -37,6 +38,7 @@ Tools to work with other agents on your team, each a coding assistant in its own
 - send_message: send a message to another running agent.
 - list_sessions: see the agents on your team and their status.
 - merge_work: merge a worker's branch (from a handoff or assign with worktree) into its base.
+- run_workflow: run one of the project's workflows (journaled multi-step runs) and get its output.
 Specialists are named by profile (for example: developer, reviewer, tester)."""
 
 HOST_HELP = (
@@ -157,6 +159,17 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         """List the agents of your session (your team): terminal id, name, profile, provider, status;
         and the leads outside tmux (MCP hosts) that work with it."""
         return team_tools.list_sessions(core, caller_of(ctx))
+
+    @mcp.tool()
+    async def run_workflow(
+        name: Annotated[str, Field(description="The workflow's name (a script in the project's .cao/workflows/ or the user's).")],
+        ctx: Context,
+        inputs: Annotated[dict[str, str], Field(description="The workflow's inputs, name: value.")] = {},  # noqa: B006 - read only
+        wait: Annotated[bool, Field(description="Wait for the run's output (default); false: return its id at once.")] = True,
+    ) -> Annotated[CallToolResult, WorkflowResult]:
+        """Run a workflow of this project: a fixed sequence of specialist steps (some in parallel) whose
+        steps are journaled, so the run survives crashes. Returns the workflow's output."""
+        return await team_tools.run_workflow(core, caller_of(ctx), name, dict(inputs), wait, "agent")
 
     return mcp
 

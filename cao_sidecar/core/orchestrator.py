@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from cao_sidecar.core.agent import Agent, PendingPrompt
 from cao_sidecar.core.events import (
@@ -39,6 +39,9 @@ from cao_sidecar.storage.logs import ConversationLogs
 from cao_sidecar.storage.messages import MessageStore, StoredMessage
 from cao_sidecar.storage.reports import Report
 from cao_sidecar.terminal.tmux import TmuxServer
+
+if TYPE_CHECKING:
+    from cao_sidecar.workflows.engine import RunListener, WorkflowEngine
 
 __all__ = ["READY_TIMEOUT", "Orchestrator", "WorkerOutcome", "WorkerSpec", "check_agent_text"]
 
@@ -74,6 +77,8 @@ class Orchestrator(Team):
         assigns.describe_work = supervisor.worktrees.describe  # a worker's report says where its work is
         # Things the user should hear about once an editor is connected (a state db set aside).
         self.notices: list[str] = [notice] if notice else []
+        # Workflow runs (cao_sidecar.workflows.engine); the runtime sets it once the core is up.
+        self.workflows: Optional[WorkflowEngine] = None
 
     # ---- the supervisor's state, as faces read it ---------------------------------------------
 
@@ -185,3 +190,8 @@ class Orchestrator(Team):
         waiting in the state db at once, then each as it is made (the editor's workerCompleted).
         A report waits while `ready()` is false (the editor does not read what was sent)."""
         self.assigns.set_sink(sink, ready)
+
+    def add_workflow_listener(self, listener: "RunListener") -> None:
+        """`listener(run info)` when a workflow run or one of its steps changes."""
+        if self.workflows is not None:
+            self.workflows.add_listener(listener)

@@ -116,6 +116,9 @@ class CoreScope(_Scope):
     def add_completed_listener(self, listener: Callable[..., None]) -> None:
         self._add("completed", listener)
 
+    def add_workflow_listener(self, listener: Callable[..., None]) -> None:
+        self._add("workflow", listener)
+
     def set_report_sink(self, sink: Callable[["Report"], None], ready: Callable[[], bool] = lambda: True) -> None:
         self._sinks.append(sink)
         self._fanout.add_sink(sink, ready)

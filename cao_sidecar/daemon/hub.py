@@ -128,6 +128,7 @@ class Hub:
                 take_lock=False,
             ) as runtime:
                 runtime.fanout.add("status", lambda *_: self._check_idle())
+                runtime.fanout.add("workflow", lambda *_: self._check_idle())
                 self.runtime_ready.set_result(runtime)
                 self._check_idle()
                 await stop
@@ -159,7 +160,7 @@ class Hub:
         if self.connections or self._sockets > 0:
             return True
         runtime = self.runtime()
-        return runtime is not None and runtime.agents_alive() > 0
+        return runtime is not None and (runtime.agents_alive() > 0 or runtime.workflows_active() > 0)
 
     def _check_idle(self) -> None:
         if self._busy():

@@ -281,6 +281,7 @@ def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_
         server.notify("cao/workerCompleted", views.worker_completed(report, views.stored_worktree(core, report.terminal_id)))
 
     core.add_status_listener(on_status)
+    core.add_workflow_listener(lambda run: server.notify("cao/workflowRun", run))
     # Reports are stored until sent: those made while no editor was connected come now.
     writer = getattr(server.protocol, "writer", None)
     buffered = getattr(writer, "buffered", None)

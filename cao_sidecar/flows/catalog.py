@@ -59,7 +59,7 @@ class FlowCatalog:
         extra: dict[Path, list[Diagnostic]] = {}
         for entry in self.layered.entries():
             flow = entry.item
-            if flow.profile not in names:
+            if flow.workflow is None and flow.profile not in names:
                 extra.setdefault(entry.path, []).append(
                     Diagnostic(
                         "warning",

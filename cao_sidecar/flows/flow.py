@@ -48,6 +48,8 @@ KNOWN_FIELDS = (
     "keep",
     "worktree",
     "agent_profile",  # CAO's name for 'profile'
+    "workflow",  # run this workflow (docs/workflows.md) instead of one task; the body is ignored
+    "inputs",  # the workflow's inputs (name: value; {{placeholders}} filled by the gate)
 )
 ALIASES = {"cron": "schedule", "agent": "profile", "cwd": "workingDirectory", "timeout": "timeoutSeconds"}
 SCHEDULE_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
@@ -81,6 +83,8 @@ class Flow:
     keep: bool = False
     worktree: Optional[bool] = None  # the worker's own git worktree; None: its profile decides
     profile_line: int = attrs.field(default=1, eq=False)  # where 'profile' is, for diagnostics
+    workflow: Optional[str] = None  # a workflow to run instead of a task (profile is "workflow:NAME")
+    inputs: dict[str, str] = attrs.Factory(dict)  # the workflow's inputs
 
     @property
     def placeholders(self) -> list[str]:
@@ -132,7 +136,8 @@ def check_flow(
         else:
             schedule = " ".join(schedule.split())
     profile_key = "agent_profile" if "profile" not in f and "agent_profile" in f else "profile"
-    profile = c.name(profile_key)
+    workflow, inputs = _workflow(c, f)
+    profile = f"workflow:{workflow}" if workflow is not None else c.name(profile_key)
     if profile_key == "profile" and "agent_profile" in f:
         c.warning("'agent_profile' (CAO's name for 'profile') is ignored: 'profile' is given", "agent_profile")
     provider = c.name("provider", required=False)
@@ -153,6 +158,8 @@ def check_flow(
     gate = _gate(c, f.get("gate")) if "gate" in f else None
     c.unknown_fields(KNOWN_FIELDS, ALIASES)
     task = fm.body.strip()
+    if workflow is not None:
+        task = task or f"workflow {workflow}"
     if not task:
         c.error("the body (the task the agent gets) is empty", line=fm.end_line)
     first = PLACEHOLDER.search(fm.body)
@@ -180,9 +187,27 @@ def check_flow(
             keep=keep,
             worktree=worktree,
             profile_line=fm.where(profile_key)[0],
+            workflow=workflow,
+            inputs=inputs,
         ),
         c.diagnostics,
     )
+
+
+def _workflow(c: Checker, f: dict) -> tuple[Optional[str], dict[str, str]]:
+    """`workflow: NAME` and its `inputs:` (a mapping of strings), if the flow runs a workflow."""
+    if "workflow" not in f:
+        if "inputs" in f:
+            c.warning("'inputs' is for a flow with 'workflow'; ignored", "inputs")
+        return None, {}
+    workflow = c.name("workflow")
+    if "profile" in f:
+        c.warning("'profile' is ignored: the flow runs workflow steps, each with its own profile", "profile")
+    raw = f.get("inputs") or {}
+    if not isinstance(raw, dict) or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in raw.values()):
+        c.error(f"'inputs' must be a mapping of name: value, got {yaml_type(raw)}", "inputs")
+        return workflow, {}
+    return workflow, {str(k): str(v) for k, v in raw.items()}
 
 
 def _working_directory(c: Checker, base_dir: Optional[Path]) -> Optional[str]:

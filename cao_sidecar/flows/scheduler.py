@@ -19,6 +19,7 @@ it (Untrusted): its gate is a program the folder chose.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -41,6 +42,7 @@ from cao_sidecar.storage.flows import FlowRun, FlowRunStore
 if TYPE_CHECKING:
     from cao_sidecar.core.agent import Agent
     from cao_sidecar.core.events import WorkerOutcome
+    from cao_sidecar.workflows.engine import WorkflowEngine
 
 
 class AssignsWork(Protocol):
@@ -60,6 +62,11 @@ class AssignsWork(Protocol):
         timeout: float = ...,
         keep: bool = ...,
     ) -> "Agent": ...
+
+    @property
+    def workflows(self) -> Optional["WorkflowEngine"]:
+        """Where a flow with `workflow:` starts its run (None: not available)."""
+        ...
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +146,7 @@ class FlowScheduler:
         self._next: dict[Path, tuple[str, datetime]] = {}
         self._active: dict[Path, str] = {}  # flow file -> run id, runs of this sidecar
         self._by_terminal: dict[str, tuple[str, Path]] = {}  # worker -> (run id, flow file)
+        self._workflow_waits: set[asyncio.Task[None]] = set()  # flows that run a workflow, until it ends
         self._wake = asyncio.Event()
         self._task: Optional[asyncio.Task[None]] = None
         self._runs: set[asyncio.Task[object]] = set()
@@ -268,6 +276,7 @@ class FlowScheduler:
             return self._finish(flow.path, run.run_id, "failed", reason="no orchestration core to run it")
         cwd = flow.working_directory or core.default_cwd or os.getcwd()
         task = flow.task
+        inputs = dict(flow.inputs)
         if flow.gate is not None:
             if not os.path.isdir(cwd):
                 return self._finish(flow.path, run.run_id, "gate_failed", reason=f"working directory {cwd} does not exist")
@@ -277,11 +286,15 @@ class FlowScheduler:
                 log.info("flow %s: run #%s %s: %s", flow.name, run.run_id, status, decision.reason)
                 return self._finish(flow.path, run.run_id, status, reason=decision.reason)
             task, missing = fill_placeholders(task, decision.values)
+            inputs = {k: fill_placeholders(v, decision.values)[0] for k, v in flow.inputs.items()}
+            missing = sorted(set(missing) | {m for v in flow.inputs.values() for m in fill_placeholders(v, decision.values)[1]})
             if missing:
                 names = ", ".join("{{" + m + "}}" for m in missing)
                 return self._finish(
                     flow.path, run.run_id, "gate_failed", reason=f"the gate's JSON has no value for {names}"
                 )
+        if flow.workflow is not None:
+            return await self._start_workflow(flow, run, inputs, task)
         try:
             agent = core.assign(
                 task,
@@ -303,6 +316,34 @@ class FlowScheduler:
             flow.timeout + COMPLETION_GRACE, self._expire, agent.terminal_id, run.run_id
         )
         self._changed()
+        return updated
+
+    async def _start_workflow(self, flow: Flow, run: FlowRun, inputs: dict[str, str], task: str) -> Optional[FlowRun]:
+        """A flow that runs a workflow (docs/workflows.md): the flow run ends with the workflow run."""
+        core = self.core
+        assert core is not None and flow.workflow is not None
+        if core.workflows is None:
+            return self._finish(flow.path, run.run_id, "failed", reason="workflows are not available in this sidecar", task=task)
+        try:
+            started = await core.workflows.run(flow.workflow, inputs, trigger="flow")
+        except CaoError as exc:
+            return self._finish(flow.path, run.run_id, "failed", reason=exc.message, task=task)
+        updated = self.store.update(run.run_id, task=f"workflow {flow.workflow} run {started.run_id}")
+        self._changed()
+        engine = core.workflows
+
+        async def until_ended() -> None:
+            ended = await engine.wait_ended(started.run_id)
+            output = ended.output if isinstance(ended.output, str) or ended.output is None else json.dumps(ended.output)
+            ok = ended.status == "completed"
+            self._finish(
+                flow.path, run.run_id, "completed" if ok else "failed", output=output or "",
+                reason=None if ok else f"workflow run {started.run_id} {ended.status}: {ended.error}",
+            )  # fmt: skip
+
+        task_ = asyncio.get_running_loop().create_task(until_ended())
+        self._workflow_waits.add(task_)
+        task_.add_done_callback(self._workflow_waits.discard)
         return updated
 
     def _expire(self, terminal_id: str, run_id: str) -> None:

@@ -28,6 +28,7 @@ from cao_sidecar.team_tools import (
     MessageResult,
     TeamList,
     ToolData,
+    WorkflowResult,
     calling_core,
 )
 
@@ -40,6 +41,7 @@ its own tmux window). Specialists are named by profile: see list_profiles.
 - spawn / send_message / get_output / terminate: keep an agent running and talk to it.
 - list_sessions: your team, each agent's status, and the question an agent waits on; answer it
   with `answer`.
+- run_workflow: run one of the project's workflows (journaled multi-step runs) for its output.
 Workers start fresh: put everything they need in the task."""
 
 TASK = Annotated[str, Field(description="The complete task, with all the context the specialist needs.")]
@@ -163,6 +165,18 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         agent waits on) and its leads (you among them)."""
         core, lead = connection.lead(ctx)
         return team_tools.list_sessions(core, lead)
+
+    @mcp.tool()
+    async def run_workflow(
+        name: Annotated[str, Field(description="The workflow's name (cao-sidecar workflow list).")],
+        ctx: Context,
+        inputs: Annotated[dict[str, str], Field(description="The workflow's inputs, name: value.")] = {},  # noqa: B006 - read only
+        wait: Annotated[bool, Field(description="Wait for the run's output (default); false: return its id at once.")] = True,
+    ) -> Annotated[CallToolResult, WorkflowResult]:
+        """Run one of the project's workflows (journaled multi-step team runs that survive crashes) and
+        return its output; `cao-sidecar workflow show RUN` shows its steps."""
+        core, lead = connection.lead(ctx)
+        return await team_tools.run_workflow(core, lead, name, dict(inputs), wait, "host")
 
     @mcp.tool()
     async def list_profiles(ctx: Context) -> ProfileList:

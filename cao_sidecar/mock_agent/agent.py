@@ -24,7 +24,8 @@ from cao_sidecar.mock_agent.tasks import Task, parse_task, write_file
 
 USAGE = (
     "usage: python -m cao_sidecar.mock_agent [--delay-ms MS] [--transcript PATH] [--profile NAME]\n"
-    "environment: CAO_MOCK_STARTUP=dialog:TEXT (a question blocks the first prompt) or crash:TEXT (exit 1)"
+    "environment: CAO_MOCK_STARTUP=dialog:TEXT (a question blocks the first prompt) or crash:TEXT (exit 1); "
+    "CAO_MOCK_RECEIVED_LOG=PATH (append every input taken, as a transcript line, to PATH too)"
 )
 
 IDLE = "idle"  # prompt, reading an input
@@ -402,6 +403,13 @@ class Agent:
         line = line.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").replace("\x85", "\\u0085")
         self.transcript.write(line + "\n")
         self.transcript.flush()
+        shared = os.environ.get("CAO_MOCK_RECEIVED_LOG")  # tests: every mock agent's inputs, kept after teardown
+        if shared and kind == "user":
+            fd = os.open(shared, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, (line + "\n").encode("utf-8"))  # one write: O_APPEND keeps lines whole
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         if self.transcript is not None:

@@ -11,6 +11,8 @@
     send TARGET MESSAGE   call the sidecar's MCP tool send_message, answer its text result
                           (handoff/assign PROFILE@HOST TASK: with the tool's `host`, e.g. box1 or main)
     merge_work WORKER     call the sidecar's MCP tool merge_work, answer its text result
+    workflow NAME [K=V ...]
+                          call the sidecar's MCP tool run_workflow, answer its text result
     edit PATH TEXT        write TEXT (and a newline) to PATH, relative to its working directory,
                           then answer "wrote PATH" (like a coding agent editing a file)
     edit-then-sleep SECONDS PATH TEXT
@@ -99,6 +101,12 @@ def parse_task(text: str) -> Task:
         if not target or message is None:
             return Task("fail", "usage: send TARGET MESSAGE")
         return Task("tool", tool="send_message", arguments={"target": target, "message": message})
+    if word == "workflow":
+        name, rest = split_word(rest or "")
+        if not name:
+            return Task("fail", "usage: workflow NAME [INPUT=VALUE ...]")
+        inputs = dict(pair.partition("=")[::2] for pair in (rest or "").split())
+        return Task("tool", tool="run_workflow", arguments={"name": name, "inputs": inputs})
     if word == "merge_work":
         if not rest:
             return Task("fail", "usage: merge_work WORKER")

@@ -30,6 +30,7 @@ from cao_sidecar.profiles.catalog import ProfileCatalog, builtin_profiles_dir
 from cao_sidecar.profiles.files import Diagnostic
 from cao_sidecar.profiles.watch import DirWatcher
 from cao_sidecar.storage.flows import FlowRunStore
+from cao_sidecar.workflows.diagnostics import WorkflowFiles
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class LiveConfig:
         self.flows = FlowCatalog(workspace_folders=self.folders, user_dir=self.user_flows)
         self.store = store or FlowRunStore(core.state_dir / "state.db")
         self.scheduler = FlowScheduler(core=core, flows=self.flows, store=self.store, on_change=self._flows_touched)
+        self.workflow_files = WorkflowFiles(self.folders)  # their diagnostics as they are saved
         self.watcher = DirWatcher(self._targets(), self._on_files_changed)
         self._profile_listeners: list[Callable[[], None]] = []
         self._flow_listeners: list[Callable[[], None]] = []
@@ -102,7 +104,7 @@ class LiveConfig:
     # ---- life cycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.reload({"profiles", "flows"})
+        await self.reload({"profiles", "flows", "workflows"})
         self.core.add_completed_listener(self.scheduler.on_worker_completed)
         self.scheduler.start()
         self.watcher.start()
@@ -118,9 +120,10 @@ class LiveConfig:
 
     def set_workspace_folders(self, folders: list[Path]) -> None:
         self.folders = list(dict.fromkeys(folders))
+        self.workflow_files.folders = list(self.folders)
         self._set_layers()
         self._decisions = self._trust_decisions()
-        self._request({"profiles", "flows"})
+        self._request({"profiles", "flows", "workflows"})
 
     def _set_layers(self) -> None:
         """Where files are looked up, and in which order: it depends on each folder's trust."""
@@ -130,7 +133,10 @@ class LiveConfig:
 
     def _targets(self) -> list[Path]:
         # The config dir holds trust.json: granting or revoking takes effect at once.
-        return [*self.profiles.directories(), *self.flows.directories(), *self._provider_dirs(), trust.trust_file().parent]
+        return [
+            *self.profiles.directories(), *self.flows.directories(), *self._provider_dirs(), trust.trust_file().parent,
+            *self.workflow_files.directories(),
+        ]  # fmt: skip
 
     def _provider_dirs(self) -> list[Path]:
         """Where user-defined providers live: a change there re-validates profiles and flows."""
@@ -155,6 +161,7 @@ class LiveConfig:
     def all_diagnostics(self) -> dict[Path, list[Diagnostic]]:
         out = {p: d for p, d in self.profiles.diagnostics().items() if self._publishable(p)}
         out.update(self.flows.diagnostics())
+        out.update(_workflow_diagnostics(self.workflow_files.current()))
         return out
 
     def _publishable(self, path: Path) -> bool:
@@ -196,9 +203,12 @@ class LiveConfig:
         kinds = set()
         profile_dirs = set(self.profiles.directories())
         flow_dirs = set(self.flows.directories())
+        workflow_dirs = set(self.workflow_files.directories())
         trust_dir = trust.trust_file().parent
         for hit in hits:
-            if hit == trust_dir:
+            if hit in workflow_dirs:
+                kinds.add("workflows")
+            elif hit == trust_dir:
                 if self._trust_decisions() != self._decisions:  # refreshes are serialised and idempotent
                     task = asyncio.get_running_loop().create_task(self.refresh_trust())
                     self._trust_tasks.add(task)
@@ -243,6 +253,8 @@ class LiveConfig:
             flows_changed = changes.entries_changed
             if flows_changed:
                 self.scheduler.reschedule()
+        if "workflows" in kinds:
+            self._publish(_workflow_diagnostics(await asyncio.to_thread(self.workflow_files.scan)))
         if profiles_changed or flows_changed:
             self._publish(self.flows.cross_check(self.profiles.names()))
         if profiles_changed:
@@ -371,3 +383,8 @@ async def start_live(core: Any, initialize_params: Any, workspace: Path) -> Opti
             except Exception:  # noqa: BLE001
                 pass
         return None
+
+
+def _workflow_diagnostics(problems: dict[Path, list[tuple[int, str]]]) -> dict[Path, list[Diagnostic]]:
+    """Workflow files' problems (workflows.diagnostics) as errors on their lines."""
+    return {path: [Diagnostic("error", message, line) for line, message in found] for path, found in problems.items()}

@@ -62,6 +62,15 @@ class ReportStore:
         ).fetchall()
         return [Report(*row) for row in rows]
 
+    def latest(self, terminal_id: str) -> Optional[Report]:
+        """How the assign of worker `terminal_id` ended, if it has been reported (workflows' journal
+        reads it when the sidecar died between the report and the journal's own record)."""
+        row = self._db.execute(
+            "SELECT id, terminal_id, profile, status, output, error FROM reports WHERE terminal_id=? ORDER BY id DESC LIMIT 1",
+            (terminal_id,),
+        ).fetchone()
+        return Report(*row) if row else None
+
     def mark_sent(self, report_id: int) -> bool:
         """True if this call marked it: a report is sent by whoever marks it first, and not
         while the disk is full (it waits, see core.reporting)."""

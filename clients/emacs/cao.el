@@ -31,6 +31,7 @@
 ;;   `cao-agents'        list the agents; the list follows their status live
 ;;   `cao-trust'         trust the project's .cao/ and .venv (`cao-untrust': stop trusting)
 ;;   `cao-worktrees'     workers' git worktrees: diff, merge, rebase, discard (cao-worktrees.el)
+;;   `cao-workflow-run'  a workflow run; `cao-workflow-runs' lists them (cao-workflows.el)
 ;;
 ;; `cao-mode' is a global minor mode showing " CAO[3/1]" in the mode line: 3 agents, 1 of
 ;; them working.  When an agent asks a question, cao.el asks you in the minibuffer (see
@@ -99,6 +100,14 @@ From `cao-worker-worktree'."
 (autoload 'cao-worktree-diff "cao-worktrees" "Show a worker's changes." t)
 (autoload 'cao-worktree-merge "cao-worktrees" "Merge a worker's branch into its base." t)
 (autoload 'cao-worktree-discard "cao-worktrees" "Discard a worker's work." t)
+(autoload 'cao-workflow-run "cao-workflows" "Start a workflow run." t)
+(autoload 'cao-workflow-resume "cao-workflows" "Go on with a workflow run." t)
+(autoload 'cao-workflow-runs "cao-workflows" "List the workflow runs and their steps." t)
+
+(defcustom cao-workflow-run-functions nil
+  "Functions called with the params (a plist) of each cao/workflowRun notification.
+That notification comes when a workflow run or one of its steps changes."
+  :type 'hook)
 
 (defcustom cao-handoff-timeout 600
   "Seconds a handoff may take (timeoutSeconds of cao/handoff)."
@@ -741,6 +750,21 @@ A worker started by cao/assign has finished."
                            (plist-get worktree :branch))
                  "")))
     (run-hook-with-args 'cao-worker-completed-functions params)))
+
+(defvar cao--workflow-run-status (make-hash-table :test #'equal)
+  "Run id -> the status last seen in a cao/workflowRun notification.")
+
+(cl-defmethod eglot-handle-notification
+  ((_server cao-server) (_method (eql 'cao/workflowRun)) &rest params &key &allow-other-keys)
+  "Handle cao/workflowRun with PARAMS: say when a workflow run ends."
+  (let* ((run-id (plist-get params :runId))
+         (status (plist-get params :status))
+         (before (gethash run-id cao--workflow-run-status)))
+    (puthash run-id status cao--workflow-run-status)
+    (when (and (member status '("completed" "failed" "interrupted")) (not (equal before status)))
+      (message "cao: workflow %s (run %s) %s%s" (plist-get params :name) run-id status
+               (if (plist-get params :error) (format ": %s" (plist-get params :error)) "")))
+    (run-hook-with-args 'cao-workflow-run-functions params)))
 
 (cl-defmethod eglot-handle-notification
   ((server cao-server) (_method (eql 'cao/profilesChanged)) &key profiles &allow-other-keys)

@@ -448,6 +448,22 @@ step("worktrees", function()
   end)
 end)
 
+step("workflows", function()
+  vim.cmd("Cao workflow brief topic=nvim")
+  wait_for("the run's end", 40000, function()
+    return find_notification("brief completed") ~= nil
+  end)
+  data.workflow_done = find_notification("brief completed").msg
+  local shown = false
+  require("cao.workflows").show(function()
+    shown = true
+  end)
+  wait_for("the runs buffer", 10000, function()
+    return shown
+  end)
+  data.workflow_lines = vim.api.nvim_buf_get_lines(vim.fn.bufnr("cao://workflows"), 0, -1, false)
+end)
+
 step("sidecar_crash", function()
   -- The sidecar's process: its command line ends with our --tmux-socket.
   local pids = {}

@@ -376,4 +376,23 @@ the merge into the workspace's main; another worker's work discarded."
         (should-error (cao-worktree-diff other) :type 'user-error)))))
 
 (provide 'cao-test)
+(ert-deftest cao-test-workflow-run-and-list ()
+  "A workflow starts from Emacs, its end is told, the runs list shows its steps."
+  (cao-test--in-workspace
+    (let ((dir (expand-file-name ".cao/workflows" cao-test--root)))
+      (make-directory dir t)
+      (with-temp-file (expand-file-name "brief.yaml" dir)
+        (insert "inputs: [topic]\nsteps:\n  - {profile: mock_developer, task: 'echo plan {topic}'}\n"
+                "  - parallel: [{profile: mock_reviewer, task: 'echo saw {previous}'}, {profile: mock_reviewer, task: 'echo also {previous}'}]\n")))
+    (let (started)
+      (cao-workflow-run "brief" "topic=emacs" (lambda (run) (setq started run)))
+      (cao-test--wait "cao/runWorkflow" (lambda () started) 20)
+      (cao-test--wait "the run's end"
+                      (lambda () (cao-test--message-matching
+                                  (format "^cao: workflow brief (run %s) completed$" (plist-get started :runId))))
+                      60)
+      (with-current-buffer (cao-workflow-runs)
+        (should (string-match-p "saw plan emacs" (buffer-string)))
+        (should (string-match-p "completed" (buffer-string)))))))
+
 ;;; cao-test.el ends here

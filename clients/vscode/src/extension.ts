@@ -46,6 +46,8 @@ import {
   workerCompletedMessage,
 } from "./logic";
 import { BASE_SCHEME, BaseVersions, Worktrees } from "./worktrees";
+import type { WorkflowRunInfo } from "./workflowLogic";
+import { RUNS_SCHEME, Workflows } from "./workflows";
 
 const OUTPUT_SCHEME = "cao-output";
 const REQUEST_CANCELLED = -32800;
@@ -125,6 +127,7 @@ class Cao {
   private readonly treeView: vscode.TreeView<AgentInfo>;
   private readonly outputs = new OutputDocuments();
   private readonly worktrees: Worktrees;
+  private readonly workflows: Workflows;
   private readonly terminals = new Map<string, vscode.Terminal>();
   private refreshTimer: NodeJS.Timeout | undefined;
   private handoffCounter = 0;
@@ -142,6 +145,7 @@ class Cao {
     this.statusItem.command = "cao.showAgents";
     this.tree = new AgentTree(this.store);
     this.worktrees = new Worktrees((method, params) => this.request(method, params), this.log);
+    this.workflows = new Workflows((method, params) => this.request(method, params), this.log);
     this.treeView = vscode.window.createTreeView("cao.agents", { treeDataProvider: this.tree });
     context.subscriptions.push(
       this.log,
@@ -149,6 +153,7 @@ class Cao {
       this.treeView,
       vscode.workspace.registerTextDocumentContentProvider(OUTPUT_SCHEME, this.outputs),
       vscode.workspace.registerTextDocumentContentProvider(BASE_SCHEME, new BaseVersions()),
+      vscode.workspace.registerTextDocumentContentProvider(RUNS_SCHEME, this.workflows),
       vscode.window.onDidCloseTerminal((t) => {
         for (const [id, terminal] of this.terminals) if (terminal === t) this.terminals.delete(id);
       }),
@@ -176,6 +181,9 @@ class Cao {
       "cao.showWorktreeChanges": () => this.worktrees.showChanges(),
       "cao.mergeWorktree": () => this.worktrees.merge(),
       "cao.discardWorktree": () => this.worktrees.discard(),
+      "cao.runWorkflow": () => this.workflows.run(),
+      "cao.resumeWorkflow": () => this.workflows.resume(),
+      "cao.showWorkflowRuns": () => this.workflows.showRuns(),
     };
     for (const [id, fn] of Object.entries(commands)) {
       context.subscriptions.push(
@@ -257,6 +265,7 @@ class Cao {
       });
     });
     client.onNotification("cao/trustChanged", (n: { folders?: TrustInfo[] }) => this.onTrustChanged(n.folders ?? []));
+    client.onNotification("cao/workflowRun", (n: WorkflowRunInfo) => this.workflows.onRun(n));
     this.context.subscriptions.push(
       client.onDidChangeState((e) => {
         if (this.client !== client) return; // an old client going down after a restart

@@ -9,6 +9,7 @@ import { type TrustInfo, trustTooltipLines } from "./trust";
 
 export * from "./trust";
 export * from "./worktreeLogic";
+export * from "./workflowLogic";
 
 // ---------------------------------------------------------------- wire types (protocol/spec.md)
 

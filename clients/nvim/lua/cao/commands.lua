@@ -183,6 +183,36 @@ M.subcommands = {
       worktrees().menu()
     end,
   },
+  workflows = {
+    usage = "",
+    run = function()
+      require("cao.workflows").show()
+    end,
+  },
+  workflow = {
+    usage = "NAME [input=value ...]",
+    run = function(args)
+      local name, rest = split_first(args)
+      if not name then
+        return util.error("workflow: give the workflow's name")
+      end
+      local inputs, bad = require("cao.workflows").parse_inputs(rest)
+      if not inputs then
+        return util.error("workflow: " .. bad .. " is not input=value")
+      end
+      require("cao.workflows").run(name, inputs)
+    end,
+  },
+  resume = {
+    usage = "RUN",
+    run = function(args)
+      local id = split_first(args)
+      if not id then
+        return util.error("resume: give the run's id (:Cao workflows lists them)")
+      end
+      require("cao.workflows").resume(id)
+    end,
+  },
   diff = {
     usage = "[terminalId]",
     run = function(args)
@@ -314,7 +344,7 @@ function M.create()
   end, {
     nargs = "*",
     complete = M.complete,
-    desc = "cao-sidecar: agents, spawn, handoff, assign, send, output, attach, terminate, answer, worktrees, diff, merge, discard, trust",
+    desc = "cao-sidecar: agents, spawn, handoff, assign, send, output, attach, terminate, answer, worktrees, diff, merge, discard, trust, workflows, workflow, resume",
   })
 end
 

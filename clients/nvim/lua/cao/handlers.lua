@@ -104,6 +104,9 @@ function M.build()
     ["cao/openTerminal"] = safe(M.open_terminal),
     ["cao/flowsChanged"] = function() end,
     ["cao/trustChanged"] = safe(M.trust_changed),
+    ["cao/workflowRun"] = safe(function(_, params)
+      require("cao.workflows").on_run(params)
+    end),
     ["window/showMessageRequest"] = safe(M.show_message_request),
   }
 end

@@ -10,11 +10,12 @@ usage error. Errors are one line on stderr.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-VERBS = ("agents", "spawn", "launch", "handoff", "assign", "send", "answer", "attach", "terminate", "status", "shutdown")
+VERBS = ("agents", "spawn", "launch", "handoff", "assign", "send", "answer", "attach", "terminate", "status", "shutdown", "workflow")
 AGENT_HELP = "an agent's id, its name, or a unique prefix of either"
 
 
@@ -61,6 +62,10 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
     p = sub.add_parser("shutdown", help="end the project's orchestrator for every client")
     p.add_argument("--terminate-agents", action="store_true", help="end its agents too (default: they keep running in tmux)")
 
+    from cao_client.verbs.workflows import add_parser as add_workflow_parser
+
+    add_workflow_parser(sub)
+
     for verb in VERBS:
         parser = sub.choices[verb]
         parser.add_argument("--project", type=Path, default=None, help="the project whose team to use (default: the current directory)")
@@ -76,6 +81,16 @@ def run_verb(args: argparse.Namespace, socket: str) -> int:
         from cao_client.verbs.agents import agents
 
         return run(agents, args, socket)
+    if args.command == "workflow":
+        from cao_client.verbs import workflows
+
+        if args.workflow_command == "check":  # offline: nothing to connect to
+            try:
+                return workflows.check_files(args)
+            except OSError as exc:
+                print(f"cao-sidecar workflow check: {exc}", file=sys.stderr)
+                return 1
+        return run(workflows.workflow, args, socket)
     if args.command in ("status", "shutdown"):
         from cao_client.verbs import team
 
