@@ -76,10 +76,20 @@ const toast = (text) => page.locator(".notifications-toasts .notification-toast"
 async function runCommand(title) {
   // (no Escape when nothing is open: in a focused terminal it would reach the agent)
   if (await quickInput.isVisible()) await page.keyboard.press("Escape");
-  await page.keyboard.press("F1");
-  await quickInput.waitFor({ state: "visible" });
-  await quickInput.locator("input").fill(`>${title}`);
-  await quickInput.locator(".monaco-list-row", { hasText: title }).first().waitFor();
+  // An editor that is still opening (a multi-file diff) can take focus and close the palette
+  // right after it opened: then open it again.
+  for (let attempt = 1; ; attempt++) {
+    await page.keyboard.press("F1");
+    try {
+      await quickInput.waitFor({ state: "visible", timeout: 10000 });
+      await quickInput.locator("input").fill(`>${title}`, { timeout: 10000 });
+      await quickInput.locator(".monaco-list-row", { hasText: title }).first().waitFor({ timeout: 10000 });
+      break;
+    } catch (err) {
+      if (attempt >= 3) throw err;
+      if (await quickInput.isVisible()) await page.keyboard.press("Escape");
+    }
+  }
   await page.keyboard.press("Enter");
 }
 
@@ -327,6 +337,9 @@ try {
   await work.locator(".monaco-button", { hasText: "Show Changes" }).click();
   const diffTab = page.locator(".tabs-container .tab", { hasText: "↔ main" }).first();
   await diffTab.waitFor({ timeout: 15000 });
+  // the diff's file is drawn once the editor has finished opening (and taken focus)
+  await page.locator(".editor-group-container .monaco-editor", { hasText: /./ }).first()
+    .waitFor({ timeout: 15000 }).catch(() => undefined);
   result.checks.worktreeDiffTab = (await diffTab.innerText()).trim();
   mark("worker's changes shown as a diff");
   await runCommand("CAO: Merge a Worker's Branch");
