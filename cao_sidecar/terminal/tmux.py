@@ -671,7 +671,8 @@ class TmuxServer:
             sessions.add(pane.session)
             if pane.pane_id in self._suppressed:
                 continue
-            if pane.pane_id not in self._tracked:
+            tracked = self._tracked.get(pane.pane_id)
+            if tracked is None or tracked.pid != pane.pid:  # new, or its id was an earlier server's pane's
                 self._tracked[pane.pane_id] = _Tracked(pane.session, pane.window_id, pane.pid)
                 self._window_pane[pane.window_id] = pane.pane_id
             if not pane.dead and pane.pid > 0:
