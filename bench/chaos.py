@@ -8,7 +8,7 @@ disk is filled for a moment. At the end it checks the invariant: every request t
 acknowledged ended exactly once and its requester learned how (completed, or failed with a
 reason), across all restarts; a last restart reports nothing again.
 
-    python bench/chaos.py [--seconds 60] [--seed N] [--no-tmpfs]
+    python bench/chaos.py [--seconds 60] [--seed N] [--no-tmpfs] [--keep]
 
 The seed is printed first (CHAOS_SEED=...); the same seed replays the same choices (timing on a
 loaded machine still varies). Exit status 1 if the invariant is broken.
@@ -57,7 +57,11 @@ class Request:
 
 
 class Chaos:
-    def __init__(self, seed: int, seconds: float, base: Path, use_tmpfs: bool, say: Callable[[str], None] = print):
+    def __init__(
+        self, seed: int, seconds: float, base: Path, use_tmpfs: bool, say: Callable[[str], None] = print, keep: bool = False
+    ):
+        self.keep = keep  # a failed run's tmpfs state is copied out before it is unmounted
+        self.log_level = "info" if keep else "warning"  # the orchestrator's log (state dir) tells the story
         self.rng = random.Random(seed)
         self.seed = seed
         self.seconds = seconds
@@ -105,7 +109,10 @@ class Chaos:
             self.reports.append(params)
 
     async def start_sidecar(self) -> None:
-        self.client = await CaoClient.start(workspace=self.workspace, env=self.env, on_notification=self._on_notification)
+        command = [sys.executable, "-m", "cao_sidecar", "--stdio", "--log-level", self.log_level]
+        self.client = await CaoClient.start(
+            workspace=self.workspace, env=self.env, on_notification=self._on_notification, command=command
+        )
         self.up.set()
 
     def _orchestrator_pid(self) -> Optional[int]:
@@ -441,7 +448,20 @@ class Chaos:
         self._signal_orchestrator(signal.SIGTERM)  # it would outlive the client while agents run
         self._tmux("kill-server")
         if self.tmpfs:
+            if self.keep:  # sockets and files removed meanwhile are skipped
+                shutil.copytree(
+                    self.state_home, self.base / "state-kept", dirs_exist_ok=True,
+                    ignore=lambda d, names: [n for n in names if n.endswith((".sock", "-shm", "-wal"))],
+                    copy_function=_copy_if_there,
+                )  # fmt: skip
             subprocess.run(["umount", "-l", str(self.state_home)], capture_output=True)
+
+
+def _copy_if_there(src: str, dst: str) -> None:
+    try:
+        shutil.copy2(src, dst)
+    except OSError:
+        pass
 
 
 def _fill(path: Path) -> None:
@@ -455,12 +475,19 @@ def _fill(path: Path) -> None:
             pass
 
 
-async def run(seed: int, seconds: float, use_tmpfs: bool = True, say: Callable[[str], None] = print) -> bool:
+async def run(
+    seed: int, seconds: float, use_tmpfs: bool = True, say: Callable[[str], None] = print, keep: bool = False
+) -> bool:
     base = Path(tempfile.mkdtemp(prefix="cao-chaos-"))
+    ok = False
     try:
-        return await Chaos(seed, seconds, base, use_tmpfs, say).run()
+        ok = await Chaos(seed, seconds, base, use_tmpfs, say, keep=keep).run()
+        return ok
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if keep and not ok:
+            say(f"kept the run's files (state dir, logs/events.jsonl, sidecar logs) in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def main() -> int:
@@ -468,8 +495,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long faults and traffic go on")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", random.randrange(10**9))))
     parser.add_argument("--no-tmpfs", action="store_true", help="no tmpfs for the state dir (no disk-full faults)")
+    parser.add_argument("--keep", action="store_true", help="keep the run's temp dir (state, event log) when it fails")
     args = parser.parse_args()
-    return 0 if asyncio.run(run(args.seed, args.seconds, not args.no_tmpfs)) else 1
+    return 0 if asyncio.run(run(args.seed, args.seconds, not args.no_tmpfs, keep=args.keep)) else 1
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +124,79 @@ async def test_an_editor_that_stops_reading_loses_nothing_and_wedges_nothing(env
             await asyncio.wait_for(proc.wait(), 10)
         except asyncio.TimeoutError:
             proc.kill()
+
+
+# A CLI that outlives its tmux server a while: it ignores SIGHUP and is busy for 20 s (a real
+# CLI may be slow to die, e.g. while it saves its session).
+LINGERING_CLI = """trap '' HUP
+printf 'lingering> '
+while read -r line; do
+  printf 'working...'
+  sleep 20
+  printf '\\r= done %s\\n' "$line"
+  printf 'lingering> '
+done"""
+
+LINGERING_PROVIDER = {
+    "command": ["/bin/sh", "-c", LINGERING_CLI],
+    "status": [
+        {"processing": "^working\\.\\.\\.$", "scope": "last_line"},
+        {"idle": "^lingering>$", "scope": "last_line"},
+    ],
+    "input": "^lingering> \\S",
+    "prompt": "^lingering>$",
+    "answer": {"start": "^= ", "strip": "^= "},
+}
+
+
+async def _tmux(socket: str, *args: str) -> str:
+    process = await asyncio.create_subprocess_exec("tmux", "-L", socket, *args, stdout=asyncio.subprocess.PIPE)
+    out, _ = await process.communicate()
+    assert process.returncode == 0, args
+    return out.decode()
+
+
+async def test_a_busy_agent_whose_pane_id_a_new_tmux_server_reuses_is_reported_exited(env, tmp_base):
+    """tmux numbers panes from %0 again after its server died. A busy agent whose process
+    outlived the server (its exit not seen yet) while a new worker got its pane id must be
+    reported exited, its queued message failed, and the new worker must not be taken for it
+    (the chaos run that lost a supervisor: no event for it ever again)."""
+    config = tmp_base / "config" / "cao-sidecar"
+    (config / "providers").mkdir(parents=True, exist_ok=True)
+    (config / "providers" / "lingering.json").write_text(json.dumps(LINGERING_PROVIDER))
+    (config / "agents").mkdir(parents=True, exist_ok=True)
+    (config / "agents" / "lingering_dev.md").write_text(
+        "---\nname: lingering_dev\ndescription: slow to die\nprovider: lingering\n---\nYou linger.\n"
+    )
+    notes: list = []
+    client = await CaoClient.start(workspace=tmp_base / "workspace", env=env, on_notification=lambda m, p: notes.append(p))
+    socket = env["CAO_TMUX_SOCKET"]
+    lingering_pid = None
+    try:
+        busy = (await client.spawn("lingering_dev"))["terminalId"]
+        await client.send_message(busy, "go")
+        await wait_until(lambda: any(n.get("terminalId") == busy and n.get("status") == "processing" for n in notes), 10)
+        queued = await client.send_message(busy, "then this")
+        assert queued["state"] == "queued"
+        ((old_pane, pid),) = [line.split() for line in (await _tmux(socket, "list-panes", "-a", "-F", "#{pane_id} #{pane_pid}")).splitlines()]
+        lingering_pid = int(pid)
+        await _tmux(socket, "kill-server")
+        await asyncio.sleep(0.3)  # the CLI still runs: no exit to see
+        fresh = (await client.spawn("mock_developer"))["terminalId"]
+        assert (await _tmux(socket, "list-panes", "-a", "-F", "#{pane_id}")).split() == [old_pane]  # the new server gave the new worker the busy agent's pane id
+
+        await wait_until(lambda: any(n.get("terminalId") == busy and n.get("status") == "exited" for n in notes), 10)
+        listed = {a["terminalId"]: a["status"] for a in await client.list_agents()}
+        assert listed[busy] == "exited"
+        assert (await client.handoff("echo mine", terminal_id=fresh))["output"] == "mine"
+        with pytest.raises(CaoError) as gone:
+            await client.send_message(busy, "hello?")
+        assert gone.value.code == -31006
+        assert (await client.handoff("echo still mine", terminal_id=fresh))["output"] == "still mine"
+    finally:
+        if lingering_pid is not None:
+            try:
+                os.killpg(lingering_pid, signal.SIGKILL)  # the CLI and its sleep (it led its session)
+            except ProcessLookupError:
+                pass
+        await client.close()

@@ -507,6 +507,30 @@ async def test_exit_without_pidfd_uses_slow_check(tmux_srv: TmuxServer, tmp_path
     assert tmux_srv._exits.watching_slowly(keep.pane_id)  # still watched, still alive
 
 
+async def test_a_late_exit_of_a_killed_servers_pane_is_not_its_successors(tmux_srv: TmuxServer, tmp_path: Path):
+    """A restarted tmux server numbers panes from %0 again. The exit of a pane that went with the
+    killed server, confirmed only after a new pane got its id, is not the new pane's exit."""
+    exits: list[tuple[str, int | None]] = []
+    tmux_srv.add_exit_listener(lambda p, s: exits.append((p, s)))
+    old = await tmux_srv.new_window("r", "old", ["sleep", "60"], env={}, cwd=str(tmp_path))
+    tmux_cli(tmux_srv, "kill-server")
+    await wait_until(lambda: exits, timeout=5)  # its exit, seen at once
+    assert exits == [(old.pane_id, None)]
+    new = await tmux_srv.new_window("r", "new", ["cat"], env={}, cwd=str(tmp_path))
+    assert new.pane_id == old.pane_id and new.pid != old.pid
+    # The old pane's exit confirmed again late (as a slow confirmation does on a loaded machine):
+    await tmux_srv._exits.confirm(old.pane_id, old.pid)
+    await asyncio.sleep(0.1)
+    assert exits == [(old.pane_id, None)]  # nothing about the new pane
+    await tmux_srv.paste_text(new.pane_id, "still mine", bracketed=False)
+    await wait_screen(tmux_srv, new.pane_id, "still mine")
+    await tmux_srv.kill_window(new.pane_id, pid=old.pid)  # the old pane's window is gone already
+    assert [p.pane_id for p in await tmux_srv.list_panes()] == [new.pane_id]
+    os.kill(new.pid, signal.SIGKILL)
+    await wait_until(lambda: len(exits) == 2, timeout=5)  # the new pane's own exit is still seen
+    assert exits[1][0] == new.pane_id
+
+
 async def test_kill_window(tmux_srv: TmuxServer, tmp_path: Path):
     exits: list[str] = []
     tmux_srv.add_exit_listener(lambda p, s: exits.append(p))

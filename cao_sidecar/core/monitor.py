@@ -39,7 +39,8 @@ class StatusMonitor:
         self._on_output(agent.pane_id)
 
     def unwatch(self, agent: Agent) -> None:
-        if agent.pane_id is not None:
+        # Only this agent's: a pane id can name another agent's pane now (a restarted tmux server).
+        if agent.pane_id is not None and self._by_pane.get(agent.pane_id) is agent:
             self._by_pane.pop(agent.pane_id, None)
             self._dirty.discard(agent.pane_id)
             task = self._tasks.pop(agent.pane_id, None)

@@ -257,6 +257,7 @@ class AgentSupervisor:
                 )
             except TmuxError as exc:
                 raise TerminalError(f"tmux could not start the agent: {exc}", terminalId=agent.terminal_id) from exc
+            self._forget_earlier_pane(agent, pane.pane_id)
             agent.pane_id, agent.pane_pid = pane.pane_id, pane.pid
             self.stores.agents.set_pane(agent.terminal_id, pane.pane_id, pane.pid)
             self._monitor.watch(agent)
@@ -276,6 +277,20 @@ class AgentSupervisor:
         agent = self.create(spec)
         await self.launch(agent, ready_timeout=ready_timeout)
         return agent
+
+    def _forget_earlier_pane(self, agent: Agent, pane_id: str) -> None:
+        """A restarted tmux server numbers panes from %0 again. Another agent that still holds
+        `pane_id` had its pane die with the earlier server, and its exit was not seen (its report
+        came after the id named the new pane, and the terminal layer dropped it): it has exited.
+        Without this a busy agent waits forever; it must never act on the new pane either."""
+        for other in list(self.agents.values()):
+            if other is agent or other.pane_id != pane_id:
+                continue
+            self._monitor.unwatch(other)
+            other.pane_id = None
+            if other.alive and not other.terminating:
+                log.warning("agent %s: its pane %s went with an earlier tmux server: exited", other.terminal_id, pane_id)
+                self.spawn_background(self._mark_exited(other, None))
 
     def mcp_request_seen(self, terminal_id: str) -> None:
         """The agent face saw a request with this agent's credential on our MCP endpoint."""
@@ -526,9 +541,10 @@ class AgentSupervisor:
         if inbox is not None:
             inbox.fail_all(AgentExited("agent exited before the message was delivered", terminalId=agent.terminal_id))
         if agent.pane_id is not None and not agent.terminating:
-            # remain-on-exit kept the window so we could read its last screen; now drop it.
+            # remain-on-exit kept the window so we could read its last screen; now drop it
+            # (unless the id names a new pane now: its server was restarted meanwhile).
             try:
-                await self.tmux.kill_window(agent.pane_id)
+                await self.tmux.kill_window(agent.pane_id, pid=agent.pane_pid)
             except TmuxError:
                 pass
             # The pane id may be given to a new pane (tmux restarts numbering with its server):

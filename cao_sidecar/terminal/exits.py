@@ -7,8 +7,10 @@ status until some other child exits); ``nudge_server`` sends it one, which is ha
 only runs ``waitpid(WNOHANG)``). Without pidfds (old kernels) every watched pane is checked every
 ``FALLBACK_INTERVAL`` seconds with one ``list-panes``.
 
-The watcher reports through ``report(pane_id, status)``; what tmux says comes from the two
-queries the server gives it, so this module never talks to tmux itself.
+The watcher reports through ``report(pane_id, status, pid)`` (``pid``: the process it watched, so
+the server can tell a report about an earlier pane whose id a restarted tmux server gave to a new
+one); what tmux says comes from the two queries the server gives it, so this module never talks
+to tmux itself.
 """
 
 from __future__ import annotations
@@ -41,16 +43,21 @@ class PaneExitWatcher:
         *,
         dead_state: DeadState,
         dead_states: DeadStates,
-        report: Callable[[str, int | None], None],
+        report: Callable[[str, "int | None", "int | None"], None],
         settled: Callable[[str], bool],
         server_pid: Callable[[], int | None],
+        replaced: Callable[[str, int], bool] = lambda pane_id, pid: False,
     ) -> None:
         self._dead_state = dead_state
         self._dead_states = dead_states
         self._report = report
         self._settled = settled  # nothing more to learn about this pane (reported, killed, closing)
+        # The pane id names another process's pane now (a restarted tmux server numbers panes
+        # from %0 again): what tmux says about the id is not about the pane we watched.
+        self._replaced = replaced
         self._server_pid = server_pid
         self._pidfds: dict[str, int] = {}  # pane id -> pidfd being watched
+        self._pids: dict[str, int] = {}  # pane id -> the pid its pidfd watches
         self._slow: dict[str, int] = {}  # pane id -> pid, watched by the slow check
         self._slow_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -69,7 +76,7 @@ class PaneExitWatcher:
         try:
             fd = os.pidfd_open(pid)
         except ProcessLookupError:
-            self._spawn(self.confirm(pane_id))
+            self._spawn(self.confirm(pane_id, pid))
             return
         except (AttributeError, OSError) as exc:
             log.debug("pidfd_open(%s) failed (%s): slow liveness check for %s", pid, exc, pane_id)
@@ -78,10 +85,12 @@ class PaneExitWatcher:
                 self._slow_task = asyncio.get_running_loop().create_task(self._slow_loop())
             return
         self._pidfds[pane_id] = fd
+        self._pids[pane_id] = pid
         asyncio.get_running_loop().add_reader(fd, self._on_pidfd, pane_id)
 
     def unwatch(self, pane_id: str) -> None:
         fd = self._pidfds.pop(pane_id, None)
+        self._pids.pop(pane_id, None)
         if fd is not None:
             try:
                 asyncio.get_running_loop().remove_reader(fd)
@@ -91,8 +100,9 @@ class PaneExitWatcher:
         self._slow.pop(pane_id, None)
 
     def _on_pidfd(self, pane_id: str) -> None:
+        pid = self._pids.get(pane_id)
         self.unwatch(pane_id)
-        self._spawn(self.confirm(pane_id))
+        self._spawn(self.confirm(pane_id, pid))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -112,8 +122,9 @@ class PaneExitWatcher:
         except OSError:
             pass
 
-    async def confirm(self, pane_id: str) -> None:
-        """The pane's process has exited: read its status from tmux and report it."""
+    async def confirm(self, pane_id: str, pid: int | None = None) -> None:
+        """The pane's process (``pid``, if known) has exited: read its status from tmux and
+        report it."""
         status: int | None = None
         dead = False
         loop = asyncio.get_running_loop()
@@ -123,6 +134,9 @@ class PaneExitWatcher:
                 await asyncio.sleep(delay)
             if self._settled(pane_id):
                 return
+            if pid is not None and self._replaced(pane_id, pid):
+                status = None  # its pane went with an earlier tmux server; the id is another's
+                break
             try:
                 dead, status = await self._dead_state(pane_id)
             except TmuxError as exc:  # PaneGone included: the window is gone, status unknown
@@ -140,7 +154,7 @@ class PaneExitWatcher:
                 self.nudge_server()
         else:
             log.debug("pane %s: process exited but tmux shows no exit status (dead=%s)", pane_id, dead)
-        self._report(pane_id, status)
+        self._report(pane_id, status, pid)
 
     async def _slow_loop(self) -> None:
         nudged: set[str] = set()
@@ -151,13 +165,13 @@ class PaneExitWatcher:
             except TmuxError as exc:
                 log.debug("liveness check failed: %s", exc)
                 continue
-            for pane_id in list(self._slow):
+            for pane_id, pid in list(self._slow.items()):
                 if self._settled(pane_id):
                     self._slow.pop(pane_id, None)
                     continue
                 state = states.get(pane_id) if states is not None else None
-                if state is None:
-                    self._report(pane_id, None)  # the pane (or every session) is gone
+                if state is None or self._replaced(pane_id, pid):
+                    self._report(pane_id, None, pid)  # the pane (or every session) is gone
                     continue
                 dead, status = state
                 if not dead:
@@ -166,7 +180,7 @@ class PaneExitWatcher:
                     nudged.add(pane_id)  # reap it and read the status next round
                     self.nudge_server()
                     continue
-                self._report(pane_id, status)
+                self._report(pane_id, status, pid)
 
     async def close(self) -> None:
         """Stop watching everything; pending confirmations are cancelled."""

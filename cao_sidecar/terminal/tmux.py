@@ -154,6 +154,7 @@ class TmuxServer:
             report=self._report_exit,
             settled=self._settled,
             server_pid=lambda: self._server_pid,
+            replaced=self._replaced,
         )
         self._output_listeners: list[Callable[[str], None]] = []
         self._data_listeners: list[Callable[[str, bytes], None]] = []
@@ -292,7 +293,12 @@ class TmuxServer:
                 except Exception:
                     log.exception("output listener failed for %s", pane_id)
 
-    def _report_exit(self, pane_id: str, status: int | None) -> None:
+    def _report_exit(self, pane_id: str, status: int | None, pid: int | None = None) -> None:
+        if pid is not None and self._replaced(pane_id, pid):
+            # The exit of a pane that went with an earlier tmux server, whose id a new pane has
+            # now: that pane did not exit. (Its agent learns from `new_window`'s id: core.)
+            log.debug("pane %s: exit of pid %s, an earlier pane with this id; ignored", pane_id, pid)
+            return
         if self._settled(pane_id):
             return
         self._reported.add(pane_id)
@@ -348,6 +354,11 @@ class TmuxServer:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _replaced(self, pane_id: str, pid: int) -> bool:
+        """Whether ``pane_id`` names another process's pane now than ``pid``'s."""
+        tracked = self._tracked.get(pane_id)
+        return tracked is not None and tracked.pid != pid
 
     def _settled(self, pane_id: str) -> bool:
         """Nothing more to report about this pane: closing, killed by us, or reported."""
@@ -594,12 +605,15 @@ class TmuxServer:
             rows.pop()
         return rows, (int(x), int(y))
 
-    async def kill_window(self, pane_id: str) -> None:
-        """Kill the pane's window (and its process). No error if it is already gone.
+    async def kill_window(self, pane_id: str, *, pid: int | None = None) -> None:
+        """Kill the pane's window (and its process). No error if it is already gone; nothing if
+        ``pid`` is given and the pane id names another process's pane now (a restarted server's).
 
         No exit event is reported for a window we kill.
         """
         _check_pane_id(pane_id)
+        if pid is not None and self._replaced(pane_id, pid):
+            return
         self._suppressed.add(pane_id)
         self._exits.unwatch(pane_id)
         tracked = self._tracked.pop(pane_id, None)
@@ -657,7 +671,8 @@ class TmuxServer:
             sessions.add(pane.session)
             if pane.pane_id in self._suppressed:
                 continue
-            if pane.pane_id not in self._tracked:
+            tracked = self._tracked.get(pane.pane_id)
+            if tracked is None or tracked.pid != pane.pid:  # new, or its id was an earlier server's pane's
                 self._tracked[pane.pane_id] = _Tracked(pane.session, pane.window_id, pane.pid)
                 self._window_pane[pane.window_id] = pane.pane_id
             if not pane.dead and pane.pid > 0:

@@ -104,7 +104,9 @@ class FakeTmux:
         rows = self.screens[pane_id].splitlines()
         return rows, (0, max(0, len(rows) - 1))
 
-    async def kill_window(self, pane_id: str) -> None:
+    async def kill_window(self, pane_id: str, *, pid: Optional[int] = None) -> None:
+        if pid is not None and self.pids.get(pane_id, pid) != pid:
+            return  # the id names another process's pane now
         self.screens.pop(pane_id, None)
 
     async def list_panes(self) -> list[PaneInfo]:
