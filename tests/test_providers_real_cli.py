@@ -16,7 +16,8 @@ programs are real, only the model is not.
   the model; `/exit`.
 - Gemini CLI: trust and API-key dialogs answered, ready, `/quit` (its model turn needs a model
   router the fake server does not emulate).
-- OpenCode, Aider: a turn read from the screen (no event source).
+- OpenCode: a turn ended by its events (our plugin), the exact answer from them.
+- Aider: a turn read from the screen (no event source).
 """
 
 from __future__ import annotations
@@ -351,11 +352,12 @@ async def test_gemini_cli_dialogs_and_exit(client: LanguageClient) -> None:
 
 
 @pytest.mark.skipif(OPENCODE is None, reason="OpenCode is not installed (npm install opencode-ai)")
-async def test_opencode_turn_from_the_screen(client: LanguageClient) -> None:
+async def test_opencode_turn_from_its_events(client: LanguageClient) -> None:
     seen = len(MODEL.requests)
     tid = await spawn_ready(client, "opencode_worker")
-    assert await handoff(client, tid, "please say: opencode › answer") == "opencode › answer"
-    bodies = [json.dumps(r["body"], ensure_ascii=False) for r in requests_since(seen) if "opencode › answer" in json.dumps(r["body"], ensure_ascii=False)]
+    # Markdown: the screen shows it rendered; only our plugin's idle event has the exact text.
+    assert await handoff(client, tid, "please say: **opencode** `answer` ›") == "**opencode** `answer` ›", screen_of(tid)
+    bodies = [json.dumps(r["body"], ensure_ascii=False) for r in requests_since(seen) if "**opencode** `answer`" in json.dumps(r["body"], ensure_ascii=False)]
     assert bodies and any("system prompt marker 4d2b" in b for b in bodies)
     assert any("cao_handoff" in b for b in bodies), "our MCP server's tools did not reach the model"
     await exit_cleanly(client, tid, "opencode")
