@@ -127,6 +127,8 @@ You are the gemini test worker.
 name: opencode_worker
 description: OpenCode against the fake model
 provider: opencode
+env:
+  OPENCODE_DISABLE_MODELS_FETCH: "1"
 ---
 You are the opencode test worker (system prompt marker 4d2b).
 """,

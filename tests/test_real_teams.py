@@ -89,7 +89,9 @@ env:
 ---
 You work.
 """,
-    "opencode_worker": "---\nname: opencode_worker\ndescription: OpenCode worker\nprovider: opencode\n---\nYou work.\n",
+    # No network here: OpenCode would wait for models.dev to time out at every start.
+    "opencode_worker": "---\nname: opencode_worker\ndescription: OpenCode worker\nprovider: opencode\n"
+                       "env:\n  OPENCODE_DISABLE_MODELS_FETCH: '1'\n---\nYou work.\n",
 }
 _profiles = SIDECAR.workspace / ".cao" / "agents"
 _profiles.mkdir(parents=True)
