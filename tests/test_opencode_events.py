@@ -15,12 +15,13 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.providers import get_provider
-from cao_sidecar.providers.base import LaunchContext
+from cao_sidecar.providers.base import HookEvent, LaunchContext
 from cao_sidecar.providers.opencode import PLUGIN
 
 S = AgentStatus
@@ -42,7 +43,7 @@ console.log(JSON.stringify(posts))
 """
 
 
-def run_plugin(events: list[dict], env: dict[str, str] | None = None) -> list[dict]:
+def run_plugin(events: list[Any], env: dict[str, str] | None = None) -> list[dict]:
     environment = {"CAO_MCP_URL": "http://127.0.0.1:4321/mcp", "CAO_MCP_TOKEN": "tok-1", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([NODE or "node", "--input-type=module", "-e", HARNESS, PLUGIN.as_uri()],
                           input=json.dumps(events), capture_output=True, text=True, timeout=30,
@@ -68,7 +69,7 @@ def test_the_plugin_reports_a_real_turn_with_its_input_and_exact_answer() -> Non
 @needs_node
 def test_the_plugin_skips_sub_agents_reports_permissions_and_errors() -> None:
     child = "ses_child"
-    events = [
+    events: list[Any] = [
         {"type": "session.created", "properties": {"info": {"id": child, "parentID": SESSION}}},
         {"type": "session.status", "properties": {"sessionID": child, "status": {"type": "busy"}}},
         {"type": "session.idle", "properties": {"sessionID": child}},
@@ -88,16 +89,22 @@ def test_without_the_sidecars_url_and_token_the_plugin_does_nothing() -> None:
     assert run_plugin(json.loads(FIXTURE.read_text()), env={"PATH": "/usr/bin:/bin"}) == []
 
 
+def read(payload: Any, turn_text: str | None) -> HookEvent:
+    event = get_provider("opencode").hook_event("opencode", payload, turn_text)
+    assert event is not None, payload
+    return event
+
+
 def test_the_provider_reads_the_plugins_posts() -> None:
-    opencode = get_provider("opencode")
-    assert opencode.hook_event("opencode", {"hook_event_name": "busy"}, None).status is S.PROCESSING
-    assert opencode.hook_event("opencode", {"hook_event_name": "permission"}, None).status is S.WAITING_USER_ANSWER
-    done = opencode.hook_event("opencode", {"hook_event_name": "idle", "input": "say: **x**", "answer": "**x**"}, "say: **x**")
+    assert read({"hook_event_name": "busy"}, None).status is S.PROCESSING
+    assert read({"hook_event_name": "permission"}, None).status is S.WAITING_USER_ANSWER
+    done = read({"hook_event_name": "idle", "input": "say: **x**", "answer": "**x**"}, "say: **x**")
     assert done.status is S.COMPLETED and done.answer == "**x**" and done.confirmed
-    other = opencode.hook_event("opencode", {"hook_event_name": "idle", "input": "earlier", "answer": ""}, "say: **x**")
+    other = read({"hook_event_name": "idle", "input": "earlier", "answer": ""}, "say: **x**")
     assert other.status is S.COMPLETED and other.answer is None and not other.confirmed
-    failed = opencode.hook_event("opencode", {"hook_event_name": "idle", "input": "q", "answer": "", "error": "boom"}, "q")
+    failed = read({"hook_event_name": "idle", "input": "q", "answer": "", "error": "boom"}, "q")
     assert failed.status is S.ERROR and failed.confirmed
+    opencode = get_provider("opencode")
     for bad in ({"hook_event_name": "other"}, {}, "text", None, {"hook_event_name": "idle", "answer": 5, "input": ["x"]}):
         event = opencode.hook_event("opencode", bad, "q")
         assert event is None or (event.answer is None and not event.confirmed)
