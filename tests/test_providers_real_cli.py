@@ -62,7 +62,8 @@ CONFIG, SIDECAR = sidecar_config(BASE)
 atexit.register(shutil.rmtree, BASE, True)  # runs cut short: the fixture cleans up otherwise
 atexit.register(kill_tmux, SIDECAR.socket)
 SIDECAR.env["PATH"] = SEARCH
-SIDECAR.env["CAO_READY_TIMEOUT"] = "40"
+READY_SECONDS = float(os.environ.get("CAO_TEST_READY_TIMEOUT", "40"))  # more on a loaded machine
+SIDECAR.env["CAO_READY_TIMEOUT"] = str(READY_SECONDS)
 HOME = BASE / "home"
 (HOME / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True}))
 # The user's own OpenCode config (the sidecar adds its MCP server on top): it names the model.
@@ -196,7 +197,7 @@ def requests_since(count: int) -> list[dict]:
 
 async def spawn_ready(client: LanguageClient, profile: str) -> str:
     try:
-        result = await request(client, "cao/spawn", {"profile": profile}, timeout=60)
+        result = await request(client, "cao/spawn", {"profile": profile}, timeout=READY_SECONDS + 20)
     except BaseException as exc:
         agents = (await request(client, "cao/listAgents", {}))["agents"]
         screens = "\n---\n".join(screen_of(a["terminalId"]) for a in agents if a["profile"] == profile)

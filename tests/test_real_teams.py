@@ -42,7 +42,7 @@ CONFIG, SIDECAR = sidecar_config(BASE)
 atexit.register(shutil.rmtree, BASE, True)
 atexit.register(kill_tmux, SIDECAR.socket)
 SIDECAR.env["PATH"] = SEARCH
-SIDECAR.env["CAO_READY_TIMEOUT"] = "40"
+SIDECAR.env["CAO_READY_TIMEOUT"] = os.environ.get("CAO_TEST_READY_TIMEOUT", "40")  # more on a loaded machine
 (BASE / "home" / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True}))
 (BASE / "config" / "opencode").mkdir(parents=True)
 (BASE / "config" / "opencode" / "opencode.json").write_text(json.dumps({
