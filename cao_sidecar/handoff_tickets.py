@@ -81,6 +81,11 @@ class HandoffTickets(Generic[R]):
                         await progress(elapsed, f"handoff {ticket.id}{worker} still running after {elapsed:.0f} s")
                     except Exception:  # a caller gone away: the work goes on
                         log.debug("progress for %s not sent", ticket.id, exc_info=True)
+        except asyncio.CancelledError:
+            # The caller gave up (its own tool timeout, a dropped stream): nobody got the
+            # answer from this call, so it goes to the lead's inbox when it comes.
+            ticket.handed_out = True
+            raise
         finally:
             ticket.waiters -= 1
         ticket.delivered = True  # the lead got the answer from this call

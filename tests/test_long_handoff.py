@@ -1,8 +1,8 @@
 """Long handoffs outlive the lead's tool-call timeout (cao_sidecar/handoff_tickets.py): a real MCP
 client, as an agent, with the reply time configured short (CAO_HANDOFF_REPLY_AFTER=1.5 s).
 
-- Progress notifications are sent while a handoff runs, but our endpoint answers in JSON mode
-  (stateless, json_response): they cannot reach the caller yet (see docs/providers.md).
+- A caller that sent a progressToken gets its answer as an SSE stream, with progress
+  notifications while the handoff runs (agent_face/progress_stream.py); other calls stay JSON.
 - After the reply time the call returns a ticket; wait_for_result(ticket) returns the answer.
 - A ticket nobody collects: its answer is typed into the lead's input as a message, and can
   still be collected.
@@ -88,8 +88,10 @@ async def test_a_long_handoff_sends_progress_then_a_ticket_and_wait_for_result_g
         assert data["status"] == "running" and data["ticket"], data
         assert data["output"] == "" and data["terminalId"], data
         assert 1.4 < took < 5, took
-        assert progress == sorted(progress), progress  # none arrive in JSON mode; if some do, in order
+        # Every 0.3 s until the reply time (1.5 s): they reached this client, in order.
+        assert len(progress) >= 3 and progress == sorted(progress), progress
         ticket = data["ticket"]
+        assert all(ticket in message for _, message in progress), progress
         assert ticket in first.content[0].text and "wait_for_result" in first.content[0].text
 
         for _ in range(10):  # each call waits up to the reply time, then returns the ticket again
@@ -140,4 +142,30 @@ async def test_a_flag_like_or_multi_word_model_is_refused_before_anything_starts
             assert refused.is_error and "model" in refused.content[0].text, refused.content
         fine = await mcp.call_tool("handoff", {"target": "mock_developer", "task": "echo yes", "model": "some-model-1"})
         assert fine.structured_content["output"] == "yes", fine.structured_content
+    await request(client, "cao/terminate", {"terminalId": lead})
+
+
+async def test_only_a_tool_call_that_asked_for_progress_is_answered_as_a_stream(client):
+    """Plain JSON for every other call (fastest); SSE when a tools/call carries a progressToken."""
+    lead = await spawn(client)
+    url, token = agent_credentials(lead)
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
+               "Content-Type": "application/json", "MCP-Protocol-Version": "2025-06-18"}
+
+    def call(meta: dict) -> dict:
+        return {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": "list_sessions", "arguments": {}, "_meta": meta}}
+
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        plain = await http.post(url, json=call({}))
+        assert plain.status_code == 200 and plain.headers["content-type"].startswith("application/json"), plain.text
+        assert plain.json()["result"]["structuredContent"], plain.text
+        streamed = await http.post(url, json=call({"progressToken": "p-1"}))
+        assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
+        assert '"structuredContent"' in streamed.text and '"id":7' in streamed.text.replace(" ", ""), streamed.text
+        # A progressToken in a text argument, or a client that takes no stream: JSON as before.
+        decoy = dict(call({}), params={"name": "send_message", "arguments": {"target": "x", "message": "progressToken"}})
+        assert (await http.post(url, json=decoy)).headers["content-type"].startswith("application/json")
+        json_only = await http.post(url, json=call({"progressToken": "p-2"}), headers={"Accept": "application/json"})
+        assert json_only.headers["content-type"].startswith("application/json"), json_only.text
     await request(client, "cao/terminate", {"terminalId": lead})

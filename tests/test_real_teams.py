@@ -28,10 +28,11 @@ from fixtures.fake_model_server import FakeModelServer
 
 NODE_BIN = ROOT / ".ci" / "node" / "node_modules" / ".bin"
 SEARCH = os.pathsep.join([str(NODE_BIN), os.environ.get("PATH", "")])
-CLAUDE, CODEX, OPENCODE = (shutil.which(n, path=SEARCH) for n in ("claude", "codex", "opencode"))
+CLAUDE, CODEX, OPENCODE, GEMINI = (shutil.which(n, path=SEARCH) for n in ("claude", "codex", "opencode", "gemini"))
 NEEDS_CLAUDE = pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (npm install @anthropic-ai/claude-code)")
 NEEDS_CODEX = pytest.mark.skipif(CODEX is None, reason="Codex is not installed (npm install @openai/codex)")
 NEEDS_OPENCODE = pytest.mark.skipif(OPENCODE is None, reason="OpenCode is not installed (npm install opencode-ai)")
+NEEDS_GEMINI = pytest.mark.skipif(GEMINI is None, reason="Gemini CLI is not installed (npm install @google/gemini-cli)")
 
 MODEL = FakeModelServer(delay=0.005).start()
 _cache = ROOT / ".pytest_cache"  # private, unlike /tmp (Gemini CLI and others refuse world-writable dirs)
@@ -41,7 +42,7 @@ CONFIG, SIDECAR = sidecar_config(BASE)
 atexit.register(shutil.rmtree, BASE, True)
 atexit.register(kill_tmux, SIDECAR.socket)
 SIDECAR.env["PATH"] = SEARCH
-SIDECAR.env["CAO_READY_TIMEOUT"] = "40"
+SIDECAR.env["CAO_READY_TIMEOUT"] = os.environ.get("CAO_TEST_READY_TIMEOUT", "40")  # more on a loaded machine
 (BASE / "home" / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True}))
 (BASE / "config" / "opencode").mkdir(parents=True)
 (BASE / "config" / "opencode" / "opencode.json").write_text(json.dumps({
@@ -77,7 +78,20 @@ args: ["-c", 'model_provider="fake"', "-c", 'model_providers.fake={{name="fake",
 ---
 You lead.
 """,
-    "opencode_worker": "---\nname: opencode_worker\ndescription: OpenCode worker\nprovider: opencode\n---\nYou work.\n",
+    # No model named: Gemini CLI's model router (a classifier request) picks it; the fake answers it.
+    "gemini_worker": f"""---
+name: gemini_worker
+description: Gemini CLI worker
+provider: gemini_cli
+env:
+  GEMINI_API_KEY: fake-key
+  GOOGLE_GEMINI_BASE_URL: {MODEL.url}
+---
+You work.
+""",
+    # No network here: OpenCode would wait for models.dev to time out at every start.
+    "opencode_worker": "---\nname: opencode_worker\ndescription: OpenCode worker\nprovider: opencode\n"
+                       "env:\n  OPENCODE_DISABLE_MODELS_FETCH: '1'\n---\nYou work.\n",
 }
 _profiles = SIDECAR.workspace / ".cao" / "agents"
 _profiles.mkdir(parents=True)
@@ -136,10 +150,11 @@ def model_saw(path_end: str, text: str) -> bool:
                for r in MODEL.requests)
 
 
-async def claude_lead_hands_off_to(client: LanguageClient, worker: str, marker: str, model: str) -> None:
+async def claude_lead_hands_off_to(client: LanguageClient, worker: str, marker: str, model: str | None) -> None:
     lead = await spawn(client, "claude_lead")
     # The worker's answer is "say: MARKER"; the lead's model, seeing it in the tool result, says MARKER.
-    task = call("mcp__cao__handoff", target=worker, task=f"please say: say: {marker}", model=model)
+    extra = {"model": model} if model else {}
+    task = call("mcp__cao__handoff", target=worker, task=f"please say: say: {marker}", **extra)
     output = await lead_turn(client, lead, task)
     # (the fake reads "say: X" up to the line's end: the tool result's JSON copy may follow X)
     assert output.startswith(marker), (output, screen_of(lead))
@@ -211,3 +226,15 @@ async def test_claude_code_lead_with_codex_and_opencode_workers(client: Language
     # The leads' profile says `effort: low`: Claude Code sent it with its turns.
     efforts = {json.dumps(r["body"].get("output_config")) for r in MODEL.requests if "mcp__cao__handoff" in json.dumps(r["body"])}
     assert any('"low"' in e for e in efforts), efforts
+
+
+@NEEDS_CLAUDE
+@NEEDS_GEMINI
+async def test_claude_code_lead_with_a_gemini_cli_worker(client: LanguageClient) -> None:
+    """A Claude Code lead hands off to a real Gemini CLI worker that names no model: Gemini CLI
+    asks its model router (a classifier request with a JSON schema) first, then takes the turn."""
+    await claude_lead_hands_off_to(client, "gemini_worker", "gemini-relayed-35", None)
+    gemini = [r for r in MODEL.requests if "generatecontent" in r["path"].lower() and "gemini-relayed-35" in json.dumps(r["body"])]
+    routed = [r for r in gemini if (r["body"].get("generationConfig") or {}).get("responseMimeType") == "application/json"]
+    turns = [r for r in gemini if ":streamGenerateContent" in r["path"] and r not in routed]
+    assert routed and turns, [r["path"] for r in gemini]

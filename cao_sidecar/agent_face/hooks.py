@@ -1,7 +1,8 @@
 """The hook endpoint: agent CLIs report their own status (events beat screens).
 
 `POST /hooks/<source>` on the MCP listener (same port, same AuthMiddleware: token, Host and Origin
-checked): Claude Code's HTTP hooks, and hook_relay.py for Codex `notify` and Gemini CLI hooks. The
+checked): Claude Code's HTTP hooks, hook_relay.py for Codex `notify` and Gemini CLI hooks, and
+OpenCode's plugin (providers/opencode_plugin.js). The
 caller is the agent whose bearer token the request carries (`Authorization: Bearer <token>`);
 nothing in the body (session ids, terminal ids, paths) says who is calling. The agent's provider
 turns the payload into a status (`hook_event`) and the core applies it

@@ -158,9 +158,16 @@ class AgentFace:
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True, allowed_hosts=list(allowed_hosts), allowed_origins=[]
         )
-        app = mcp.streamable_http_app(
-            streamable_http_path=MCP_PATH, stateless_http=True, json_response=True, transport_security=security
-        )
+        from cao_sidecar.agent_face.progress_stream import ProgressRouter
+
+        # Two apps of one server: plain JSON answers, and SSE for tool calls that asked for progress.
+        apps = [
+            mcp.streamable_http_app(
+                streamable_http_path=MCP_PATH, stateless_http=True, json_response=json_mode, transport_security=security
+            )
+            for json_mode in (True, False)
+        ]
+        app = self.progress = ProgressRouter(*apps)
         guard.raise_open_files_limit()
         config = uvicorn.Config(
             AuthMiddleware(self._hooks(app), self.credentials, allowed_hosts, self._core.mcp_request_seen),

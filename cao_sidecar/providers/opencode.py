@@ -14,20 +14,23 @@ Waiting: "△ Permission required" with "Allow once / Always allow / Reject". Op
 may stop changing once it is idle, which is fine for output-triggered classification.
 
 Launch: an extra config file (`OPENCODE_CONFIG`, 0600 in the agent's directory) with our MCP
-server (`type: remote`, the agent's token), the profile's prompt as an instructions file, and
-`permission` allow-all in bypass mode; `OPENCODE_DISABLE_AUTOUPDATE=1`.
+server (`type: remote`, the agent's token), the profile's prompt as an instructions file,
+`permission` allow-all in bypass mode, and our plugin (opencode_plugin.js, loaded by path: it
+imports nothing, so OpenCode installs nothing for it) that reports busy, permission and idle
+(with the turn's input and answer) to the hook endpoint; `OPENCODE_DISABLE_AUTOUPDATE=1`.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Optional
 
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.providers.cli_facts import CliFacts
 from cao_sidecar.providers import mcp_config
-from cao_sidecar.providers.base import Classification, LaunchContext, LaunchSpec
-from cao_sidecar.providers.screen import Dialog, Screen, ScreenProvider, command_from_options, extra_args
+from cao_sidecar.providers.base import Classification, HookEvent, LaunchContext, LaunchSpec
+from cao_sidecar.providers.screen import Dialog, Screen, ScreenProvider, command_from_options, extra_args, hook_url
 
 S = AgentStatus
 
@@ -49,6 +52,7 @@ MINI_INPUT = re.compile(r"^› \S")
 MINI_DONE = re.compile(r"^\S.* · .+ · \d[\d.]*(?:ms|s|m)\s*$|^\S.* · .+ · \d+m \d+s\s*$")
 MINI_ERROR = re.compile(r"(?i)request failed|^\s*error\b|APIError|Unable to connect")
 CONFIG_FILE = "opencode.json"
+PLUGIN = Path(__file__).with_name("opencode_plugin.js")
 
 
 class OpenCodeProvider(ScreenProvider):
@@ -63,6 +67,7 @@ class OpenCodeProvider(ScreenProvider):
     )
     exit_command = "/exit"
     interrupt_key = "Escape"
+    event_statuses = frozenset({S.PROCESSING, S.COMPLETED, S.WAITING_USER_ANSWER})
     dialogs = (
         Dialog("login", r"Run /connect to add an AI provider|No provider configured|opencode auth login",
                fail=None, keys=()),
@@ -87,11 +92,34 @@ class OpenCodeProvider(ScreenProvider):
             permission.update({"edit": "allow", "bash": "allow", "webfetch": "allow"})
         if permission:
             config["permission"] = permission
+        # The plugin reads the sidecar's URL and the agent's token from OpenCode's environment.
+        events = hook_url(ctx.env, self.name) is not None and bool(ctx.env.get("CAO_MCP_TOKEN"))
+        if events:
+            config["plugin"] = [PLUGIN.as_uri()]
         path = mcp_config.write_private_json(ctx.agent_dir / CONFIG_FILE, config)
         argv += extra_args(ctx)
         # OpenCode connects to its MCP servers as it starts (seen with 1.18 here).
         env = {"OPENCODE_CONFIG": str(path), "OPENCODE_DISABLE_AUTOUPDATE": "1"}
-        return LaunchSpec(argv=argv, env=env, connects_to_sidecar="CAO_MCP_URL" in ctx.env)
+        return LaunchSpec(argv=argv, env=env, events=events, connects_to_sidecar="CAO_MCP_URL" in ctx.env)
+
+    # ---- events (opencode_plugin.js) ----------------------------------------------------------
+
+    def hook_event(self, source: str, payload: Any, turn_text: Optional[str]) -> Optional[HookEvent]:
+        if not isinstance(payload, dict):
+            return None
+        event = payload.get("hook_event_name")
+        if event == "busy":
+            return HookEvent(S.PROCESSING)
+        if event == "permission":
+            return HookEvent(S.WAITING_USER_ANSWER)
+        if event != "idle":
+            return None
+        said = payload.get("input")
+        confirmed = isinstance(said, str) and turn_text is not None and said.strip() == turn_text.strip()
+        if isinstance(payload.get("error"), str):
+            return HookEvent(S.ERROR, confirmed=confirmed)
+        answer = payload.get("answer")
+        return HookEvent(S.COMPLETED, answer if isinstance(answer, str) and answer else None, confirmed=confirmed)
 
     # ---- screen -------------------------------------------------------------------------------
 
