@@ -8,8 +8,9 @@ real, only the model is not.
 - Qwen Code: ready with our MCP server connected; a turn whose exact answer comes from its Stop
   hook; a shell command's confirmation read as a question and answered with cao/answer; as a
   lead it calls our `handoff` (no prompt: the team's tools are trusted) and a worker answers;
-  as a worker it answers a Claude Code lead's handoff; `/quit` ends it.
-- Grok CLI: a turn read from the screen; `/exit`... see its test.
+  `/quit` ends it. As a worker it answers a Claude Code lead's handoff.
+- Grok CLI (screen only, no MCP server: it reads MCP servers only from the workspace): a turn, a
+  confirmation answered with Enter (its menu takes no digits), `exit` ends it.
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ async def exit_by_command(client: LanguageClient, tid: str, command: str) -> Non
 
 
 @NEEDS_QWEN
-async def test_qwen_code_turn_hooks_confirmation_and_exit(client: LanguageClient) -> None:
+async def test_qwen_code_turn_confirmation_lead_and_exit(client: LanguageClient) -> None:
     seen = len(MODEL.requests)
     tid = await spawn_ready(client, "qwen_worker")
     # Ready means ready to delegate: our endpoint saw Qwen Code's MCP connection first.
@@ -209,18 +210,17 @@ async def test_qwen_code_turn_hooks_confirmation_and_exit(client: LanguageClient
     await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and SIDECAR.statuses(tid)[-1] == "completed",
                            timeout=40)
     assert target.exists(), screen_of(tid)
-    await exit_by_command(client, tid, "/quit")
 
-
-@NEEDS_QWEN
-async def test_qwen_code_lead_hands_off_without_a_prompt(client: LanguageClient) -> None:
-    tid = await spawn_ready(client, "qwen_lead")
+    # As a lead: the fake model fetches our deferred `mcp__cao__handoff` through Qwen Code's
+    # tool_search, then calls it; no confirmation (our server is trusted); a mock worker answers.
     before = len(SIDECAR.statuses(tid))
     task = 'call: mcp__cao__handoff {"target": "mock_developer", "task": "echo say: relayed-q7"}'
     output = await handoff(client, tid, task)
     assert "relayed-q7" in output, (output, screen_of(tid))
     assert "waiting_user_answer" not in SIDECAR.statuses(tid)[before:], screen_of(tid)
-    await request(client, "cao/terminate", {"terminalId": tid}, timeout=30)
+    ends = [e for e in logged_events() if e["event"] == "handoff.end" and e.get("terminalId") != tid]
+    assert ends and ends[-1]["ok"] is True, ends
+    await exit_by_command(client, tid, "/quit")
 
 
 @NEEDS_QWEN
@@ -234,3 +234,27 @@ async def test_qwen_code_worker_answers_a_claude_code_lead(client: LanguageClien
     ends = [e for e in logged_events() if e["event"] == "handoff.end" and e.get("terminalId") != lead]
     assert ends and ends[-1]["ok"] is True, ends
     await request(client, "cao/terminate", {"terminalId": lead}, timeout=30)
+
+
+@NEEDS_GROK
+async def test_grok_cli_turn_confirmation_and_exit(client: LanguageClient) -> None:
+    seen = len(MODEL.requests)
+    tid = await spawn_ready(client, "grok_worker")
+    assert await handoff(client, tid, "please say: grok › answer ⏺ 42") == "grok › answer ⏺ 42"
+    asked = bodies_with("grok › answer", seen)
+    assert asked and any('"model": "fake-grok-model"' in b for b in asked), "the turn or the profile's model never reached the model"
+
+    # Its confirmation menu takes no digits: "Yes" is Enter (the highlighted first choice).
+    target = SIDECAR.workspace / "made-by-grok"
+    before = len(SIDECAR.statuses(tid))
+    await request(client, "cao/sendMessage", {"terminalId": tid, "message": f"please run: touch {target}"})
+    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "waiting_user_answer"
+                           and len(SIDECAR.statuses(tid)) > before, timeout=40)
+    prompt = await prompt_with_choices(client, tid)
+    assert prompt["text"] == "Do you want to proceed with this operation?" and str(target) in prompt["detail"], prompt
+    answered = await request(client, "cao/answer", {"terminalId": tid, "answer": "Yes", "promptId": prompt["id"]})
+    assert answered["typed"] == "key Enter", answered
+    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and SIDECAR.statuses(tid)[-1] == "completed",
+                           timeout=40)
+    assert target.exists(), screen_of(tid)
+    await exit_by_command(client, tid, "exit")

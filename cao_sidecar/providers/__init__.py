@@ -32,6 +32,7 @@ def builtin_providers() -> dict[str, Provider]:
         from cao_sidecar.providers.copilot import CopilotProvider
         from cao_sidecar.providers.cursor import CursorProvider
         from cao_sidecar.providers.gemini_cli import GeminiCliProvider
+        from cao_sidecar.providers.grok_cli import GrokCliProvider
         from cao_sidecar.providers.kiro_cli import KiroCliProvider
         from cao_sidecar.providers.mock import MockProvider
         from cao_sidecar.providers.opencode import OpenCodeProvider
@@ -50,6 +51,7 @@ def builtin_providers() -> dict[str, Provider]:
             CopilotProvider(),
             CursorProvider(),
             QwenCodeProvider(),
+            GrokCliProvider(),
         ]
         _BUILTINS = {p.name: p for p in providers}
     return _BUILTINS
