@@ -160,6 +160,14 @@ async def prompt_with_choices(client: LanguageClient, tid: str, timeout: float =
         await asyncio.sleep(0.1)
 
 
+async def wait_status(tid: str, condition, timeout: float = 40.0) -> None:
+    """Until a cao/agentStatus of `tid` meets `condition`; on timeout the screen says why."""
+    try:
+        await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and condition(p), timeout=timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"timed out; screen:\n{screen_of(tid)}\nstatuses: {SIDECAR.statuses(tid)}") from None
+
+
 def logged_events() -> list[dict]:
     return [json.loads(line) for path in BASE.rglob("events.jsonl") for line in path.read_text().splitlines()]
 
@@ -184,6 +192,7 @@ async def exit_by_command(client: LanguageClient, tid: str, command: str) -> Non
 
 
 @NEEDS_QWEN
+@pytest.mark.timeout(240)  # a Qwen Code start takes 15-40 s on a loaded 2-core machine
 async def test_qwen_code_turn_confirmation_lead_and_exit(client: LanguageClient) -> None:
     seen = len(MODEL.requests)
     tid = await spawn_ready(client, "qwen_worker")
@@ -201,14 +210,12 @@ async def test_qwen_code_turn_confirmation_lead_and_exit(client: LanguageClient)
     target = SIDECAR.workspace / "made-by-qwen"
     before = len(SIDECAR.statuses(tid))
     await request(client, "cao/sendMessage", {"terminalId": tid, "message": f"please run: touch {target}"})
-    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "waiting_user_answer"
-                           and len(SIDECAR.statuses(tid)) > before, timeout=40)
+    await wait_status(tid, lambda p: p["status"] == "waiting_user_answer" and len(SIDECAR.statuses(tid)) > before)
     prompt = await prompt_with_choices(client, tid)
     assert "touch" in prompt["text"] + prompt["detail"], (prompt, screen_of(tid))
     assert prompt["choices"][0].startswith("Yes"), prompt
     await request(client, "cao/answer", {"terminalId": tid, "answer": prompt["choices"][0], "promptId": prompt["id"]})
-    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and SIDECAR.statuses(tid)[-1] == "completed",
-                           timeout=40)
+    await wait_status(tid, lambda p: SIDECAR.statuses(tid)[-1] == "completed")
     assert target.exists(), screen_of(tid)
 
     # As a lead: the fake model fetches our deferred `mcp__cao__handoff` through Qwen Code's
@@ -225,9 +232,12 @@ async def test_qwen_code_turn_confirmation_lead_and_exit(client: LanguageClient)
 
 @NEEDS_QWEN
 @NEEDS_CLAUDE
+@pytest.mark.timeout(180)
 async def test_qwen_code_worker_answers_a_claude_code_lead(client: LanguageClient) -> None:
     lead = await spawn_ready(client, "claude_lead")
-    task = 'call: mcp__cao__handoff {"target": "qwen_worker", "task": "please say: qwen-relayed-q8"}'
+    # The worker answers "say: qwen-relayed-q8"; given that as the tool's result, the fake model
+    # has the lead answer "qwen-relayed-q8".
+    task = 'call: mcp__cao__handoff {"target": "qwen_worker", "task": "please say: say: qwen-relayed-q8"}'
     output = await handoff(client, lead, task)
     assert "qwen-relayed-q8" in output, (output, screen_of(lead))
     assert bodies_with("qwen-relayed-q8") and any("fake-qwen-model" in b for b in bodies_with("qwen-relayed-q8"))
@@ -248,13 +258,11 @@ async def test_grok_cli_turn_confirmation_and_exit(client: LanguageClient) -> No
     target = SIDECAR.workspace / "made-by-grok"
     before = len(SIDECAR.statuses(tid))
     await request(client, "cao/sendMessage", {"terminalId": tid, "message": f"please run: touch {target}"})
-    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "waiting_user_answer"
-                           and len(SIDECAR.statuses(tid)) > before, timeout=40)
+    await wait_status(tid, lambda p: p["status"] == "waiting_user_answer" and len(SIDECAR.statuses(tid)) > before)
     prompt = await prompt_with_choices(client, tid)
     assert prompt["text"] == "Do you want to proceed with this operation?" and str(target) in prompt["detail"], prompt
     answered = await request(client, "cao/answer", {"terminalId": tid, "answer": "Yes", "promptId": prompt["id"]})
     assert answered["typed"] == "key Enter", answered
-    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and SIDECAR.statuses(tid)[-1] == "completed",
-                           timeout=40)
+    await wait_status(tid, lambda p: SIDECAR.statuses(tid)[-1] == "completed")
     assert target.exists(), screen_of(tid)
     await exit_by_command(client, tid, "exit")
