@@ -104,7 +104,7 @@ class GrokCliProvider(ScreenProvider):
         end = prompt - 1 if prompt >= 0 else len(s.lines)
         last_input = s.last_index(lambda line: bool(INPUT.match(line)), 0, end)
         head = s.last_index(lambda line: bool(HEAD.match(line)) and not TOOL_CALL.match(line), last_input + 1, end)
-        if head < 0:
+        if head < 0 or ERROR.match(s.lines[head]):
             return None
         out = [s.lines[head][4:]]
         for line in s.lines[head + 1 : end]:
