@@ -181,6 +181,7 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
     "grok_cli-real-waiting-shell-0.0.34": (S.WAITING_USER_ANSWER, None, "confirmation"),
     "grok_cli-real-error-connection-0.0.34": (S.ERROR, None, "error"),
     "grok_cli-built-completed-traps": (S.COMPLETED, "first line\n│ ❯ quoted\nlast line", "answer"),
+    "grok_cli-built-completed-parenthesis": (S.COMPLETED, "Command executed successfully (no output)", "answer"),
 }
 
 # Startup dialogs the core answers (keys) or gives up on (fail).
