@@ -252,7 +252,7 @@ def test_team_tools_are_pre_approved_only_with_our_server(tmp_path: Path) -> Non
 def test_ready_waits_for_the_mcp_connection_only_where_the_cli_connects_at_start(tmp_path: Path) -> None:
     connects = {name for name in builtin_providers() if get_provider(name).launch(context(tmp_path)).connects_to_sidecar}
     # Aider gets no MCP server; the mock agent connects only when a task calls a tool.
-    assert connects == {"claude_code", "codex", "opencode"}
+    assert connects == {"claude_code", "codex", "opencode", "qwen_code"}
     ctx = context(tmp_path)
     ctx.env.pop("CAO_MCP_URL")
     assert not get_provider("claude_code").launch(ctx).connects_to_sidecar

@@ -162,6 +162,26 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
     ),
     "cursor-ext-completed-v2026.06.15": (S.COMPLETED, None, "Add a follow-up"),
     "cursor-ext-processing-v2026.06.15": (S.PROCESSING, None, "ctrl+c to stop"),
+    # ---- Qwen Code (0.15.10, 0.24.4 real) and Grok CLI (0.0.34 real)
+    "qwen_code-real-idle-0.15.10": (S.IDLE, None, "no input yet"),
+    "qwen_code-real-idle-0.24.4": (S.IDLE, None, "no input yet"),
+    "qwen_code-real-processing-0.15.10": (S.PROCESSING, None, "esc to cancel"),
+    "qwen_code-real-processing-0.24.4": (S.PROCESSING, None, "esc to cancel"),
+    "qwen_code-real-completed-0.15.10": (S.COMPLETED, "qwen › answer", "answer"),
+    "qwen_code-real-completed-0.24.4": (S.COMPLETED, "qwen › answer", "answer"),
+    "qwen_code-real-completed-after-tool-0.24.4": (S.COMPLETED, "The answer is 42.", "answer"),
+    "qwen_code-real-waiting-shell-0.15.10": (S.WAITING_USER_ANSWER, None, "confirmation"),
+    "qwen_code-real-waiting-auth-0.24.4": (S.WAITING_USER_ANSWER, None, "login"),
+    "qwen_code-real-error-connection-0.24.4": (S.ERROR, None, "error"),
+    "qwen_code-built-completed-traps": (S.COMPLETED, "first line\n> quoted, not an input\n"
+                                        "───────────────────────────────\nlast line", "answer"),
+    "grok_cli-real-idle-0.0.34": (S.IDLE, None, "no input yet"),
+    "grok_cli-real-processing-0.0.34": (S.PROCESSING, None, "esc to interrupt"),
+    "grok_cli-real-completed-0.0.34": (S.COMPLETED, "grok › answer", "answer"),
+    "grok_cli-real-waiting-shell-0.0.34": (S.WAITING_USER_ANSWER, None, "confirmation"),
+    "grok_cli-real-error-connection-0.0.34": (S.ERROR, None, "error"),
+    "grok_cli-built-completed-traps": (S.COMPLETED, "first line\n│ ❯ quoted\nlast line", "answer"),
+    "grok_cli-built-completed-parenthesis": (S.COMPLETED, "Command executed successfully (no output)", "answer"),
 }
 
 # Startup dialogs the core answers (keys) or gives up on (fail).

@@ -1,7 +1,7 @@
 """Providers: one module per agent CLI, all behind providers.base.Provider.
 
 Built-in: mock (the test agent), claude_code, codex, gemini_cli, kiro_cli, q_cli, opencode,
-aider, copilot, cursor. User-defined providers (providers/user.py) come from YAML/JSON files in
+aider, copilot, cursor, qwen_code, grok_cli. User-defined providers (providers/user.py) come from YAML/JSON files in
 `<workspace>/.cao/providers/` (only once the user trusts the folder: cao_sidecar.trust) and the
 user's config dir (`~/.config/cao-sidecar/providers/`); a file named like a built-in replaces it.
 """
@@ -32,10 +32,12 @@ def builtin_providers() -> dict[str, Provider]:
         from cao_sidecar.providers.copilot import CopilotProvider
         from cao_sidecar.providers.cursor import CursorProvider
         from cao_sidecar.providers.gemini_cli import GeminiCliProvider
+        from cao_sidecar.providers.grok_cli import GrokCliProvider
         from cao_sidecar.providers.kiro_cli import KiroCliProvider
         from cao_sidecar.providers.mock import MockProvider
         from cao_sidecar.providers.opencode import OpenCodeProvider
         from cao_sidecar.providers.q_cli import QCliProvider
+        from cao_sidecar.providers.qwen_code import QwenCodeProvider
 
         providers: list[Provider] = [
             MockProvider(),
@@ -48,6 +50,8 @@ def builtin_providers() -> dict[str, Provider]:
             AiderProvider(),
             CopilotProvider(),
             CursorProvider(),
+            QwenCodeProvider(),
+            GrokCliProvider(),
         ]
         _BUILTINS = {p.name: p for p in providers}
     return _BUILTINS
