@@ -21,7 +21,7 @@ import pytest_lsp
 from pytest_lsp import LanguageClient
 
 from conftest import initialize, kill_tmux, orchestrator_pid, request
-from remote_host import end_node, hosts_yaml, new_workspace, sshd_unavailable
+from remote_host import end_node, hosts_yaml, new_workspace, ssh, sshd_unavailable
 from test_editor_common import eventually, new_sidecar, rpc_error
 
 SKIP = sshd_unavailable()
@@ -31,7 +31,9 @@ pytestmark = [
 ]
 
 WORKSPACE = new_workspace()
-CONFIG, SIDECAR = new_sidecar("hosts")
+# A profile only this orchestrator's workspace has: a host runs it from the definition sent along.
+FAR_PROFILE = "---\nname: far_dev\ndescription: only in the orchestrator's workspace\nprovider: mock\n---\nYou work far away.\n"
+CONFIG, SIDECAR = new_sidecar("hosts", workspace_profiles={"far_dev.md": FAR_PROFILE})
 (SIDECAR.base / "config" / "cao-sidecar").mkdir(parents=True, exist_ok=True)
 (SIDECAR.base / "config" / "cao-sidecar" / "hosts.yaml").write_text(hosts_yaml(WORKSPACE))
 # One wheel build for every module and run (the node's install is keyed by the sources' hash).
@@ -204,6 +206,62 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
     for t in (placed["terminalId"], placed_far["terminalId"]):
         await request(client, "cao/terminate", {"terminalId": t}, timeout=60)
     print(f"scenario done in {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_profiles_reports_and_worktrees_on_a_host(client: LanguageClient) -> None:
+    started = time.monotonic()
+    # A profile the host does not have: the orchestrator's definition goes with the request.
+    far = await request(
+        client, "cao/handoff",
+        {"profile": "far_dev", "host": "box1", "session": SESSION, "message": "echo far profile works", "keep": True},
+        timeout=60,
+    )  # fmt: skip
+    assert far["output"] == "far profile works" and far["terminalId"].startswith("box1:")
+    listed = await request(client, "cao/listAgents", {"session": SESSION})
+    assert [a["profile"] for a in listed["agents"] if a["terminalId"] == far["terminalId"]] == ["far_dev"]
+    await request(client, "cao/terminate", {"terminalId": far["terminalId"]}, timeout=60)
+
+    # An editor's assign on a host: its report comes as cao/workerCompleted, with the qualified id.
+    assigned = await request(client, "cao/assign", {"profile": "far_dev", "host": "box1", "session": SESSION, "message": "echo assigned far"}, timeout=60)
+    assert assigned["terminalId"].startswith("box1:")
+    report = await SIDECAR.wait_for("cao/workerCompleted", lambda p: p["terminalId"] == assigned["terminalId"], timeout=60)
+    assert report["status"] == "completed" and report["output"] == "assigned far" and report["profile"] == "far_dev"
+
+    # Worktrees on a host: in a repository of the remote account (paths are the host's).
+    repo = f"{WORKSPACE}/repo"
+    made = ssh(
+        "caoremote",
+        f"mkdir -p {repo} && cd {repo} && git init -q -b main && echo base > notes.txt && git add notes.txt"
+        " && git -c user.name=t -c user.email=t@t commit -q -m base && echo ok",
+    )  # fmt: skip
+    assert made.stdout.strip() == "ok", made.stderr
+
+    async def in_worktree(message: str) -> dict[str, Any]:
+        return await request(
+            client, "cao/handoff",
+            {"profile": "mock_developer", "host": "box1", "session": SESSION, "workingDirectory": repo, "worktree": True,
+             "message": message},
+            timeout=60,
+        )  # fmt: skip
+
+    worked = await in_worktree("edit notes.txt remote work")
+    tree = worked["worktree"]
+    assert tree["terminalId"] == worked["terminalId"] and worked["terminalId"].startswith("box1:")
+    assert tree["branch"].startswith("cao/") and tree["files"] and tree["path"].startswith("/home/")
+    open_trees = (await request(client, "cao/listWorktrees", {"session": SESSION}))["worktrees"]
+    assert [w["terminalId"] for w in open_trees] == [worked["terminalId"]]
+    merged = await request(client, "cao/mergeWorktree", {"terminalId": worked["terminalId"]}, timeout=60)
+    assert merged["merged"] and merged["worktree"]["terminalId"] == worked["terminalId"], merged
+    assert ssh("caoremote", f"cat {repo}/notes.txt").stdout.strip() == "remote work"
+    dropped = await in_worktree("edit notes.txt thrown away")
+    discarded = await request(client, "cao/discardWorktree", {"terminalId": dropped["terminalId"]}, timeout=60)
+    assert discarded["worktree"]["state"] == "discarded"
+    assert ssh("caoremote", f"cat {repo}/notes.txt").stdout.strip() == "remote work"
+    assert not (await request(client, "cao/listWorktrees", {"session": SESSION}))["worktrees"]
+    exc = await rpc_error(request(client, "cao/mergeWorktree", {"terminalId": "box1:00000000"}))
+    assert "00000000" in exc.message
+    print(f"profiles, reports and worktrees on the host: {time.monotonic() - started:.1f} s")
 
 
 def test_hosts_check_says_what_a_host_lacks() -> None:
