@@ -21,7 +21,7 @@ import pytest_lsp
 from pytest_lsp import LanguageClient
 
 from conftest import initialize, kill_tmux, orchestrator_pid, request
-from remote_host import end_node, hosts_yaml, new_workspace, ssh, sshd_unavailable
+from remote_host import end_node, hosts_yaml, new_workspace, node_processes, ssh, sshd_unavailable
 from test_editor_common import eventually, new_sidecar, rpc_error
 
 SKIP = sshd_unavailable()
@@ -85,8 +85,11 @@ async def client(lsp_client: LanguageClient):
     try:
         await asyncio.wait_for(lsp_client.shutdown_session(), 30)
     finally:
-        kill_tmux(SIDECAR.socket)
+        kill_tmux(SIDECAR.socket)  # the orchestrators first: a live link would start the node again
         end_node(WORKSPACE)
+    # Nothing of the node is left on the host: no relay, orchestrator, tmux server or agent.
+    left = await asyncio.to_thread(node_processes, WORKSPACE, 10)
+    assert not left, "left on the host:\n" + "\n".join(left)
 
 
 @pytest.mark.asyncio(loop_scope="module")
