@@ -257,6 +257,7 @@ async def stats(door: Door, p: wire.StatsParams) -> wire.StatsResult:
         queued_messages=core.queued_messages,
         open_files=open_files,
         rss_bytes=rss,
+        hosts=[wire.converter.structure(h, wire.HostStats) for h in await hosts_of(core).stats()],
     )
 
 
@@ -406,7 +407,7 @@ async def _remote_agents(core: Any, session: Optional[str]) -> list[wire.AgentIn
 
 def _fitting(raws: list[dict[str, Any]], cls: type) -> list[Any]:
     """What nodes listed, as wire types; from a node of another version, what does not fit is skipped."""
-    infos = []
+    infos: list[Any] = []
     for raw in raws:
         try:
             infos.append(wire.converter.structure(raw, cls))

@@ -78,6 +78,36 @@ def _node_sessions() -> tuple[list[int], set[int]]:
     return relays, sessions
 
 
+def _screen_of(argv: list[str], needle: str, timeout: float = 20) -> str:
+    """What `argv` shows in a 120x40 terminal, read until `needle` appears (or `timeout`)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    main, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    viewer = subprocess.Popen(
+        argv, stdin=side, stdout=side, stderr=side, start_new_session=True, env={**os.environ, "TERM": "xterm-256color"}
+    )  # fmt: skip
+    os.close(side)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while needle.encode() not in seen and time.monotonic() < deadline:
+            if select.select([main], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(main, 65536)
+                except OSError:
+                    break
+    finally:
+        viewer.kill()
+        viewer.wait()
+        os.close(main)
+    return seen.decode(errors="replace")
+
+
 @pytest_lsp.fixture(config=CONFIG, scope="module")
 async def client(lsp_client: LanguageClient):
     await initialize(lsp_client, SIDECAR)
@@ -124,6 +154,10 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
     assert set(remote) == ids and all(a["status"] == "idle" for a in remote.values())
     attach = remote[first["terminalId"]]["attachCommand"]
     assert attach[:2] == ["ssh", "-t"] and "tmux" in attach[-1]  # a terminal on the remote window
+    # cao/stats: this machine's counts, and each host's link and agents.
+    hosts = {h["name"]: h for h in (await request(client, "cao/stats", {}))["hosts"]}
+    assert hosts["box1"]["state"] == "connected" and hosts["box1"]["liveAgents"] == AGENTS
+    assert hosts["notmux"]["state"] == "failed" and "tmux" in hosts["notmux"]["reason"]
 
     # host: auto places a new agent where the fewest live agents per CPU run: here, for now.
     placed = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "auto", "session": SESSION}, timeout=60)
@@ -193,6 +227,7 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
     assert (await during)["state"] in ("delivered", "queued")
     new_links = await eventually(lambda: _children(orchestrator, "ssh"), timeout=30, what="the link back")
     assert len(new_links) == 1 and new_links != links
+    assert {h["name"]: h for h in (await request(client, "cao/stats", {}))["hosts"]}["box1"]["connects"] >= 2
     started_since = {p["terminalId"] for p in working() if p["terminalId"] not in before}
     assert started_since == {busy["terminalId"]}, "the handoff ran more than once"
 
@@ -222,7 +257,11 @@ async def test_profiles_reports_and_worktrees_on_a_host(client: LanguageClient) 
     )  # fmt: skip
     assert far["output"] == "far profile works" and far["terminalId"].startswith("box1:")
     listed = await request(client, "cao/listAgents", {"session": SESSION})
-    assert [a["profile"] for a in listed["agents"] if a["terminalId"] == far["terminalId"]] == ["far_dev"]
+    (info,) = [a for a in listed["agents"] if a["terminalId"] == far["terminalId"]]
+    assert info["profile"] == "far_dev"
+    # Its attachCommand (ssh -t to the host's tmux) shows its live window in a terminal.
+    screen = await asyncio.to_thread(_screen_of, info["attachCommand"], "far profile works")
+    assert "far profile works" in screen, screen[-2000:]
     await request(client, "cao/terminate", {"terminalId": far["terminalId"]}, timeout=60)
 
     # An editor's assign on a host: its report comes as cao/workerCompleted, with the qualified id.

@@ -61,7 +61,7 @@ def supplied_profile(definition: Any, requested: Any, folder: Path) -> Profile:
         frontmatter = split_frontmatter(text)
     except FrontmatterError as exc:
         raise refuse(f"line {exc.line}: {exc.message}") from None
-    scope = definition.get("scope") if definition.get("scope") in SCOPES else "user"
+    scope = str(definition.get("scope")) if definition.get("scope") in SCOPES else "user"
     profile, diagnostics = check_profile(frontmatter, source=scope, base_dir=folder, providers=known_providers(folder))
     if profile is None:
         first = next((d for d in diagnostics if d.severity == "error"), None)

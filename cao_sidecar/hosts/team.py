@@ -178,9 +178,7 @@ class RemoteHosts:
                 log.info("host: auto leaves out %s: %s", name, exc.message)
         await self.list_agents(None)
         for name, link in links:
-            live = sum(
-                1 for t, a in self.agents.items() if t.startswith(f"{name}:") and a.get("status") not in ("exited", "error")
-            )  # fmt: skip
+            live = self._live(self._agents_on(name))
             cpus = link.probe.cpus if link.probe is not None and link.probe.cpus > 0 else 1
             candidates.append((live / cpus, name))
         return min(candidates, key=lambda c: c[0])[1]  # ties: the first, main
@@ -236,6 +234,27 @@ class RemoteHosts:
     def _on_connected(self, host: str) -> None:
         """After a (re)connect: reconcile the agents' state (the node kept them)."""
         self._background(self.list_agents(None))
+
+    def _agents_on(self, name: str) -> list[dict[str, Any]]:
+        return [a for t, a in self.agents.items() if t.startswith(f"{name}:")]
+
+    @staticmethod
+    def _live(agents: list[dict[str, Any]]) -> int:
+        return sum(1 for a in agents if a.get("status") not in ("exited", "error"))
+
+    async def stats(self) -> list[dict[str, Any]]:
+        """Each linked host's link state and agents (fresh from connected hosts, as last seen
+        from the others), for cao/stats."""
+        if self.links:
+            await self.list_agents(None)
+        out = []
+        for name, link in self.links.items():
+            mine = self._agents_on(name)
+            out.append({
+                "name": name, "state": link.state, "agents": len(mine), "liveAgents": self._live(mine),
+                "connects": link.connects, "reason": link.reason or None,
+            })  # fmt: skip
+        return out
 
     def state(self) -> list[dict[str, Any]]:
         return [
