@@ -293,13 +293,29 @@ async def test_profiles_reports_and_worktrees_on_a_host(client: LanguageClient) 
     assert tree["branch"].startswith("cao/") and tree["files"] and tree["path"].startswith("/home/")
     open_trees = (await request(client, "cao/listWorktrees", {"session": SESSION}))["worktrees"]
     assert [w["terminalId"] for w in open_trees] == [worked["terminalId"]]
-    merged = await request(client, "cao/mergeWorktree", {"terminalId": worked["terminalId"]}, timeout=60)
-    assert merged["merged"] and merged["worktree"]["terminalId"] == worked["terminalId"], merged
+    # A lead agent here merges it with its merge_work tool (a worker of its session).
+    lead = await request(client, "cao/spawn", {"profile": "mock_developer", "session": SESSION}, timeout=60)
+    said = await request(client, "cao/handoff", {"terminalId": lead["terminalId"], "message": f"merge_work {worked['terminalId']}"}, timeout=60)
+    assert "conflict" not in said["output"].lower() and "no open worktree" not in said["output"], said["output"]
     assert ssh("caoremote", f"cat {repo}/notes.txt").stdout.strip() == "remote work"
+    # The editor merges another one, and discards a third.
+    second = await in_worktree("edit notes.txt editor merge")
+    merged = await request(client, "cao/mergeWorktree", {"terminalId": second["terminalId"]}, timeout=60)
+    assert merged["merged"] and merged["worktree"]["terminalId"] == second["terminalId"], merged
+    assert ssh("caoremote", f"cat {repo}/notes.txt").stdout.strip() == "editor merge"
     dropped = await in_worktree("edit notes.txt thrown away")
     discarded = await request(client, "cao/discardWorktree", {"terminalId": dropped["terminalId"]}, timeout=60)
     assert discarded["worktree"]["state"] == "discarded"
-    assert ssh("caoremote", f"cat {repo}/notes.txt").stdout.strip() == "remote work"
+    assert ssh("caoremote", f"cat {repo}/notes.txt").stdout.strip() == "editor merge"
+    # Another session's lead cannot merge it (as on this machine).
+    other = await in_worktree("edit notes.txt not yours")
+    stranger = await request(client, "cao/spawn", {"profile": "mock_developer", "session": SESSION + "x"}, timeout=60)
+    await rpc_error(request(client, "cao/handoff", {"terminalId": stranger["terminalId"], "message": f"merge_work {other['terminalId']}"}, timeout=60))
+    refused = (await request(client, "cao/getOutput", {"terminalId": stranger["terminalId"], "mode": "full"}))["output"]
+    assert f"no open worktree for worker '{other['terminalId']}'" in refused, refused
+    await request(client, "cao/discardWorktree", {"terminalId": other["terminalId"]}, timeout=60)
+    for agent in (lead, stranger):
+        await request(client, "cao/terminate", {"terminalId": agent["terminalId"]}, timeout=60)
     assert not (await request(client, "cao/listWorktrees", {"session": SESSION}))["worktrees"]
     exc = await rpc_error(request(client, "cao/mergeWorktree", {"terminalId": "box1:00000000"}))
     assert "00000000" in exc.message
