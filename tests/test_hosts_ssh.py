@@ -116,10 +116,13 @@ async def client(lsp_client: LanguageClient):
         await asyncio.wait_for(lsp_client.shutdown_session(), 30)
     finally:
         kill_tmux(SIDECAR.socket)  # the orchestrators first: a live link would start the node again
+        # The tests terminated every agent: once no link is left, the node ends by itself, and
+        # leaves nothing on the host: no relay, orchestrator, tmux server or agent.
+        by_itself = await asyncio.to_thread(node_processes, WORKSPACE, 20)
         end_node(WORKSPACE)
-    # Nothing of the node is left on the host: no relay, orchestrator, tmux server or agent.
     left = await asyncio.to_thread(node_processes, WORKSPACE, 10)
-    assert not left, "left on the host:\n" + "\n".join(left)
+    assert not left, "left on the host after end_node:\n" + "\n".join(left)
+    assert not by_itself, "left on the host by the idle node:\n" + "\n".join(by_itself)
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -269,6 +272,7 @@ async def test_profiles_reports_and_worktrees_on_a_host(client: LanguageClient) 
     assert assigned["terminalId"].startswith("box1:")
     report = await SIDECAR.wait_for("cao/workerCompleted", lambda p: p["terminalId"] == assigned["terminalId"], timeout=60)
     assert report["status"] == "completed" and report["output"] == "assigned far" and report["profile"] == "far_dev"
+    await request(client, "cao/terminate", {"terminalId": assigned["terminalId"]}, timeout=60)  # an assign keeps its worker
 
     # Worktrees on a host: in a repository of the remote account (paths are the host's).
     repo = f"{WORKSPACE}/repo"

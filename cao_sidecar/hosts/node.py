@@ -200,6 +200,20 @@ class Upstream:
 UPSTREAM = Upstream()
 
 
+async def end_idle_tmux(core: Any) -> None:
+    """On a host, once the node's orchestrator has ended with no agent at all (none running, none
+    exited whose window could still be read), its tmux server goes too: an idle host keeps no
+    process of ours. The next link starts both again."""
+    if UPSTREAM.node_name is None or core.agents:
+        return
+    try:
+        await core.tmux.kill_server()
+    except Exception as exc:  # noqa: BLE001 - the process is ending anyway
+        import logging
+
+        logging.getLogger(__name__).info("ending the node's tmux server: %s", exc)
+
+
 def _plain(value: Any) -> Any:
     """pygls hands an answer to a request of its own over as namedtuples; make them dicts."""
     if hasattr(value, "_asdict"):
