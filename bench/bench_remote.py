@@ -23,7 +23,6 @@ import asyncio
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -85,7 +84,9 @@ async def _status_event(cao: CaoClient, statuses: list[tuple[float, dict[str, An
 
 
 def _kill_tmux(socket: str) -> None:
-    subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+    from conftest import kill_tmux  # the orchestrator is asked to end and waited for, then its tmux
+
+    kill_tmux(socket)
 
 
 def _remove(base: Path) -> None:
@@ -137,7 +138,8 @@ async def bench(runs: int, agents: int, cleanups: list[tuple[Any, Any]]) -> None
             await asyncio.gather(*(cao.terminate(s["terminalId"]) for s in [*spawned, far, near]))
             await cao.request("cao/shutdown", {})
     finally:
-        cleanups.extend([(end_node, workspace), (_kill_tmux, env["CAO_TMUX_SOCKET"]), (_remove, base)])
+        # The orchestrator first: while its link lives, it would start the node again.
+        cleanups.extend([(_kill_tmux, env["CAO_TMUX_SOCKET"]), (end_node, workspace), (_remove, base)])
 
 
 def main() -> int:

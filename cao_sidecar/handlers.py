@@ -257,6 +257,7 @@ async def stats(door: Door, p: wire.StatsParams) -> wire.StatsResult:
         queued_messages=core.queued_messages,
         open_files=open_files,
         rss_bytes=rss,
+        hosts=[wire.converter.structure(h, wire.HostStats) for h in await hosts_of(core).stats()],
     )
 
 
@@ -290,11 +291,14 @@ async def shutdown(door: Door, p: wire.ShutdownParams) -> wire.ShutdownResult:
 @_handles("cao/listWorktrees")
 async def list_worktrees(door: Door, p: wire.ListWorktreesParams) -> wire.ListWorktreesResult:
     core = await door.core()
-    return wire.ListWorktreesResult(worktrees=[views.worktree_info(i) for i in await core.worktrees.list(p.session)])
+    local = [views.worktree_info(i) for i in await core.worktrees.list(p.session)]
+    return wire.ListWorktreesResult(worktrees=local + await _remote_worktrees(core, p.session))
 
 
 @_handles("cao/mergeWorktree")
 async def merge_worktree(door: Door, p: wire.MergeWorktreeParams) -> wire.MergeWorktreeResult:
+    if split_terminal_id(p.terminal_id)[0] is not None:
+        return await _on_host(door, split_terminal_id(p.terminal_id)[0], "cao/mergeWorktree", p, wire.MergeWorktreeResult)
     core = await door.core()
     done = await core.worktrees.merge(p.terminal_id, p.strategy)
     return wire.MergeWorktreeResult(
@@ -305,6 +309,8 @@ async def merge_worktree(door: Door, p: wire.MergeWorktreeParams) -> wire.MergeW
 
 @_handles("cao/discardWorktree")
 async def discard_worktree(door: Door, p: wire.DiscardWorktreeParams) -> wire.DiscardWorktreeResult:
+    if split_terminal_id(p.terminal_id)[0] is not None:
+        return await _on_host(door, split_terminal_id(p.terminal_id)[0], "cao/discardWorktree", p, wire.DiscardWorktreeResult)
     core = await door.core()
     return wire.DiscardWorktreeResult(worktree=views.worktree_info(await core.worktrees.discard(p.terminal_id)))
 
@@ -396,13 +402,22 @@ async def _profile_host(door: Door, profile: Optional[str]) -> Optional[str]:
 
 
 async def _remote_agents(core: Any, session: Optional[str]) -> list[wire.AgentInfo]:
-    infos = []
-    for raw in await hosts_of(core).list_agents(session):
+    return _fitting(await hosts_of(core).list_agents(session), wire.AgentInfo)
+
+
+def _fitting(raws: list[dict[str, Any]], cls: type) -> list[Any]:
+    """What nodes listed, as wire types; from a node of another version, what does not fit is skipped."""
+    infos: list[Any] = []
+    for raw in raws:
         try:
-            infos.append(wire.converter.structure(raw, wire.AgentInfo))
-        except Exception:  # noqa: BLE001 - a node of another version: skip what does not fit
+            infos.append(wire.converter.structure(raw, cls))
+        except Exception:  # noqa: BLE001
             continue
     return infos
+
+
+async def _remote_worktrees(core: Any, session: Optional[str]) -> list[wire.WorktreeInfo]:
+    return _fitting(await hosts_of(core).list_worktrees(session), wire.WorktreeInfo)
 
 
 # ---- workflows (cao_sidecar.workflows; docs/workflows.md) -------------------------------------

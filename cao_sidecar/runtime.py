@@ -107,6 +107,9 @@ class Runtime:
             if core.workflows is not None:
                 await core.workflows.close()
             await core.close()
+            from cao_sidecar.hosts.node import end_idle_tmux
+
+            await end_idle_tmux(core)  # a host's node with no agent left leaves no tmux server
 
     def scope(self) -> tuple[CoreScope, Optional[LiveScope]]:
         """The core and live config for one connection: its listeners go when it `close()`s them."""

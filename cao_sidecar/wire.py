@@ -414,6 +414,18 @@ class StatsParams:
 
 
 @attrs.define
+class HostStats:
+    """One host's link and its agents (fresh from a connected host, as last seen from another)."""
+
+    name: str
+    state: Literal["starting", "installing", "connecting", "connected", "reconnecting", "failed"]
+    agents: int  # its agents, as last listed or reported
+    live_agents: int  # of those, not exited (nor in error)
+    connects: int  # links made so far (more than 1: it dropped and came back)
+    reason: Optional[str] = None  # why it is not connected
+
+
+@attrs.define
 class StatsResult:
     agents: int  # agents the sidecar knows (exited ones included until terminated)
     live_agents: int
@@ -422,6 +434,8 @@ class StatsResult:
     queued_messages: int
     open_files: int
     rss_bytes: int
+    # The counts above are this machine's; each host of hosts.yaml the team linked to (issue 19):
+    hosts: list[HostStats] = attrs.Factory(list)
 
 
 @attrs.define
@@ -677,6 +691,7 @@ NOTIFICATIONS: dict[str, type] = {
 WIRE_CLASSES: tuple[type, ...] = (WorktreeInfo, PromptInfo, AgentInfo, ProfileInfo, FlowRunInfo, FlowInfo, TrustInfo, WorkflowInfo, WorkflowStepInfo, WorkflowRunInfo) + tuple(
     {cls: None for pair in METHODS.values() for cls in pair}.keys()
 ) + tuple(NOTIFICATIONS.values())
+WIRE_CLASSES = (HostStats, *WIRE_CLASSES)  # hosts (issue 19): nested in StatsResult, so first
 
 
 # ---- conversion ----------------------------------------------------------------------------

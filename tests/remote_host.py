@@ -5,6 +5,7 @@ and bench/bench_remote.py."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import uuid
@@ -65,20 +66,83 @@ def new_workspace() -> str:
     return f"~/cao-test-{uuid.uuid4().hex[:10]}"
 
 
+def _home(user: str = "caoremote") -> str:
+    import pwd
+
+    return pwd.getpwnam(user).pw_dir
+
+
+def _absolute(workspace: str) -> str:
+    return _home() + workspace[1:] if workspace.startswith("~/") else workspace
+
+
+def node_socket(workspace: str) -> str:
+    """The tmux socket of the node of `workspace` (cao_sidecar.paths.project_tmux_socket there)."""
+    from cao_sidecar.paths import project_tmux_socket
+
+    return project_tmux_socket(_absolute(workspace))
+
+
+def node_processes(workspace: str, wait: float = 0) -> list[str]:
+    """caoremote's processes of the node of `workspace` ("pid command"): its link relays, its
+    orchestrator, its tmux server and whatever runs in or below the workspace (the test "host"
+    is this machine: /proc shows them). `wait`: seconds to wait for them to be gone."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while (found := _node_processes(workspace)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found
+
+
+def _node_processes(workspace: str) -> list[str]:
+    import pwd
+
+    folder, socket = _absolute(workspace), node_socket(workspace)
+    uid = pwd.getpwnam("caoremote").pw_uid
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != uid:
+                continue
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            cwd = ""
+        if folder in command or socket in command or cwd == folder or cwd.startswith(folder + "/"):
+            found.append(f"{entry.name} {command}")
+    return found
+
+
 def end_node(workspace: str) -> None:
-    """Stop the node of `workspace` on caoremote (its orchestrator and tmux server), remove it."""
+    """Stop the node of `workspace` on caoremote and remove its folder: its link relays first (a
+    relay still running could start the orchestrator again), then its orchestrator, then its
+    tmux server (and agents). The processes are found by their command lines, not by asking an
+    installed version of the program (an older one may name the socket otherwise). Run it after
+    the orchestrator that links to the node has ended: a live link reconnects, starting it again."""
     script = f"""
-ws=$(cd {workspace} 2>/dev/null && pwd) || exit 0
-for py in ~/.cache/cao-sidecar/*/bin/python; do
-  sock=$($py -c "import sys; from cao_sidecar.paths import project_tmux_socket as s; print(s(sys.argv[1]))" "$ws" 2>/dev/null) && break
+ws=$(cd {workspace} 2>/dev/null && pwd -P) || exit 0
+sock={shlex.quote(node_socket(workspace))}
+for round in 1 2 3 4 5 6 7 8 9 10; do
+  left=
+  for kind in "node --workspace" "serve --project"; do
+    for d in /proc/[0-9]*; do
+      cmd=$(tr '\\0' ' ' < "$d/cmdline" 2>/dev/null) || continue
+      case "$cmd" in *"cao_sidecar $kind $ws"*) kill "${{d#/proc/}}" 2>/dev/null && left=1;; esac
+    done
+  done
+  tmux -L "$sock" kill-server 2>/dev/null && left=1
+  [ -n "$left" ] || break
+  sleep 0.3
 done
-[ -n "$sock" ] || exit 0
-info=~/.local/state/cao-sidecar/orchestrator-$sock.json
-[ -f "$info" ] && kill $(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$info") 2>/dev/null
-tmux -L "$sock" kill-server 2>/dev/null
 rm -rf "$ws"
 """
     try:
-        ssh("caoremote", script, timeout=30)
+        ssh("caoremote", script, timeout=60)
     except subprocess.TimeoutExpired:
         pass

@@ -88,3 +88,44 @@ def test_a_profile_names_its_host() -> None:
     with pytest.raises(ProfileError) as raised:
         parse_profile("---\nname: far\ndescription: d\nprovider: mock\nhost: Box 1\n---\nbody\n")
     assert "'host'" in str(raised.value)
+
+
+FAR = "---\nname: far_dev\ndescription: d\nprovider: mock\nhost: box1\npool: 2\nworkingDirectory: /orchestrator/only\nenv:\n  FAR_FLAVOUR: 'five'\n---\nbody\n"
+
+
+def test_a_profile_sent_to_a_host_is_checked_there(tmp_path) -> None:
+    from cao_sidecar.core.errors import InvalidRequest
+    from cao_sidecar.hosts.profiles import supplied_profile
+
+    trusted = supplied_profile({"name": "far_dev", "text": FAR, "trusted": True, "scope": "workspace"}, "far_dev", tmp_path)
+    assert trusted.name == "far_dev" and trusted.provider == "mock" and trusted.env == {"FAR_FLAVOUR": "five"}
+    # Another machine's folder, the host it runs on and the orchestrator's warm workers do not apply.
+    assert trusted.working_directory is None and trusted.host is None and trusted.pool == 0
+    # From a folder the user has not trusted: held back on the node as on the orchestrator.
+    untrusted = supplied_profile({"name": "far_dev", "text": FAR, "trusted": False}, "far_dev", tmp_path)
+    assert untrusted.env == {} and untrusted.system_prompt == trusted.system_prompt
+    for definition, says in [
+        ("text", "expected an object"),
+        ({"name": "far_dev", "text": FAR}, "'trusted' must be"),
+        ({"name": "other", "text": FAR, "trusted": True}, "it names 'other'"),
+        ({"name": "far_dev", "text": FAR.replace("name: far_dev", "name: other"), "trusted": True}, "its 'name' is 'other'"),
+        ({"name": "far_dev", "text": "no frontmatter", "trusted": True}, "line 1"),
+        ({"name": "far_dev", "text": FAR.replace("pool: 2", "pool: many"), "trusted": True}, "pool"),
+        ({"name": "far_dev", "text": "x" * 300_000, "trusted": True}, "at most 256 KiB"),
+    ]:
+        with pytest.raises(InvalidRequest) as raised:
+            supplied_profile(definition, "far_dev", tmp_path)
+        assert says in raised.value.message and "'far_dev'" in raised.value.message, raised.value.message
+
+
+def test_a_supplied_profile_wins_over_a_file_of_its_name(tmp_path) -> None:
+    from cao_sidecar.profiles.catalog import ProfileCatalog
+    from cao_sidecar.hosts.profiles import supplied_profile
+
+    catalog = ProfileCatalog(workspace_dirs=[], user_dir=None)
+    builtin = catalog.get("mock_developer")
+    text = FAR.replace("far_dev", "mock_developer")
+    catalog.supply(supplied_profile({"name": "mock_developer", "text": text, "trusted": True}, "mock_developer", tmp_path))
+    assert catalog.get("mock_developer").env == {"FAR_FLAVOUR": "five"} and builtin.env != catalog.get("mock_developer").env
+    catalog.reload()  # the node's own files change: the orchestrator's definition stays in force
+    assert catalog.get("mock_developer").env == {"FAR_FLAVOUR": "five"}

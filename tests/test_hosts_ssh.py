@@ -21,7 +21,7 @@ import pytest_lsp
 from pytest_lsp import LanguageClient
 
 from conftest import initialize, kill_tmux, orchestrator_pid, request
-from remote_host import end_node, hosts_yaml, new_workspace, sshd_unavailable
+from remote_host import end_node, hosts_yaml, new_workspace, node_processes, ssh, sshd_unavailable
 from test_editor_common import eventually, new_sidecar, rpc_error
 
 SKIP = sshd_unavailable()
@@ -31,7 +31,9 @@ pytestmark = [
 ]
 
 WORKSPACE = new_workspace()
-CONFIG, SIDECAR = new_sidecar("hosts")
+# A profile only this orchestrator's workspace has: a host runs it from the definition sent along.
+FAR_PROFILE = "---\nname: far_dev\ndescription: only in the orchestrator's workspace\nprovider: mock\n---\nYou work far away.\n"
+CONFIG, SIDECAR = new_sidecar("hosts", workspace_profiles={"far_dev.md": FAR_PROFILE})
 (SIDECAR.base / "config" / "cao-sidecar").mkdir(parents=True, exist_ok=True)
 (SIDECAR.base / "config" / "cao-sidecar" / "hosts.yaml").write_text(hosts_yaml(WORKSPACE))
 # One wheel build for every module and run (the node's install is keyed by the sources' hash).
@@ -76,6 +78,36 @@ def _node_sessions() -> tuple[list[int], set[int]]:
     return relays, sessions
 
 
+def _screen_of(argv: list[str], needle: str, timeout: float = 20) -> str:
+    """What `argv` shows in a 120x40 terminal, read until `needle` appears (or `timeout`)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    main, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    viewer = subprocess.Popen(
+        argv, stdin=side, stdout=side, stderr=side, start_new_session=True, env={**os.environ, "TERM": "xterm-256color"}
+    )  # fmt: skip
+    os.close(side)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while needle.encode() not in seen and time.monotonic() < deadline:
+            if select.select([main], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(main, 65536)
+                except OSError:
+                    break
+    finally:
+        viewer.kill()
+        viewer.wait()
+        os.close(main)
+    return seen.decode(errors="replace")
+
+
 @pytest_lsp.fixture(config=CONFIG, scope="module")
 async def client(lsp_client: LanguageClient):
     await initialize(lsp_client, SIDECAR)
@@ -83,8 +115,14 @@ async def client(lsp_client: LanguageClient):
     try:
         await asyncio.wait_for(lsp_client.shutdown_session(), 30)
     finally:
-        kill_tmux(SIDECAR.socket)
+        kill_tmux(SIDECAR.socket)  # the orchestrators first: a live link would start the node again
+        # The tests terminated every agent: once no link is left, the node ends by itself, and
+        # leaves nothing on the host: no relay, orchestrator, tmux server or agent.
+        by_itself = await asyncio.to_thread(node_processes, WORKSPACE, 20)
         end_node(WORKSPACE)
+    left = await asyncio.to_thread(node_processes, WORKSPACE, 10)
+    assert not left, "left on the host after end_node:\n" + "\n".join(left)
+    assert not by_itself, "left on the host by the idle node:\n" + "\n".join(by_itself)
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -119,6 +157,10 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
     assert set(remote) == ids and all(a["status"] == "idle" for a in remote.values())
     attach = remote[first["terminalId"]]["attachCommand"]
     assert attach[:2] == ["ssh", "-t"] and "tmux" in attach[-1]  # a terminal on the remote window
+    # cao/stats: this machine's counts, and each host's link and agents.
+    hosts = {h["name"]: h for h in (await request(client, "cao/stats", {}))["hosts"]}
+    assert hosts["box1"]["state"] == "connected" and hosts["box1"]["liveAgents"] == AGENTS
+    assert hosts["notmux"]["state"] == "failed" and "tmux" in hosts["notmux"]["reason"]
 
     # host: auto places a new agent where the fewest live agents per CPU run: here, for now.
     placed = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "auto", "session": SESSION}, timeout=60)
@@ -188,6 +230,7 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
     assert (await during)["state"] in ("delivered", "queued")
     new_links = await eventually(lambda: _children(orchestrator, "ssh"), timeout=30, what="the link back")
     assert len(new_links) == 1 and new_links != links
+    assert {h["name"]: h for h in (await request(client, "cao/stats", {}))["hosts"]}["box1"]["connects"] >= 2
     started_since = {p["terminalId"] for p in working() if p["terminalId"] not in before}
     assert started_since == {busy["terminalId"]}, "the handoff ran more than once"
 
@@ -204,6 +247,83 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
     for t in (placed["terminalId"], placed_far["terminalId"]):
         await request(client, "cao/terminate", {"terminalId": t}, timeout=60)
     print(f"scenario done in {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_profiles_reports_and_worktrees_on_a_host(client: LanguageClient) -> None:
+    started = time.monotonic()
+    # A profile the host does not have: the orchestrator's definition goes with the request.
+    far = await request(
+        client, "cao/handoff",
+        {"profile": "far_dev", "host": "box1", "session": SESSION, "message": "echo far profile works", "keep": True},
+        timeout=60,
+    )  # fmt: skip
+    assert far["output"] == "far profile works" and far["terminalId"].startswith("box1:")
+    listed = await request(client, "cao/listAgents", {"session": SESSION})
+    (info,) = [a for a in listed["agents"] if a["terminalId"] == far["terminalId"]]
+    assert info["profile"] == "far_dev"
+    # Its attachCommand (ssh -t to the host's tmux) shows its live window in a terminal.
+    screen = await asyncio.to_thread(_screen_of, info["attachCommand"], "far profile works")
+    assert "far profile works" in screen, screen[-2000:]
+    await request(client, "cao/terminate", {"terminalId": far["terminalId"]}, timeout=60)
+
+    # An editor's assign on a host: its report comes as cao/workerCompleted, with the qualified id.
+    assigned = await request(client, "cao/assign", {"profile": "far_dev", "host": "box1", "session": SESSION, "message": "echo assigned far"}, timeout=60)
+    assert assigned["terminalId"].startswith("box1:")
+    report = await SIDECAR.wait_for("cao/workerCompleted", lambda p: p["terminalId"] == assigned["terminalId"], timeout=60)
+    assert report["status"] == "completed" and report["output"] == "assigned far" and report["profile"] == "far_dev"
+    await request(client, "cao/terminate", {"terminalId": assigned["terminalId"]}, timeout=60)  # an assign keeps its worker
+
+    # Worktrees on a host: in a repository of the remote account (paths are the host's).
+    repo = f"{WORKSPACE}/repo"
+    made = ssh(
+        "caoremote",
+        f"mkdir -p {repo} && cd {repo} && git init -q -b main && echo base > notes.txt && git add notes.txt"
+        " && git -c user.name=t -c user.email=t@t commit -q -m base && echo ok",
+    )  # fmt: skip
+    assert made.stdout.strip() == "ok", made.stderr
+
+    async def in_worktree(message: str) -> dict[str, Any]:
+        return await request(
+            client, "cao/handoff",
+            {"profile": "mock_developer", "host": "box1", "session": SESSION, "workingDirectory": repo, "worktree": True,
+             "message": message},
+            timeout=60,
+        )  # fmt: skip
+
+    worked = await in_worktree("edit notes.txt remote work")
+    tree = worked["worktree"]
+    assert tree["terminalId"] == worked["terminalId"] and worked["terminalId"].startswith("box1:")
+    assert tree["branch"].startswith("cao/") and tree["files"] and tree["path"].startswith("/home/")
+    open_trees = (await request(client, "cao/listWorktrees", {"session": SESSION}))["worktrees"]
+    assert [w["terminalId"] for w in open_trees] == [worked["terminalId"]]
+    # A lead agent here merges it with its merge_work tool (a worker of its session).
+    lead = await request(client, "cao/spawn", {"profile": "mock_developer", "session": SESSION}, timeout=60)
+    said = await request(client, "cao/handoff", {"terminalId": lead["terminalId"], "message": f"merge_work {worked['terminalId']}"}, timeout=60)
+    assert "conflict" not in said["output"].lower() and "no open worktree" not in said["output"], said["output"]
+    assert ssh("caoremote", f"cat {repo}/notes.txt").stdout.strip() == "remote work"
+    # The editor merges another one, and discards a third.
+    second = await in_worktree("edit notes.txt editor merge")
+    merged = await request(client, "cao/mergeWorktree", {"terminalId": second["terminalId"]}, timeout=60)
+    assert merged["merged"] and merged["worktree"]["terminalId"] == second["terminalId"], merged
+    assert ssh("caoremote", f"cat {repo}/notes.txt").stdout.strip() == "editor merge"
+    dropped = await in_worktree("edit notes.txt thrown away")
+    discarded = await request(client, "cao/discardWorktree", {"terminalId": dropped["terminalId"]}, timeout=60)
+    assert discarded["worktree"]["state"] == "discarded"
+    assert ssh("caoremote", f"cat {repo}/notes.txt").stdout.strip() == "editor merge"
+    # Another session's lead cannot merge it (as on this machine).
+    other = await in_worktree("edit notes.txt not yours")
+    stranger = await request(client, "cao/spawn", {"profile": "mock_developer", "session": SESSION + "x"}, timeout=60)
+    await rpc_error(request(client, "cao/handoff", {"terminalId": stranger["terminalId"], "message": f"merge_work {other['terminalId']}"}, timeout=60))
+    refused = (await request(client, "cao/getOutput", {"terminalId": stranger["terminalId"], "mode": "full"}))["output"]
+    assert f"no open worktree for worker '{other['terminalId']}'" in refused, refused
+    await request(client, "cao/discardWorktree", {"terminalId": other["terminalId"]}, timeout=60)
+    for agent in (lead, stranger):
+        await request(client, "cao/terminate", {"terminalId": agent["terminalId"]}, timeout=60)
+    assert not (await request(client, "cao/listWorktrees", {"session": SESSION}))["worktrees"]
+    exc = await rpc_error(request(client, "cao/mergeWorktree", {"terminalId": "box1:00000000"}))
+    assert "00000000" in exc.message
+    print(f"profiles, reports and worktrees on the host: {time.monotonic() - started:.1f} s")
 
 
 def test_hosts_check_says_what_a_host_lacks() -> None:

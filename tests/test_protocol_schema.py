@@ -628,6 +628,15 @@ WIRE_EXAMPLES.update({
     ),
 })
 
+# Hosts (issue 19): cao/stats says how each host's link and agents are.
+_HOST = wire.HostStats(name="box1", state="reconnecting", agents=3, live_agents=2, connects=2, reason="the link ended")
+WIRE_EXAMPLES.update({
+    wire.HostStats: _HOST,
+})
+WIRE_EXAMPLES[wire.StatsResult] = wire.StatsResult(
+    agents=2, live_agents=2, tasks=9, credentials=2, queued_messages=0, open_files=31, rss_bytes=93454336, hosts=[_HOST]
+)
+
 # Variants worth checking too: all defaults, nulls where allowed.
 WIRE_VARIANTS: list[Any] = [
     wire.SpawnParams(profile="developer", worktree=True, base_ref="main"),

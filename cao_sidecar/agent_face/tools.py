@@ -16,6 +16,7 @@ from cao_sidecar import __version__, team_tools, wire
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.orchestrator import Orchestrator
 from cao_sidecar.handoff_tickets import HandoffTickets, Ticket
+from cao_sidecar.hosts import routing
 from cao_sidecar.settings import settings
 from cao_sidecar.team_tools import (
     BASE_REF_HELP,
@@ -150,7 +151,10 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         caller = caller_of(ctx)
         if strategy not in ("merge", "rebase"):
             raise ToolError("strategy must be 'merge' or 'rebase'")
-        done = await team_tools.calling_core(core.worktrees.merge(worker, strategy, session=caller.session))
+        if routing.on_a_host(worker):  # a worker on one of the orchestrator's hosts (issue 19)
+            done = await team_tools.calling_core(routing.merge_on_host(core, worker, strategy, caller.session))
+        else:
+            done = await team_tools.calling_core(core.worktrees.merge(worker, strategy, session=caller.session))
         text = done["message"] + (": " + ", ".join(done["conflicts"]) if done["conflicts"] else "")
         return team_tools.tool_result(text, MergeResult.model_validate(done))
 

@@ -2,9 +2,14 @@
 
 The orchestrator builds a wheel of the very package it runs (from its checkout; cached by a hash
 of the sources), copies it over ssh, and installs it on the host into
-`~/.cache/cao-sidecar/<tag>` (a venv; pip takes the dependencies from the host's configured
-index or wheel dirs). `<tag>` is the version plus the source hash: an installed tag is skipped,
-a changed program gets a new one. The user only gives SSH access.
+`~/.cache/cao-sidecar/<tag>`. `<tag>` is the version plus the source hash: an installed tag is
+skipped, a changed program gets a new one. The user only gives SSH access.
+
+The dependencies are installed once per set of requirements (and host Python), in a venv of
+their own, `~/.cache/cao-sidecar/deps-<hash>` (pip, from the host's configured index or wheel
+dirs: the slow part of a first contact). A tag is a small venv without pip whose site-packages
+holds the unpacked wheel (pure Python) and a `.pth` that adds the dependencies' venv: a new
+version of the program costs seconds, not a pip install.
 """
 
 from __future__ import annotations
@@ -102,7 +107,7 @@ if command -v {py} >/dev/null 2>&1; then
 fi
 command -v tmux >/dev/null 2>&1 && echo "tmux=$(tmux -V 2>/dev/null)"
 for c in {clis}; do command -v "$c" >/dev/null 2>&1 && echo "cli=$c"; done
-test -x {remote_dir(tag)}/bin/cao-sidecar && echo installed=1
+test -x {remote_dir(tag)}/bin/python && echo installed=1
 echo "cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null)"
 echo "memory=$(awk '/^MemAvailable:/ {{print int($2 / 1024)}}' /proc/meminfo 2>/dev/null)"
 echo end=1
@@ -158,6 +163,52 @@ async def build_wheel(tag: str) -> Path:
     return built[0]
 
 
+def requirements(wheel: Path) -> list[str]:
+    """The wheel's own requirements (its Requires-Dist without extras), markers kept for pip."""
+    import zipfile
+    from email.parser import Parser
+
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = Parser().parsestr(archive.read(name).decode("utf-8"))
+    return sorted(r for r in metadata.get_all("Requires-Dist") or [] if "extra ==" not in r)
+
+
+def deps_dir(wanted: list[str], python: Optional[str]) -> str:
+    """Where the host keeps the dependencies for `wanted` under its Python `python` (x.y.z)."""
+    minor = ".".join((python or "?").split(".")[:2])
+    digest = hashlib.sha256("\n".join([minor, *wanted]).encode()).hexdigest()[:12]
+    return f"{REMOTE_ROOT}/deps-{digest}"
+
+
+def install_script(host: HostConfig, tag: str, wheel_at: str, deps: str, wanted: list[str]) -> str:
+    """The host's side of an install (sh): the dependencies' venv unless there, then the tag's.
+    Each is built aside and moved into place when complete (a half install is never taken as
+    installed); of two installs at once, the first to finish wins and the other's is removed."""
+    py = shlex.quote(host.python)
+    target = remote_dir(tag)
+    purelib = "-c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))'"
+    return f"""set -e
+deps={deps}; target={target}
+if [ ! -x "$deps/bin/python" ]; then
+  rm -rf "$deps.part.$$"
+  {py} -m venv "$deps.part.$$"
+  "$deps.part.$$/bin/python" -m pip install -q --disable-pip-version-check {' '.join(shlex.quote(r) for r in wanted)} >&2
+  mv -T "$deps.part.$$" "$deps" 2>/dev/null || rm -rf "$deps.part.$$"
+fi
+if [ ! -x "$target/bin/python" ]; then
+  rm -rf "$target.part.$$"
+  {py} -m venv --without-pip "$target.part.$$"
+  site=$("$target.part.$$/bin/python" {purelib})
+  echo "import site; site.addsitedir('$("$deps/bin/python" {purelib})')" > "$site/cao-sidecar-deps.pth"
+  "$target.part.$$/bin/python" -m zipfile -e {wheel_at} "$site"
+  mv -T "$target.part.$$" "$target" 2>/dev/null || rm -rf "$target.part.$$"
+fi
+rm -f {wheel_at}
+"$target/bin/python" -c 'import cao_sidecar, yaml, pygls' && echo installed
+"""
+
+
 async def ensure_installed(host: HostConfig, tag: Optional[str] = None) -> tuple[str, Probe]:
     """Install this version on the host unless it is there; returns the tag and what the host
     has. Raises InstallError naming what is missing (no ssh, no Python 3.11, no tmux)."""
@@ -170,21 +221,14 @@ async def ensure_installed(host: HostConfig, tag: Optional[str] = None) -> tuple
     if found.installed:
         return tag, found
     wheel = await build_wheel(tag)
-    target = remote_dir(tag)
-    remote_wheel = f"{REMOTE_ROOT}/dl/{wheel.name}"
-    code, _out, err = await _run([*ssh_base(host), f"mkdir -p {REMOTE_ROOT}/dl && cat > {remote_wheel}"], wheel.read_bytes())
-    if code != 0:
-        raise InstallError(f"copying the node's wheel to '{host.name}' failed: {err.strip()[-1000:]}")
-    py = shlex.quote(host.python)
-    script = (
-        f"rm -rf {target}.part && {py} -m venv {target}.part && {target}.part/bin/python -m pip install -q "
-        f"--disable-pip-version-check {remote_wheel} && rm -rf {target} && mv {target}.part {target}"
-    )
-    # The venv is moved into place only when complete: a half install is never taken as installed.
-    # Its scripts name the .part path in their shebangs, so the node is run through its python.
-    code, _out, err = await _run([*ssh_base(host), script], timeout=INSTALL_TIMEOUT)
-    if code != 0:
-        raise InstallError(f"installing the node on '{host.name}' failed: {err.strip()[-2000:]}")
+    wanted = await asyncio.to_thread(requirements, wheel)
+    wheel_at = f"{REMOTE_ROOT}/dl/{tag}.whl"  # one per tag: two installs at once do not share it
+    script = install_script(host, tag, wheel_at, deps_dir(wanted, found.python), wanted)
+    # One ssh round trip: the wheel on stdin, then the install.
+    command = f"mkdir -p {REMOTE_ROOT}/dl && cat > {wheel_at} && " + shlex.join(["sh", "-c", script])
+    code, out, err = await _run([*ssh_base(host), command], await asyncio.to_thread(wheel.read_bytes), timeout=INSTALL_TIMEOUT)
+    if code != 0 or "installed" not in out.split():
+        raise InstallError(f"installing the node on '{host.name}' failed: {err.strip()[-2000:] or f'exit status {code}'}")
     return tag, found
 
 

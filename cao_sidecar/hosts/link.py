@@ -58,9 +58,10 @@ async def _read_message(reader: asyncio.StreamReader) -> Optional[dict[str, Any]
 
 
 class _Pending:
-    def __init__(self, method: str, params: Any) -> None:
+    def __init__(self, method: str, params: Any, profile: Optional[dict[str, Any]] = None) -> None:
         self.method = method
         self.params = params
+        self.profile = profile  # the orchestrator's definition of the profile it starts (hosts.profiles)
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
 
@@ -102,12 +103,13 @@ class HostLink:
             reason = self.reason if self.state == "failed" else f"not connected after {timeout:.0f} s ({self.state}: {self.reason})"
             raise HostUnavailable(reason, host=self.host.name)
 
-    async def call(self, method: str, params: Any) -> Any:
-        """`method` on the node; survives link drops (re-sent with its key)."""
+    async def call(self, method: str, params: Any, profile: Optional[dict[str, Any]] = None) -> Any:
+        """`method` on the node; survives link drops (re-sent with its key). `profile`: the
+        definition of the profile it starts, which the node keeps before it runs the call."""
         if self.state == "failed":
             raise HostUnavailable(f"host '{self.host.name}': {self.reason}", host=self.host.name)
         key = secrets.token_hex(8)
-        pending = _Pending(method, params)
+        pending = _Pending(method, params, profile)
         self._pending[key] = pending
         if self._connected.is_set():
             self._send_call(key, pending)
@@ -120,7 +122,10 @@ class HostLink:
     def _send_call(self, key: str, pending: _Pending) -> None:
         msg_id = next(self._ids)
         self._in_flight[msg_id] = key
-        self._write({"jsonrpc": "2.0", "id": msg_id, "method": NODE_CALL, "params": {"key": key, "method": pending.method, "params": pending.params}})
+        call = {"key": key, "method": pending.method, "params": pending.params}
+        if pending.profile is not None:
+            call["profile"] = pending.profile
+        self._write({"jsonrpc": "2.0", "id": msg_id, "method": NODE_CALL, "params": call})
 
     def _write(self, message: dict[str, Any]) -> None:
         if self._writer is not None and not self._writer.is_closing():

@@ -70,7 +70,9 @@ def register_node_call(server: Any, initialize_params: Any) -> Callable[[], None
     """`cao/nodeCall` on an LSP connection that is a node link (the orchestrator's), which is
     also the way up for this node's team calls to other hosts. Returns what to call when the
     connection ends."""
-    from pygls.exceptions import JsonRpcInvalidParams
+    from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+
+    from cao_sidecar.core.errors import CaoError
 
     async def node_call(ls: Any, raw: Any) -> Any:
         params = raw if isinstance(raw, dict) else getattr(raw, "__dict__", {})
@@ -79,7 +81,19 @@ def register_node_call(server: Any, initialize_params: Any) -> Callable[[], None
         if not isinstance(key, str) or not key or handler is None:
             raise JsonRpcInvalidParams(f"{NODE_CALL}: needs a 'key' and a cao/* 'method'", data={"kind": "invalidParams"})
         inner = params.get("params")
-        return await asyncio.shield(CALLS.run(key, lambda: handler(ls, inner)))
+        definition = params.get("profile")
+
+        async def run() -> Any:
+            if definition is not None:  # the orchestrator's profile, checked here (hosts.profiles)
+                from cao_sidecar.hosts.profiles import supply
+
+                try:
+                    await supply(await ls.core(), definition, inner.get("profile") if isinstance(inner, dict) else None)
+                except CaoError as exc:
+                    raise JsonRpcException(message=exc.message, code=exc.code, data=exc.data or None) from None
+            return await handler(ls, inner)
+
+        return await asyncio.shield(CALLS.run(key, run))
 
     server.feature(NODE_CALL)(node_call)
     return UPSTREAM.attach(server, node_name(initialize_params))
@@ -184,6 +198,20 @@ class Upstream:
 
 
 UPSTREAM = Upstream()
+
+
+async def end_idle_tmux(core: Any) -> None:
+    """On a host, once the node's orchestrator has ended with no agent at all (none running, none
+    exited whose window could still be read), its tmux server goes too: an idle host keeps no
+    process of ours. The next link starts both again."""
+    if UPSTREAM.node_name is None or core.agents:
+        return
+    try:
+        await core.tmux.kill_server()
+    except Exception as exc:  # noqa: BLE001 - the process is ending anyway
+        import logging
+
+        logging.getLogger(__name__).info("ending the node's tmux server: %s", exc)
 
 
 def _plain(value: Any) -> Any:

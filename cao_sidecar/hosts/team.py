@@ -21,6 +21,7 @@ from cao_sidecar.core.errors import CaoError, InvalidRequest
 from cao_sidecar.hosts.config import HostConfig, HostsError, attach_over_ssh, load_hosts, qualify, split_terminal_id
 from cao_sidecar.hosts.link import HostLink
 from cao_sidecar.hosts.node import KeyedCalls
+from cao_sidecar.hosts.profiles import definition_for
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ class RemoteHosts:
         link = self.link(host)
         if link.connects == 0:  # a first contact: fail fast if the host cannot be reached
             await link.wait_connected(CONNECT_TIMEOUT)
-        return qualify(await link.call(method, params), host)
+        profile = await definition_for(self.core.catalog, method, params)  # the host need not have it
+        return qualify(await link.call(method, params, profile), host)
 
     async def call_terminal(self, terminal_id: str, method: str, params: dict[str, Any]) -> Any:
         """`method` for a qualified terminal id, on its host."""
@@ -140,6 +142,23 @@ class RemoteHosts:
         await asyncio.gather(*(one(n, link) for n, link in self.links.items()))
         return [a for a in self.agents.values() if session is None or a.get("session") == session]
 
+    async def list_worktrees(self, session: Optional[str]) -> list[dict[str, Any]]:
+        """The open worktrees of every connected host's workers (ids qualified; paths are the
+        host's). A host whose link is down is left out: its worktrees are on its disk."""
+
+        async def one(name: str, link: HostLink) -> list[dict[str, Any]]:
+            if link.state != "connected":
+                return []
+            try:
+                found = await asyncio.wait_for(link.call("cao/listWorktrees", {"session": session} if session else {}), 10)
+            except Exception as exc:  # noqa: BLE001 - a host that fails to answer is left out
+                log.info("listWorktrees on %s: %s", name, exc)
+                return []
+            return list(qualify(found.get("worktrees", []), name))
+
+        found = await asyncio.gather(*(one(n, link) for n, link in self.links.items()))
+        return [w for worktrees in found for w in worktrees]
+
     def report_to(self, worker: str, lead: Any) -> None:
         self._report_to[worker] = lead
 
@@ -159,9 +178,7 @@ class RemoteHosts:
                 log.info("host: auto leaves out %s: %s", name, exc.message)
         await self.list_agents(None)
         for name, link in links:
-            live = sum(
-                1 for t, a in self.agents.items() if t.startswith(f"{name}:") and a.get("status") not in ("exited", "error")
-            )  # fmt: skip
+            live = self._live(self._agents_on(name))
             cpus = link.probe.cpus if link.probe is not None and link.probe.cpus > 0 else 1
             candidates.append((live / cpus, name))
         return min(candidates, key=lambda c: c[0])[1]  # ties: the first, main
@@ -218,6 +235,27 @@ class RemoteHosts:
         """After a (re)connect: reconcile the agents' state (the node kept them)."""
         self._background(self.list_agents(None))
 
+    def _agents_on(self, name: str) -> list[dict[str, Any]]:
+        return [a for t, a in self.agents.items() if t.startswith(f"{name}:")]
+
+    @staticmethod
+    def _live(agents: list[dict[str, Any]]) -> int:
+        return sum(1 for a in agents if a.get("status") not in ("exited", "error"))
+
+    async def stats(self) -> list[dict[str, Any]]:
+        """Each linked host's link state and agents (fresh from connected hosts, as last seen
+        from the others), for cao/stats."""
+        if self.links:
+            await self.list_agents(None)
+        out = []
+        for name, link in self.links.items():
+            mine = self._agents_on(name)
+            out.append({
+                "name": name, "state": link.state, "agents": len(mine), "liveAgents": self._live(mine),
+                "connects": link.connects, "reason": link.reason or None,
+            })  # fmt: skip
+        return out
+
     def state(self) -> list[dict[str, Any]]:
         return [
             {"name": n, "state": link.state, "reason": link.reason, "sshPid": link.ssh_pid, "connects": link.connects}
@@ -271,8 +309,10 @@ def hosts_of(core: Any) -> RemoteHosts:
 
 
 def remote_host(host: Optional[str]) -> Optional[str]:
-    """The host a request names, None for this machine."""
-    return None if host in (None, "", "local", MAIN) else host
+    """The host a request names, None for this machine (on a node: its own name too)."""
+    from cao_sidecar.hosts.node import UPSTREAM
+
+    return None if host in (None, "", "local", MAIN, UPSTREAM.node_name) else host
 
 
 async def resolve_host(core: Any, host: Optional[str]) -> Optional[str]:

@@ -44,6 +44,7 @@ class ProfileCatalog:
     def __init__(self, *, workspace_dirs: list[Path], user_dir: Path | None, load: bool = True) -> None:
         self._providers: Optional[list[str]] = None
         self._workspace: Optional[Path] = workspace_dirs[0].parent.parent if workspace_dirs else None
+        self._supplied: dict[str, Profile] = {}  # a node's: the orchestrator's definitions (hosts.profiles)
         self.layered: LayeredCatalog[Profile] = LayeredCatalog(
             profile_layers(workspace_dirs, user_dir), self._parse, lambda p: p.name, "profile"
         )
@@ -97,6 +98,8 @@ class ProfileCatalog:
         return self.layered.diagnostics()
 
     def get(self, name: str) -> Profile:
+        if name in self._supplied:
+            return self._supplied[name]
         entry = self.layered.get(name)
         if entry is None:
             known = ", ".join(e.name for e in self.layered.entries()) or "none"
@@ -120,3 +123,10 @@ class ProfileCatalog:
 
     def user_dir(self) -> Optional[Path]:
         return next((l.directory for l in self.layered.layers if l.scope == "user"), None)
+
+    # ---- on a host's node (issue 19) ----------------------------------------------------------
+
+    def supply(self, profile: Profile) -> None:
+        """The orchestrator's definition of a profile, checked by hosts.profiles: it wins over a
+        file of the same name here, for every later start by that name."""
+        self._supplied[profile.name] = profile
