@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import attrs
 
 from cao_sidecar import trust
+from cao_sidecar.startup_trace import mark
 
 if TYPE_CHECKING:
     from cao_sidecar.runtime import Runtime
@@ -116,9 +117,11 @@ class Hub:
             stop.cancel()
             self.runtime_ready.cancel()
             return
+        mark("first client joined")
         # The runtime starts once the editor door can attach to it at once (its libraries are
         # loaded): what adopted agents do in the first moments reaches the first editor too.
         await preload.editor_modules()
+        mark("editor libraries loaded")
         try:
             async with Runtime.start(
                 tmux_socket=self.tmux_socket,
@@ -130,6 +133,7 @@ class Hub:
                 runtime.fanout.add("status", lambda *_: self._check_idle())
                 runtime.fanout.add("workflow", lambda *_: self._check_idle())
                 self.runtime_ready.set_result(runtime)
+                mark("runtime ready")
                 self._check_idle()
                 await stop
                 if self.terminate_agents:
