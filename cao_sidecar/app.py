@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cao_sidecar import paths, preload
+from cao_sidecar.startup_trace import mark
 
 log = logging.getLogger("cao_sidecar")
 
@@ -55,6 +56,7 @@ async def start_core(*, tmux_socket: str, session: str, workspace: Path, take_lo
     )
     try:
         await core.start()
+        mark("tmux started")
     except TmuxMissing as exc:  # one line that says what to do, on every door
         raise CaoError(str(exc)) from None
     return core
@@ -91,12 +93,14 @@ async def start_agent_face(core: Any, tmux_socket: str, created: Callable[[Any],
         core.agents_may_start.set()
         return agent_face
     core.agents_may_start.set()
+    mark("agent face bound")
     try:
         await preload.agent_face_modules()
         # Our own tools module in a thread too (pydantic models): the core's modules, which it
         # imports, are loaded by now, so the loop never waits on its import lock.
         await asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "cao_sidecar.agent_face.tools")
         await agent_face.start()
+        mark("agent face serving")
     except Exception:  # noqa: BLE001 - agents can still run, they just cannot delegate
         log.exception("the MCP server failed to start; agents cannot call tools")
     return agent_face

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Optional
 
 from cao_sidecar import __version__
 
@@ -92,6 +93,9 @@ def _tmux_installed() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from cao_sidecar.startup_trace import mark
+
+    mark("main")
     # These two hand their own arguments over untouched (argparse would take their --options) and
     # must start fast: agents run them, and a CLI waits on the bridge before its first tool call.
     if argv[:1] == ["mock-agent"]:
@@ -120,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         from cao_sidecar.providers.explain import main as explain_main
 
         return explain_main(argv[1:])
+    front_end = _front_end_options(argv)
+    if front_end is not None:  # `--stdio` / `--acp`: a forwarder, started by editors on every open
+        return _forward(front_end)
 
     args = build_parser().parse_args(argv)
 
@@ -174,6 +181,56 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     return main_forward("lsp", tmux_socket=args.tmux_socket, project=None, session=args.session, log_level=args.log_level)
+
+
+_FRONT_END_FLAGS = ("--stdio", "--acp")
+_FRONT_END_OPTIONS = ("--tmux-socket", "--session", "--log-level")
+
+
+def _front_end_options(argv: list[str]) -> Optional[dict[str, str]]:
+    """The options of a plain front-end command line (`--stdio`/`--acp` and the common options,
+    no verb), read without argparse's full parser: building it imports the wire types and every
+    verb's module, which a forwarder (it only relays bytes) must not wait for. None: anything
+    else, for the full parser (and its errors and --help)."""
+    options = {"door": "lsp", "session": "cao", "log-level": "warning"}
+    flags: set[str] = set()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, has_value, value = arg.partition("=")
+        if arg in _FRONT_END_FLAGS:
+            flags.add(arg)
+        elif name in _FRONT_END_OPTIONS:
+            if not has_value:
+                if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                    return None
+                i += 1
+                value = argv[i]
+            options[name[2:]] = value
+        else:
+            return None
+        i += 1
+    if "--acp" in flags:
+        options["door"] = "acp"
+    elif "--stdio" not in flags and sys.stdin.isatty():
+        return None  # a person typed `cao-sidecar`: the usage hint
+    return options
+
+
+def _forward(options: dict[str, str]) -> int:
+    import logging
+
+    from cao_sidecar.daemon.forward import main_forward
+
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, options["log-level"].upper(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return main_forward(
+        options["door"], tmux_socket=options.get("tmux-socket"), project=None, session=options["session"],
+        log_level=options["log-level"],
+    )  # fmt: skip
 
 
 def _serve(argv: list[str]) -> int:

@@ -249,9 +249,10 @@ async def stats(door: Door, p: wire.StatsParams) -> wire.StatsResult:
     """Resource counts, for leak checks (bench/soak.py) and for users debugging a sidecar."""
     core = await door.core()
     rss, open_files = await asyncio.to_thread(_process_figures)
+    mine = core.list_agents()  # the user's: warm workers of the pool are not counted
     return wire.StatsResult(
-        agents=len(core.agents),
-        live_agents=sum(1 for a in core.agents.values() if a.alive),
+        agents=len(mine),
+        live_agents=sum(1 for a in mine if a.alive),
         tasks=len(asyncio.all_tasks()),
         credentials=door.credential_count(),
         queued_messages=core.queued_messages,

@@ -25,9 +25,9 @@ def user_profiles_dir() -> Path:
 def tmux_socket_name(cli_value: str | None = None, project: str | os.PathLike[str] | None = None) -> str:
     """--tmux-socket, else $CAO_TMUX_SOCKET (settings), else one derived from the project (default:
     the current directory): each project gets its own tmux server, so its own team."""
-    from cao_sidecar.settings import settings
-
-    return cli_value or settings().tmux_socket or project_tmux_socket(project)
+    # The setting `Settings.tmux_socket` read directly: forwarders call this and must not import
+    # attrs for one variable (tests/test_forwarder_imports.py).
+    return cli_value or os.environ.get("CAO_TMUX_SOCKET") or project_tmux_socket(project)
 
 
 def project_tmux_socket(project: str | os.PathLike[str] | None = None) -> str:

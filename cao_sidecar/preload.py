@@ -26,7 +26,11 @@ SWITCH_INTERVAL = 0.0005
 EDITOR_MODULES = ("lsprotocol.types", "pygls.lsp.server", "pygls.protocol")
 AGENT_FACE_MODULES = ("mcp", "mcp.server.mcpserver", "mcp.server.transport_security", "mcp_types", "pydantic", "uvicorn")
 # Loaded on the loop's thread first (quick): the import thread must find them there.
-OWN_MODULES = ("cao_sidecar.runtime", "cao_sidecar.app", "cao_sidecar.core.orchestrator", "cao_sidecar.profiles.live")
+# With these, starting the runtime imports nothing more: it can run beside the import thread.
+OWN_MODULES = (
+    "cao_sidecar.runtime", "cao_sidecar.app", "cao_sidecar.core.orchestrator", "cao_sidecar.profiles.live",
+    "cao_sidecar.hosts.team", "cao_sidecar.workflows.engine", "cao_sidecar.agent_face.http",
+)  # fmt: skip
 
 
 class _Preload:

@@ -17,6 +17,7 @@ from typing import Optional
 
 import pytest
 
+import cao_sidecar
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.providers import get_provider
 from cao_sidecar.providers import own_python
@@ -109,14 +110,20 @@ def test_launch(tmp_path: Path, provider: MockProvider) -> None:
         env={"CAO_PROFILE": "developer"},
     )  # fmt: skip
     spec = provider.launch(ctx)
-    # -P: never the working directory's own cao_sidecar package (own_python.py)
-    assert spec.argv[:4] == ([sys.executable, "-P", "-m", "cao_sidecar.mock_agent"] if sys.version_info >= (3, 11)
-                             else spec.argv[:4])
+    # -P: never the working directory's own cao_sidecar package (own_python.py); -S: no
+    # site-packages set-up (the mock needs the standard library only), our package via PYTHONPATH.
+    assert spec.argv[:5] == ([sys.executable, "-S", "-P", "-m", "cao_sidecar.mock_agent"] if sys.version_info >= (3, 11)
+                             else spec.argv[:5])
+    base = own_python.module_argv("cao_sidecar.mock_agent")
     assert spec.argv == [
-        *own_python.module_argv("cao_sidecar.mock_agent"),
+        base[0], "-S", *base[1:],
         "--transcript", str(tmp_path / "a1" / "transcript.jsonl"), "--profile=developer",
     ]  # fmt: skip
-    assert spec.env == {}
+    ours = str(Path(cao_sidecar.__file__).resolve().parent.parent)
+    assert spec.env == {"PYTHONPATH": ours}
+    ctx.env["PYTHONPATH"] = f"/abs/x{os.pathsep}relative{os.pathsep}{ours}"
+    assert provider.launch(ctx).env == {"PYTHONPATH": f"{ours}{os.pathsep}/abs/x"}
+    del ctx.env["PYTHONPATH"]
     ctx.env["CAO_MOCK_DELAY_MS"] = "5"
     assert provider.launch(ctx).argv[-1:] == ["--delay-ms=5"]
     # What the orchestrator does to the agent's PYTHONPATH: '' and relative entries mean the cwd.

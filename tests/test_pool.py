@@ -84,8 +84,10 @@ async def test_warm_workers_are_hidden_fresh_replaced_and_capped(env, tmp_base):
         await asyncio.sleep(1.0)
         assert len(await warm(cao, 3)) == 3, "the global cap was exceeded"
         by_id = {a["terminalId"]: a for a in pooled}
-        # Not the user's: not listed, never announced, not addressable.
+        # Not the user's: not listed, not counted, never announced, not addressable.
         assert await cao.list_agents() == []
+        stats = await cao.request("cao/stats", {})
+        assert (stats["agents"], stats["liveAgents"]) == (0, 0), stats
         assert not [p for m, p in notes if m == "cao/agentStatus" and p["terminalId"] in by_id]
         some = next(iter(by_id))
         with pytest.raises(CaoError):
@@ -122,6 +124,8 @@ async def test_warm_workers_are_hidden_fresh_replaced_and_capped(env, tmp_base):
         assert "task-two" in full and "secret-one" not in full
         mine = await cao.list_agents()
         assert [a["terminalId"] for a in mine] == [tid] and mine[0]["pooled"] is False
+        stats = await cao.request("cao/stats", {})
+        assert (stats["agents"], stats["liveAgents"]) == (1, 1), stats
         await cao.terminate(tid)
         await warm(cao, 3)
 

@@ -41,6 +41,7 @@ from cao_sidecar.core.leads import LeadMailboxes
 from cao_sidecar.core.spec import WorkerSpec
 from cao_sidecar.core.worktree_manager import WorktreeManager
 from cao_sidecar.settings import settings
+from cao_sidecar.startup_trace import mark
 from cao_sidecar.core.stores import Stores
 from cao_sidecar.core.typed_text import text_for_agent
 from cao_sidecar.profiles.catalog import ProfileCatalog
@@ -240,6 +241,7 @@ class AgentSupervisor:
     async def launch(self, agent: Agent, *, ready_timeout: float = READY_TIMEOUT) -> None:
         """Start the agent's CLI in a new tmux window and wait until it takes input."""
         try:
+            mark("launch asked")
             await self.agents_may_start.wait()
             await self.worktrees.prepare(agent)  # its own git worktree, if it gets one
             # Files for the agent (its dir, credential, settings): a full disk is stateDirFull.
@@ -259,6 +261,7 @@ class AgentSupervisor:
                 raise TerminalError(f"tmux could not start the agent: {exc}", terminalId=agent.terminal_id) from exc
             self._forget_earlier_pane(agent, pane.pane_id)
             agent.pane_id, agent.pane_pid = pane.pane_id, pane.pid
+            mark("agent window opened")
             self.stores.agents.set_pane(agent.terminal_id, pane.pane_id, pane.pid)
             self._monitor.watch(agent)
             if pane.dead:
@@ -268,6 +271,7 @@ class AgentSupervisor:
             if spec.connects_to_sidecar:
                 # Ready means ready to delegate: the CLI's first turn must have our tools.
                 await wait_mcp_connection(agent, ready_timeout, started)
+            mark("agent ready")
             self.stores.logs.event("ready", agent.terminal_id, mcpConnected=agent.mcp_connected.is_set())
         except BaseException:
             self.spawn_cleanup(self.discard(agent))

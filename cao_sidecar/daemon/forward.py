@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 from cao_sidecar import paths
 from cao_sidecar.daemon import locate
+from cao_sidecar.startup_trace import mark
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ async def connect(
         if (pair := await _try_connect(where)) is not None:
             return pair
         process = _spawn(where, project, session, log_level)
+        mark("orchestrator launched")
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if (pair := await _try_connect(where)) is not None:
@@ -302,6 +304,7 @@ async def forward_lsp(*, tmux_socket: Optional[str], session: str, log_level: st
     stdin = await open_stdin_reader(sys.stdin.buffer)
     messages = MessageReader(stdin, _SyncWriter(out))  # type: ignore[arg-type]
     initialize = await answer_initialize(messages)
+    mark("initialize answered")
     if initialize is None:
         await out.close()
         return 0
@@ -315,6 +318,7 @@ async def forward_lsp(*, tmux_socket: Optional[str], session: str, log_level: st
         code = await _serve_refusal(messages, f"cao-sidecar: {exc}")
         await out.close()
         return code
+    mark("joined the orchestrator")
     sock_writer.write(locate.preamble("lsp") + _frame(initialize))
     await _drop_first_answer(sock_reader, initialize["id"], out)
     return await _relay(stdin, out, sock_reader, sock_writer)

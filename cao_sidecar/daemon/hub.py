@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import attrs
 
 from cao_sidecar import trust
+from cao_sidecar.startup_trace import mark
 
 if TYPE_CHECKING:
     from cao_sidecar.runtime import Runtime
@@ -106,6 +107,11 @@ class Hub:
         from cao_sidecar.app import log_core_failure
         from cao_sidecar.runtime import Runtime
 
+        from cao_sidecar.terminal.tmux import server_listening
+
+        # No tmux server yet: no agent to adopt, so the runtime (tmux, the agent face) need not
+        # wait for the editor door's libraries before it starts (see below).
+        cold = not server_listening(self.tmux_socket)
         preload.start()  # pygls and the MCP SDK import while the first client connects and initializes
         self._check_idle()  # a starter that never connects: the process still ends
         first = asyncio.ensure_future(self._first_join.wait())
@@ -116,9 +122,12 @@ class Hub:
             stop.cancel()
             self.runtime_ready.cancel()
             return
-        # The runtime starts once the editor door can attach to it at once (its libraries are
-        # loaded): what adopted agents do in the first moments reaches the first editor too.
-        await preload.editor_modules()
+        mark("first client joined")
+        if not cold:
+            # The runtime starts once the editor door can attach to it at once (its libraries are
+            # loaded): what adopted agents do in the first moments reaches the first editor too.
+            # A cold start has none: it starts beside the import, and its first spawn is sooner.
+            await preload.editor_modules()
         try:
             async with Runtime.start(
                 tmux_socket=self.tmux_socket,
@@ -130,6 +139,7 @@ class Hub:
                 runtime.fanout.add("status", lambda *_: self._check_idle())
                 runtime.fanout.add("workflow", lambda *_: self._check_idle())
                 self.runtime_ready.set_result(runtime)
+                mark("runtime ready")
                 self._check_idle()
                 await stop
                 if self.terminate_agents:

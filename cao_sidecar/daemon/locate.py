@@ -16,18 +16,20 @@ import stat
 from pathlib import Path
 from typing import Any, Optional
 
-import attrs
-
 from cao_sidecar import paths
 
 PREAMBLE_PREFIX = b"cao-door: "
 DOORS = ("lsp", "acp", "mcp")
 
 
-@attrs.frozen
 class Place:
-    state: Path
-    tmux_socket: str
+    """A plain class, not attrs: the forwarders import this and must start fast (stdlib only)."""
+
+    __slots__ = ("state", "tmux_socket")
+
+    def __init__(self, state: Path, tmux_socket: str) -> None:
+        self.state = state
+        self.tmux_socket = tmux_socket
 
     @property
     def socket(self) -> Path:

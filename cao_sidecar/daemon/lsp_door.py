@@ -17,6 +17,7 @@ from cao_sidecar.core.errors import CaoError
 from cao_sidecar.daemon.streams import SocketWriter
 from cao_sidecar.editor import handshake
 from cao_sidecar.editor.transport import SERVER_NOT_INITIALIZED, MessageReader
+from cao_sidecar.startup_trace import mark
 
 if TYPE_CHECKING:
     from cao_sidecar.daemon.hub import Hub
@@ -52,6 +53,7 @@ async def serve_lsp(hub: "Hub", reader: asyncio.StreamReader, writer: asyncio.St
 
     try:  # never beside the import thread on the same package (a deadlock): see cao_sidecar.preload
         await preload.editor_modules()
+        mark("editor libraries loaded")
     except BaseException:
         hub.leave(connection)
         raise

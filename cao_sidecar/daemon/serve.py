@@ -24,6 +24,7 @@ from cao_sidecar.daemon import locate
 from cao_sidecar.daemon.hub import Hub
 from cao_sidecar.daemon.streams import SocketWriter, rebuffer
 from cao_sidecar.editor.transport import MAX_HEADER_LINE
+from cao_sidecar.startup_trace import mark
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,7 @@ async def serve(*, project: Path, tmux_socket: str, session: str) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, hub.stopping.set)
     log.info("orchestrator of %s listening on %s (pid %d)", project, where.socket, os.getpid())
+    mark("listening")
     try:
         await DoorServer(hub, listener).run()
     finally:
@@ -243,6 +245,9 @@ async def serve(*, project: Path, tmux_socket: str, session: str) -> int:
 
 
 def main_serve(project: str | None, tmux_socket: str, session: str) -> int:
+    mark("serve main")
+    # Import profiling (bench) is for this process: tmux and the agents it starts must not print it.
+    os.environ.pop("PYTHONPROFILEIMPORTTIME", None)
     root = Path(project or os.getcwd()).resolve()
     try:
         return asyncio.run(serve(project=root, tmux_socket=tmux_socket, session=session))

@@ -13,27 +13,40 @@ from cao_sidecar import PROTOCOL_VERSION, __version__
 
 
 def initialize_result() -> dict[str, Any]:
-    from cao_sidecar import wire
-    from cao_sidecar.providers import provider_names
+    from cao_sidecar.editor import advertised  # plain data, kept equal to wire's by a test
 
     return {
         "capabilities": {
             "positionEncoding": "utf-16",
             # Folders added or removed later change where workspace profiles and flows are found.
             "workspace": {"workspaceFolders": {"supported": True, "changeNotifications": True}},
-            # The main cao/ methods as commands (see wire.COMMANDS).
-            "executeCommandProvider": {"commands": sorted(wire.COMMANDS)},
+            # The main cao/ methods as commands (wire.COMMANDS).
+            "executeCommandProvider": {"commands": list(advertised.COMMANDS)},
             "experimental": {
                 "cao": {
                     "protocolVersion": PROTOCOL_VERSION,
-                    "methods": sorted(wire.METHODS),
-                    "notifications": sorted(wire.NOTIFICATIONS),
-                    "providers": provider_names(),
+                    "methods": list(advertised.METHODS),
+                    "notifications": list(advertised.NOTIFICATIONS),
+                    "providers": _provider_names(),
                 }
             }
         },
         "serverInfo": {"name": "cao-sidecar", "version": __version__},
     }
+
+
+def _provider_names() -> list[str]:
+    """The built-in providers, plus the user's own when the config dir has a providers folder
+    (reading those needs the providers package; the common case does without)."""
+    from cao_sidecar import paths
+
+    if (paths.config_dir() / "providers").is_dir():
+        from cao_sidecar.providers import provider_names
+
+        return provider_names()
+    from cao_sidecar.editor import advertised
+
+    return list(advertised.PROVIDERS)
 
 
 def workspace_root(params: Any) -> Optional[str]:

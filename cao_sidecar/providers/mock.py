@@ -73,8 +73,10 @@ class MockProvider(Provider):
     interrupt_key = "Escape"
 
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
-        argv = own_python.module_argv(
+        # Standard library only: started without site-packages' set-up, it is ready sooner.
+        argv, env = own_python.stdlib_module_launch(
             "cao_sidecar.mock_agent",
+            ctx.env,
             "--transcript",
             str(ctx.agent_dir / TRANSCRIPT),
             "--profile=" + ctx.env.get("CAO_PROFILE", ""),
@@ -82,7 +84,7 @@ class MockProvider(Provider):
         delay = ctx.env.get("CAO_MOCK_DELAY_MS")
         if delay:
             argv += ["--delay-ms=" + delay]
-        return LaunchSpec(argv=argv, env={})
+        return LaunchSpec(argv=argv, env=env)
 
     def classify(self, screen: str) -> AgentStatus:
         lines = _lines(screen)

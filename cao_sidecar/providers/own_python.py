@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Mapping, Optional
 
 # Python 3.10: `-c` puts '' (the current directory) first; drop it, then run the module as -m would.
@@ -22,6 +23,16 @@ def module_argv(module: str, *args: str) -> list[str]:
     if sys.version_info >= (3, 11):
         return [sys.executable, "-P", "-m", module, *args]
     return [sys.executable, "-c", _BOOTSTRAP, module, *args]
+
+
+def stdlib_module_launch(module: str, env: Mapping[str, str], *args: str) -> tuple[list[str], dict[str, str]]:
+    """`python -S` running one of our modules that needs only the standard library (the mock
+    agent): no site-packages set-up (its .pth files) at every start, our package found through
+    PYTHONPATH instead. Returns the argv and the PYTHONPATH for the launch environment."""
+    ours = str(Path(__file__).resolve().parents[2])  # the folder holding the cao_sidecar package
+    rest = [p for p in safe_pythonpath(env).get("PYTHONPATH", "").split(os.pathsep) if p and p != ours]
+    argv = module_argv(module, *args)
+    return [argv[0], "-S", *argv[1:]], {"PYTHONPATH": os.pathsep.join([ours, *rest])}
 
 
 def safe_pythonpath(env: Mapping[str, str]) -> dict[str, str]:

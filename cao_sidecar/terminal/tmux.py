@@ -46,6 +46,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 from collections.abc import Callable, Sequence
 
 import attrs
@@ -112,6 +113,22 @@ def _check_name(kind: str, name: str, *, session: bool = False) -> None:
         raise ValueError(f"{kind} must not contain ':' or '.': {name!r}")
 
 
+def default_socket_path(socket_name: str) -> str:
+    """Where `tmux -L socket_name` listens."""
+    tmpdir = os.environ.get("TMUX_TMPDIR") or "/tmp"
+    return os.path.join(tmpdir, f"tmux-{os.getuid()}", socket_name)
+
+
+def server_listening(socket_name: str) -> bool:
+    """Whether a tmux server answers on `socket_name` now (a Unix socket connect: instant)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(default_socket_path(socket_name))
+        except OSError:
+            return False
+    return True
+
+
 class TmuxServer:
     """Our private tmux server (``tmux -L socket_name``)."""
 
@@ -129,8 +146,7 @@ class TmuxServer:
         self.tmux_bin = tmux_bin
         self.default_size = (int(default_size[0]), int(default_size[1]))
         self.history_limit = int(history_limit)
-        tmpdir = os.environ.get("TMUX_TMPDIR") or "/tmp"
-        self._socket_path = os.path.join(tmpdir, f"tmux-{os.getuid()}", socket_name)
+        self._socket_path = default_socket_path(socket_name)
         self._env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
         self._base = [tmux_bin, "-u", "-L", socket_name, "-f", "/dev/null"]
         self._started = False
