@@ -117,7 +117,7 @@ class Report:
         right = {2, 3, 4, 5}
 
         def line(cells: list[str]) -> str:
-            return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+            return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
 
         print(line(headers))
         print("  ".join("-" * w for w in widths))
@@ -615,7 +615,7 @@ def main() -> int:
     failed = False
     try:
         asyncio.run(bench.run())
-    except (Exception, KeyboardInterrupt):
+    except (Exception, KeyboardInterrupt):  # noqa: BLE001 - any failure: print it, write the partial report, exit 1
         failed = True
         import traceback
 

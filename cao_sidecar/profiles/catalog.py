@@ -119,4 +119,4 @@ class ProfileCatalog:
         return self.layered.directories()
 
     def user_dir(self) -> Optional[Path]:
-        return next((l.directory for l in self.layered.layers if l.scope == "user"), None)
+        return next((layer.directory for layer in self.layered.layers if layer.scope == "user"), None)

@@ -19,7 +19,7 @@ regex removed from the start of each answer line (e.g. the marker and its indent
 from __future__ import annotations
 
 import re
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import attrs
 
@@ -77,7 +77,7 @@ class PatternProvider(ScreenProvider):
 
     name = "patterns"
     command: Sequence[str] = ()
-    env: dict[str, str] = {}
+    env: Mapping[str, str] = {}
     rules: Sequence[StatusRule] = ()
     input_pattern: Optional[re.Pattern[str]] = None
     prompt_pattern: Optional[re.Pattern[str]] = None  # the live prompt line (answer ends above it)
