@@ -197,13 +197,13 @@ def build_server(
 def _register_workspace_folders(server: CaoLanguageServer) -> None:
     @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
     async def workspace_folders_changed(ls: CaoLanguageServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
-        from cao_sidecar.profiles.live import _file_path
+        from cao_sidecar.profiles.live import file_path
 
         live = ls.live
         if live is None:
             return
-        removed = {_file_path(f.uri) for f in params.event.removed or []}
-        added = [_file_path(f.uri) for f in params.event.added or []]
+        removed = {file_path(f.uri) for f in params.event.removed or []}
+        added = [file_path(f.uri) for f in params.event.added or []]
         folders = [f for f in live.folders if f not in removed] + [f for f in added if f is not None]
         if folders:
             live.set_workspace_folders(folders)

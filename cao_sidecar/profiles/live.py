@@ -49,7 +49,7 @@ def workspace_folders(initialize_params: Any, fallback: Path) -> list[Path]:
         if isinstance(listed, list):
             for folder in listed:
                 uri = folder.get("uri") if isinstance(folder, dict) else None
-                path = _file_path(uri)
+                path = file_path(uri)
                 if path is not None:
                     folders.append(path)
     if fallback not in folders:
@@ -57,7 +57,8 @@ def workspace_folders(initialize_params: Any, fallback: Path) -> list[Path]:
     return list(dict.fromkeys(folders))
 
 
-def _file_path(uri: Any) -> Optional[Path]:
+def file_path(uri: Any) -> Optional[Path]:
+    """The local path of a `file:` URI (None for anything else)."""
     if not isinstance(uri, str):
         return None
     parsed = urlparse(uri)

@@ -113,6 +113,11 @@ class PatternProvider(ScreenProvider):
         pattern = self.input_pattern
         return s.last_index(lambda line: bool(pattern.search(line)), 0, end)
 
+    def match_rules(self, s: Screen) -> Classification:
+        """Only the rules, on a parsed screen (no empty-screen or exited-shell reading): for a
+        provider that lays these rules over another's (providers.user)."""
+        return self._classify(s)
+
     def _classify(self, s: Screen) -> Classification:
         last_input: Optional[int] = None
         for rule in self.rules:

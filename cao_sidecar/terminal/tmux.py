@@ -440,7 +440,8 @@ class TmuxServer:
             if not key or "=" in key or "\x00" in key or "\x00" in value:
                 raise ValueError(f"bad environment variable {key!r}")
         cwd = os.path.abspath(cwd)  # noqa: ASYNC240 - string work (and getcwd), no disk access
-        if not await asyncio.to_thread(os.path.isdir, cwd):
+        # One stat of a local directory; a thread hop would queue every new window behind the executor.
+        if not os.path.isdir(cwd):  # noqa: ASYNC240
             raise TmuxError(f"no such directory: {cwd}")
         # tmux runs a single-element command through `sh -c STRING`: keep it literal.
         args = list(argv) if len(argv) > 1 else ["/bin/sh", "-c", 'exec "$0"', argv[0]]
