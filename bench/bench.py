@@ -49,7 +49,6 @@ sys.path.insert(0, str(REPO / "clients" / "python"))
 from cao_client.client import CaoClient  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # ---- statistics and the report --------------------------------------------------------------------

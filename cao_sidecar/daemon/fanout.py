@@ -17,9 +17,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CORE_KINDS = ("status", "prompt", "completed")
-LIVE_KINDS = ("profiles", "flows", "diagnostics", "trust", "notice")
-
 
 class Fanout:
     """Listeners by kind, across connections; a report goes to every sink once."""
