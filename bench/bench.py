@@ -49,7 +49,6 @@ sys.path.insert(0, str(REPO / "clients" / "python"))
 from cao_client.client import CaoClient  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # ---- statistics and the report --------------------------------------------------------------------
@@ -117,7 +116,7 @@ class Report:
         right = {2, 3, 4, 5}
 
         def line(cells: list[str]) -> str:
-            return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+            return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
 
         print(line(headers))
         print("  ".join("-" * w for w in widths))
@@ -615,7 +614,7 @@ def main() -> int:
     failed = False
     try:
         asyncio.run(bench.run())
-    except (Exception, KeyboardInterrupt):
+    except (Exception, KeyboardInterrupt):  # noqa: BLE001 - any failure: print it, write the partial report, exit 1
         failed = True
         import traceback
 

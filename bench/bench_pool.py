@@ -178,8 +178,8 @@ async def bench_first_spawn_directly(table: Table) -> None:
     saved = {k: os.environ.get(k) for k in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "HOME")}
     os.environ.update({k: env[k] for k in saved})
     socket_name = f"cao-bench-first-{os.getpid()}"
-    import cao_sidecar.app  # noqa: F401 - what the orchestrator process has imported when its first client joins
-    import cao_sidecar.core.orchestrator  # noqa: F401
+    import cao_sidecar.app  # what the orchestrator process has imported when its first client joins
+    import cao_sidecar.core.orchestrator
     import cao_sidecar.profiles.live  # noqa: F401
     from cao_sidecar import preload
     from cao_sidecar.runtime import Runtime
@@ -204,7 +204,7 @@ async def bench_first_spawn_directly(table: Table) -> None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True)  # noqa: ASYNC221 - at the end
+        subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True)  # at the end
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -280,7 +280,7 @@ async def bench_sidecar(table: Table, clock: ModelClock, model_url: str, runs: i
         await cao.shutdown_team(terminate_agents=True)
         await cao.close()
     finally:
-        subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True, env=env)  # noqa: ASYNC221 - at the end
+        subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True, env=env)  # at the end
         if os.environ.get("BENCH_KEEP"):
             print(f"kept {base}")
         else:
@@ -329,11 +329,11 @@ class CaoServer:
         )
 
     def start(self) -> None:
-        log = open(self.base / "cao-server.log", "wb")
-        self.process = subprocess.Popen(
-            [str(self.venv / "bin" / "cao-server")], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            cwd=self.workspace, start_new_session=True,
-        )  # fmt: skip
+        with open(self.base / "cao-server.log", "wb") as log:  # the server keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [str(self.venv / "bin" / "cao-server")], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.workspace, start_new_session=True,
+            )  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, urllib.error.URLError):
@@ -371,7 +371,7 @@ async def bench_cao(table: Table, clock: ModelClock, model_url: str, runs: int, 
     if not (venv / "bin" / "cao-server").exists():
         table.add("CAO", "not measured", [], note=f"no cao-server in {venv} (pip install cli-agent-orchestrator there)")
         return
-    version = subprocess.run([str(venv / "bin" / "pip"), "show", "cli-agent-orchestrator"], capture_output=True, text=True).stdout  # noqa: ASYNC221
+    version = subprocess.run([str(venv / "bin" / "pip"), "show", "cli-agent-orchestrator"], capture_output=True, text=True).stdout
     version = next((line.split(":", 1)[1].strip() for line in version.splitlines() if line.startswith("Version:")), "?")
     who = f"CAO {version}"
     base = Path(tempfile.mkdtemp(prefix="cao-bench-cao-"))
@@ -414,9 +414,9 @@ async def bench_cao(table: Table, clock: ModelClock, model_url: str, runs: int, 
         table.add(who, "failed", [], note=f"{type(exc).__name__}: {exc}; cao-server log: {server.log_tail()[-600:]!r}")
     finally:
         if os.environ.get("BENCH_KEEP"):
-            screens = subprocess.run(["tmux", "list-panes", "-a", "-F", "#{pane_id}"], env=server.env, capture_output=True, text=True)  # noqa: ASYNC221
+            screens = subprocess.run(["tmux", "list-panes", "-a", "-F", "#{pane_id}"], env=server.env, capture_output=True, text=True)
             for pane in screens.stdout.split():
-                shot = subprocess.run(["tmux", "capture-pane", "-p", "-t", pane], env=server.env, capture_output=True, text=True)  # noqa: ASYNC221
+                shot = subprocess.run(["tmux", "capture-pane", "-p", "-t", pane], env=server.env, capture_output=True, text=True)
                 print(f"CAO pane {pane}:\n{shot.stdout.rstrip()}")
         await asyncio.to_thread(server.stop)
         if os.environ.get("BENCH_KEEP"):
@@ -445,7 +445,7 @@ async def main() -> int:
             await bench_cao(table, clock, model.url, args.runs, args.cao_venv)
     finally:
         model.stop()
-    claude_version = subprocess.run([CLAUDE, "--version"], capture_output=True, text=True).stdout.strip()  # noqa: ASYNC221
+    claude_version = subprocess.run([CLAUDE, "--version"], capture_output=True, text=True).stdout.strip()
     print(f"Claude Code {claude_version}; fake model (20 ms per streamed piece); {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
     table.print()

@@ -70,7 +70,7 @@ async def _until(statuses: list[tuple[float, dict[str, Any]]], mark: int, termin
         for at, params in statuses[mark:]:
             if params["terminalId"] == terminal and params["status"] == status:
                 return at
-        await asyncio.sleep(0.002)  # noqa: ASYNC110 - polling the notification list is the measurement
+        await asyncio.sleep(0.002)  # polling the notification list is the measurement
 
 
 async def _status_event(cao: CaoClient, statuses: list[tuple[float, dict[str, Any]]], terminal: str) -> float:

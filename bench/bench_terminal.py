@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cao_sidecar.terminal import TmuxServer  # noqa: E402
+from cao_sidecar.terminal import TmuxServer
 
 # raw mode, bracketed paste on, swallow input; prints READY
 SINK = r"""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cao_sidecar.core import worktrees as gitops  # noqa: E402
+from cao_sidecar.core import worktrees as gitops
 
 ENV = {**os.environ, **gitops.FALLBACK_IDENTITY}
 

@@ -88,7 +88,7 @@ async def start_agent_face(core: Any, tmux_socket: str, created: Callable[[Any],
         # Sockets, URL and credentials need no SDK: agents launch now, and a CLI that connects
         # early waits in the listen backlog until the server below accepts.
         agent_face.bind()
-    except Exception:  # noqa: BLE001 - agents can still run, they just cannot delegate
+    except Exception:  # agents can still run, they just cannot delegate
         log.exception("the MCP server could not listen; agents cannot call tools")
         core.agents_may_start.set()
         return agent_face
@@ -101,6 +101,6 @@ async def start_agent_face(core: Any, tmux_socket: str, created: Callable[[Any],
         await asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "cao_sidecar.agent_face.tools")
         await agent_face.start()
         mark("agent face serving")
-    except Exception:  # noqa: BLE001 - agents can still run, they just cannot delegate
+    except Exception:  # agents can still run, they just cannot delegate
         log.exception("the MCP server failed to start; agents cannot call tools")
     return agent_face

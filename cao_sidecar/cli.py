@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from cao_sidecar import __version__
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -297,7 +300,7 @@ def _logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_file(path, follow: bool) -> int:
+def _print_file(path: Path, follow: bool) -> int:
     with open(path, encoding="utf-8", errors="replace") as handle:
         sys.stdout.write(handle.read())
         sys.stdout.flush()

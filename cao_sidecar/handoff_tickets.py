@@ -46,6 +46,7 @@ class HandoffTickets(Generic[R]):
         self._deliver = deliver
         self._tickets: dict[str, Ticket[R]] = {}
         self._order = itertools.count()
+        self._deliveries: set[asyncio.Future[None]] = set()  # held so a running delivery is not collected
 
     def start(self, lead_id: str, work: Awaitable[R]) -> Ticket[R]:
         ticket_id = f"h-{next(self._order)}-{secrets.token_hex(3)}"
@@ -97,7 +98,9 @@ class HandoffTickets(Generic[R]):
             return
         ticket.delivered = True
         outcome: R | BaseException = ticket.task.exception() or ticket.task.result()
-        asyncio.ensure_future(self._deliver_logged(ticket, outcome))
+        delivery = asyncio.ensure_future(self._deliver_logged(ticket, outcome))
+        self._deliveries.add(delivery)
+        delivery.add_done_callback(self._deliveries.discard)
         self._forget_old()
 
     async def _deliver_logged(self, ticket: Ticket[R], outcome: "R | BaseException") -> None:

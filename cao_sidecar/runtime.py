@@ -136,7 +136,7 @@ def _start_workflows(runtime: Runtime) -> "asyncio.Task[None]":
     async def start() -> None:
         try:
             await engine.start()
-        except Exception:  # noqa: BLE001 - the team works without resumed runs
+        except Exception:  # the team works without resumed runs
             log.exception("resuming workflow runs failed")
 
     return asyncio.get_running_loop().create_task(start())

@@ -12,7 +12,7 @@ import asyncio
 import os
 import stat
 import sys
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 # JSON-RPC 2.0 error codes every face answers bad input with.
 PARSE_ERROR = -32700
@@ -20,6 +20,12 @@ INVALID_REQUEST = -32600
 INTERNAL_ERROR = -32603
 
 _pumps: set[asyncio.Task[None]] = set()  # readers fed from a thread; referenced until done
+
+
+class FrameWriter(Protocol):
+    """Where a face writes its framed messages: a PipeWriter, or daemon.streams.SocketWriter."""
+
+    def write(self, data: bytes) -> None: ...
 
 
 class PipeWriter:

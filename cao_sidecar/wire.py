@@ -15,7 +15,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from cao_sidecar.core.status import AgentStatus
 
-ProgressToken = Union[int, str]
+ProgressToken = int | str
 
 # Defaults of the contract (the schema states them too); every door and the core use these.
 HANDOFF_TIMEOUT_SECONDS = 600.0  # a handoff gives up (and stops its worker) after this
@@ -707,11 +707,12 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(Optional[ProgressToken], lambda value, _type: value)
     for cls in WIRE_CLASSES:
         renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
-        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **renames))
+        # cattrs types its **overrides as if they could be its own keyword flags: they are field names.
+        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **renames))  # type: ignore[arg-type]
         conv.register_unstructure_hook(
             cls,
             make_dict_unstructure_fn(
-                cls, conv, **{k: override(rename=v.rename, omit_if_default=False) for k, v in renames.items()}
+                cls, conv, **{k: override(rename=v.rename, omit_if_default=False) for k, v in renames.items()}  # type: ignore[arg-type]
             ),
         )
     return conv

@@ -4,7 +4,6 @@ the mock agents: streamed answers, team updates, permission requests, cancel, ma
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import sys
 import tempfile

@@ -18,7 +18,7 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 
-import chaos  # noqa: E402
+import chaos
 
 SEEDS = [int(s) for s in os.environ.get("CHAOS_SEEDS", "11,23,37").split(",")]
 SECONDS = float(os.environ.get("CHAOS_SECONDS", "20"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cao_client import CaoClient, CaoError
+from cao_client import CaoError
 from conftest import isolated_env, kill_tmux
 from test_recovery import kill9, start, transcript, wait_until
 

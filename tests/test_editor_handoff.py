@@ -428,7 +428,7 @@ async def test_20kb_metacharacter_task_arrives_byte_exact(client: LanguageClient
     result = await handoff(client, terminalId=tid, message="echo " + payload, timeoutSeconds=30)
     output = result["output"]
     if output != payload:  # show where it differs, not 20 KB of diff
-        at = next((i for i, (a, b) in enumerate(zip(output, payload)) if a != b), min(len(output), len(payload)))
+        at = next((i for i, (a, b) in enumerate(zip(output, payload, strict=False)) if a != b), min(len(output), len(payload)))
         pytest.fail(
             f"output differs at {at} (lengths {len(output)} vs {len(payload)}): "
             f"got {output[max(0, at - 40):at + 40]!r}, want {payload[max(0, at - 40):at + 40]!r}"

@@ -6,6 +6,7 @@ real mock agents.
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import datetime
 
@@ -201,7 +202,7 @@ async def test_agent_status_notification_shape(client: LanguageClient):
     notes = [n for n in SIDECAR.notifications["cao/agentStatus"] if n["terminalId"] == tid]
     assert notes[0]["previousStatus"] is None
     assert notes[0]["status"] == "starting"
-    for before, after in zip(notes, notes[1:]):
+    for before, after in itertools.pairwise(notes):
         assert after["previousStatus"] == before["status"]
     assert all(n["profile"] == "mock_developer" and n["session"] == agent["session"] for n in notes)
     assert re.fullmatch(r"\S+", tid)

@@ -9,7 +9,6 @@ from the workspace path; the agents are the mock agent. Skips when Emacs or eglo
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess

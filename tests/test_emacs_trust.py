@@ -8,7 +8,6 @@ The client-only tests (tag cao-trust) must pass; those that need the sidecar's s
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 

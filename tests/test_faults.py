@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cao_client import CaoClient, CaoError
-from conftest import ROOT, isolated_env, kill_tmux
+from conftest import isolated_env, kill_tmux
 from test_recovery import transcript, wait_until
 
 

@@ -11,7 +11,7 @@ import pytest
 from cao_client import CaoClient, CaoError
 from conftest import isolated_env, kill_tmux
 from test_faults import _frame, _read_frame
-from test_recovery import transcript, wait_until
+from test_recovery import transcript
 
 
 @pytest.fixture

@@ -151,8 +151,7 @@ async def connect(params: StdioServerParameters, name: str = "test-host") -> Asy
     async def on_log(params: Any) -> None:
         logs.append(params)
 
-    errlog = open(Path(params.env["HOME"]).parent / "mcp-door.stderr", "a")  # type: ignore[index]
-    try:
+    with open(Path(params.env["HOME"]).parent / "mcp-door.stderr", "a") as errlog:  # type: ignore[index]
         async with stdio_client(params, errlog=errlog) as (read, write):
             async with ClientSession(
                 read, write, logging_callback=on_log, client_info=mcp_types.Implementation(name=name, version="1")
@@ -161,8 +160,6 @@ async def connect(params: StdioServerParameters, name: str = "test-host") -> Asy
                 host = Host(session)
                 host.logs = logs
                 yield host
-    finally:
-        errlog.close()
 
 
 @pytest.fixture

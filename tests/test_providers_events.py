@@ -6,7 +6,6 @@ orchestrator's screen fallback).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -141,7 +140,7 @@ def test_hook_relay_posts_with_the_agents_token(tmp_path: Path) -> None:
         def log_message(self, *args: Any) -> None:
             pass
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["content-length"]))
             seen.append((self.path, self.headers["authorization"], body))
             self.send_response(200)
@@ -172,8 +171,10 @@ def test_hook_relay_posts_with_the_agents_token(tmp_path: Path) -> None:
 
 
 def test_hook_relay_imports_nothing_of_the_package() -> None:
-    code = f"import runpy, sys; sys.argv = ['x']; runpy.run_path({str(RELAY)!r}, run_name='not_main'); " \
-           "print([m for m in sys.modules if m.startswith('cao_sidecar')])"
+    code = (
+        f"import runpy, sys; sys.argv = ['x']; runpy.run_path({str(RELAY)!r}, run_name='not_main'); "
+        "print([m for m in sys.modules if m.startswith('cao_sidecar')])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20).stdout
     assert out.strip() == "[]"
 

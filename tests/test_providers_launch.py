@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -328,9 +327,9 @@ def test_json_settings_carry_hostile_values_exactly(tmp_path: Path, name: str) -
     ctx = context(tmp_path, mcp_servers=servers)
     ctx.model = evil
     spec = get_provider(name).launch(ctx)
-    written = [p for p in ctx.agent_dir.parent.parent.rglob("*.json")] + [
-        p for p in (tmp_path / "home").rglob("*.json")
-    ]
+    written = list(ctx.agent_dir.parent.parent.rglob("*.json")) + list(
+        (tmp_path / "home").rglob("*.json")
+    )
     texts = [json.loads(p.read_text()) for p in written]
     found = json.dumps(texts)
     assert '"evil"' not in [k for t in texts for k in _keys(t)]
@@ -348,7 +347,7 @@ def _merge(into: dict, table: dict) -> None:
 
 def _keys(value: Any) -> list[str]:
     if isinstance(value, dict):
-        return [k for k in value] + [k2 for v in value.values() for k2 in _keys(v)]
+        return list(value) + [k2 for v in value.values() for k2 in _keys(v)]
     if isinstance(value, list):
         return [k for v in value for k in _keys(v)]
     return []

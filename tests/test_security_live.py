@@ -301,7 +301,7 @@ async def test_files_and_sockets_are_private_and_the_state_dir_is_made_private(e
         for private in (directory / f"mcp-{env['CAO_TMUX_SOCKET']}.port", directory / "agents" / agent / "credential",
                         directory / f"sidecar-{env['CAO_TMUX_SOCKET']}.lock"):
             assert mode(private) == 0o600, private
-        logs = [p for p in directory.rglob("*.log")] + [p for p in directory.rglob("events.jsonl")]
+        logs = [*directory.rglob("*.log"), *directory.rglob("events.jsonl")]
         assert logs and all(mode(p) == 0o600 for p in logs), [(p, oct(mode(p))) for p in logs]
     finally:
         await client.close()

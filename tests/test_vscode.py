@@ -194,7 +194,7 @@ def start_code_server(tmp_base: Path, code_server_args: list[str], workspace: Pa
                       env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int, Any]:
     """code-server on a free port (auth none), answering; the process, its port, its log file."""
     port = _free_port()
-    log = open(tmp_base / "code-server.log", "wb")
+    log = open(tmp_base / "code-server.log", "wb")  # noqa: SIM115 - returned; the caller closes it
     server = subprocess.Popen(
         [*code_server_args, "--bind-addr", f"127.0.0.1:{port}", "--auth", "none",
          "--disable-getting-started-override", str(workspace)],

@@ -34,6 +34,7 @@ from acp.schema import (
     Implementation,
     McpCapabilities,
     PromptCapabilities,
+    StopReason,
     UnstructuredCommandInput,
 )
 
@@ -170,7 +171,7 @@ class CaoAcpAgent:
 
     async def new_session(self, cwd: str, mcp_servers: Optional[list[Any]] = None, **kwargs: Any) -> NewSessionResponse:
         await self._core()
-        if not os.path.isabs(cwd) or not os.path.isdir(cwd):
+        if not os.path.isabs(cwd) or not await asyncio.to_thread(os.path.isdir, cwd):
             raise RequestError.invalid_params({"cwd": cwd, "details": "cwd must be an existing absolute directory"})
         session = AcpSession(
             session_id=new_session_id(),
@@ -187,7 +188,7 @@ class CaoAcpAgent:
         session = self.store.load(session_id)
         if session is None:
             raise RequestError.invalid_params({"sessionId": session_id, "details": "no such session was kept"})
-        if os.path.isabs(cwd) and os.path.isdir(cwd):
+        if os.path.isabs(cwd) and await asyncio.to_thread(os.path.isdir, cwd):
             session.cwd = cwd
         if mcp_servers:
             session.mcp_servers = [s.model_dump(mode="json", by_alias=True, exclude_none=True) for s in mcp_servers]
@@ -238,7 +239,7 @@ class CaoAcpAgent:
             return None  # handoff interrupted the supervisor's turn
         return answer
 
-    async def _end(self, session: AcpSession, text: str, reply: Optional[str], stop: str) -> PromptResponse:
+    async def _end(self, session: AcpSession, text: str, reply: Optional[str], stop: StopReason) -> PromptResponse:
         if reply:
             for start in range(0, len(reply), ANSWER_CHUNK):
                 self.updates.put(session.session_id, update_agent_message_text(reply[start : start + ANSWER_CHUNK]))

@@ -31,7 +31,8 @@ async def serve_acp_connection(
     transport = LineTransport(reader, writer)
     core_ready: asyncio.Future[Any] = loop.create_future()
     agent = CaoAcpAgent(core_ready, on_shutdown)
-    conn = AgentSideConnection(agent, transport, listening=False)
+    # The SDK's Agent protocol lists every optional ACP method; its router calls only those we define.
+    conn = AgentSideConnection(agent, transport, listening=False)  # type: ignore[arg-type]
 
     async def attach() -> None:
         try:

@@ -16,7 +16,7 @@ import re
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from acp import start_tool_call, text_block, tool_content, update_agent_thought_text, update_tool_call
-from acp.schema import PermissionOption, ToolCallUpdate
+from acp.schema import PermissionOption, PermissionOptionKind, ToolCallUpdate
 
 from cao_sidecar.core import prompts
 from cao_sidecar.core.errors import CaoError
@@ -39,7 +39,7 @@ _REJECTING = re.compile(r"(?i)^(no|skip|reject|deny|don't|do not|cancel|exit|bac
 STALLED_NOTE = "({who} is stalled: no output or events for a while; it goes on by itself when its CLI moves)"
 
 
-def permission_options(choices: list[str]) -> list[tuple[str, str, str]]:
+def permission_options(choices: list[str]) -> list[tuple[str, str, PermissionOptionKind]]:
     """(option id, name, kind) for each choice of an agent's question (its menu, in order)."""
     if not choices:
         return [(oid, name, "allow_once" if oid == "yes" else "reject_once") for oid, name in FREE_TEXT_OPTIONS]
@@ -111,7 +111,8 @@ class TeamReporter:
         if status is AgentStatus.WAITING_USER_ANSWER and agent.terminal_id not in self._asking:
             task = asyncio.get_running_loop().create_task(self._ask(session, agent))
             self._asking[agent.terminal_id] = task
-            task.add_done_callback(lambda _t, tid=agent.terminal_id: self._asking.pop(tid, None))
+            terminal_id = agent.terminal_id
+            task.add_done_callback(lambda _t: self._asking.pop(terminal_id, None))
         if session.creating_supervisor and previous is None:
             session.supervisor_id = agent.terminal_id
         if agent.terminal_id == session.supervisor_id:

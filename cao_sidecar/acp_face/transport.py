@@ -12,7 +12,7 @@ import json
 import logging
 from typing import Any
 
-from cao_sidecar.stdio import INVALID_REQUEST, PARSE_ERROR, PipeWriter
+from cao_sidecar.stdio import INVALID_REQUEST, PARSE_ERROR, FrameWriter
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ MAX_DEPTH = 64
 class LineTransport:
     """One JSON-RPC message per line in, one per line out (`acp._transport.Transport`)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: PipeWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: FrameWriter) -> None:
         self._reader = reader
         self._writer = writer
         self._closed = False

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import resource
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -33,7 +33,7 @@ class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline on every request and a cap on waiting connections."""
 
     # Connections waiting for (the rest of) a request, oldest first (one listener per process).
-    waiting: "OrderedDict[GuardedH11Protocol, None]" = OrderedDict()
+    waiting: ClassVar["OrderedDict[GuardedH11Protocol, None]"] = OrderedDict()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: Optional[asyncio.TimerHandle] = None

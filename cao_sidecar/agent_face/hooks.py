@@ -70,7 +70,7 @@ class HookEndpoint:
         turn_text: Optional[str] = agent.turn.text if agent.turn is not None else None
         try:
             event = agent.provider.hook_event(source, payload, turn_text)
-        except Exception:  # noqa: BLE001 - a bad payload must not take the endpoint down
+        except Exception:  # a bad payload must not take the endpoint down
             log.exception("provider %s could not read a hook payload", agent.provider.name)
             return
         if event is None:

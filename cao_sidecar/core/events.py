@@ -9,7 +9,7 @@ get the event.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Generic, Optional, TypeVar, Union
+from typing import Callable, Generic, Optional, TypeVar
 
 import attrs
 
@@ -52,7 +52,7 @@ class WorkerCompleted:
     outcome: WorkerOutcome
 
 
-CoreEvent = Union[StatusChanged, PromptChanged, WorkerCompleted]
+CoreEvent = StatusChanged | PromptChanged | WorkerCompleted
 E = TypeVar("E", StatusChanged, PromptChanged, WorkerCompleted)
 
 
@@ -79,13 +79,13 @@ class EventSource:
 
     def subscribe(self, kind: type[E], handler: Callable[[E], None]) -> Subscription[E]:
         subscription = Subscription(self, kind, handler)
-        self._subscriptions.append(subscription)  # type: ignore[arg-type]
+        self._subscriptions.append(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription[E]) -> None:
         subscription.active = False
         try:
-            self._subscriptions.remove(subscription)  # type: ignore[arg-type]
+            self._subscriptions.remove(subscription)
         except ValueError:
             pass
 
@@ -100,5 +100,5 @@ class EventSource:
                 continue
             try:
                 subscription.handler(event)  # type: ignore[arg-type]
-            except Exception:  # noqa: BLE001 - one subscriber's bug must not silence the others
+            except Exception:  # one subscriber's bug must not silence the others
                 log.exception("%s subscriber %r failed", type(event).__name__, subscription.handler)

@@ -21,7 +21,6 @@ from cao_sidecar.core.events import (
     WorkerCompleted,
     WorkerOutcome,
 )
-from cao_sidecar.core.inbox import Inbox
 from cao_sidecar.core.leads import LeadMailboxes
 from cao_sidecar.core.pool import WorkerPool
 from cao_sidecar.core.reporting import AssignReports
@@ -153,9 +152,6 @@ class Orchestrator(Team):
 
     async def teardown(self, agent: Agent) -> None:
         await self.supervisor.teardown(agent)
-
-    def new_inbox(self, agent: Agent) -> Inbox:
-        return self.supervisor.adopt(agent)
 
     def queue_stored(self, message: StoredMessage) -> None:
         self.supervisor.queue_stored(message)

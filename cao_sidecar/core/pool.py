@@ -167,7 +167,7 @@ class WorkerPool:
                 await self._fill_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the pool must keep working for later changes
+            except Exception:  # the pool must keep working for later changes
                 log.exception("filling the worker pool failed")
 
     async def _fill_once(self) -> None:

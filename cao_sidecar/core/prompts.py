@@ -29,7 +29,7 @@ def read(agent: Agent) -> ScreenPrompt:
     """What the agent's screen asks, by its provider's reader (or the generic one)."""
     try:
         return agent.provider.read_prompt(agent.screen)
-    except Exception:  # noqa: BLE001 - a reader bug must not stop status reporting
+    except Exception:  # a reader bug must not stop status reporting
         log.exception("reading the prompt of %s failed", agent.terminal_id)
         return ScreenPrompt(text="needs your answer")
 

@@ -76,7 +76,7 @@ class AssignReports:
             return
         try:
             self._sink(report)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("report sink failed")
 
     def record_task(self, worker_id: str, profile: str, message: str, caller_id: str | None, keep: bool, timeout: float) -> str:
@@ -96,7 +96,7 @@ class AssignReports:
             try:
                 self._agent_store.claim_assign(worker_id)
                 return
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if not is_full(exc) or self.closing:
                     raise
                 await asyncio.sleep(RETRY_SECONDS)
@@ -130,7 +130,7 @@ class AssignReports:
                     if caller_id is not None:
                         reply = self._reply(worker_id, profile, output, error, caller_id)
                 break
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if not is_full(exc) or self.closing:
                     raise
                 log.warning("state dir full: the report of worker %s waits for room", worker_id)

@@ -1,7 +1,7 @@
 """The agent supervisor: every agent's life from spawn to teardown.
 
 It owns the agents, their inboxes, the status monitor and tmux: it creates and launches agents
-(core.startup), types input into them, runs the turn machine (screen readings and the CLI's own
+(core.startup), types input into them (core.typist), runs the turn machine (screen readings and the CLI's own
 events go through `Agent.apply*`, and `_commit` applies what they did in one place), notices
 exits and tears agents down. Team policies (handoff, assign, messages, answers) live in
 core.team, over this class's public methods.
@@ -23,7 +23,6 @@ import attrs
 from cao_sidecar import paths
 from cao_sidecar.core import prompts
 from cao_sidecar.core.agent import Agent, Transition, Turn
-from cao_sidecar.core.crash_hooks import crash_point
 from cao_sidecar.core.errors import (
     AgentExited,
     InvalidRequest,
@@ -43,12 +42,12 @@ from cao_sidecar.core.worktree_manager import WorktreeManager
 from cao_sidecar.settings import settings
 from cao_sidecar.startup_trace import mark
 from cao_sidecar.core.stores import Stores
-from cao_sidecar.core.typed_text import text_for_agent
+from cao_sidecar.core.typist import ENTER_RETRY_AFTER, Typist, owns_pane
 from cao_sidecar.profiles.catalog import ProfileCatalog
 from cao_sidecar.providers import get_provider
 from cao_sidecar.storage.agents import AgentRecord
 from cao_sidecar.storage.messages import StoredMessage
-from cao_sidecar.terminal.tmux import PaneGone, TmuxError, TmuxServer
+from cao_sidecar.terminal.tmux import TmuxError, TmuxServer
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,6 @@ CLEANUP_WAIT_SECONDS = EXIT_GRACE_SECONDS + 3.0  # close() waits this long for f
 # the screen after this long (a lost hook must not hang a turn forever).
 EVENT_GRACE_SECONDS = settings().event_grace
 TMUX_START_ATTEMPTS = 10  # about 9 s in all: a loaded machine can hold a killed server longer
-ENTER_RETRY_AFTER = (0.5, 1.5)  # seconds after sending: press Enter again if the turn never started
 
 
 class AgentSupervisor:
@@ -97,6 +95,7 @@ class AgentSupervisor:
         self._monitor = StatusMonitor(tmux, self._on_classified)
         self._stalls = StallWatch(self._on_stalled, lambda agent: settings().stall_seconds)
         self._ready = ReadyWaiter(tmux, self._monitor.refresh)
+        self._typist = Typist(tmux, stores.logs, lambda agent: self._mark_exited(agent, None), self.spawn_background)
         tmux.add_exit_listener(self._on_pane_exit)
         tmux.add_output_data_listener(self._on_output_data)
 
@@ -331,97 +330,11 @@ class AgentSupervisor:
 
     async def send_input(self, agent: Agent, text: str) -> Turn:
         """Type `text` into the agent and press Enter: a new turn (the inbox calls this)."""
-        if not agent.alive or agent.pane_id is None:
-            raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
-        # Callers check what they accept (strict); here what the sidecar relays is made typeable.
-        text = text_for_agent(agent.provider, text, "message", strict=False)
-        if not await self._owns_pane(agent):
-            # Its pane died with a tmux server unnoticed, and the id now names another agent's.
-            agent.pane_id = None
-            await self._mark_exited(agent, None)
-            raise AgentExited("agent has exited (its tmux server was restarted)", terminalId=agent.terminal_id)
-        pane_id = agent.pane_id
-        if not agent.alive or pane_id is None:  # it exited while we asked tmux
-            raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
-        turn = agent.begin_turn(text)
-        agent.last_answer = None  # "last answer" is now this turn's (read when it is asked for)
-        self.stores.logs.event("input", agent.terminal_id, text=text)
-        try:
-            crash_point("before_paste", text)
-            await self.tmux.paste_text(pane_id, text)
-            crash_point("after_paste", text)
-            await self.tmux.send_keys(pane_id, "Enter")
-            crash_point("after_enter", text)
-        except PaneGone as exc:
-            agent.turn = None
-            raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail()) from exc
-        except ValueError as exc:  # the terminal layer refused the text itself
-            agent.turn = None
-            raise InvalidRequest(str(exc), field="message") from exc
-        except TmuxError as exc:
-            agent.turn = None
-            raise TerminalError(f"could not type into the agent: {exc}", terminalId=agent.terminal_id) from exc
-        self.spawn_background(self._retry_enter(agent, turn))
-        return turn
+        return await self._typist.send_input(agent, text)
 
     async def submit_typed_input(self, agent: Agent, text: str) -> Turn:
-        """Press Enter for `text`, which a previous sidecar typed into the agent's input line and
-        died before submitting (recovery): a turn as if it had been sent now, never the text again."""
-        if not agent.alive or agent.pane_id is None:
-            raise AgentExited("agent has exited", terminalId=agent.terminal_id, screenTail=agent.screen_tail())
-        turn = agent.begin_turn(text)
-        agent.last_answer = None
-        self.stores.logs.event("input", agent.terminal_id, text=text, enterOnly=True)
-        try:
-            await self.tmux.send_keys(agent.pane_id, "Enter")
-        except TmuxError as exc:
-            agent.turn = None
-            raise TerminalError(f"could not press Enter in the agent: {exc}", terminalId=agent.terminal_id) from exc
-        self.spawn_background(self._retry_enter(agent, turn))
-        return turn
-
-    async def _owns_pane(self, agent: Agent, *, live: bool = True) -> bool:
-        """Whether the agent's pane id still names its own pane (same process; `live`: running)."""
-        if agent.pane_pid is None:
-            return True  # not known (an agent recorded before pids were): trust the id
-        try:
-            panes = await self.tmux.list_panes()
-        except TmuxError:
-            return True  # cannot tell: typing will say
-        return any(p.pane_id == agent.pane_id and p.pid == agent.pane_pid and not (live and p.dead) for p in panes)
-
-    async def _retry_enter(self, agent: Agent, turn: Turn) -> None:
-        """TUIs sometimes swallow the Enter that follows a paste: press it again, never the text."""
-        waited = 0.0
-        for delay in ENTER_RETRY_AFTER:
-            try:
-                await asyncio.wait_for(asyncio.shield(turn.done), delay - waited)
-                return
-            except asyncio.TimeoutError:
-                waited = delay
-            if turn.seen_busy or agent.turn is not turn or not agent.alive or agent.pane_id is None:
-                return
-            if await self._took_input(agent, turn):
-                # Another Enter would wait in the CLI's input and later submit an empty line, or
-                # answer its next yes/no question with the default.
-                log.info("turn of %s: the CLI took the input and has drawn nothing yet", agent.terminal_id)
-                return
-            log.info("turn of %s did not start; pressing Enter again", agent.terminal_id)
-            try:
-                await self.tmux.send_keys(agent.pane_id, "Enter")
-            except TmuxError:
-                return
-
-    async def _took_input(self, agent: Agent, turn: Turn) -> bool:
-        """The input line still shows the turn's text, but the cursor has left it for a blank row
-        below: a line-oriented CLI took the Enter (it moves to a new line) and is working."""
-        if agent.pane_id is None or agent.turn is not turn or not agent.shows_turn_input(agent.screen):
-            return False
-        try:
-            rows, (_x, y) = await self.tmux.rows_and_cursor(agent.pane_id)
-        except TmuxError:
-            return False
-        return y >= len(rows)
+        """Press Enter for text a previous sidecar typed and did not submit (core.typing_recovery)."""
+        return await self._typist.submit_typed_input(agent, text)
 
     def _on_classified(self, agent: Agent, status: AgentStatus, screen: str) -> None:
         if agent.terminating:
@@ -573,7 +486,7 @@ class AgentSupervisor:
     async def interrupt(self, agent: Agent) -> None:
         """Interrupt the agent's current turn (its CLI's interrupt key); the turn ends as an error."""
         pane_id = agent.pane_id
-        if pane_id is None or not agent.alive or not await self._owns_pane(agent):
+        if pane_id is None or not agent.alive or not await owns_pane(self.tmux, agent):
             return
         try:
             await self.tmux.send_keys(pane_id, agent.provider.interrupt_key)
@@ -588,7 +501,7 @@ class AgentSupervisor:
         agent.terminating = True
         try:
             pane_id = agent.pane_id
-            if agent.alive and pane_id is not None and await self._owns_pane(agent):
+            if agent.alive and pane_id is not None and await owns_pane(self.tmux, agent):
                 if agent.status.accepts_input and agent.turn is None:
                     await self._ask_to_exit(agent, pane_id)
             await self.discard(agent)
@@ -627,7 +540,7 @@ class AgentSupervisor:
         agent.terminating = True
         self._monitor.unwatch(agent)
         pane_id = agent.pane_id  # _mark_exited may clear it while we ask tmux
-        if pane_id is not None and await self._owns_pane(agent, live=False):
+        if pane_id is not None and await owns_pane(self.tmux, agent, live=False):
             try:
                 await self.tmux.kill_window(pane_id)
             except TmuxError:

@@ -345,7 +345,7 @@ class Team:
         except CaoError as exc:
             status = agent.status if agent.status in (AgentStatus.ERROR, AgentStatus.EXITED) else AgentStatus.ERROR
             outcome = WorkerOutcome(agent, status, agent.screen_tail(), exc)
-        except Exception as exc:  # noqa: BLE001 - an acknowledged assign is reported whatever failed
+        except Exception as exc:  # an acknowledged assign is reported whatever failed
             log.exception("assign on %s failed unexpectedly", agent.terminal_id)
             outcome = WorkerOutcome(
                 agent, AgentStatus.ERROR, agent.screen_tail(),

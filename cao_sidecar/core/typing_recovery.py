@@ -102,7 +102,7 @@ def _decide(agent: Agent, message: StoredMessage, screen: str, typed: Optional[s
 
 
 async def _cursor_left_input_line(core: "AgentSupervisor", pane_id: str) -> bool:
-    """The cursor sits on a blank row below the input line (as the supervisor's _took_input reads it)."""
+    """The cursor sits on a blank row below the input line (as core.typist reads it after an Enter)."""
     try:
         rows, (_x, y) = await core.tmux.rows_and_cursor(pane_id)
     except TmuxError:

@@ -85,7 +85,7 @@ class WorktreeManager:
         and move its working directory into it."""
         record = self.store.get(agent.terminal_id)
         if record is not None:  # launched again after a restart: same worktree
-            if not os.path.isdir(record.path):
+            if not await asyncio.to_thread(os.path.isdir, record.path):
                 raise WorktreeError(f"the worktree {record.path} of this worker is gone", reason="noWorktree")
             self._enter(agent, record)
             return
@@ -102,7 +102,7 @@ class WorktreeManager:
             if await gitops.checkout_of(repo, branch) != str(path):  # not made by a sidecar that died since
                 await gitops.add_worktree(repo, path, branch, base_commit)
         copied, notes = await asyncio.to_thread(gitops.copy_untracked, repo, path, list(plan.files))
-        sub = os.path.relpath(os.path.realpath(plan.folder), repo)
+        sub = os.path.relpath(await asyncio.to_thread(os.path.realpath, plan.folder), repo)  # noqa: ASYNC240 - relpath: string work
         record = WorktreeRecord(
             terminal_id=agent.terminal_id, profile=agent.profile.name, session=agent.session, repository=repo,
             path=str(path), subdirectory="" if sub == "." or sub.startswith("..") else sub, branch=branch, base=base,
@@ -128,14 +128,14 @@ class WorktreeManager:
             return
         try:
             async with self._lock(record.repository):
-                if os.path.isdir(record.path) and await gitops.is_dirty(record.path, record.copied):
+                if await asyncio.to_thread(os.path.isdir, record.path) and await gitops.is_dirty(record.path, record.copied):
                     return
                 summary = await gitops.summarize(record.repository, record.branch, record.base, record.base_commit)
                 if summary.commits:
                     return
                 await gitops.remove_worktree(record.repository, record.path, record.branch, force_branch=False)
                 self.store.remove(terminal_id)
-        except Exception:  # noqa: BLE001 - kept, then: listed for the user to discard
+        except Exception:  # kept, then: listed for the user to discard
             log.exception("could not look at the worktree of %s", terminal_id)
 
     # ---- reporting the work -------------------------------------------------------------------
@@ -149,7 +149,7 @@ class WorktreeManager:
         try:
             async with self._lock(record.repository):
                 committed = False
-                if os.path.isdir(record.path):
+                if await asyncio.to_thread(os.path.isdir, record.path):
                     committed = await gitops.commit_leftovers(
                         record.path, f"cao: changes {record.profile} worker {terminal_id} left uncommitted", record.copied
                     )
@@ -157,7 +157,7 @@ class WorktreeManager:
         except WorktreeError as exc:
             log.warning("worktree of %s: %s", terminal_id, exc.message)
             return self.info(record, note=exc.message)
-        except Exception:  # noqa: BLE001 - a report must go out whatever git did
+        except Exception:  # a report must go out whatever git did
             log.exception("worktree of %s could not be summarised", terminal_id)
             return self.info(record)
         self.store.set_summary(terminal_id, attrs.asdict(summary), committed)
@@ -222,7 +222,7 @@ class WorktreeManager:
         return result
 
     async def _live_info(self, record: WorktreeRecord) -> dict[str, Any]:
-        if not os.path.isdir(record.path):
+        if not await asyncio.to_thread(os.path.isdir, record.path):
             return self.info(record, note=f"the worktree folder {record.path} is gone; its branch is kept")
         try:
             summary = await gitops.summarize(record.repository, record.branch, record.base, record.base_commit)
@@ -251,7 +251,7 @@ class WorktreeManager:
             )  # fmt: skip
         async with self._lock(record.repository):
             committed = False
-            if os.path.isdir(record.path):
+            if await asyncio.to_thread(os.path.isdir, record.path):
                 committed = await gitops.commit_leftovers(
                     record.path, f"cao: changes {record.profile} worker {terminal_id} left uncommitted", record.copied
                 )

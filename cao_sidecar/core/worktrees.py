@@ -114,7 +114,7 @@ async def repository_root(folder: str) -> str:
     result = await git(folder, "rev-parse", "--show-toplevel", check=False)
     if result.code != 0 or not result.out.strip():
         raise WorktreeError(f"'{folder}' is not in a git repository: a worktree needs one", reason="notGitRepo")
-    return os.path.realpath(result.out.strip())
+    return await asyncio.to_thread(os.path.realpath, result.out.strip())
 
 
 async def resolve_base(repo: str, base_ref: Optional[str]) -> tuple[str, str]:
@@ -349,9 +349,9 @@ async def _check_clean(checkout: str, base: str) -> None:
 
 async def remove_worktree(repo: str, path: str, branch: str, *, force_branch: bool) -> None:
     """Remove the worktree folder and its branch (`force_branch`: even if it is not merged)."""
-    if os.path.isdir(path):
+    if await asyncio.to_thread(os.path.isdir, path):
         await git(repo, "worktree", "remove", "--force", "--force", path, check=False)
-        if os.path.isdir(path):
+        if await asyncio.to_thread(os.path.isdir, path):
             await asyncio.to_thread(shutil.rmtree, path, True)
     await git(repo, "worktree", "prune", check=False)
     await git(repo, "branch", "-D" if force_branch else "-d", "--", branch, check=False)

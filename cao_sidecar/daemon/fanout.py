@@ -17,9 +17,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CORE_KINDS = ("status", "prompt", "completed")
-LIVE_KINDS = ("profiles", "flows", "diagnostics", "trust", "notice")
-
 
 class Fanout:
     """Listeners by kind, across connections; a report goes to every sink once."""
@@ -42,7 +39,7 @@ class Fanout:
             for listener in list(self._listeners.get(kind, ())):
                 try:
                     listener(*args)
-                except Exception:  # noqa: BLE001 - one connection's failure is not the others'
+                except Exception:  # one connection's failure is not the others'
                     log.exception("%s listener failed", kind)
 
         return emit
@@ -58,7 +55,7 @@ class Fanout:
         for sink, _ready in list(self._sinks):
             try:
                 sink(report)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("report sink failed")
 
     def report_ready(self) -> bool:

@@ -275,7 +275,7 @@ async def _drop_first_answer(sock_reader: asyncio.StreamReader, msg_id: Any, out
         def write(self, data: bytes) -> None:
             pass
 
-    message = await MessageReader(sock_reader, _Discard()).next_message()  # type: ignore[arg-type]
+    message = await MessageReader(sock_reader, _Discard()).next_message()
     if message is not None and message.get("id") != msg_id:
         await out.write(_frame(message))  # not the expected answer: pass it on
 
@@ -302,14 +302,14 @@ async def forward_lsp(*, tmux_socket: Optional[str], session: str, log_level: st
 
     out = _Out(*await _stdout_writer(take_stdout_for_protocol()))
     stdin = await open_stdin_reader(sys.stdin.buffer)
-    messages = MessageReader(stdin, _SyncWriter(out))  # type: ignore[arg-type]
+    messages = MessageReader(stdin, _SyncWriter(out))
     initialize = await answer_initialize(messages)
     mark("initialize answered")
     if initialize is None:
         await out.close()
         return 0
     root = handshake.workspace_root(initialize.get("params"))
-    project = Path(root or os.getcwd()).resolve()
+    project = await asyncio.to_thread(Path(root or os.getcwd()).resolve)
     socket = paths.tmux_socket_name(tmux_socket, project)
     try:
         sock_reader, sock_writer = await connect(socket, project, session=session, log_level=log_level)
@@ -329,7 +329,7 @@ async def forward_lines(door: str, *, tmux_socket: Optional[str], project: Optio
     from cao_sidecar.editor.transport import open_stdin_reader, take_stdout_for_protocol
 
     out = _Out(*await _stdout_writer(take_stdout_for_protocol()))
-    root = Path(project or os.getcwd()).resolve()
+    root = await asyncio.to_thread(Path(project or os.getcwd()).resolve)
     socket = paths.tmux_socket_name(tmux_socket, root)
     try:
         sock_reader, sock_writer = await connect(socket, root, session=session, log_level=log_level)

@@ -156,7 +156,7 @@ class Hub:
         for terminal_id in [a.terminal_id for a in runtime.core.list_agents()]:  # warm ones go with the pool
             try:
                 await runtime.core.terminate(terminal_id)
-            except Exception:  # noqa: BLE001 - the others still go
+            except Exception:  # the others still go
                 log.exception("terminating %s at shutdown failed", terminal_id)
 
     def shutdown(self, terminate_agents: bool = False) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.daemon.streams import SocketWriter
@@ -20,6 +20,7 @@ from cao_sidecar.editor.transport import SERVER_NOT_INITIALIZED, MessageReader
 from cao_sidecar.startup_trace import mark
 
 if TYPE_CHECKING:
+    from cao_sidecar.core.orchestrator import Orchestrator
     from cao_sidecar.daemon.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -96,12 +97,13 @@ async def serve_lsp(hub: "Hub", reader: asyncio.StreamReader, writer: asyncio.St
 
         # Other hosts' nodes' notifications (ids qualified), to this editor too.
         unsubscribe.append(hosts_of(core).add_listener(lambda method, p: server.protocol.notify(method, p)))
-        asker = connect_notifications(server, core, ask_user=ask_user_enabled(params))
+        # The connection's scope stands in for the orchestrator (it forwards everything it does not filter).
+        asker = connect_notifications(server, cast("Orchestrator", core), ask_user=ask_user_enabled(params))
         if live is not None:
             connect_live(server, live)
         core_ready.set_result(core)
         await runtime.agent_face_ready.wait()
-        server.agent_face = runtime.agent_face  # type: ignore[attr-defined] # for cao/stats
+        server.agent_face = runtime.agent_face  # for cao/stats
 
     attaching = loop.create_task(attach())
     try:

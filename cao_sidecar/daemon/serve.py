@@ -159,7 +159,7 @@ class DoorServer:
         self.hub.opened()
         task = asyncio.current_task()
         if task is not None:
-            self._tasks.add(task)  # type: ignore[arg-type]
+            self._tasks.add(task)
         pump = None
         try:
             name, rest = await read_door(reader)
@@ -180,7 +180,7 @@ class DoorServer:
             pass  # the orchestrator ends: the connection with it (asyncio would log a cancelled task)
         except (ConnectionError, OSError) as exc:
             log.info("a connection failed: %s", exc)
-        except Exception:  # noqa: BLE001 - one connection's failure never ends the others
+        except Exception:  # one connection's failure never ends the others
             log.exception("a connection failed")
         finally:
             if pump is not None:
@@ -189,7 +189,7 @@ class DoorServer:
             self._writers.discard(writer)
             self.hub.closed()
             if task is not None:
-                self._tasks.discard(task)  # type: ignore[arg-type]
+                self._tasks.discard(task)
 
     async def run(self) -> None:
         server = await asyncio.start_unix_server(self._serve_connection, sock=self._listener, limit=PREAMBLE_LIMIT)

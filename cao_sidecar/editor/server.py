@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generator, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Generator, Optional
 
 import attrs
 from lsprotocol import types
@@ -26,6 +26,8 @@ from cao_sidecar.editor.ask import UserAsker
 from cao_sidecar.storage.reports import Report
 
 if TYPE_CHECKING:
+    import cattrs
+
     from cao_sidecar.agent_face.http import AgentFace
     from cao_sidecar.profiles.live import LiveConfig
 
@@ -49,7 +51,7 @@ class RawNotification:
     params: Any = None
 
 
-def _make_converter():
+def _make_converter() -> cattrs.Converter:
     converter = default_converter()
     converter.register_structure_hook(
         RawRequest, lambda obj, _: RawRequest(obj["id"], obj["method"], obj["jsonrpc"], obj.get("params"))
@@ -61,7 +63,8 @@ def _make_converter():
 
 
 class CaoProtocol(LanguageServerProtocol):
-    def get_message_type(self, method: str) -> Any:
+    # pygls wraps its own in functools.lru_cache; a plain method that defers to it is the same call.
+    def get_message_type(self, method: str) -> Any:  # type: ignore[override]
         if method.startswith("cao/"):
             return None  # decided per message in structure_message
         return super().get_message_type(method)
@@ -87,10 +90,11 @@ class CaoProtocol(LanguageServerProtocol):
         if len(arguments) > 1:
             raise _invalid_params(f"{params.command}: takes one argument, the params of {method}")
         server = self._server
+        assert isinstance(server, CaoLanguageServer)  # this protocol is only built by build_server
         result = yield server.cao_handlers[method], (server, arguments[0] if arguments else {}), None
         return result
 
-    def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:  # type: ignore[override]
+    def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
         if msg_id is not None and msg_id == self.answered_initialize_id:
             self.answered_initialize_id = None
             return
@@ -99,6 +103,8 @@ class CaoProtocol(LanguageServerProtocol):
 
 class CaoLanguageServer(LanguageServer):
     """pygls server plus the orchestrator it fronts (set once the core has started)."""
+
+    protocol: CaoProtocol  # built with protocol_cls=CaoProtocol
 
     def __init__(
         self, core_ready: "asyncio.Future[Orchestrator]", on_shutdown: Optional[Callable[[bool], None]] = None
@@ -191,13 +197,13 @@ def build_server(
 def _register_workspace_folders(server: CaoLanguageServer) -> None:
     @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
     async def workspace_folders_changed(ls: CaoLanguageServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
-        from cao_sidecar.profiles.live import _file_path
+        from cao_sidecar.profiles.live import file_path
 
         live = ls.live
         if live is None:
             return
-        removed = {_file_path(f.uri) for f in params.event.removed or []}
-        added = [_file_path(f.uri) for f in params.event.added or []]
+        removed = {file_path(f.uri) for f in params.event.removed or []}
+        added = [file_path(f.uri) for f in params.event.added or []]
         folders = [f for f in live.folders if f not in removed] + [f for f in added if f is not None]
         if folders:
             live.set_workspace_folders(folders)
@@ -294,7 +300,7 @@ def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_
 class _HandoffProgress:
     """Work-done progress for one handoff, when the client sent a workDoneToken."""
 
-    active: dict[str, list["_HandoffProgress"]] = {}
+    active: ClassVar[dict[str, list["_HandoffProgress"]]] = {}
 
     def __init__(self, ls: CaoLanguageServer, token: wire.ProgressToken | None) -> None:
         self._ls = ls

@@ -14,7 +14,7 @@ import logging
 from typing import Any, BinaryIO
 
 from cao_sidecar import stdio
-from cao_sidecar.stdio import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, PipeWriter, take_stdout_for_protocol
+from cao_sidecar.stdio import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, FrameWriter, PipeWriter, take_stdout_for_protocol
 
 __all__ = ["MessageReader", "PipeWriter", "open_stdin_reader", "take_stdout_for_protocol"]  # app.py's names
 
@@ -37,7 +37,7 @@ class MessageReader:
     is still being imported (see daemon.lsp_door and daemon.forward).
     """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: PipeWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: FrameWriter) -> None:
         self._reader = reader
         self._writer = writer
         self.initialized = False
@@ -168,7 +168,7 @@ class MessageReader:
             if is_request:
                 self.send_error(msg_id, exc.code, f"invalid params for '{method}'")
             return
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("cannot structure message")
             if is_request:
                 self.send_error(msg_id, INVALID_REQUEST, "invalid request")
@@ -179,7 +179,7 @@ class MessageReader:
             protocol.handle_message(structured)
         except SystemExit:
             raise
-        except Exception:  # noqa: BLE001 - one bad message must not stop the server
+        except Exception:  # one bad message must not stop the server
             log.exception("failed to handle message")
             if is_request:
                 self.send_error(msg_id, INTERNAL_ERROR, "internal error")

@@ -25,7 +25,7 @@ import os
 import time
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Optional, Protocol
 
 import attrs
 from croniter import croniter
@@ -61,6 +61,7 @@ class AssignsWork(Protocol):
         working_directory: str | None = None,
         timeout: float = ...,
         keep: bool = ...,
+        worktree: bool | None = None,
     ) -> "Agent": ...
 
     @property
@@ -165,10 +166,10 @@ class FlowScheduler:
             self._task.cancel()
         for task in list(self._runs):
             task.cancel()
-        for task in [self._task, *self._runs]:
-            if task is not None:
+        for pending in [self._task, *self._runs]:
+            if pending is not None:
                 try:
-                    await task
+                    await pending
                 except BaseException:  # noqa: BLE001 - cancelled or failed: either way done
                     pass
         self.store.fail_mine("the sidecar stopped before the run finished (its worker may still be in tmux)")
@@ -184,7 +185,7 @@ class FlowScheduler:
             if known is None or known[0] != schedule:
                 try:
                     self._next[path] = (schedule, next_after(schedule, now))
-                except Exception:  # noqa: BLE001 - validated already; never let one flow stop the rest
+                except Exception:  # validated already; never let one flow stop the rest
                     log.exception("flow %s: cannot compute the next run of %r", path, schedule)
         self._wake.set()
 
@@ -204,7 +205,7 @@ class FlowScheduler:
                         continue
                     if not self.store.effective_enabled(str(path), entry.item.enabled):
                         continue
-                except Exception:  # noqa: BLE001 - one flow's trouble must not stop the others
+                except Exception:  # one flow's trouble must not stop the others
                     log.exception("flow %s: cannot schedule", path)
                     self._next[path] = (schedule, now.replace(microsecond=0) + timedelta(seconds=60))
                     continue
@@ -222,8 +223,8 @@ class FlowScheduler:
     def _entry_for(self, path: Path) -> Optional[Entry[Flow]]:
         return next((e for e in self.flows.entries() if e.path == path), None)
 
-    def _spawn(self, coro: "asyncio.Future[object] | object") -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._runs.add(task)
         task.add_done_callback(self._run_done)
 
@@ -266,7 +267,7 @@ class FlowScheduler:
         except asyncio.CancelledError:
             self._finish(flow.path, run.run_id, "failed", reason="the sidecar stopped during the run")
             raise
-        except Exception as exc:  # noqa: BLE001 - recorded; the scheduler goes on
+        except Exception as exc:  # recorded; the scheduler goes on
             log.exception("flow %s: run #%s failed", flow.name, run.run_id)
             return self._finish(flow.path, run.run_id, "failed", reason=f"internal error: {exc}")
 
@@ -278,7 +279,7 @@ class FlowScheduler:
         task = flow.task
         inputs = dict(flow.inputs)
         if flow.gate is not None:
-            if not os.path.isdir(cwd):
+            if not await asyncio.to_thread(os.path.isdir, cwd):
                 return self._finish(flow.path, run.run_id, "gate_failed", reason=f"working directory {cwd} does not exist")
             decision = await run_gate(flow.gate, cwd=cwd, env=self._gate_env(flow, run, scheduled_at))
             if not decision.run:
@@ -394,7 +395,7 @@ class FlowScheduler:
     def _changed(self) -> None:
         try:
             self._on_change()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("flow change listener failed")
 
     # ---- requests -------------------------------------------------------------------------

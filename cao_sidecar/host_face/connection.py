@@ -105,7 +105,7 @@ class HostConnection:
             with warnings.catch_warnings():  # the logging capability is deprecated in newer protocol versions
                 warnings.simplefilter("ignore", MCPDeprecationWarning)
                 await self._mcp_session.send_log_message(level="info", data=data, logger="cao")
-        except Exception:  # noqa: BLE001 - a notification is a courtesy: the message waits anyway
+        except Exception:  # a notification is a courtesy: the message waits anyway
             log.debug("could not announce %s", data.get("event"), exc_info=True)
 
     def _spawn(self, coro: Any) -> None:

@@ -299,7 +299,7 @@ def _body(text: str, sender: Optional[str]) -> str:
 def _lowlevel(mcp: MCPServer) -> Any:
     # The SDK has no public way to serve MCPServer over given streams or to add a handler; its
     # own in-memory client reaches for the same attribute (mcp>=2.3,<3 in pyproject.toml).
-    return mcp._lowlevel_server  # noqa: SLF001
+    return mcp._lowlevel_server
 
 
 async def serve_connection(mcp: MCPServer, read_stream: Any, write_stream: Any) -> None:

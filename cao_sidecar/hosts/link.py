@@ -240,7 +240,7 @@ class HostLink:
             reply: dict[str, Any] = {"result": await self._serve_up(self.host.name, params)}
         except CaoError as exc:
             reply = {"error": {"code": exc.code, "message": exc.message, "data": exc.data}}
-        except Exception as exc:  # noqa: BLE001 - the node's caller sees it; the link goes on
+        except Exception as exc:  # the node's caller sees it; the link goes on
             log.exception("a call from %s failed", self.host.name)
             reply = {"error": {"code": -32603, "message": str(exc) or type(exc).__name__}}
         if writer is not None and writer is self._writer and not writer.is_closing():

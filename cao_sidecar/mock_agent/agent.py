@@ -136,7 +136,7 @@ class Agent:
             directory = os.path.dirname(transcript_path)
             if directory:
                 os.makedirs(directory, exist_ok=True)
-            self.transcript = open(transcript_path, "a", encoding="utf-8", newline="\n")
+            self.transcript = open(transcript_path, "a", encoding="utf-8", newline="\n")  # noqa: SIM115 - open for the agent's life
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -314,7 +314,7 @@ class Agent:
 
                 result = call_sidecar_tool(task.tool, dict(task.arguments or {}))
                 outcome = ("answer", result if isinstance(result, str) else str(result))
-            except Exception as exc:  # shown as the turn's error
+            except Exception as exc:  # noqa: BLE001 - whatever the tool raised is shown as the turn's error
                 outcome = ("error", str(exc) or type(exc).__name__)
             turn.result = outcome  # an interrupted turn is no longer looked at
             try:
@@ -396,7 +396,7 @@ class Agent:
             return
         import json  # first use only: keeps startup lean
 
-        record = {"type": kind} if text is None else {"type": kind, "text": text}
+        record: dict[str, object] = {"type": kind} if text is None else {"type": kind, "text": text}
         record["at"] = time.time()
         line = json.dumps(record, ensure_ascii=False)
         # Line separators that str.splitlines() would split on, escaped (valid JSON either way).

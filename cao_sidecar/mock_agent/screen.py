@@ -45,7 +45,7 @@ def _build_table() -> dict[int, str]:
     table[0x09] = "    "  # a tab is harmless, but spaces keep the capture predictable
     table[0x7F] = "^?"
     for code in range(0x80, 0xA0):
-        table[code] = "\\x%02x" % code  # C1 controls (CSI 0x9b, OSC 0x9d ...) as text
+        table[code] = f"\\x{code:02x}"  # C1 controls (CSI 0x9b, OSC 0x9d ...) as text
     return table
 
 

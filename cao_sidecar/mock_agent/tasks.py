@@ -55,6 +55,8 @@ class Task:
             return NotImplemented
         return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
 
+    __hash__ = None  # type: ignore[assignment]  # compared by value and mutable: not a dict key
+
 
 def split_word(text: str) -> tuple[str, str | None]:
     """(first word, the rest after exactly one separator), rest None when there is no separator."""

@@ -122,7 +122,7 @@ class ProfileCatalog:
         return self.layered.directories()
 
     def user_dir(self) -> Optional[Path]:
-        return next((l.directory for l in self.layered.layers if l.scope == "user"), None)
+        return next((layer.directory for layer in self.layered.layers if layer.scope == "user"), None)
 
     # ---- on a host's node (issue 19) ----------------------------------------------------------
 

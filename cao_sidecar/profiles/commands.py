@@ -166,12 +166,16 @@ def _profiles_check(args: argparse.Namespace) -> int:
         return 1 if errors else 0
     errors = 0
     base = _workspace(args)
-    for path in args.files:
-        path = path.resolve()
-        _item, diagnostics = check_file(path, path.parent, lambda fm: check_profile(fm, path=path, source="user", base_dir=base))
-        for d in diagnostics:
+    for given in args.files:
+        file = given.resolve()
+
+        def check(fm: Any, file: Path = file) -> Any:
+            return check_profile(fm, path=file, source="user", base_dir=base)
+
+        _item, problems = check_file(file, file.parent, check)
+        for d in problems:
             errors += d.severity == "error"
-            print(d.render(path), file=sys.stderr)
+            print(d.render(file), file=sys.stderr)
     return 1 if errors else 0
 
 

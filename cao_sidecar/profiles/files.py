@@ -195,6 +195,10 @@ def _file_line(mark: Any) -> int:
     return (mark.line + 2) if mark is not None else 2  # the frontmatter starts on line 2
 
 
+def _file_column(mark: Any) -> int:
+    return mark.column if mark is not None else 0
+
+
 def _load_mapping(source: str) -> tuple[dict[str, Any], dict[str, tuple[int, int, int]]]:
     # First pass over the events: refuse aliases, Python tags and deep nesting before anything
     # is built (the safe loader would build an alias bomb as shared references, but whoever
@@ -206,7 +210,7 @@ def _load_mapping(source: str) -> tuple[dict[str, Any], dict[str, tuple[int, int
                 raise FrontmatterError(
                     "YAML anchors and aliases (&name, *name) are not allowed in these files",
                     _file_line(event.start_mark),
-                    event.start_mark.column,
+                    _file_column(event.start_mark),
                 )
             tag = getattr(event, "tag", None)
             if tag and (not tag.startswith("tag:yaml.org,2002:") or "python" in tag):
@@ -214,7 +218,7 @@ def _load_mapping(source: str) -> tuple[dict[str, Any], dict[str, tuple[int, int
                 raise FrontmatterError(
                     f"YAML tag '{shown}' is not allowed (files are loaded with YAML's safe subset)",
                     _file_line(event.start_mark),
-                    event.start_mark.column,
+                    _file_column(event.start_mark),
                 )
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1

@@ -49,7 +49,7 @@ def workspace_folders(initialize_params: Any, fallback: Path) -> list[Path]:
         if isinstance(listed, list):
             for folder in listed:
                 uri = folder.get("uri") if isinstance(folder, dict) else None
-                path = _file_path(uri)
+                path = file_path(uri)
                 if path is not None:
                     folders.append(path)
     if fallback not in folders:
@@ -57,7 +57,8 @@ def workspace_folders(initialize_params: Any, fallback: Path) -> list[Path]:
     return list(dict.fromkeys(folders))
 
 
-def _file_path(uri: Any) -> Optional[Path]:
+def file_path(uri: Any) -> Optional[Path]:
+    """The local path of a `file:` URI (None for anything else)."""
     if not isinstance(uri, str):
         return None
     parsed = urlparse(uri)
@@ -175,14 +176,14 @@ class LiveConfig:
             for listener in self._diagnostic_listeners:
                 try:
                     listener(path, diagnostics)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("diagnostics listener failed")
 
     def _notify(self, listeners: list[Callable[[], None]]) -> None:
         for listener in listeners:
             try:
                 listener()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("change listener failed")
 
     def _flows_touched(self) -> None:
@@ -231,7 +232,7 @@ class LiveConfig:
             kinds, self._pending = self._pending, set()
             try:
                 await self.reload(kinds)
-            except Exception:  # noqa: BLE001 - a reload never takes the sidecar down
+            except Exception:  # a reload never takes the sidecar down
                 log.exception("reloading %s failed", sorted(kinds))
 
     async def reload(self, kinds: Iterable[str] = ("profiles", "flows")) -> None:
@@ -241,10 +242,10 @@ class LiveConfig:
     async def _reload(self, kinds: set[str]) -> None:
         profiles_changed = False
         if "profiles" in kinds:
-            results = await asyncio.to_thread(self.profiles.scan)
-            changes = self.profiles.apply(results)
-            self._publish(changes.diagnostics)
-            profiles_changed = changes.entries_changed
+            profile_results = await asyncio.to_thread(self.profiles.scan)
+            profile_changes = self.profiles.apply(profile_results)
+            self._publish(profile_changes.diagnostics)
+            profiles_changed = profile_changes.entries_changed
         flows_changed = False
         if "flows" in kinds:
             results = await asyncio.to_thread(self.flows.scan)
@@ -288,7 +289,7 @@ class LiveConfig:
         for listener in self._trust_listeners:
             try:
                 listener(infos)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("trust listener failed")
         self._notify(self._profile_listeners)  # `untrusted` and what is in force changed
         self._flows_touched()
@@ -296,7 +297,7 @@ class LiveConfig:
 
     async def set_trust(self, trusted: bool, path: Optional[str] = None, persist: bool = True) -> list[wire.TrustInfo]:
         """cao/setTrust: `persist` writes the user's store; otherwise this process only."""
-        if path is not None and (not os.path.isabs(path) or not os.path.isdir(path)):
+        if path is not None and (not os.path.isabs(path) or not await asyncio.to_thread(os.path.isdir, path)):
             raise InvalidRequest(f"field 'path' must be an existing absolute directory, got {path!r}", field="path")
         targets = [Path(path)] if path is not None else list(self.folders)
         for folder in targets:
@@ -356,7 +357,7 @@ class LiveConfig:
             for listener in self._notice_listeners:
                 try:
                     listener(info)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("trust notice listener failed")
 
     # ---- wire views -----------------------------------------------------------------------
@@ -375,7 +376,7 @@ async def start_live(core: Any, initialize_params: Any, workspace: Path) -> Opti
         live = LiveConfig(core=core, folders=workspace_folders(initialize_params, workspace))
         await live.start()
         return live
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.exception("profiles and flows could not be watched; they stay as loaded at start-up")
         if live is not None:
             try:

@@ -115,10 +115,7 @@ def known_providers(workspace: Path | None = None) -> list[str]:
     try:
         from cao_sidecar.providers import provider_names
 
-        try:
-            return list(provider_names(workspace))  # type: ignore[call-arg]
-        except TypeError:
-            return list(provider_names())
+        return list(provider_names(workspace))
     except Exception:  # noqa: BLE001 - a broken provider module must not break profiles
         return []
 

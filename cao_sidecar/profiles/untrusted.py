@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import attrs
 
@@ -30,7 +30,7 @@ def _inside(path: str, folder: Path) -> bool:
 def hold_back_profile(profile: Profile, folder: Path) -> tuple[Profile, Optional[Diagnostic]]:
     """The profile with what an untrusted folder may not set removed, and a diagnostic naming it."""
     held: list[str] = []
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     if profile.env:
         held.append("env")
         changes["env"] = {}

@@ -148,5 +148,5 @@ class DirWatcher:
             return
         try:
             self._on_change(hits)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("change handler failed")

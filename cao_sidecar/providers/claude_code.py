@@ -259,7 +259,7 @@ class ClaudeCodeProvider(ScreenProvider):
 
     @staticmethod
     def _last_input(s: Screen, end: int) -> int:
-        return s.last_index(lambda line: line.startswith(PROMPT + " ") or line.startswith("> "), 0, end)
+        return s.last_index(lambda line: line.startswith((PROMPT + " ", "> ")), 0, end)
 
     @staticmethod
     def _answer_head(s: Screen, start: int, end: int) -> int:
@@ -349,7 +349,9 @@ def transcript_answer(records: list[str]) -> Optional[str]:
         if not isinstance(record, dict):
             continue
         kind = record.get("type")
-        message = record.get("message") if isinstance(record.get("message"), dict) else {}
+        message = record.get("message")
+        if not isinstance(message, dict):
+            message = {}
         if kind == "user":
             texts = []
         elif kind == "assistant":

@@ -26,12 +26,13 @@ into Cursor agents (they can be handed tasks but cannot call our tools unless yo
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.providers.cli_facts import CliFacts
 from cao_sidecar.providers.base import LaunchContext
 from cao_sidecar.providers.patterns import AnswerRule, PatternProvider, compile_rules
-from cao_sidecar.providers.screen import Dialog
+from cao_sidecar.providers.screen import Dialog, Screen
 
 S = AgentStatus
 RULE = re.compile(r"^\s*[─━]{10,}")
@@ -81,7 +82,7 @@ class CursorProvider(PatternProvider):
             return ["--force"]
         return []
 
-    def _extract(self, s):  # type: ignore[no-untyped-def]
+    def _extract(self, s: Screen) -> Optional[str]:
         """Plain answer text: everything after the last input up to the prompt box, without the
         busy lines."""
         last_input = self._last_input(s)

@@ -264,5 +264,5 @@ class KiroCliProvider(PatternProvider):
                 return None
             return "\n".join(s.lines[head + 1 : end])
         out = [first[first.index("> ") + 2 :]]
-        out += [line for line in s.lines[head + 1 : end]]
+        out += s.lines[head + 1 : end]
         return "\n".join(out)

@@ -55,7 +55,7 @@ def extra_servers(options: Mapping[str, Any] | None) -> list[Any]:
     """The profile's own MCP servers (`mcpServers` in its frontmatter: profiles.profile.McpServer:
     name, transport stdio|http|sse, command/args/env or url/headers)."""
     servers = (options or {}).get("mcp_servers") or []
-    return [srv for srv in servers if getattr(srv, "name", None) and getattr(srv, "name") != SERVER_NAME]
+    return [srv for srv in servers if getattr(srv, "name", None) and srv.name != SERVER_NAME]
 
 
 def claude_entry(server: Any) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def toml_string(text: str) -> str:
         if char in ('"', "\\"):
             out.append("\\" + char)
         elif code < 0x20 or code == 0x7F:
-            out.append("\\u%04X" % code)
+            out.append(f"\\u{code:04X}")
         elif 0xD800 <= code <= 0xDFFF:
             raise ValueError("a lone surrogate cannot be written in TOML")
         else:

@@ -19,7 +19,7 @@ regex removed from the start of each answer line (e.g. the marker and its indent
 from __future__ import annotations
 
 import re
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import attrs
 
@@ -77,7 +77,7 @@ class PatternProvider(ScreenProvider):
 
     name = "patterns"
     command: Sequence[str] = ()
-    env: dict[str, str] = {}
+    env: Mapping[str, str] = {}
     rules: Sequence[StatusRule] = ()
     input_pattern: Optional[re.Pattern[str]] = None
     prompt_pattern: Optional[re.Pattern[str]] = None  # the live prompt line (answer ends above it)
@@ -112,6 +112,11 @@ class PatternProvider(ScreenProvider):
             end -= 1  # the live prompt is not a submitted input
         pattern = self.input_pattern
         return s.last_index(lambda line: bool(pattern.search(line)), 0, end)
+
+    def match_rules(self, s: Screen) -> Classification:
+        """Only the rules, on a parsed screen (no empty-screen or exited-shell reading): for a
+        provider that lays these rules over another's (providers.user)."""
+        return self._classify(s)
 
     def _classify(self, s: Screen) -> Classification:
         last_input: Optional[int] = None

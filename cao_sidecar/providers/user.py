@@ -276,7 +276,7 @@ class ExtendedProvider(Provider):
         if self._patterns is not None and self._rules:
             s = Screen(screen)
             if s.lines and exited_to_shell(s) is None:
-                result = self._patterns._classify(s)
+                result = self._patterns.match_rules(s)
                 if not result.rule.startswith("no rule matched"):
                     return Classification(result.status, f"{self.name} (user rule): {result.rule}")
         base = self._base.classify_rule(screen)

@@ -35,10 +35,13 @@ NOTICE_SENDER = "cao-sidecar"
 log = logging.getLogger(__name__)
 
 
+SQLITE_FULL = 13  # sqlite3.SQLITE_FULL, which Python 3.10 (supported) does not have
+
+
 def is_full(exc: BaseException) -> bool:
     """Whether a storage error means the disk (or quota) is full."""
     if isinstance(exc, sqlite3.OperationalError):
-        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+        return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(exc)
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 

@@ -54,7 +54,6 @@ CREATE INDEX IF NOT EXISTS workflow_steps_by_worker ON workflow_steps (worker_id
 """
 
 RUN_STATES = ("running", "completed", "failed", "interrupted")
-FINAL_RUN_STATES = ("completed", "failed")
 KEEP_RUNS = 500
 
 

@@ -37,7 +37,7 @@ class Fields(tuple[str, ...]):
         values = text.split(SEPARATOR, len(self) - 1)
         if len(values) != len(self):
             return None
-        return dict(zip(self, values))
+        return dict(zip(self, values, strict=True))
 
     def parse_rows(self, lines: Iterable[str | bytes]) -> list[Row]:
         """Every complete row of a reply (others are skipped)."""

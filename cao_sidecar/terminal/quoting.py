@@ -27,7 +27,7 @@ import re
 
 __all__ = ["quote", "quote_format", "format_escape", "unescape_output", "command_line"]
 
-_TABLE: dict[int, str] = {c: "\\%03o" % c for c in range(1, 0x20)}
+_TABLE: dict[int, str] = {c: f"\\{c:03o}" for c in range(1, 0x20)}
 _TABLE[0x7F] = "\\177"
 _TABLE[ord("\\")] = "\\\\"
 _TABLE[ord('"')] = '\\"'
@@ -35,7 +35,7 @@ _TABLE[ord("$")] = "\\$"
 _TABLE[ord("~")] = "\\176"
 # surrogateescape'd bytes (U+DC80..U+DCFF) -> octal escape of the original byte
 for _b in range(0x80, 0x100):
-    _TABLE[0xDC00 + _b] = "\\%03o" % _b
+    _TABLE[0xDC00 + _b] = f"\\{_b:03o}"
 
 _BAD = re.compile("[\x00\ud800-\udc7f\udd00-\udfff]")
 

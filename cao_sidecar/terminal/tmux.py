@@ -466,8 +466,9 @@ class TmuxServer:
         for key, value in env.items():
             if not key or "=" in key or "\x00" in key or "\x00" in value:
                 raise ValueError(f"bad environment variable {key!r}")
-        cwd = os.path.abspath(cwd)
-        if not os.path.isdir(cwd):
+        cwd = os.path.abspath(cwd)  # noqa: ASYNC240 - string work (and getcwd), no disk access
+        # One stat of a local directory; a thread hop would queue every new window behind the executor.
+        if not os.path.isdir(cwd):  # noqa: ASYNC240
             raise TmuxError(f"no such directory: {cwd}")
         # tmux runs a single-element command through `sh -c STRING`: keep it literal.
         args = list(argv) if len(argv) > 1 else ["/bin/sh", "-c", 'exec "$0"', argv[0]]
@@ -696,7 +697,7 @@ class TmuxServer:
         missing = [s for s in sessions if not self._pool.attached(s)]
         if missing:
             results = await asyncio.gather(*(self._pool.ensure(s) for s in missing), return_exceptions=True)
-            for name, result in zip(missing, results):
+            for name, result in zip(missing, results, strict=True):
                 if isinstance(result, BaseException):
                     log.warning("cannot attach to session %r: %s", name, result)
         return panes

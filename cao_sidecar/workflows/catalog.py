@@ -147,7 +147,7 @@ def parse_yaml(doc: Any) -> tuple[Optional[dict[str, Any]], list[str]]:
     inputs: dict[str, Optional[str]] = {}
     raw_inputs = doc.get("inputs") or {}
     if isinstance(raw_inputs, list) and all(isinstance(i, str) for i in raw_inputs):
-        inputs = {i: None for i in raw_inputs}
+        inputs = dict.fromkeys(raw_inputs)
     elif isinstance(raw_inputs, dict) and all(isinstance(k, str) and (v is None or isinstance(v, (str, int, float))) for k, v in raw_inputs.items()):
         inputs = {k: (None if v is None else str(v)) for k, v in raw_inputs.items()}
     else:

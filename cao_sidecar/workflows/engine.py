@@ -151,7 +151,7 @@ class WorkflowEngine:
         for listener in list(self._listeners):
             try:
                 listener(info)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("workflow listener failed")
 
     # ---- runs ---------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ class CaoClient:
         if on_notification is not None:
             client.on_notification(on_notification)
         client._reader_task = asyncio.get_running_loop().create_task(client._read_loop())
-        root = Path(workspace or os.getcwd()).resolve()
+        root = await asyncio.to_thread(Path(workspace or os.getcwd()).resolve)
         result = await client.request(
             "initialize",
             {

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any, Callable
 
 from cao_client.client import CaoClient
 from cao_client.terminal_asker import TerminalAsker, Unanswerable, until_done_or_unanswerable
@@ -23,8 +24,8 @@ PARTS = [
 ]
 
 
-def _printer(start: float):
-    def on_notification(method: str, params: dict) -> None:
+def _printer(start: float) -> Callable[[str, dict[str, Any]], None]:
+    def on_notification(method: str, params: dict[str, Any]) -> None:
         stamp = f"{time.monotonic() - start:6.2f}s"
         if method == "cao/agentStatus":
             before = params.get("previousStatus") or "-"

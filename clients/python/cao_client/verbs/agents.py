@@ -58,7 +58,7 @@ def table(agents: list[dict[str, Any]], *, colour: bool, now: float | None = Non
     widths = [max(len(str(row[i])) for row in [list(COLUMNS), *rows]) for i in range(len(COLUMNS))]
     lines = []
     for n, row in enumerate([list(COLUMNS), *rows]):
-        cells = [str(cell).ljust(width) for cell, width in zip(row, widths)]
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)]
         if colour and n > 0 and row[4] in COLOURS:
             cells[4] = f"\x1b[{COLOURS[row[4]]}m{cells[4]}\x1b[0m"
         lines.append("  ".join(cells).rstrip())

@@ -15,7 +15,6 @@ from typing import Any, Optional
 
 from cao_client.verbs.session import USAGE, Team, VerbFailed
 
-SUBCOMMANDS = ("list", "check", "run", "resume", "runs", "show", "follow", "cancel")
 FINAL = ("completed", "failed", "interrupted")
 
 
