@@ -74,7 +74,7 @@ class ProgressRouter:
             try:
                 for app in (self._json_app, self._streaming_app):
                     await stack.enter_async_context(app.router.lifespan_context(app))
-            except Exception as exc:  # noqa: BLE001 - reported to the server, which stops
+            except Exception as exc:
                 log.exception("the MCP apps did not start")
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 return
