@@ -66,8 +66,10 @@ PROVIDERS = (
     'copilot',
     'cursor',
     'gemini_cli',
+    'grok_cli',
     'kiro_cli',
     'mock',
     'opencode',
     'q_cli',
+    'qwen_code',
 )
