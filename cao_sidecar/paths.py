@@ -27,7 +27,8 @@ def tmux_socket_name(cli_value: str | None = None, project: str | os.PathLike[st
     the current directory): each project gets its own tmux server, so its own team."""
     # The setting `Settings.tmux_socket` read directly: forwarders call this and must not import
     # attrs for one variable (tests/test_forwarder_imports.py).
-    return cli_value or os.environ.get("CAO_TMUX_SOCKET") or project_tmux_socket(project)
+    # Blank means unset, as in settings.
+    return cli_value or os.environ.get("CAO_TMUX_SOCKET", "").strip() or project_tmux_socket(project)
 
 
 def project_tmux_socket(project: str | os.PathLike[str] | None = None) -> str:

@@ -107,11 +107,6 @@ class Hub:
         from cao_sidecar.app import log_core_failure
         from cao_sidecar.runtime import Runtime
 
-        from cao_sidecar.terminal.tmux import server_listening
-
-        # No tmux server yet: no agent to adopt, so the runtime (tmux, the agent face) need not
-        # wait for the editor door's libraries before it starts (see below).
-        cold = not server_listening(self.tmux_socket)
         preload.start()  # pygls and the MCP SDK import while the first client connects and initializes
         self._check_idle()  # a starter that never connects: the process still ends
         first = asyncio.ensure_future(self._first_join.wait())
@@ -123,11 +118,11 @@ class Hub:
             self.runtime_ready.cancel()
             return
         mark("first client joined")
-        if not cold:
-            # The runtime starts once the editor door can attach to it at once (its libraries are
-            # loaded): what adopted agents do in the first moments reaches the first editor too.
-            # A cold start has none: it starts beside the import, and its first spawn is sooner.
-            await preload.editor_modules()
+        # The runtime starts once the editor door can attach to it at once (its libraries are
+        # loaded): what the runtime says in its first moments (adopted agents' states, a trust
+        # notice about the workspace's files) reaches the first editor too. Starting it beside the
+        # import on a cold project made the first spawn sooner but lost that trust notice.
+        await preload.editor_modules()
         try:
             async with Runtime.start(
                 tmux_socket=self.tmux_socket,
