@@ -82,7 +82,12 @@ async def start_agent_face(core: Any, tmux_socket: str, created: Callable[[Any],
 
     # Stable per tmux socket, so agents adopted after a restart still reach us (their
     # environment holds the address they were started with).
-    agent_face = AgentFace(core, core.state_dir / f"mcp-{tmux_socket}.sock", core.state_dir / f"mcp-{tmux_socket}.port")
+    mcp_socket = core.state_dir / f"mcp-{tmux_socket}.sock"
+    try:
+        mcp_socket = paths.unix_socket_path(mcp_socket)
+    except paths.UnsafeDirectory as exc:  # binding below then fails and says so: agents run without tools
+        log.error("%s", exc)
+    agent_face = AgentFace(core, mcp_socket, core.state_dir / f"mcp-{tmux_socket}.port")
     created(agent_face)
     try:
         # Sockets, URL and credentials need no SDK: agents launch now, and a CLI that connects

@@ -58,6 +58,33 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+# A Unix socket's address holds 108 bytes on Linux and 104 on macOS, the final NUL included.
+SOCKET_PATH_MAX = 103
+
+
+def unix_socket_path(wanted: Path) -> Path:
+    """`wanted` when it fits in a Unix socket address, else a short stand-in for it: a private
+    directory of ours under $XDG_RUNTIME_DIR or /tmp, the name a hash of `wanted`, so every process
+    that looks for `wanted` finds the same socket. A deep home or state directory then still works."""
+    if len(os.fsencode(wanted)) <= SOCKET_PATH_MAX:
+        return wanted
+    import hashlib
+
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and os.path.isabs(runtime) and len(os.fsencode(runtime)) <= 40:
+        short = Path(runtime) / APP
+    else:
+        short = Path("/tmp") / f"{APP}-{os.getuid()}"
+    try:
+        if short.is_symlink():  # /tmp is shared: never follow a link someone planted there
+            raise UnsafeDirectory(f"{short} is a symbolic link; refusing to keep sockets there")
+        ensure_private_dir(short)
+    except OSError as exc:
+        raise UnsafeDirectory(f"cannot use {short} for the socket that stands in for {wanted}: {exc}") from exc
+    digest = hashlib.sha256(os.fsencode(wanted)).hexdigest()[:32]
+    return short / f"{digest}.sock"
+
+
 def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC) -> int:
     """A file descriptor for a private file (0600), never through a symlink planted in its place."""
     fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)

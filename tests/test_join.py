@@ -311,3 +311,32 @@ async def test_the_socket_speaks_lsp_without_a_preamble_and_refuses_an_unknown_d
         assert await holder.list_agents() == []
     finally:
         await holder.close()
+
+
+async def test_a_state_directory_too_deep_for_a_socket_address_still_works(tmp_base):
+    """A Unix socket address holds about 104 bytes: a deep XDG_STATE_HOME (a long home, a build
+    tree) gets short stand-ins in a private directory of ours, found by every process alike."""
+    deep = tmp_base / ("d" * 60) / ("e" * 40)
+    env = isolated_env(deep)
+    env.pop("XDG_RUNTIME_DIR", None)
+    assert len(env["XDG_STATE_HOME"]) > 110
+    editors = Editors(deep, env)
+    try:
+        a, a_seen = await editors.start()
+        # the lead's handoff goes through the agent face (MCP), the editor's through the orchestrator socket
+        lead = (await request(a, "cao/spawn", {"profile": "mock_supervisor"}))["terminalId"]
+        result = await request(a, "cao/handoff", {"terminalId": lead, "message": "handoff mock_reviewer echo deep"}, timeout=30)
+        assert "deep" in result["output"], result
+        cao = await script(env, deep / "workspace")
+        try:
+            assert lead in {x["terminalId"] for x in await cao.list_agents()}
+        finally:
+            await cao.close()
+        stand_ins = Path(f"/tmp/cao-sidecar-{os.getuid()}")
+        assert stat.S_IMODE(stand_ins.lstat().st_mode) == 0o700
+        ours = [p for p in stand_ins.iterdir() if p.is_socket()]
+        assert ours and all(stat.S_IMODE(p.lstat().st_mode) == 0o600 for p in ours)
+        assert len(orchestrators_on(a_seen.socket)) == 1
+    finally:
+        await editors.close()
+        kill_tmux(env["CAO_TMUX_SOCKET"])

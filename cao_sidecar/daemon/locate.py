@@ -1,7 +1,8 @@
 """Where a project's orchestrator lives: all in the private (0700) state directory, named after
 the tmux socket, as the instance lock is (one orchestrator per state dir and tmux socket).
 
-- `orchestrator-<socket>.sock`: the Unix socket the doors connect to (0600);
+- `orchestrator-<socket>.sock`: the Unix socket the doors connect to (0600; a short stand-in
+  elsewhere when the state directory is too deep for a socket address: paths.unix_socket_path);
 - `orchestrator-<socket>.json`: `{"pid", "project", "config"}` (config: its config dir, where its
   profiles and trust store are), written before it listens;
 - `orchestrator-<socket>.start.lock`: held by a front end while it starts one (no two starts);
@@ -33,7 +34,7 @@ class Place:
 
     @property
     def socket(self) -> Path:
-        return self.state / f"orchestrator-{self.tmux_socket}.sock"
+        return paths.unix_socket_path(self.state / f"orchestrator-{self.tmux_socket}.sock")
 
     @property
     def info(self) -> Path:

@@ -223,9 +223,10 @@ async def serve(*, project: Path, tmux_socket: str, session: str) -> int:
             await asyncio.sleep(0.05)
     locate.write_info(where, project)  # before listening: whoever connects can check the project
     try:
-        listener = bind_private_socket(where.socket)
-    except (CannotServe, OSError) as exc:
-        log.error("cannot listen on %s: %s", where.socket, exc)
+        socket_path = where.socket
+        listener = bind_private_socket(socket_path)
+    except (CannotServe, OSError, paths.UnsafeDirectory) as exc:
+        log.error("cannot listen for the project's front ends: %s", exc)
         return 1
     hub = Hub(project=project, tmux_socket=tmux_socket, session=session)
     loop = asyncio.get_running_loop()
