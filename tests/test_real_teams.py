@@ -45,6 +45,7 @@ SIDECAR.env["PATH"] = SEARCH
 # Real CLIs start slowly on a loaded 2-core machine (Codex once took over 40 s to reach our MCP
 # server in CI while the other module ran beside it); CAO_TEST_READY_TIMEOUT overrides.
 SIDECAR.env["CAO_READY_TIMEOUT"] = os.environ.get("CAO_TEST_READY_TIMEOUT", "120")
+READY = float(SIDECAR.env["CAO_READY_TIMEOUT"])
 (BASE / "home" / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True}))
 (BASE / "config" / "opencode").mkdir(parents=True)
 (BASE / "config" / "opencode" / "opencode.json").write_text(json.dumps({
@@ -100,7 +101,7 @@ _profiles.mkdir(parents=True)
 for _name, _text in PROFILES.items():
     (_profiles / f"{_name}.md").write_text(_text)
 
-pytestmark = [pytest.mark.real_cli, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.real_cli, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(420)]  # a loaded CI machine starts real CLIs slowly
 
 
 @pytest_lsp.fixture(config=CONFIG, scope="module")
@@ -124,8 +125,27 @@ def screen_of(terminal_id: str) -> str:
     return "(no pane)"
 
 
+def workers_screens(lead: str) -> str:
+    """Every other agent's window, for a failure's message."""
+    out = []
+    for line in SIDECAR.tmux("list-panes", "-a", "-F", "#{pane_id} #{window_name}").splitlines():
+        pane, _, window = line.partition(" ")
+        if not window.endswith(lead):
+            out.append(f"--- {window}:\n" + SIDECAR.tmux("capture-pane", "-p", "-J", "-t", pane))
+    return "\n".join(out)
+
+
+def events_tail(count: int = 40) -> str:
+    """The orchestrator's last events (spawn, status, input, mcp.connected, ...), for a failure's message."""
+    path = BASE / "state" / "cao-sidecar" / "logs" / "events.jsonl"
+    try:
+        return "events:\n" + "\n".join(line[:300] for line in path.read_text().splitlines()[-count:])
+    except OSError as exc:
+        return f"(no events: {exc})"
+
+
 async def spawn(client: LanguageClient, profile: str) -> str:
-    result = await request(client, "cao/spawn", {"profile": profile}, timeout=60)
+    result = await request(client, "cao/spawn", {"profile": profile}, timeout=READY + 30)
     assert result["status"] in ("idle", "completed"), result
     return result["terminalId"]
 
@@ -139,9 +159,9 @@ async def lead_turn(client: LanguageClient, lead: str, task: str) -> str:
     """One turn of a lead (cao/handoff to it), with no permission prompt; on failure, its screen."""
     before = len(SIDECAR.statuses(lead))  # startup dialogs (workspace trust) are answered by the core
     try:
-        result = await request(client, "cao/handoff", {"terminalId": lead, "message": task}, timeout=90)
+        result = await request(client, "cao/handoff", {"terminalId": lead, "message": task}, timeout=READY + 60)
     except BaseException as exc:
-        raise AssertionError(f"lead turn failed ({exc!r}); screen:\n{screen_of(lead)}\n{SIDECAR.statuses(lead)}") from exc
+        raise AssertionError(f"lead turn failed ({exc!r}); screen:\n{screen_of(lead)}\n{SIDECAR.statuses(lead)}\n{events_tail()}") from exc
     during = SIDECAR.statuses(lead)[before:]
     assert "waiting_user_answer" not in during, (during, screen_of(lead))
     return result["output"]
@@ -159,7 +179,7 @@ async def claude_lead_hands_off_to(client: LanguageClient, worker: str, marker: 
     task = call("mcp__cao__handoff", target=worker, task=f"please say: say: {marker}", **extra)
     output = await lead_turn(client, lead, task)
     # (the fake reads "say: X" up to the line's end: the tool result's JSON copy may follow X)
-    assert output.startswith(marker), (output, screen_of(lead))
+    assert output.startswith(marker), (output, screen_of(lead), workers_screens(lead), events_tail())
     await request(client, "cao/terminate", {"terminalId": lead}, timeout=30)
 
 
@@ -169,9 +189,9 @@ async def claude_lead_messages(client: LanguageClient, marker: str) -> None:
     lead = await spawn(client, "claude_lead")
     await lead_turn(client, lead, call("mcp__cao__send_message", target=codex, message=f"please say: {marker}"))
     try:
-        await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == codex and p["status"] == "completed", timeout=60)
+        await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == codex and p["status"] == "completed", timeout=READY)
     except asyncio.TimeoutError:
-        raise AssertionError(f"codex never answered the message; screen:\n{screen_of(codex)}") from None
+        raise AssertionError(f"codex never answered the message; screen:\n{screen_of(codex)}\n{events_tail()}") from None
     assert model_saw("/responses", marker), "the message never reached Codex's model"
     assert marker in screen_of(codex)
     for tid in (lead, codex):
@@ -186,9 +206,9 @@ async def codex_lead_assigns_to_claude(client: LanguageClient, marker: str) -> N
     task = call("mcp__cao__assign", target="claude_worker", task=f"please say: {marker}")
     await request(client, "cao/sendMessage", {"terminalId": lead, "message": task})
     try:
-        done = await SIDECAR.wait_for("cao/workerCompleted", lambda p: p["output"] == marker, timeout=60)
+        done = await SIDECAR.wait_for("cao/workerCompleted", lambda p: p["output"] == marker, timeout=READY + 60)
     except asyncio.TimeoutError:
-        raise AssertionError(f"no worker answered; lead's screen:\n{screen_of(lead)}") from None
+        raise AssertionError(f"no worker answered; lead's screen:\n{screen_of(lead)}\n{workers_screens(lead)}\n{events_tail()}") from None
     worker = done["terminalId"]
 
     def delivered() -> bool:  # a new user input of the lead carrying the answer (not the tool call's echo)

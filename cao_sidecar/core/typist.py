@@ -4,6 +4,8 @@ TUIs sometimes swallow the Enter that follows a paste, so a turn that never star
 (never the text); a line-oriented CLI that took the input and moved its cursor to a blank row is
 left alone (another Enter would submit an empty line or answer its next question). A pane id
 tmux handed to another agent's pane after a restart is never typed into (`owns_pane`).
+A CLI that dropped the text itself (still at its prompt seconds later, the text nowhere on its
+screen, nothing busy seen) gets the text again, at most twice (`input_dropped`).
 The supervisor owns the agents and their turns; this module only types (core.supervisor).
 """
 
@@ -23,6 +25,10 @@ from cao_sidecar.terminal.tmux import PaneGone, TmuxError, TmuxServer
 log = logging.getLogger(__name__)
 
 ENTER_RETRY_AFTER = (0.5, 1.5)  # seconds after sending: press Enter again if the turn never started
+# Seconds after the last Enter: a CLI still at its prompt, with the text nowhere on its screen,
+# dropped it (Claude Code does, typed into right after its startup dialog under load): type it again.
+RETYPE_AFTER = 4.0
+MAX_RETYPES = 2
 
 
 async def owns_pane(tmux: TmuxServer, agent: Agent, *, live: bool = True) -> bool:
@@ -34,6 +40,17 @@ async def owns_pane(tmux: TmuxServer, agent: Agent, *, live: bool = True) -> boo
     except TmuxError:
         return True  # cannot tell: typing will say
     return any(p.pane_id == agent.pane_id and p.pid == agent.pane_pid and not (live and p.dead) for p in panes)
+
+
+def input_dropped(agent: Agent, turn: Turn) -> bool:
+    """Whether the CLI dropped the turn's text: nothing busy seen, back at (or still at) its prompt,
+    and neither the text (its first 40 visible characters, however wrapped) nor a paste placeholder
+    anywhere on the screen."""
+    if turn.seen_busy or not agent.status.accepts_input:
+        return False
+    screen = "".join(agent.screen.split())
+    needle = "".join(turn.text.split())[:40]
+    return bool(needle) and needle not in screen and "Pastedtext" not in screen and "[Pasted" not in screen
 
 
 class Typist:
@@ -123,6 +140,21 @@ class Typist:
             try:
                 await self.tmux.send_keys(agent.pane_id, "Enter")
             except TmuxError:
+                return
+        for attempt in range(1, MAX_RETYPES + 1):
+            try:
+                await asyncio.wait_for(asyncio.shield(turn.done), RETYPE_AFTER)
+                return
+            except asyncio.TimeoutError:
+                pass
+            if agent.turn is not turn or not agent.alive or agent.pane_id is None or not input_dropped(agent, turn):
+                return
+            log.warning("turn of %s: the CLI dropped the typed text; typing it again (%d)", agent.terminal_id, attempt)
+            self.logs.event("input.retyped", agent.terminal_id, attempt=attempt)
+            try:
+                await self.tmux.paste_text(agent.pane_id, turn.text)
+                await self.tmux.send_keys(agent.pane_id, "Enter")
+            except (TmuxError, ValueError):
                 return
 
     async def _took_input(self, agent: Agent, turn: Turn) -> bool:

@@ -25,7 +25,8 @@ from cao_sidecar.mock_agent.tasks import Task, parse_task, write_file
 USAGE = (
     "usage: python -m cao_sidecar.mock_agent [--delay-ms MS] [--transcript PATH] [--profile NAME]\n"
     "environment: CAO_MOCK_STARTUP=dialog:TEXT (a question blocks the first prompt) or crash:TEXT (exit 1); "
-    "CAO_MOCK_RECEIVED_LOG=PATH (append every input taken, as a transcript line, to PATH too)"
+    "CAO_MOCK_RECEIVED_LOG=PATH (append every input taken, as a transcript line, to PATH too); "
+    "CAO_MOCK_DROP_INPUT=N (the first N inputs typed are lost, as a CLI still setting up drops keys)"
 )
 
 IDLE = "idle"  # prompt, reading an input
@@ -128,6 +129,9 @@ class Agent:
         self.out: list[str] = []  # screen output of this loop iteration
         self.exit_code: int | None = None
         self.startup_dialog = False  # CAO_MOCK_STARTUP=dialog:TEXT: a question before the prompt
+        drop = os.environ.get("CAO_MOCK_DROP_INPUT", "")
+        self.inputs_to_drop = int(drop) if drop.isdigit() else 0
+        self.dropping = False  # text of an input being dropped arrived since the last Enter
         self.parser = InputParser()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -223,7 +227,12 @@ class Agent:
 
     def handle(self, event: tuple) -> None:
         kind = event[0]
-        if kind == "text":
+        if kind == "text" and self.inputs_to_drop:
+            self.dropping = True  # lost: never shown, never taken
+        elif kind == "enter" and self.dropping:
+            self.dropping = False
+            self.inputs_to_drop -= 1
+        elif kind == "text":
             self.input.append(event[1])
             self.dirty = True
         elif kind == "enter":
