@@ -14,8 +14,9 @@ programs are real, only the model is not.
   is reported ready only after our endpoint saw its MCP connection.
 - Codex: notify program (agent-turn-complete) gives the answer; our MCP server's tools reach
   the model; `/exit`.
-- Gemini CLI: trust and API-key dialogs answered, ready, `/quit` (its model turn needs a model
-  router the fake server does not emulate).
+- Gemini CLI: API-key dialogs answered; ready only once our endpoint saw its MCP connection; the
+  task typed right after ready goes to the model with our tools; the exact answer (from the
+  transcript, via the AfterAgent hook); `/quit`.
 - OpenCode: a turn ended by its events (our plugin), the exact answer from them.
 - Aider: a turn read from the screen (no event source).
 """
@@ -201,7 +202,7 @@ async def spawn_ready(client: LanguageClient, profile: str) -> str:
     except BaseException as exc:
         agents = (await request(client, "cao/listAgents", {}))["agents"]
         screens = "\n---\n".join(screen_of(a["terminalId"]) for a in agents if a["profile"] == profile)
-        raise AssertionError(f"spawn of {profile} failed ({exc!r}):\n{screens}") from exc
+        raise AssertionError(f"spawn of {profile} failed ({exc!r}) {getattr(exc, 'data', None)}:\n{screens}") from exc
     assert result["status"] in ("idle", "completed"), result
     return result["terminalId"]
 
@@ -347,10 +348,23 @@ async def test_codex_notify_mcp_and_exit(client: LanguageClient) -> None:
 
 
 @pytest.mark.skipif(GEMINI is None, reason="Gemini CLI is not installed (npm install @google/gemini-cli)")
-async def test_gemini_cli_dialogs_and_exit(client: LanguageClient) -> None:
+async def test_gemini_cli_ready_once_connected_turn_and_exit(client: LanguageClient) -> None:
+    seen = len(MODEL.requests)
     tid = await spawn_ready(client, "gemini_worker")
     statuses = SIDECAR.statuses(tid)
-    assert statuses.count("waiting_user_answer") >= 1, statuses  # trust, then the API-key dialogs
+    assert statuses.count("waiting_user_answer") >= 1, statuses  # the API-key dialogs (the folder is trusted up front)
+    # Ready means ready to delegate: our endpoint saw Gemini CLI's MCP connection before "ready".
+    kinds = [e["event"] for e in logged_events() if e.get("terminalId") == tid]
+    assert "mcp.connected" in kinds and kinds.index("mcp.connected") < kinds.index("ready"), kinds
+
+    # The task typed right after ready: its turn (after the model router's request) offers our tools.
+    # Streamed in pieces, with Markdown: only the transcript has the exact text.
+    assert await handoff(client, tid, "please say: gemini **exact** answer") == "gemini **exact** answer", screen_of(tid)
+    turns = [json.dumps(r["body"], ensure_ascii=False) for r in requests_since(seen)
+             if ":streamGenerateContent" in r["path"] and "gemini **exact** answer" in json.dumps(r["body"], ensure_ascii=False)]
+    assert turns, [r["path"] for r in requests_since(seen)]
+    # (Gemini CLI names MCP tools mcp_<server>_<tool>)
+    assert all('"mcp_cao_handoff"' in t and '"mcp_cao_send_message"' in t for t in turns), "our tools were not in the turn"
     await exit_cleanly(client, tid, "gemini_cli")
 
 

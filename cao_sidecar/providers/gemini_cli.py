@@ -19,8 +19,9 @@ Dialogs are boxes: folder trust ("Do you trust the files in this folder?"), auth
 
 Launch: our settings go in a system settings file (`GEMINI_CLI_SYSTEM_SETTINGS_PATH`, 0600 in
 the agent's directory): `mcpServers.cao` (Streamable HTTP `httpUrl` + the agent's token) and
-command hooks (BeforeAgent → processing, AfterAgent → completed with `prompt_response`,
-Notification ToolPermission → waiting) that run hook_relay.py. Gemini CLI refuses a system
+command hooks (BeforeAgent → processing, AfterAgent → completed with the answer hook_relay.py
+reads from the session transcript, Notification ToolPermission → waiting) that run hook_relay.py;
+`GEMINI_CLI_TRUST_WORKSPACE=true` (no folder-trust dialog, no restart). Gemini CLI refuses a system
 settings file whose parent directories are writable by others (e.g. under /tmp): keep the
 sidecar's state directory in a private place (the default, ~/.local/state, is).
 """
@@ -136,14 +137,18 @@ class GeminiCliProvider(ScreenProvider):
             (prompt_dir / "GEMINI.md").write_text(ctx.system_prompt + "\n", encoding="utf-8")
             argv.append(f"--include-directories={prompt_dir}")
             settings["context"] = {"loadMemoryFromIncludeDirectories": True}
-        env = {}
+        # The sidecar trusts the agent's working directory (it answers the CLI's folder-trust
+        # dialog with "Trust folder" otherwise): said up front, Gemini CLI does not restart itself
+        # after the dialog, a restart after which 0.61 sometimes still held the folder untrusted
+        # and so never connected to its MCP servers (ours included).
+        env = {"GEMINI_CLI_TRUST_WORKSPACE": "true"}
         if settings:
             path = mcp_config.write_private_json(ctx.agent_dir / SETTINGS_FILE, settings)
             env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] = str(path)
         argv += extra_args(ctx)
-        # Not `connects_to_sidecar`: Gemini CLI 0.61, launched by the sidecar, was ready without
-        # having contacted our endpoint within 40 s (docs/providers.md): waiting would fail it.
-        return LaunchSpec(argv=argv, env=env, events=events)
+        # Gemini CLI connects to its MCP servers as it starts (after the folder-trust dialog, before
+        # authentication): ready waits for that, so the first task has our tools.
+        return LaunchSpec(argv=argv, env=env, events=events, connects_to_sidecar="CAO_MCP_URL" in ctx.env)
 
     # ---- screen -------------------------------------------------------------------------------
 
@@ -212,7 +217,9 @@ class GeminiCliProvider(ScreenProvider):
         if event == "BeforeAgent":
             return HookEvent(S.PROCESSING)
         if event == "AfterAgent":
-            answer = payload.get("prompt_response")
+            # `cao_answer`: the relay's copy from the transcript (`prompt_response` is garbled
+            # when the answer was streamed in pieces: hook_relay.py); else the screen's answer.
+            answer = payload.get("cao_answer")
             return HookEvent(S.COMPLETED, answer if isinstance(answer, str) else None)
         if event == "Notification" and payload.get("notification_type") == "ToolPermission":
             return HookEvent(S.WAITING_USER_ANSWER)
