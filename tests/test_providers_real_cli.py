@@ -65,6 +65,7 @@ atexit.register(kill_tmux, SIDECAR.socket)
 SIDECAR.env["PATH"] = SEARCH
 READY_SECONDS = float(os.environ.get("CAO_TEST_READY_TIMEOUT", "40"))  # more on a loaded machine
 SIDECAR.env["CAO_READY_TIMEOUT"] = str(READY_SECONDS)
+SIDECAR.env["CAO_HANDOFF_PROGRESS_EVERY"] = "0.3"  # a handoff's progress notifications, when asked for
 HOME = BASE / "home"
 (HOME / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True}))
 # The user's own OpenCode config (the sidecar adds its MCP server on top): it names the model.
@@ -114,6 +115,18 @@ env:
 args: ["-c", 'model_provider="fake"', "-c", 'model_providers.fake={{name="fake", base_url="{MODEL.url}/v1", wire_api="responses", env_key="FAKE_KEY"}}', "-c", 'approval_policy="on-request"']
 ---
 You are the codex test worker (system prompt marker 9c1e).
+""",
+    # A Codex lead (Codex 0.169 sent its default model's turns without tools to the fake: a model named).
+    "codex_lead": f"""---
+name: codex_lead
+description: A Codex lead against the fake model
+provider: codex
+model: fake-codex-model
+env:
+  FAKE_KEY: fake-key
+args: ["-c", 'model_provider="fake"', "-c", 'model_providers.fake={{name="fake", base_url="{MODEL.url}/v1", wire_api="responses", env_key="FAKE_KEY"}}']
+---
+You lead the team: delegate with handoff.
 """,
     "gemini_worker": f"""---
 name: gemini_worker
@@ -345,6 +358,23 @@ async def test_codex_notify_mcp_and_exit(client: LanguageClient) -> None:
                            timeout=40)
     assert target.exists(), screen_of(tid)
     await exit_cleanly(client, tid, "codex")
+
+
+@pytest.mark.skipif(CODEX is None, reason="Codex is not installed (npm install @openai/codex)")
+async def test_codex_lead_gets_progress_while_a_handoff_runs(client: LanguageClient) -> None:
+    """Codex (0.169) sends a progressToken with its tools/call and takes the answer as an SSE
+    stream: the handoff's progress notifications, then the result (agent_face/progress_stream.py).
+    (Codex does not reset its tool timeout on them: tool_timeout_sec still ends a longer call,
+    which is why a long handoff answers with a ticket before Codex's 600 s.)"""
+    tid = await spawn_ready(client, "codex_lead")
+    before = len(SIDECAR.statuses(tid))
+    task = 'call: mcp__cao__handoff {"target": "mock_developer", "task": "sleep 1.5 say: progress-relayed-7c"}'
+    output = await handoff(client, tid, task)
+    assert output.startswith("progress-relayed-7c"), (output, screen_of(tid))
+    assert "waiting_user_answer" not in SIDECAR.statuses(tid)[before:], screen_of(tid)
+    progress = [e for e in logged_events() if e["event"] == "handoff.progress" and e.get("terminalId") == tid]
+    assert len(progress) >= 2, progress  # every 0.3 s while the worker slept 1.5 s
+    await request(client, "cao/terminate", {"terminalId": tid}, timeout=30)
 
 
 @pytest.mark.skipif(GEMINI is None, reason="Gemini CLI is not installed (npm install @google/gemini-cli)")
