@@ -24,57 +24,33 @@ programs are real, only the model is not.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import json
 import os
 import re
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 import pytest_lsp
 from pytest_lsp import LanguageClient
 
-from cao_sidecar.providers import get_provider
-from conftest import ROOT, initialize, kill_tmux, request, sidecar_config
-from fixtures.fake_model_server import FakeModelServer
+from conftest import request
+from fixtures.real_cli import (
+    NEEDS_AIDER,
+    NEEDS_CLAUDE,
+    NEEDS_CODEX,
+    NEEDS_GEMINI,
+    NEEDS_OPENCODE,
+    RealCliTeam,
+    claude_env,
+    codex_profile,
+)
 
-NODE_BIN = ROOT / ".ci" / "node" / "node_modules" / ".bin"
-AIDER_BIN = ROOT / ".ci" / "aider" / "bin"
-SEARCH = os.pathsep.join([str(NODE_BIN), str(AIDER_BIN), os.environ.get("PATH", "")])
-
-
-def which(name: str) -> str | None:
-    return shutil.which(name, path=SEARCH)
-
-
-CLAUDE, CODEX, GEMINI, OPENCODE, AIDER = (which(n) for n in ("claude", "codex", "gemini", "opencode", "aider"))
-
-MODEL = FakeModelServer(delay=0.01).start()
-
-# Gemini CLI refuses a settings file under a world-writable directory (/tmp): keep this
-# sidecar's state in the repository's (private) .pytest_cache.
-_cache = ROOT / ".pytest_cache"
-_cache.mkdir(exist_ok=True)
-BASE = Path(tempfile.mkdtemp(prefix="cao-real-", dir=_cache))
-CONFIG, SIDECAR = sidecar_config(BASE)
-atexit.register(shutil.rmtree, BASE, True)  # runs cut short: the fixture cleans up otherwise
-atexit.register(kill_tmux, SIDECAR.socket)
-SIDECAR.env["PATH"] = SEARCH
-READY_SECONDS = float(os.environ.get("CAO_TEST_READY_TIMEOUT", "40"))  # more on a loaded machine
-SIDECAR.env["CAO_READY_TIMEOUT"] = str(READY_SECONDS)
+TEAM = RealCliTeam("cao-real-", float(os.environ.get("CAO_TEST_READY_TIMEOUT", "40")))  # more on a loaded machine
+CONFIG, SIDECAR, MODEL = TEAM.config, TEAM.sidecar, TEAM.model
 SIDECAR.env["CAO_HANDOFF_PROGRESS_EVERY"] = "0.3"  # a handoff's progress notifications, when asked for
-HOME = BASE / "home"
-(HOME / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True}))
-# The user's own OpenCode config (the sidecar adds its MCP server on top): it names the model.
-(BASE / "config" / "opencode").mkdir(parents=True)  # XDG_CONFIG_HOME of the sidecar and its agents
-(BASE / "config" / "opencode" / "opencode.json").write_text(json.dumps({
-    "$schema": "https://opencode.ai/config.json",
-    "model": "anthropic/claude-sonnet-4-5",
-    "provider": {"anthropic": {"options": {"baseURL": f"{MODEL.url}/v1", "apiKey": "fake-key"}}},
-}))
+TEAM.write_opencode_config()
+pane_of, screen_of, logged_events = TEAM.pane_of, TEAM.screen_of, TEAM.logged_events
+spawn_ready, handoff, prompt_with_choices, exit_cleanly = (
+    TEAM.spawn_ready, TEAM.handoff, TEAM.prompt_with_choices, TEAM.exit_cleanly)
 
 
 def claude_lead(name: str, description: str, extra: str = "") -> str:
@@ -82,10 +58,7 @@ def claude_lead(name: str, description: str, extra: str = "") -> str:
 name: {name}
 description: {description}
 provider: claude_code
-{extra}env:
-  ANTHROPIC_BASE_URL: {MODEL.url}
-  ANTHROPIC_AUTH_TOKEN: fake-token
----
+{extra}{claude_env(MODEL)}---
 You lead the team: delegate with handoff.
 """
 
@@ -95,10 +68,7 @@ PROFILES = {
 name: claude_worker
 description: Claude Code against the fake model
 provider: claude_code
-env:
-  ANTHROPIC_BASE_URL: {MODEL.url}
-  ANTHROPIC_AUTH_TOKEN: fake-token
----
+{claude_env(MODEL)}---
 You are the claude test worker (system prompt marker 7f3a).
 """,
     # Like the built-in supervisor: no allowedTools, no permissionMode.
@@ -106,28 +76,12 @@ You are the claude test worker (system prompt marker 7f3a).
     "claude_lead_asks": claude_lead(
         "claude_lead_asks", "A Claude Code lead that opted out of pre-approved team tools", "askForTeamTools: true\n"
     ),
-    "codex_worker": f"""---
-name: codex_worker
-description: Codex against the fake model
-provider: codex
-env:
-  FAKE_KEY: fake-key
-args: ["-c", 'model_provider="fake"', "-c", 'model_providers.fake={{name="fake", base_url="{MODEL.url}/v1", wire_api="responses", env_key="FAKE_KEY"}}', "-c", 'approval_policy="on-request"']
----
-You are the codex test worker (system prompt marker 9c1e).
-""",
+    "codex_worker": codex_profile(MODEL, "codex_worker", "Codex against the fake model",
+                                  "You are the codex test worker (system prompt marker 9c1e).",
+                                  more_args=""", "-c", 'approval_policy="on-request"'"""),
     # A Codex lead (Codex 0.169 sent its default model's turns without tools to the fake: a model named).
-    "codex_lead": f"""---
-name: codex_lead
-description: A Codex lead against the fake model
-provider: codex
-model: fake-codex-model
-env:
-  FAKE_KEY: fake-key
-args: ["-c", 'model_provider="fake"', "-c", 'model_providers.fake={{name="fake", base_url="{MODEL.url}/v1", wire_api="responses", env_key="FAKE_KEY"}}']
----
-You lead the team: delegate with handoff.
-""",
+    "codex_lead": codex_profile(MODEL, "codex_lead", "A Codex lead against the fake model",
+                                "You lead the team: delegate with handoff.", extra="model: fake-codex-model\n"),
     "gemini_worker": f"""---
 name: gemini_worker
 description: Gemini CLI against the fake model
@@ -160,97 +114,22 @@ args: ["--no-show-model-warnings", "--no-git"]
 You are the aider test worker.
 """,
 }
-_profiles = SIDECAR.workspace / ".cao" / "agents"
-_profiles.mkdir(parents=True)
-for _name, _text in PROFILES.items():
-    (_profiles / f"{_name}.md").write_text(_text)
+TEAM.write_profiles(PROFILES)
 
 pytestmark = [pytest.mark.real_cli, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
 
 @pytest_lsp.fixture(config=CONFIG, scope="module")
 async def client(lsp_client: LanguageClient):
-    await initialize(lsp_client, SIDECAR)
-    yield
-    for agent in (await request(lsp_client, "cao/listAgents", {}))["agents"]:
-        if agent["status"] != "exited":
-            await request(lsp_client, "cao/terminate", {"terminalId": agent["terminalId"]})
-    await lsp_client.shutdown_session()
-    kill_tmux(SIDECAR.socket)
-    MODEL.stop()
-    shutil.rmtree(BASE, ignore_errors=True)
-
-
-def pane_of(terminal_id: str) -> str:
-    for line in SIDECAR.tmux("list-panes", "-a", "-F", "#{pane_id} #{window_name}").splitlines():
-        pane, _, window = line.partition(" ")
-        if window.endswith(terminal_id):
-            return pane
-    raise AssertionError(f"no pane for {terminal_id}")
-
-
-def screen_of(terminal_id: str) -> str:
-    try:
-        return SIDECAR.tmux("capture-pane", "-p", "-J", "-t", pane_of(terminal_id))
-    except AssertionError:
-        return "(no pane)"
-
-
-async def handoff(client: LanguageClient, tid: str, message: str) -> str:
-    """One task to an agent; on failure the assertion shows the agent's screen."""
-    try:
-        result = await request(client, "cao/handoff", {"terminalId": tid, "message": message}, timeout=60)
-    except BaseException as exc:
-        raise AssertionError(f"handoff failed ({exc!r}); screen:\n{screen_of(tid)}\nstatuses: {SIDECAR.statuses(tid)}") from exc
-    return result["output"]
+    async with TEAM.session(lsp_client):
+        yield
 
 
 def requests_since(count: int) -> list[dict]:
     return MODEL.requests[count:]
 
 
-async def spawn_ready(client: LanguageClient, profile: str) -> str:
-    try:
-        result = await request(client, "cao/spawn", {"profile": profile}, timeout=READY_SECONDS + 20)
-    except BaseException as exc:
-        agents = (await request(client, "cao/listAgents", {}))["agents"]
-        screens = "\n---\n".join(screen_of(a["terminalId"]) for a in agents if a["profile"] == profile)
-        raise AssertionError(f"spawn of {profile} failed ({exc!r}) {getattr(exc, 'data', None)}:\n{screens}") from exc
-    assert result["status"] in ("idle", "completed"), result
-    return result["terminalId"]
-
-
-async def prompt_with_choices(client: LanguageClient, tid: str, timeout: float = 40.0) -> dict:
-    """The agent's question once it is waiting and its menu is on screen (cao/listAgents)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        agents = (await request(client, "cao/listAgents", {}))["agents"]
-        prompt = next(a for a in agents if a["terminalId"] == tid)["prompt"]
-        if prompt and prompt["choices"]:
-            return prompt
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"no question with choices; screen:\n{screen_of(tid)}\nstatuses: {SIDECAR.statuses(tid)}")
-        await asyncio.sleep(0.1)
-
-
-async def exit_cleanly(client: LanguageClient, tid: str, provider: str) -> None:
-    """The provider's exit command, typed the way teardown types it (a bracketed paste, Enter,
-    Enter again if the CLI swallowed it), ends the CLI by itself, and the core sees it exit."""
-    pane = pane_of(tid)
-    command = get_provider(provider).exit_command
-    subprocess.run(["tmux", "-L", SIDECAR.socket, "load-buffer", "-b", "cao-test-exit", "-"], input=command.encode(),
-                   check=True)
-    SIDECAR.tmux("paste-buffer", "-p", "-d", "-r", "-b", "cao-test-exit", "-t", pane)
-    SIDECAR.tmux("send-keys", "-t", pane, "Enter")
-    try:
-        await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "exited", timeout=1.0)
-    except asyncio.TimeoutError:
-        SIDECAR.tmux("send-keys", "-t", pane, "Enter")
-        await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "exited", timeout=20)
-    await request(client, "cao/terminate", {"terminalId": tid}, timeout=30)
-
-
-@pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (npm install @anthropic-ai/claude-code)")
+@NEEDS_CLAUDE
 async def test_claude_code_hooks_mcp_trust_and_exit(client: LanguageClient) -> None:
     seen = len(MODEL.requests)
     tid = await spawn_ready(client, "claude_worker")
@@ -288,12 +167,7 @@ async def test_claude_code_hooks_mcp_trust_and_exit(client: LanguageClient) -> N
     await exit_cleanly(client, tid, "claude_code")
 
 
-def logged_events() -> list[dict]:
-    """The sidecar's events log (logs/events.jsonl)."""
-    return [json.loads(line) for path in BASE.rglob("events.jsonl") for line in path.read_text().splitlines()]
-
-
-@pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (npm install @anthropic-ai/claude-code)")
+@NEEDS_CLAUDE
 async def test_claude_code_lead_hands_off_without_a_prompt_once_connected(client: LanguageClient) -> None:
     tid = await spawn_ready(client, "claude_lead")
     # Ready means ready to delegate: our endpoint saw the CLI's MCP connection before "ready".
@@ -317,7 +191,7 @@ async def test_claude_code_lead_hands_off_without_a_prompt_once_connected(client
     await exit_cleanly(client, tid, "claude_code")
 
 
-@pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (npm install @anthropic-ai/claude-code)")
+@NEEDS_CLAUDE
 async def test_claude_code_lead_that_opted_out_is_asked(client: LanguageClient) -> None:
     # askForTeamTools: true: the same call stops at Claude Code's permission prompt.
     tid = await spawn_ready(client, "claude_lead_asks")
@@ -331,7 +205,7 @@ async def test_claude_code_lead_that_opted_out_is_asked(client: LanguageClient) 
     await request(client, "cao/terminate", {"terminalId": tid}, timeout=30)
 
 
-@pytest.mark.skipif(CODEX is None, reason="Codex is not installed (npm install @openai/codex)")
+@NEEDS_CODEX
 async def test_codex_notify_mcp_and_exit(client: LanguageClient) -> None:
     seen = len(MODEL.requests)
     tid = await spawn_ready(client, "codex_worker")
@@ -360,7 +234,7 @@ async def test_codex_notify_mcp_and_exit(client: LanguageClient) -> None:
     await exit_cleanly(client, tid, "codex")
 
 
-@pytest.mark.skipif(CODEX is None, reason="Codex is not installed (npm install @openai/codex)")
+@NEEDS_CODEX
 async def test_codex_lead_gets_progress_while_a_handoff_runs(client: LanguageClient) -> None:
     """Codex (0.169) sends a progressToken with its tools/call and takes the answer as an SSE
     stream: the handoff's progress notifications, then the result (agent_face/progress_stream.py).
@@ -377,7 +251,7 @@ async def test_codex_lead_gets_progress_while_a_handoff_runs(client: LanguageCli
     await request(client, "cao/terminate", {"terminalId": tid}, timeout=30)
 
 
-@pytest.mark.skipif(GEMINI is None, reason="Gemini CLI is not installed (npm install @google/gemini-cli)")
+@NEEDS_GEMINI
 async def test_gemini_cli_ready_once_connected_turn_and_exit(client: LanguageClient) -> None:
     seen = len(MODEL.requests)
     tid = await spawn_ready(client, "gemini_worker")
@@ -398,7 +272,7 @@ async def test_gemini_cli_ready_once_connected_turn_and_exit(client: LanguageCli
     await exit_cleanly(client, tid, "gemini_cli")
 
 
-@pytest.mark.skipif(OPENCODE is None, reason="OpenCode is not installed (npm install opencode-ai)")
+@NEEDS_OPENCODE
 async def test_opencode_turn_from_its_events(client: LanguageClient) -> None:
     seen = len(MODEL.requests)
     tid = await spawn_ready(client, "opencode_worker")
@@ -410,7 +284,7 @@ async def test_opencode_turn_from_its_events(client: LanguageClient) -> None:
     await exit_cleanly(client, tid, "opencode")
 
 
-@pytest.mark.skipif(AIDER is None, reason="Aider is not installed (pip install aider-chat into .ci/aider)")
+@NEEDS_AIDER
 async def test_aider_turn_from_the_screen(client: LanguageClient) -> None:
     tid = await spawn_ready(client, "aider_worker")  # --no-git: the test workspace is inside this repo
     # Both traps of a line-oriented CLI, every run: Aider shows the input line and nothing below it
