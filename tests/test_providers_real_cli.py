@@ -28,8 +28,6 @@ import json
 import os
 import re
 
-import pytest
-import pytest_lsp
 from pytest_lsp import LanguageClient
 
 from conftest import request
@@ -42,6 +40,7 @@ from fixtures.real_cli import (
     RealCliTeam,
     claude_env,
     codex_profile,
+    real_cli_marks,
 )
 
 TEAM = RealCliTeam("cao-real-", float(os.environ.get("CAO_TEST_READY_TIMEOUT", "40")))  # more on a loaded machine
@@ -116,13 +115,8 @@ You are the aider test worker.
 }
 TEAM.write_profiles(PROFILES)
 
-pytestmark = [pytest.mark.real_cli, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
-
-
-@pytest_lsp.fixture(config=CONFIG, scope="module")
-async def client(lsp_client: LanguageClient):
-    async with TEAM.session(lsp_client):
-        yield
+pytestmark = real_cli_marks(timeout=120)
+client = TEAM.client_fixture()
 
 
 def requests_since(count: int) -> list[dict]:

@@ -16,11 +16,10 @@ real, only the model is not.
 from __future__ import annotations
 
 import pytest
-import pytest_lsp
 from pytest_lsp import LanguageClient
 
 from conftest import request
-from fixtures.real_cli import NEEDS_CLAUDE, NEEDS_GROK, NEEDS_QWEN, RealCliTeam, claude_env
+from fixtures.real_cli import NEEDS_CLAUDE, NEEDS_GROK, NEEDS_QWEN, RealCliTeam, claude_env, real_cli_marks
 
 TEAM = RealCliTeam("cao-real-more-", ready_timeout=40)
 CONFIG, SIDECAR, MODEL = TEAM.config, TEAM.sidecar, TEAM.model
@@ -69,13 +68,8 @@ You are the grok test worker (system prompt marker 2c5a).
 }
 TEAM.write_profiles(PROFILES)
 
-pytestmark = [pytest.mark.real_cli, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
-
-
-@pytest_lsp.fixture(config=CONFIG, scope="module")
-async def client(lsp_client: LanguageClient):
-    async with TEAM.session(lsp_client):
-        yield
+pytestmark = real_cli_marks(timeout=120)
+client = TEAM.client_fixture()
 
 
 @NEEDS_QWEN
