@@ -16,7 +16,8 @@ programs are real, only the model is not.
   the model; `/exit`.
 - Gemini CLI: API-key dialogs answered; ready only once our endpoint saw its MCP connection; the
   task typed right after ready goes to the model with our tools; the exact answer (from the
-  transcript, via the AfterAgent hook); `/quit`.
+  transcript, via the AfterAgent hook); as a lead it calls our `handoff` (no confirmation) and a
+  worker answers; `/quit`.
 - OpenCode: a turn ended by its events (our plugin), the exact answer from them.
 - Aider: a turn read from the screen (no event source).
 """
@@ -246,7 +247,7 @@ async def test_codex_lead_gets_progress_while_a_handoff_runs(client: LanguageCli
 
 
 @NEEDS_GEMINI
-async def test_gemini_cli_ready_once_connected_turn_and_exit(client: LanguageClient) -> None:
+async def test_gemini_cli_ready_once_connected_turn_lead_and_exit(client: LanguageClient) -> None:
     seen = len(MODEL.requests)
     tid = await spawn_ready(client, "gemini_worker")
     statuses = SIDECAR.statuses(tid)
@@ -263,6 +264,16 @@ async def test_gemini_cli_ready_once_connected_turn_and_exit(client: LanguageCli
     assert turns, [r["path"] for r in requests_since(seen)]
     # (Gemini CLI names MCP tools mcp_<server>_<tool>)
     assert all('"mcp_cao_handoff"' in t and '"mcp_cao_send_message"' in t for t in turns), "our tools were not in the turn"
+
+    # As a lead: its model calls our handoff; no confirmation (our server is trusted); a mock
+    # worker answers "say: gemini-led-5f", and given that as the tool's result the model says it.
+    before = len(SIDECAR.statuses(tid))
+    task = 'call: mcp_cao_handoff {"target": "mock_developer", "task": "echo say: gemini-led-5f"}'
+    output = await handoff(client, tid, task)
+    assert output == "gemini-led-5f", (output, screen_of(tid))
+    assert "waiting_user_answer" not in SIDECAR.statuses(tid)[before:], screen_of(tid)
+    ends = [e for e in logged_events() if e["event"] == "handoff.end" and e.get("terminalId") != tid]
+    assert ends and ends[-1]["ok"] is True, ends
     await exit_cleanly(client, tid, "gemini_cli")
 
 
