@@ -188,6 +188,7 @@ def test_hook_relay_adds_geminis_answer_from_its_transcript(tmp_path: Path) -> N
         {"$set": {"lastUpdated": "x"}},
         {"id": "3", "type": "user", "content": [{"text": "please say: **a** b c"}]},
         {"id": "4", "type": "gemini", "content": "first part", "toolCalls": [{"name": "handoff"}]},
+        {"id": "4b", "type": "user", "content": [{"functionResponse": {"name": "handoff"}}]},
         {"id": "5", "type": "gemini", "content": [{"text": "**a** "}, {"text": "b c"}]},
     ]
     transcript.write_text("\n".join(json.dumps(r) for r in records) + "\n")

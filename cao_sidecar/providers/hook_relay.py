@@ -50,7 +50,11 @@ def transcript_answer(transcript: str, prompt: str) -> str | None:
         if not isinstance(message, dict):
             continue
         if message.get("type") == "user":
-            answer = [] if _text_of(message.get("content")) == prompt else None
+            text = _text_of(message.get("content"))
+            if text == prompt:
+                answer = []
+            elif text:  # another input (a part without text, such as a tool's result, is none)
+                answer = None
         elif message.get("type") == "gemini" and answer is not None:
             text = _text_of(message.get("content"))
             if text:
