@@ -7,6 +7,7 @@ orchestrator's screen fallback).
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import sys
 import threading
@@ -124,8 +125,13 @@ def test_codex_notify() -> None:
 def test_gemini_hooks() -> None:
     gemini = get_provider("gemini_cli")
     assert gemini.hook_event("gemini_cli", {"hook_event_name": "BeforeAgent", "prompt": "x"}, None).status is S.PROCESSING
-    done = gemini.hook_event("gemini_cli", {"hook_event_name": "AfterAgent", "prompt_response": "✦ fine"}, None)
+    # The answer is the relay's copy from the transcript; Gemini's own `prompt_response` is garbled
+    # when streamed (no copy: the screen's answer is read instead).
+    done = gemini.hook_event("gemini_cli", {"hook_event_name": "AfterAgent", "prompt_response": "a b c b  c",
+                                            "cao_answer": "✦ fine"}, None)
     assert done.status is S.COMPLETED and done.answer == "✦ fine"
+    garbled = gemini.hook_event("gemini_cli", {"hook_event_name": "AfterAgent", "prompt_response": "a b c b  c"}, None)
+    assert garbled.status is S.COMPLETED and garbled.answer is None
     waiting = gemini.hook_event("gemini_cli", {"hook_event_name": "Notification", "notification_type": "ToolPermission"}, None)
     assert waiting.status is S.WAITING_USER_ANSWER
 
@@ -168,6 +174,33 @@ def test_hook_relay_posts_with_the_agents_token(tmp_path: Path) -> None:
         server.shutdown()
     assert [(p, a) for p, a, _ in seen] == [("/hooks/codex", "Bearer tok-123")] * 2
     assert json.loads(seen[0][2]) == CODEX_NOTIFY
+
+
+def test_hook_relay_adds_geminis_answer_from_its_transcript(tmp_path: Path) -> None:
+    """Gemini CLI 0.61's AfterAgent `prompt_response` for an answer streamed as "a b c" in three
+    chunks is "a b c b  c"; the transcript it names has the answer whole (as 0.61 writes it)."""
+    relay = runpy.run_path(str(RELAY), run_name="relay")
+    transcript = tmp_path / "session.jsonl"
+    records = [
+        {"sessionId": "s", "kind": "main"},
+        {"id": "1", "type": "user", "content": [{"text": "please say: a b c"}]},
+        {"id": "2", "type": "gemini", "content": "old answer"},
+        {"$set": {"lastUpdated": "x"}},
+        {"id": "3", "type": "user", "content": [{"text": "please say: **a** b c"}]},
+        {"id": "4", "type": "gemini", "content": "first part", "toolCalls": [{"name": "handoff"}]},
+        {"id": "4b", "type": "user", "content": [{"functionResponse": {"name": "handoff"}}]},
+        {"id": "5", "type": "gemini", "content": [{"text": "**a** "}, {"text": "b c"}]},
+    ]
+    transcript.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    payload = {"hook_event_name": "AfterAgent", "transcript_path": str(transcript), "prompt": "please say: **a** b c",
+               "prompt_response": "**a** b c b  c"}
+    added = json.loads(relay["with_answer"](json.dumps(payload).encode()))
+    assert added == {**payload, "cao_answer": "first part\n**a** b c"}
+    # Not this turn's transcript (its prompt is not there), none, or another event: unchanged.
+    for other in ({**payload, "prompt": "something else"}, {**payload, "transcript_path": str(tmp_path / "none")},
+                  {**payload, "hook_event_name": "BeforeAgent"}, {**payload, "transcript_path": 5}):
+        assert relay["with_answer"](json.dumps(other).encode()) == json.dumps(other).encode()
+    assert relay["with_answer"](b"not json") == b"not json"
 
 
 def test_hook_relay_imports_nothing_of_the_package() -> None:

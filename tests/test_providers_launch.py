@@ -141,6 +141,8 @@ def test_gemini_cli(tmp_path: Path) -> None:
     assert opt(argv, "--approval-mode") == "yolo" and opt(argv, "--model") == "model-x"
     settings_path = Path(spec.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"])
     assert private(settings_path) and spec.events
+    # The working directory trusted up front: no folder-trust dialog, no restart before it connects.
+    assert spec.env["GEMINI_CLI_TRUST_WORKSPACE"] == "true" and spec.connects_to_sidecar
     settings = json.loads(settings_path.read_text())
     assert settings["mcpServers"]["cao"] == {"httpUrl": "http://127.0.0.1:4567/mcp",
                                              "headers": {"Authorization": f"Bearer {TOKEN}"}, "trust": True}
@@ -251,7 +253,7 @@ def test_team_tools_are_pre_approved_only_with_our_server(tmp_path: Path) -> Non
 def test_ready_waits_for_the_mcp_connection_only_where_the_cli_connects_at_start(tmp_path: Path) -> None:
     connects = {name for name in builtin_providers() if get_provider(name).launch(context(tmp_path)).connects_to_sidecar}
     # Aider gets no MCP server; the mock agent connects only when a task calls a tool.
-    assert connects == {"claude_code", "codex", "opencode", "qwen_code"}
+    assert connects == {"claude_code", "codex", "gemini_cli", "opencode", "qwen_code"}
     ctx = context(tmp_path)
     ctx.env.pop("CAO_MCP_URL")
     assert not get_provider("claude_code").launch(ctx).connects_to_sidecar

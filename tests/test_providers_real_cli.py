@@ -14,8 +14,10 @@ programs are real, only the model is not.
   is reported ready only after our endpoint saw its MCP connection.
 - Codex: notify program (agent-turn-complete) gives the answer; our MCP server's tools reach
   the model; `/exit`.
-- Gemini CLI: trust and API-key dialogs answered, ready, `/quit` (its model turn needs a model
-  router the fake server does not emulate).
+- Gemini CLI: API-key dialogs answered; ready only once our endpoint saw its MCP connection; the
+  task typed right after ready goes to the model with our tools; the exact answer (from the
+  transcript, via the AfterAgent hook); as a lead it calls our `handoff` (no confirmation) and a
+  worker answers; `/quit`.
 - OpenCode: a turn ended by its events (our plugin), the exact answer from them.
 - Aider: a turn read from the screen (no event source).
 """
@@ -23,56 +25,32 @@ programs are real, only the model is not.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import json
 import os
 import re
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
-import pytest
-import pytest_lsp
 from pytest_lsp import LanguageClient
 
-from cao_sidecar.providers import get_provider
-from conftest import ROOT, initialize, kill_tmux, request, sidecar_config
-from fixtures.fake_model_server import FakeModelServer
+from conftest import request
+from fixtures.real_cli import (
+    NEEDS_AIDER,
+    NEEDS_CLAUDE,
+    NEEDS_CODEX,
+    NEEDS_GEMINI,
+    NEEDS_OPENCODE,
+    RealCliTeam,
+    claude_env,
+    codex_profile,
+    real_cli_marks,
+)
 
-NODE_BIN = ROOT / ".ci" / "node" / "node_modules" / ".bin"
-AIDER_BIN = ROOT / ".ci" / "aider" / "bin"
-SEARCH = os.pathsep.join([str(NODE_BIN), str(AIDER_BIN), os.environ.get("PATH", "")])
-
-
-def which(name: str) -> str | None:
-    return shutil.which(name, path=SEARCH)
-
-
-CLAUDE, CODEX, GEMINI, OPENCODE, AIDER = (which(n) for n in ("claude", "codex", "gemini", "opencode", "aider"))
-
-MODEL = FakeModelServer(delay=0.01).start()
-
-# Gemini CLI refuses a settings file under a world-writable directory (/tmp): keep this
-# sidecar's state in the repository's (private) .pytest_cache.
-_cache = ROOT / ".pytest_cache"
-_cache.mkdir(exist_ok=True)
-BASE = Path(tempfile.mkdtemp(prefix="cao-real-", dir=_cache))
-CONFIG, SIDECAR = sidecar_config(BASE)
-atexit.register(shutil.rmtree, BASE, True)  # runs cut short: the fixture cleans up otherwise
-atexit.register(kill_tmux, SIDECAR.socket)
-SIDECAR.env["PATH"] = SEARCH
-READY_SECONDS = float(os.environ.get("CAO_TEST_READY_TIMEOUT", "40"))  # more on a loaded machine
-SIDECAR.env["CAO_READY_TIMEOUT"] = str(READY_SECONDS)
-HOME = BASE / "home"
-(HOME / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True}))
-# The user's own OpenCode config (the sidecar adds its MCP server on top): it names the model.
-(BASE / "config" / "opencode").mkdir(parents=True)  # XDG_CONFIG_HOME of the sidecar and its agents
-(BASE / "config" / "opencode" / "opencode.json").write_text(json.dumps({
-    "$schema": "https://opencode.ai/config.json",
-    "model": "anthropic/claude-sonnet-4-5",
-    "provider": {"anthropic": {"options": {"baseURL": f"{MODEL.url}/v1", "apiKey": "fake-key"}}},
-}))
+TEAM = RealCliTeam("cao-real-", float(os.environ.get("CAO_TEST_READY_TIMEOUT", "40")))  # more on a loaded machine
+CONFIG, SIDECAR, MODEL = TEAM.config, TEAM.sidecar, TEAM.model
+SIDECAR.env["CAO_HANDOFF_PROGRESS_EVERY"] = "0.3"  # a handoff's progress notifications, when asked for
+TEAM.write_opencode_config()
+pane_of, screen_of, logged_events = TEAM.pane_of, TEAM.screen_of, TEAM.logged_events
+spawn_ready, handoff, prompt_with_choices, exit_cleanly = (
+    TEAM.spawn_ready, TEAM.handoff, TEAM.prompt_with_choices, TEAM.exit_cleanly)
 
 
 def claude_lead(name: str, description: str, extra: str = "") -> str:
@@ -80,10 +58,7 @@ def claude_lead(name: str, description: str, extra: str = "") -> str:
 name: {name}
 description: {description}
 provider: claude_code
-{extra}env:
-  ANTHROPIC_BASE_URL: {MODEL.url}
-  ANTHROPIC_AUTH_TOKEN: fake-token
----
+{extra}{claude_env(MODEL)}---
 You lead the team: delegate with handoff.
 """
 
@@ -93,10 +68,7 @@ PROFILES = {
 name: claude_worker
 description: Claude Code against the fake model
 provider: claude_code
-env:
-  ANTHROPIC_BASE_URL: {MODEL.url}
-  ANTHROPIC_AUTH_TOKEN: fake-token
----
+{claude_env(MODEL)}---
 You are the claude test worker (system prompt marker 7f3a).
 """,
     # Like the built-in supervisor: no allowedTools, no permissionMode.
@@ -104,16 +76,12 @@ You are the claude test worker (system prompt marker 7f3a).
     "claude_lead_asks": claude_lead(
         "claude_lead_asks", "A Claude Code lead that opted out of pre-approved team tools", "askForTeamTools: true\n"
     ),
-    "codex_worker": f"""---
-name: codex_worker
-description: Codex against the fake model
-provider: codex
-env:
-  FAKE_KEY: fake-key
-args: ["-c", 'model_provider="fake"', "-c", 'model_providers.fake={{name="fake", base_url="{MODEL.url}/v1", wire_api="responses", env_key="FAKE_KEY"}}', "-c", 'approval_policy="on-request"']
----
-You are the codex test worker (system prompt marker 9c1e).
-""",
+    "codex_worker": codex_profile(MODEL, "codex_worker", "Codex against the fake model",
+                                  "You are the codex test worker (system prompt marker 9c1e).",
+                                  more_args=""", "-c", 'approval_policy="on-request"'"""),
+    # A Codex lead (Codex 0.169 sent its default model's turns without tools to the fake: a model named).
+    "codex_lead": codex_profile(MODEL, "codex_lead", "A Codex lead against the fake model",
+                                "You lead the team: delegate with handoff.", extra="model: fake-codex-model\n"),
     "gemini_worker": f"""---
 name: gemini_worker
 description: Gemini CLI against the fake model
@@ -146,97 +114,17 @@ args: ["--no-show-model-warnings", "--no-git"]
 You are the aider test worker.
 """,
 }
-_profiles = SIDECAR.workspace / ".cao" / "agents"
-_profiles.mkdir(parents=True)
-for _name, _text in PROFILES.items():
-    (_profiles / f"{_name}.md").write_text(_text)
+TEAM.write_profiles(PROFILES)
 
-pytestmark = [pytest.mark.real_cli, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
-
-
-@pytest_lsp.fixture(config=CONFIG, scope="module")
-async def client(lsp_client: LanguageClient):
-    await initialize(lsp_client, SIDECAR)
-    yield
-    for agent in (await request(lsp_client, "cao/listAgents", {}))["agents"]:
-        if agent["status"] != "exited":
-            await request(lsp_client, "cao/terminate", {"terminalId": agent["terminalId"]})
-    await lsp_client.shutdown_session()
-    kill_tmux(SIDECAR.socket)
-    MODEL.stop()
-    shutil.rmtree(BASE, ignore_errors=True)
-
-
-def pane_of(terminal_id: str) -> str:
-    for line in SIDECAR.tmux("list-panes", "-a", "-F", "#{pane_id} #{window_name}").splitlines():
-        pane, _, window = line.partition(" ")
-        if window.endswith(terminal_id):
-            return pane
-    raise AssertionError(f"no pane for {terminal_id}")
-
-
-def screen_of(terminal_id: str) -> str:
-    try:
-        return SIDECAR.tmux("capture-pane", "-p", "-J", "-t", pane_of(terminal_id))
-    except AssertionError:
-        return "(no pane)"
-
-
-async def handoff(client: LanguageClient, tid: str, message: str) -> str:
-    """One task to an agent; on failure the assertion shows the agent's screen."""
-    try:
-        result = await request(client, "cao/handoff", {"terminalId": tid, "message": message}, timeout=60)
-    except BaseException as exc:
-        raise AssertionError(f"handoff failed ({exc!r}); screen:\n{screen_of(tid)}\nstatuses: {SIDECAR.statuses(tid)}") from exc
-    return result["output"]
+pytestmark = real_cli_marks(timeout=120)
+client = TEAM.client_fixture()
 
 
 def requests_since(count: int) -> list[dict]:
     return MODEL.requests[count:]
 
 
-async def spawn_ready(client: LanguageClient, profile: str) -> str:
-    try:
-        result = await request(client, "cao/spawn", {"profile": profile}, timeout=READY_SECONDS + 20)
-    except BaseException as exc:
-        agents = (await request(client, "cao/listAgents", {}))["agents"]
-        screens = "\n---\n".join(screen_of(a["terminalId"]) for a in agents if a["profile"] == profile)
-        raise AssertionError(f"spawn of {profile} failed ({exc!r}):\n{screens}") from exc
-    assert result["status"] in ("idle", "completed"), result
-    return result["terminalId"]
-
-
-async def prompt_with_choices(client: LanguageClient, tid: str, timeout: float = 40.0) -> dict:
-    """The agent's question once it is waiting and its menu is on screen (cao/listAgents)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        agents = (await request(client, "cao/listAgents", {}))["agents"]
-        prompt = next(a for a in agents if a["terminalId"] == tid)["prompt"]
-        if prompt and prompt["choices"]:
-            return prompt
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"no question with choices; screen:\n{screen_of(tid)}\nstatuses: {SIDECAR.statuses(tid)}")
-        await asyncio.sleep(0.1)
-
-
-async def exit_cleanly(client: LanguageClient, tid: str, provider: str) -> None:
-    """The provider's exit command, typed the way teardown types it (a bracketed paste, Enter,
-    Enter again if the CLI swallowed it), ends the CLI by itself, and the core sees it exit."""
-    pane = pane_of(tid)
-    command = get_provider(provider).exit_command
-    subprocess.run(["tmux", "-L", SIDECAR.socket, "load-buffer", "-b", "cao-test-exit", "-"], input=command.encode(),
-                   check=True)
-    SIDECAR.tmux("paste-buffer", "-p", "-d", "-r", "-b", "cao-test-exit", "-t", pane)
-    SIDECAR.tmux("send-keys", "-t", pane, "Enter")
-    try:
-        await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "exited", timeout=1.0)
-    except asyncio.TimeoutError:
-        SIDECAR.tmux("send-keys", "-t", pane, "Enter")
-        await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "exited", timeout=20)
-    await request(client, "cao/terminate", {"terminalId": tid}, timeout=30)
-
-
-@pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (npm install @anthropic-ai/claude-code)")
+@NEEDS_CLAUDE
 async def test_claude_code_hooks_mcp_trust_and_exit(client: LanguageClient) -> None:
     seen = len(MODEL.requests)
     tid = await spawn_ready(client, "claude_worker")
@@ -274,12 +162,7 @@ async def test_claude_code_hooks_mcp_trust_and_exit(client: LanguageClient) -> N
     await exit_cleanly(client, tid, "claude_code")
 
 
-def logged_events() -> list[dict]:
-    """The sidecar's events log (logs/events.jsonl)."""
-    return [json.loads(line) for path in BASE.rglob("events.jsonl") for line in path.read_text().splitlines()]
-
-
-@pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (npm install @anthropic-ai/claude-code)")
+@NEEDS_CLAUDE
 async def test_claude_code_lead_hands_off_without_a_prompt_once_connected(client: LanguageClient) -> None:
     tid = await spawn_ready(client, "claude_lead")
     # Ready means ready to delegate: our endpoint saw the CLI's MCP connection before "ready".
@@ -303,7 +186,7 @@ async def test_claude_code_lead_hands_off_without_a_prompt_once_connected(client
     await exit_cleanly(client, tid, "claude_code")
 
 
-@pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (npm install @anthropic-ai/claude-code)")
+@NEEDS_CLAUDE
 async def test_claude_code_lead_that_opted_out_is_asked(client: LanguageClient) -> None:
     # askForTeamTools: true: the same call stops at Claude Code's permission prompt.
     tid = await spawn_ready(client, "claude_lead_asks")
@@ -317,7 +200,7 @@ async def test_claude_code_lead_that_opted_out_is_asked(client: LanguageClient) 
     await request(client, "cao/terminate", {"terminalId": tid}, timeout=30)
 
 
-@pytest.mark.skipif(CODEX is None, reason="Codex is not installed (npm install @openai/codex)")
+@NEEDS_CODEX
 async def test_codex_notify_mcp_and_exit(client: LanguageClient) -> None:
     seen = len(MODEL.requests)
     tid = await spawn_ready(client, "codex_worker")
@@ -346,15 +229,55 @@ async def test_codex_notify_mcp_and_exit(client: LanguageClient) -> None:
     await exit_cleanly(client, tid, "codex")
 
 
-@pytest.mark.skipif(GEMINI is None, reason="Gemini CLI is not installed (npm install @google/gemini-cli)")
-async def test_gemini_cli_dialogs_and_exit(client: LanguageClient) -> None:
+@NEEDS_CODEX
+async def test_codex_lead_gets_progress_while_a_handoff_runs(client: LanguageClient) -> None:
+    """Codex (0.169) sends a progressToken with its tools/call and takes the answer as an SSE
+    stream: the handoff's progress notifications, then the result (agent_face/progress_stream.py).
+    (Codex does not reset its tool timeout on them: tool_timeout_sec still ends a longer call,
+    which is why a long handoff answers with a ticket before Codex's 600 s.)"""
+    tid = await spawn_ready(client, "codex_lead")
+    before = len(SIDECAR.statuses(tid))
+    task = 'call: mcp__cao__handoff {"target": "mock_developer", "task": "sleep 1.5 say: progress-relayed-7c"}'
+    output = await handoff(client, tid, task)
+    assert output.startswith("progress-relayed-7c"), (output, screen_of(tid))
+    assert "waiting_user_answer" not in SIDECAR.statuses(tid)[before:], screen_of(tid)
+    progress = [e for e in logged_events() if e["event"] == "handoff.progress" and e.get("terminalId") == tid]
+    assert len(progress) >= 2, progress  # every 0.3 s while the worker slept 1.5 s
+    await request(client, "cao/terminate", {"terminalId": tid}, timeout=30)
+
+
+@NEEDS_GEMINI
+async def test_gemini_cli_ready_once_connected_turn_lead_and_exit(client: LanguageClient) -> None:
+    seen = len(MODEL.requests)
     tid = await spawn_ready(client, "gemini_worker")
     statuses = SIDECAR.statuses(tid)
-    assert statuses.count("waiting_user_answer") >= 1, statuses  # trust, then the API-key dialogs
+    assert statuses.count("waiting_user_answer") >= 1, statuses  # the API-key dialogs (the folder is trusted up front)
+    # Ready means ready to delegate: our endpoint saw Gemini CLI's MCP connection before "ready".
+    kinds = [e["event"] for e in logged_events() if e.get("terminalId") == tid]
+    assert "mcp.connected" in kinds and kinds.index("mcp.connected") < kinds.index("ready"), kinds
+
+    # The task typed right after ready: its turn (after the model router's request) offers our tools.
+    # Streamed in pieces, with Markdown: only the transcript has the exact text.
+    assert await handoff(client, tid, "please say: gemini **exact** answer") == "gemini **exact** answer", screen_of(tid)
+    turns = [json.dumps(r["body"], ensure_ascii=False) for r in requests_since(seen)
+             if ":streamGenerateContent" in r["path"] and "gemini **exact** answer" in json.dumps(r["body"], ensure_ascii=False)]
+    assert turns, [r["path"] for r in requests_since(seen)]
+    # (Gemini CLI names MCP tools mcp_<server>_<tool>)
+    assert all('"mcp_cao_handoff"' in t and '"mcp_cao_send_message"' in t for t in turns), "our tools were not in the turn"
+
+    # As a lead: its model calls our handoff; no confirmation (our server is trusted); a mock
+    # worker answers "say: gemini-led-5f", and given that as the tool's result the model says it.
+    before = len(SIDECAR.statuses(tid))
+    task = 'call: mcp_cao_handoff {"target": "mock_developer", "task": "echo say: gemini-led-5f"}'
+    output = await handoff(client, tid, task)
+    assert output == "gemini-led-5f", (output, screen_of(tid))
+    assert "waiting_user_answer" not in SIDECAR.statuses(tid)[before:], screen_of(tid)
+    ends = [e for e in logged_events() if e["event"] == "handoff.end" and e.get("terminalId") != tid]
+    assert ends and ends[-1]["ok"] is True, ends
     await exit_cleanly(client, tid, "gemini_cli")
 
 
-@pytest.mark.skipif(OPENCODE is None, reason="OpenCode is not installed (npm install opencode-ai)")
+@NEEDS_OPENCODE
 async def test_opencode_turn_from_its_events(client: LanguageClient) -> None:
     seen = len(MODEL.requests)
     tid = await spawn_ready(client, "opencode_worker")
@@ -366,7 +289,7 @@ async def test_opencode_turn_from_its_events(client: LanguageClient) -> None:
     await exit_cleanly(client, tid, "opencode")
 
 
-@pytest.mark.skipif(AIDER is None, reason="Aider is not installed (pip install aider-chat into .ci/aider)")
+@NEEDS_AIDER
 async def test_aider_turn_from_the_screen(client: LanguageClient) -> None:
     tid = await spawn_ready(client, "aider_worker")  # --no-git: the test workspace is inside this repo
     # Both traps of a line-oriented CLI, every run: Aider shows the input line and nothing below it

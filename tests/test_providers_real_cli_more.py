@@ -15,41 +15,17 @@ real, only the model is not.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import json
-import os
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
-import pytest_lsp
 from pytest_lsp import LanguageClient
 
-from conftest import ROOT, initialize, kill_tmux, request, sidecar_config
-from fixtures.fake_model_server import FakeModelServer
+from conftest import request
+from fixtures.real_cli import NEEDS_CLAUDE, NEEDS_GROK, NEEDS_QWEN, RealCliTeam, claude_env, real_cli_marks
 
-NODE_BIN = ROOT / ".ci" / "node" / "node_modules" / ".bin"
-SEARCH = os.pathsep.join([str(NODE_BIN), os.environ.get("PATH", "")])
-CLAUDE, QWEN, GROK = (shutil.which(n, path=SEARCH) for n in ("claude", "qwen", "grok"))
-NEEDS_QWEN = pytest.mark.skipif(QWEN is None, reason="Qwen Code is not installed (npm install @qwen-code/qwen-code)")
-NEEDS_GROK = pytest.mark.skipif(GROK is None, reason="Grok CLI is not installed (npm install @vibe-kit/grok-cli)")
-NEEDS_CLAUDE = pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (npm install @anthropic-ai/claude-code)")
-
-MODEL = FakeModelServer(delay=0.01).start()
-
-# Qwen Code, like Gemini CLI, may refuse a settings file under a world-writable directory (/tmp):
-# keep this sidecar's state in the repository's (private) .pytest_cache.
-_cache = ROOT / ".pytest_cache"
-_cache.mkdir(exist_ok=True)
-BASE = Path(tempfile.mkdtemp(prefix="cao-real-more-", dir=_cache))
-CONFIG, SIDECAR = sidecar_config(BASE)
-atexit.register(shutil.rmtree, BASE, True)
-atexit.register(kill_tmux, SIDECAR.socket)
-SIDECAR.env["PATH"] = SEARCH
-SIDECAR.env["CAO_READY_TIMEOUT"] = "40"
-(BASE / "home" / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True}))
+TEAM = RealCliTeam("cao-real-more-", ready_timeout=40)
+CONFIG, SIDECAR, MODEL = TEAM.config, TEAM.sidecar, TEAM.model
+screen_of, logged_events, bodies_with = TEAM.screen_of, TEAM.logged_events, TEAM.bodies_with
+spawn_ready, handoff, prompt_with_choices, wait_status, exit_by_command = (
+    TEAM.spawn_ready, TEAM.handoff, TEAM.prompt_with_choices, TEAM.wait_status, TEAM.exit_by_command)
 
 QWEN_ENV = f"""env:
   OPENAI_API_KEY: fake-key
@@ -75,10 +51,7 @@ You lead the team: delegate with handoff.
 name: claude_lead
 description: A Claude Code lead against the fake model
 provider: claude_code
-env:
-  ANTHROPIC_BASE_URL: {MODEL.url}
-  ANTHROPIC_AUTH_TOKEN: fake-token
----
+{claude_env(MODEL)}---
 You lead the team: delegate with handoff.
 """,
     "grok_worker": f"""---
@@ -93,102 +66,10 @@ env:
 You are the grok test worker (system prompt marker 2c5a).
 """,
 }
-_profiles = SIDECAR.workspace / ".cao" / "agents"
-_profiles.mkdir(parents=True)
-for _name, _text in PROFILES.items():
-    (_profiles / f"{_name}.md").write_text(_text)
+TEAM.write_profiles(PROFILES)
 
-pytestmark = [pytest.mark.real_cli, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
-
-
-@pytest_lsp.fixture(config=CONFIG, scope="module")
-async def client(lsp_client: LanguageClient):
-    await initialize(lsp_client, SIDECAR)
-    yield
-    for agent in (await request(lsp_client, "cao/listAgents", {}))["agents"]:
-        if agent["status"] != "exited":
-            await request(lsp_client, "cao/terminate", {"terminalId": agent["terminalId"]})
-    await lsp_client.shutdown_session()
-    kill_tmux(SIDECAR.socket)
-    MODEL.stop()
-    shutil.rmtree(BASE, ignore_errors=True)
-
-
-def pane_of(terminal_id: str) -> str:
-    for line in SIDECAR.tmux("list-panes", "-a", "-F", "#{pane_id} #{window_name}").splitlines():
-        pane, _, window = line.partition(" ")
-        if window.endswith(terminal_id):
-            return pane
-    raise AssertionError(f"no pane for {terminal_id}")
-
-
-def screen_of(terminal_id: str) -> str:
-    try:
-        return SIDECAR.tmux("capture-pane", "-p", "-J", "-t", pane_of(terminal_id))
-    except AssertionError:
-        return "(no pane)"
-
-
-async def spawn_ready(client: LanguageClient, profile: str) -> str:
-    try:
-        result = await request(client, "cao/spawn", {"profile": profile}, timeout=60)
-    except BaseException as exc:
-        agents = (await request(client, "cao/listAgents", {}))["agents"]
-        screens = "\n---\n".join(screen_of(a["terminalId"]) for a in agents if a["profile"] == profile)
-        raise AssertionError(f"spawn of {profile} failed ({exc!r}):\n{screens}") from exc
-    assert result["status"] in ("idle", "completed"), result
-    return result["terminalId"]
-
-
-async def handoff(client: LanguageClient, tid: str, message: str) -> str:
-    try:
-        result = await request(client, "cao/handoff", {"terminalId": tid, "message": message}, timeout=60)
-    except BaseException as exc:
-        raise AssertionError(f"handoff failed ({exc!r}); screen:\n{screen_of(tid)}\nstatuses: {SIDECAR.statuses(tid)}") from exc
-    return result["output"]
-
-
-async def prompt_with_choices(client: LanguageClient, tid: str, timeout: float = 40.0) -> dict:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        agents = (await request(client, "cao/listAgents", {}))["agents"]
-        prompt = next(a for a in agents if a["terminalId"] == tid)["prompt"]
-        if prompt and prompt["choices"]:
-            return prompt
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"no question with choices; screen:\n{screen_of(tid)}\nstatuses: {SIDECAR.statuses(tid)}")
-        await asyncio.sleep(0.1)
-
-
-async def wait_status(tid: str, condition, timeout: float = 40.0) -> None:
-    """Until a cao/agentStatus of `tid` meets `condition`; on timeout the screen says why."""
-    try:
-        await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and condition(p), timeout=timeout)
-    except asyncio.TimeoutError:
-        raise AssertionError(f"timed out; screen:\n{screen_of(tid)}\nstatuses: {SIDECAR.statuses(tid)}") from None
-
-
-def logged_events() -> list[dict]:
-    return [json.loads(line) for path in BASE.rglob("events.jsonl") for line in path.read_text().splitlines()]
-
-
-def bodies_with(text: str, since: int = 0) -> list[str]:
-    out = []
-    for r in MODEL.requests[since:]:
-        body = json.dumps(r["body"], ensure_ascii=False)
-        if text in body:
-            out.append(body)
-    return out
-
-
-async def exit_by_command(client: LanguageClient, tid: str, command: str) -> None:
-    """The provider's exit command ends the CLI by itself and the core sees it exit."""
-    pane = pane_of(tid)
-    SIDECAR.tmux("send-keys", "-t", pane, "-l", command)
-    await asyncio.sleep(0.3)
-    SIDECAR.tmux("send-keys", "-t", pane, "Enter")
-    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "exited", timeout=20)
-    await request(client, "cao/terminate", {"terminalId": tid}, timeout=30)
+pytestmark = real_cli_marks(timeout=120)
+client = TEAM.client_fixture()
 
 
 @NEEDS_QWEN

@@ -94,8 +94,15 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         return await wait_on(found, ctx, "")
 
     async def wait_on(ticket: Ticket[CallToolResult], ctx: Context, target: str) -> CallToolResult:
+        # A caller that sent a progressToken gets notifications (others: report_progress is a
+        # no-op); each is logged, so whether a lead CLI asks for them can be seen.
+        streams = (ctx.request_context.meta or {}).get("progress_token") is not None
+        caller = caller_of(ctx).terminal_id
+
         async def progress(elapsed: float, text: str) -> None:
             await ctx.report_progress(elapsed, None, text)
+            if streams:
+                core.logs.event("handoff.progress", caller, ticket=ticket.id, seconds=round(elapsed, 1))
 
         every = settings().handoff_progress_every
         done = await tickets.wait(ticket, settings().handoff_reply_after, progress, every)

@@ -19,8 +19,9 @@ Dialogs are boxes: folder trust ("Do you trust the files in this folder?"), auth
 
 Launch: our settings go in a system settings file (`GEMINI_CLI_SYSTEM_SETTINGS_PATH`, 0600 in
 the agent's directory): `mcpServers.cao` (Streamable HTTP `httpUrl` + the agent's token) and
-command hooks (BeforeAgent → processing, AfterAgent → completed with `prompt_response`,
-Notification ToolPermission → waiting) that run hook_relay.py. Gemini CLI refuses a system
+command hooks (BeforeAgent → processing, AfterAgent → completed with the answer hook_relay.py
+reads from the session transcript, Notification ToolPermission → waiting) that run hook_relay.py;
+`GEMINI_CLI_TRUST_WORKSPACE=true` (no folder-trust dialog, no restart). Gemini CLI refuses a system
 settings file whose parent directories are writable by others (e.g. under /tmp): keep the
 sidecar's state directory in a private place (the default, ~/.local/state, is).
 """
@@ -28,24 +29,14 @@ sidecar's state directory in a private place (the default, ~/.local/state, is).
 from __future__ import annotations
 
 import re
-import shlex
-import sys
-from pathlib import Path
 from typing import Any, Optional
 
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.providers import gemini_family, mcp_config
+from cao_sidecar.providers.base import HookEvent, LaunchContext, LaunchSpec
 from cao_sidecar.providers.cli_facts import CliFacts
-from cao_sidecar.providers import mcp_config
-from cao_sidecar.providers.base import Classification, HookEvent, LaunchContext, LaunchSpec
-from cao_sidecar.providers.screen import (
-    RULE_LINE,
-    Dialog,
-    Screen,
-    ScreenProvider,
-    command_from_options,
-    extra_args,
-    hook_url,
-)
+from cao_sidecar.providers.gemini_family import InputBoxScreen
+from cao_sidecar.providers.screen import RULE_LINE, Dialog, Screen, extra_args
 
 S = AgentStatus
 
@@ -71,7 +62,7 @@ SETTINGS_FILE = "gemini-system-settings.json"
 APPROVAL_MODES = ("default", "auto_edit", "yolo", "plan")
 
 
-class GeminiCliProvider(ScreenProvider):
+class GeminiCliProvider(InputBoxScreen):
     name = "gemini_cli"
     cli = CliFacts(
         title="Gemini CLI",
@@ -81,6 +72,9 @@ class GeminiCliProvider(ScreenProvider):
         credential_files=("~/.gemini/oauth_creds.json",),
         credential_env=("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_GCA"),
     )
+    INPUT, ANSWER_HEAD, ERROR, BUSY = INPUT, ANSWER_HEAD, ERROR, BUSY
+    CONFIRM_WINDOW = 25
+    BUSY_TEXT = "(esc to cancel, Ns)"
     exit_command = "/quit"
     interrupt_key = "Escape"
     event_statuses = frozenset({S.PROCESSING, S.COMPLETED, S.WAITING_USER_ANSWER})
@@ -104,30 +98,15 @@ class GeminiCliProvider(ScreenProvider):
 
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
         opts = ctx.options
-        argv = command_from_options(["gemini"], ctx)
-        if ctx.model:
-            argv.append("--model=" + ctx.model)
-        mode = opts.get("approval_mode")
-        if opts.get("permission_mode") == "bypassPermissions":
-            mode = "yolo"
-        if mode in APPROVAL_MODES:
-            argv.append("--approval-mode=" + mode)
+        argv = gemini_family.base_argv("gemini", ctx, APPROVAL_MODES)
         allowed = opts.get("allowed_tools")
         if isinstance(allowed, list) and allowed:
             argv += ["--allowed-tools=" + str(tool) for tool in allowed]
         settings: dict[str, Any] = dict(mcp_config.gemini_settings(ctx.env, opts))
-        url = hook_url(ctx.env, self.name)
-        events = False
-        if url is not None and ctx.env.get("CAO_MCP_TOKEN"):
-            relay = shlex.join([sys.executable, str(Path(__file__).with_name("hook_relay.py")), "--url", url,
-                                "--token-file", str(ctx.agent_dir / "credential"), "--stdin"])
-            settings["hooks"] = {
-                event: [{"matcher": "*", "hooks": [{"type": "command", "command": relay, "name": f"cao-{event}",
-                                                    "timeout": 10000}]}]
-                for event in ("BeforeAgent", "AfterAgent", "Notification")
-            }
+        hooks = gemini_family.relay_hooks(ctx, self.name, ("BeforeAgent", "AfterAgent", "Notification"), "*")
+        if hooks is not None:
+            settings["hooks"] = hooks
             settings["hooksConfig"] = {"enabled": True}
-            events = True
         if ctx.system_prompt:
             # Gemini CLI has no "append to the system prompt" option; the profile's prompt goes in
             # as a context file (GEMINI.md) of an included directory, which it loads as memory.
@@ -136,19 +115,22 @@ class GeminiCliProvider(ScreenProvider):
             (prompt_dir / "GEMINI.md").write_text(ctx.system_prompt + "\n", encoding="utf-8")
             argv.append(f"--include-directories={prompt_dir}")
             settings["context"] = {"loadMemoryFromIncludeDirectories": True}
-        env = {}
+        # The sidecar trusts the agent's working directory (it answers the CLI's folder-trust
+        # dialog with "Trust folder" otherwise): said up front, Gemini CLI does not restart itself
+        # after the dialog, a restart after which 0.61 sometimes still held the folder untrusted
+        # and so never connected to its MCP servers (ours included).
+        env = {"GEMINI_CLI_TRUST_WORKSPACE": "true"}
         if settings:
             path = mcp_config.write_private_json(ctx.agent_dir / SETTINGS_FILE, settings)
             env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] = str(path)
         argv += extra_args(ctx)
-        # Not `connects_to_sidecar`: Gemini CLI 0.61, launched by the sidecar, was ready without
-        # having contacted our endpoint within 40 s (docs/providers.md): waiting would fail it.
-        return LaunchSpec(argv=argv, env=env, events=events)
+        # Gemini CLI connects to its MCP servers as it starts (after the folder-trust dialog, before
+        # authentication): ready waits for that, so the first task has our tools.
+        return LaunchSpec(argv=argv, env=env, events=hooks is not None, connects_to_sidecar="CAO_MCP_URL" in ctx.env)
 
     # ---- screen -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _prompt(s: Screen) -> int:
+    def _prompt(self, s: Screen) -> int:
         low = max(0, len(s.lines) - 8)
         for i in range(len(s.lines) - 1, low - 1, -1):
             if LIVE_PROMPT.match(s.lines[i]) and not CHOICE.match(s.lines[i]):
@@ -157,51 +139,15 @@ class GeminiCliProvider(ScreenProvider):
                     return i
         return -1
 
-    def _classify(self, s: Screen) -> Classification:
-        prompt = self._prompt(s)
-        if prompt < 0:
-            dialog = self._dialog(s)
-            if dialog is not None:
-                return dialog
-            tail = s.tail(25)
-            if any(CHOICE.match(line) or WAITING.search(line) for line in tail):
-                return Classification(S.WAITING_USER_ANSWER, "dialog: a confirmation with choices")
-            if any(BUSY.search(line) for line in s.tail(4)):
-                return Classification(S.PROCESSING, "busy line at the bottom")
-            return Classification(S.STARTING, "no input prompt yet")
-        box_top = s.last_index(lambda line: _is_box_top(line), 0, prompt)
-        end = box_top if box_top >= 0 else prompt
-        above = s.tail(6, end)
-        if any(CHOICE.match(line) or WAITING.search(line) for line in above):
-            return Classification(S.WAITING_USER_ANSWER, "confirmation right above the input box")
-        if any(BUSY.search(line) for line in s.tail(3, end)):
-            return Classification(S.PROCESSING, "'(esc to cancel, Ns)' right above the input box")
-        last_input = s.last_index(lambda line: bool(INPUT.match(line)), 0, end)
-        if last_input < 0:
-            return Classification(S.IDLE, "input prompt, no input yet")
-        if s.last_index(lambda line: bool(ANSWER_HEAD.match(line)), last_input + 1, end) >= 0:
-            return Classification(S.COMPLETED, "an answer (✦) follows the last input")
-        if s.last_index(lambda line: bool(ERROR.search(line)), last_input + 1, end) >= 0:
-            return Classification(S.ERROR, "an error (✕) follows the last input")
-        return Classification(S.IDLE, "input prompt; no answer after the last input")
+    def _box_top(self, s: Screen, prompt: int) -> int:
+        top = s.last_index(_is_box_top, 0, prompt)
+        return top if top >= 0 else prompt
 
-    def _extract(self, s: Screen) -> Optional[str]:
-        prompt = self._prompt(s)
-        end = len(s.lines)
-        if prompt >= 0:
-            top = s.last_index(lambda line: _is_box_top(line), 0, prompt)
-            end = top if top >= 0 else prompt
-        last_input = s.last_index(lambda line: bool(INPUT.match(line)), 0, end)
-        head = s.last_index(lambda line: bool(ANSWER_HEAD.match(line)), last_input + 1, end)
-        if head < 0:
-            return None
-        first = s.lines[head]
-        out = [first[first.index("✦ ") + 2 :]]
-        for line in s.lines[head + 1 : end]:
-            if ANSWER_HEAD.match(line) or INPUT.match(line) or BUSY.search(line) or MODE_NOTICE.search(line):
-                break
-            out.append(line[3:] if line.startswith("   ") else line.strip())
-        return "\n".join(out)
+    def _confirming(self, line: str) -> bool:
+        return bool(CHOICE.match(line) or WAITING.search(line))
+
+    def _ends_answer(self, line: str) -> bool:
+        return bool(ANSWER_HEAD.match(line) or INPUT.match(line) or MODE_NOTICE.search(line))
 
     # ---- events -------------------------------------------------------------------------------
 
@@ -212,7 +158,9 @@ class GeminiCliProvider(ScreenProvider):
         if event == "BeforeAgent":
             return HookEvent(S.PROCESSING)
         if event == "AfterAgent":
-            answer = payload.get("prompt_response")
+            # `cao_answer`: the relay's copy from the transcript (`prompt_response` is garbled
+            # when the answer was streamed in pieces: hook_relay.py); else the screen's answer.
+            answer = payload.get("cao_answer")
             return HookEvent(S.COMPLETED, answer if isinstance(answer, str) else None)
         if event == "Notification" and payload.get("notification_type") == "ToolPermission":
             return HookEvent(S.WAITING_USER_ANSWER)

@@ -29,26 +29,15 @@ own `~/.qwen/settings.json`.
 from __future__ import annotations
 
 import re
-import shlex
-import sys
-from pathlib import Path
 from typing import Any, Optional
 
 from cao_sidecar.core.status import AgentStatus
-from cao_sidecar.providers import mcp_config
-from cao_sidecar.providers.base import Classification, HookEvent, LaunchContext, LaunchSpec
+from cao_sidecar.providers import gemini_family, mcp_config
+from cao_sidecar.providers.base import HookEvent, LaunchContext, LaunchSpec
 from cao_sidecar.providers.cli_facts import CliFacts
+from cao_sidecar.providers.gemini_family import InputBoxScreen
 from cao_sidecar.providers.prompt import ScreenPrompt, read_prompt
-from cao_sidecar.providers.screen import (
-    RULE_LINE,
-    Dialog,
-    Screen,
-    ScreenProvider,
-    command_from_options,
-    extra_args,
-    hook_url,
-    string_list,
-)
+from cao_sidecar.providers.screen import RULE_LINE, Dialog, Screen, extra_args, string_list
 
 S = AgentStatus
 
@@ -69,7 +58,7 @@ APPROVAL_MODES = ("default", "auto-edit", "yolo", "plan")
 HOOK_EVENTS = ("UserPromptSubmit", "Stop", "PermissionRequest")
 
 
-class QwenCodeProvider(ScreenProvider):
+class QwenCodeProvider(InputBoxScreen):
     name = "qwen_code"
     cli = CliFacts(
         title="Qwen Code",
@@ -79,6 +68,10 @@ class QwenCodeProvider(ScreenProvider):
         credential_files=("~/.qwen/oauth_creds.json",),
         credential_env=("OPENAI_API_KEY", "DASHSCOPE_API_KEY"),
     )
+    INPUT, ANSWER_HEAD, ERROR, BUSY = INPUT, ANSWER_HEAD, ERROR, BUSY
+    CONTINUATION = "    "
+    BUSY_TEXT = "(Ns · esc to cancel)"
+    ANSWER_GLYPHS = "✦/◆"
     exit_command = "/quit"
     interrupt_key = "Escape"
     event_statuses = frozenset({S.PROCESSING, S.COMPLETED, S.WAITING_USER_ANSWER})
@@ -94,87 +87,38 @@ class QwenCodeProvider(ScreenProvider):
 
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
         opts = ctx.options
-        argv = command_from_options(["qwen"], ctx)
-        if ctx.model:
-            argv.append("--model=" + ctx.model)
-        mode = opts.get("approval_mode")
-        if opts.get("permission_mode") == "bypassPermissions":
-            mode = "yolo"
-        if mode in APPROVAL_MODES:
-            argv.append("--approval-mode=" + mode)
+        argv = gemini_family.base_argv("qwen", ctx, APPROVAL_MODES)
         argv += ["--allowed-tools=" + tool for tool in string_list(opts.get("allowed_tools"))]
         argv += ["--exclude-tools=" + tool for tool in string_list(opts.get("disallowed_tools"))]
         if ctx.system_prompt:
             argv.append("--append-system-prompt=" + ctx.system_prompt)
         settings: dict[str, Any] = dict(mcp_config.gemini_settings(ctx.env, opts))
         settings["general"] = {"enableAutoUpdate": False, "disableUpdateNag": True}
-        url = hook_url(ctx.env, self.name)
-        events = False
-        if url is not None and ctx.env.get("CAO_MCP_TOKEN"):
-            relay = shlex.join([sys.executable, str(Path(__file__).with_name("hook_relay.py")), "--url", url,
-                                "--token-file", str(ctx.agent_dir / "credential"), "--stdin"])
-            settings["hooks"] = {
-                event: [{"matcher": "", "hooks": [{"type": "command", "command": relay, "name": f"cao-{event}",
-                                                   "timeout": 10000}]}]
-                for event in HOOK_EVENTS
-            }
-            events = True
+        hooks = gemini_family.relay_hooks(ctx, self.name, HOOK_EVENTS, "")
+        if hooks is not None:
+            settings["hooks"] = hooks
         path = mcp_config.write_private_json(ctx.agent_dir / SETTINGS_FILE, settings)
         argv += extra_args(ctx)
-        return LaunchSpec(argv=argv, env={"QWEN_CODE_SYSTEM_SETTINGS_PATH": str(path)}, events=events,
+        return LaunchSpec(argv=argv, env={"QWEN_CODE_SYSTEM_SETTINGS_PATH": str(path)}, events=hooks is not None,
                           connects_to_sidecar="CAO_MCP_URL" in ctx.env)
 
     # ---- screen -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _prompt(s: Screen) -> int:
+    def _prompt(self, s: Screen) -> int:
         """The live prompt: a `>` line in column 0 right under the input box's top rule."""
         for i in range(len(s.lines) - 1, max(0, len(s.lines) - 8) - 1, -1):
             if LIVE_PROMPT.match(s.lines[i]) and i > 0 and RULE_LINE.match(s.lines[i - 1]):
                 return i
         return -1
 
-    def _classify(self, s: Screen) -> Classification:
-        prompt = self._prompt(s)
-        if prompt < 0:
-            dialog = self._dialog(s)
-            if dialog is not None:
-                return dialog
-            if any(CONFIRM.search(line) for line in s.tail(20)):
-                return Classification(S.WAITING_USER_ANSWER, "a tool confirmation in place of the input box")
-            if any(BUSY.search(line) for line in s.tail(4)):
-                return Classification(S.PROCESSING, "busy line at the bottom")
-            return Classification(S.STARTING, "no input prompt yet")
-        end = prompt - 1  # the box's top rule
-        above = s.tail(6, end)
-        if any(CONFIRM.search(line) for line in above):
-            return Classification(S.WAITING_USER_ANSWER, "confirmation right above the input box")
-        if any(BUSY.search(line) for line in s.tail(3, end)):
-            return Classification(S.PROCESSING, "'(Ns · esc to cancel)' right above the input box")
-        last_input = s.last_index(lambda line: bool(INPUT.match(line)), 0, end)
-        if last_input < 0:
-            return Classification(S.IDLE, "input prompt, no input yet")
-        answer = s.last_index(lambda line: bool(ANSWER_HEAD.match(line)), last_input + 1, end)
-        error = s.last_index(lambda line: bool(ERROR.search(line)), last_input + 1, end)
-        if error > answer:
-            return Classification(S.ERROR, "an error (✕) follows the last input")
-        if answer >= 0:
-            return Classification(S.COMPLETED, "an answer (✦/◆) follows the last input")
-        return Classification(S.IDLE, "input prompt; no answer after the last input")
+    def _box_top(self, s: Screen, prompt: int) -> int:
+        return prompt - 1  # the rule right above the prompt
 
-    def _extract(self, s: Screen) -> Optional[str]:
-        prompt = self._prompt(s)
-        end = prompt - 1 if prompt >= 0 else len(s.lines)
-        last_input = s.last_index(lambda line: bool(INPUT.match(line)), 0, end)
-        head = s.last_index(lambda line: bool(ANSWER_HEAD.match(line)), last_input + 1, end)
-        if head < 0:
-            return None
-        out = [ANSWER_HEAD.sub("", s.lines[head], count=1)]
-        for line in s.lines[head + 1 : end]:
-            if ANSWER_END.match(line) or BUSY.search(line):
-                break
-            out.append(line[4:] if line.startswith("    ") else line.strip())
-        return "\n".join(out)
+    def _confirming(self, line: str) -> bool:
+        return bool(CONFIRM.search(line))
+
+    def _ends_answer(self, line: str) -> bool:
+        return bool(ANSWER_END.match(line))
 
     def read_prompt(self, screen: str) -> ScreenPrompt:
         # The spinner line "Waiting for user confirmation..." under the box is not part of the menu.
