@@ -30,10 +30,6 @@ OVERSIZED: dict[str, tuple[int, str]] = {
     # session, so moving its conversion part (structure_params, _check_type; ~100 lines) out
     # waits until they are merged.
     "cao_sidecar/wire.py": (900, "shared by parallel branches; split the conversion part after the merge"),
-    # Split once already (clients.py, exits.py, formats.py: 998 -> 700 lines). What is left is one
-    # class whose pane bookkeeping (tracked, reported, suppressed, creating) every method shares;
-    # the next cut is that bookkeeping plus exit reporting as its own class.
-    "cao_sidecar/terminal/tmux.py": (750, "next cut: pane bookkeeping and exit reporting (pane-id reuse after a tmux restart added 12 lines)"),
 }
 
 
