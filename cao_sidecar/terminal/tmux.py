@@ -416,7 +416,8 @@ class TmuxServer:
             if isinstance(results[0], BaseException):
                 log.warning("resize-window %s failed: %s", window_id, results[0])
             state = results[1]
-            if not isinstance(state, BaseException) and state and state[0].startswith(b"1"):
+            dead = not isinstance(state, BaseException) and bool(state) and (formats.DEAD.parse(state[0]) or {}).get("pane_dead") == "1"
+            if dead:
                 await self._exits.confirm(pane_id)  # exited already (exec failed?): get its status
         except BaseException:
             self._panes.not_answered(pane_id)
