@@ -235,3 +235,12 @@ def test_files_are_under_600_lines() -> None:
     assert too_long == {}, f"split these by responsibility (limit {MAX_LINES} lines): {too_long}"
     # An allowance for a file that has since come under the limit is removed.
     assert [path for path in OVERSIZED if lengths.get(path, 0) < MAX_LINES] == []
+
+
+def test_every_package_is_in_the_wheel() -> None:
+    """pyproject lists the packages by name: one left out is missing from the wheel a host's node
+    is installed from (hosts/install.py), though every test from the checkout passes."""
+    tomllib = pytest.importorskip("tomllib")
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py") if "agent_profiles" not in p.parts}
+    assert sorted(found - listed) == []
