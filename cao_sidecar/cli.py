@@ -22,7 +22,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cao_sidecar.wire import HANDOFF_TIMEOUT_SECONDS
+    from cao_sidecar.wire_types.agents import HANDOFF_TIMEOUT_SECONDS
 
     parser = argparse.ArgumentParser(prog="cao-sidecar", description=__doc__)
     parser.add_argument("--stdio", action="store_true", help="serve JSON-RPC (LSP framing) on stdin/stdout (the default)")

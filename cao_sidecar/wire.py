@@ -1,7 +1,9 @@
-"""Wire types of the cao/* JSON-RPC methods and notifications (protocol version 1).
+"""The cao/* JSON-RPC methods and notifications (protocol version 1): which wire type each one
+takes and gives, and their conversion to and from JSON.
 
-These attrs classes are the Python side of protocol/cao-protocol.schema.json; a test keeps the two
-in step. Field names are snake_case here and camelCase on the wire: the converter renames them.
+The wire types (attrs classes, in cao_sidecar.wire_types by area) are the Python side of
+protocol/cao-protocol.schema.json; a test keeps the two in step. Field names are snake_case there
+and camelCase on the wire: the converter renames them.
 """
 
 from __future__ import annotations
@@ -13,623 +15,97 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from cao_sidecar.core.status import AgentStatus
-
-ProgressToken = int | str
-
-# Defaults of the contract (the schema states them too); every door and the core use these.
-HANDOFF_TIMEOUT_SECONDS = 600.0  # a handoff gives up (and stops its worker) after this
-ASSIGN_TIMEOUT_SECONDS = 3600.0  # an assigned worker is stopped (and reported failed) after this
-
+from cao_sidecar.wire_types.agents import (
+    AgentInfo,
+    AgentStatusNotification,
+    AnswerParams,
+    AnswerResult,
+    AssignParams,
+    AssignResult,
+    GetLogParams,
+    GetLogResult,
+    GetOutputParams,
+    GetOutputResult,
+    HandoffParams,
+    HandoffResult,
+    ListAgentsParams,
+    ListAgentsResult,
+    OpenTerminalNotification,
+    ProgressToken,
+    PromptInfo,
+    SendMessageParams,
+    SendMessageResult,
+    SpawnParams,
+    SpawnResult,
+    TerminateParams,
+    TerminateResult,
+    WorkerCompletedNotification,
+)
+from cao_sidecar.wire_types.project import (
+    FlowInfo,
+    FlowRunInfo,
+    FlowsChangedNotification,
+    GetTrustParams,
+    GetTrustResult,
+    InstallProfileParams,
+    InstallProfileResult,
+    ListFlowsParams,
+    ListFlowsResult,
+    ListProfilesParams,
+    ListProfilesResult,
+    ProfileInfo,
+    ProfilesChangedNotification,
+    RunFlowParams,
+    RunFlowResult,
+    SetFlowEnabledParams,
+    SetFlowEnabledResult,
+    SetTrustParams,
+    SetTrustResult,
+    TrustChangedNotification,
+    TrustInfo,
+)
+from cao_sidecar.wire_types.service import (
+    DoctorParams,
+    DoctorResult,
+    HostStats,
+    ShutdownParams,
+    ShutdownResult,
+    StatsParams,
+    StatsResult,
+)
+from cao_sidecar.wire_types.workflows import (
+    CancelWorkflowParams,
+    CancelWorkflowResult,
+    GetWorkflowRunParams,
+    GetWorkflowRunResult,
+    ListWorkflowRunsParams,
+    ListWorkflowRunsResult,
+    ListWorkflowsParams,
+    ListWorkflowsResult,
+    ResumeWorkflowParams,
+    ResumeWorkflowResult,
+    RunWorkflowParams,
+    RunWorkflowResult,
+    WorkflowInfo,
+    WorkflowRunInfo,
+    WorkflowRunNotification,
+    WorkflowStepInfo,
+    WorkflowStepParams,
+    WorkflowStepResult,
+)
+from cao_sidecar.wire_types.worktrees import (
+    DiscardWorktreeParams,
+    DiscardWorktreeResult,
+    ListWorktreesParams,
+    ListWorktreesResult,
+    MergeWorktreeParams,
+    MergeWorktreeResult,
+    WorktreeInfo,
+)
 
 def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
-
-
-# ---- requests and their results ------------------------------------------------------------
-
-
-@attrs.define
-class WorktreeInfo:
-    """A worker's git worktree and the work on its branch (core.worktree_manager)."""
-
-    terminal_id: str
-    profile: str
-    session: str
-    repository: str  # the repository's top folder
-    path: str  # the worktree's folder (under the state dir)
-    branch: str
-    base: str  # the branch it started from (a commit when the folder's HEAD was detached)
-    base_commit: str  # where the branch left the base
-    state: Literal["active", "kept", "merged", "discarded"]
-    head: Optional[str] = None  # the branch's last commit (null until its work was first summarised)
-    commits: list[str] = attrs.Factory(list)  # "<short sha> <subject>" on the branch, oldest first
-    files: list[str] = attrs.Factory(list)  # files the branch changes
-    diff_stat: str = ""  # git diff --stat of the branch against the base
-    committed_leftovers: bool = False  # changes the worker left uncommitted were committed by the sidecar
-    dirty: Optional[bool] = None  # uncommitted changes in the worktree now (null: not looked)
-    copied_files: list[str] = attrs.Factory(list)  # untracked files copied in (never committed)
-    notes: list[str] = attrs.Factory(list)  # files not copied and why, a folder gone, git problems
-    agent_status: Optional[AgentStatus] = None  # null once its agent is gone
-
-
-@attrs.define
-class SpawnParams:
-    profile: str
-    provider: Optional[str] = None
-    working_directory: Optional[str] = None
-    session: Optional[str] = None
-    name: Optional[str] = None
-    timeout_seconds: Optional[float] = None  # how long to wait for the agent to be ready
-    worktree: Optional[bool] = None  # its own git worktree and branch; null: the profile decides
-    base_ref: Optional[str] = None  # with a worktree: the ref its branch starts from (default HEAD)
-    host: Optional[str] = None  # hosts.yaml name: run it on that host's node (issue 19); null or 'local': here
-
-
-@attrs.define
-class SpawnResult:
-    terminal_id: str
-    session: str
-    profile: str
-    provider: str
-    status: AgentStatus
-    name: Optional[str] = None
-    worktree: Optional[WorktreeInfo] = None
-
-
-@attrs.define
-class HandoffParams:
-    message: str
-    profile: Optional[str] = None
-    terminal_id: Optional[str] = None
-    provider: Optional[str] = None
-    working_directory: Optional[str] = None
-    session: Optional[str] = None
-    timeout_seconds: float = HANDOFF_TIMEOUT_SECONDS
-    keep: bool = False
-    work_done_token: Optional[ProgressToken] = None
-    worktree: Optional[bool] = None
-    base_ref: Optional[str] = None
-    model: Optional[str] = None  # the worker's model instead of its profile's (with profile)
-    host: Optional[str] = None  # hosts.yaml name: run it on that host's node (issue 19); null or 'local': here
-
-
-@attrs.define
-class HandoffResult:
-    terminal_id: str
-    status: AgentStatus
-    output: str
-    worktree: Optional[WorktreeInfo] = None  # where the worker's work is, if it had a worktree
-
-
-@attrs.define
-class AssignParams:
-    profile: str
-    message: str
-    provider: Optional[str] = None
-    working_directory: Optional[str] = None
-    session: Optional[str] = None
-    timeout_seconds: float = ASSIGN_TIMEOUT_SECONDS
-    keep: bool = True
-    worktree: Optional[bool] = None
-    base_ref: Optional[str] = None
-    model: Optional[str] = None  # the worker's model instead of its profile's
-    host: Optional[str] = None  # hosts.yaml name: run it on that host's node (issue 19); null or 'local': here
-
-
-@attrs.define
-class AssignResult:
-    terminal_id: str
-
-
-@attrs.define
-class SendMessageParams:
-    terminal_id: str
-    message: str
-    sender: Optional[str] = None
-
-
-@attrs.define
-class SendMessageResult:
-    message_id: str
-    state: Literal["delivered", "queued"]
-
-
-@attrs.define
-class ListAgentsParams:
-    session: Optional[str] = None
-    include_pooled: bool = False  # also the pool's warm workers (pooled: true), which are no one's yet
-
-
-@attrs.define
-class PromptInfo:
-    """The question an agent waits on (status waiting_user_answer), as read from its screen."""
-
-    id: str  # "<terminalId>:<n>": stable while the same question is shown
-    text: str
-    choices: list[str] = attrs.Factory(list)  # empty: the answer is free text
-    detail: str = ""  # lines that explain the question (a command, a file), one line
-
-
-@attrs.define
-class AgentInfo:
-    terminal_id: str
-    session: str
-    profile: str
-    provider: str
-    status: AgentStatus
-    working_directory: str
-    created_at: str
-    name: Optional[str] = None
-    prompt: Optional[PromptInfo] = None
-    # argv that shows the agent's live tmux window in a terminal (empty once it has exited)
-    attach_command: list[str] = attrs.Factory(list)
-    # a warm worker of the pool (listed only with includePooled): not the user's agent
-    pooled: bool = False
-
-
-@attrs.define
-class ListAgentsResult:
-    agents: list[AgentInfo]
-
-
-@attrs.define
-class GetOutputParams:
-    terminal_id: str
-    mode: Literal["last", "full"] = "last"
-
-
-@attrs.define
-class GetOutputResult:
-    output: str
-
-
-@attrs.define
-class TerminateParams:
-    terminal_id: str
-
-
-@attrs.define
-class TerminateResult:
-    pass
-
-
-@attrs.define
-class ListProfilesParams:
-    pass
-
-
-@attrs.define
-class ProfileInfo:
-    name: str
-    description: str
-    provider: str
-    source: str  # "builtin", or the path of the profile's file
-    scope: Literal["workspace", "user", "builtin"] = "builtin"
-    path: Optional[str] = None
-    model: Optional[str] = None
-    tags: list[str] = attrs.Factory(list)
-    shadows: list[str] = attrs.Factory(list)  # files of the same name it hides, highest first
-    stale: bool = False  # its file has errors now; this is the last version that loaded
-    untrusted: bool = False  # from a workspace folder the user has not trusted: held-back parts not in force
-
-
-@attrs.define
-class ListProfilesResult:
-    profiles: list[ProfileInfo]
-
-
-@attrs.define
-class InstallProfileParams:
-    profile: str  # a path to a profile file, or the name of a known profile
-    overwrite: bool = False
-
-
-@attrs.define
-class InstallProfileResult:
-    name: str
-    path: str
-    replaced: bool
-    warnings: list[str] = attrs.Factory(list)
-
-
-FlowRunStatus = Literal["running", "completed", "failed", "skipped", "gate_failed"]
-
-
-@attrs.define
-class FlowRunInfo:
-    run_id: str
-    flow: str
-    trigger: Literal["schedule", "manual"]
-    status: FlowRunStatus
-    started_at: str
-    scheduled_at: Optional[str] = None
-    ended_at: Optional[str] = None
-    terminal_id: Optional[str] = None
-    output: Optional[str] = None
-    reason: Optional[str] = None
-
-
-@attrs.define
-class FlowInfo:
-    name: str
-    schedule: str
-    profile: str
-    enabled: bool
-    scope: Literal["workspace", "user"]
-    path: str
-    description: str = ""
-    provider: Optional[str] = None
-    working_directory: Optional[str] = None
-    has_gate: bool = False
-    next_run_at: Optional[str] = None
-    running: bool = False
-    last_run: Optional[FlowRunInfo] = None
-    shadows: list[str] = attrs.Factory(list)
-    stale: bool = False
-    untrusted: bool = False  # from a workspace folder the user has not trusted: never runs
-
-
-@attrs.define
-class ListFlowsParams:
-    pass
-
-
-@attrs.define
-class ListFlowsResult:
-    flows: list[FlowInfo]
-
-
-@attrs.define
-class RunFlowParams:
-    name: str
-
-
-@attrs.define
-class RunFlowResult:
-    run: FlowRunInfo
-
-
-@attrs.define
-class SetFlowEnabledParams:
-    name: str
-    enabled: bool
-
-
-@attrs.define
-class SetFlowEnabledResult:
-    flow: FlowInfo
-
-
-@attrs.define
-class TrustInfo:
-    """One folder's trust (cao_sidecar.trust) and what its `.cao/` does not get while untrusted."""
-
-    path: str
-    trusted: bool
-    source: Literal["store", "editor", "none"]
-    has_config: bool  # the folder has a .cao/
-    held_back: list[str] = attrs.Factory(list)  # one readable line per thing held back
-
-
-@attrs.define
-class GetTrustParams:
-    pass
-
-
-@attrs.define
-class GetTrustResult:
-    folders: list[TrustInfo]
-
-
-@attrs.define
-class SetTrustParams:
-    trusted: bool
-    path: Optional[str] = None  # default: every workspace folder
-    persist: bool = True  # write the user's trust store; false: this connection only
-
-
-@attrs.define
-class SetTrustResult:
-    folders: list[TrustInfo]
-
-
-# ---- notifications -------------------------------------------------------------------------
-
-
-@attrs.define
-class AgentStatusNotification:
-    terminal_id: str
-    profile: str
-    status: AgentStatus
-    previous_status: Optional[AgentStatus]
-    session: str = ""
-    prompt: Optional[PromptInfo] = None  # with waiting_user_answer: the question and its choices
-
-
-@attrs.define
-class WorkerCompletedNotification:
-    terminal_id: str
-    profile: str
-    status: AgentStatus
-    output: str
-    error: Optional[str] = None
-    worktree: Optional[WorktreeInfo] = None  # where the worker's work is, if it had a worktree
-
-
-@attrs.define
-class OpenTerminalNotification:
-    """The user asked (from a question's "Open terminal" button) to see an agent's terminal."""
-
-    terminal_id: str
-    attach_command: list[str]
-
-
-@attrs.define
-class ProfilesChangedNotification:
-    profiles: list[ProfileInfo]
-
-
-@attrs.define
-class FlowsChangedNotification:
-    flows: list[FlowInfo]
-
-
-@attrs.define
-class TrustChangedNotification:
-    folders: list[TrustInfo]
-
-
-@attrs.define
-class GetLogParams:
-    terminal_id: Optional[str] = None
-    since: Optional[float] = None  # epoch seconds: only events after this
-    limit: Optional[int] = None  # only the last N events
-
-
-@attrs.define
-class GetLogResult:
-    events: list[dict[str, Any]]
-    output: Optional[str] = None  # with terminalId: that agent's terminal output as readable text (tail)
-
-
-@attrs.define
-class AnswerParams:
-    terminal_id: str
-    answer: str  # one of the prompt's choices (any case), or free text when it has none
-    prompt_id: Optional[str] = None  # the question meant; refused if it is no longer the one shown
-
-
-@attrs.define
-class AnswerResult:
-    terminal_id: str
-    prompt_id: str
-    typed: str  # what went to the CLI, readable: "key 1", "'y' + Enter"
-
-
-@attrs.define
-class StatsParams:
-    pass
-
-
-@attrs.define
-class HostStats:
-    """One host's link and its agents (fresh from a connected host, as last seen from another)."""
-
-    name: str
-    state: Literal["starting", "installing", "connecting", "connected", "reconnecting", "failed"]
-    agents: int  # its agents, as last listed or reported
-    live_agents: int  # of those, not exited (nor in error)
-    connects: int  # links made so far (more than 1: it dropped and came back)
-    reason: Optional[str] = None  # why it is not connected
-
-
-@attrs.define
-class StatsResult:
-    agents: int  # agents the sidecar knows (exited ones included until terminated)
-    live_agents: int
-    tasks: int  # asyncio tasks in the sidecar
-    credentials: int  # MCP credentials currently valid
-    queued_messages: int
-    open_files: int
-    rss_bytes: int
-    # The counts above are this machine's; each host of hosts.yaml the team linked to (issue 19):
-    hosts: list[HostStats] = attrs.Factory(list)
-
-
-@attrs.define
-class ShutdownParams:
-    terminate_agents: bool = False  # end every agent first (default: they keep running in tmux)
-
-
-@attrs.define
-class ShutdownResult:
-    pass
-
-
-@attrs.define
-class DoctorParams:
-    pass
-
-
-@attrs.define
-class DoctorResult:
-    # The report of `cao-sidecar doctor --json` (cao_sidecar.doctor): tmux, each provider's CLI
-    # (found, path, version, loggedIn, install / login hints), the editors; ok: tmux is there.
-    tmux: dict[str, Any]
-    providers: list[dict[str, Any]]
-    editors: list[dict[str, Any]]
-    ok: bool
-
-
-@attrs.define
-class ListWorktreesParams:
-    session: Optional[str] = None
-
-
-@attrs.define
-class ListWorktreesResult:
-    worktrees: list[WorktreeInfo]
-
-
-@attrs.define
-class MergeWorktreeParams:
-    terminal_id: str
-    strategy: Literal["merge", "rebase"] = "merge"
-
-
-@attrs.define
-class MergeWorktreeResult:
-    merged: bool
-    message: str
-    worktree: WorktreeInfo
-    conflicts: list[str] = attrs.Factory(list)  # files that conflict; nothing was changed
-    commit: Optional[str] = None  # the base's new head
-
-
-@attrs.define
-class DiscardWorktreeParams:
-    terminal_id: str
-
-
-@attrs.define
-class DiscardWorktreeResult:
-    worktree: WorktreeInfo
-
-
-# ---- method table --------------------------------------------------------------------------
-
-# ---- workflows (cao_sidecar.workflows; docs/workflows.md) ------------------------------------
-
-WorkflowRunStatus = Literal["running", "completed", "failed", "interrupted"]
-WorkflowStepStatus = Literal["pending", "sent", "completed", "failed"]
-
-
-@attrs.define
-class WorkflowInfo:
-    name: str
-    path: str
-    kind: Literal["python", "yaml"]
-    scope: Literal["workspace", "user"]
-    description: str = ""
-    untrusted: bool = False  # a workspace workflow of a folder the user has not trusted: never runs
-    problems: list[str] = attrs.Factory(list)  # what validation found (it does not run while any)
-
-
-@attrs.define
-class WorkflowStepInfo:
-    key: int  # the step's position in the script's call order (0, 1, ...)
-    profile: str
-    task: str
-    status: WorkflowStepStatus
-    terminal_id: Optional[str] = None
-    answer: Optional[str] = None
-    error: Optional[str] = None
-    attempts: int = 0
-
-
-@attrs.define
-class WorkflowRunInfo:
-    run_id: str
-    name: str
-    path: str
-    status: WorkflowRunStatus
-    trigger: str  # "cli", "editor", "flow", "agent", "host", "resume"
-    started_at: str
-    inputs: dict[str, str] = attrs.Factory(dict)
-    ended_at: Optional[str] = None
-    output: Any = None  # the script's return value, once completed
-    error: Optional[str] = None
-    steps: list[WorkflowStepInfo] = attrs.Factory(list)
-
-
-@attrs.define
-class ListWorkflowsParams:
-    pass
-
-
-@attrs.define
-class ListWorkflowsResult:
-    workflows: list[WorkflowInfo]
-
-
-@attrs.define
-class RunWorkflowParams:
-    name: str
-    inputs: dict[str, str] = attrs.Factory(dict)
-    wait: bool = False  # answer when the run has ended (else at once, with the run as started)
-
-
-@attrs.define
-class RunWorkflowResult:
-    run: WorkflowRunInfo
-
-
-@attrs.define
-class ResumeWorkflowParams:
-    run_id: str
-    force: bool = False  # resume even though the script changed since the run started
-    wait: bool = False
-
-
-@attrs.define
-class ResumeWorkflowResult:
-    run: WorkflowRunInfo
-
-
-@attrs.define
-class ListWorkflowRunsParams:
-    limit: Optional[int] = None
-
-
-@attrs.define
-class ListWorkflowRunsResult:
-    runs: list[WorkflowRunInfo]
-
-
-@attrs.define
-class GetWorkflowRunParams:
-    run_id: str
-
-
-@attrs.define
-class GetWorkflowRunResult:
-    run: WorkflowRunInfo
-
-
-@attrs.define
-class CancelWorkflowParams:
-    run_id: str
-
-
-@attrs.define
-class CancelWorkflowResult:
-    run: WorkflowRunInfo
-
-
-@attrs.define
-class WorkflowStepParams:
-    """A running workflow script's step (cao_client.workflow): journaled, then run once."""
-
-    run_id: str
-    key: int
-    profile: str
-    task: str
-    worktree: Optional[bool] = None
-    timeout_seconds: Optional[float] = None
-
-
-@attrs.define
-class WorkflowStepResult:
-    answer: str
-    terminal_id: str
-    replayed: bool  # true: answered from the journal (the step had finished before a resume)
-
-
-@attrs.define
-class WorkflowRunNotification(WorkflowRunInfo):
-    pass
 
 
 # method -> (params type, result type)

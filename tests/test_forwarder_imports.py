@@ -22,7 +22,7 @@ from conftest import isolated_env
 HEAVY = (
     "mcp", "pygls", "lsprotocol", "pydantic", "uvicorn", "starlette", "attr", "attrs", "cattrs", "yaml",
     "jsonschema", "watchfiles", "croniter", "sqlite3", "cao_client",
-    "cao_sidecar.wire", "cao_sidecar.core.orchestrator", "cao_sidecar.runtime", "cao_sidecar.handlers",
+    "cao_sidecar.wire", "cao_sidecar.wire_types", "cao_sidecar.core.orchestrator", "cao_sidecar.runtime", "cao_sidecar.handlers",
     "cao_sidecar.profiles", "cao_sidecar.providers", "cao_sidecar.terminal", "cao_sidecar.editor.server",
 )  # fmt: skip
 

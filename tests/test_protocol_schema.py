@@ -1,5 +1,6 @@
 """Keep the wire contract in step: protocol/cao-protocol.schema.json, the examples in
-protocol/spec.md, and the Python wire types (cao_sidecar/wire.py, core/errors.py, core/status.py).
+protocol/spec.md, and the Python wire types (cao_sidecar/wire.py with its tables, the
+classes in cao_sidecar/wire_types/, core/errors.py, core/status.py).
 
 No sidecar process and no tmux here: these tests only compare documents and types.
 """
@@ -7,6 +8,7 @@ No sidecar process and no tmux here: these tests only compare documents and type
 from __future__ import annotations
 
 import enum
+import importlib
 import json
 import math
 import re
@@ -136,6 +138,19 @@ def test_notification_refs_name_the_wire_classes(method: str) -> None:
 def test_every_wire_class_has_a_def() -> None:
     missing = [_name(cls) for cls in wire.WIRE_CLASSES if _name(cls) not in DEFS]
     assert not missing
+
+
+def test_every_class_of_wire_types_is_in_the_tables() -> None:
+    """A wire type added to a module of cao_sidecar/wire_types is checked only once wire.py lists it."""
+    package = ROOT / "cao_sidecar" / "wire_types"
+    defined = {
+        cls
+        for path in package.glob("*.py")
+        for cls in vars(importlib.import_module(f"cao_sidecar.wire_types.{path.stem}")).values()
+        if attrs.has(cls) and cls.__module__ == f"cao_sidecar.wire_types.{path.stem}"
+    }
+    assert len(defined) > 50
+    assert sorted(_name(cls) for cls in defined - set(wire.WIRE_CLASSES)) == []
 
 
 def test_spec_has_a_section_per_method_and_notification() -> None:

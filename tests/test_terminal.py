@@ -370,7 +370,7 @@ async def test_dead_pane_refuses_input_and_keeps_its_screen(tmux_srv: TmuxServer
     with pytest.raises(PaneGone):
         await tmux_srv.send_keys(pane.pane_id, "Enter")
     # Bypass our own record: tmux itself must refuse (paste into a dead pane crashes tmux 3.3a).
-    tmux_srv._reported.discard(pane.pane_id)
+    tmux_srv._panes._reported.discard(pane.pane_id)
     with pytest.raises(PaneGone):
         await tmux_srv.paste_text(pane.pane_id, "hello")
     with pytest.raises(PaneGone):

@@ -12,7 +12,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from cao_sidecar import __version__, team_tools, wire
+from cao_sidecar import __version__, team_tools
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.orchestrator import Orchestrator
 from cao_sidecar.handoff_tickets import HandoffTickets, Ticket
@@ -29,6 +29,7 @@ from cao_sidecar.team_tools import (
     TeamList,
     WorkflowResult,
 )
+from cao_sidecar.wire_types.agents import HANDOFF_TIMEOUT_SECONDS
 
 INSTRUCTIONS = """\
 Tools to work with other agents on your team, each a coding assistant in its own terminal.
@@ -60,7 +61,7 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         ctx: Context,
         timeout_seconds: Annotated[
             float, Field(description="Give up (and stop the specialist) after this many seconds.", gt=0)
-        ] = wire.HANDOFF_TIMEOUT_SECONDS,
+        ] = HANDOFF_TIMEOUT_SECONDS,
         worktree: Annotated[bool | None, Field(description=WORKTREE_HELP)] = None,
         base_ref: Annotated[str | None, Field(description=BASE_REF_HELP)] = None,
         model: Annotated[str | None, Field(description=MODEL_HELP)] = None,

@@ -34,7 +34,7 @@ from cao_sidecar.core.supervisor import READY_TIMEOUT, AgentSupervisor
 from cao_sidecar.core.typed_text import text_for_agent
 from cao_sidecar.storage.agents import AssignRecord
 from cao_sidecar.terminal.tmux import PaneGone, TmuxError
-from cao_sidecar.wire import ASSIGN_TIMEOUT_SECONDS, HANDOFF_TIMEOUT_SECONDS
+from cao_sidecar.wire_types.agents import ASSIGN_TIMEOUT_SECONDS, HANDOFF_TIMEOUT_SECONDS
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, EmptyResult, SetLevelRequestParams
 from pydantic import Field
 
-from cao_sidecar import __version__, team_tools, wire
+from cao_sidecar import __version__, team_tools
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.leads import HostLead
@@ -31,6 +31,7 @@ from cao_sidecar.team_tools import (
     WorkflowResult,
     calling_core,
 )
+from cao_sidecar.wire_types.agents import HANDOFF_TIMEOUT_SECONDS
 
 INSTRUCTIONS = """\
 cao-sidecar: you lead a team of coding agents (Claude Code, Codex, Gemini CLI, ... each a real CLI in
@@ -115,7 +116,7 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         target: PROFILE,
         task: TASK,
         ctx: Context,
-        timeout_seconds: Annotated[float, Field(description="Give up (and stop the specialist) after this long.", gt=0)] = wire.HANDOFF_TIMEOUT_SECONDS,
+        timeout_seconds: Annotated[float, Field(description="Give up (and stop the specialist) after this long.", gt=0)] = HANDOFF_TIMEOUT_SECONDS,
         worktree: Annotated[bool | None, Field(description=team_tools.WORKTREE_HELP)] = None,
         base_ref: Annotated[str | None, Field(description=team_tools.BASE_REF_HELP)] = None,
         model: Annotated[str | None, Field(description=MODEL_HELP)] = None,

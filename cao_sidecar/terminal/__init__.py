@@ -1,6 +1,7 @@
 """Terminal layer: our own tmux server, driven through one control-mode client per session."""
 
 from .errors import PaneGone, TmuxError
-from .tmux import PaneInfo, TmuxServer
+from .panes import PaneInfo
+from .tmux import TmuxServer
 
 __all__ = ["PaneGone", "PaneInfo", "TmuxError", "TmuxServer"]

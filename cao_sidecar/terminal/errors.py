@@ -15,6 +15,15 @@ class ControlClientExited(TmuxError):
     """The control-mode client exited before answering (its session was destroyed, or the server died)."""
 
 
+_MISSING = ("can't find pane", "can't find window", "can't find session", "no such pane", "no such window")
+
+
+def target_missing(exc: BaseException) -> bool:
+    """Whether tmux's error says the command's target (pane, window, session) does not exist."""
+    msg = str(exc)
+    return any(m in msg for m in _MISSING)
+
+
 INSTALL_TMUX = "tmux is not installed: install tmux (apt-get install tmux)"
 
 

@@ -25,10 +25,7 @@ tmux 3.3a traps handled here (measured):
   resized under the agent.
 * With ``remain-on-exit`` the "Pane is dead" line scrolls the last screen by one row;
   ``remain-on-exit-format`` is set empty so a dead pane's capture is its last screen.
-* The server sometimes misses a SIGCHLD: the pane is dead (pty closed) but its process
-  stays an unreaped zombie with no exit status. We send the server a SIGCHLD (harmless:
-  its handler runs ``waitpid(WNOHANG)``) once the pty is closed, or 100 ms after the
-  exit; see ``exits.PaneExitWatcher.nudge_server``.
+* The server sometimes misses a SIGCHLD (a dead pane without exit status): ``exits.py``.
 * Not fixable here: when a process prints and exits within a few ms, tmux may handle
   SIGCHLD before reading the pty and drop that last output (about 1 in 60 such
   windows, also with plain ``tmux new-window``).
@@ -43,18 +40,15 @@ import asyncio
 import itertools
 import logging
 import os
-import re
 import secrets
 import shutil
-import socket
 from collections.abc import Callable, Sequence
-
-import attrs
 
 from . import formats
 from .clients import PLACEHOLDER_WINDOW, ClientPool
-from .errors import ControlClientExited, PaneGone, TmuxError, TmuxMissing
+from .errors import ControlClientExited, PaneGone, TmuxError, TmuxMissing, target_missing
 from .exits import PaneExitWatcher
+from .panes import CONTROL_CHARS, PaneBook, PaneInfo, check_name, check_pane_id, pane_info
 from .quoting import quote, quote_format
 
 __all__ = ["PaneInfo", "TmuxError", "PaneGone", "TmuxServer", "PLACEHOLDER_WINDOW"]
@@ -64,69 +58,16 @@ log = logging.getLogger("cao_sidecar.terminal")
 #: Session option marking a viewer's session (see TmuxServer.attach_command): not an agent's.
 VIEW_OPTION = "@cao-view"
 _DEAD_MARK = "cao-pane-is-dead"
-_PANE_ID = re.compile(r"%[0-9]+\Z")
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-_MISSING = ("can't find pane", "can't find window", "can't find session", "no such pane", "no such window")
 
 
 BRACKETED_PASTE_START = b"\x1b[200~"
 BRACKETED_PASTE_END = b"\x1b[201~"
 
 
-@attrs.define
-class PaneInfo:
-    """One agent window (one pane per window)."""
-
-    pane_id: str  # "%12"
-    window_id: str  # "@7"
-    session: str
-    window_name: str
-    pid: int
-    dead: bool
-    dead_status: int | None
-
-
-@attrs.define
-class _Tracked:
-    session: str
-    window_id: str
-    pid: int
-
-
-def _is_missing(exc: BaseException) -> bool:
-    msg = str(exc)
-    return any(m in msg for m in _MISSING)
-
-
-def _check_pane_id(pane_id: str) -> None:
-    if not isinstance(pane_id, str) or not _PANE_ID.match(pane_id):
-        raise ValueError(f"not a tmux pane id: {pane_id!r}")
-
-
-def _check_name(kind: str, name: str, *, session: bool = False) -> None:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{kind} must be a non-empty string")
-    if _CONTROL_CHARS.search(name):
-        raise ValueError(f"{kind} must not contain control characters: {name!r}")
-    if session and (":" in name or "." in name):
-        # tmux silently replaces them with "_" and uses them as target separators
-        raise ValueError(f"{kind} must not contain ':' or '.': {name!r}")
-
-
 def default_socket_path(socket_name: str) -> str:
     """Where `tmux -L socket_name` listens."""
     tmpdir = os.environ.get("TMUX_TMPDIR") or "/tmp"
     return os.path.join(tmpdir, f"tmux-{os.getuid()}", socket_name)
-
-
-def server_listening(socket_name: str) -> bool:
-    """Whether a tmux server answers on `socket_name` now (a Unix socket connect: instant)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(default_socket_path(socket_name))
-        except OSError:
-            return False
-    return True
 
 
 class TmuxServer:
@@ -140,7 +81,7 @@ class TmuxServer:
         default_size: tuple[int, int] = (220, 50),
         history_limit: int = 10000,
     ) -> None:
-        if not socket_name or "/" in socket_name or _CONTROL_CHARS.search(socket_name):
+        if not socket_name or "/" in socket_name or CONTROL_CHARS.search(socket_name):
             raise ValueError(f"bad tmux socket name: {socket_name!r}")
         self.socket_name = socket_name
         self.tmux_bin = tmux_bin
@@ -164,22 +105,17 @@ class TmuxServer:
             on_window_close=self._on_window_close,
             on_server_pid=self._set_server_pid,
         )
+        self._panes = PaneBook(unwatch=lambda pane_id: self._exits.unwatch(pane_id), closing=lambda: self._closing)
         self._exits = PaneExitWatcher(
             dead_state=self._dead_state,
             dead_states=self._dead_states,
-            report=self._report_exit,
-            settled=self._settled,
+            report=self._panes.report_exit,
+            settled=self._panes.settled,
             server_pid=lambda: self._server_pid,
-            replaced=self._replaced,
+            replaced=self._panes.replaced,
         )
         self._output_listeners: list[Callable[[str], None]] = []
         self._data_listeners: list[Callable[[str, bytes], None]] = []
-        self._exit_listeners: list[Callable[[str, int | None], None]] = []
-        self._tracked: dict[str, _Tracked] = {}  # pane id -> what we know
-        self._window_pane: dict[str, str] = {}  # window id -> pane id
-        self._reported: set[str] = set()  # pane ids whose exit was reported (dead)
-        self._suppressed: set[str] = set()  # pane ids we killed: no exit event
-        self._creating: dict[str, tuple[int | None] | None] = {}  # new_window in progress
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._buffer_ids = itertools.count(1)
@@ -227,7 +163,7 @@ class TmuxServer:
 
     def add_exit_listener(self, callback: Callable[[str, int | None], None]) -> None:
         """``callback(pane_id, status)`` when a pane's process exited (status None if unknown)."""
-        self._exit_listeners.append(callback)
+        self._panes.add_exit_listener(callback)
 
     # ================================================================ forks
 
@@ -309,31 +245,8 @@ class TmuxServer:
                 except Exception:
                     log.exception("output listener failed for %s", pane_id)
 
-    def _report_exit(self, pane_id: str, status: int | None, pid: int | None = None) -> None:
-        if pid is not None and self._replaced(pane_id, pid):
-            # The exit of a pane that went with an earlier tmux server, whose id a new pane has
-            # now: that pane did not exit. (Its agent learns from `new_window`'s id: core.)
-            log.debug("pane %s: exit of pid %s, an earlier pane with this id; ignored", pane_id, pid)
-            return
-        if self._settled(pane_id):
-            return
-        self._reported.add(pane_id)
-        self._exits.unwatch(pane_id)
-        if pane_id in self._creating:  # new_window is still running: it answers dead=True
-            self._creating[pane_id] = (status,)
-            return
-        self._emit_exit(pane_id, status)
-
-    def _emit_exit(self, pane_id: str, status: int | None) -> None:
-        log.debug("pane %s exited, status %s", pane_id, status)
-        for callback in self._exit_listeners:
-            try:
-                callback(pane_id, status)
-            except Exception:
-                log.exception("exit listener failed for %s", pane_id)
-
     def _on_window_close(self, window_id: str) -> None:
-        pane_id = self._window_pane.get(window_id)
+        pane_id = self._panes.pane_of_window(window_id)
         if pane_id is not None:
             self._spawn_task(self._window_closed(window_id, pane_id))
 
@@ -354,31 +267,13 @@ class TmuxServer:
         # tmux also says %window-close to a session's client when the window leaves *another*
         # session of its group (a viewer's session, see attach_command, closing): only a window
         # that is gone is closed.
-        if await self._window_exists(window_id):
-            return
-        if self._window_pane.get(window_id) != pane_id:
-            return
-        self._window_pane.pop(window_id, None)
-        self._tracked.pop(pane_id, None)
-        if pane_id in self._suppressed or pane_id in self._reported:
-            self._exits.unwatch(pane_id)
-            return
-        # Closed by someone else while its process may still run: the pane is gone.
-        self._report_exit(pane_id, None)
+        if not await self._window_exists(window_id):
+            self._panes.window_gone(window_id, pane_id)
 
     def _spawn_task(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _replaced(self, pane_id: str, pid: int) -> bool:
-        """Whether ``pane_id`` names another process's pane now than ``pid``'s."""
-        tracked = self._tracked.get(pane_id)
-        return tracked is not None and tracked.pid != pid
-
-    def _settled(self, pane_id: str) -> bool:
-        """Nothing more to report about this pane: closing, killed by us, or reported."""
-        return self._closing or pane_id in self._suppressed or pane_id in self._reported
 
     async def _dead_state(self, pane_id: str) -> tuple[bool, int | None]:
         lines = await self._pane_command(pane_id, f"display-message -p -t {quote(pane_id)} {quote(formats.DEAD.format)}")
@@ -400,9 +295,8 @@ class TmuxServer:
 
     async def _pane_command(self, pane_id: str, line: str, *, blocks: int = 1, retry: bool = True) -> list[bytes]:
         """Run a command about ``pane_id`` on a control client; map missing targets to PaneGone."""
-        tracked = self._tracked.get(pane_id)
         for attempt in range(2):
-            client = await self._pool.any(tracked.session if tracked else None)
+            client = await self._pool.any(self._panes.session_of(pane_id))
             if client is None:
                 raise PaneGone(f"pane {pane_id} not found: no tmux sessions")
             try:
@@ -412,7 +306,7 @@ class TmuxServer:
                     continue
                 raise
             except TmuxError as exc:
-                if _is_missing(exc):
+                if target_missing(exc):
                     raise PaneGone(str(exc)) from None
                 raise
         raise AssertionError("unreachable")
@@ -423,7 +317,7 @@ class TmuxServer:
         tmux 3.3a segfaults on ``paste-buffer`` into a dead pane, so the liveness check
         and the command must not be two separate steps.
         """
-        if pane_id in self._reported:
+        if self._panes.exited(pane_id):
             raise PaneGone(f"pane {pane_id} has exited")
         line = (
             f"if-shell -F -t {quote(pane_id)} {quote('#{pane_dead}')} "
@@ -459,8 +353,8 @@ class TmuxServer:
         The session is created if needed (windows are ``default_size``). ``env`` is
         added to the server's environment for this process; ``cwd`` must exist.
         """
-        _check_name("session name", session, session=True)
-        _check_name("window name", window_name)
+        check_name("session name", session, session=True)
+        check_name("window name", window_name)
         if not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError("argv must be a non-empty list of strings")
         for key, value in env.items():
@@ -504,16 +398,9 @@ class TmuxServer:
         if made is None or not made["pane_pid"].isdigit():
             raise TmuxError(f"unexpected new-window reply: {lines!r}")
         pane_id, window_id, pid = made["pane_id"], made["window_id"], int(made["pane_pid"])
-        # A restarted tmux server numbers panes from %0 again: whatever we remember about an
-        # earlier pane with this id (exit reported, killed by us, its watcher) is not this pane.
-        self._exits.unwatch(pane_id)
-        self._reported.discard(pane_id)
-        self._suppressed.discard(pane_id)
-        self._tracked[pane_id] = _Tracked(session, window_id, pid)
-        self._window_pane[window_id] = pane_id
         # Until we return, an exit is not an event but part of our answer (dead=True):
         # the caller does not know the pane id yet.
-        self._creating[pane_id] = None
+        self._panes.created(pane_id, session, window_id, pid)
         try:
             self._exits.watch(pane_id, pid)  # at once: the pid is certainly the pane's now
             w, h = self.default_size
@@ -529,14 +416,13 @@ class TmuxServer:
             if isinstance(results[0], BaseException):
                 log.warning("resize-window %s failed: %s", window_id, results[0])
             state = results[1]
-            if not isinstance(state, BaseException) and state and state[0].startswith(b"1"):
+            dead = not isinstance(state, BaseException) and bool(state) and (formats.DEAD.parse(state[0]) or {}).get("pane_dead") == "1"
+            if dead:
                 await self._exits.confirm(pane_id)  # exited already (exec failed?): get its status
         except BaseException:
-            pending = self._creating.pop(pane_id, None)
-            if pending is not None:  # nobody will see our answer: make it an event
-                self._emit_exit(pane_id, pending[0])
+            self._panes.not_answered(pane_id)
             raise
-        exit_status = self._creating.pop(pane_id, None)
+        exit_status = self._panes.answered(pane_id)
         return PaneInfo(
             pane_id=pane_id,
             window_id=window_id,
@@ -553,8 +439,8 @@ class TmuxServer:
         The text goes to tmux on the stdin of ``tmux load-buffer``, never as a command
         argument. Raises :class:`PaneGone` for a dead or missing pane.
         """
-        _check_pane_id(pane_id)
-        if pane_id in self._reported:
+        check_pane_id(pane_id)
+        if self._panes.exited(pane_id):
             raise PaneGone(f"pane {pane_id} has exited")
         data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
         if bracketed and (BRACKETED_PASTE_START in data or BRACKETED_PASTE_END in data):
@@ -582,7 +468,7 @@ class TmuxServer:
 
     async def send_keys(self, pane_id: str, *keys: str) -> None:
         """Press tmux keys (``"Enter"``, ``"Escape"``, ``"C-c"``). Raises :class:`PaneGone`."""
-        _check_pane_id(pane_id)
+        check_pane_id(pane_id)
         if not keys:
             return
         inner = f"send-keys -t {pane_id} " + " ".join(quote(k) for k in keys)
@@ -594,7 +480,7 @@ class TmuxServer:
         Wrapped lines are joined (``-J``); trailing spaces of each line and trailing
         empty lines are removed. Works on a dead pane (remain-on-exit).
         """
-        _check_pane_id(pane_id)
+        check_pane_id(pane_id)
         line = f"capture-pane -p -J -t {quote(pane_id)}"
         if history:
             line += " -S - -E -"
@@ -607,7 +493,7 @@ class TmuxServer:
         """The visible rows as the terminal holds them (not joined, so their numbers are the
         cursor's; trailing spaces and the empty rows at the bottom removed) and the cursor
         (x, y), read in one tmux step."""
-        _check_pane_id(pane_id)
+        check_pane_id(pane_id)
         line = (
             f"display-message -p -t {quote(pane_id)} {quote(formats.CURSOR.format)} ; "
             f"capture-pane -p -t {quote(pane_id)}"
@@ -628,14 +514,10 @@ class TmuxServer:
 
         No exit event is reported for a window we kill.
         """
-        _check_pane_id(pane_id)
-        if pid is not None and self._replaced(pane_id, pid):
+        check_pane_id(pane_id)
+        if pid is not None and self._panes.replaced(pane_id, pid):
             return
-        self._suppressed.add(pane_id)
-        self._exits.unwatch(pane_id)
-        tracked = self._tracked.pop(pane_id, None)
-        if tracked is not None:
-            self._window_pane.pop(tracked.window_id, None)
+        self._panes.killing(pane_id)
         try:
             await self._pane_command(pane_id, f"kill-window -t {quote(pane_id)}")
         except (PaneGone, ControlClientExited):
@@ -653,23 +535,9 @@ class TmuxServer:
             if client is None:
                 return []
             lines = await client.command(f"list-panes -a -F {quote(fields.format)}")
-        panes: list[PaneInfo] = []
-        for row in fields.parse_rows(lines):
-            if row["window_name"] == PLACEHOLDER_WINDOW or row[VIEW_OPTION] == "1":
-                continue  # placeholder window, or a viewer's session (the same panes again)
-            dead = row["pane_dead"] == "1"
-            panes.append(
-                PaneInfo(
-                    pane_id=row["pane_id"],
-                    window_id=row["window_id"],
-                    session=row["session_name"],
-                    window_name=row["window_name"],
-                    pid=formats.integer(row, "pane_pid"),
-                    dead=dead,
-                    dead_status=formats.dead_status(row) if dead else None,
-                )
-            )
-        return panes
+        # Not the placeholder windows, nor a viewer's session (the same panes again).
+        rows = fields.parse_rows(lines)
+        return [pane_info(row) for row in rows if row["window_name"] != PLACEHOLDER_WINDOW and row[VIEW_OPTION] != "1"]
 
     async def list_panes(self) -> list[PaneInfo]:
         """All panes on our server, all sessions (placeholder windows excluded).
@@ -686,12 +554,8 @@ class TmuxServer:
         sessions = set()
         for pane in panes:
             sessions.add(pane.session)
-            if pane.pane_id in self._suppressed:
+            if not self._panes.adopt(pane):
                 continue
-            tracked = self._tracked.get(pane.pane_id)
-            if tracked is None or tracked.pid != pane.pid:  # new, or its id was an earlier server's pane's
-                self._tracked[pane.pane_id] = _Tracked(pane.session, pane.window_id, pane.pid)
-                self._window_pane[pane.window_id] = pane.pane_id
             if not pane.dead and pane.pid > 0:
                 self._exits.watch(pane.pane_id, pane.pid)
         missing = [s for s in sessions if not self._pool.attached(s)]
@@ -711,8 +575,7 @@ class TmuxServer:
         await self._pool.close()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        self._tracked.clear()
-        self._window_pane.clear()
+        self._panes.forget_windows()
         self._started = False
         self._closing = False
 

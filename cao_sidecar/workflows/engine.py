@@ -36,6 +36,7 @@ from cao_sidecar.storage.messages import transaction
 from cao_sidecar.storage.workflows import WorkflowRun, WorkflowStep, WorkflowStore
 from cao_sidecar.workflows import catalog
 from cao_sidecar.workflows.runner import LOST
+from cao_sidecar.wire_types.agents import ASSIGN_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
     from cao_sidecar.core.orchestrator import Orchestrator
@@ -331,7 +332,7 @@ class WorkflowEngine:
     def _send(self, p: wire.WorkflowStepParams, digest: str) -> str:
         self.store.add_pending(p.run_id, p.key, p.profile, digest, p.task)  # journaled before it is sent
         self._notify(p.run_id)
-        timeout = p.timeout_seconds if p.timeout_seconds is not None else wire.ASSIGN_TIMEOUT_SECONDS
+        timeout = p.timeout_seconds if p.timeout_seconds is not None else ASSIGN_TIMEOUT_SECONDS
         if timeout <= 0:
             raise InvalidRequest("field 'timeoutSeconds' must be positive", field="timeoutSeconds")
         with transaction(self.store.connection):

@@ -18,7 +18,8 @@ from cao_sidecar.mock_agent import screen as glyphs
 from cao_sidecar.profiles.catalog import ProfileCatalog
 from cao_sidecar.profiles.profile import Profile
 from cao_sidecar.providers import get_provider
-from cao_sidecar.terminal.tmux import PaneGone, PaneInfo
+from cao_sidecar.terminal.errors import PaneGone
+from cao_sidecar.terminal.panes import PaneInfo
 
 # The mock agent's screens (cao_sidecar.mock_agent), as its provider classifies them.
 IDLE = glyphs.PROMPT + " "
