@@ -69,13 +69,17 @@ def _package_root() -> Path:
 
 
 def source_tag() -> str:
-    """`<version>-<hash of the package's sources>`: the node's install directory on a host."""
+    """`<version>-<hash of the package's sources and pyproject.toml>`: the node's install directory
+    on a host."""
     digest = hashlib.sha256()
     root = _package_root()
     for path in sorted(root.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".md", ".json"):
             digest.update(str(path.relative_to(root)).encode())
             digest.update(path.read_bytes())
+    project = root.parent / "pyproject.toml"  # its package list decides what the wheel holds
+    if project.is_file():
+        digest.update(project.read_bytes())
     return f"{__version__}-{digest.hexdigest()[:12]}"
 
 
