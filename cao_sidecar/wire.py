@@ -714,11 +714,11 @@ def _make_converter() -> cattrs.Converter:
         return {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
 
     def structure_hook(cls: type) -> Any:
-        # cattrs types its **overrides as if they could be its own keyword flags: they are field names.
-        return make_dict_structure_fn(cls, conv, **renames(cls))  # type: ignore[arg-type]
+        return make_dict_structure_fn(cls, conv, **renames(cls))
 
     def unstructure_hook(cls: type) -> Any:
         overrides = {k: override(rename=v.rename, omit_if_default=False) for k, v in renames(cls).items()}
+        # cattrs types its **overrides as if they could be its own keyword flags: they are field names.
         return make_dict_unstructure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
 
     conv.register_structure_hook_factory(lambda cls: cls in wire_classes, structure_hook)
