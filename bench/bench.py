@@ -248,9 +248,7 @@ class Bench:
         return env
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run(
-            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, env=self.env, check=True
-        ).stdout
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, env=self.env, check=True).stdout
 
     async def start(self, notifications: Optional[Notifications] = None) -> CaoClient:
         client = await CaoClient.start(
@@ -353,9 +351,7 @@ class Bench:
             tid = r["terminalId"]
             workers.append(tid)
             # Registered right after the answer: the worker cannot complete within this gap.
-            done_futures.append(
-                notes.expect(lambda m, p, tid=tid: m == "cao/workerCompleted" and p.get("terminalId") == tid)
-            )
+            done_futures.append(notes.expect(lambda m, p, tid=tid: m == "cao/workerCompleted" and p.get("terminalId") == tid))
         t0 = time.perf_counter()
         await asyncio.wait_for(asyncio.gather(*done_futures), 60)
         all_done = time.perf_counter() - t0
@@ -382,19 +378,13 @@ class Bench:
             t_proc = await asyncio.wait_for(processing, 5)
             t_done = await asyncio.wait_for(completed, 5)
             user = await self.wait_record(agent, lambda r: r.get("type") == "user" and r.get("text") == text)
-            answer = await self.wait_record(
-                agent, lambda r: r.get("type") == "assistant" and r.get("text") == f"status {i}"
-            )
+            answer = await self.wait_record(agent, lambda r: r.get("type") == "assistant" and r.get("text") == f"status {i}")
             if "at" not in answer:
                 raise SystemExit("the mock agent's transcript records carry no 'at' timestamp (see record())")
             completed_lat.append((t_done - answer["at"]) * 1000)
             processing_lat.append((t_proc - user["at"]) * 1000)
-        self.report.add(
-            "5", "status latency: screen -> cao/agentStatus completed", completed_lat, "ms", 50, "< 50 ms"
-        )
-        self.report.add(
-            "5b", "status latency: screen -> cao/agentStatus processing", processing_lat, "ms", 50, "< 50 ms"
-        )
+        self.report.add("5", "status latency: screen -> cao/agentStatus completed", completed_lat, "ms", 50, "< 50 ms")
+        self.report.add("5b", "status latency: screen -> cao/agentStatus processing", processing_lat, "ms", 50, "< 50 ms")
 
         # 5c + 5d. questions: the screen shows one -> cao/agentStatus with its prompt; cao/answer ->
         # the agent has the answer (transcript times, wall clock).
@@ -405,11 +395,15 @@ class Bench:
             t_wait = await asyncio.wait_for(waiting, 5)
             question = await self.wait_record(agent, lambda r: r.get("type") == "question" and r.get("text") == f"question {i}?")
             ask_lat.append((t_wait - question["at"]) * 1000)
-            prompt = next(p for _t, m, p in reversed(notes.events) if m == "cao/agentStatus" and p.get("terminalId") == agent)["prompt"]
+            prompt = next(p for _t, m, p in reversed(notes.events) if m == "cao/agentStatus" and p.get("terminalId") == agent)[
+                "prompt"
+            ]
             completed = notes.expect(status_is(agent, "completed"))
             t0 = time.time()
             await client.answer(agent, "Yes", prompt["id"])
-            typed = await self.wait_record(agent, lambda r: r.get("type") == "user" and r.get("at", 0) >= t0 and r.get("text") == "y")
+            typed = await self.wait_record(
+                agent, lambda r: r.get("type") == "user" and r.get("at", 0) >= t0 and r.get("text") == "y"
+            )
             answer_lat.append((typed["at"] - t0) * 1000)
             await asyncio.wait_for(completed, 5)
         self.report.add("5c", "question on screen -> cao/agentStatus with prompt", ask_lat, "ms", 50, "< 50 ms")
@@ -626,8 +620,10 @@ def main() -> int:
     if args.json:
         print(json.dumps({"wall_seconds": wall, "cpus": os.cpu_count(), "figures": bench.report.rows}, indent=2))
     else:
-        print(f"cao-sidecar bench: mock agent at 50 ms/task, {os.cpu_count()} CPUs, tmux {_tmux_version()}, "
-              f"python {sys.version.split()[0]}, run took {wall:.0f} s")
+        print(
+            f"cao-sidecar bench: mock agent at 50 ms/task, {os.cpu_count()} CPUs, tmux {_tmux_version()}, "
+            f"python {sys.version.split()[0]}, run took {wall:.0f} s"
+        )
         print()
         bench.report.print_table()
     return 1 if failed else 0

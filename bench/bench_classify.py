@@ -79,8 +79,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
     print(f"classification of {LINES}-line screens, {args.rounds} rounds each (target: median < {TARGET_MS} ms)")
-    print(f"{'provider':12} {'screens':>7} {'median':>9} {'p99':>9} {'worst':>9}   {'extract median':>14}  "
-          f"{'status':11} {'corpus':>6} {'right':>5} {'%':>6}")
+    print(
+        f"{'provider':12} {'screens':>7} {'median':>9} {'p99':>9} {'worst':>9}   {'extract median':>14}  "
+        f"{'status':11} {'corpus':>6} {'right':>5} {'%':>6}"
+    )
     failed = False
     everything: list[float] = []
     listed = corpus()
@@ -113,11 +115,15 @@ def main() -> int:
             read = f"{count:6d} {right:5d} {percent:5.1f}%{'' if percent >= TARGET_ACCURACY else ' BELOW TARGET'}"
         else:
             read = f"{'-':>6} {'-':>5} {'-':>6}"
-        print(f"{name:12} {len(screens):7d} {median:8.3f}ms {p99:8.3f}ms {times[-1]:8.3f}ms   "
-              f"{statistics.median(extract):12.3f}ms  {'ok' if ok else 'OVER TARGET':11} {read}")
+        print(
+            f"{name:12} {len(screens):7d} {median:8.3f}ms {p99:8.3f}ms {times[-1]:8.3f}ms   "
+            f"{statistics.median(extract):12.3f}ms  {'ok' if ok else 'OVER TARGET':11} {read}"
+        )
     everything.sort()
-    print(f"{'all':12} {'':7} {statistics.median(everything):8.3f}ms {everything[int(len(everything) * 0.99) - 1]:8.3f}ms "
-          f"{everything[-1]:8.3f}ms   {'':14}  {'':11} {total[0]:6d} {total[1]:5d} {100.0 * total[1] / max(1, total[0]):5.1f}%")
+    print(
+        f"{'all':12} {'':7} {statistics.median(everything):8.3f}ms {everything[int(len(everything) * 0.99) - 1]:8.3f}ms "
+        f"{everything[-1]:8.3f}ms   {'':14}  {'':11} {total[0]:6d} {total[1]:5d} {100.0 * total[1] / max(1, total[0]):5.1f}%"
+    )
     return 1 if failed else 0
 
 

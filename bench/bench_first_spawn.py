@@ -182,7 +182,9 @@ def print_breakdown(run: Run, figures: dict[str, float]) -> None:
     forwarder = run.stderr_path.read_text(errors="replace")
     orchestrator = run.orchestrator_log()
     print("\nbreakdown (one traced run; import profiling slows it, so its figures are higher):")
-    print(f"  initialize answered {figures.get('initialize', 0) * 1000:7.0f} ms, spawn ready {figures.get('spawn_ready', 0) * 1000:7.0f} ms")
+    print(
+        f"  initialize answered {figures.get('initialize', 0) * 1000:7.0f} ms, spawn ready {figures.get('spawn_ready', 0) * 1000:7.0f} ms"
+    )
     marks = []
     for source, text in (("forwarder", forwarder), ("orchestrator", orchestrator)):
         for name, stamp in TRACE_LINE.findall(text):
@@ -217,7 +219,9 @@ async def main() -> int:
 
     def cell(key: str) -> str:
         values = [r[key] * 1000 for r in results if key in r]
-        return f"min {min(values):6.0f} ms  median {statistics.median(values):6.0f} ms  max {max(values):6.0f} ms" if values else "-"
+        return (
+            f"min {min(values):6.0f} ms  median {statistics.median(values):6.0f} ms  max {max(values):6.0f} ms" if values else "-"
+        )
 
     print(f"{args.runs} cold runs; {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
           f"`python -c pass` takes {statistics.median(floor) * 1000:.0f} ms here (median of 3)")  # fmt: skip

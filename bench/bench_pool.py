@@ -409,12 +409,16 @@ async def bench_cao(table: Table, clock: ModelClock, model_url: str, runs: int, 
             model.append(clock.busy(w0, time.time()))
             if f"cao-{i}" not in json.dumps(output):
                 table.add(who, f"handoff run {i}: answer not found", [], note=json.dumps(output)[:200])
-        table.add(who, "handoff round trip, new worker", round_trips, model, note="its handoff's steps over HTTP; no warm workers")
+        table.add(
+            who, "handoff round trip, new worker", round_trips, model, note="its handoff's steps over HTTP; no warm workers"
+        )
     except Exception as exc:  # noqa: BLE001 - say why CAO could not be measured, keep our figures
         table.add(who, "failed", [], note=f"{type(exc).__name__}: {exc}; cao-server log: {server.log_tail()[-600:]!r}")
     finally:
         if os.environ.get("BENCH_KEEP"):
-            screens = subprocess.run(["tmux", "list-panes", "-a", "-F", "#{pane_id}"], env=server.env, capture_output=True, text=True)
+            screens = subprocess.run(
+                ["tmux", "list-panes", "-a", "-F", "#{pane_id}"], env=server.env, capture_output=True, text=True
+            )
             for pane in screens.stdout.split():
                 shot = subprocess.run(["tmux", "capture-pane", "-p", "-t", pane], env=server.env, capture_output=True, text=True)
                 print(f"CAO pane {pane}:\n{shot.stdout.rstrip()}")

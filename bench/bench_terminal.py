@@ -1,6 +1,6 @@
 """Figures for the terminal layer (median of N). Not a test.
 
-    python bench/bench_terminal.py [N]    (from the checkout)
+python bench/bench_terminal.py [N]    (from the checkout)
 """
 
 from __future__ import annotations
@@ -153,9 +153,7 @@ async def main(n: int) -> None:
         t = time.perf_counter()
         listed = await srv.list_panes()
         print(f"list_panes ({len(listed)} panes)                 {(time.perf_counter() - t) * 1000:8.3f} ms")
-        rss = subprocess.run(
-            ["ps", "-o", "rss=", "-p", str(srv._server_pid)], capture_output=True, text=True
-        ).stdout.strip()
+        rss = subprocess.run(["ps", "-o", "rss=", "-p", str(srv._server_pid)], capture_output=True, text=True).stdout.strip()
         print(f"tmux server RSS with {len(listed)} panes          {rss} KB")
     finally:
         await srv.kill_server()

@@ -162,9 +162,7 @@ class Chaos:
         return request
 
     async def one_request(self) -> None:
-        kind = self.rng.choices(
-            ["assign", "handoff", "spawn", "message", "question", "agent_assign"], [35, 12, 8, 20, 10, 15]
-        )[0]
+        kind = self.rng.choices(["assign", "handoff", "spawn", "message", "question", "agent_assign"], [35, 12, 8, 20, 10, 15])[0]
         if kind in ("message", "question") and not self.agents:
             kind = "spawn"
         if kind == "agent_assign" and not self.supervisors:
@@ -392,7 +390,9 @@ class Chaos:
             elif r.kind == "answer":
                 answered = [x for x in records if x.get("type") == "assistant" and x.get("text") == "answered: y"]
                 asked = [x for x in records if x.get("type") == "user" and x.get("text") == f"ask Proceed {r.token}?"]
-                r.ends = (["completed"] if answered and asked and answered[-1]["at"] > asked[0]["at"] else []) or self._gone(r.terminal_id)
+                r.ends = (["completed"] if answered and asked and answered[-1]["at"] > asked[0]["at"] else []) or self._gone(
+                    r.terminal_id
+                )
             elif r.kind == "agent_assign":
                 r.ends = self._agent_assign_ends(r, records)
 
@@ -475,9 +475,7 @@ def _fill(path: Path) -> None:
             pass
 
 
-async def run(
-    seed: int, seconds: float, use_tmpfs: bool = True, say: Callable[[str], None] = print, keep: bool = False
-) -> bool:
+async def run(seed: int, seconds: float, use_tmpfs: bool = True, say: Callable[[str], None] = print, keep: bool = False) -> bool:
     base = Path(tempfile.mkdtemp(prefix="cao-chaos-"))
     ok = False
     try:

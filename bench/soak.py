@@ -40,14 +40,18 @@ async def main(args: argparse.Namespace) -> None:
     socket = f"cao-soak-{os.getpid()}"
     env = {k: v for k, v in os.environ.items() if k != "CAO_MOCK_DELAY_MS"}
     env.update(
-        XDG_STATE_HOME=str(base / "state"), XDG_CONFIG_HOME=str(base / "config"), HOME=str(base / "home"),
-        CAO_TMUX_SOCKET=socket, PYTHONPATH=str(ROOT) + os.pathsep + str(ROOT / "clients" / "python"),
+        XDG_STATE_HOME=str(base / "state"),
+        XDG_CONFIG_HOME=str(base / "config"),
+        HOME=str(base / "home"),
+        CAO_TMUX_SOCKET=socket,
+        PYTHONPATH=str(ROOT) + os.pathsep + str(ROOT / "clients" / "python"),
     )
     (base / "home").mkdir()
     (base / "ws").mkdir()
     statuses: dict[str, float] = {}
     client = await CaoClient.start(
-        workspace=base / "ws", env=env,
+        workspace=base / "ws",
+        env=env,
         on_notification=lambda m, p: statuses.__setitem__(p["terminalId"], time.time()) if m == "cao/agentStatus" else None,
     )
     try:
@@ -77,15 +81,21 @@ async def main(args: argparse.Namespace) -> None:
         buffers = [b for b in buffers if b.strip()]
         growth = (after["rssBytes"] - rss_at_50) / rss_at_50 * 100 if rss_at_50 else float("nan")
 
-        print(f"soak: {args.handoffs} sequential handoffs in {sequential:.1f} s "
-              f"(median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms), "
-              f"{args.parallel} parallel in {parallel:.2f} s")
-        print(f"  leaks: windows left {len(windows)}, tmux buffers left {len(buffers)}, "
-              f"agents {before['agents']} -> {after['agents']}, tasks {before['tasks']} -> {after['tasks']}, "
-              f"credentials {before['credentials']} -> {after['credentials']}, "
-              f"open files {before['openFiles']} -> {after['openFiles']}")
-        print(f"  sidecar RSS: {rss_at_50 / 2**20:.1f} MB at handoff 50 -> {after['rssBytes'] / 2**20:.1f} MB "
-              f"after the last: {growth:+.1f}% (target < 10%)")
+        print(
+            f"soak: {args.handoffs} sequential handoffs in {sequential:.1f} s "
+            f"(median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms), "
+            f"{args.parallel} parallel in {parallel:.2f} s"
+        )
+        print(
+            f"  leaks: windows left {len(windows)}, tmux buffers left {len(buffers)}, "
+            f"agents {before['agents']} -> {after['agents']}, tasks {before['tasks']} -> {after['tasks']}, "
+            f"credentials {before['credentials']} -> {after['credentials']}, "
+            f"open files {before['openFiles']} -> {after['openFiles']}"
+        )
+        print(
+            f"  sidecar RSS: {rss_at_50 / 2**20:.1f} MB at handoff 50 -> {after['rssBytes'] / 2**20:.1f} MB "
+            f"after the last: {growth:+.1f}% (target < 10%)"
+        )
 
         # 50 agents alive at once.
         t0 = time.monotonic()
@@ -111,9 +121,11 @@ async def main(args: argparse.Namespace) -> None:
             result_at = statuses.get(tid)
             if result_at and "at" in last:
                 latencies.append((result_at - last["at"]) * 1000)
-        print(f"  50 agents: spawned in {spawn_all:.2f} s, sidecar RSS {stats['rssBytes'] / 2**20:.1f} MB, "
-              f"idle CPU sidecar+tmux {idle_cpu:.2f} % of a core over {args.idle_seconds} s, "
-              f"status latency median {statistics.median(latencies):.1f} ms (max {max(latencies):.1f} ms, n={len(latencies)})")
+        print(
+            f"  50 agents: spawned in {spawn_all:.2f} s, sidecar RSS {stats['rssBytes'] / 2**20:.1f} MB, "
+            f"idle CPU sidecar+tmux {idle_cpu:.2f} % of a core over {args.idle_seconds} s, "
+            f"status latency median {statistics.median(latencies):.1f} ms (max {max(latencies):.1f} ms, n={len(latencies)})"
+        )
         await asyncio.gather(*(client.terminate(t) for t in ids))
     finally:
         await client.close()

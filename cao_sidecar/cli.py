@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="cao-sidecar", description=__doc__)
     parser.add_argument("--stdio", action="store_true", help="serve JSON-RPC (LSP framing) on stdin/stdout (the default)")
-    parser.add_argument("--acp", action="store_true", help="serve the Agent Client Protocol (Zed, JetBrains, ...) on stdin/stdout")
+    parser.add_argument(
+        "--acp", action="store_true", help="serve the Agent Client Protocol (Zed, JetBrains, ...) on stdin/stdout"
+    )
     parser.add_argument("--version", action="version", version=f"cao-sidecar {__version__}")
     _add_common(parser)
     sub = parser.add_subparsers(dest="command")
@@ -173,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.project is not None and not os.path.isdir(args.project):
             print(f"cao-sidecar mcp: --project {args.project!r} is not a directory", file=sys.stderr)
             return 2
-        return main_forward("mcp", tmux_socket=args.tmux_socket, project=args.project, session=args.session, log_level=args.log_level)
+        return main_forward(
+            "mcp", tmux_socket=args.tmux_socket, project=args.project, session=args.session, log_level=args.log_level
+        )
 
     if args.acp:  # a forwarder to the project's orchestrator, which serves ACP
         return main_forward("acp", tmux_socket=args.tmux_socket, project=None, session=args.session, log_level=args.log_level)

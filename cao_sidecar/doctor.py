@@ -32,8 +32,12 @@ async def command_version(path: str, args: tuple[str, ...], env: Mapping[str, st
     """The version a command prints (its first version-looking word), or None."""
     try:
         proc = await asyncio.create_subprocess_exec(
-            path, *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, env=dict(env),
+            path,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=dict(env),
         )
     except OSError:
         return None
@@ -55,11 +59,21 @@ async def _provider_entry(provider: Any, env: Mapping[str, str]) -> dict[str, An
     if facts is None:  # a user-defined provider: its command is all we know
         command = list(getattr(provider, "command", ()) or [name])
         path = command_path(command[0], env)
-        return {"provider": name, "title": name, "binary": command[0], "found": path is not None, "path": path,
-                "ok": path is not None}
+        return {
+            "provider": name,
+            "title": name,
+            "binary": command[0],
+            "found": path is not None,
+            "path": path,
+            "ok": path is not None,
+        }
     path = command_path(facts.binary, env)
     entry: dict[str, Any] = {
-        "provider": name, "title": facts.title, "binary": facts.binary, "found": path is not None, "path": path,
+        "provider": name,
+        "title": facts.title,
+        "binary": facts.binary,
+        "found": path is not None,
+        "path": path,
     }
     if path is None:
         entry["install"] = facts.install
@@ -89,8 +103,13 @@ async def gather(env: Mapping[str, str] | None = None, workspace: str | None = N
     if tmux_path is None:
         tmux["install"] = "apt-get install tmux"
     editors = [
-        {"editor": title, "binary": binary, "found": command_path(binary, env) is not None,
-         "path": command_path(binary, env), "client": client}
+        {
+            "editor": title,
+            "binary": binary,
+            "found": command_path(binary, env) is not None,
+            "path": command_path(binary, env),
+            "client": client,
+        }
         for title, binary, client in EDITORS
     ]
     return {"tmux": tmux, "providers": entries, "editors": editors, "ok": tmux_path is not None}

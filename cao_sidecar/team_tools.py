@@ -148,7 +148,11 @@ async def handoff(
         }  # fmt: skip
         done = await calling_core(routing.call_elsewhere(core, host, "cao/handoff", params))
         data = HandoffResult(
-            terminal_id=done["terminalId"], profile=target, status="completed", output=done["output"], worktree=done.get("worktree")
+            terminal_id=done["terminalId"],
+            profile=target,
+            status="completed",
+            output=done["output"],
+            worktree=done.get("worktree"),
         )
         return tool_result(done["output"], data)
     worker, answer = await calling_core(
@@ -183,7 +187,9 @@ async def assign_on_host(
 ) -> CallToolResult:  # fmt: skip
     """assign on another host (issue 19); the worker's report comes back to `lead` as a message."""
     if not routing.elsewhere(host):
-        return assign(core, lead, target, task, "its answer will arrive as a message.", worktree=worktree, base_ref=base_ref, model=model)
+        return assign(
+            core, lead, target, task, "its answer will arrive as a message.", worktree=worktree, base_ref=base_ref, model=model
+        )
     params = {"profile": target, "message": task, "worktree": worktree, "baseRef": base_ref, "model": model}
     done = await calling_core(routing.call_elsewhere(core, host, "cao/assign", params, report_to=lead))
     text = f"Assigned to {target} on {host} (terminal {done['terminalId']}); its answer will arrive as a message."
@@ -209,9 +215,7 @@ async def send_message(core: Orchestrator, lead: Caller, target: str, message: s
         raise ToolError(error_text(exc)) from None
     if receiver.terminal_id == lead.terminal_id:
         raise ToolError("you cannot send a message to yourself")
-    message_id, state = await calling_core(
-        core.send_message(receiver.terminal_id, message, sender=label, sender_agent=lead)
-    )
+    message_id, state = await calling_core(core.send_message(receiver.terminal_id, message, sender=label, sender_agent=lead))
     text = f"Message {message_id} {state} to {receiver.profile.name} ({receiver.terminal_id})."
     return tool_result(text, MessageResult(message_id=message_id, state=state, terminal_id=receiver.terminal_id))
 
@@ -219,14 +223,21 @@ async def send_message(core: Orchestrator, lead: Caller, target: str, message: s
 def team_list(core: Orchestrator, lead: Caller) -> TeamList:
     agents = [
         TeamMember(
-            terminal_id=a.terminal_id, name=a.name, profile=a.profile.name, provider=a.provider.name,
-            status=a.status.value, you=a.terminal_id == lead.terminal_id, question=question_of(a),
+            terminal_id=a.terminal_id,
+            name=a.name,
+            profile=a.profile.name,
+            provider=a.provider.name,
+            status=a.status.value,
+            you=a.terminal_id == lead.terminal_id,
+            question=question_of(a),
         )  # fmt: skip
         for a in core.list_agents(lead.session)
     ]
     leads = [
         LeadMember(
-            lead_id=h.terminal_id, host=h.host_name, connected=core.mailboxes.connected(h.terminal_id),
+            lead_id=h.terminal_id,
+            host=h.host_name,
+            connected=core.mailboxes.connected(h.terminal_id),
             you=h.terminal_id == lead.terminal_id,
         )  # fmt: skip
         for h in core.mailboxes.leads(lead.session)
@@ -259,14 +270,18 @@ class WorkflowResult(ToolData):
     steps: int = Field(description="Steps journaled so far.")
 
 
-async def run_workflow(core: Orchestrator, lead: Caller, name: str, inputs: dict[str, str], wait: bool, trigger: str) -> CallToolResult:
+async def run_workflow(
+    core: Orchestrator, lead: Caller, name: str, inputs: dict[str, str], wait: bool, trigger: str
+) -> CallToolResult:
     """Start the project's workflow `name` (docs/workflows.md); with `wait`, its result."""
     if core.workflows is None:
         raise ToolError("workflows are not available in this sidecar")
     run = await calling_core(core.workflows.run(name, inputs, trigger=trigger))
     if wait:
         run = await calling_core(core.workflows.wait_ended(run.run_id))
-    data = WorkflowResult(run_id=run.run_id, name=run.name, status=run.status, output=run.output, error=run.error, steps=len(run.steps))
+    data = WorkflowResult(
+        run_id=run.run_id, name=run.name, status=run.status, output=run.output, error=run.error, steps=len(run.steps)
+    )
     if run.status == "completed":
         text = run.output if isinstance(run.output, str) else json.dumps(run.output, ensure_ascii=False)
     elif run.status == "running":
@@ -274,4 +289,3 @@ async def run_workflow(core: Orchestrator, lead: Caller, name: str, inputs: dict
     else:
         text = f"Workflow {name} (run {run.run_id}) {run.status}: {run.error}"
     return tool_result(text, data)
-

@@ -21,7 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--list", action="store_true", help="print the trusted folders")
     group.add_argument("--revoke", metavar="PATH", help="stop trusting PATH")
-    group.add_argument("--check", metavar="PATH", nargs="?", const=".", help="exit 0 if PATH is trusted, 1 if not (prints nothing)")
+    group.add_argument(
+        "--check", metavar="PATH", nargs="?", const=".", help="exit 0 if PATH is trusted, 1 if not (prints nothing)"
+    )
     return parser
 
 
@@ -67,7 +69,9 @@ def _grant(path: str) -> int:
     if before.problem:
         print(f"cao-sidecar trust: {before.problem}; it was set aside and a new store written", file=sys.stderr)
     print(f"trusted: {key}")
-    print(f"its .cao/ (profiles, flows and their gates, providers) now takes effect, in running sidecars too; store: {trust.trust_file()}")
+    print(
+        f"its .cao/ (profiles, flows and their gates, providers) now takes effect, in running sidecars too; store: {trust.trust_file()}"
+    )
     return 0
 
 

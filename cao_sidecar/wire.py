@@ -103,6 +103,7 @@ from cao_sidecar.wire_types.worktrees import (
     WorktreeInfo,
 )
 
+
 def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
@@ -147,9 +148,18 @@ METHODS: dict[str, tuple[type, type]] = {
 COMMANDS: dict[str, str] = {
     f"cao-sidecar.{method.split('/', 1)[1]}": method
     for method in (
-        "cao/spawn", "cao/handoff", "cao/assign", "cao/sendMessage", "cao/listAgents",
-        "cao/getOutput", "cao/terminate", "cao/answer", "cao/listProfiles", "cao/listWorktrees",
-        "cao/mergeWorktree", "cao/discardWorktree",
+        "cao/spawn",
+        "cao/handoff",
+        "cao/assign",
+        "cao/sendMessage",
+        "cao/listAgents",
+        "cao/getOutput",
+        "cao/terminate",
+        "cao/answer",
+        "cao/listProfiles",
+        "cao/listWorktrees",
+        "cao/mergeWorktree",
+        "cao/discardWorktree",
     )
 }
 
@@ -164,9 +174,22 @@ NOTIFICATIONS: dict[str, type] = {
 }
 
 # Inner types first: cattrs fixes how nested objects convert when the outer hook is made.
-WIRE_CLASSES: tuple[type, ...] = (WorktreeInfo, PromptInfo, AgentInfo, ProfileInfo, FlowRunInfo, FlowInfo, TrustInfo, WorkflowInfo, WorkflowStepInfo, WorkflowRunInfo) + tuple(
-    {cls: None for pair in METHODS.values() for cls in pair}.keys()
-) + tuple(NOTIFICATIONS.values())
+WIRE_CLASSES: tuple[type, ...] = (
+    (
+        WorktreeInfo,
+        PromptInfo,
+        AgentInfo,
+        ProfileInfo,
+        FlowRunInfo,
+        FlowInfo,
+        TrustInfo,
+        WorkflowInfo,
+        WorkflowStepInfo,
+        WorkflowRunInfo,
+    )
+    + tuple({cls: None for pair in METHODS.values() for cls in pair}.keys())
+    + tuple(NOTIFICATIONS.values())
+)
 WIRE_CLASSES = (HostStats, *WIRE_CLASSES)  # hosts (issue 19): nested in StatsResult, so first
 
 
@@ -223,7 +246,9 @@ def structure_params(params: Any, cls: type) -> Any:
     try:
         return converter.structure(params, cls)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:  # pragma: no cover - guarded above
-        raise ParamsError("; ".join(cattrs.transform_error(exc)) if isinstance(exc, cattrs.BaseValidationError) else str(exc)) from exc
+        raise ParamsError(
+            "; ".join(cattrs.transform_error(exc)) if isinstance(exc, cattrs.BaseValidationError) else str(exc)
+        ) from exc
 
 
 def _check_type(key: str, value: Any, annotation: Any) -> None:

@@ -55,8 +55,14 @@ def path_sidecar(bin_dir: Path) -> Path:
 
 def has_trust_cli(env: dict[str, str]) -> bool:
     """The sidecar has the `trust` verb (`cao-sidecar trust --help` exits 0)."""
-    proc = subprocess.run([sys.executable, "-m", "cao_sidecar", "trust", "--help"], env=env,
-                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cao_sidecar", "trust", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
     return proc.returncode == 0
 
 

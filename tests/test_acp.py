@@ -185,9 +185,13 @@ async def test_malformed_lines_get_errors_and_the_session_goes_on(acp):
     raw = process.stdin
     seen: list[dict] = []
     conn._conn.add_observer(lambda event: seen.append(event.message) if event.direction.value == "incoming" else None)
-    for line in (b"this is not json\n", b"[1, 2, 3]\n", b'{"jsonrpc": "2.0", "id": 77, "method": 5}\n',
-                 b'{"jsonrpc": "2.0", "id": 78, "method": "session/prompt", "params": {"bogus": true}}\n',
-                 b'{"jsonrpc": "2.0", "id": 79, "method": "no/such/method", "params": {}}\n'):
+    for line in (
+        b"this is not json\n",
+        b"[1, 2, 3]\n",
+        b'{"jsonrpc": "2.0", "id": 77, "method": 5}\n',
+        b'{"jsonrpc": "2.0", "id": 78, "method": "session/prompt", "params": {"bogus": true}}\n',
+        b'{"jsonrpc": "2.0", "id": 79, "method": "no/such/method", "params": {}}\n',
+    ):
         raw.write(line)
     await raw.drain()
     await asyncio.sleep(0.5)
@@ -231,14 +235,22 @@ async def test_worktree_ext_methods_and_the_workers_branch_in_its_tool_call(acp)
     sid = await new_session(conn, base)
     assigned = await conn.ext_method(
         "cao/assign",
-        {"profile": "mock_developer", "message": "edit b.txt from acp", "sessionId": sid, "workingDirectory": str(repo),
-         "worktree": True},
+        {
+            "profile": "mock_developer",
+            "message": "edit b.txt from acp",
+            "sessionId": sid,
+            "workingDirectory": str(repo),
+            "worktree": True,
+        },
     )
     tool_id = f"cao-{assigned['terminalId']}"
 
     def reported():
-        return [u for u in client.of(sid, "tool_call_update")
-                if u.tool_call_id == tool_id and u.status == "completed" and (u.raw_output or {}).get("worktree")]
+        return [
+            u
+            for u in client.of(sid, "tool_call_update")
+            if u.tool_call_id == tool_id and u.status == "completed" and (u.raw_output or {}).get("worktree")
+        ]
 
     for _ in range(300):
         if reported():

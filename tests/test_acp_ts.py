@@ -25,9 +25,20 @@ def test_typescript_client_drives_the_acp_face():
     env["CAO_ACP_DEFAULT_PROFILE"] = "mock_supervisor"
     try:
         done = subprocess.run(
-            ["node", str(ROOT / "tests" / "acp_ts_client.mjs"), str(SDK), str(base / "workspace"),
-             sys.executable, "-m", "cao_sidecar", "--acp"],
-            env=env, capture_output=True, text=True, timeout=60,
+            [
+                "node",
+                str(ROOT / "tests" / "acp_ts_client.mjs"),
+                str(SDK),
+                str(base / "workspace"),
+                sys.executable,
+                "-m",
+                "cao_sidecar",
+                "--acp",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert done.returncode == 0, done.stdout + done.stderr
         result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -127,9 +127,7 @@ async def test_assign_to_two_workers_reports_to_the_supervisor_inbox_and_the_edi
 async def test_send_message_between_agents_waits_for_a_busy_receiver_and_keeps_order(client):
     sender = await spawn(client)
     receiver = await spawn(client, "mock_developer")
-    busy = asyncio.ensure_future(
-        request(client, "cao/handoff", {"terminalId": receiver, "message": "sleep 1 finished sleeping"})
-    )
+    busy = asyncio.ensure_future(request(client, "cao/handoff", {"terminalId": receiver, "message": "sleep 1 finished sleeping"}))
     await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == receiver and p["status"] == "processing")
     for text in ("first note", "second note"):
         result = await request(client, "cao/handoff", {"terminalId": sender, "message": f"send {receiver} {text}"})
@@ -162,7 +160,14 @@ async def test_sdk_client_calls_every_tool_with_its_credential(client):
         assert set(tools) >= {"handoff", "assign", "send_message", "list_sessions"}
         assert all(t.description for t in tools.values())
         # Typed results: each tool publishes the shape of its structured content.
-        assert set(tools["handoff"].output_schema["properties"]) == {"terminalId", "profile", "status", "output", "worktree", "ticket"}
+        assert set(tools["handoff"].output_schema["properties"]) == {
+            "terminalId",
+            "profile",
+            "status",
+            "output",
+            "worktree",
+            "ticket",
+        }
         assert set(tools["list_sessions"].output_schema["required"]) == {"session", "agents"}
         assert all(t.output_schema for t in tools.values())
 
@@ -241,7 +246,12 @@ async def test_stdio_bridge_forwards_with_the_callers_identity(client):
     bridge_env = {"PATH": os.environ["PATH"], "PYTHONPATH": SIDECAR.env["PYTHONPATH"]}
     assert Path(env["CAO_MCP_SOCKET"]).stat().st_mode & 0o777 == 0o600
     lines = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+        },
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_sessions", "arguments": {}}},
     ]
@@ -308,7 +318,8 @@ async def test_after_an_error_the_agent_takes_the_next_input_and_last_output_fol
     sent = await request(client, "cao/sendMessage", {"terminalId": agent, "message": "echo recovered"})
     assert sent["state"] == "delivered"  # an agent showing an error is back at its prompt
     await SIDECAR.wait_for(
-        "cao/agentStatus", lambda p: p["terminalId"] == agent and p["status"] == "completed" and p["previousStatus"] == "processing"
+        "cao/agentStatus",
+        lambda p: p["terminalId"] == agent and p["status"] == "completed" and p["previousStatus"] == "processing",
     )
     assert (await request(client, "cao/getOutput", {"terminalId": agent, "mode": "last"}))["output"] == "recovered"
     await request(client, "cao/terminate", {"terminalId": agent})

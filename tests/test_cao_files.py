@@ -55,7 +55,12 @@ def env(tmp_base):
 
 def cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cao_sidecar", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "cao_sidecar", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
         stdin=subprocess.DEVNULL,
     )
 

@@ -66,7 +66,11 @@ async def test_claude_mcp_list_sees_our_server_connected(client, tmp_path):
     servers["cao"]["headers"]["Authorization"] = "Bearer wrong"
     (home / ".claude.json").write_text(json.dumps({"mcpServers": servers}))
     refused = subprocess.run(
-        [CLAUDE, "mcp", "list"], capture_output=True, text=True, timeout=90, cwd=tmp_path,
+        [CLAUDE, "mcp", "list"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
         env={"HOME": str(home), "PATH": os.environ["PATH"], "DISABLE_AUTOUPDATER": "1"},
     )
     assert "✔ Connected" not in refused.stdout

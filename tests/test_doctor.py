@@ -41,7 +41,7 @@ def fake_cli(bin_dir: Path, name: str, version_line: str, screen: str | None = N
     body = f'if [ "$1" = "--version" ]; then echo {json.dumps(version_line)}; exit 0; fi\n'
     if screen is not None:
         (bin_dir / f"{name}.screen").write_text(screen)
-        body += f'cat {json.dumps(str(bin_dir / (name + ".screen")))}\nexec sleep 600\n'
+        body += f"cat {json.dumps(str(bin_dir / (name + '.screen')))}\nexec sleep 600\n"
     path.write_text("#!/bin/sh\n" + body)
     path.chmod(0o755)
     return path
@@ -78,7 +78,8 @@ def doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def windows(env: dict[str, str]) -> str:
     return subprocess.run(
         ["tmux", "-L", env["CAO_TMUX_SOCKET"], "list-windows", "-a", "-F", "#{window_name}"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
@@ -134,7 +135,10 @@ def test_doctor_without_tmux_says_how_to_install_it(env, tmp_base):
     assert "tmux is not installed: install tmux (apt-get install tmux)" in result.stdout
     report = json.loads(doctor(env, "--json").stdout)
     assert report["ok"] is False and report["tmux"] == {
-        "found": False, "path": None, "version": None, "install": "apt-get install tmux"
+        "found": False,
+        "path": None,
+        "version": None,
+        "install": "apt-get install tmux",
     }
 
 
@@ -197,7 +201,11 @@ def test_without_tmux_every_door_says_install_tmux_in_one_line(env, tmp_base, ca
     env["PATH"] = str(tool_dir(tmp_base / "no-tmux", tmux=False))
     for verb in (["run", "--profile", "mock_developer", "echo hi"], ["demo"]):
         result = subprocess.run(
-            [sys.executable, "-m", "cao_sidecar", *verb], env=env, capture_output=True, text=True, timeout=60,
+            [sys.executable, "-m", "cao_sidecar", *verb],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
             stdin=subprocess.DEVNULL,
         )
         assert result.returncode == 1

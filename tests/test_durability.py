@@ -85,7 +85,9 @@ async def test_worker_dead_after_its_task_is_reported_failed_to_editor_and_assig
         done = await wait_until(lambda: completed(notes, worker), timeout=20)
         assert done[0]["status"] in ("exited", "error") and "exited" in done[0]["error"]
         told = await wait_until(
-            lambda: [r for r in transcript(env, supervisor) if r["type"] == "user" and "the task you assigned failed" in r["text"]]
+            lambda: [
+                r for r in transcript(env, supervisor) if r["type"] == "user" and "the task you assigned failed" in r["text"]
+            ]
         )
         assert worker in told[0]["text"] and len(told) == 1
         await asyncio.sleep(0.5)
@@ -106,7 +108,11 @@ async def test_an_agents_handoff_cut_off_by_a_crash_is_reported_to_its_inbox(env
     second = await start(env, workspace)
     try:
         told = await wait_until(
-            lambda: [r for r in transcript(env, supervisor) if r["type"] == "user" and "result of the task you assigned: handed back" in r["text"]],
+            lambda: [
+                r
+                for r in transcript(env, supervisor)
+                if r["type"] == "user" and "result of the task you assigned: handed back" in r["text"]
+            ],
             timeout=20,
         )
         assert len(told) == 1
@@ -167,7 +173,9 @@ def mount_tmpfs(directory: Path, size: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         pytest.skip("a real full disk needs a tmpfs mount, and mounting needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(directory)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(directory)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"mount -t tmpfs is not permitted here: {done.stderr.strip()}")
 

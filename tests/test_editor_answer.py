@@ -50,9 +50,7 @@ def no_clicks():
 
 
 def waiting(tid: str, sidecar=SIDECAR):
-    return sidecar.wait_for(
-        "cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "waiting_user_answer", 15
-    )
+    return sidecar.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "waiting_user_answer", 15)
 
 
 def asked(tid: str):
@@ -87,8 +85,11 @@ async def test_status_carries_the_prompt_and_cao_answer_types_the_choice(client:
     assert prompt["id"].startswith(f"{tid}:")
     # The same prompt in cao/listAgents; statuses other than waiting carry none.
     assert (await list_agents(client))[tid]["prompt"] == prompt
-    assert all(n["prompt"] is None for n in SIDECAR.notifications["cao/agentStatus"]
-               if n["terminalId"] == tid and n["status"] != "waiting_user_answer")
+    assert all(
+        n["prompt"] is None
+        for n in SIDECAR.notifications["cao/agentStatus"]
+        if n["terminalId"] == tid and n["status"] != "waiting_user_answer"
+    )
 
     result = await request(client, "cao/answer", {"terminalId": tid, "answer": "YES", "promptId": prompt["id"]})
     assert result == {"terminalId": tid, "promptId": prompt["id"], "typed": "'y' + Enter"}
@@ -186,8 +187,11 @@ async def test_open_terminal_sends_an_attach_command_that_attaches(client: Langu
     outer = f"cao-viewer-{uuid.uuid4().hex[:8]}"
     try:
         # (one shell command: tmux would take the argv's ";" words as its own separators)
-        subprocess.run(["tmux", "-L", outer, "-f", "/dev/null", "new-session", "-d", "-x", "120", "-y", "40",
-                        shlex.join(argv)], check=True, capture_output=True)
+        subprocess.run(
+            ["tmux", "-L", outer, "-f", "/dev/null", "new-session", "-d", "-x", "120", "-y", "40", shlex.join(argv)],
+            check=True,
+            capture_output=True,
+        )
 
         def viewer():
             out = SIDECAR.tmux("list-sessions", "-F", "#{session_name}|#{@cao-view}|#{session_attached}")
@@ -196,6 +200,7 @@ async def test_open_terminal_sends_an_attach_command_that_attaches(client: Langu
         sessions = await eventually(viewer, what="the viewer's session")
         assert sessions[0][2] == "1", sessions  # attached
         pane = pane_of(SIDECAR, tid)["pane_id"]
+
         def shown():
             return subprocess.run(["tmux", "-L", outer, "capture-pane", "-p"], capture_output=True, text=True).stdout
 

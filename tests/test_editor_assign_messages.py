@@ -81,9 +81,7 @@ async def test_assign_answers_at_once_then_worker_completed(client: LanguageClie
 
 
 async def test_assign_keep_false_tears_down_after_completion(client: LanguageClient):
-    result = await request(
-        client, "cao/assign", {"profile": "mock_reviewer", "message": "echo short-lived", "keep": False}
-    )
+    result = await request(client, "cao/assign", {"profile": "mock_reviewer", "message": "echo short-lived", "keep": False})
     tid = result["terminalId"]
     done = await completed_for(tid)
     assert done["status"] == "completed" and done["output"] == "short-lived" and done["error"] is None
@@ -114,9 +112,7 @@ async def test_assign_working_directory_and_session(client: LanguageClient):
 
 
 async def test_assign_failing_task(client: LanguageClient):
-    tid = (await request(client, "cao/assign", {"profile": "mock_developer", "message": "fail compiler exploded"}))[
-        "terminalId"
-    ]
+    tid = (await request(client, "cao/assign", {"profile": "mock_developer", "message": "fail compiler exploded"}))["terminalId"]
     done = await completed_for(tid)
     assert done["status"] == "error"
     assert isinstance(done["error"], str) and done["error"]
@@ -133,11 +129,9 @@ async def test_assign_worker_exits(client: LanguageClient):
 
 async def test_assign_timeout(client: LanguageClient):
     started = time.monotonic()
-    tid = (
-        await request(
-            client, "cao/assign", {"profile": "mock_developer", "message": "sleep 30 slow", "timeoutSeconds": 1}
-        )
-    )["terminalId"]
+    tid = (await request(client, "cao/assign", {"profile": "mock_developer", "message": "sleep 30 slow", "timeoutSeconds": 1}))[
+        "terminalId"
+    ]
     done = await completed_for(tid)
     assert time.monotonic() - started < 4.0
     assert isinstance(done["error"], str) and done["error"]
@@ -174,9 +168,7 @@ async def test_send_message_to_idle_agent_is_delivered(client: LanguageClient):
     assert isinstance(result["messageId"], str) and result["messageId"]
     await eventually(lambda: answers(tid) == ["done: hello there"], 5, what="the agent's answer")
     assert inputs(tid) == ["hello there"]
-    await eventually(
-        lambda: SIDECAR.statuses(tid)[-1:] == ["completed"], 5, what="status completed after the message"
-    )
+    await eventually(lambda: SIDECAR.statuses(tid)[-1:] == ["completed"], 5, what="status completed after the message")
     assert await request(client, "cao/getOutput", {"terminalId": tid}) == {"output": "done: hello there"}
 
 
@@ -220,9 +212,7 @@ async def test_send_message_to_busy_agent_is_queued_in_order_exactly_once(client
 async def test_send_message_waits_for_question_to_be_answered(client: LanguageClient):
     tid = (await spawn(client))["terminalId"]
     await request(client, "cao/sendMessage", {"terminalId": tid, "message": "ask Deploy now?"})
-    await SIDECAR.wait_for(
-        "cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "waiting_user_answer", 5
-    )
+    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "waiting_user_answer", 5)
     queued = await request(client, "cao/sendMessage", {"terminalId": tid, "message": "after the question"})
     assert queued["state"] == "queued"
     assert inputs(tid) == ["ask Deploy now?"]

@@ -99,9 +99,7 @@ def error_data(exc: JsonRpcException) -> dict[str, Any]:
     return dict(data) if isinstance(data, dict) else {}
 
 
-async def eventually(
-    check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
-) -> Any:
+async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> Any:
     """Poll `check` (sync or async) until it returns something truthy; fail after `timeout`."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -206,4 +204,3 @@ def transcript(sidecar: Sidecar, terminal_id: str) -> list[dict[str, Any]]:
 
 async def spawn(client: LanguageClient, profile: str = "mock_developer", **params: Any) -> dict[str, Any]:
     return await request(client, "cao/spawn", {"profile": profile, **params})
-

@@ -110,9 +110,7 @@ async def test_handoff_keep_true_keeps_worker(client: LanguageClient):
 async def test_handoff_new_worker_working_directory(client: LanguageClient):
     other = SIDECAR.base / "handoff-cwd"
     other.mkdir(exist_ok=True)
-    result = await handoff(
-        client, profile="mock_developer", message="echo cwd", keep=True, workingDirectory=str(other)
-    )
+    result = await handoff(client, profile="mock_developer", message="echo cwd", keep=True, workingDirectory=str(other))
     assert (await list_agents(client))[result["terminalId"]]["workingDirectory"] == str(other)
     pane = pane_of(SIDECAR, result["terminalId"])
     assert pane is not None and os.path.realpath(pane["cwd"]) == os.path.realpath(other)
@@ -198,9 +196,7 @@ async def test_handoff_timeout_on_existing_agent_interrupts_and_keeps_it(client:
     assert time.monotonic() - started < 3.0
     assert error_data(exc).get("terminalId") == tid
     # Kept, and its turn was interrupted: it takes input again long before the 30 s are over.
-    await eventually(
-        lambda: any(r["type"] == "interrupted" for r in transcript(SIDECAR, tid)), 5, what="turn interrupted"
-    )
+    await eventually(lambda: any(r["type"] == "interrupted" for r in transcript(SIDECAR, tid)), 5, what="turn interrupted")
     assert pane_of(SIDECAR, tid) is not None
     result = await handoff(client, terminalId=tid, message="echo after the timeout", timeout=10)
     assert result["output"] == "after the timeout"
@@ -320,9 +316,7 @@ async def test_cancel_handoff_keep_interrupts_and_keeps_worker(client: LanguageC
     exc = await rpc_error(asyncio.wait_for(pending, 10))
     assert exc.code == -32800
     # The turn was interrupted (the mock writes an "interrupted" record) and the worker stays.
-    await eventually(
-        lambda: any(r["type"] == "interrupted" for r in transcript(SIDECAR, tid)), 5, what="turn interrupted"
-    )
+    await eventually(lambda: any(r["type"] == "interrupted" for r in transcript(SIDECAR, tid)), 5, what="turn interrupted")
     assert tid in await list_agents(client)
     assert pane_of(SIDECAR, tid) is not None
     result = await handoff(client, terminalId=tid, message="echo still here", timeout=10)
@@ -337,9 +331,7 @@ async def test_cancel_handoff_to_existing_agent_keeps_it(client: LanguageClient)
     cancel(client, msg_id)
     exc = await rpc_error(asyncio.wait_for(pending, 10))
     assert exc.code == -32800
-    await eventually(
-        lambda: any(r["type"] == "interrupted" for r in transcript(SIDECAR, tid)), 5, what="turn interrupted"
-    )
+    await eventually(lambda: any(r["type"] == "interrupted" for r in transcript(SIDECAR, tid)), 5, what="turn interrupted")
     assert tid in await list_agents(client)
     assert pane_of(SIDECAR, tid) is not None
 
@@ -431,7 +423,7 @@ async def test_20kb_metacharacter_task_arrives_byte_exact(client: LanguageClient
         at = next((i for i, (a, b) in enumerate(zip(output, payload, strict=False)) if a != b), min(len(output), len(payload)))
         pytest.fail(
             f"output differs at {at} (lengths {len(output)} vs {len(payload)}): "
-            f"got {output[max(0, at - 40):at + 40]!r}, want {payload[max(0, at - 40):at + 40]!r}"
+            f"got {output[max(0, at - 40) : at + 40]!r}, want {payload[max(0, at - 40) : at + 40]!r}"
         )
     users = [r["text"] for r in transcript(SIDECAR, tid) if r["type"] == "user"]
     assert len(users) == 1 and users[0] == "echo " + payload, "one input, byte-exact"

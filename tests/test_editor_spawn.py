@@ -217,7 +217,9 @@ async def removed(client: LanguageClient, sidecar, tid: str) -> None:
 
 async def test_spawn_agent_that_never_gets_ready_default_timeout(dialog_client: LanguageClient):
     started = time.monotonic()
-    exc = await rpc_error(request(dialog_client, "cao/spawn", {"profile": "mock_developer"}, timeout=READY_TIMEOUT + READY_SLACK + 5))
+    exc = await rpc_error(
+        request(dialog_client, "cao/spawn", {"profile": "mock_developer"}, timeout=READY_TIMEOUT + READY_SLACK + 5)
+    )
     elapsed = time.monotonic() - started
     assert exc.code == -31007, (exc.code, exc.message)
     assert elapsed < READY_TIMEOUT + READY_SLACK, f"took {elapsed:.1f}s with a ready timeout of {READY_TIMEOUT}s"
@@ -274,9 +276,7 @@ async def test_cancel_spawn_removes_agent(dialog_client: LanguageClient):
     # (pytest-lsp's send_request_async is a coroutine: a task sends it now. pygls does not send
     # $/cancelRequest when a request's future is cancelled, so the test sends it itself.)
     future = asyncio.ensure_future(
-        dialog_client.protocol.send_request_async(
-            "cao/spawn", {"profile": "mock_developer", "timeoutSeconds": 30}, msg_id=msg_id
-        )
+        dialog_client.protocol.send_request_async("cao/spawn", {"profile": "mock_developer", "timeoutSeconds": 30}, msg_id=msg_id)
     )
     note = await DIALOG_SIDECAR.wait_for(
         "cao/agentStatus", lambda p: p["status"] == "starting" and p["terminalId"] not in known, 5

@@ -25,8 +25,8 @@ TEST_FILE = CLIENT / "test" / "cao-test.el"
 # Debian's elpa-eglot lives here; `emacs -Q` does not activate it by itself.
 ACTIVATE_PACKAGES = (
     "(progn (require 'package)"
-    " (when (file-directory-p \"/usr/share/emacs/site-lisp/elpa\")"
-    "   (add-to-list 'package-directory-list \"/usr/share/emacs/site-lisp/elpa\"))"
+    ' (when (file-directory-p "/usr/share/emacs/site-lisp/elpa")'
+    '   (add-to-list \'package-directory-list "/usr/share/emacs/site-lisp/elpa"))'
     " (package-activate-all))"
 )
 
@@ -36,9 +36,19 @@ def _emacs() -> str:
     if emacs is None:
         pytest.skip("emacs is not installed (.ci/editors/emacs.sh installs Debian's emacs-nox)")
     probe = subprocess.run(
-        [emacs, "--batch", "-Q", "--eval", ACTIVATE_PACKAGES, "--eval",
-         "(progn (require 'eglot) (require 'jsonrpc) (princ emacs-version))"],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        [
+            emacs,
+            "--batch",
+            "-Q",
+            "--eval",
+            ACTIVATE_PACKAGES,
+            "--eval",
+            "(progn (require 'eglot) (require 'jsonrpc) (princ emacs-version))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
     if probe.returncode != 0:
         pytest.skip("eglot is not installed for Emacs (.ci/editors/emacs.sh installs Debian's elpa-eglot)")
@@ -55,8 +65,13 @@ def ert_env(tmp_base: Path) -> dict[str, str]:
     workspace = tmp_base / "workspace"
     write_trust_store(Path(env["XDG_CONFIG_HOME"]), workspace)
     # A repository, for the workers with a git worktree (cao-test-worktrees).
-    git_env = {**env, "GIT_AUTHOR_NAME": "Ana", "GIT_AUTHOR_EMAIL": "ana@example.com",
-               "GIT_COMMITTER_NAME": "Ana", "GIT_COMMITTER_EMAIL": "ana@example.com"}
+    git_env = {
+        **env,
+        "GIT_AUTHOR_NAME": "Ana",
+        "GIT_AUTHOR_EMAIL": "ana@example.com",
+        "GIT_COMMITTER_NAME": "Ana",
+        "GIT_COMMITTER_EMAIL": "ana@example.com",
+    }
     if not (workspace / ".git").exists():
         (workspace / "README.md").write_text("# shop\n")
         for git_args in (["init", "-q", "--initial-branch=main"], ["add", "."], ["commit", "-qm", "start"]):
@@ -78,7 +93,11 @@ def run_ert(emacs: str, env: dict[str, str], files: list[Path], selector: str = 
     try:
         proc = subprocess.run(
             [*argv, "--eval", f"(ert-run-tests-batch-and-exit '{selector})"],
-            cwd=env["CAO_TEST_WORKSPACE"], env=env, capture_output=True, text=True, timeout=150,
+            cwd=env["CAO_TEST_WORKSPACE"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=150,
             stdin=subprocess.DEVNULL,
         )
     finally:

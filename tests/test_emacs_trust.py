@@ -24,8 +24,11 @@ def _env(tmp_base: Path) -> dict[str, str]:
     base = tmp_base / "trust"
     hostile_folder(base / "hostile", base / "hostile.marker")
     path_sidecar(tmp_base / "bin")
-    env.update(CAO_TEST_TRUST_BASE=str(base), CAO_TEST_TRUST_BIN=str(tmp_base / "bin"),
-               CAO_TEST_TRUST_CLI="1" if has_trust_cli(env) else "0")
+    env.update(
+        CAO_TEST_TRUST_BASE=str(base),
+        CAO_TEST_TRUST_BIN=str(tmp_base / "bin"),
+        CAO_TEST_TRUST_CLI="1" if has_trust_cli(env) else "0",
+    )
     return env
 
 

@@ -80,19 +80,50 @@ async def test_an_editor_that_stops_reading_loses_nothing_and_wedges_nothing(env
     )  # fmt: skip
     assert proc.stdin and proc.stdout
     try:
-        proc.stdin.write(_frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"rootUri": (tmp_base / "workspace").as_uri(), "capabilities": {}}}))
+        proc.stdin.write(
+            _frame(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {"rootUri": (tmp_base / "workspace").as_uri(), "capabilities": {}},
+                }
+            )
+        )
         assert (await _read_frame(proc.stdout))["id"] == 1
         proc.stdin.write(_frame({"jsonrpc": "2.0", "method": "initialized", "params": {}}))
         big = "x" * 400_000  # far more than a pipe holds
-        proc.stdin.write(_frame({"jsonrpc": "2.0", "id": 2, "method": "cao/handoff", "params": {"profile": "mock_developer", "message": "echo " + big}}))
-        proc.stdin.write(_frame({"jsonrpc": "2.0", "id": 3, "method": "cao/assign", "params": {"profile": "mock_reviewer", "message": "echo assigned while nobody read"}}))
+        proc.stdin.write(
+            _frame(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "cao/handoff",
+                    "params": {"profile": "mock_developer", "message": "echo " + big},
+                }
+            )
+        )
+        proc.stdin.write(
+            _frame(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 3,
+                    "method": "cao/assign",
+                    "params": {"profile": "mock_reviewer", "message": "echo assigned while nobody read"},
+                }
+            )
+        )
         await proc.stdin.drain()
         # Nobody reads stdout now. The agents must still finish their work.
         state = Path(env["XDG_STATE_HOME"]) / "cao-sidecar" / "agents"
 
         def assigned_answered():
             for agent_dir in state.glob("*"):
-                if any(r.get("text") == "assigned while nobody read" for r in transcript(env, agent_dir.name) if r["type"] == "assistant"):
+                if any(
+                    r.get("text") == "assigned while nobody read"
+                    for r in transcript(env, agent_dir.name)
+                    if r["type"] == "assistant"
+                ):
                     return True
             return False
 
@@ -178,12 +209,16 @@ async def test_a_busy_agent_whose_pane_id_a_new_tmux_server_reuses_is_reported_e
         await wait_until(lambda: any(n.get("terminalId") == busy and n.get("status") == "processing" for n in notes), 10)
         queued = await client.send_message(busy, "then this")
         assert queued["state"] == "queued"
-        ((old_pane, pid),) = [line.split() for line in (await _tmux(socket, "list-panes", "-a", "-F", "#{pane_id} #{pane_pid}")).splitlines()]
+        ((old_pane, pid),) = [
+            line.split() for line in (await _tmux(socket, "list-panes", "-a", "-F", "#{pane_id} #{pane_pid}")).splitlines()
+        ]
         lingering_pid = int(pid)
         await _tmux(socket, "kill-server")
         await asyncio.sleep(0.3)  # the CLI still runs: no exit to see
         fresh = (await client.spawn("mock_developer"))["terminalId"]
-        assert (await _tmux(socket, "list-panes", "-a", "-F", "#{pane_id}")).split() == [old_pane]  # the new server gave the new worker the busy agent's pane id
+        assert (await _tmux(socket, "list-panes", "-a", "-F", "#{pane_id}")).split() == [
+            old_pane
+        ]  # the new server gave the new worker the busy agent's pane id
 
         await wait_until(lambda: any(n.get("terminalId") == busy and n.get("status") == "exited" for n in notes), 10)
         listed = {a["terminalId"]: a["status"] for a in await client.list_agents()}

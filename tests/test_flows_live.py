@@ -80,8 +80,10 @@ async def finished(name: str, since: int = 0, timeout: float = 30.0) -> dict:
     """The last run of flow `name` once it is no longer running (from cao/flowsChanged)."""
     note, _ = await SIDECAR.next(
         "cao/flowsChanged",
-        lambda n: (by_name(n["flows"]).get(name) or {}).get("lastRun") is not None
-        and by_name(n["flows"])[name]["lastRun"]["status"] != "running",
+        lambda n: (
+            (by_name(n["flows"]).get(name) or {}).get("lastRun") is not None
+            and by_name(n["flows"])[name]["lastRun"]["status"] != "running"
+        ),
         since=since,
         timeout=timeout,
     )
@@ -138,8 +140,11 @@ async def test_a_flow_scheduled_within_the_test_runs_on_time(client):
 
 async def test_workspace_flow_shadows_a_user_flow_of_the_same_name(client):
     (USER_FLOWS / "report.md").write_text(flow_text("report", task="echo from user"))
-    await saved(FLOWS / "report.md", flow_text("report", task="echo from workspace", extra=py_gate("print('{}')")),
-                lambda f: "report" in f and f["report"]["shadows"])
+    await saved(
+        FLOWS / "report.md",
+        flow_text("report", task="echo from workspace", extra=py_gate("print('{}')")),
+        lambda f: "report" in f and f["report"]["shadows"],
+    )
     flow = (await flows(client))["report"]
     assert flow["scope"] == "workspace" and flow["path"] == str(FLOWS / "report.md")
     assert flow["shadows"] == [str(USER_FLOWS / "report.md")] and flow["hasGate"] is True
@@ -155,8 +160,9 @@ async def test_editing_a_schedule_recomputes_the_next_run(client):
     listed = await saved(path, flow_text("hourly", schedule="0 * * * *"), lambda f: "hourly" in f)
     first = datetime.fromisoformat(listed["hourly"]["nextRunAt"])
     assert first.minute == 0
-    listed = await saved(path, flow_text("hourly", schedule="30 * * * *"),
-                         lambda f: f.get("hourly", {}).get("schedule") == "30 * * * *")
+    listed = await saved(
+        path, flow_text("hourly", schedule="30 * * * *"), lambda f: f.get("hourly", {}).get("schedule") == "30 * * * *"
+    )
     assert datetime.fromisoformat(listed["hourly"]["nextRunAt"]).minute == 30
     listed = await saved(path, flow_text("hourly", schedule="@daily"), lambda f: f.get("hourly", {}).get("schedule") == "@daily")
     daily = datetime.fromisoformat(listed["hourly"]["nextRunAt"])
@@ -220,7 +226,7 @@ async def test_a_gate_that_fails(client):
     cases = {
         "bad-json": (py_gate("print('{not json')"), "invalid JSON"),
         "not-object": (py_gate("print('[1, 2]')"), "JSON object"),
-        "bad-run": (py_gate("print('{\"run\": \"yes\"}')"), "true or false"),
+        "bad-run": (py_gate('print(\'{"run": "yes"}\')'), "true or false"),
         "missing": ("gate: [/nonexistent/gate-program]\n", "could not start"),
         "slow": (
             py_gate(f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)", timeoutSeconds=1),
@@ -230,7 +236,9 @@ async def test_a_gate_that_fails(client):
     }
     for name, (gate, word) in cases.items():
         task = "echo {{what}}" if name == "no-value" else "echo never"
-        await saved(FLOWS / f"fail-{name}.md", flow_text(f"fail-{name}", extra=gate, task=task), lambda f, n=name: f"fail-{n}" in f)
+        await saved(
+            FLOWS / f"fail-{name}.md", flow_text(f"fail-{name}", extra=gate, task=task), lambda f, n=name: f"fail-{n}" in f
+        )
         started = time.monotonic()
         run = (await request(client, "cao/runFlow", {"name": f"fail-{name}"}))["run"]
         assert run["status"] == "gate_failed" and word in run["reason"], (name, run)

@@ -139,7 +139,10 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
     first = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "box1", "session": SESSION}, timeout=240)
     assert first["terminalId"].startswith("box1:") and first["status"] == "idle"
     rest = await asyncio.gather(
-        *(request(client, "cao/spawn", {"profile": "mock_developer", "host": "box1", "session": SESSION}, timeout=120) for _ in range(AGENTS - 1))
+        *(
+            request(client, "cao/spawn", {"profile": "mock_developer", "host": "box1", "session": SESSION}, timeout=120)
+            for _ in range(AGENTS - 1)
+        )
     )
     ids = {first["terminalId"], *(r["terminalId"] for r in rest)}
     assert len(ids) == AGENTS
@@ -205,14 +208,25 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
         timeout=120,
     )  # fmt: skip
     assert chain["output"] == "round trip" and chain["terminalId"].startswith("box1:")
-    local_workers = [p for p in SIDECAR.notifications["cao/agentStatus"] if ":" not in p["terminalId"] and p["status"] == "processing"]
+    local_workers = [
+        p for p in SIDECAR.notifications["cao/agentStatus"] if ":" not in p["terminalId"] and p["status"] == "processing"
+    ]
     assert local_workers, "no local agent took part"
 
     # The link is killed mid-turn: the turn goes on on the host, the answer still arrives, once.
-    before = {a["terminalId"] for a in (await request(client, "cao/listAgents", {"session": SESSION}))["agents"] if a["terminalId"].startswith("box1:")}
+    before = {
+        a["terminalId"]
+        for a in (await request(client, "cao/listAgents", {"session": SESSION}))["agents"]
+        if a["terminalId"].startswith("box1:")
+    }
     mark = len(SIDECAR.notifications["cao/agentStatus"])
     turn = asyncio.ensure_future(
-        request(client, "cao/handoff", {"profile": "mock_developer", "host": "box1", "message": "sleep 3 survived", "session": SESSION}, timeout=120)
+        request(
+            client,
+            "cao/handoff",
+            {"profile": "mock_developer", "host": "box1", "message": "sleep 3 survived", "session": SESSION},
+            timeout=120,
+        )
     )
 
     def working() -> list[Any]:
@@ -224,7 +238,9 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
     busy = (await eventually(working, timeout=60, what="the remote worker's turn"))[0]
     os.kill(links[0], signal.SIGKILL)
     # Asked while the link is down: answered once it is back.
-    during = asyncio.ensure_future(request(client, "cao/sendMessage", {"terminalId": some, "message": "echo after the drop"}, timeout=90))
+    during = asyncio.ensure_future(
+        request(client, "cao/sendMessage", {"terminalId": some, "message": "echo after the drop"}, timeout=90)
+    )
     result = await turn
     assert result["output"] == "survived" and result["terminalId"] == busy["terminalId"]
     assert (await during)["state"] in ("delivered", "queued")
@@ -268,7 +284,12 @@ async def test_profiles_reports_and_worktrees_on_a_host(client: LanguageClient) 
     await request(client, "cao/terminate", {"terminalId": far["terminalId"]}, timeout=60)
 
     # An editor's assign on a host: its report comes as cao/workerCompleted, with the qualified id.
-    assigned = await request(client, "cao/assign", {"profile": "far_dev", "host": "box1", "session": SESSION, "message": "echo assigned far"}, timeout=60)
+    assigned = await request(
+        client,
+        "cao/assign",
+        {"profile": "far_dev", "host": "box1", "session": SESSION, "message": "echo assigned far"},
+        timeout=60,
+    )
     assert assigned["terminalId"].startswith("box1:")
     report = await SIDECAR.wait_for("cao/workerCompleted", lambda p: p["terminalId"] == assigned["terminalId"], timeout=60)
     assert report["status"] == "completed" and report["output"] == "assigned far" and report["profile"] == "far_dev"
@@ -299,7 +320,9 @@ async def test_profiles_reports_and_worktrees_on_a_host(client: LanguageClient) 
     assert [w["terminalId"] for w in open_trees] == [worked["terminalId"]]
     # A lead agent here merges it with its merge_work tool (a worker of its session).
     lead = await request(client, "cao/spawn", {"profile": "mock_developer", "session": SESSION}, timeout=60)
-    said = await request(client, "cao/handoff", {"terminalId": lead["terminalId"], "message": f"merge_work {worked['terminalId']}"}, timeout=60)
+    said = await request(
+        client, "cao/handoff", {"terminalId": lead["terminalId"], "message": f"merge_work {worked['terminalId']}"}, timeout=60
+    )
     assert "conflict" not in said["output"].lower() and "no open worktree" not in said["output"], said["output"]
     assert ssh("caoremote", f"cat {repo}/notes.txt").stdout.strip() == "remote work"
     # The editor merges another one, and discards a third.
@@ -314,7 +337,14 @@ async def test_profiles_reports_and_worktrees_on_a_host(client: LanguageClient) 
     # Another session's lead cannot merge it (as on this machine).
     other = await in_worktree("edit notes.txt not yours")
     stranger = await request(client, "cao/spawn", {"profile": "mock_developer", "session": SESSION + "x"}, timeout=60)
-    await rpc_error(request(client, "cao/handoff", {"terminalId": stranger["terminalId"], "message": f"merge_work {other['terminalId']}"}, timeout=60))
+    await rpc_error(
+        request(
+            client,
+            "cao/handoff",
+            {"terminalId": stranger["terminalId"], "message": f"merge_work {other['terminalId']}"},
+            timeout=60,
+        )
+    )
     refused = (await request(client, "cao/getOutput", {"terminalId": stranger["terminalId"], "mode": "full"}))["output"]
     assert f"no open worktree for worker '{other['terminalId']}'" in refused, refused
     await request(client, "cao/discardWorktree", {"terminalId": other["terminalId"]}, timeout=60)

@@ -80,8 +80,9 @@ async def test_a_long_handoff_sends_progress_then_a_ticket_and_wait_for_result_g
         tools = {t.name for t in (await mcp.list_tools()).tools}
         assert "wait_for_result" in tools
         started = asyncio.get_running_loop().time()
-        first = await mcp.call_tool("handoff", {"target": "mock_developer", "task": "sleep 3 late-answer-71"},
-                                    progress_callback=on_progress)
+        first = await mcp.call_tool(
+            "handoff", {"target": "mock_developer", "task": "sleep 3 late-answer-71"}, progress_callback=on_progress
+        )
         took = asyncio.get_running_loop().time() - started
         assert not first.is_error, first.content
         data = first.structured_content
@@ -149,12 +150,20 @@ async def test_only_a_tool_call_that_asked_for_progress_is_answered_as_a_stream(
     """Plain JSON for every other call (fastest); SSE when a tools/call carries a progressToken."""
     lead = await spawn(client)
     url, token = agent_credentials(lead)
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
-               "Content-Type": "application/json", "MCP-Protocol-Version": "2025-06-18"}
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": "2025-06-18",
+    }
 
     def call(meta: dict) -> dict:
-        return {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                "params": {"name": "list_sessions", "arguments": {}, "_meta": meta}}
+        return {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {"name": "list_sessions", "arguments": {}, "_meta": meta},
+        }
 
     async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
         plain = await http.post(url, json=call({}))

@@ -24,9 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 TMUX = "tmux"
 T = TypeVar("T")
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["which", TMUX], capture_output=True).returncode != 0, reason="tmux not installed"
-)
+pytestmark = pytest.mark.skipif(subprocess.run(["which", TMUX], capture_output=True).returncode != 0, reason="tmux not installed")
 
 
 def wait_for(condition: Callable[[], Optional[T]], timeout: float = 5.0, what: str = "condition") -> T:
@@ -74,9 +72,7 @@ class TmuxAgent:
         ]  # fmt: skip
 
     def tmux(self, *args: str, stdin: Optional[bytes] = None) -> str:
-        done = subprocess.run(
-            [TMUX, "-L", self.socket, "-f", "/dev/null", *args], input=stdin, capture_output=True, timeout=10
-        )
+        done = subprocess.run([TMUX, "-L", self.socket, "-f", "/dev/null", *args], input=stdin, capture_output=True, timeout=10)
         if done.returncode != 0:
             raise RuntimeError(f"tmux {args[0]} failed: {done.stderr.decode(errors='replace')}")
         return done.stdout.decode("utf-8", "replace")

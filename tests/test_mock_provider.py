@@ -112,8 +112,9 @@ def test_launch(tmp_path: Path, provider: MockProvider) -> None:
     spec = provider.launch(ctx)
     # -P: never the working directory's own cao_sidecar package (own_python.py); -S: no
     # site-packages set-up (the mock needs the standard library only), our package via PYTHONPATH.
-    assert spec.argv[:5] == ([sys.executable, "-S", "-P", "-m", "cao_sidecar.mock_agent"] if sys.version_info >= (3, 11)
-                             else spec.argv[:5])
+    assert spec.argv[:5] == (
+        [sys.executable, "-S", "-P", "-m", "cao_sidecar.mock_agent"] if sys.version_info >= (3, 11) else spec.argv[:5]
+    )
     base = own_python.module_argv("cao_sidecar.mock_agent")
     assert spec.argv == [
         base[0], "-S", *base[1:],

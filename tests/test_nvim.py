@@ -67,8 +67,13 @@ def run(request: pytest.FixtureRequest) -> Any:
     # The test workspace is the user's own: trusted (a workspace .cao/ would be in force).
     write_trust_store(Path(env["XDG_CONFIG_HOME"]), workspace)
     # A repository, for the workers with a git worktree (step "worktrees").
-    git_env = {**env, "GIT_AUTHOR_NAME": "Ana", "GIT_AUTHOR_EMAIL": "ana@example.com",
-               "GIT_COMMITTER_NAME": "Ana", "GIT_COMMITTER_EMAIL": "ana@example.com"}
+    git_env = {
+        **env,
+        "GIT_AUTHOR_NAME": "Ana",
+        "GIT_AUTHOR_EMAIL": "ana@example.com",
+        "GIT_COMMITTER_NAME": "Ana",
+        "GIT_COMMITTER_EMAIL": "ana@example.com",
+    }
     (workspace / "README.md").write_text("# shop\n")
     (workspace / ".cao" / "workflows").mkdir(parents=True)  # for the step "workflows"
     (workspace / ".cao" / "workflows" / "brief.yaml").write_text(
@@ -80,9 +85,7 @@ def run(request: pytest.FixtureRequest) -> Any:
         subprocess.run(["git", *git_args], cwd=workspace, env=git_env, check=True)
     socket = env["CAO_TMUX_SOCKET"]
     out = base / "results.json"
-    sidecar_env = {
-        k: env[k] for k in ("HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "PYTHONPATH", "LANG")
-    }
+    sidecar_env = {k: env[k] for k in ("HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "PYTHONPATH", "LANG")}
     sidecar_env["CAO_TMUX_SOCKET"] = socket
     env.update(
         CAO_NVIM_PLUGIN=str(PLUGIN),
@@ -338,8 +341,21 @@ def test_help_file_has_tags(version, tmp_path):
     if not _usable(path):
         pytest.skip(f"{what} is not installed; run .ci/editors/nvim.sh")
     shutil.copytree(PLUGIN / "doc", tmp_path / "doc")
-    tags = ["cao", "cao-setup", ":Cao", ":Cao-handoff", "cao.statusline()", "cao-option-tmux_socket", "cao-questions",
-            "cao-trust", ":Cao-trust", "cao-option-ask_trust", ":Cao-worktrees", ":Cao-merge", "cao-option-worktree"]
+    tags = [
+        "cao",
+        "cao-setup",
+        ":Cao",
+        ":Cao-handoff",
+        "cao.statusline()",
+        "cao-option-tmux_socket",
+        "cao-questions",
+        "cao-trust",
+        ":Cao-trust",
+        "cao-option-ask_trust",
+        ":Cao-worktrees",
+        ":Cao-merge",
+        "cao-option-worktree",
+    ]
     lua = f"""
 local out = {{}}
 for _, tag in ipairs(vim.fn.json_decode([==[{json.dumps(tags)}]==])) do
@@ -354,9 +370,22 @@ file:close()
 """
     (tmp_path / "check.lua").write_text(lua)
     proc = subprocess.run(
-        [path, "--headless", "--clean", "-c", f"helptags {tmp_path}/doc", "-c", f"set rtp^={tmp_path}",
-         "-c", f"luafile {tmp_path}/check.lua", "-c", "qall!"],
-        capture_output=True, text=True, timeout=30,
+        [
+            path,
+            "--headless",
+            "--clean",
+            "-c",
+            f"helptags {tmp_path}/doc",
+            "-c",
+            f"set rtp^={tmp_path}",
+            "-c",
+            f"luafile {tmp_path}/check.lua",
+            "-c",
+            "qall!",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert "E154" not in proc.stderr, proc.stderr  # duplicate tag
     results = dict(line.split("=", 1) for line in (tmp_path / "tags.out").read_text().splitlines())

@@ -21,8 +21,15 @@ from typing import Any
 import pytest
 
 from conftest import ROOT, isolated_env, kill_tmux
-from editor_trust import (NO_SET_TRUST, NO_TRUST_CLI, has_trust_cli, hostile_folder, path_sidecar,
-                          trusted_in_store, write_trust_store)
+from editor_trust import (
+    NO_SET_TRUST,
+    NO_TRUST_CLI,
+    has_trust_cli,
+    hostile_folder,
+    path_sidecar,
+    trusted_in_store,
+    write_trust_store,
+)
 from test_nvim import INIT, NVIMS, PLUGIN, _usable, passed
 
 pytestmark = pytest.mark.timeout(150)
@@ -53,17 +60,30 @@ def run(request: pytest.FixtureRequest) -> Any:
     sidecar_env["CAO_TMUX_SOCKET"] = socket
     trust_cli = has_trust_cli(env)
     out = base / "results.json"
-    env.update(CAO_NVIM_PLUGIN=str(PLUGIN), CAO_TEST_OUT=str(out), CAO_TEST_BASE=str(base), CAO_TEST_SOCKET=socket,
-               CAO_TEST_ENV=json.dumps(sidecar_env), CAO_TEST_TRUST_CLI="1" if trust_cli else "0")
+    env.update(
+        CAO_NVIM_PLUGIN=str(PLUGIN),
+        CAO_TEST_OUT=str(out),
+        CAO_TEST_BASE=str(base),
+        CAO_TEST_SOCKET=socket,
+        CAO_TEST_ENV=json.dumps(sidecar_env),
+        CAO_TEST_TRUST_CLI="1" if trust_cli else "0",
+    )
     argv = [path, "--headless", "--clean", "-u", str(INIT), "-c", f"luafile {SCRIPT}"]
     try:
         proc = subprocess.run(argv, env=env, cwd=base / "hostile", capture_output=True, text=True, timeout=120)
         if not out.exists():
             pytest.fail(f"nvim {request.param} wrote no results (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         results = json.loads(out.read_text())
-        results.update(version=request.param, exit_code=proc.returncode, stderr=proc.stderr, base=str(base),
-                       path_program=str(path_program), trust_cli=trust_cli,
-                       store=trusted_in_store(config_home), env=env)
+        results.update(
+            version=request.param,
+            exit_code=proc.returncode,
+            stderr=proc.stderr,
+            base=str(base),
+            path_program=str(path_program),
+            trust_cli=trust_cli,
+            store=trusted_in_store(config_home),
+            env=env,
+        )
         yield results
     finally:
         kill_tmux(socket)

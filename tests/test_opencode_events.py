@@ -45,9 +45,14 @@ console.log(JSON.stringify(posts))
 
 def run_plugin(events: list[Any], env: dict[str, str] | None = None) -> list[dict]:
     environment = {"CAO_MCP_URL": "http://127.0.0.1:4321/mcp", "CAO_MCP_TOKEN": "tok-1", "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([NODE or "node", "--input-type=module", "-e", HARNESS, PLUGIN.as_uri()],
-                          input=json.dumps(events), capture_output=True, text=True, timeout=30,
-                          env=env if env is not None else environment)
+    done = subprocess.run(
+        [NODE or "node", "--input-type=module", "-e", HARNESS, PLUGIN.as_uri()],
+        input=json.dumps(events),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env if env is not None else environment,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -75,13 +80,18 @@ def test_the_plugin_skips_sub_agents_reports_permissions_and_errors() -> None:
         {"type": "session.idle", "properties": {"sessionID": child}},
         {"type": "permission.asked", "properties": {"sessionID": SESSION, "permission": "bash"}},
         {"type": "message.updated", "properties": {"info": {"id": "msg_2", "role": "user", "sessionID": SESSION}}},
-        {"type": "session.error", "properties": {"sessionID": SESSION, "error": {"name": "APIError", "data": {"message": "boom"}}}},
+        {
+            "type": "session.error",
+            "properties": {"sessionID": SESSION, "error": {"name": "APIError", "data": {"message": "boom"}}},
+        },
         {"type": "session.idle", "properties": {"sessionID": SESSION}},
         {"type": "no.such.event", "properties": None},
     ]
     bodies = [p["body"] for p in run_plugin(events)]
-    assert bodies == [{"hook_event_name": "permission"},
-                      {"hook_event_name": "idle", "input": "", "answer": "", "error": "boom"}], bodies
+    assert bodies == [
+        {"hook_event_name": "permission"},
+        {"hook_event_name": "idle", "input": "", "answer": "", "error": "boom"},
+    ], bodies
 
 
 @needs_node

@@ -204,7 +204,9 @@ def atomic_write(path: Path, text: str | bytes) -> float:
     return moment
 
 
-def profile_text(name: str, *, provider: str = "mock", description: str = "Test profile.", extra: str = "", body: str = "You test things.") -> str:
+def profile_text(
+    name: str, *, provider: str = "mock", description: str = "Test profile.", extra: str = "", body: str = "You test things."
+) -> str:
     return f"---\nname: {name}\ndescription: {description}\nprovider: {provider}\n{extra}---\n{body}\n"
 
 

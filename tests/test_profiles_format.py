@@ -72,7 +72,13 @@ def test_yaml_is_only_ever_loaded_safely_and_never_written():
     offenders = []
     for path in (ROOT / "cao_sidecar").rglob("*.py"):
         text = path.read_text()
-        for pattern in (r"yaml\.load\(", r"yaml\.unsafe", r"yaml\.full_load", r"yaml\.(safe_)?dump", r"Loader=yaml\.(Full|Unsafe)?Loader\b"):
+        for pattern in (
+            r"yaml\.load\(",
+            r"yaml\.unsafe",
+            r"yaml\.full_load",
+            r"yaml\.(safe_)?dump",
+            r"Loader=yaml\.(Full|Unsafe)?Loader\b",
+        ):
             if re.search(pattern, text):
                 offenders.append(f"{path.relative_to(ROOT)}: {pattern}")
     assert not offenders

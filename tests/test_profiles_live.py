@@ -55,9 +55,11 @@ async def client():
     yield lsp
     await stop(lsp, SIDECAR)
     if LATENCIES:
-        print(f"\nprofile reload latency (save -> cao/profilesChanged): n={len(LATENCIES)} "
-              f"median={statistics.median(LATENCIES) * 1000:.1f} ms max={max(LATENCIES) * 1000:.1f} ms "
-              f"all={[round(x * 1000, 1) for x in LATENCIES]}")
+        print(
+            f"\nprofile reload latency (save -> cao/profilesChanged): n={len(LATENCIES)} "
+            f"median={statistics.median(LATENCIES) * 1000:.1f} ms max={max(LATENCIES) * 1000:.1f} ms "
+            f"all={[round(x * 1000, 1) for x in LATENCIES]}"
+        )
 
 
 async def profiles(client) -> dict[str, dict]:
@@ -157,7 +159,8 @@ async def test_add_edit_rename_delete_are_live(client):
 
     for version in range(2, 7):
         listed = await saved(
-            path, profile_text("live_one", description=f"v{version}"),
+            path,
+            profile_text("live_one", description=f"v{version}"),
             lambda p, v=version: p.get("live_one", {}).get("description") == f"v{v}",
         )
     assert (await profiles(client))["live_one"]["description"] == "v6"
@@ -188,8 +191,11 @@ async def test_reload_latency_is_under_100_ms(client):
     path = WS_AGENTS / "latency.md"
     start_count = len(LATENCIES)
     for version in range(10):
-        await saved(path, profile_text("latency", description=f"l{version}"),
-                    lambda p, v=version: p.get("latency", {}).get("description") == f"l{v}")
+        await saved(
+            path,
+            profile_text("latency", description=f"l{version}"),
+            lambda p, v=version: p.get("latency", {}).get("description") == f"l{v}",
+        )
     mine = LATENCIES[start_count:]
     assert statistics.median(mine) < 0.1, [round(x * 1000, 1) for x in mine]
     assert max(mine) < 1.0, [round(x * 1000, 1) for x in mine]
@@ -268,10 +274,17 @@ CASES = {
     "anchors_bomb": (
         "---\nname: bomb\nprovider: mock\na: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
         "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n---\nb\n",
-        1, 4, "anchors", False,
+        1,
+        4,
+        "anchors",
+        False,
     ),
     "python_tag": (
-        "---\nname: !!python/object/apply:os.system ['touch {marker}']\nprovider: mock\n---\nb\n", 1, 2, "not allowed", False,
+        "---\nname: !!python/object/apply:os.system ['touch {marker}']\nprovider: mock\n---\nb\n",
+        1,
+        2,
+        "not allowed",
+        False,
     ),
     "deep_nesting": ("---\nname: deep\nprovider: mock\nx: " + "[" * 40 + "]" * 40 + "\n---\nb\n", 1, 4, "nested", False),
     "no_frontmatter": ("just text\n", 1, 1, "frontmatter", False),
@@ -314,7 +327,10 @@ async def test_files_that_are_refused_before_parsing(client):
         WS_AGENTS / "link.md": ("outside", lambda p: p.symlink_to(outside)),
         WS_AGENTS / "fifo.md": ("regular file", lambda p: os.mkfifo(p)),
         WS_AGENTS / "big.md": ("larger", lambda p: p.write_text(profile_text("big", body="x" * 300_000))),
-        WS_AGENTS / "latin1.md": ("UTF-8", lambda p: p.write_bytes(profile_text("latin", description="caf\xe9").encode("latin-1"))),
+        WS_AGENTS / "latin1.md": (
+            "UTF-8",
+            lambda p: p.write_bytes(profile_text("latin", description="caf\xe9").encode("latin-1")),
+        ),
         WS_AGENTS / "evil\nname.md": ("control characters", lambda p: p.write_text(profile_text("evil_file"))),
     }
     for path, (word, make) in cases.items():

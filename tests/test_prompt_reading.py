@@ -45,17 +45,25 @@ CASES = {
     ),
     "codex-real-waiting-approval.txt": (
         "Would you like to run the following command?",
-        keys(("Yes, proceed", "1"),
-             ("Yes, and don't ask again for commands that start with "
-              "`touch /work/main/.pytest_cache/tmpu9mka4dj/ws/made-by-codex`", "2"),
-             ("No, and tell Codex what to do differently", "3")),
+        keys(
+            ("Yes, proceed", "1"),
+            (
+                "Yes, and don't ask again for commands that start with "
+                "`touch /work/main/.pytest_cache/tmpu9mka4dj/ws/made-by-codex`",
+                "2",
+            ),
+            ("No, and tell Codex what to do differently", "3"),
+        ),
         "Reason: The user asked to run this command. $ touch /work/main/.pytest_cache/tmpu9mka4dj/ws/made-by-codex",
     ),
     # Built from the CLIs' documented layouts (see tests/fixtures/screens/README).
     "codex-built-waiting-approval.txt": (
         "Would you like to run the following command?",
-        keys(("Yes, proceed", "1"), ("Yes, and don't ask again for these files", "2"),
-             ("No, and tell Codex what to do differently", "3")),
+        keys(
+            ("Yes, proceed", "1"),
+            ("Yes, and don't ask again for these files", "2"),
+            ("No, and tell Codex what to do differently", "3"),
+        ),
         "$ rm -rf build",
     ),
     "gemini_cli-built-waiting-tool.txt": (
@@ -72,8 +80,11 @@ CASES = {
     ),
     "copilot-built-waiting.txt": (
         "Do you want to run this command?",
-        keys(("Yes", "1"), ("Yes, and approve `rm` for the rest of the session", "2"),
-             ("No, and tell Copilot what to do differently", "3")),
+        keys(
+            ("Yes", "1"),
+            ("Yes, and approve `rm` for the rest of the session", "2"),
+            ("No, and tell Copilot what to do differently", "3"),
+        ),
         "rm -rf build",
     ),
 }
@@ -103,8 +114,11 @@ def test_mock_question_block() -> None:
         ("Proceed? [y/n]", ["Yes", "No"], ["y", "n"]),
         ("Overwrite config (y/n)?", None, None),  # marker not at the end: no choices, free text
         ("Apply the patch? [Y/n]", ["Yes", "No"], ["y", "n"]),
-        ("Add file to the chat? (Y)es/(N)o/(A)ll/(S)kip all/(D)on't ask again [Yes]:",
-         ["Yes", "No", "All", "Skip all", "Don't ask again"], ["y", "n", "a", "s", "d"]),
+        (
+            "Add file to the chat? (Y)es/(N)o/(A)ll/(S)kip all/(D)on't ask again [Yes]:",
+            ["Yes", "No", "All", "Skip all", "Don't ask again"],
+            ["y", "n", "a", "s", "d"],
+        ),
     ],
 )
 def test_marker_questions(line: str, labels, typed) -> None:

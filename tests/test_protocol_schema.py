@@ -43,14 +43,11 @@ def _name(cls: type) -> str:
 # not use fields the contract does not list (a misspelt optional field would pass otherwise).
 _WIRE_NAMES = {cls.__name__ for cls in wire.WIRE_CLASSES}
 STRICT_DEFS: dict[str, Any] = {
-    name: {**schema, "additionalProperties": False} if name in _WIRE_NAMES else schema
-    for name, schema in DEFS.items()
+    name: {**schema, "additionalProperties": False} if name in _WIRE_NAMES else schema for name, schema in DEFS.items()
 }
 
 
-def validator_for(
-    schema: dict[str, Any], *, formats: bool = True, strict: bool = False
-) -> Draft202012Validator:
+def validator_for(schema: dict[str, Any], *, formats: bool = True, strict: bool = False) -> Draft202012Validator:
     """A validator for `schema`, with the document's $defs in reach of its `#/$defs/...` refs.
 
     `formats`: also check `format` (e.g. date-time), a constraint beyond the Python type.
@@ -64,10 +61,7 @@ def validator_for(
 def schema_errors(def_name: str, instance: Any, *, strict: bool = False) -> list[str]:
     assert def_name in DEFS, f"schema has no $defs/{def_name}"
     check = validator_for({"$ref": f"#/$defs/{def_name}"}, strict=strict)
-    return [
-        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-        for e in check.iter_errors(instance)
-    ]
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in check.iter_errors(instance)]
 
 
 def to_json(value: Any) -> Any:
@@ -254,9 +248,32 @@ PROFILE_INFO_JSON = {
 
 # No integral floats (600.0): JSON Schema counts them as integers, wire.structure_params does not.
 SAMPLES: list[Any] = [
-    None, "", "text", "3f9c2a71", *(s.value for s in AgentStatus), "last", "full", "delivered",
-    "queued", "bogus", 0, 7, -1, 2.5, 1e-3, True, False, [], ["x"], [1], {}, {"a": 1},
-    [AGENT_INFO_JSON], [PROFILE_INFO_JSON], [{}], AGENT_INFO_JSON,
+    None,
+    "",
+    "text",
+    "3f9c2a71",
+    *(s.value for s in AgentStatus),
+    "last",
+    "full",
+    "delivered",
+    "queued",
+    "bogus",
+    0,
+    7,
+    -1,
+    2.5,
+    1e-3,
+    True,
+    False,
+    [],
+    ["x"],
+    [1],
+    {},
+    {"a": 1},
+    [AGENT_INFO_JSON],
+    [PROFILE_INFO_JSON],
+    [{}],
+    AGENT_INFO_JSON,
 ]
 
 
@@ -420,9 +437,7 @@ def test_error_codes_are_distinct() -> None:
 def test_spec_error_table_matches_schema() -> None:
     section = SPEC_TEXT.split("## 8.", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| (-\d+) \| `(\w+)` \|", section, re.M)
-    assert {name: int(code) for code, name in rows} == {
-        name: e["code"] for name, e in SCHEMA["errors"].items()
-    }
+    assert {name: int(code) for code, name in rows} == {name: e["code"] for name, e in SCHEMA["errors"].items()}
 
 
 @pytest.mark.parametrize("cls", SIDECAR_ERRORS, ids=lambda c: c.__name__)
@@ -438,26 +453,54 @@ def test_error_data_of_each_error_class_fits_the_schema(cls: type[errors.CaoErro
 
 S = AgentStatus
 _FLOW_RUN = wire.FlowRunInfo(
-    run_id="42", flow="nightly-review", trigger="schedule", status="completed",
-    started_at="2025-11-21T02:00:00.125+01:00", scheduled_at="2025-11-21T02:00:00+01:00",
-    ended_at="2025-11-21T02:04:10.500+01:00", terminal_id="5ad0b7c3", output="No new problems.",
+    run_id="42",
+    flow="nightly-review",
+    trigger="schedule",
+    status="completed",
+    started_at="2025-11-21T02:00:00.125+01:00",
+    scheduled_at="2025-11-21T02:00:00+01:00",
+    ended_at="2025-11-21T02:04:10.500+01:00",
+    terminal_id="5ad0b7c3",
+    output="No new problems.",
 )
 _FLOW = wire.FlowInfo(
-    name="nightly-review", schedule="0 2 * * *", profile="reviewer", enabled=True, scope="workspace",
-    path="/home/ana/src/shop/.cao/flows/nightly-review.md", description="Review yesterday's commits.",
-    working_directory="/home/ana/src/shop", has_gate=True, next_run_at="2025-11-22T02:00:00+01:00",
+    name="nightly-review",
+    schedule="0 2 * * *",
+    profile="reviewer",
+    enabled=True,
+    scope="workspace",
+    path="/home/ana/src/shop/.cao/flows/nightly-review.md",
+    description="Review yesterday's commits.",
+    working_directory="/home/ana/src/shop",
+    has_gate=True,
+    next_run_at="2025-11-22T02:00:00+01:00",
     last_run=_FLOW_RUN,
 )
 _TRUST = wire.TrustInfo(
-    path="/home/ana/src/shop", trusted=False, source="none", has_config=True,
+    path="/home/ana/src/shop",
+    trusted=False,
+    source="none",
+    has_config=True,
     held_back=["flow nightly-review: not scheduled, its gate does not run", ".cao/providers/x.yaml: not loaded"],
 )
 _WORKTREE = wire.WorktreeInfo(
-    terminal_id="e2a94c10", profile="developer", session="cao-shop", repository="/home/ana/src/shop",
-    path="/home/ana/.local/state/cao-sidecar/worktrees/shop-e2a94c10", branch="cao/developer-e2a94c10", base="main",
-    base_commit="9e1f2c4a7b0d3e5f6a8b9c0d1e2f3a4b5c6d7e8f", state="kept", head="b7a6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8",
-    commits=["b7a6c5d Round the total once"], files=["src/cart.py"], diff_stat=" src/cart.py | 2 +-",
-    committed_leftovers=True, dirty=False, copied_files=[".env"], notes=["local.cfg: not copied (not found)"],
+    terminal_id="e2a94c10",
+    profile="developer",
+    session="cao-shop",
+    repository="/home/ana/src/shop",
+    path="/home/ana/.local/state/cao-sidecar/worktrees/shop-e2a94c10",
+    branch="cao/developer-e2a94c10",
+    base="main",
+    base_commit="9e1f2c4a7b0d3e5f6a8b9c0d1e2f3a4b5c6d7e8f",
+    state="kept",
+    head="b7a6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8",
+    commits=["b7a6c5d Round the total once"],
+    files=["src/cart.py"],
+    diff_stat=" src/cart.py | 2 +-",
+    committed_leftovers=True,
+    dirty=False,
+    copied_files=[".env"],
+    notes=["local.cfg: not copied (not found)"],
     agent_status=S.COMPLETED,
 )
 
@@ -472,23 +515,35 @@ WIRE_EXAMPLES: dict[type, Any] = {
     wire.DiscardWorktreeParams: wire.DiscardWorktreeParams(terminal_id="e2a94c10"),
     wire.DiscardWorktreeResult: wire.DiscardWorktreeResult(worktree=_WORKTREE),
     wire.SpawnParams: wire.SpawnParams(
-        profile="mock_developer", provider="mock", working_directory="/home/ana/src/shop",
-        session="cao-shop", name="dev-1",
+        profile="mock_developer",
+        provider="mock",
+        working_directory="/home/ana/src/shop",
+        session="cao-shop",
+        name="dev-1",
     ),
     wire.SpawnResult: wire.SpawnResult(
-        terminal_id="3f9c2a71", session="cao-shop", profile="mock_developer", provider="mock",
-        status=S.IDLE, name="dev-1",
+        terminal_id="3f9c2a71",
+        session="cao-shop",
+        profile="mock_developer",
+        provider="mock",
+        status=S.IDLE,
+        name="dev-1",
     ),
     wire.HandoffParams: wire.HandoffParams(
-        message="Review src/cart.py;\nlist the bugs $(not a shell)", profile="mock_reviewer",
-        timeout_seconds=300.0, keep=True, work_done_token="handoff-3",
+        message="Review src/cart.py;\nlist the bugs $(not a shell)",
+        profile="mock_reviewer",
+        timeout_seconds=300.0,
+        keep=True,
+        work_done_token="handoff-3",
     ),
     wire.HandoffResult: wire.HandoffResult(
         terminal_id="c81d4f0e", status=S.COMPLETED, output="1. apply_discount() subtracts twice."
     ),
     wire.AssignParams: wire.AssignParams(
-        profile="mock_developer", message="Add a unit test for total().",
-        working_directory="/home/ana/src/shop", keep=False,
+        profile="mock_developer",
+        message="Add a unit test for total().",
+        working_directory="/home/ana/src/shop",
+        keep=False,
     ),
     wire.AssignResult: wire.AssignResult(terminal_id="5ad0b7c3"),
     wire.SendMessageParams: wire.SendMessageParams(
@@ -497,22 +552,36 @@ WIRE_EXAMPLES: dict[type, Any] = {
     wire.SendMessageResult: wire.SendMessageResult(message_id="msg-0007", state="queued"),
     wire.ListAgentsParams: wire.ListAgentsParams(session="cao-shop"),
     wire.AgentInfo: wire.AgentInfo(
-        terminal_id="3f9c2a71", session="cao-shop", profile="mock_developer", provider="mock",
-        status=S.WAITING_USER_ANSWER, working_directory="/home/ana/src/shop",
-        created_at="2025-11-21T11:04:05.218+00:00", name="dev-1",
+        terminal_id="3f9c2a71",
+        session="cao-shop",
+        profile="mock_developer",
+        provider="mock",
+        status=S.WAITING_USER_ANSWER,
+        working_directory="/home/ana/src/shop",
+        created_at="2025-11-21T11:04:05.218+00:00",
+        name="dev-1",
         prompt=wire.PromptInfo(id="3f9c2a71:1", text="Delete it?", choices=["Yes", "No"]),
         attach_command=["env", "-u", "TMUX", "tmux", "-S", "/tmp/tmux-1000/cao", "new-session", "-t", "=cao"],
     ),
     wire.ListAgentsResult: wire.ListAgentsResult(
         agents=[
             wire.AgentInfo(
-                terminal_id="3f9c2a71", session="cao-shop", profile="mock_developer",
-                provider="mock", status=S.IDLE, working_directory="/home/ana/src/shop",
-                created_at="2025-11-21T11:04:05.218+00:00", name="dev-1",
+                terminal_id="3f9c2a71",
+                session="cao-shop",
+                profile="mock_developer",
+                provider="mock",
+                status=S.IDLE,
+                working_directory="/home/ana/src/shop",
+                created_at="2025-11-21T11:04:05.218+00:00",
+                name="dev-1",
             ),
             wire.AgentInfo(
-                terminal_id="5ad0b7c3", session="cao-shop", profile="mock_reviewer",
-                provider="mock", status=S.PROCESSING, working_directory="/home/ana/src/shop",
+                terminal_id="5ad0b7c3",
+                session="cao-shop",
+                profile="mock_reviewer",
+                provider="mock",
+                status=S.PROCESSING,
+                working_directory="/home/ana/src/shop",
                 created_at="2025-11-21T11:06:41.907+00:00",
             ),
         ]
@@ -530,18 +599,24 @@ WIRE_EXAMPLES: dict[type, Any] = {
     wire.ListProfilesResult: wire.ListProfilesResult(
         profiles=[
             wire.ProfileInfo(
-                name="mock_developer", description="Test developer agent.", provider="mock",
+                name="mock_developer",
+                description="Test developer agent.",
+                provider="mock",
                 source="builtin",
             ),
             wire.ProfileInfo(
-                name="mock_reviewer", description="Test reviewer agent.", provider="mock",
+                name="mock_reviewer",
+                description="Test reviewer agent.",
+                provider="mock",
                 source="/home/ana/src/shop/.cao/profiles/mock_reviewer.md",
             ),
         ]
     ),
     wire.InstallProfileParams: wire.InstallProfileParams(profile="/home/ana/agents/dba.md", overwrite=True),
     wire.InstallProfileResult: wire.InstallProfileResult(
-        name="dba", path="/home/ana/.config/cao-sidecar/agents/dba.md", replaced=False,
+        name="dba",
+        path="/home/ana/.config/cao-sidecar/agents/dba.md",
+        replaced=False,
         warnings=["line 5: unknown field 'colour' is ignored"],
     ),
     wire.FlowRunInfo: _FLOW_RUN,
@@ -571,17 +646,26 @@ WIRE_EXAMPLES: dict[type, Any] = {
     wire.ProfilesChangedNotification: wire.ProfilesChangedNotification(
         profiles=[
             wire.ProfileInfo(
-                name="reviewer", description="Reviews diffs.", provider="claude_code",
-                source="/home/ana/src/shop/.cao/agents/reviewer.md", scope="workspace",
-                path="/home/ana/src/shop/.cao/agents/reviewer.md", model="opus", tags=["review"],
-                shadows=["/usr/lib/python3/site-packages/cao_sidecar/agent_profiles/reviewer.md"], stale=True,
+                name="reviewer",
+                description="Reviews diffs.",
+                provider="claude_code",
+                source="/home/ana/src/shop/.cao/agents/reviewer.md",
+                scope="workspace",
+                path="/home/ana/src/shop/.cao/agents/reviewer.md",
+                model="opus",
+                tags=["review"],
+                shadows=["/usr/lib/python3/site-packages/cao_sidecar/agent_profiles/reviewer.md"],
+                stale=True,
             )
         ]
     ),
     wire.FlowsChangedNotification: wire.FlowsChangedNotification(flows=[_FLOW]),
     wire.AgentStatusNotification: wire.AgentStatusNotification(
-        terminal_id="5ad0b7c3", profile="mock_developer", status=S.WAITING_USER_ANSWER,
-        previous_status=S.PROCESSING, session="cao-shop",
+        terminal_id="5ad0b7c3",
+        profile="mock_developer",
+        status=S.WAITING_USER_ANSWER,
+        previous_status=S.PROCESSING,
+        session="cao-shop",
         prompt=wire.PromptInfo(id="5ad0b7c3:2", text="Overwrite?", choices=[], detail=""),
     ),
     wire.PromptInfo: wire.PromptInfo(
@@ -591,8 +675,22 @@ WIRE_EXAMPLES: dict[type, Any] = {
     wire.AnswerResult: wire.AnswerResult(terminal_id="3f9c2a71", prompt_id="3f9c2a71:1", typed="key 1"),
     wire.OpenTerminalNotification: wire.OpenTerminalNotification(
         terminal_id="3f9c2a71",
-        attach_command=["env", "-u", "TMUX", "/usr/bin/tmux", "-u", "-S", "/tmp/tmux-1000/cao", "new-session",
-                        "-t", "=cao", ";", "select-window", "-t", "%3"],
+        attach_command=[
+            "env",
+            "-u",
+            "TMUX",
+            "/usr/bin/tmux",
+            "-u",
+            "-S",
+            "/tmp/tmux-1000/cao",
+            "new-session",
+            "-t",
+            "=cao",
+            ";",
+            "select-window",
+            "-t",
+            "%3",
+        ],
     ),
     wire.TrustInfo: _TRUST,
     wire.GetTrustParams: wire.GetTrustParams(),
@@ -605,49 +703,85 @@ WIRE_EXAMPLES: dict[type, Any] = {
         folders=[wire.TrustInfo(path="/home/ana/src/shop", trusted=True, source="store", has_config=True)]
     ),
     wire.WorkerCompletedNotification: wire.WorkerCompletedNotification(
-        terminal_id="e2a94c10", profile="mock_developer", status=S.EXITED, output="",
+        terminal_id="e2a94c10",
+        profile="mock_developer",
+        status=S.EXITED,
+        output="",
         error="agent e2a94c10 exited during its turn",
     ),
 }
 
 # Workflows (cao_sidecar.workflows).
 _WF_RUN = wire.WorkflowRunInfo(
-    run_id="f6de43f26f7a", name="review", path="/home/ana/src/shop/.cao/workflows/review.py", status="running",
-    trigger="client", started_at="2025-11-21T10:00:00.125+01:00", inputs={"topic": "cart"},
+    run_id="f6de43f26f7a",
+    name="review",
+    path="/home/ana/src/shop/.cao/workflows/review.py",
+    status="running",
+    trigger="client",
+    started_at="2025-11-21T10:00:00.125+01:00",
+    inputs={"topic": "cart"},
     steps=[
-        wire.WorkflowStepInfo(key=0, profile="developer", task="plan cart", status="completed", terminal_id="5ad0b7c3", answer="a plan", attempts=1),
-        wire.WorkflowStepInfo(key=1, profile="reviewer", task="review: a plan", status="sent", terminal_id="c81d4f0e", attempts=1),
+        wire.WorkflowStepInfo(
+            key=0, profile="developer", task="plan cart", status="completed", terminal_id="5ad0b7c3", answer="a plan", attempts=1
+        ),
+        wire.WorkflowStepInfo(
+            key=1, profile="reviewer", task="review: a plan", status="sent", terminal_id="c81d4f0e", attempts=1
+        ),
     ],
 )
-WIRE_EXAMPLES.update({
-    wire.WorkflowInfo: wire.WorkflowInfo(name="review", path="/home/ana/src/shop/.cao/workflows/review.py", kind="python", scope="workspace", description="Plan, review, sum up."),
-    wire.WorkflowStepInfo: _WF_RUN.steps[0],
-    wire.WorkflowRunInfo: _WF_RUN,
-    wire.ListWorkflowsParams: wire.ListWorkflowsParams(),
-    wire.ListWorkflowsResult: wire.ListWorkflowsResult(workflows=[wire.WorkflowInfo(name="b", path="/b.yaml", kind="yaml", scope="user", problems=["step 1: `task` must be non-empty text"])]),
-    wire.RunWorkflowParams: wire.RunWorkflowParams(name="review", inputs={"topic": "cart"}, wait=True),
-    wire.RunWorkflowResult: wire.RunWorkflowResult(run=_WF_RUN),
-    wire.ResumeWorkflowParams: wire.ResumeWorkflowParams(run_id="f6de43f26f7a", force=True),
-    wire.ResumeWorkflowResult: wire.ResumeWorkflowResult(run=_WF_RUN),
-    wire.ListWorkflowRunsParams: wire.ListWorkflowRunsParams(limit=5),
-    wire.ListWorkflowRunsResult: wire.ListWorkflowRunsResult(runs=[_WF_RUN]),
-    wire.GetWorkflowRunParams: wire.GetWorkflowRunParams(run_id="f6de43f26f7a"),
-    wire.GetWorkflowRunResult: wire.GetWorkflowRunResult(run=_WF_RUN),
-    wire.WorkflowStepParams: wire.WorkflowStepParams(run_id="f6de43f26f7a", key=2, profile="developer", task="sum up", worktree=True, timeout_seconds=90.5),
-    wire.WorkflowStepResult: wire.WorkflowStepResult(answer="a plan", terminal_id="5ad0b7c3", replayed=True),
-    wire.CancelWorkflowParams: wire.CancelWorkflowParams(run_id="f6de43f26f7a"),
-    wire.CancelWorkflowResult: wire.CancelWorkflowResult(run=_WF_RUN),
-    wire.WorkflowRunNotification: wire.WorkflowRunNotification(
-        run_id="f6de43f26f7a", name="review", path="/p/review.py", status="completed", trigger="flow",
-        started_at="2025-11-21T10:00:00.125+01:00", ended_at="2025-11-21T10:03:00+01:00", output={"summary": "ok", "n": [1, 2]},
-    ),
-})
+WIRE_EXAMPLES.update(
+    {
+        wire.WorkflowInfo: wire.WorkflowInfo(
+            name="review",
+            path="/home/ana/src/shop/.cao/workflows/review.py",
+            kind="python",
+            scope="workspace",
+            description="Plan, review, sum up.",
+        ),
+        wire.WorkflowStepInfo: _WF_RUN.steps[0],
+        wire.WorkflowRunInfo: _WF_RUN,
+        wire.ListWorkflowsParams: wire.ListWorkflowsParams(),
+        wire.ListWorkflowsResult: wire.ListWorkflowsResult(
+            workflows=[
+                wire.WorkflowInfo(
+                    name="b", path="/b.yaml", kind="yaml", scope="user", problems=["step 1: `task` must be non-empty text"]
+                )
+            ]
+        ),
+        wire.RunWorkflowParams: wire.RunWorkflowParams(name="review", inputs={"topic": "cart"}, wait=True),
+        wire.RunWorkflowResult: wire.RunWorkflowResult(run=_WF_RUN),
+        wire.ResumeWorkflowParams: wire.ResumeWorkflowParams(run_id="f6de43f26f7a", force=True),
+        wire.ResumeWorkflowResult: wire.ResumeWorkflowResult(run=_WF_RUN),
+        wire.ListWorkflowRunsParams: wire.ListWorkflowRunsParams(limit=5),
+        wire.ListWorkflowRunsResult: wire.ListWorkflowRunsResult(runs=[_WF_RUN]),
+        wire.GetWorkflowRunParams: wire.GetWorkflowRunParams(run_id="f6de43f26f7a"),
+        wire.GetWorkflowRunResult: wire.GetWorkflowRunResult(run=_WF_RUN),
+        wire.WorkflowStepParams: wire.WorkflowStepParams(
+            run_id="f6de43f26f7a", key=2, profile="developer", task="sum up", worktree=True, timeout_seconds=90.5
+        ),
+        wire.WorkflowStepResult: wire.WorkflowStepResult(answer="a plan", terminal_id="5ad0b7c3", replayed=True),
+        wire.CancelWorkflowParams: wire.CancelWorkflowParams(run_id="f6de43f26f7a"),
+        wire.CancelWorkflowResult: wire.CancelWorkflowResult(run=_WF_RUN),
+        wire.WorkflowRunNotification: wire.WorkflowRunNotification(
+            run_id="f6de43f26f7a",
+            name="review",
+            path="/p/review.py",
+            status="completed",
+            trigger="flow",
+            started_at="2025-11-21T10:00:00.125+01:00",
+            ended_at="2025-11-21T10:03:00+01:00",
+            output={"summary": "ok", "n": [1, 2]},
+        ),
+    }
+)
 
 # Hosts (issue 19): cao/stats says how each host's link and agents are.
 _HOST = wire.HostStats(name="box1", state="reconnecting", agents=3, live_agents=2, connects=2, reason="the link ended")
-WIRE_EXAMPLES.update({
-    wire.HostStats: _HOST,
-})
+WIRE_EXAMPLES.update(
+    {
+        wire.HostStats: _HOST,
+    }
+)
 WIRE_EXAMPLES[wire.StatsResult] = wire.StatsResult(
     agents=2, live_agents=2, tasks=9, credentials=2, queued_messages=0, open_files=31, rss_bytes=93454336, hosts=[_HOST]
 )
@@ -660,8 +794,15 @@ WIRE_VARIANTS: list[Any] = [
         terminal_id="e2a94c10", profile="developer", status=S.COMPLETED, output="done", worktree=_WORKTREE
     ),
     wire.WorktreeInfo(
-        terminal_id="e2a94c10", profile="developer", session="cao", repository="/r", path="/w", branch="b",
-        base="main", base_commit="9e1f2c4", state="active",
+        terminal_id="e2a94c10",
+        profile="developer",
+        session="cao",
+        repository="/r",
+        path="/w",
+        branch="b",
+        base="main",
+        base_commit="9e1f2c4",
+        state="active",
     ),
     wire.MergeWorktreeResult(merged=True, message="merged", worktree=_WORKTREE, commit="0a1b2c3"),
     wire.SpawnParams(profile="mock_developer"),
@@ -671,25 +812,32 @@ WIRE_VARIANTS: list[Any] = [
     wire.ListAgentsParams(),
     wire.GetOutputParams(terminal_id="3f9c2a71"),
     wire.SpawnResult(
-        terminal_id="3f9c2a71", session="cao-shop", profile="mock_developer", provider="mock",
+        terminal_id="3f9c2a71",
+        session="cao-shop",
+        profile="mock_developer",
+        provider="mock",
         status=S.IDLE,
     ),
     wire.ListAgentsResult(agents=[]),
     wire.ListProfilesResult(profiles=[]),
-    wire.AgentStatusNotification(
-        terminal_id="5ad0b7c3", profile="mock_developer", status=S.STARTING, previous_status=None
-    ),
-    wire.WorkerCompletedNotification(
-        terminal_id="5ad0b7c3", profile="mock_developer", status=S.COMPLETED, output="done: x"
-    ),
+    wire.AgentStatusNotification(terminal_id="5ad0b7c3", profile="mock_developer", status=S.STARTING, previous_status=None),
+    wire.WorkerCompletedNotification(terminal_id="5ad0b7c3", profile="mock_developer", status=S.COMPLETED, output="done: x"),
     wire.InstallProfileParams(profile="reviewer"),
     wire.InstallProfileResult(name="reviewer", path="/home/ana/.config/cao-sidecar/agents/reviewer.md", replaced=True),
     wire.FlowRunInfo(
-        run_id="7", flow="triage", trigger="manual", status="skipped",
-        started_at="2025-11-21T09:00:00.001+00:00", reason="the gate said no: nothing new",
+        run_id="7",
+        flow="triage",
+        trigger="manual",
+        status="skipped",
+        started_at="2025-11-21T09:00:00.001+00:00",
+        reason="the gate said no: nothing new",
     ),
     wire.FlowInfo(
-        name="triage", schedule="@hourly", profile="developer", enabled=False, scope="user",
+        name="triage",
+        schedule="@hourly",
+        profile="developer",
+        enabled=False,
+        scope="user",
         path="/home/ana/.config/cao-sidecar/flows/triage.md",
     ),
     wire.ListFlowsResult(flows=[]),
@@ -698,12 +846,22 @@ WIRE_VARIANTS: list[Any] = [
     wire.PromptInfo(id="3f9c2a71:1", text="Proceed?"),
     wire.SetTrustParams(trusted=False),
     wire.FlowInfo(
-        name="x", schedule="* * * * *", profile="developer", enabled=True, scope="workspace",
-        path="/home/ana/src/clone/.cao/flows/x.md", has_gate=True, untrusted=True,
+        name="x",
+        schedule="* * * * *",
+        profile="developer",
+        enabled=True,
+        scope="workspace",
+        path="/home/ana/src/clone/.cao/flows/x.md",
+        has_gate=True,
+        untrusted=True,
     ),
     wire.ProfileInfo(
-        name="developer", description="Not in force.", provider="claude_code", source="/home/ana/src/clone/.cao/agents/developer.md",
-        scope="workspace", untrusted=True,
+        name="developer",
+        description="Not in force.",
+        provider="claude_code",
+        source="/home/ana/src/clone/.cao/agents/developer.md",
+        scope="workspace",
+        untrusted=True,
     ),
 ]
 
@@ -784,17 +942,13 @@ NOTIFICATION_EXAMPLES = [e for e in SPEC_EXAMPLES if e.kind == "notification"]
 
 
 def response_to(request: SpecExample) -> SpecExample:
-    later = [
-        e for e in RESPONSES if e.line > request.line and e.message.get("id") == request.message["id"]
-    ]
+    later = [e for e in RESPONSES if e.line > request.line and e.message.get("id") == request.message["id"]]
     assert later, f"spec.md line {request.line}: no response example for request id {request.message['id']}"
     return later[0]
 
 
 def request_of(response: SpecExample) -> SpecExample:
-    earlier = [
-        e for e in REQUESTS if e.line < response.line and e.message.get("id") == response.message.get("id")
-    ]
+    earlier = [e for e in REQUESTS if e.line < response.line and e.message.get("id") == response.message.get("id")]
     assert earlier, f"spec.md line {response.line}: response to no request above it"
     return earlier[-1]
 
@@ -806,9 +960,7 @@ def test_spec_has_examples() -> None:
 
 @pytest.mark.parametrize("method", sorted(wire.METHODS))
 def test_spec_has_a_successful_exchange_per_method(method: str) -> None:
-    exchanges = [
-        (r, response_to(r)) for r in REQUESTS if r.message["method"] == method
-    ]
+    exchanges = [(r, response_to(r)) for r in REQUESTS if r.message["method"] == method]
     assert any("result" in resp.message for _req, resp in exchanges), f"no example for {method}"
 
 
@@ -888,9 +1040,7 @@ def test_spec_response(example: SpecExample) -> None:
     assert not schema_errors(_name(result_cls), result, strict=True)
     # A client structuring the answer with the wire types gets it back unchanged.
     structured = wire.converter.structure(result, result_cls)
-    assert to_json(wire.unstructure(structured)) == {
-        key: result.get(key, _default(f)) for key, f in _fields(result_cls).items()
-    }
+    assert to_json(wire.unstructure(structured)) == {key: result.get(key, _default(f)) for key, f in _fields(result_cls).items()}
 
 
 @pytest.mark.parametrize("example", NOTIFICATION_EXAMPLES, ids=lambda e: e.ident)

@@ -48,8 +48,12 @@ CODEX_NOTIFY = {
 }
 CODEX_TITLE_NOTIFY = dict(
     CODEX_NOTIFY,
-    **{"input-messages": ["Generate a concise, single-line task title of at most 36 characters ...\n\nUser prompt:\n"
-                          "please say: hello from codex > with › chars"]},
+    **{
+        "input-messages": [
+            "Generate a concise, single-line task title of at most 36 characters ...\n\nUser prompt:\n"
+            "please say: hello from codex > with › chars"
+        ]
+    },
 )
 
 
@@ -63,10 +67,24 @@ CODEX_TITLE_NOTIFY = dict(
         ({"hook_event_name": "PreToolUse", "tool_name": "Bash"}, S.PROCESSING, None),
         ({"hook_event_name": "PostToolUse", "tool_name": "Bash"}, S.PROCESSING, None),
         ({"hook_event_name": "PermissionRequest", "tool_name": "Bash"}, S.WAITING_USER_ANSWER, None),
-        ({"hook_event_name": "Notification", "notification_type": "permission_prompt",
-          "message": "Claude needs your permission"}, S.WAITING_USER_ANSWER, None),
-        ({"hook_event_name": "Notification", "notification_type": "idle_prompt",
-          "message": "Claude is waiting for your input"}, None, None),
+        (
+            {
+                "hook_event_name": "Notification",
+                "notification_type": "permission_prompt",
+                "message": "Claude needs your permission",
+            },
+            S.WAITING_USER_ANSWER,
+            None,
+        ),
+        (
+            {
+                "hook_event_name": "Notification",
+                "notification_type": "idle_prompt",
+                "message": "Claude is waiting for your input",
+            },
+            None,
+            None,
+        ),
         ({"hook_event_name": "StopFailure", "error": "rate_limit"}, S.ERROR, None),
         (CLAUDE_STOP, S.COMPLETED, "hello from claude ❯ with a prompt char"),
         ({"hook_event_name": "SessionStart"}, None, None),
@@ -127,8 +145,9 @@ def test_gemini_hooks() -> None:
     assert gemini.hook_event("gemini_cli", {"hook_event_name": "BeforeAgent", "prompt": "x"}, None).status is S.PROCESSING
     # The answer is the relay's copy from the transcript; Gemini's own `prompt_response` is garbled
     # when streamed (no copy: the screen's answer is read instead).
-    done = gemini.hook_event("gemini_cli", {"hook_event_name": "AfterAgent", "prompt_response": "a b c b  c",
-                                            "cao_answer": "✦ fine"}, None)
+    done = gemini.hook_event(
+        "gemini_cli", {"hook_event_name": "AfterAgent", "prompt_response": "a b c b  c", "cao_answer": "✦ fine"}, None
+    )
     assert done.status is S.COMPLETED and done.answer == "✦ fine"
     garbled = gemini.hook_event("gemini_cli", {"hook_event_name": "AfterAgent", "prompt_response": "a b c b  c"}, None)
     assert garbled.status is S.COMPLETED and garbled.answer is None
@@ -163,12 +182,14 @@ def test_hook_relay_posts_with_the_agents_token(tmp_path: Path) -> None:
         url = f"http://127.0.0.1:{server.server_address[1]}/hooks/codex"
         argv = [sys.executable, str(RELAY), "--url", url, "--token-file", str(token)]
         subprocess.run(argv + [json.dumps(CODEX_NOTIFY)], check=True, timeout=20)
-        stdin = subprocess.run(argv + ["--stdin"], input=b'{"hook_event_name": "AfterAgent"}', capture_output=True,
-                               check=True, timeout=20)
+        stdin = subprocess.run(
+            argv + ["--stdin"], input=b'{"hook_event_name": "AfterAgent"}', capture_output=True, check=True, timeout=20
+        )
         assert stdin.stdout.strip() == b"{}"
         # The sidecar being gone never breaks the CLI: exit 0, quickly.
-        dead = subprocess.run([sys.executable, str(RELAY), "--url", "http://127.0.0.1:9/hooks/x", "--token-file",
-                               str(token), "{}"], timeout=20)
+        dead = subprocess.run(
+            [sys.executable, str(RELAY), "--url", "http://127.0.0.1:9/hooks/x", "--token-file", str(token), "{}"], timeout=20
+        )
         assert dead.returncode == 0
     finally:
         server.shutdown()
@@ -192,13 +213,21 @@ def test_hook_relay_adds_geminis_answer_from_its_transcript(tmp_path: Path) -> N
         {"id": "5", "type": "gemini", "content": [{"text": "**a** "}, {"text": "b c"}]},
     ]
     transcript.write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    payload = {"hook_event_name": "AfterAgent", "transcript_path": str(transcript), "prompt": "please say: **a** b c",
-               "prompt_response": "**a** b c b  c"}
+    payload = {
+        "hook_event_name": "AfterAgent",
+        "transcript_path": str(transcript),
+        "prompt": "please say: **a** b c",
+        "prompt_response": "**a** b c b  c",
+    }
     added = json.loads(relay["with_answer"](json.dumps(payload).encode()))
     assert added == {**payload, "cao_answer": "first part\n**a** b c"}
     # Not this turn's transcript (its prompt is not there), none, or another event: unchanged.
-    for other in ({**payload, "prompt": "something else"}, {**payload, "transcript_path": str(tmp_path / "none")},
-                  {**payload, "hook_event_name": "BeforeAgent"}, {**payload, "transcript_path": 5}):
+    for other in (
+        {**payload, "prompt": "something else"},
+        {**payload, "transcript_path": str(tmp_path / "none")},
+        {**payload, "hook_event_name": "BeforeAgent"},
+        {**payload, "transcript_path": 5},
+    ):
         assert relay["with_answer"](json.dumps(other).encode()) == json.dumps(other).encode()
     assert relay["with_answer"](b"not json") == b"not json"
 
@@ -236,8 +265,10 @@ async def call(app: Any, method: str, path: str, body: bytes = b"", token: str |
     if token is not None:
         headers.append((b"authorization", f"Bearer {token}".encode()))
     scope = {"type": "http", "method": method, "path": path, "headers": headers}
-    chunks = [{"type": "http.request", "body": body[:5], "more_body": True},
-              {"type": "http.request", "body": body[5:], "more_body": False}]
+    chunks = [
+        {"type": "http.request", "body": body[:5], "more_body": True},
+        {"type": "http.request", "body": body[5:], "more_body": False},
+    ]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:

@@ -69,8 +69,13 @@ def test_token_never_on_the_command_line(tmp_path: Path, name: str) -> None:
 
 
 def test_claude_code(tmp_path: Path) -> None:
-    ctx = context(tmp_path, permission_mode="acceptEdits", allowed_tools=["Read", "Bash(git:*)"],
-                  disallowed_tools=["WebFetch"], args=["--verbose"])
+    ctx = context(
+        tmp_path,
+        permission_mode="acceptEdits",
+        allowed_tools=["Read", "Bash(git:*)"],
+        disallowed_tools=["WebFetch"],
+        args=["--verbose"],
+    )
     spec = get_provider("claude_code").launch(ctx)
     argv = spec.argv
     assert argv[0] == "claude"
@@ -79,7 +84,8 @@ def test_claude_code(tmp_path: Path) -> None:
     assert argv[argv.index("--permission-mode") + 1] == "acceptEdits"
     # The profile's tools, then our own (the team's tools never ask).
     assert [a for a in argv if a.startswith("--allowedTools=")] == ["--allowedTools=Read", "--allowedTools=Bash(git:*)"] + [
-        f"--allowedTools=mcp__cao__{tool}" for tool in TEAM_TOOLS]
+        f"--allowedTools=mcp__cao__{tool}" for tool in TEAM_TOOLS
+    ]
     assert "--disallowedTools=WebFetch" in argv and argv[-1] == "--verbose"
     assert "--strict-mcp-config" in argv
     assert spec.env["DISABLE_AUTOUPDATER"] == "1" and spec.events
@@ -94,8 +100,10 @@ def test_claude_code(tmp_path: Path) -> None:
 
 
 def test_claude_code_bypass_and_profile_mcp_servers(tmp_path: Path) -> None:
-    servers = [McpServer("files", "stdio", command="mcp-files", args=("--root", "."), env=(("A", "1"),)),
-               McpServer("web", "http", url="https://example.invalid/mcp", headers=(("X-Key", "k"),))]
+    servers = [
+        McpServer("files", "stdio", command="mcp-files", args=("--root", "."), env=(("A", "1"),)),
+        McpServer("web", "http", url="https://example.invalid/mcp", headers=(("X-Key", "k"),)),
+    ]
     spec = get_provider("claude_code").launch(context(tmp_path, permission_mode="bypassPermissions", mcp_servers=servers))
     assert "--dangerously-skip-permissions" in spec.argv and "--permission-mode" not in spec.argv
     settings = json.loads(Path(spec.argv[spec.argv.index("--settings") + 1]).read_text())
@@ -116,8 +124,9 @@ def test_claude_code_without_sidecar_endpoint(tmp_path: Path) -> None:
 
 def test_codex(tmp_path: Path) -> None:
     servers = [McpServer("files", "stdio", command="mcp-files", args=("x",))]
-    spec = get_provider("codex").launch(context(tmp_path, approval_policy="on-request", sandbox_mode="workspace-write",
-                                                mcp_servers=servers))
+    spec = get_provider("codex").launch(
+        context(tmp_path, approval_policy="on-request", sandbox_mode="workspace-write", mcp_servers=servers)
+    )
     argv = spec.argv
     assert argv[:2] == ["codex", "--no-alt-screen"] and spec.events
     overrides = [argv[i + 1] for i, a in enumerate(argv) if a == "-c"]
@@ -144,8 +153,11 @@ def test_gemini_cli(tmp_path: Path) -> None:
     # The working directory trusted up front: no folder-trust dialog, no restart before it connects.
     assert spec.env["GEMINI_CLI_TRUST_WORKSPACE"] == "true" and spec.connects_to_sidecar
     settings = json.loads(settings_path.read_text())
-    assert settings["mcpServers"]["cao"] == {"httpUrl": "http://127.0.0.1:4567/mcp",
-                                             "headers": {"Authorization": f"Bearer {TOKEN}"}, "trust": True}
+    assert settings["mcpServers"]["cao"] == {
+        "httpUrl": "http://127.0.0.1:4567/mcp",
+        "headers": {"Authorization": f"Bearer {TOKEN}"},
+        "trust": True,
+    }
     for event in ("BeforeAgent", "AfterAgent", "Notification"):
         command = settings["hooks"][event][0]["hooks"][0]["command"]
         assert "hook_relay.py" in command and "--stdin" in command and "/hooks/gemini_cli" in command
@@ -260,10 +272,19 @@ def test_ready_waits_for_the_mcp_connection_only_where_the_cli_connects_at_start
 
 
 def test_profile_options_carry_the_profile_settings() -> None:
-    profile = Profile(name="p", provider="codex", permission_mode="plan", allowed_tools=["Read"],
-                      extra={"args": ["--x"], "approval_policy": "never"})
-    assert profile_options(profile) == {"args": ["--x"], "approval_policy": "never", "permission_mode": "plan",
-                                        "allowed_tools": ["Read"]}
+    profile = Profile(
+        name="p",
+        provider="codex",
+        permission_mode="plan",
+        allowed_tools=["Read"],
+        extra={"args": ["--x"], "approval_policy": "never"},
+    )
+    assert profile_options(profile) == {
+        "args": ["--x"],
+        "approval_policy": "never",
+        "permission_mode": "plan",
+        "allowed_tools": ["Read"],
+    }
     opted_out = Profile(name="p", provider="codex", ask_for_team_tools=True)
     assert profile_options(opted_out) == {"ask_for_team_tools": True}
 
@@ -301,8 +322,10 @@ def test_a_value_beginning_with_a_dash_never_stands_alone_as_a_flag(tmp_path: Pa
 
 def test_codex_overrides_are_one_toml_key_each_whatever_the_values(tmp_path: Path) -> None:
     evil = 'x"\nsandbox_mode = "danger-full-access"\n["\\\x7f😀'
-    servers = [McpServer("files", "stdio", command=evil, args=(evil, "--yolo"), env=(("A", evil),)),
-               McpServer("web", "http", url="https://h/" + evil, headers=(("X-K", evil),))]
+    servers = [
+        McpServer("files", "stdio", command=evil, args=(evil, "--yolo"), env=(("A", evil),)),
+        McpServer("web", "http", url="https://h/" + evil, headers=(("X-K", evil),)),
+    ]
     ctx = context(tmp_path, mcp_servers=servers)
     ctx.system_prompt = evil
     argv = get_provider("codex").launch(ctx).argv
@@ -329,9 +352,7 @@ def test_json_settings_carry_hostile_values_exactly(tmp_path: Path, name: str) -
     ctx = context(tmp_path, mcp_servers=servers)
     ctx.model = evil
     spec = get_provider(name).launch(ctx)
-    written = list(ctx.agent_dir.parent.parent.rglob("*.json")) + list(
-        (tmp_path / "home").rglob("*.json")
-    )
+    written = list(ctx.agent_dir.parent.parent.rglob("*.json")) + list((tmp_path / "home").rglob("*.json"))
     texts = [json.loads(p.read_text()) for p in written]
     found = json.dumps(texts)
     assert '"evil"' not in [k for t in texts for k in _keys(t)]

@@ -23,8 +23,12 @@ def qwen_settings(tmp_path: Path, **options) -> tuple[list[str], dict]:
 
 def test_qwen_code_launch_wires_our_server_trusted_hooks_and_no_auto_update(tmp_path: Path) -> None:
     argv, settings = qwen_settings(tmp_path, allowed_tools=["read_file"], disallowed_tools="web_fetch")
-    assert argv[1:] == ["--model=model-x", "--allowed-tools=read_file", "--exclude-tools=web_fetch",
-                        "--append-system-prompt=You are a careful reviewer.\nSecond line."]
+    assert argv[1:] == [
+        "--model=model-x",
+        "--allowed-tools=read_file",
+        "--exclude-tools=web_fetch",
+        "--append-system-prompt=You are a careful reviewer.\nSecond line.",
+    ]
     assert TOKEN not in " ".join(argv)  # the credential stays in the 0600 settings file
     cao = settings["mcpServers"]["cao"]
     assert cao == {"httpUrl": "http://127.0.0.1:4567/mcp", "headers": {"Authorization": f"Bearer {TOKEN}"}, "trust": True}

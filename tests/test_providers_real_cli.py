@@ -50,7 +50,11 @@ SIDECAR.env["CAO_HANDOFF_PROGRESS_EVERY"] = "0.3"  # a handoff's progress notifi
 TEAM.write_opencode_config()
 pane_of, screen_of, logged_events = TEAM.pane_of, TEAM.screen_of, TEAM.logged_events
 spawn_ready, handoff, prompt_with_choices, exit_cleanly = (
-    TEAM.spawn_ready, TEAM.handoff, TEAM.prompt_with_choices, TEAM.exit_cleanly)
+    TEAM.spawn_ready,
+    TEAM.handoff,
+    TEAM.prompt_with_choices,
+    TEAM.exit_cleanly,
+)
 
 
 def claude_lead(name: str, description: str, extra: str = "") -> str:
@@ -76,12 +80,21 @@ You are the claude test worker (system prompt marker 7f3a).
     "claude_lead_asks": claude_lead(
         "claude_lead_asks", "A Claude Code lead that opted out of pre-approved team tools", "askForTeamTools: true\n"
     ),
-    "codex_worker": codex_profile(MODEL, "codex_worker", "Codex against the fake model",
-                                  "You are the codex test worker (system prompt marker 9c1e).",
-                                  more_args=""", "-c", 'approval_policy="on-request"'"""),
+    "codex_worker": codex_profile(
+        MODEL,
+        "codex_worker",
+        "Codex against the fake model",
+        "You are the codex test worker (system prompt marker 9c1e).",
+        more_args=""", "-c", 'approval_policy="on-request"'""",
+    ),
     # A Codex lead (Codex 0.169 sent its default model's turns without tools to the fake: a model named).
-    "codex_lead": codex_profile(MODEL, "codex_lead", "A Codex lead against the fake model",
-                                "You lead the team: delegate with handoff.", extra="model: fake-codex-model\n"),
+    "codex_lead": codex_profile(
+        MODEL,
+        "codex_lead",
+        "A Codex lead against the fake model",
+        "You lead the team: delegate with handoff.",
+        extra="model: fake-codex-model\n",
+    ),
     "gemini_worker": f"""---
 name: gemini_worker
 description: Gemini CLI against the fake model
@@ -132,7 +145,11 @@ async def test_claude_code_hooks_mcp_trust_and_exit(client: LanguageClient) -> N
 
     # Markdown: the screen shows "exact answer code" — only the Stop hook has the exact text.
     assert await handoff(client, tid, "please say: **exact** `answer` ❯ •") == "**exact** `answer` ❯ •"
-    asked = [r for r in requests_since(seen) if r["path"].startswith("/v1/messages") and "say: **exact**" in json.dumps(r["body"], ensure_ascii=False)]
+    asked = [
+        r
+        for r in requests_since(seen)
+        if r["path"].startswith("/v1/messages") and "say: **exact**" in json.dumps(r["body"], ensure_ascii=False)
+    ]
     assert asked, "the turn never reached the model"
     # Claude Code also sends side requests with the prompt (e.g. a title): one of them is the turn.
     assert any("system prompt marker 7f3a" in json.dumps(r["body"], ensure_ascii=False) for r in asked)
@@ -141,8 +158,13 @@ async def test_claude_code_hooks_mcp_trust_and_exit(client: LanguageClient) -> N
     target = SIDECAR.workspace / "made-by-claude"
     statuses_before = len(SIDECAR.statuses(tid))
     await request(client, "cao/sendMessage", {"terminalId": tid, "message": f"please run: touch {target}"})
-    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "waiting_user_answer"
-                           and len(SIDECAR.statuses(tid)) > statuses_before, timeout=40)
+    await SIDECAR.wait_for(
+        "cao/agentStatus",
+        lambda p: (
+            p["terminalId"] == tid and p["status"] == "waiting_user_answer" and len(SIDECAR.statuses(tid)) > statuses_before
+        ),
+        timeout=40,
+    )
     # The question as the editor gets it: read from Claude Code's permission menu (the hook may
     # come first; the prompt is refined once the menu is drawn), answered with cao/answer.
     prompt = await prompt_with_choices(client, tid)
@@ -151,8 +173,11 @@ async def test_claude_code_hooks_mcp_trust_and_exit(client: LanguageClient) -> N
     assert str(target) in prompt["detail"], prompt
     answered = await request(client, "cao/answer", {"terminalId": tid, "answer": "Yes", "promptId": prompt["id"]})
     assert answered["typed"] == "key 1", answered
-    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "completed"
-                           and SIDECAR.statuses(tid)[-1] == "completed", timeout=40)
+    await SIDECAR.wait_for(
+        "cao/agentStatus",
+        lambda p: p["terminalId"] == tid and p["status"] == "completed" and SIDECAR.statuses(tid)[-1] == "completed",
+        timeout=40,
+    )
     assert target.exists()
     # Claude Code connects to MCP servers in the background: by now our server's tools are among
     # those it offers the model.
@@ -193,8 +218,13 @@ async def test_claude_code_lead_that_opted_out_is_asked(client: LanguageClient) 
     statuses_before = len(SIDECAR.statuses(tid))
     task = 'call: mcp__cao__handoff {"target": "mock_developer", "task": "echo say: never-5e1d"}'
     await request(client, "cao/sendMessage", {"terminalId": tid, "message": task})
-    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "waiting_user_answer"
-                           and len(SIDECAR.statuses(tid)) > statuses_before, timeout=40)
+    await SIDECAR.wait_for(
+        "cao/agentStatus",
+        lambda p: (
+            p["terminalId"] == tid and p["status"] == "waiting_user_answer" and len(SIDECAR.statuses(tid)) > statuses_before
+        ),
+        timeout=40,
+    )
     prompt = await prompt_with_choices(client, tid)
     assert "handoff" in json.dumps(prompt), (prompt, screen_of(tid))
     await request(client, "cao/terminate", {"terminalId": tid}, timeout=30)
@@ -223,8 +253,9 @@ async def test_codex_notify_mcp_and_exit(client: LanguageClient) -> None:
     assert f"$ touch {target}" in prompt["detail"], prompt
     answered = await request(client, "cao/answer", {"terminalId": tid, "answer": "Yes, proceed", "promptId": prompt["id"]})
     assert answered["typed"] == "key 1", answered
-    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and SIDECAR.statuses(tid)[-1] == "completed",
-                           timeout=40)
+    await SIDECAR.wait_for(
+        "cao/agentStatus", lambda p: p["terminalId"] == tid and SIDECAR.statuses(tid)[-1] == "completed", timeout=40
+    )
     assert target.exists(), screen_of(tid)
     await exit_cleanly(client, tid, "codex")
 
@@ -259,8 +290,11 @@ async def test_gemini_cli_ready_once_connected_turn_lead_and_exit(client: Langua
     # The task typed right after ready: its turn (after the model router's request) offers our tools.
     # Streamed in pieces, with Markdown: only the transcript has the exact text.
     assert await handoff(client, tid, "please say: gemini **exact** answer") == "gemini **exact** answer", screen_of(tid)
-    turns = [json.dumps(r["body"], ensure_ascii=False) for r in requests_since(seen)
-             if ":streamGenerateContent" in r["path"] and "gemini **exact** answer" in json.dumps(r["body"], ensure_ascii=False)]
+    turns = [
+        json.dumps(r["body"], ensure_ascii=False)
+        for r in requests_since(seen)
+        if ":streamGenerateContent" in r["path"] and "gemini **exact** answer" in json.dumps(r["body"], ensure_ascii=False)
+    ]
     assert turns, [r["path"] for r in requests_since(seen)]
     # (Gemini CLI names MCP tools mcp_<server>_<tool>)
     assert all('"mcp_cao_handoff"' in t and '"mcp_cao_send_message"' in t for t in turns), "our tools were not in the turn"
@@ -283,7 +317,11 @@ async def test_opencode_turn_from_its_events(client: LanguageClient) -> None:
     tid = await spawn_ready(client, "opencode_worker")
     # Markdown: the screen shows it rendered; only our plugin's idle event has the exact text.
     assert await handoff(client, tid, "please say: **opencode** `answer` ›") == "**opencode** `answer` ›", screen_of(tid)
-    bodies = [json.dumps(r["body"], ensure_ascii=False) for r in requests_since(seen) if "**opencode** `answer`" in json.dumps(r["body"], ensure_ascii=False)]
+    bodies = [
+        json.dumps(r["body"], ensure_ascii=False)
+        for r in requests_since(seen)
+        if "**opencode** `answer`" in json.dumps(r["body"], ensure_ascii=False)
+    ]
     assert bodies and any("system prompt marker 4d2b" in b for b in bodies)
     assert any("cao_handoff" in b for b in bodies), "our MCP server's tools did not reach the model"
     await exit_cleanly(client, tid, "opencode")
@@ -307,8 +345,12 @@ async def test_aider_turn_from_the_screen(client: LanguageClient) -> None:
     try:
         status = await SIDECAR.wait_for(
             "cao/agentStatus",
-            lambda p: p["terminalId"] == tid and p["status"] == "waiting_user_answer" and p["prompt"]
-            and "made_by_aider.py" in p["prompt"]["detail"],
+            lambda p: (
+                p["terminalId"] == tid
+                and p["status"] == "waiting_user_answer"
+                and p["prompt"]
+                and "made_by_aider.py" in p["prompt"]["detail"]
+            ),
             timeout=40,
         )
     except asyncio.TimeoutError:

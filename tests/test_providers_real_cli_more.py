@@ -25,7 +25,12 @@ TEAM = RealCliTeam("cao-real-more-", ready_timeout=40)
 CONFIG, SIDECAR, MODEL = TEAM.config, TEAM.sidecar, TEAM.model
 screen_of, logged_events, bodies_with = TEAM.screen_of, TEAM.logged_events, TEAM.bodies_with
 spawn_ready, handoff, prompt_with_choices, wait_status, exit_by_command = (
-    TEAM.spawn_ready, TEAM.handoff, TEAM.prompt_with_choices, TEAM.wait_status, TEAM.exit_by_command)
+    TEAM.spawn_ready,
+    TEAM.handoff,
+    TEAM.prompt_with_choices,
+    TEAM.wait_status,
+    TEAM.exit_by_command,
+)
 
 QWEN_ENV = f"""env:
   OPENAI_API_KEY: fake-key
@@ -133,7 +138,9 @@ async def test_grok_cli_turn_confirmation_and_exit(client: LanguageClient) -> No
     tid = await spawn_ready(client, "grok_worker")
     assert await handoff(client, tid, "please say: grok › answer ⏺ 42") == "grok › answer ⏺ 42"
     asked = bodies_with("grok › answer", seen)
-    assert asked and any('"model": "fake-grok-model"' in b for b in asked), "the turn or the profile's model never reached the model"
+    assert asked and any('"model": "fake-grok-model"' in b for b in asked), (
+        "the turn or the profile's model never reached the model"
+    )
 
     # Its confirmation menu takes no digits: "Yes" is Enter (the highlighted first choice).
     target = SIDECAR.workspace / "made-by-grok"

@@ -58,8 +58,10 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
     "claude_code-real-error-api-401-2.1.332": (S.ERROR, ANY, "API error"),
     "claude_code-real-processing-retrying-2.1.332": (S.PROCESSING, None, "esc to interrupt"),
     "claude_code-ext-completed-feedback-survey": (
-        S.COMPLETED, "Pedí la confirmación a ambos y espero sus respuestas en el siguiente turno.\n\n"
-        "CAO-TURN-RECEIPT-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "summary",
+        S.COMPLETED,
+        "Pedí la confirmación a ambos y espero sus respuestas en el siguiente turno.\n\n"
+        "CAO-TURN-RECEIPT-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "summary",
     ),
     "claude_code-ext-processing-streaming-2.1.288": (S.PROCESSING, ANY, "no turn summary"),
     "claude_code-ext-processing-api-retry-2.1.288": (S.PROCESSING, None, "retried"),
@@ -74,7 +76,9 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
     "codex-real-completed-no-summary": (S.COMPLETED, "hello from codex > with › chars", "answer"),
     "codex-real-exited": (S.EXITED, ANY, "dead"),
     "codex-built-completed-traps": (
-        S.COMPLETED, "Done: the answer mentions › a prompt\nand • a bullet, and ■ a square", "Worked for"
+        S.COMPLETED,
+        "Done: the answer mentions › a prompt\nand • a bullet, and ■ a square",
+        "Worked for",
     ),
     "codex-built-waiting-approval": (S.WAITING_USER_ANSWER, None, "approval"),
     "codex-real-waiting-approval": (S.WAITING_USER_ANSWER, None, "approval"),
@@ -120,7 +124,9 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
     "aider-real-processing": (S.PROCESSING, None, "spinner"),
     "aider-real-completed": (S.COMPLETED, "hello from aider > with prompt", "Tokens"),
     "aider-built-completed-multiline": (
-        S.COMPLETED, "Here is how:\n> this line looks like a prompt but is part of the answer\n\n- step one", "Tokens"
+        S.COMPLETED,
+        "Here is how:\n> this line looks like a prompt but is part of the answer\n\n- step one",
+        "Tokens",
     ),
     # the screen of a real run with a read-only file in the chat (--read), retyped from a test log
     "aider-built-completed-readonly-file": (S.COMPLETED, "aider > answer", "Tokens"),
@@ -133,7 +139,9 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
     "kiro_cli-built-processing": (S.PROCESSING, None, "busy"),
     "kiro_cli-built-waiting": (S.WAITING_USER_ANSWER, None, "[y/n/t]"),
     "kiro_cli-built-completed": (
-        S.COMPLETED, "I deleted the build/ directory.\nIt held 3 files; > and λ here are part of the answer.", "answer"
+        S.COMPLETED,
+        "I deleted the build/ directory.\nIt held 3 files; > and λ here are part of the answer.",
+        "answer",
     ),
     "kiro_cli-built-error": (S.ERROR, None, "error"),
     "kiro_cli-ext-idle-classic-placeholder-2.19.0": (S.IDLE, None, "placeholder"),
@@ -154,11 +162,17 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
     # ---- Cursor (built)
     "cursor-built-idle": (S.IDLE, None, "prompt"),
     "cursor-built-processing": (S.PROCESSING, None, "ctrl+c to stop"),
-    "cursor-built-completed": (S.COMPLETED, "There are three files: a.py, b.py and notes.md.\n→ is only an arrow here.", "answer"),
+    "cursor-built-completed": (
+        S.COMPLETED,
+        "There are three files: a.py, b.py and notes.md.\n→ is only an arrow here.",
+        "answer",
+    ),
     "cursor-built-waiting": (S.WAITING_USER_ANSWER, ANY, "choices"),
     "cursor-ext-completed-welcome": (
-        S.COMPLETED, "Here is a comprehensive response from the Cursor agent.\n\nIt contains multiple paragraphs "
-        "explaining the implementation\nchoices and trade-offs involved in the refactor.", "answer",
+        S.COMPLETED,
+        "Here is a comprehensive response from the Cursor agent.\n\nIt contains multiple paragraphs "
+        "explaining the implementation\nchoices and trade-offs involved in the refactor.",
+        "answer",
     ),
     "cursor-ext-completed-v2026.06.15": (S.COMPLETED, None, "Add a follow-up"),
     "cursor-ext-processing-v2026.06.15": (S.PROCESSING, None, "ctrl+c to stop"),
@@ -173,8 +187,11 @@ CASES: dict[str, tuple[AgentStatus, object, str]] = {
     "qwen_code-real-waiting-shell-0.15.10": (S.WAITING_USER_ANSWER, None, "confirmation"),
     "qwen_code-real-waiting-auth-0.24.4": (S.WAITING_USER_ANSWER, None, "login"),
     "qwen_code-real-error-connection-0.24.4": (S.ERROR, None, "error"),
-    "qwen_code-built-completed-traps": (S.COMPLETED, "first line\n> quoted, not an input\n"
-                                        "───────────────────────────────\nlast line", "answer"),
+    "qwen_code-built-completed-traps": (
+        S.COMPLETED,
+        "first line\n> quoted, not an input\n───────────────────────────────\nlast line",
+        "answer",
+    ),
     "grok_cli-real-idle-0.0.34": (S.IDLE, None, "no input yet"),
     "grok_cli-real-processing-0.0.34": (S.PROCESSING, None, "esc to interrupt"),
     "grok_cli-real-completed-0.0.34": (S.COMPLETED, "grok › answer", "answer"),
@@ -243,7 +260,9 @@ def test_extract_answer(name: str) -> None:
 def test_classification_survives_ansi_colours(name: str) -> None:
     """The same screen captured with escapes (`capture-pane -e`) reads the same."""
     plain = screen(name)
-    coloured = "\n".join(f"\x1b[38;5;{i % 200}m{line}\x1b[0m\x1b]8;;http://x\x07\x1b]8;;\x07" for i, line in enumerate(plain.split("\n")))
+    coloured = "\n".join(
+        f"\x1b[38;5;{i % 200}m{line}\x1b[0m\x1b]8;;http://x\x07\x1b]8;;\x07" for i, line in enumerate(plain.split("\n"))
+    )
     assert strip_ansi(coloured) == plain
     provider = provider_of(name)
     assert explain(provider, coloured) == explain(provider, plain)
@@ -266,7 +285,9 @@ def test_bypass_consent_is_accepted_only_when_asked_for() -> None:
     assert action is not None and action.keys == ("2",) and action.fail is None
 
 
-@pytest.mark.parametrize("name", ["claude_code-real-idle", "codex-real-completed", "gemini_cli-real-processing", "aider-real-completed"])
+@pytest.mark.parametrize(
+    "name", ["claude_code-real-idle", "codex-real-completed", "gemini_cli-real-processing", "aider-real-completed"]
+)
 def test_no_startup_action_once_a_dialog_is_history(name: str) -> None:
     # The trust dialog's text may still be in the scrollback above the prompt.
     assert provider_of(name).startup_action(screen(name), {}) is None
@@ -317,8 +338,7 @@ def test_empty_screen_is_starting() -> None:
 
 
 def run_explain(*args: str, stdin: Optional[bytes] = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "cao_sidecar", "explain", *args], capture_output=True, input=stdin,
-                          timeout=30)
+    return subprocess.run([sys.executable, "-m", "cao_sidecar", "explain", *args], capture_output=True, input=stdin, timeout=30)
 
 
 def test_explain_json_is_exact(tmp_path: Path) -> None:

@@ -143,9 +143,21 @@ def test_explain_names_user_rules(trusted_tmp_path: Path) -> None:
     screen = tmp_path / "screen.txt"
     screen.write_text("cao mock agent · profile x · ready\n\n› hi\nNEEDS A HUMAN\n")
     result = subprocess.run(
-        [sys.executable, "-m", "cao_sidecar", "explain", "--provider", "mock_plus", "--json", "--workspace",
-         str(tmp_path), str(screen)],
-        capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "cao_sidecar",
+            "explain",
+            "--provider",
+            "mock_plus",
+            "--json",
+            "--workspace",
+            str(tmp_path),
+            str(screen),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert json.loads(result.stdout) == {
         "status": "waiting_user_answer",
@@ -155,6 +167,7 @@ def test_explain_names_user_rules(trusted_tmp_path: Path) -> None:
 
 
 # ---- end to end ---------------------------------------------------------------------------------
+
 
 @pytest_lsp.fixture(config=CONFIG, scope="module")
 async def client(lsp_client: LanguageClient):
@@ -183,12 +196,18 @@ async def test_scripted_cli_end_to_end(client: LanguageClient) -> None:
     # A question: the agent waits for the user.
     await request(client, "cao/sendMessage", {"terminalId": tid, "message": "ask Go ahead?"})
     await SIDECAR.wait_for(
-        "cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "waiting_user_answer"
-        and SIDECAR.statuses(tid).count("waiting_user_answer") >= 2,
+        "cao/agentStatus",
+        lambda p: (
+            p["terminalId"] == tid
+            and p["status"] == "waiting_user_answer"
+            and SIDECAR.statuses(tid).count("waiting_user_answer") >= 2
+        ),
     )
     SIDECAR.tmux("send-keys", "-t", _pane(tid), "y", "Enter")
-    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "completed"
-                           and SIDECAR.statuses(tid)[-1] == "completed")
+    await SIDECAR.wait_for(
+        "cao/agentStatus",
+        lambda p: p["terminalId"] == tid and p["status"] == "completed" and SIDECAR.statuses(tid)[-1] == "completed",
+    )
     output = await request(client, "cao/getOutput", {"terminalId": tid, "mode": "full"})
     assert "= answered: y" in output["output"]
 

@@ -59,18 +59,27 @@ def _externally_managed() -> bool:
     if not SYSTEM_PYTHON.exists():
         return False
     probe = subprocess.run(
-        [str(SYSTEM_PYTHON), "-c", "import sys, sysconfig, os, venv, ensurepip; "
-         "sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')) else 1)"],
+        [
+            str(SYSTEM_PYTHON),
+            "-c",
+            "import sys, sysconfig, os, venv, ensurepip; "
+            "sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')) else 1)",
+        ],
         capture_output=True,
     )
     return probe.returncode == 0
 
 
 def _copy_checkout(dest: Path) -> None:
-    listed = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        capture_output=True, check=True,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = ROOT / name
         if name.startswith(".ci/") or not source.is_file():
@@ -116,14 +125,23 @@ def test_the_readme_demo_command_works_where_pip_refuses_global_installs(tmp_pat
 
     # What the README said before: refused on this Python.
     refused = subprocess.run(
-        ["python3", "-m", "pip", "install", "-e", "."], cwd=checkout, env=env, capture_output=True, text=True,
+        ["python3", "-m", "pip", "install", "-e", "."],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert refused.returncode != 0 and "externally-managed-environment" in refused.stdout + refused.stderr
 
     _, (demo, _tests) = readme_commands()
     result = subprocess.run(
-        ["sh", "-c", demo], cwd=checkout, env=env, capture_output=True, text=True, timeout=800,
+        ["sh", "-c", demo],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=800,
         stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -48,11 +48,15 @@ SIDECAR.env["CAO_READY_TIMEOUT"] = os.environ.get("CAO_TEST_READY_TIMEOUT", "120
 READY = float(SIDECAR.env["CAO_READY_TIMEOUT"])
 (BASE / "home" / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True}))
 (BASE / "config" / "opencode").mkdir(parents=True)
-(BASE / "config" / "opencode" / "opencode.json").write_text(json.dumps({
-    "$schema": "https://opencode.ai/config.json",
-    "model": "anthropic/claude-sonnet-4-5",
-    "provider": {"anthropic": {"options": {"baseURL": f"{MODEL.url}/v1", "apiKey": "fake-key"}}},
-}))
+(BASE / "config" / "opencode" / "opencode.json").write_text(
+    json.dumps(
+        {
+            "$schema": "https://opencode.ai/config.json",
+            "model": "anthropic/claude-sonnet-4-5",
+            "provider": {"anthropic": {"options": {"baseURL": f"{MODEL.url}/v1", "apiKey": "fake-key"}}},
+        }
+    )
+)
 
 CLAUDE_ENV = f"env:\n  ANTHROPIC_BASE_URL: {MODEL.url}\n  ANTHROPIC_AUTH_TOKEN: fake-token\n"
 PROFILES = {
@@ -94,14 +98,18 @@ You work.
 """,
     # No network here: OpenCode would wait for models.dev to time out at every start.
     "opencode_worker": "---\nname: opencode_worker\ndescription: OpenCode worker\nprovider: opencode\n"
-                       "env:\n  OPENCODE_DISABLE_MODELS_FETCH: '1'\n---\nYou work.\n",
+    "env:\n  OPENCODE_DISABLE_MODELS_FETCH: '1'\n---\nYou work.\n",
 }
 _profiles = SIDECAR.workspace / ".cao" / "agents"
 _profiles.mkdir(parents=True)
 for _name, _text in PROFILES.items():
     (_profiles / f"{_name}.md").write_text(_text)
 
-pytestmark = [pytest.mark.real_cli, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(420)]  # a loaded CI machine starts real CLIs slowly
+pytestmark = [
+    pytest.mark.real_cli,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.timeout(420),
+]  # a loaded CI machine starts real CLIs slowly
 
 
 @pytest_lsp.fixture(config=CONFIG, scope="module")
@@ -161,15 +169,18 @@ async def lead_turn(client: LanguageClient, lead: str, task: str) -> str:
     try:
         result = await request(client, "cao/handoff", {"terminalId": lead, "message": task}, timeout=READY + 60)
     except BaseException as exc:
-        raise AssertionError(f"lead turn failed ({exc!r}); screen:\n{screen_of(lead)}\n{SIDECAR.statuses(lead)}\n{events_tail()}") from exc
+        raise AssertionError(
+            f"lead turn failed ({exc!r}); screen:\n{screen_of(lead)}\n{SIDECAR.statuses(lead)}\n{events_tail()}"
+        ) from exc
     during = SIDECAR.statuses(lead)[before:]
     assert "waiting_user_answer" not in during, (during, screen_of(lead))
     return result["output"]
 
 
 def model_saw(path_end: str, text: str) -> bool:
-    return any(r["path"].split("?")[0].endswith(path_end) and text in json.dumps(r["body"], ensure_ascii=False)
-               for r in MODEL.requests)
+    return any(
+        r["path"].split("?")[0].endswith(path_end) and text in json.dumps(r["body"], ensure_ascii=False) for r in MODEL.requests
+    )
 
 
 async def claude_lead_hands_off_to(client: LanguageClient, worker: str, marker: str, model: str | None) -> None:
@@ -189,7 +200,9 @@ async def claude_lead_messages(client: LanguageClient, marker: str) -> None:
     lead = await spawn(client, "claude_lead")
     await lead_turn(client, lead, call("mcp__cao__send_message", target=codex, message=f"please say: {marker}"))
     try:
-        await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == codex and p["status"] == "completed", timeout=READY)
+        await SIDECAR.wait_for(
+            "cao/agentStatus", lambda p: p["terminalId"] == codex and p["status"] == "completed", timeout=READY
+        )
     except asyncio.TimeoutError:
         raise AssertionError(f"codex never answered the message; screen:\n{screen_of(codex)}\n{events_tail()}") from None
     assert model_saw("/responses", marker), "the message never reached Codex's model"
@@ -208,7 +221,9 @@ async def codex_lead_assigns_to_claude(client: LanguageClient, marker: str) -> N
     try:
         done = await SIDECAR.wait_for("cao/workerCompleted", lambda p: p["output"] == marker, timeout=READY + 60)
     except asyncio.TimeoutError:
-        raise AssertionError(f"no worker answered; lead's screen:\n{screen_of(lead)}\n{workers_screens(lead)}\n{events_tail()}") from None
+        raise AssertionError(
+            f"no worker answered; lead's screen:\n{screen_of(lead)}\n{workers_screens(lead)}\n{events_tail()}"
+        ) from None
     worker = done["terminalId"]
 
     def delivered() -> bool:  # a new user input of the lead carrying the answer (not the tool call's echo)
@@ -243,7 +258,11 @@ async def test_claude_code_lead_with_codex_and_opencode_workers(client: Language
     assert model_saw("/responses", "codex-relayed-31") and model_saw("/messages", "opencode-relayed-32")
     # The handoff's `model` reached each worker's CLI in its own terms (Codex --model, OpenCode
     # --model provider/model): the workers' turns asked the model server for those models.
-    asked = {r["body"].get("model") for r in MODEL.requests if "relayed-3" in json.dumps(r["body"]) and "please say" in json.dumps(r["body"])}
+    asked = {
+        r["body"].get("model")
+        for r in MODEL.requests
+        if "relayed-3" in json.dumps(r["body"]) and "please say" in json.dumps(r["body"])
+    }
     assert {"fake-codex-model", "claude-opus-4-5"} <= asked, asked
     # The leads' profile says `effort: low`: Claude Code sent it with its turns.
     efforts = {json.dumps(r["body"].get("output_config")) for r in MODEL.requests if "mcp__cao__handoff" in json.dumps(r["body"])}
@@ -256,7 +275,9 @@ async def test_claude_code_lead_with_a_gemini_cli_worker(client: LanguageClient)
     """A Claude Code lead hands off to a real Gemini CLI worker that names no model: Gemini CLI
     asks its model router (a classifier request with a JSON schema) first, then takes the turn."""
     await claude_lead_hands_off_to(client, "gemini_worker", "gemini-relayed-35", None)
-    gemini = [r for r in MODEL.requests if "generatecontent" in r["path"].lower() and "gemini-relayed-35" in json.dumps(r["body"])]
+    gemini = [
+        r for r in MODEL.requests if "generatecontent" in r["path"].lower() and "gemini-relayed-35" in json.dumps(r["body"])
+    ]
     routed = [r for r in gemini if (r["body"].get("generationConfig") or {}).get("responseMimeType") == "application/json"]
     turns = [r for r in gemini if ":streamGenerateContent" in r["path"] and r not in routed]
     assert routed and turns, [r["path"] for r in gemini]

@@ -101,6 +101,7 @@ async def test_assign_running_during_a_crash_is_still_reported(env, tmp_base):
     notes: list = []
     second = await start(env, workspace, notes)
     try:
+
         def completed():
             return [p for m, p in notes if m == "cao/workerCompleted" and p["terminalId"] == worker]
 
@@ -164,7 +165,11 @@ async def test_assign_that_finished_while_no_sidecar_ran_is_reported_on_restart(
         )
         assert done[0]["output"] == "finished while down"
         reported = await wait_until(
-            lambda: [r for r in transcript(env, supervisor) if r["type"] == "user" and "result of the task you assigned: finished while down" in r["text"]]
+            lambda: [
+                r
+                for r in transcript(env, supervisor)
+                if r["type"] == "user" and "result of the task you assigned: finished while down" in r["text"]
+            ]
         )
         assert worker in reported[0]["text"]
     finally:

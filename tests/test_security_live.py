@@ -53,16 +53,20 @@ def user_file(env: dict[str, str], relative: str, text: str) -> Path:
 
 def agent_env(env: dict[str, str], terminal_id: str) -> dict[str, str]:
     """The environment the sidecar gave an agent, read from its process."""
-    out = subprocess.run(["tmux", "-L", env["CAO_TMUX_SOCKET"], "list-panes", "-a", "-F", "#{window_name} #{pane_pid}"],
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["tmux", "-L", env["CAO_TMUX_SOCKET"], "list-panes", "-a", "-F", "#{window_name} #{pane_pid}"],
+        capture_output=True,
+        text=True,
+    ).stdout
     pid = next(line.split()[1] for line in out.splitlines() if line.split()[0].endswith(terminal_id))
     raw = Path(f"/proc/{pid}/environ").read_bytes()
     return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
 
 
 def windows(env: dict[str, str]) -> list[str]:
-    out = subprocess.run(["tmux", "-L", env["CAO_TMUX_SOCKET"], "list-windows", "-a", "-F", "#{window_name}"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["tmux", "-L", env["CAO_TMUX_SOCKET"], "list-windows", "-a", "-F", "#{window_name}"], capture_output=True, text=True
+    )
     return out.stdout.split()
 
 
@@ -89,10 +93,17 @@ async def test_an_agent_acts_only_within_its_own_session(env, tmp_base):
         async with httpx2.AsyncClient(timeout=10) as http:
             answer = await http.post(
                 mcp_url(env) + "/mcp",
-                headers={"Authorization": f"Bearer {credential(env, alpha)}", "Accept": "application/json, text/event-stream",
-                         "Content-Type": "application/json"},
-                json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                      "params": {"name": "send_message", "arguments": {"target": stranger, "message": "x"}}},
+                headers={
+                    "Authorization": f"Bearer {credential(env, alpha)}",
+                    "Accept": "application/json, text/event-stream",
+                    "Content-Type": "application/json",
+                },
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "tools/call",
+                    "params": {"name": "send_message", "arguments": {"target": stranger, "message": "x"}},
+                },
             )
         result = answer.json()["result"]
         assert result["isError"] is True and "in your session" in result["content"][0]["text"]
@@ -142,8 +153,11 @@ async def test_a_thousand_half_open_connections_do_not_lock_agents_out(env, tmp_
         async with httpx2.AsyncClient(timeout=10) as http:
             answer = await http.post(
                 mcp_url(env) + "/mcp",
-                headers={"Authorization": f"Bearer {credential(env, agent)}", "Accept": "application/json, text/event-stream",
-                         "Content-Type": "application/json"},
+                headers={
+                    "Authorization": f"Bearer {credential(env, agent)}",
+                    "Accept": "application/json, text/event-stream",
+                    "Content-Type": "application/json",
+                },
                 json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "list_sessions", "arguments": {}}},
             )
         assert answer.status_code == 200 and agent in answer.text
@@ -192,10 +206,17 @@ async def test_a_workspaces_own_cao_sidecar_package_is_never_run(env, tmp_base):
         agent = (await client.spawn("mock_developer", working_directory=str(repo)))["terminalId"]
         assert (await client.handoff("echo works", terminal_id=agent))["output"] == "works"
         # The stdio MCP bridge that CLIs without HTTP start (Kiro, Q), run where they run it.
-        entry = mcp_config.stdio_bridge_entry(str(state(env) / f"mcp-{env['CAO_TMUX_SOCKET']}.sock"),
-                                              state(env) / "agents" / agent / "credential")
-        bridge = subprocess.Popen([entry["command"], *entry["args"]], cwd=repo, env=agent_env(env, agent),
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        entry = mcp_config.stdio_bridge_entry(
+            str(state(env) / f"mcp-{env['CAO_TMUX_SOCKET']}.sock"), state(env) / "agents" / agent / "credential"
+        )
+        bridge = subprocess.Popen(
+            [entry["command"], *entry["args"]],
+            cwd=repo,
+            env=agent_env(env, agent),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             bridge.stdin.write(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}) + "\n")
             bridge.stdin.flush()
@@ -212,8 +233,9 @@ async def test_a_workspaces_own_cao_sidecar_package_is_never_run(env, tmp_base):
 # ---- profile values that look like flags ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("field", ["model: --yolo", "allowedTools: [Read, --dangerously-skip-permissions]",
-                                   "disallowedTools: '-c'"])
+@pytest.mark.parametrize(
+    "field", ["model: --yolo", "allowedTools: [Read, --dangerously-skip-permissions]", "disallowedTools: '-c'"]
+)
 async def test_a_profile_value_beginning_with_a_dash_starts_nothing(env, tmp_base, field):
     user_file(env, "agents/flagged.md", f"---\nname: flagged\nprovider: mock\n{field}\n---\nYou work.\n")
     client = await CaoClient.start(workspace=tmp_base / "workspace", env=env)
@@ -225,9 +247,19 @@ async def test_a_profile_value_beginning_with_a_dash_starts_nothing(env, tmp_bas
         assert "flagged" in refused.value.message
         assert await client.list_agents() == []
         assert not [w for w in windows(env) if w.startswith("flagged")]
-        explained = subprocess.run([sys.executable, "-m", "cao_sidecar", "profiles", "check",
-                                    str(Path(env["XDG_CONFIG_HOME"]) / "cao-sidecar" / "agents" / "flagged.md")],
-                                   env=env, capture_output=True, text=True)
+        explained = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cao_sidecar",
+                "profiles",
+                "check",
+                str(Path(env["XDG_CONFIG_HOME"]) / "cao-sidecar" / "agents" / "flagged.md"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert "begins with '-'" in explained.stdout + explained.stderr
     finally:
         await client.close()
@@ -298,8 +330,11 @@ async def test_files_and_sockets_are_private_and_the_state_dir_is_made_private(e
         assert mode(directory / "agents") == 0o700 and mode(directory / "agents" / agent) == 0o700
         sock = directory / f"mcp-{env['CAO_TMUX_SOCKET']}.sock"
         assert stat.S_ISSOCK(sock.lstat().st_mode) and mode(sock) == 0o600
-        for private in (directory / f"mcp-{env['CAO_TMUX_SOCKET']}.port", directory / "agents" / agent / "credential",
-                        directory / f"sidecar-{env['CAO_TMUX_SOCKET']}.lock"):
+        for private in (
+            directory / f"mcp-{env['CAO_TMUX_SOCKET']}.port",
+            directory / "agents" / agent / "credential",
+            directory / f"sidecar-{env['CAO_TMUX_SOCKET']}.lock",
+        ):
             assert mode(private) == 0o600, private
         logs = [*directory.rglob("*.log"), *directory.rglob("events.jsonl")]
         assert logs and all(mode(p) == 0o600 for p in logs), [(p, oct(mode(p))) for p in logs]
@@ -339,8 +374,13 @@ def test_profiles_install_writes_only_inside_the_user_dir_and_follows_no_link_ou
     user_agents = Path(env["XDG_CONFIG_HOME"]) / "cao-sidecar" / "agents"
 
     def install(spec: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cao_sidecar", "profiles", "install", spec,
-                               "--workspace", str(workspace)], env=env, cwd=workspace, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "cao_sidecar", "profiles", "install", spec, "--workspace", str(workspace)],
+            env=env,
+            cwd=workspace,
+            capture_output=True,
+            text=True,
+        )
 
     climbing = workspace / "climbing.md"
     climbing.write_text("---\nname: ../../escaped\nprovider: mock\n---\nb\n")

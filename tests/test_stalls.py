@@ -34,12 +34,8 @@ async def test_fingerprint_ignores_spinners_and_counters_not_text() -> None:
 async def test_frozen_screen_stalls_and_recovers_with_its_answer(client: LanguageClient):
     agent = await spawn(client)
     tid = agent["terminalId"]
-    turn = asyncio.ensure_future(
-        request(client, "cao/handoff", {"terminalId": tid, "message": "hang 2.5 unstuck"}, timeout=20)
-    )
-    note = await SIDECAR.wait_for(
-        "cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "stalled", timeout=10
-    )
+    turn = asyncio.ensure_future(request(client, "cao/handoff", {"terminalId": tid, "message": "hang 2.5 unstuck"}, timeout=20))
+    note = await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == tid and p["status"] == "stalled", timeout=10)
     assert note["previousStatus"] == "processing" and note["prompt"] is None
     assert (await list_agents(client))[tid]["status"] == "stalled"
     result = await turn

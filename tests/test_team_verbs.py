@@ -31,7 +31,14 @@ ID = re.compile(r"^[0-9a-f]{8}$")
 def env(tmp_base):
     env = isolated_env(tmp_base)
     yield env
-    subprocess.run(sidecar("shutdown", "--terminate-agents"), env=env, cwd=tmp_base / "workspace", check=False, capture_output=True, timeout=60)
+    subprocess.run(
+        sidecar("shutdown", "--terminate-agents"),
+        env=env,
+        cwd=tmp_base / "workspace",
+        check=False,
+        capture_output=True,
+        timeout=60,
+    )
     kill_tmux(env["CAO_TMUX_SOCKET"])
 
 
@@ -62,10 +69,14 @@ def screen_shows(env: dict[str, str], text: str, timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
     screens = ""
     while time.monotonic() < deadline:
-        panes = subprocess.run(["tmux", "-L", socket, "list-panes", "-a", "-F", "#{pane_id}"], check=False, capture_output=True, text=True).stdout.split()
+        panes = subprocess.run(
+            ["tmux", "-L", socket, "list-panes", "-a", "-F", "#{pane_id}"], check=False, capture_output=True, text=True
+        ).stdout.split()
         screens = ""
         for pane in panes:
-            screen = subprocess.run(["tmux", "-L", socket, "capture-pane", "-p", "-t", pane], check=False, capture_output=True, text=True).stdout
+            screen = subprocess.run(
+                ["tmux", "-L", socket, "capture-pane", "-p", "-t", pane], check=False, capture_output=True, text=True
+            ).stdout
             if text in screen:
                 return screen
             screens += screen
@@ -78,7 +89,12 @@ def agents_json(env: dict[str, str], cwd: Path) -> list[dict]:
 
 
 def tmux_clients(env: dict[str, str]) -> str:
-    return subprocess.run(["tmux", "-L", env["CAO_TMUX_SOCKET"], "list-clients", "-F", "#{client_tty} #{session_name}"], check=False, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["tmux", "-L", env["CAO_TMUX_SOCKET"], "list-clients", "-F", "#{client_tty} #{session_name}"],
+        check=False,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def test_spawn_agents_send_and_terminate_by_name_and_prefix(env, tmp_base):
@@ -89,7 +105,9 @@ def test_spawn_agents_send_and_terminate_by_name_and_prefix(env, tmp_base):
     assert f"cao-sidecar attach {terminal_id}" in spawned.stderr
 
     listed = agents_json(env, ws)
-    assert [(a["terminalId"], a["name"], a["profile"], a["provider"]) for a in listed] == [(terminal_id, "dev-one", "mock_developer", "mock")]
+    assert [(a["terminalId"], a["name"], a["profile"], a["provider"]) for a in listed] == [
+        (terminal_id, "dev-one", "mock_developer", "mock")
+    ]
     assert listed[0]["workingDirectory"] == str(ws.resolve())
     table = ok(verb(env, ws, "agents")).splitlines()
     assert table[0].split() == ["ID", "NAME", "PROFILE", "PROVIDER", "STATUS", "AGE", "QUESTION"]
@@ -147,7 +165,15 @@ def test_handoff_and_assign_print_the_workers_answer(env, tmp_base):
 def test_agents_watch_prints_each_status_change_from_notifications(env, tmp_base):
     ws = tmp_base / "workspace"
     worker = ok(verb(env, ws, "assign", "mock_developer", "sleep 4 slow answer")).strip()
-    watch = subprocess.Popen(sidecar("agents", "--watch"), env=env, cwd=ws, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watch = subprocess.Popen(
+        sidecar("agents", "--watch"),
+        env=env,
+        cwd=ws,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen: list[str] = []
     try:
         deadline = time.monotonic() + 90
@@ -170,7 +196,15 @@ def test_agents_watch_json_prints_one_snapshot_per_change(env, tmp_base):
     ws = tmp_base / "workspace"
     spawned = json.loads(ok(verb(env, ws, "spawn", "mock_developer", "--name", "json-dev", "--json")))
     assert (spawned["profile"], spawned["name"], spawned["status"]) == ("mock_developer", "json-dev", "idle")
-    watch = subprocess.Popen(sidecar("agents", "--watch", "--json"), env=env, cwd=ws, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watch = subprocess.Popen(
+        sidecar("agents", "--watch", "--json"),
+        env=env,
+        cwd=ws,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = json.loads(watch.stdout.readline())
         assert [(a["terminalId"], a["status"]) for a in first["agents"]] == [(spawned["terminalId"], "idle")]
@@ -318,7 +352,12 @@ async def test_the_verbs_see_and_drive_the_agents_an_editor_started(tmp_base):
 
         # The terminal acts, the editor sees it live.
         watch = await asyncio.create_subprocess_exec(
-            *sidecar("agents", "--watch"), env=env, cwd=ws, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            *sidecar("agents", "--watch"),
+            env=env,
+            cwd=ws,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         assert (await asyncio.wait_for(watch.stdout.readline(), 60)).decode().split()[0] == "ID"
         code, out, err = await averb(env, ws, "send", "editors", "echo typed in a terminal")

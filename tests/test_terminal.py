@@ -131,9 +131,7 @@ async def wait_screen(srv: TmuxServer, pane_id: str, text: str, timeout: float =
 
 def tmux_cli(srv: TmuxServer, *args: str) -> str:
     """A separate tmux client (a fork), to look at the server from outside."""
-    return subprocess.run(
-        [TMUX, "-L", srv.socket_name, *args], capture_output=True, text=True, check=True, timeout=10
-    ).stdout
+    return subprocess.run([TMUX, "-L", srv.socket_name, *args], capture_output=True, text=True, check=True, timeout=10).stdout
 
 
 async def start_raw_reader(srv: TmuxServer, tmp_path: Path, session: str = "paste") -> tuple[PaneInfo, Path]:
@@ -147,7 +145,7 @@ async def start_raw_reader(srv: TmuxServer, tmp_path: Path, session: str = "past
 
 
 def test_quote_is_one_line_and_escapes_specials():
-    q = quote('a"b\\c$d~e\nf\tg\x1bh\x7fi#j;k{l}m\'n é😀')
+    q = quote("a\"b\\c$d~e\nf\tg\x1bh\x7fi#j;k{l}m'n é😀")
     assert "\n" not in q and "\t" not in q and "\x1b" not in q and "\x7f" not in q
     assert q == '"a\\"b\\\\c\\$d\\176e\\012f\\011g\\033h\\177i#j;k{l}m\'n é😀"'
     assert quote("") == '""'
@@ -359,7 +357,11 @@ async def test_dead_pane_refuses_input_and_keeps_its_screen(tmux_srv: TmuxServer
     pane = await tmux_srv.new_window(
         # (the sleep: tmux 3.3a sometimes drops the last output of a process that exits
         # within a few ms of printing it, when it handles SIGCHLD before the pty read)
-        "d", "dying", ["sh", "-c", "printf 'first line\\nlast words\\n'; sleep 0.2; exit 3"], env={}, cwd=str(tmp_path)
+        "d",
+        "dying",
+        ["sh", "-c", "printf 'first line\\nlast words\\n'; sleep 0.2; exit 3"],
+        env={},
+        cwd=str(tmp_path),
     )
     await wait_until(lambda: exits)
     assert exits == [(pane.pane_id, 3)]
@@ -572,8 +574,11 @@ async def test_session_recreated_after_its_last_window_dies(tmux_srv: TmuxServer
 
 async def test_capture_history(tmux_srv: TmuxServer, tmp_path: Path):
     pane = await tmux_srv.new_window(
-        "hist", "w", ["sh", "-c", "i=1; while [ $i -le 200 ]; do echo line-$i; i=$((i+1)); done; echo DONE; sleep 60"],
-        env={}, cwd=str(tmp_path),
+        "hist",
+        "w",
+        ["sh", "-c", "i=1; while [ $i -le 200 ]; do echo line-$i; i=$((i+1)); done; echo DONE; sleep 60"],
+        env={},
+        cwd=str(tmp_path),
     )
     screen = await wait_screen(tmux_srv, pane.pane_id, "DONE")
     assert "line-1\n" not in screen and "line-200" in screen
@@ -590,8 +595,11 @@ async def test_rows_and_cursor(tmux_srv: TmuxServer, tmp_path: Path):
     # A wrapped line stays two rows (the cursor's numbering); the cursor first sits after the text
     # on its row, then, after a newline, on the blank row below every row with text.
     pane = await tmux_srv.new_window(
-        "cur", "w", ["sh", "-c", "printf '%0300d\\n> typed'; sleep 2; printf '\\n'; sleep 60"],
-        env={}, cwd=str(tmp_path),
+        "cur",
+        "w",
+        ["sh", "-c", "printf '%0300d\\n> typed'; sleep 2; printf '\\n'; sleep 60"],
+        env={},
+        cwd=str(tmp_path),
     )
     await wait_screen(tmux_srv, pane.pane_id, "> typed")
     rows, cursor = await tmux_srv.rows_and_cursor(pane.pane_id)
@@ -609,8 +617,12 @@ async def test_rows_and_cursor(tmux_srv: TmuxServer, tmp_path: Path):
 async def test_close_keeps_server_and_windows(tmux_srv: TmuxServer, tmp_path: Path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    printer = await tmux_srv.new_window("keep", "printer", [sys.executable, "-c", FIFO_PRINTER, str(fifo)], env={}, cwd=str(tmp_path))
-    other = await tmux_srv.new_window("keep2", "sleeper", ["sh", "-c", "echo still here; read x; exit 4"], env={}, cwd=str(tmp_path))
+    printer = await tmux_srv.new_window(
+        "keep", "printer", [sys.executable, "-c", FIFO_PRINTER, str(fifo)], env={}, cwd=str(tmp_path)
+    )
+    other = await tmux_srv.new_window(
+        "keep2", "sleeper", ["sh", "-c", "echo still here; read x; exit 4"], env={}, cwd=str(tmp_path)
+    )
     await wait_screen(tmux_srv, printer.pane_id, "printer up")
     client_pids = [c.pid for c in tmux_srv._pool.clients.values()]
     await tmux_srv.close()
@@ -692,12 +704,24 @@ async def test_windows_keep_their_size_with_control_and_human_clients(tmux_srv: 
     loop = asyncio.get_running_loop()
     loop.add_reader(master, lambda: os.read(master, 65536))
     human = await asyncio.create_subprocess_exec(
-        TMUX, "-L", tmux_srv.socket_name, "attach-session", "-t", "=size",
-        stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        TMUX,
+        "-L",
+        tmux_srv.socket_name,
+        "attach-session",
+        "-t",
+        "=size",
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
         env={**os.environ, "TERM": "xterm-256color"},
     )
     try:
-        await wait_until(lambda: "100x30 0" in tmux_cli(tmux_srv, "list-clients", "-F", "#{client_width}x#{client_height} #{client_control_mode}"))
+        await wait_until(
+            lambda: (
+                "100x30 0" in tmux_cli(tmux_srv, "list-clients", "-F", "#{client_width}x#{client_height} #{client_control_mode}")
+            )
+        )
         await asyncio.sleep(0.3)
         assert size() == "220x50"
         # a window created while the human watches gets the size too
@@ -731,6 +755,7 @@ async def test_start_is_idempotent_and_reports_socket(tmux_srv: TmuxServer):
         "/" + tmux_srv.socket_name
     )
     assert os.path.exists(tmux_srv.socket_path)
+
     def option(name: str) -> str:
         return tmux_cli(tmux_srv, "show-options", "-gv", name).strip()
 

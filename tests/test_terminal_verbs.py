@@ -31,7 +31,8 @@ def sidecar(*args: str) -> list[str]:
 def windows(env: dict[str, str]) -> str:
     return subprocess.run(
         ["tmux", "-L", env["CAO_TMUX_SOCKET"], "list-windows", "-a", "-F", "#{window_name}"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
@@ -42,7 +43,9 @@ class Terminal:
     def __init__(self, argv: list[str], env: dict[str, str], cwd: str, stdout_too: bool = False) -> None:
         self.master, slave = pty.openpty()
         stdout = slave if stdout_too else subprocess.PIPE
-        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=slave, stderr=slave, stdout=stdout, text=True, start_new_session=stdout_too)
+        self.proc = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdin=slave, stderr=slave, stdout=stdout, text=True, start_new_session=stdout_too
+        )
         os.close(slave)
         self.seen = ""
 
@@ -74,7 +77,12 @@ def test_run_without_a_terminal_fails_fast_with_the_agents_question_and_leaves_n
     started = time.monotonic()
     result = subprocess.run(
         sidecar("run", "--profile", "mock_developer", "--timeout", "120", "ask Shall I delete the build directory?"),
-        env=env, cwd=tmp_base / "workspace", stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        env=env,
+        cwd=tmp_base / "workspace",
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert time.monotonic() - started < 60  # not the 120 s timeout
@@ -87,7 +95,8 @@ def test_run_without_a_terminal_fails_fast_with_the_agents_question_and_leaves_n
 def test_run_on_a_terminal_asks_the_question_and_types_the_answer(env, tmp_base):
     term = Terminal(
         sidecar("run", "--profile", "mock_developer", "--timeout", "120", "ask Shall I delete the build directory?"),
-        env, str(tmp_base / "workspace"),
+        env,
+        str(tmp_base / "workspace"),
     )
     try:
         term.read_until("answer (a number or the text of a choice, then Enter)")
@@ -105,7 +114,12 @@ def test_run_on_a_terminal_asks_the_question_and_types_the_answer(env, tmp_base)
 def test_a_failed_run_leaves_no_dead_window(env, tmp_base):
     result = subprocess.run(
         sidecar("run", "--profile", "mock_developer", "fail the disk is full"),
-        env=env, cwd=tmp_base / "workspace", stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        env=env,
+        cwd=tmp_base / "workspace",
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1 and "reported an error" in result.stderr
     assert windows(env) == ""

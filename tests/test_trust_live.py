@@ -46,12 +46,14 @@ def _lay_out_hostile_clone() -> None:
     (CAO / "flows").mkdir(parents=True)
     (CAO / "agents").mkdir()
     (CAO / "providers").mkdir()
-    gate = ["sh", "-c", f"touch {GATE_MARKER}; echo '{{\"run\": false, \"reason\": \"gate ran\"}}'"]
-    FLOW_FILE.write_text(
-        f'---\nname: x\nschedule: "* * * * *"\nprofile: mock_reviewer\ngate: {json.dumps(gate)}\n---\necho hi\n'
-    )
+    gate = ["sh", "-c", f'touch {GATE_MARKER}; echo \'{{"run": false, "reason": "gate ran"}}\'']
+    FLOW_FILE.write_text(f'---\nname: x\nschedule: "* * * * *"\nprofile: mock_reviewer\ngate: {json.dumps(gate)}\n---\necho hi\n')
     evil = {
-        "command": ["sh", "-c", f"touch {PROVIDER_MARKER}; exec {sys.executable} -m cao_sidecar.mock_agent --transcript /dev/null"],
+        "command": [
+            "sh",
+            "-c",
+            f"touch {PROVIDER_MARKER}; exec {sys.executable} -m cao_sidecar.mock_agent --transcript /dev/null",
+        ],
         "status": [{"idle": "^› $", "scope": "last_line"}],
         "default": "processing",
     }
@@ -321,8 +323,10 @@ async def test_a_flow_trusted_live_runs_on_its_next_slot():
     flows_dir = sidecar.workspace / ".cao" / "flows"
     flows_dir.mkdir(parents=True)
     marker = sidecar.workspace / "SLOT_MARKER"
-    gate = ["sh", "-c", f"touch {marker}; echo '{{\"run\": false, \"reason\": \"slot\"}}'"]
-    (flows_dir / "z.md").write_text(f'---\nname: z\nschedule: "* * * * *"\nprofile: mock_developer\ngate: {json.dumps(gate)}\n---\nhi\n')
+    gate = ["sh", "-c", f'touch {marker}; echo \'{{"run": false, "reason": "slot"}}\'']
+    (flows_dir / "z.md").write_text(
+        f'---\nname: z\nschedule: "* * * * *"\nprofile: mock_developer\ngate: {json.dumps(gate)}\n---\nhi\n'
+    )
     lead = 8.0
     sidecar.env["CAO_CLOCK_OFFSET_SECONDS"] = str((-(time.time() + lead)) % 60)
     slot = time.time() + lead

@@ -113,15 +113,29 @@ def test_the_editor_decides_for_its_folders_when_it_says_so(tmp_path: Path, stor
 
 def test_hold_back_keeps_what_cannot_run_anything(tmp_path: Path) -> None:
     profile = Profile(
-        name="helper", provider="claude_code", description="d", model="opus", system_prompt="You help.",
-        env={"X": "1"}, permission_mode="bypassPermissions", allowed_tools=["*"], disallowed_tools=["Bash"],
-        working_directory="/", extra={"command": "evil", "dangerously_skip_permissions": True}, tags=["t"],
+        name="helper",
+        provider="claude_code",
+        description="d",
+        model="opus",
+        system_prompt="You help.",
+        env={"X": "1"},
+        permission_mode="bypassPermissions",
+        allowed_tools=["*"],
+        disallowed_tools=["Bash"],
+        working_directory="/",
+        extra={"command": "evil", "dangerously_skip_permissions": True},
+        tags=["t"],
     )
     kept, diagnostic = hold_back_profile(profile, tmp_path)
     assert kept.env == {} and kept.permission_mode is None and kept.allowed_tools is None
     assert kept.extra == {} and kept.working_directory is None and kept.mcp_servers == []
     assert (kept.name, kept.provider, kept.model, kept.system_prompt, kept.disallowed_tools, kept.tags) == (
-        "helper", "claude_code", "opus", "You help.", ["Bash"], ["t"]
+        "helper",
+        "claude_code",
+        "opus",
+        "You help.",
+        ["Bash"],
+        ["t"],
     )
     assert diagnostic is not None and diagnostic.severity == "warning"
     assert "cao-sidecar trust" in diagnostic.message
@@ -133,7 +147,9 @@ def test_hold_back_keeps_what_cannot_run_anything(tmp_path: Path) -> None:
 def test_an_untrusted_workspace_profile_never_shadows_and_trust_reorders(tmp_path: Path, store: Path) -> None:
     agents = tmp_path / "ws" / ".cao" / "agents"
     agents.mkdir(parents=True)
-    (agents / "mock_developer.md").write_text("---\nname: mock_developer\ndescription: mine\nprovider: mock\nenv: {A: b}\n---\nx\n")
+    (agents / "mock_developer.md").write_text(
+        "---\nname: mock_developer\ndescription: mine\nprovider: mock\nenv: {A: b}\n---\nx\n"
+    )
     catalog = ProfileCatalog(workspace_dirs=[agents], user_dir=None)
     entry = catalog.entry("mock_developer")
     assert entry is not None and entry.layer.scope == "builtin" and entry.shadows == [agents / "mock_developer.md"]

@@ -121,8 +121,12 @@ def _package_vsix(env: dict[str, str], dest: Path) -> Path:
     out.unlink(missing_ok=True)
     with _dist_lock():
         _run([node, "build.mjs", "--production"], CLIENT, env, 60)
-        _run([node, str(vsce), "package", "--no-dependencies", "--skip-license", "--allow-missing-repository",
-              "--out", str(out)], CLIENT, env, 60)
+        _run(
+            [node, str(vsce), "package", "--no-dependencies", "--skip-license", "--allow-missing-repository", "--out", str(out)],
+            CLIENT,
+            env,
+            60,
+        )
     return out
 
 
@@ -143,8 +147,11 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
 def need_e2e_toolchain() -> str:
     """Skip unless everything the end-to-end tests need is installed; the chromium to drive."""
     _need_node_modules()
-    missing = [what for what, path in (("code-server", CODE_SERVER), ("playwright-core", PLAYWRIGHT), ("Node 24", NODE24_BIN / "node"))
-               if not path.exists()]
+    missing = [
+        what
+        for what, path in (("code-server", CODE_SERVER), ("playwright-core", PLAYWRIGHT), ("Node 24", NODE24_BIN / "node"))
+        if not path.exists()
+    ]
     chromium = shutil.which("chromium")
     if chromium is None:
         missing.append("chromium (Debian package)")
@@ -174,8 +181,9 @@ QUIET_SETTINGS = {
 }
 
 
-def install_code_server(tmp_base: Path, env: dict[str, str], vsix: Path, user: dict[str, Any],
-                        machine: dict[str, Any], trust: bool) -> tuple[list[str], Path]:
+def install_code_server(
+    tmp_base: Path, env: dict[str, str], vsix: Path, user: dict[str, Any], machine: dict[str, Any], trust: bool
+) -> tuple[list[str], Path]:
     """User data with these settings and the extension installed; code-server's arguments and the
     user-data dir. trust=False: Workspace Trust off (every folder trusted)."""
     user_data, extensions = tmp_base / "code-server-data", tmp_base / "code-server-extensions"
@@ -183,22 +191,42 @@ def install_code_server(tmp_base: Path, env: dict[str, str], vsix: Path, user: d
     (user_data / "Machine").mkdir(parents=True)
     (user_data / "Machine" / "settings.json").write_text(json.dumps(machine))
     (user_data / "User" / "settings.json").write_text(json.dumps({**QUIET_SETTINGS, **user}, indent=2))
-    code_server_args = [str(CODE_SERVER), "--user-data-dir", str(user_data), "--extensions-dir", str(extensions),
-                        "--disable-telemetry", "--disable-update-check", *([] if trust else ["--disable-workspace-trust"])]
+    code_server_args = [
+        str(CODE_SERVER),
+        "--user-data-dir",
+        str(user_data),
+        "--extensions-dir",
+        str(extensions),
+        "--disable-telemetry",
+        "--disable-update-check",
+        *([] if trust else ["--disable-workspace-trust"]),
+    ]
     _run([*code_server_args, "--install-extension", str(vsix)], tmp_base, env, 60)
     assert (extensions / "cao-sidecar.cao-sidecar-0.1.0" / "package.json").exists(), sorted(os.listdir(extensions))
     return code_server_args, user_data
 
 
-def start_code_server(tmp_base: Path, code_server_args: list[str], workspace: Path,
-                      env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int, Any]:
+def start_code_server(
+    tmp_base: Path, code_server_args: list[str], workspace: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], int, Any]:
     """code-server on a free port (auth none), answering; the process, its port, its log file."""
     port = _free_port()
     log = open(tmp_base / "code-server.log", "wb")  # noqa: SIM115 - returned; the caller closes it
     server = subprocess.Popen(
-        [*code_server_args, "--bind-addr", f"127.0.0.1:{port}", "--auth", "none",
-         "--disable-getting-started-override", str(workspace)],
-        cwd=workspace, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        [
+            *code_server_args,
+            "--bind-addr",
+            f"127.0.0.1:{port}",
+            "--auth",
+            "none",
+            "--disable-getting-started-override",
+            str(workspace),
+        ],
+        cwd=workspace,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
@@ -212,8 +240,16 @@ def start_code_server(tmp_base: Path, code_server_args: list[str], workspace: Pa
 
 def run_driver(script: Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """A playwright script (node), stopped with its browser after 150 s."""
-    driver = subprocess.Popen([_node(), str(script)], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    driver = subprocess.Popen(
+        [_node(), str(script)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = driver.communicate(timeout=150)
     except subprocess.TimeoutExpired:
@@ -244,24 +280,37 @@ def test_vscode_e2e(tmp_base: Path) -> None:
     (workspace / ".cao" / "agents" / "wt_dev.md").write_text(
         "---\nname: wt_dev\ndescription: A developer in its own worktree.\nprovider: mock\nworktree: true\n---\nDev.\n"
     )
-    git_env = {**env, "GIT_AUTHOR_NAME": "Ana", "GIT_AUTHOR_EMAIL": "ana@example.com",
-               "GIT_COMMITTER_NAME": "Ana", "GIT_COMMITTER_EMAIL": "ana@example.com"}
+    git_env = {
+        **env,
+        "GIT_AUTHOR_NAME": "Ana",
+        "GIT_AUTHOR_EMAIL": "ana@example.com",
+        "GIT_COMMITTER_NAME": "Ana",
+        "GIT_COMMITTER_EMAIL": "ana@example.com",
+    }
     for git_args in (["init", "-q", "--initial-branch=main"], ["add", "."], ["commit", "-qm", "start"]):
         subprocess.run(["git", *git_args], cwd=workspace, env=git_env, check=True)
     # cao.sidecarPath is a machine setting: in code-server (a remote window) it is read from the
     # machine's settings (the "Remote" tab of the settings editor), not the browser's user settings.
     code_server_args, user_data = install_code_server(
-        tmp_base, env, vsix, {"security.workspace.trust.enabled": False},
-        {"cao.sidecarPath": _sidecar_executable()}, trust=False)
+        tmp_base, env, vsix, {"security.workspace.trust.enabled": False}, {"cao.sidecarPath": _sidecar_executable()}, trust=False
+    )
     installed = time.monotonic()
 
     server, port, log = start_code_server(tmp_base, code_server_args, workspace, env)
     result_file = tmp_base / "e2e-result.json"
     screenshot = tmp_base / "vscode.png"
     try:
-        e2e_env = dict(env, CAO_E2E_URL=f"http://127.0.0.1:{port}", CAO_E2E_WORKSPACE=str(workspace),
-                       CAO_E2E_SOCKET=sock, CAO_E2E_SCREENSHOT=str(screenshot), CAO_E2E_RESULT=str(result_file),
-                       CAO_E2E_SERVER_PID=str(server.pid), CAO_E2E_CHROMIUM=chromium, CAO_E2E_PLAYWRIGHT=str(PLAYWRIGHT))
+        e2e_env = dict(
+            env,
+            CAO_E2E_URL=f"http://127.0.0.1:{port}",
+            CAO_E2E_WORKSPACE=str(workspace),
+            CAO_E2E_SOCKET=sock,
+            CAO_E2E_SCREENSHOT=str(screenshot),
+            CAO_E2E_RESULT=str(result_file),
+            CAO_E2E_SERVER_PID=str(server.pid),
+            CAO_E2E_CHROMIUM=chromium,
+            CAO_E2E_PLAYWRIGHT=str(PLAYWRIGHT),
+        )
         proc = run_driver(CLIENT / "e2e" / "e2e.mjs", tmp_base, e2e_env)
         result = json.loads(result_file.read_text()) if result_file.exists() else {}
         failure = tmp_base / "failure.png"
@@ -278,7 +327,9 @@ def test_vscode_e2e(tmp_base: Path) -> None:
         assert checks["statusBarInitial"] == "0 agents"
         assert checks["sidecarArgs"][-3:] == ["--tmux-socket", sock, "--stdio"]
         assert f"mock_developer-{checks['spawned']}" in checks["windowsAfterSpawn"]
-        assert re.fullmatch(rf"mock_developer ?mock · idle · {checks['spawned']}", checks["statusBarList"]), checks["statusBarList"]
+        assert re.fullmatch(rf"mock_developer ?mock · idle · {checks['spawned']}", checks["statusBarList"]), checks[
+            "statusBarList"
+        ]
         assert checks["handoffAnswer"] == "hello from vscode" and checks["handoffReadOnly"] is True
         assert "processing" in checks["handoffProgress"], checks["handoffProgress"]
         assert checks["statusBarBusy"] == {"text": "1 agent · 1 working", "spinner": True}, checks["statusBarBusy"]
@@ -304,8 +355,11 @@ def test_vscode_e2e(tmp_base: Path) -> None:
         assert "mock_reviewer" in checks["windowsAfterTerminate"]
         assert checks["statusBarFinal"] == "1 agent"
         # The worktree worker: where its work is, its diff, the merge into the workspace's main.
-        assert re.fullmatch(r"CAO: wt_dev \([0-9a-f]+\) left its work on cao/wt_dev-[0-9a-f]+: 1 commit, 1 file changed; "
-                            r"leftovers committed by the sidecar\.", checks["worktreeToast"]), checks["worktreeToast"]
+        assert re.fullmatch(
+            r"CAO: wt_dev \([0-9a-f]+\) left its work on cao/wt_dev-[0-9a-f]+: 1 commit, 1 file changed; "
+            r"leftovers committed by the sidecar\.",
+            checks["worktreeToast"],
+        ), checks["worktreeToast"]
         assert "cao/wt_dev-" in checks["worktreeDiffTab"], checks["worktreeDiffTab"]
         assert re.fullmatch(r"CAO: cao/wt_dev-[0-9a-f]+ merged into main\.", checks["mergeToast"]), checks["mergeToast"]
         assert (workspace / "notes.txt").read_text() == "from vscode\n"
@@ -339,7 +393,7 @@ def _descendants(pid: int) -> list[int]:
                 stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
             children.setdefault(ppid, []).append(int(entry))
     found, todo = [], [pid]
     while todo:

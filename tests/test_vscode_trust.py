@@ -21,8 +21,19 @@ import pytest
 
 from conftest import isolated_env, kill_tmux
 from editor_trust import NO_SET_TRUST, hostile_folder, path_sidecar
-from test_vscode import (CACHE, CLIENT, PLAYWRIGHT, _extension_log, _package_vsix, _stop, _tool_env,
-                         install_code_server, need_e2e_toolchain, run_driver, start_code_server)
+from test_vscode import (
+    CACHE,
+    CLIENT,
+    PLAYWRIGHT,
+    _extension_log,
+    _package_vsix,
+    _stop,
+    _tool_env,
+    install_code_server,
+    need_e2e_toolchain,
+    run_driver,
+    start_code_server,
+)
 
 
 @pytest.mark.parametrize("own_sidecar", [True, False], ids=["own-sidecar", "no-own-sidecar"])
@@ -43,15 +54,26 @@ def test_vscode_restricted_mode_then_trust(tmp_base: Path, own_sidecar: bool) ->
     Path(env["HOME"], ".profile").write_text(f'export PATH="{tmp_base / "bin"}:$PATH"\n')
     sock = "cao-" + hashlib.sha256(str(workspace).encode("utf-8")).hexdigest()[:12]
     code_server_args, user_data = install_code_server(
-        tmp_base, env, vsix,
-        {"security.workspace.trust.enabled": True, "security.workspace.trust.startupPrompt": "always"}, {}, trust=True)
+        tmp_base,
+        env,
+        vsix,
+        {"security.workspace.trust.enabled": True, "security.workspace.trust.startupPrompt": "always"},
+        {},
+        trust=True,
+    )
     server, port, log = start_code_server(tmp_base, code_server_args, workspace, env)
     result_file = tmp_base / "trust-result.json"
     try:
-        driver_env = dict(env, CAO_E2E_URL=f"http://127.0.0.1:{port}", CAO_E2E_WORKSPACE=str(workspace),
-                          CAO_E2E_MARKER=str(marker), CAO_E2E_RESULT=str(result_file),
-                          CAO_E2E_HAS_VENV="1" if own_sidecar else "0",
-                          CAO_E2E_CHROMIUM=chromium, CAO_E2E_PLAYWRIGHT=str(PLAYWRIGHT))
+        driver_env = dict(
+            env,
+            CAO_E2E_URL=f"http://127.0.0.1:{port}",
+            CAO_E2E_WORKSPACE=str(workspace),
+            CAO_E2E_MARKER=str(marker),
+            CAO_E2E_RESULT=str(result_file),
+            CAO_E2E_HAS_VENV="1" if own_sidecar else "0",
+            CAO_E2E_CHROMIUM=chromium,
+            CAO_E2E_PLAYWRIGHT=str(PLAYWRIGHT),
+        )
         proc = run_driver(CLIENT / "e2e" / "trust.mjs", tmp_base, driver_env)
         result = json.loads(result_file.read_text()) if result_file.exists() else {}
         log_text = _extension_log(user_data)
@@ -80,7 +102,9 @@ def test_vscode_restricted_mode_then_trust(tmp_base: Path, own_sidecar: bool) ->
             return
         # Trusted: the extension restarted into the folder's own sidecar, told it is trusted.
         venv = workspace / ".venv" / "bin" / "cao-sidecar"
-        assert re.search(rf"starting {re.escape(str(venv))} \(the workspace's \.venv\) .*workspace trusted: true", log_text), log_text
+        assert re.search(rf"starting {re.escape(str(venv))} \(the workspace's \.venv\) .*workspace trusted: true", log_text), (
+            log_text
+        )
         assert checks["markerAfterTrust"] is True and marker.exists()
         assert "--tmux-socket" in marker.read_text()
         assert re.fullmatch(r"\d+ agents?", checks["statusBarTrusted"]), checks["statusBarTrusted"]

@@ -28,7 +28,10 @@ def test_python_is_parsed_never_run(tmp_path):
     assert not marker.exists()
     _description, problems = catalog.check_python("x = 1\ndef main(:\n")
     assert len(problems) == 1 and problems[0].startswith("line 2: syntax error")
-    assert catalog.check_python('"""Sum up."""\nx = 1\n') == ("Sum up.", ["line 1: no top-level `main` function (async def main(...): ... return the run's output)"])
+    assert catalog.check_python('"""Sum up."""\nx = 1\n') == (
+        "Sum up.",
+        ["line 1: no top-level `main` function (async def main(...): ... return the run's output)"],
+    )
 
 
 @pytest.mark.parametrize(
@@ -52,12 +55,18 @@ def test_yaml_shape_problems_are_named(text, problem):
 
 def test_yaml_groups_and_placeholders():
     spec, problems = catalog.parse_yaml(
-        {"inputs": {"topic": "owls"}, "steps": [{"profile": "a", "task": "{topic}"}, {"parallel": [{"profile": "b", "task": "{previous}"}]}]}
+        {
+            "inputs": {"topic": "owls"},
+            "steps": [{"profile": "a", "task": "{topic}"}, {"parallel": [{"profile": "b", "task": "{previous}"}]}],
+        }
     )
     assert problems == [] and spec is not None
     assert [len(group) for group in spec["steps"]] == [1, 1] and spec["inputs"] == {"topic": "owls"}
     # Only {name}: nothing else of str.format reaches the values.
-    assert catalog.fill("{topic} {topic.__class__} {0} {previous}", {"topic": "owls", "previous": "p"}) == "owls {topic.__class__} {0} p"
+    assert (
+        catalog.fill("{topic} {topic.__class__} {0} {previous}", {"topic": "owls", "previous": "p"})
+        == "owls {topic.__class__} {0} p"
+    )
 
 
 def test_workspace_workflows_run_only_in_a_trusted_folder(tmp_path, monkeypatch):

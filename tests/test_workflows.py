@@ -67,7 +67,7 @@ def process_env_socket(pid: int) -> str:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         return ""
-    return next((e[len(b"CAO_TMUX_SOCKET="):].decode() for e in environ if e.startswith(b"CAO_TMUX_SOCKET=")), "")
+    return next((e[len(b"CAO_TMUX_SOCKET=") :].decode() for e in environ if e.startswith(b"CAO_TMUX_SOCKET=")), "")
 
 
 def state(env: dict[str, str]) -> Path:
@@ -131,7 +131,10 @@ async def test_three_steps_with_a_fan_out_run_end_to_end_from_the_command_line(e
     try:
         code, out, err = await cli(env, workspace, "run", "review", "--input", "topic=cats")
         assert code == 0, err
-        assert json.loads(out) == {"plan": "plan for cats", "summary": "summary: review of plan for cats + tests of plan for cats"}
+        assert json.loads(out) == {
+            "plan": "plan for cats",
+            "summary": "summary: review of plan for cats + tests of plan for cats",
+        }
         assert "step 1 mock_reviewer: sent to" in err and "step 3 mock_developer: answered" in err
         assert received(env) == Counter(tasks("cats", 0.3, 0.5, 0.2))
         runs = [p for m, p in notes if m == "cao/workflowRun"]
@@ -313,7 +316,9 @@ async def test_a_yaml_workflow_runs_its_sequence_and_parallel_group(env, tmp_bas
         # A flow's run starts the workflow and ends with it.
         flows = workspace / ".cao" / "flows"
         flows.mkdir(parents=True)
-        (flows / "weekly.md").write_text('---\nname: weekly\nschedule: "0 6 * * 1"\nworkflow: brief\ninputs: {topic: moths}\n---\n')
+        (flows / "weekly.md").write_text(
+            '---\nname: weekly\nschedule: "0 6 * * 1"\nworkflow: brief\ninputs: {topic: moths}\n---\n'
+        )
 
         async def last_flow_run():
             listed = (await client.request("cao/listFlows", {}))["flows"]
@@ -346,7 +351,9 @@ def git(workspace: Path, env: dict[str, str], *args: str) -> str:
 
 async def test_a_step_in_its_own_worktree_and_its_branch_merged_at_the_end(env, tmp_base):
     workspace = tmp_base / "workspace"
-    env.update(GIT_AUTHOR_NAME="Ana", GIT_AUTHOR_EMAIL="ana@example.com", GIT_COMMITTER_NAME="Ana", GIT_COMMITTER_EMAIL="ana@example.com")
+    env.update(
+        GIT_AUTHOR_NAME="Ana", GIT_AUTHOR_EMAIL="ana@example.com", GIT_COMMITTER_NAME="Ana", GIT_COMMITTER_EMAIL="ana@example.com"
+    )
     (workspace / "README.md").write_text("# shop\n")
     for args in (["init", "-q", "--initial-branch=main"], ["add", "."], ["commit", "-qm", "start"]):
         git(workspace, env, *args)

@@ -170,7 +170,7 @@ async def test_worker_killed_mid_task_keeps_its_worktree_after_a_restart(env, tm
     repo = make_repo(tmp_base / "workspace" / "shop")
     notes: list = []
     first = await start(env, repo, notes)
-    worker = (await first.spawn("mock_developer", worktree=True, working_directory=str(repo), name="dev1"))
+    worker = await first.spawn("mock_developer", worktree=True, working_directory=str(repo), name="dev1")
     tid = worker["terminalId"]
     assert worker["worktree"]["branch"] == "cao/mock_developer-dev1"
     path = Path(worker["worktree"]["path"])
@@ -213,6 +213,7 @@ async def test_clear_errors(env, tmp_base):
     plain.mkdir()
     cao = await start(env, repo)
     try:
+
         async def error_of(coro):
             with pytest.raises(CaoError) as info:
                 await coro
@@ -230,7 +231,9 @@ async def test_clear_errors(env, tmp_base):
         git(repo, "branch", "old")
         (repo / "README").write_text("newer\n")
         git(repo, "commit", "--quiet", "-am", "newer")
-        done = await cao.handoff("edit x.txt x", profile="mock_developer", worktree=True, base_ref="old", working_directory=str(repo))
+        done = await cao.handoff(
+            "edit x.txt x", profile="mock_developer", worktree=True, base_ref="old", working_directory=str(repo)
+        )
         assert done["worktree"]["base"] == "old" and Path(done["worktree"]["path"], "README").read_text() == "shop\n"
 
         # A dirty base refuses the merge and changes nothing.
@@ -305,6 +308,10 @@ def test_profile_and_flow_fields_and_the_trust_rules(tmp_path):
     flow_text = '---\nname: nightly\nschedule: "0 3 * * *"\nprofile: dev\nworktree: true\n---\nTidy up.\n'
     flow, _diagnostics = check_flow(split_frontmatter(flow_text), path=tmp_path / "nightly.md", scope="user", base_dir=tmp_path)
     assert flow is not None and flow.worktree is True
-    plain, _diagnostics = check_flow(split_frontmatter(flow_text.replace("worktree: true\n", "")),
-                                     path=tmp_path / "nightly.md", scope="user", base_dir=tmp_path)
+    plain, _diagnostics = check_flow(
+        split_frontmatter(flow_text.replace("worktree: true\n", "")),
+        path=tmp_path / "nightly.md",
+        scope="user",
+        base_dir=tmp_path,
+    )
     assert plain is not None and plain.worktree is None

@@ -154,7 +154,9 @@ class CaoAcpAgent:
 
     # ---- ACP methods ---------------------------------------------------------------------------
 
-    async def initialize(self, protocol_version: int, client_capabilities: Any = None, client_info: Any = None, **kwargs: Any) -> InitializeResponse:
+    async def initialize(
+        self, protocol_version: int, client_capabilities: Any = None, client_info: Any = None, **kwargs: Any
+    ) -> InitializeResponse:
         return InitializeResponse(
             protocol_version=PROTOCOL_VERSION,
             agent_capabilities=AgentCapabilities(
@@ -183,7 +185,9 @@ class CaoAcpAgent:
         self.updates.put(session.session_id, update_available_commands(COMMANDS))
         return NewSessionResponse(session_id=session.session_id)
 
-    async def load_session(self, cwd: str, session_id: str, mcp_servers: Optional[list[Any]] = None, **kwargs: Any) -> LoadSessionResponse:
+    async def load_session(
+        self, cwd: str, session_id: str, mcp_servers: Optional[list[Any]] = None, **kwargs: Any
+    ) -> LoadSessionResponse:
         core = await self._core()
         session = self.store.load(session_id)
         if session is None:

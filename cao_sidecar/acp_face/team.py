@@ -44,8 +44,7 @@ def permission_options(choices: list[str]) -> list[tuple[str, str, PermissionOpt
     if not choices:
         return [(oid, name, "allow_once" if oid == "yes" else "reject_once") for oid, name in FREE_TEXT_OPTIONS]
     return [
-        (f"choice-{i}", label, "reject_once" if _REJECTING.match(label) else "allow_once")
-        for i, label in enumerate(choices, 1)
+        (f"choice-{i}", label, "reject_once" if _REJECTING.match(label) else "allow_once") for i, label in enumerate(choices, 1)
     ]
 
 
@@ -129,7 +128,11 @@ class TeamReporter:
             self._updates.put(
                 session.session_id,
                 start_tool_call(
-                    tool_id, title, kind="other", status="pending", content=self._content(lines),
+                    tool_id,
+                    title,
+                    kind="other",
+                    status="pending",
+                    content=self._content(lines),
                     raw_input={"terminalId": agent.terminal_id, "profile": agent.profile.name},
                 ),
             )
@@ -142,17 +145,19 @@ class TeamReporter:
             self._updates.put(
                 session.session_id,
                 update_tool_call(
-                    tool_id, status="failed" if failed else "completed", content=self._content(lines),
+                    tool_id,
+                    status="failed" if failed else "completed",
+                    content=self._content(lines),
                     raw_output={
-                        "status": previous.value if previous else None, "output": agent.last_answer, "worktree": worktree,
+                        "status": previous.value if previous else None,
+                        "output": agent.last_answer,
+                        "worktree": worktree,
                     },
                 ),
             )
             self._lines.pop(agent.terminal_id, None)
             return
-        self._updates.put(
-            session.session_id, update_tool_call(tool_id, status="in_progress", content=self._content(lines))
-        )
+        self._updates.put(session.session_id, update_tool_call(tool_id, status="in_progress", content=self._content(lines)))
 
     def on_completed(self, outcome: "WorkerOutcome") -> None:
         """An assign ended: its worker's tool call gets the result."""
@@ -167,7 +172,9 @@ class TeamReporter:
         self._updates.put(
             session.session_id,
             update_tool_call(
-                f"cao-{agent.terminal_id}", status="completed" if ok else "failed", content=self._content(lines),
+                f"cao-{agent.terminal_id}",
+                status="completed" if ok else "failed",
+                content=self._content(lines),
                 raw_output={"status": outcome.status.value, "output": outcome.output, "worktree": worktree},
             ),
         )

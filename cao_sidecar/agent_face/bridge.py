@@ -78,7 +78,9 @@ class Bridge:
         if response.status >= 400 or not isinstance(answer, dict):
             if msg_id is not None:
                 text = body.decode("utf-8", "replace")[:500]
-                self._write({"jsonrpc": "2.0", "id": msg_id, "error": {"code": -32000, "message": f"HTTP {response.status}: {text}"}})
+                self._write(
+                    {"jsonrpc": "2.0", "id": msg_id, "error": {"code": -32000, "message": f"HTTP {response.status}: {text}"}}
+                )
             return
         self._write(answer)
 
@@ -103,6 +105,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         with open(args.token_file, encoding="utf-8") as handle:
             token = handle.read().strip()
     if not args.socket or not token:
-        print("cao-sidecar mcp-bridge: need --socket (or $CAO_MCP_SOCKET) and a token ($CAO_MCP_TOKEN or --token-file)", file=sys.stderr)
+        print(
+            "cao-sidecar mcp-bridge: need --socket (or $CAO_MCP_SOCKET) and a token ($CAO_MCP_TOKEN or --token-file)",
+            file=sys.stderr,
+        )
         return 2
     return Bridge(args.socket, token).serve()

@@ -64,8 +64,9 @@ class HookEndpoint:
     def handle(self, agent: Any, source: str, payload: Any) -> None:
         """Apply one authenticated event to `agent` (after the reply: a hook never waits on us)."""
         if source != agent.provider.name:
-            log.info("hook for provider %r reached agent %s (provider %s); ignored", source, agent.terminal_id,
-                     agent.provider.name)
+            log.info(
+                "hook for provider %r reached agent %s (provider %s); ignored", source, agent.terminal_id, agent.provider.name
+            )
             return
         turn_text: Optional[str] = agent.turn.text if agent.turn is not None else None
         try:

@@ -109,8 +109,10 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         done = await tickets.wait(ticket, settings().handoff_reply_after, progress, every)
         if done is not None:
             return done
-        text = (f"The specialist{' ' + ticket.worker if ticket.worker else ''} is still working. Call wait_for_result "
-                f"with ticket {ticket.id} to wait for its answer; if you do not, it arrives later as a message.")
+        text = (
+            f"The specialist{' ' + ticket.worker if ticket.worker else ''} is still working. Call wait_for_result "
+            f"with ticket {ticket.id} to wait for its answer; if you do not, it arrives later as a message."
+        )
         data = HandoffResult(terminal_id=ticket.worker or "", profile=target, status="running", output="", ticket=ticket.id)
         return team_tools.tool_result(text, data)
 
@@ -132,7 +134,13 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
                 core, caller_of(ctx), target, task, host, worktree=worktree, base_ref=base_ref, model=model
             )
         return team_tools.assign(
-            core, caller_of(ctx), target, task, "its answer will arrive as a message.", worktree=worktree, base_ref=base_ref,
+            core,
+            caller_of(ctx),
+            target,
+            task,
+            "its answer will arrive as a message.",
+            worktree=worktree,
+            base_ref=base_ref,
             model=model,
         )
 
@@ -151,7 +159,9 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
     async def merge_work(
         worker: Annotated[str, Field(description="Terminal id of the worker whose branch to merge.")],
         ctx: Context,
-        strategy: Annotated[str, Field(description="'merge' (a merge commit) or 'rebase' (rebase, then fast-forward).")] = "merge",
+        strategy: Annotated[
+            str, Field(description="'merge' (a merge commit) or 'rebase' (rebase, then fast-forward).")
+        ] = "merge",
     ) -> Annotated[CallToolResult, MergeResult]:
         """Merge the work of a worker of your session that had its own git worktree (its branch) into the
         branch it started from. On a conflict nothing changes and the conflicting files are listed; a base

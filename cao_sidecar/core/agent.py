@@ -199,9 +199,7 @@ class Agent:
             return False
         return self.turn is not None or time.monotonic() - self.event_at < EVENT_HOLD_SECONDS
 
-    def apply_event(
-        self, status: AgentStatus, answer: Optional[str] = None, confirmed: bool = False
-    ) -> Transition:
+    def apply_event(self, status: AgentStatus, answer: Optional[str] = None, confirmed: bool = False) -> Transition:
         """Record a status the CLI reported itself. It ends the current turn when the turn was seen
         busy or the event names the turn's input (`confirmed`)."""
         if self.status is AgentStatus.EXITED:

@@ -69,9 +69,7 @@ class Orchestrator(Team):
             state_dir=state_dir, messages=stores.messages, agent_store=stores.agents, reports=stores.reports,
             logs=stores.logs, events=events, queue_stored=supervisor.queue_stored,
         )  # fmt: skip
-        pool = WorkerPool(
-            supervisor, max_workers=settings().pool_max_workers, max_memory_mb=settings().pool_max_memory_mb
-        )
+        pool = WorkerPool(supervisor, max_workers=settings().pool_max_workers, max_memory_mb=settings().pool_max_memory_mb)
         super().__init__(supervisor, assigns, pool)
         assigns.describe_work = supervisor.worktrees.describe  # a worker's report says where its work is
         # Things the user should hear about once an editor is connected (a state db set aside).
@@ -162,9 +160,7 @@ class Orchestrator(Team):
     def mcp_request_seen(self, terminal_id: str) -> None:
         self.supervisor.mcp_request_seen(terminal_id)
 
-    def agent_event(
-        self, agent: Agent, status: AgentStatus, answer: Optional[str] = None, *, confirmed: bool = False
-    ) -> None:
+    def agent_event(self, agent: Agent, status: AgentStatus, answer: Optional[str] = None, *, confirmed: bool = False) -> None:
         self.supervisor.agent_event(agent, status, answer, confirmed=confirmed)
 
     # ---- listeners: adapters over core.events -------------------------------------------------

@@ -83,13 +83,13 @@ def take(agent: Agent, answer: str, prompt_id: Optional[str]) -> tuple[PendingPr
     if agent.status is not AgentStatus.WAITING_USER_ANSWER or pending is None:
         if prompt_id is not None:
             raise PromptGone("that question is no longer waiting for an answer", terminalId=agent.terminal_id, promptId=prompt_id)
-        raise InvalidRequest(
-            f"agent is not waiting for an answer (status {agent.status.value})", field="terminalId"
-        )
+        raise InvalidRequest(f"agent is not waiting for an answer (status {agent.status.value})", field="terminalId")
     if prompt_id is not None and prompt_id != pending.id:
         raise PromptGone(
             "that question is no longer waiting for an answer (the agent now asks another one)",
-            terminalId=agent.terminal_id, promptId=prompt_id, currentPromptId=pending.id,
+            terminalId=agent.terminal_id,
+            promptId=prompt_id,
+            currentPromptId=pending.id,
         )
     if pending.answered:
         raise PromptGone("that question was already answered", terminalId=agent.terminal_id, promptId=pending.id)

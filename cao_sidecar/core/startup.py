@@ -103,8 +103,7 @@ class ReadyWaiter:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise AgentNotReady(
-                    f"agent '{agent.profile.name}' was not ready for input after {timeout:g}s "
-                    f"(status {agent.status.value})",
+                    f"agent '{agent.profile.name}' was not ready for input after {timeout:g}s (status {agent.status.value})",
                     terminalId=agent.terminal_id,
                     screenTail=agent.screen_tail(),
                 )
@@ -164,8 +163,7 @@ async def wait_mcp_connection(agent: Agent, timeout: float, started: float) -> N
             screenTail=agent.screen_tail(),
         )
     raise AgentNotReady(
-        f"agent '{agent.profile.name}' was not ready after {timeout:g}s: the CLI did not connect to the "
-        "sidecar's MCP server",
+        f"agent '{agent.profile.name}' was not ready after {timeout:g}s: the CLI did not connect to the sidecar's MCP server",
         terminalId=agent.terminal_id,
         screenTail=agent.screen_tail(),
     )

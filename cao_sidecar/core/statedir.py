@@ -24,8 +24,7 @@ MIN_FREE_BYTES = settings().min_free_bytes
 def _full(state_dir: Path, free: int | None = None) -> StateDirFull:
     room = f" ({free} bytes free)" if free is not None else ""
     return StateDirFull(
-        f"the state dir {state_dir} is full{room}: new work is refused until there is room on its disk; "
-        "running agents go on",
+        f"the state dir {state_dir} is full{room}: new work is refused until there is room on its disk; running agents go on",
         stateDir=str(state_dir),
     )
 

@@ -154,7 +154,9 @@ class AgentSupervisor:
             if same_session and agent.session != session:
                 raise UnknownTerminal(f"no agent '{target}' in your session '{session}'", terminalId=target)
             return agent
-        named = [a for a in self.agents.values() if a.name == target and not a.pooled and (session is None or a.session == session)]
+        named = [
+            a for a in self.agents.values() if a.name == target and not a.pooled and (session is None or a.session == session)
+        ]
         if len(named) == 1:
             return named[0]
         if len(named) > 1:
@@ -253,9 +255,7 @@ class AgentSupervisor:
             agent.events_active = spec.events
             window_name = agent.name or f"{agent.profile.name}-{agent.terminal_id}"
             try:
-                pane = await self.tmux.new_window(
-                    agent.session, window_name, spec.argv, env=env, cwd=agent.working_directory
-                )
+                pane = await self.tmux.new_window(agent.session, window_name, spec.argv, env=env, cwd=agent.working_directory)
             except TmuxError as exc:
                 raise TerminalError(f"tmux could not start the agent: {exc}", terminalId=agent.terminal_id) from exc
             self._forget_earlier_pane(agent, pane.pane_id)
@@ -369,9 +369,7 @@ class AgentSupervisor:
         if prompts.refresh(agent) and agent.prompt is not None:
             self.events.emit(PromptChanged(agent, agent.prompt))
 
-    def agent_event(
-        self, agent: Agent, status: AgentStatus, answer: Optional[str] = None, *, confirmed: bool = False
-    ) -> None:
+    def agent_event(self, agent: Agent, status: AgentStatus, answer: Optional[str] = None, *, confirmed: bool = False) -> None:
         """A status the CLI reported itself (a hook, Codex's notify): it goes through the same turn
         machinery as screen classifications and beats them (see Agent.overruled_by_events)."""
         if agent.terminating or not agent.alive:
@@ -389,7 +387,8 @@ class AgentSupervisor:
             return
         log.warning(
             "agent %s: working, but no output or event for %.0fs: stalled",
-            agent.terminal_id, self._stalls.quiet_seconds(agent),
+            agent.terminal_id,
+            self._stalls.quiet_seconds(agent),
         )
         self._commit(agent, agent.stalled())
 
@@ -427,9 +426,7 @@ class AgentSupervisor:
         prompts.on_status(agent, status)
         if agent.terminal_id in self.agents:
             self.stores.agents.set_status(agent.terminal_id, status.value)
-        self.stores.logs.event(
-            "status", agent.terminal_id, status=status.value, previous=previous.value if previous else None
-        )
+        self.stores.logs.event("status", agent.terminal_id, status=status.value, previous=previous.value if previous else None)
         if status is AgentStatus.EXITED:
             self.stores.logs.close_output(agent.terminal_id)
         self.events.emit(StatusChanged(agent, previous, status))

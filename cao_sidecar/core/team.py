@@ -225,8 +225,13 @@ class Team:
         if on_agent is not None:
             on_agent(agent)
         self.supervisor.stores.logs.event(
-            "handoff.start", agent.terminal_id, profile=agent.profile.name, newWorker=new_worker,
-            caller=caller.terminal_id if caller else None, message=message, warm=warm,
+            "handoff.start",
+            agent.terminal_id,
+            profile=agent.profile.name,
+            newWorker=new_worker,
+            caller=caller.terminal_id if caller else None,
+            message=message,
+            warm=warm,
         )
         task_id: str | None = None
         if new_worker:
@@ -235,8 +240,8 @@ class Team:
             # worker down.
             try:
                 task_id = self.assigns.record_task(
-                agent.terminal_id, agent.profile.name, message, caller.terminal_id if caller else None, keep, timeout
-            )
+                    agent.terminal_id, agent.profile.name, message, caller.terminal_id if caller else None, keep, timeout
+                )
             except BaseException:
                 self.supervisor.spawn_background(self.supervisor.discard(agent))
                 raise
@@ -259,7 +264,9 @@ class Team:
             if self.supervisor.closing and isinstance(exc, asyncio.CancelledError):
                 raise  # the sidecar stops: its successor follows the worker and reports it
             self.supervisor.stores.logs.event(
-                "handoff.end", agent.terminal_id, ok=False,
+                "handoff.end",
+                agent.terminal_id,
+                ok=False,
                 error=exc.message if isinstance(exc, CaoError) else type(exc).__name__,
             )
             if isinstance(exc, (asyncio.CancelledError, AgentTimeout)) and agent.alive and agent.turn is not None:
@@ -311,8 +318,12 @@ class Team:
             self.supervisor.spawn_background(self.supervisor.discard(agent))
             raise
         self.supervisor.stores.logs.event(
-            "assign.start", agent.terminal_id, profile=profile, caller=caller.terminal_id if caller else None,
-            message=message, warm=warm,
+            "assign.start",
+            agent.terminal_id,
+            profile=profile,
+            caller=caller.terminal_id if caller else None,
+            message=message,
+            warm=warm,
         )
         self.supervisor.spawn_background(
             self.run_assigned(
@@ -322,8 +333,15 @@ class Team:
         return agent
 
     async def run_assigned(
-        self, agent: Agent, task_id: str, message: str, deadline: float, keep: bool, caller_id: str | None,
-        *, warm: bool = False,
+        self,
+        agent: Agent,
+        task_id: str,
+        message: str,
+        deadline: float,
+        keep: bool,
+        caller_id: str | None,
+        *,
+        warm: bool = False,
     ) -> None:
         """Launch a new worker (unless `warm`: a ready one from the pool), give it its stored
         task, report how it ended. `deadline` is wall-clock."""
@@ -348,7 +366,9 @@ class Team:
         except Exception as exc:  # an acknowledged assign is reported whatever failed
             log.exception("assign on %s failed unexpectedly", agent.terminal_id)
             outcome = WorkerOutcome(
-                agent, AgentStatus.ERROR, agent.screen_tail(),
+                agent,
+                AgentStatus.ERROR,
+                agent.screen_tail(),
                 AgentFailed(f"the worker could not run the task: {exc}", terminalId=agent.terminal_id),
             )
         await self.report_assigned(outcome, caller_id, keep)
@@ -361,8 +381,13 @@ class Team:
             await self.supervisor.teardown(outcome.agent)
 
     async def send_message(
-        self, terminal_id: str, message: str, sender: str | None = None, sender_agent: Caller | None = None,
-        *, relay: bool = False,
+        self,
+        terminal_id: str,
+        message: str,
+        sender: str | None = None,
+        sender_agent: Caller | None = None,
+        *,
+        relay: bool = False,
     ) -> tuple[str, str]:
         """Queue `message` for an agent; returns (message id, 'delivered' | 'queued').
 

@@ -108,4 +108,3 @@ async def _cursor_left_input_line(core: "AgentSupervisor", pane_id: str) -> bool
     except TmuxError:
         return False
     return y >= len(rows)
-

@@ -60,9 +60,7 @@ class WorktreeManager:
 
     # ---- making one ---------------------------------------------------------------------------
 
-    def plan(
-        self, agent: Agent, worktree: Optional[bool], base_ref: Optional[str]
-    ) -> Optional[WorktreePlan]:
+    def plan(self, agent: Agent, worktree: Optional[bool], base_ref: Optional[str]) -> Optional[WorktreePlan]:
         """Decide whether `agent` gets a worktree (the caller's choice, else its profile's) and
         check what can be checked without git running: git is there, the folder is in a repository."""
         wanted = worktree if worktree is not None else agent.profile.worktree

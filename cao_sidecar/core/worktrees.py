@@ -128,7 +128,9 @@ async def resolve_base(repo: str, base_ref: Optional[str]) -> tuple[str, str]:
         return base_ref, found.out.strip()
     head = await git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False)
     if head.code != 0:
-        raise WorktreeError(f"the repository {repo} has no commit yet: a worktree needs one to start from", reason="unknownBaseRef")
+        raise WorktreeError(
+            f"the repository {repo} has no commit yet: a worktree needs one to start from", reason="unknownBaseRef"
+        )
     branch = await git(repo, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
     return (branch.out.strip() if branch.code == 0 else head.out.strip()), head.out.strip()
 
@@ -193,7 +195,9 @@ def copy_untracked(repo: str, worktree: Path, files: list[str]) -> tuple[list[st
         try:
             src_fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
             try:
-                dst_fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, stat.S_IMODE(os.fstat(src_fd).st_mode))
+                dst_fd = os.open(
+                    dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, stat.S_IMODE(os.fstat(src_fd).st_mode)
+                )
                 try:
                     while chunk := os.read(src_fd, 1 << 16):
                         os.write(dst_fd, chunk)
@@ -267,7 +271,16 @@ async def checkout_of(repo: str, branch: str) -> Optional[str]:
 async def conflicts_between(repo: str, base: str, branch: str) -> Optional[list[str]]:
     """The files a merge of `branch` into `base` would conflict on, without touching any tree or
     ref (git merge-tree); None if this git cannot tell (older than 2.38)."""
-    result = await git(repo, "merge-tree", "--write-tree", "--name-only", "--no-messages", f"refs/heads/{base}", f"refs/heads/{branch}", check=False)
+    result = await git(
+        repo,
+        "merge-tree",
+        "--write-tree",
+        "--name-only",
+        "--no-messages",
+        f"refs/heads/{base}",
+        f"refs/heads/{branch}",
+        check=False,
+    )
     if result.code == 0:
         return []
     if result.code == 1:
@@ -291,7 +304,9 @@ async def merge(repo: str, branch: str, base: str, message: str) -> MergeOutcome
         if tree.code != 0:
             return MergeOutcome(False, conflicts or [], message=f"git merge-tree could not merge {branch} into {base}")
         old = (await git(repo, "rev-parse", f"refs/heads/{base}")).out.strip()
-        new = (await git(repo, "commit-tree", tree.out.split()[0], "-p", old, "-p", f"refs/heads/{branch}", "-m", message, env=env)).out.strip()
+        new = (
+            await git(repo, "commit-tree", tree.out.split()[0], "-p", old, "-p", f"refs/heads/{branch}", "-m", message, env=env)
+        ).out.strip()
         await git(repo, "update-ref", "-m", message, f"refs/heads/{base}", new, old)
         return MergeOutcome(True, commit=new, message=f"merged {branch} into {base}")
     await _check_clean(checkout, base)

@@ -242,7 +242,9 @@ async def _pump(source: asyncio.StreamReader, write: Any) -> None:
             await write(chunk)
 
 
-async def _relay(stdin: asyncio.StreamReader, out: _Out, sock_reader: asyncio.StreamReader, sock_writer: asyncio.StreamWriter) -> int:
+async def _relay(
+    stdin: asyncio.StreamReader, out: _Out, sock_reader: asyncio.StreamReader, sock_writer: asyncio.StreamWriter
+) -> int:
     async def to_orchestrator(chunk: bytes) -> None:
         sock_writer.write(chunk)
         await sock_writer.drain()

@@ -29,7 +29,7 @@ def initialize_result() -> dict[str, Any]:
                     "notifications": list(advertised.NOTIFICATIONS),
                     "providers": _provider_names(),
                 }
-            }
+            },
         },
         "serverInfo": {"name": "cao-sidecar", "version": __version__},
     }

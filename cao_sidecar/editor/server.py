@@ -106,12 +106,8 @@ class CaoLanguageServer(LanguageServer):
 
     protocol: CaoProtocol  # built with protocol_cls=CaoProtocol
 
-    def __init__(
-        self, core_ready: "asyncio.Future[Orchestrator]", on_shutdown: Optional[Callable[[bool], None]] = None
-    ) -> None:
-        super().__init__(
-            "cao-sidecar", __version__, protocol_cls=CaoProtocol, converter_factory=_make_converter
-        )
+    def __init__(self, core_ready: "asyncio.Future[Orchestrator]", on_shutdown: Optional[Callable[[bool], None]] = None) -> None:
+        super().__init__("cao-sidecar", __version__, protocol_cls=CaoProtocol, converter_factory=_make_converter)
         self.core_ready = core_ready
         self.on_shutdown = on_shutdown
         self.cao_handlers: dict[str, Callable[["CaoLanguageServer", Any], Awaitable[Any]]] = {}
@@ -316,9 +312,7 @@ class _HandoffProgress:
         self.active.setdefault(agent.terminal_id, []).append(self)
         self._ls.work_done_progress.begin(
             self._token,
-            types.WorkDoneProgressBegin(
-                title=f"Handoff to {agent.profile.name}", message=agent.status.value, cancellable=True
-            ),
+            types.WorkDoneProgressBegin(title=f"Handoff to {agent.profile.name}", message=agent.status.value, cancellable=True),
         )
 
     def report(self, status: AgentStatus) -> None:

@@ -104,9 +104,7 @@ def check_schedule(value: str) -> Optional[str]:
         return f"the schedule {show(text)} has characters cron does not use"
     fields = text.split(" ")
     if len(fields) != 5:
-        return (
-            f"the schedule must have 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}: {show(text)}"
-        )
+        return f"the schedule must have 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}: {show(text)}"
     try:
         if not croniter.is_valid(text):
             return f"{show(text)} is not a valid cron expression"
@@ -222,9 +220,14 @@ def _gate(c: Checker, value: object) -> Optional[Gate]:
     if isinstance(value, dict):
         unknown = set(map(str, value)) - {"command", "shell", "timeoutSeconds"}
         for extra in sorted(unknown):
-            c.warning(f"'gate': unknown setting '{extra}' is ignored{suggest(extra, ['command', 'shell', 'timeoutSeconds'])}", key)
+            c.warning(
+                f"'gate': unknown setting '{extra}' is ignored{suggest(extra, ['command', 'shell', 'timeoutSeconds'])}", key
+            )
         if ("command" in value) == ("shell" in value):
-            c.error("'gate' needs exactly one of 'command' (a program and its arguments, no shell) or 'shell' (a script for /bin/sh)", key)
+            c.error(
+                "'gate' needs exactly one of 'command' (a program and its arguments, no shell) or 'shell' (a script for /bin/sh)",
+                key,
+            )
             return None
         t = value.get("timeoutSeconds", DEFAULT_GATE_TIMEOUT)
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 1 <= t <= 3600:
@@ -259,7 +262,9 @@ def _gate(c: Checker, value: object) -> Optional[Gate]:
             c.error("'gate' arguments must not contain newlines or control characters", key)
             return None
     else:
-        c.error(f"'gate' must be a command (a list, a string, or a mapping with 'command' or 'shell'), got {yaml_type(value)}", key)
+        c.error(
+            f"'gate' must be a command (a list, a string, or a mapping with 'command' or 'shell'), got {yaml_type(value)}", key
+        )
         return None
     if not argv or not argv[0]:
         c.error("'gate' names no program", key)
@@ -279,4 +284,3 @@ def fill_placeholders(task: str, values: dict[str, str]) -> tuple[str, list[str]
         return match.group(0)
 
     return PLACEHOLDER.sub(replace, task), sorted(set(missing))
-

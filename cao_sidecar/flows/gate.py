@@ -105,7 +105,7 @@ async def run_gate(gate: Gate, *, cwd: str, env: dict[str, str]) -> GateDecision
     except ValueError as exc:
         return GateDecision(False, failed=True, reason=f"the gate printed invalid JSON ({exc}): {text[:120]!r}")
     if not isinstance(answer, dict):
-        return GateDecision(False, failed=True, reason="the gate must print a JSON object, e.g. {\"run\": true}")
+        return GateDecision(False, failed=True, reason='the gate must print a JSON object, e.g. {"run": true}')
     run = answer.get("run", True)
     if not isinstance(run, bool):
         return GateDecision(False, failed=True, reason="the gate's 'run' must be true or false")

@@ -69,6 +69,7 @@ class AssignsWork(Protocol):
         """Where a flow with `workflow:` starts its run (None: not available)."""
         ...
 
+
 log = logging.getLogger(__name__)
 
 MAX_SLEEP = 60.0
@@ -291,9 +292,7 @@ class FlowScheduler:
             missing = sorted(set(missing) | {m for v in flow.inputs.values() for m in fill_placeholders(v, decision.values)[1]})
             if missing:
                 names = ", ".join("{{" + m + "}}" for m in missing)
-                return self._finish(
-                    flow.path, run.run_id, "gate_failed", reason=f"the gate's JSON has no value for {names}"
-                )
+                return self._finish(flow.path, run.run_id, "gate_failed", reason=f"the gate's JSON has no value for {names}")
         if flow.workflow is not None:
             return await self._start_workflow(flow, run, inputs, task)
         try:
@@ -313,9 +312,7 @@ class FlowScheduler:
         updated = self.store.update(run.run_id, terminal_id=agent.terminal_id, task=task)
         # Safety net: the core reports every assign's end; should it ever not, the run does not
         # stay "running" (and block later runs) past its timeout.
-        asyncio.get_running_loop().call_later(
-            flow.timeout + COMPLETION_GRACE, self._expire, agent.terminal_id, run.run_id
-        )
+        asyncio.get_running_loop().call_later(flow.timeout + COMPLETION_GRACE, self._expire, agent.terminal_id, run.run_id)
         self._changed()
         return updated
 
@@ -364,9 +361,7 @@ class FlowScheduler:
             CAO_FLOW_TRIGGER=run.trigger,
             CAO_FLOW_SCHEDULED_AT=iso(scheduled_at) or "",
         )
-        previous = next(
-            (r for r in self.store.history(str(flow.path), 50) if r.status == "completed"), None
-        )
+        previous = next((r for r in self.store.history(str(flow.path), 50) if r.status == "completed"), None)
         env["CAO_FLOW_LAST_SUCCESS_AT"] = previous.started_at if previous else ""
         return env
 
@@ -441,4 +436,3 @@ class FlowScheduler:
 
     def states(self) -> list[FlowState]:
         return [self.state(e) for e in self.flows.entries()]
-

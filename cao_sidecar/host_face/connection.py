@@ -82,7 +82,12 @@ class HostConnection:
 
     def _arrived(self, message: StoredMessage) -> None:
         self._announce(
-            {"event": "message", "messageId": message.message_id, "sender": message.sender, "hint": "call read_messages to read it"}
+            {
+                "event": "message",
+                "messageId": message.message_id,
+                "sender": message.sender,
+                "hint": "call read_messages to read it",
+            }
         )
 
     def _status_changed(self, agent: Agent, previous: Optional[AgentStatus], status: AgentStatus) -> None:
@@ -91,8 +96,11 @@ class HostConnection:
             return
         self._announce(
             {
-                "event": "question", "terminalId": agent.terminal_id, "profile": agent.profile.name,
-                **question.model_dump(by_alias=True), "hint": "call answer with its terminal id and one of the choices",
+                "event": "question",
+                "terminalId": agent.terminal_id,
+                "profile": agent.profile.name,
+                **question.model_dump(by_alias=True),
+                "hint": "call answer with its terminal id and one of the choices",
             }  # fmt: skip
         )
 

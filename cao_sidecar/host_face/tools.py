@@ -116,7 +116,9 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         target: PROFILE,
         task: TASK,
         ctx: Context,
-        timeout_seconds: Annotated[float, Field(description="Give up (and stop the specialist) after this long.", gt=0)] = HANDOFF_TIMEOUT_SECONDS,
+        timeout_seconds: Annotated[
+            float, Field(description="Give up (and stop the specialist) after this long.", gt=0)
+        ] = HANDOFF_TIMEOUT_SECONDS,
         worktree: Annotated[bool | None, Field(description=team_tools.WORKTREE_HELP)] = None,
         base_ref: Annotated[str | None, Field(description=team_tools.BASE_REF_HELP)] = None,
         model: Annotated[str | None, Field(description=MODEL_HELP)] = None,
@@ -129,8 +131,15 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         with_status = lambda: f"{target} {worker[0].terminal_id}: {worker[0].status.value}" if worker else f"{target}: starting"  # noqa: E731
         async with progress_while(ctx, with_status, timeout_seconds):
             return await team_tools.handoff(
-                core, lead, target, task, timeout_seconds, on_agent=worker.append,
-                worktree=worktree, base_ref=base_ref, model=model,
+                core,
+                lead,
+                target,
+                task,
+                timeout_seconds,
+                on_agent=worker.append,
+                worktree=worktree,
+                base_ref=base_ref,
+                model=model,
             )
 
     @mcp.tool()
@@ -188,7 +197,10 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         return ProfileList(
             profiles=[
                 ProfileInfo(
-                    name=e.item.name, description=e.item.description, provider=e.item.provider, scope=e.layer.scope,
+                    name=e.item.name,
+                    description=e.item.description,
+                    provider=e.item.provider,
+                    scope=e.layer.scope,
                     untrusted=not e.layer.trusted,
                 )  # fmt: skip
                 for e in core.catalog.entries()

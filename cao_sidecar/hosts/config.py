@@ -1,12 +1,12 @@
 """The user's hosts: `<config dir>/hosts.yaml`, validated with errors that name the entry.
 
-    hosts:
-      - name: box1                 # how profiles, spawn and terminal ids (box1:ab12cd34) name it
-        ssh: dev@box1.example.com  # the ssh destination
-        options: ["-p", "2222", "-i", "~/.ssh/box1"]   # extra ssh arguments (optional)
-        python: python3            # the host's Python 3.11+ (optional)
-        workspace: ~/cao-node      # the node's folder on the host (optional; default
-                                   # ~/.cache/cao-sidecar/node): agents' default working dir
+hosts:
+  - name: box1                 # how profiles, spawn and terminal ids (box1:ab12cd34) name it
+    ssh: dev@box1.example.com  # the ssh destination
+    options: ["-p", "2222", "-i", "~/.ssh/box1"]   # extra ssh arguments (optional)
+    python: python3            # the host's Python 3.11+ (optional)
+    workspace: ~/cao-node      # the node's folder on the host (optional; default
+                               # ~/.cache/cao-sidecar/node): agents' default working dir
 """
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ deps={deps}; target={target}
 if [ ! -x "$deps/bin/python" ]; then
   rm -rf "$deps.part.$$"
   {py} -m venv "$deps.part.$$"
-  "$deps.part.$$/bin/python" -m pip install -q --disable-pip-version-check {' '.join(shlex.quote(r) for r in wanted)} >&2
+  "$deps.part.$$/bin/python" -m pip install -q --disable-pip-version-check {" ".join(shlex.quote(r) for r in wanted)} >&2
   mv -T "$deps.part.$$" "$deps" 2>/dev/null || rm -rf "$deps.part.$$"
 fi
 if [ ! -x "$target/bin/python" ]; then

@@ -66,9 +66,7 @@ class _Pending:
 
 
 class HostLink:
-    def __init__(
-        self, host: HostConfig, on_notification: Notify, on_connected: Callable[[str], None], serve_up: ServeUp
-    ) -> None:
+    def __init__(self, host: HostConfig, on_notification: Notify, on_connected: Callable[[str], None], serve_up: ServeUp) -> None:
         self.host = host
         self._serve_up = serve_up
         self._up_tasks: set[asyncio.Task[None]] = set()
@@ -100,7 +98,9 @@ class HostLink:
         for wait in waits:
             wait.cancel()
         if not self._connected.is_set():
-            reason = self.reason if self.state == "failed" else f"not connected after {timeout:.0f} s ({self.state}: {self.reason})"
+            reason = (
+                self.reason if self.state == "failed" else f"not connected after {timeout:.0f} s ({self.state}: {self.reason})"
+            )
             raise HostUnavailable(reason, host=self.host.name)
 
     async def call(self, method: str, params: Any, profile: Optional[dict[str, Any]] = None) -> Any:

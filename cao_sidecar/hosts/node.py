@@ -185,7 +185,9 @@ class Upstream:
                 await changed.wait()
             server = self._server
             lost = self._lost[id(server)]
-            answer = asyncio.ensure_future(server.protocol.send_request_async(UP_CALL, {"key": key, "method": method, "params": params}))
+            answer = asyncio.ensure_future(
+                server.protocol.send_request_async(UP_CALL, {"key": key, "method": method, "params": params})
+            )
             lost_wait = asyncio.ensure_future(lost.wait())
             await asyncio.wait([answer, lost_wait], return_when=asyncio.FIRST_COMPLETED)
             lost_wait.cancel()

@@ -202,7 +202,9 @@ class RemoteHosts:
         if method not in ("cao/handoff", "cao/assign", "cao/sendMessage", "cao/spawn"):
             raise CaoError(f"cao/nodeUp: a node may not call {method!r}")
 
-        return await asyncio.shield(self._up_calls.run(f"{host}:{params['key']}", lambda: self.run_here(method, params.get("params"))))
+        return await asyncio.shield(
+            self._up_calls.run(f"{host}:{params['key']}", lambda: self.run_here(method, params.get("params")))
+        )
 
     def _on_notification(self, host: str, method: str, params: Any) -> None:
         params = qualify(params, host)

@@ -49,7 +49,9 @@ def call_sidecar_tool(tool: str, arguments: dict[str, object]) -> str:
             content_type = response.headers.get("Content-Type", "")
             raw = response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
-        raise SidecarToolError(f"sidecar refused the call: HTTP {exc.code} {exc.read().decode('utf-8', 'replace')[:200]}") from None
+        raise SidecarToolError(
+            f"sidecar refused the call: HTTP {exc.code} {exc.read().decode('utf-8', 'replace')[:200]}"
+        ) from None
     except OSError as exc:
         raise SidecarToolError(f"sidecar unreachable: {exc}") from None
     message = _parse(raw, content_type)

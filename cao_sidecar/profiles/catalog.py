@@ -54,7 +54,9 @@ class ProfileCatalog:
     def _parse(self, fm: Frontmatter, layer: Layer, path: Path) -> tuple[Optional[Profile], list[Diagnostic]]:
         if self._providers is None:
             self._providers = known_providers(self._workspace)
-        profile, diagnostics = check_profile(fm, path=path, source=layer.scope, base_dir=layer.base_dir, providers=self._providers)
+        profile, diagnostics = check_profile(
+            fm, path=path, source=layer.scope, base_dir=layer.base_dir, providers=self._providers
+        )
         if profile is not None and not layer.trusted and layer.base_dir is not None:
             profile, held = hold_back_profile(profile, layer.base_dir)
             if held is not None:

@@ -47,7 +47,9 @@ def add_parsers(sub: Any, common: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (cao/listFlows' FlowInfo objects)")
     p = fsub.add_parser("run", help="run a flow now and print the worker's answer")
     p.add_argument("name")
-    p.add_argument("--timeout", type=float, default=None, help="stop waiting after this many seconds (default: the flow's timeout)")
+    p.add_argument(
+        "--timeout", type=float, default=None, help="stop waiting after this many seconds (default: the flow's timeout)"
+    )
     for verb in ("enable", "disable"):
         p = fsub.add_parser(verb, help=f"{verb} a flow's scheduled runs (kept until its file's 'enabled' changes)")
         p.add_argument("name")
@@ -111,11 +113,15 @@ def profiles_command(args: argparse.Namespace) -> int:
             return 2
         entry = catalog.entry(args.name)
         if entry is None:
-            print(f"cao-sidecar profiles show: unknown profile '{args.name}' (known: {', '.join(catalog.names())})", file=sys.stderr)
+            print(
+                f"cao-sidecar profiles show: unknown profile '{args.name}' (known: {', '.join(catalog.names())})", file=sys.stderr
+            )
             return 1
         p = entry.item
         print(f"name:        {p.name}")
-        print(f"file:        {entry.path} ({entry.layer.scope}){'  [has errors: last good version shown]' if entry.stale else ''}")
+        print(
+            f"file:        {entry.path} ({entry.layer.scope}){'  [has errors: last good version shown]' if entry.stale else ''}"
+        )
         for path in entry.shadows:
             print(f"shadows:     {path}")
         if not entry.layer.trusted:

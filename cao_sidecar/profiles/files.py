@@ -134,11 +134,7 @@ def candidate_files(directory: Path) -> list[Path]:
         names = sorted(os.listdir(directory))
     except OSError:
         return []
-    found = [
-        directory / n
-        for n in names
-        if n.endswith(".md") and not n.startswith((".", "#", "~")) and len(n) > 3
-    ]
+    found = [directory / n for n in names if n.endswith(".md") and not n.startswith((".", "#", "~")) and len(n) > 3]
     return found[:MAX_FILES_PER_DIR]
 
 
@@ -330,9 +326,7 @@ class Checker:
     def failed(self) -> bool:
         return any(d.severity == "error" for d in self.diagnostics)
 
-    def unknown_fields(
-        self, known: Iterable[str], aliases: dict[str, str] | None = None, passed_on: str | None = None
-    ) -> None:
+    def unknown_fields(self, known: Iterable[str], aliases: dict[str, str] | None = None, passed_on: str | None = None) -> None:
         """Warn about fields the format does not define. `passed_on`: where they go instead
         (e.g. profiles hand them to the provider as provider-specific options)."""
         known = list(known)

@@ -222,6 +222,5 @@ class LayeredCatalog(Generic[T]):
 
 def _entry_key(entries: dict[str, Entry[Any]]) -> Any:
     return sorted(
-        (n, e.item, str(e.path), e.layer.scope, e.layer.trusted, [str(s) for s in e.shadows], e.stale)
-        for n, e in entries.items()
+        (n, e.item, str(e.path), e.layer.scope, e.layer.trusted, [str(s) for s in e.shadows], e.stale) for n, e in entries.items()
     )

@@ -165,7 +165,13 @@ def check_profile(
         )
     ask_for_team_tools = c.boolean("askForTeamTools", False)
     working_directory = _working_directory(c, base_dir)
-    env = c.string_map("env", f.get("env"), key_pattern=ENV_NAME, key_rule="letters, digits and '_', not starting with a digit", allow_newlines=True)
+    env = c.string_map(
+        "env",
+        f.get("env"),
+        key_pattern=ENV_NAME,
+        key_rule="letters, digits and '_', not starting with a digit",
+        allow_newlines=True,
+    )
     if env:
         for key in env:
             if key.startswith("CAO_"):
@@ -255,7 +261,10 @@ def _pool_size(c: Checker, worktree: bool) -> int:
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_POOL:
-        c.error(f"'pool' must be a whole number from 0 to {MAX_POOL}, got {show(value) if isinstance(value, str) else value!r}", "pool")
+        c.error(
+            f"'pool' must be a whole number from 0 to {MAX_POOL}, got {show(value) if isinstance(value, str) else value!r}",
+            "pool",
+        )
         return 0
     if value and worktree:
         c.warning("'pool' is ignored for a profile with 'worktree: true' (a warm worker has no task branch yet)", "pool")
@@ -311,7 +320,13 @@ def _mcp_servers(c: Checker, value: Any) -> Optional[list[McpServer]]:
             if any("\x00" in a for a in args):
                 c.error(f"'{key}.{name}.args' must not contain NUL characters", key)
                 return None
-            env = c.string_map(f"{key}.{name}.env", spec.get("env"), key_pattern=ENV_NAME, key_rule="an environment variable name", allow_newlines=True)
+            env = c.string_map(
+                f"{key}.{name}.env",
+                spec.get("env"),
+                key_pattern=ENV_NAME,
+                key_rule="an environment variable name",
+                allow_newlines=True,
+            )
             if env is None:
                 return None
             servers.append(McpServer(name, "stdio", command=command, args=tuple(args), env=tuple(env.items())))
@@ -319,10 +334,14 @@ def _mcp_servers(c: Checker, value: Any) -> Optional[list[McpServer]]:
             if not isinstance(url, str) or CONTROL.search(url) or not re.match(r"^https?://[^\s/]+", url):
                 c.error(f"'{key}.{name}.url' must be an http:// or https:// URL", key)
                 return None
-            headers = c.string_map(f"{key}.{name}.headers", spec.get("headers"), key_pattern=HEADER_NAME, key_rule="an HTTP header name")
+            headers = c.string_map(
+                f"{key}.{name}.headers", spec.get("headers"), key_pattern=HEADER_NAME, key_rule="an HTTP header name"
+            )
             if headers is None:
                 return None
-            servers.append(McpServer(name, transport if transport != "stdio" else "http", url=url, headers=tuple(headers.items())))
+            servers.append(
+                McpServer(name, transport if transport != "stdio" else "http", url=url, headers=tuple(headers.items()))
+            )
     return servers
 
 

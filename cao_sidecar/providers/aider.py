@@ -68,9 +68,7 @@ class AiderProvider(ScreenProvider):
     interrupt_key = "C-c"
     # Input is read line by line: a message is typed as one line (core/typed_text.py).
     bracketed_paste = False
-    dialogs = (
-        Dialog("startup question", r"\(Y\)es/\(N\)o", keys=("n", "Enter"), window=2),
-    )
+    dialogs = (Dialog("startup question", r"\(Y\)es/\(N\)o", keys=("n", "Enter"), window=2),)
 
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
         argv = command_from_options(["aider"], ctx)

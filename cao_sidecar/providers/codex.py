@@ -112,8 +112,14 @@ class CodexProvider(ScreenProvider):
         events = False
         if url is not None and ctx.env.get("CAO_MCP_TOKEN"):
             token_file = ctx.agent_dir / "credential"
-            notify = [sys.executable, str(Path(__file__).with_name("hook_relay.py")), "--url", url,
-                      "--token-file", str(token_file)]
+            notify = [
+                sys.executable,
+                str(Path(__file__).with_name("hook_relay.py")),
+                "--url",
+                url,
+                "--token-file",
+                str(token_file),
+            ]
             argv += ["-c", "notify=" + mcp_config.toml_value(notify)]
             events = True
         mode = opts.get("permission_mode")
@@ -186,8 +192,7 @@ class CodexProvider(ScreenProvider):
             return Classification(S.IDLE, "composer, no input yet")
         if head >= 0:
             summary = any(SUMMARY.match(line) for line in s.lines[head:composer])
-            rule = "an answer (•) and 'Worked for' follow the last input" if summary else (
-                "an answer (•) follows the last input")
+            rule = "an answer (•) and 'Worked for' follow the last input" if summary else ("an answer (•) follows the last input")
             return Classification(S.COMPLETED, rule)
         for line in s.lines[last_input + 1 : composer]:
             if ERROR.match(line):

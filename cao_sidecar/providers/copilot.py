@@ -47,14 +47,29 @@ class CopilotProvider(PatternProvider):
     model_args = ("--model", "{model}")
     rules = compile_rules(
         [
-            (S.WAITING_USER_ANSWER, r"Do you trust the files in this folder|\[y/n\]|^\s*❯ \d+\. |"
-             r"Do you want to (?:run|allow|proceed)|↑↓ to (?:navigate|select)", 12, "bottom",
-             "waiting: a question with choices at the bottom"),
-            (S.WAITING_USER_ANSWER, r"Please use /login to sign in|You must be logged in", 8, "bottom",
-             "waiting: Copilot asks for /login (not signed in)"),
+            (
+                S.WAITING_USER_ANSWER,
+                r"Do you trust the files in this folder|\[y/n\]|^\s*❯ \d+\. |"
+                r"Do you want to (?:run|allow|proceed)|↑↓ to (?:navigate|select)",
+                12,
+                "bottom",
+                "waiting: a question with choices at the bottom",
+            ),
+            (
+                S.WAITING_USER_ANSWER,
+                r"Please use /login to sign in|You must be logged in",
+                8,
+                "bottom",
+                "waiting: Copilot asks for /login (not signed in)",
+            ),
             (S.PROCESSING, r"esc to cancel|Esc to cancel", 8, "bottom", "processing: 'esc to cancel' at the bottom"),
-            (S.ERROR, r"^\s*(?:✗|✘|×)?\s*(?:Error|error):|Request failed|rate limit", 0, "after_input",
-             "error: an error line after the last input"),
+            (
+                S.ERROR,
+                r"^\s*(?:✗|✘|×)?\s*(?:Error|error):|Request failed|rate limit",
+                0,
+                "after_input",
+                "error: an error line after the last input",
+            ),
             (S.IDLE, r"^\s*❯(?: |$)|Type @ to mention files", 6, "bottom", "idle: the ❯ prompt near the bottom"),
         ]
     )
@@ -75,8 +90,7 @@ class CopilotProvider(PatternProvider):
 
     def _launch_args(self, ctx: LaunchContext) -> list[str]:
         args: list[str] = []
-        servers = {srv.name: dict(mcp_config.claude_entry(srv), tools=["*"])
-                   for srv in mcp_config.extra_servers(ctx.options)}
+        servers = {srv.name: dict(mcp_config.claude_entry(srv), tools=["*"]) for srv in mcp_config.extra_servers(ctx.options)}
         if "CAO_MCP_URL" in ctx.env:
             servers[mcp_config.SERVER_NAME] = dict(
                 mcp_config.http_server_entry(ctx.env["CAO_MCP_URL"], ctx.env["CAO_MCP_TOKEN"]), tools=["*"]

@@ -52,18 +52,38 @@ class CursorProvider(PatternProvider):
     model_args = ("--model", "{model}")
     rules = compile_rules(
         [
-            (S.WAITING_USER_ANSWER, r"↑/↓ to navigate|Run this command\?|\(y/n\)|^\s*[❯→>] \d+\. |"
-             r"Trust this workspace|Do you trust", 12, "bottom", "waiting: choices at the bottom"),
-            (S.PROCESSING, r"ctrl\+c to stop|\(esc to interrupt\)|^\s*[⠁-⣿]+ \S", 8, "bottom",
-             "processing: 'ctrl+c to stop' or a spinner at the bottom"),
-            (S.ERROR, r"^\s*(?:Error|error):|Request failed|Connection error", 0, "after_input",
-             "error: an error line after the last input"),
+            (
+                S.WAITING_USER_ANSWER,
+                r"↑/↓ to navigate|Run this command\?|\(y/n\)|^\s*[❯→>] \d+\. |"
+                r"Trust this workspace|Do you trust",
+                12,
+                "bottom",
+                "waiting: choices at the bottom",
+            ),
+            (
+                S.PROCESSING,
+                r"ctrl\+c to stop|\(esc to interrupt\)|^\s*[⠁-⣿]+ \S",
+                8,
+                "bottom",
+                "processing: 'ctrl+c to stop' or a spinner at the bottom",
+            ),
+            (
+                S.ERROR,
+                r"^\s*(?:Error|error):|Request failed|Connection error",
+                0,
+                "after_input",
+                "error: an error line after the last input",
+            ),
             # "Add a follow-up" is the placeholder of a conversation whose turn is over (2026.x
             # does not echo the input, so there may be no "> " line to find the answer under).
-            (S.COMPLETED, r"^\s*→ Add a follow-up", 6, "bottom",
-             "completed: 'Add a follow-up' at the bottom, the answer of the finished turn above it"),
-            (S.IDLE, r"^\s*[❯→](?: |$)|Plan, search, build anything", 6, "bottom",
-             "idle: the prompt near the bottom"),
+            (
+                S.COMPLETED,
+                r"^\s*→ Add a follow-up",
+                6,
+                "bottom",
+                "completed: 'Add a follow-up' at the bottom, the answer of the finished turn above it",
+            ),
+            (S.IDLE, r"^\s*[❯→](?: |$)|Plan, search, build anything", 6, "bottom", "idle: the prompt near the bottom"),
         ]
     )
     input_pattern = re.compile(r"^\s*[>❯] \S")
@@ -73,8 +93,11 @@ class CursorProvider(PatternProvider):
     )
     dialogs = (
         Dialog("workspace trust", r"Trust this workspace|Do you trust", keys=("Enter",)),
-        Dialog("login", r"cursor-agent login|Press any key to sign in|Not logged in",
-               fail="cursor-agent is not logged in: run `cursor-agent login` in a terminal"),
+        Dialog(
+            "login",
+            r"cursor-agent login|Press any key to sign in|Not logged in",
+            fail="cursor-agent is not logged in: run `cursor-agent login` in a terminal",
+        ),
     )
 
     def _launch_args(self, ctx: LaunchContext) -> list[str]:

@@ -54,6 +54,8 @@ HALF_BLOCK_EDGE = re.compile(r"^\s*▀{20,}\s*$")
 
 def _is_box_top(line: str) -> bool:
     return bool(RULE_LINE.match(line) or HALF_BLOCK_EDGE.match(line)) or line.lstrip().startswith("╭")
+
+
 WAITING = re.compile(
     r"Allow execution|Apply this change\?|Do you want to proceed|Allow once|Allow for this session|"
     r"Waiting for user confirmation|Modify with external editor"

@@ -37,8 +37,17 @@ def relay_hooks(ctx: LaunchContext, provider: str, events: tuple[str, ...], matc
     url = hook_url(ctx.env, provider)
     if url is None or not ctx.env.get("CAO_MCP_TOKEN"):
         return None
-    relay = shlex.join([sys.executable, str(Path(__file__).with_name("hook_relay.py")), "--url", url,
-                        "--token-file", str(ctx.agent_dir / "credential"), "--stdin"])
+    relay = shlex.join(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("hook_relay.py")),
+            "--url",
+            url,
+            "--token-file",
+            str(ctx.agent_dir / "credential"),
+            "--stdin",
+        ]
+    )
     hook = {"type": "command", "command": relay, "timeout": 10000}
     return {event: [{"matcher": matcher, "hooks": [{**hook, "name": f"cao-{event}"}]}] for event in events}
 

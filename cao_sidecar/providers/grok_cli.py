@@ -125,5 +125,6 @@ class GrokCliProvider(ScreenProvider):
         if not generic.choices:
             return generic
         first = generic.choices[0].label
-        return ScreenPrompt(text=generic.text, detail=generic.detail,
-                            choices=(Choice(label=first, key="Enter"), Choice(label="No", key="Escape")))
+        return ScreenPrompt(
+            text=generic.text, detail=generic.detail, choices=(Choice(label=first, key="Enter"), Choice(label="No", key="Escape"))
+        )

@@ -69,8 +69,10 @@ TUI_CHROME = re.compile(
     r"^\s*$|^\s*[─━]{10,}\s*$|Trust All Tools active|/quit to exit|◔|^\s*[◐◑◒◓] \d+ tasks? remaining|"
     r"ctrl\+g|(?i:ask a question,? or describe a task)"
 )
-TUI_ERROR = re.compile(r"reached your (?:monthly )?usage limit|having trouble responding right now|"
-                       r"^\s*(?:● )?(?:Error|error):")
+TUI_ERROR = re.compile(
+    r"reached your (?:monthly )?usage limit|having trouble responding right now|"
+    r"^\s*(?:● )?(?:Error|error):"
+)
 
 
 class KiroCliProvider(PatternProvider):
@@ -92,17 +94,44 @@ class KiroCliProvider(PatternProvider):
     prompt_pattern = PROMPT
     rules = compile_rules(
         [
-            (S.WAITING_USER_ANSWER, r"\[y/n/t\]:?\s*\S?$|Allow this action\?", 3, "bottom",
-             "waiting: 'Allow this action? [y/n/t]' at the bottom"),
-            (S.WAITING_USER_ANSWER, r"Yes\s*/\s*No\s*/\s*(?:Always allow|Trust)|Trust, always allow|"
-             r"^\s*[❯>] ?(?:Yes|No|Always allow|Trust)\b", 6, "bottom", "waiting: a permission choice list"),
-            (S.PROCESSING, r"Thinking\.\.\.|(?:Kiro|Amazon Q) is working|Initializing(?:\.\.\.| ·)|"
-             r"\d+ of \d+ mcp servers? initialized|^[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] ", 3, "bottom", "processing: a busy line at the bottom"),
-            (S.ERROR, r"having trouble responding right now|^\s*(?:error|Error):", 0, "after_input",
-             "error: the CLI reported an error after the last input"),
+            (
+                S.WAITING_USER_ANSWER,
+                r"\[y/n/t\]:?\s*\S?$|Allow this action\?",
+                3,
+                "bottom",
+                "waiting: 'Allow this action? [y/n/t]' at the bottom",
+            ),
+            (
+                S.WAITING_USER_ANSWER,
+                r"Yes\s*/\s*No\s*/\s*(?:Always allow|Trust)|Trust, always allow|"
+                r"^\s*[❯>] ?(?:Yes|No|Always allow|Trust)\b",
+                6,
+                "bottom",
+                "waiting: a permission choice list",
+            ),
+            (
+                S.PROCESSING,
+                r"Thinking\.\.\.|(?:Kiro|Amazon Q) is working|Initializing(?:\.\.\.| ·)|"
+                r"\d+ of \d+ mcp servers? initialized|^[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] ",
+                3,
+                "bottom",
+                "processing: a busy line at the bottom",
+            ),
+            (
+                S.ERROR,
+                r"having trouble responding right now|^\s*(?:error|Error):",
+                0,
+                "after_input",
+                "error: the CLI reported an error after the last input",
+            ),
             (S.IDLE, PROMPT.pattern, 1, "last_line", "idle: the '>' prompt is the last line"),
-            (S.IDLE, AGENT_PROMPT_WITH_TEXT.pattern, 1, "last_line",
-             "idle: the '[agent] >' prompt holds typed text or a placeholder"),
+            (
+                S.IDLE,
+                AGENT_PROMPT_WITH_TEXT.pattern,
+                1,
+                "last_line",
+                "idle: the '[agent] >' prompt holds typed text or a placeholder",
+            ),
             (S.IDLE, TUI_PLACEHOLDER.pattern, 4, "bottom", "idle: the input placeholder"),
         ]
     )

@@ -39,9 +39,7 @@ def http_server_entry(url: str, token: str) -> dict[str, Any]:
 
 def stdio_bridge_entry(socket_path: str, token_file: Path) -> dict[str, Any]:
     """A stdio server entry that runs `cao-sidecar mcp-bridge` (for CLIs without HTTP)."""
-    command, *args = own_python.module_argv(
-        "cao_sidecar", "mcp-bridge", "--socket", socket_path, "--token-file", str(token_file)
-    )
+    command, *args = own_python.module_argv("cao_sidecar", "mcp-bridge", "--socket", socket_path, "--token-file", str(token_file))
     return {"command": command, "args": args}
 
 
@@ -128,8 +126,10 @@ def codex_args(env: Mapping[str, str], options: Mapping[str, Any] | None = None)
                 args += ["-c", f"{key}.http_headers={toml_value(dict(srv.headers))}"]
     if "CAO_MCP_URL" in env:
         args += [
-            "-c", f"mcp_servers.{SERVER_NAME}.url={toml_string(env['CAO_MCP_URL'])}",
-            "-c", f'mcp_servers.{SERVER_NAME}.bearer_token_env_var="CAO_MCP_TOKEN"',
+            "-c",
+            f"mcp_servers.{SERVER_NAME}.url={toml_string(env['CAO_MCP_URL'])}",
+            "-c",
+            f'mcp_servers.{SERVER_NAME}.bearer_token_env_var="CAO_MCP_TOKEN"',
         ]
     if team_tools_preapproved(env, options):
         # Per-tool approval (Codex 0.169: auto | prompt | writes | approve); only our tools.
@@ -163,8 +163,12 @@ def opencode_entries(env: Mapping[str, str], options: Mapping[str, Any] | None =
     servers: dict[str, Any] = {}
     for srv in extra_servers(options):
         if srv.transport == "stdio":
-            servers[srv.name] = {"type": "local", "command": [srv.command, *srv.args], "environment": dict(srv.env),
-                                 "enabled": True}
+            servers[srv.name] = {
+                "type": "local",
+                "command": [srv.command, *srv.args],
+                "environment": dict(srv.env),
+                "enabled": True,
+            }
         else:
             servers[srv.name] = {"type": "remote", "url": srv.url, "headers": dict(srv.headers), "enabled": True}
     if "CAO_MCP_URL" in env:

@@ -40,8 +40,10 @@ USER_LINE = re.compile(r"^\s*┃  \S")
 MARKER = re.compile(r"^\s*▣  ")
 DONE_MARKER = re.compile(r"^\s*▣  .*· \d[\d.]*(?:ms|s|m)(?:\s|$)|^\s*▣  .*· \d+m \d+s")
 WAITING = re.compile(r"△ Permission required|Allow once|Always allow|Reject\b.*(?:esc|enter)|Permission required")
-ERROR = re.compile(r"^\s*┃?\s*(?:Error|error)\b|AI_APICallError|ProviderModelNotFoundError|ProviderInitError|"
-                   r"APIError|Unable to connect|Request failed")
+ERROR = re.compile(
+    r"^\s*┃?\s*(?:Error|error)\b|AI_APICallError|ProviderModelNotFoundError|ProviderInitError|"
+    r"APIError|Unable to connect|Request failed"
+)
 SIDEBAR_GAP = re.compile(r"\s{8,}")
 # Busy footer: "esc interrupt", after one Esc "esc again to interrupt" (1.18).
 BUSY = re.compile(r"esc (?:again to )?interrupt")
@@ -69,8 +71,7 @@ class OpenCodeProvider(ScreenProvider):
     interrupt_key = "Escape"
     event_statuses = frozenset({S.PROCESSING, S.COMPLETED, S.WAITING_USER_ANSWER})
     dialogs = (
-        Dialog("login", r"Run /connect to add an AI provider|No provider configured|opencode auth login",
-               fail=None, keys=()),
+        Dialog("login", r"Run /connect to add an AI provider|No provider configured|opencode auth login", fail=None, keys=()),
     )
 
     def launch(self, ctx: LaunchContext) -> LaunchSpec:

@@ -33,7 +33,9 @@ _WORD_MARKER = re.compile(r"((?:\([A-Z]\)[A-Za-z' ]*?/?)+)\s*(?:\[[^\]]*\])?\s*:
 _WORD_PART = re.compile(r"\(([A-Z])\)([A-Za-z' ]*)")
 _LETTER_NAMES = {"y": "Yes", "n": "No", "a": "Always", "t": "Trust", "s": "Skip", "q": "Quit", "d": "Don't ask again"}
 # Key hints under a menu ("Esc to cancel · Tab to amend", "enter continue · esc back").
-_FOOTER = re.compile(r"(?i)^(?:esc to cancel|press enter|enter to (?:confirm|select)|↑/↓|\(esc\)|tab to amend)|^(?=.*\b(?:esc|enter)\b).*·")
+_FOOTER = re.compile(
+    r"(?i)^(?:esc to cancel|press enter|enter to (?:confirm|select)|↑/↓|\(esc\)|tab to amend)|^(?=.*\b(?:esc|enter)\b).*·"
+)
 
 
 @attrs.frozen
@@ -139,9 +141,7 @@ def _marker_choices(line: str) -> Optional[tuple[str, list[Choice]]]:
         return line[: m.start()].rstrip(" :›>"), choices
     m = _WORD_MARKER.search(line)
     if m and len(_WORD_PART.findall(m.group(1))) >= 2:
-        choices = [
-            Choice(label=(letter + rest).strip(), text=letter.lower()) for letter, rest in _WORD_PART.findall(m.group(1))
-        ]
+        choices = [Choice(label=(letter + rest).strip(), text=letter.lower()) for letter, rest in _WORD_PART.findall(m.group(1))]
         return line[: m.start()].rstrip(" :›>"), choices
     return None
 

@@ -99,8 +99,12 @@ class QwenCodeProvider(InputBoxScreen):
             settings["hooks"] = hooks
         path = mcp_config.write_private_json(ctx.agent_dir / SETTINGS_FILE, settings)
         argv += extra_args(ctx)
-        return LaunchSpec(argv=argv, env={"QWEN_CODE_SYSTEM_SETTINGS_PATH": str(path)}, events=hooks is not None,
-                          connects_to_sidecar="CAO_MCP_URL" in ctx.env)
+        return LaunchSpec(
+            argv=argv,
+            env={"QWEN_CODE_SYSTEM_SETTINGS_PATH": str(path)},
+            events=hooks is not None,
+            connects_to_sidecar="CAO_MCP_URL" in ctx.env,
+        )
 
     # ---- screen -------------------------------------------------------------------------------
 

@@ -30,9 +30,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 RULE_LINE = re.compile(r"^\s*[─━═]{20,}\s*$")
 # A shell prompt on the last line: the CLI is gone and its window shows a shell again (a CLI
 # started through a shell wrapper), or tmux's remain-on-exit notice.
-SHELL_PROMPT = re.compile(
-    r"^(?:[\w.-]+@[\w.-]+(?::\S*)?\s?[$#%]|(?:ba|z|da|k)?sh-[\d.]+[$#]|[$#%])\s*$"
-)
+SHELL_PROMPT = re.compile(r"^(?:[\w.-]+@[\w.-]+(?::\S*)?\s?[$#%]|(?:ba|z|da|k)?sh-[\d.]+[$#]|[$#%])\s*$")
 PANE_DEAD = re.compile(r"^Pane is dead \(")
 
 

@@ -61,8 +61,22 @@ SUFFIXES = (".yaml", ".yml", ".json")
 STATUSES = {s.value: s for s in AgentStatus if s is not AgentStatus.EXITED} | {"exited": AgentStatus.EXITED}
 SCOPES = ("bottom", "last_line", "after_input")
 KNOWN = {
-    "name", "description", "command", "env", "exit_command", "interrupt_key", "model_args", "system_prompt_args",
-    "status", "default", "input", "prompt", "answer", "startup", "extends", "bracketed_paste",
+    "name",
+    "description",
+    "command",
+    "env",
+    "exit_command",
+    "interrupt_key",
+    "model_args",
+    "system_prompt_args",
+    "status",
+    "default",
+    "input",
+    "prompt",
+    "answer",
+    "startup",
+    "extends",
+    "bracketed_paste",
 }
 
 
@@ -139,8 +153,15 @@ def _dialogs(value: Any) -> list[Dialog]:
         fail = item.get("fail")
         if fail is not None and not isinstance(fail, str):
             raise ProviderConfigError(f"{where}: 'fail' must be a message")
-        out.append(Dialog(str(item.get("rule") or f"startup dialog {n}"), item["pattern"], keys=keys, fail=fail,
-                          window=int(item.get("window", 20))))
+        out.append(
+            Dialog(
+                str(item.get("rule") or f"startup dialog {n}"),
+                item["pattern"],
+                keys=keys,
+                fail=fail,
+                window=int(item.get("window", 20)),
+            )
+        )
     return out
 
 
@@ -181,7 +202,9 @@ def load_config(path: Path, builtins: dict[str, Any]) -> Any:
     if "extends" in data:
         base = builtins.get(data["extends"])
         if base is None:
-            raise ProviderConfigError(f"extends: unknown built-in provider {data['extends']!r} (known: {', '.join(sorted(builtins))})")
+            raise ProviderConfigError(
+                f"extends: unknown built-in provider {data['extends']!r} (known: {', '.join(sorted(builtins))})"
+            )
     elif "command" not in data:
         raise ProviderConfigError("give 'command' (the CLI to run) or 'extends' (a built-in provider)")
     env = data.get("env") or {}

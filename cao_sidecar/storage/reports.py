@@ -82,7 +82,9 @@ class ReportStore:
         return row is None or row[0] is not None
 
     def prune(self) -> None:
-        write_quietly(self._db, "DELETE FROM reports WHERE sent_at IS NOT NULL AND sent_at < ?", (time.time() - KEEP_SENT_SECONDS,))
+        write_quietly(
+            self._db, "DELETE FROM reports WHERE sent_at IS NOT NULL AND sent_at < ?", (time.time() - KEEP_SENT_SECONDS,)
+        )
         write_quietly(
             self._db,
             "DELETE FROM reports WHERE sent_at IS NULL AND id NOT IN"

@@ -98,7 +98,9 @@ class WorktreeStore:
     # launches the agent again must make it too (never start it in the user's own folder).
 
     def add_plan(self, terminal_id: str, plan: dict[str, Any]) -> None:
-        self._db.execute("INSERT OR REPLACE INTO worktree_plans (terminal_id, plan) VALUES (?, ?)", (terminal_id, json.dumps(plan)))
+        self._db.execute(
+            "INSERT OR REPLACE INTO worktree_plans (terminal_id, plan) VALUES (?, ?)", (terminal_id, json.dumps(plan))
+        )
 
     def plan(self, terminal_id: str) -> Optional[dict[str, Any]]:
         row = self._db.execute("SELECT plan FROM worktree_plans WHERE terminal_id=?", (terminal_id,)).fetchone()

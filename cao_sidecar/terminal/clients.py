@@ -223,9 +223,7 @@ class ClientPool:
     async def _find_placeholder(self, client: ControlClient, session: str) -> None:
         fields = formats.WINDOW
         try:
-            lines = await client.command(
-                f"list-windows -t {quote(client.session_id or '=' + session)} -F {quote(fields.format)}"
-            )
+            lines = await client.command(f"list-windows -t {quote(client.session_id or '=' + session)} -F {quote(fields.format)}")
         except TmuxError:
             return
         windows = fields.parse_rows(lines)

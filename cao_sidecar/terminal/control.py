@@ -229,13 +229,13 @@ class ControlClient:
             return
         if line.startswith(b"%output "):
             sp = line.find(b" ", 8)
-            pane = line[8:sp if sp > 0 else len(line)].decode("ascii", "replace")
+            pane = line[8 : sp if sp > 0 else len(line)].decode("ascii", "replace")
             touched[pane] = None
             if self.on_data is not None and sp > 0:
                 self._deliver_data(pane, line[sp + 1 :])
         elif line.startswith(b"%extended-output "):
             sp = line.find(b" ", 17)
-            pane = line[17:sp if sp > 0 else len(line)].decode("ascii", "replace")
+            pane = line[17 : sp if sp > 0 else len(line)].decode("ascii", "replace")
             touched[pane] = None
             colon = line.find(b" : ", sp)
             if self.on_data is not None and colon > 0:

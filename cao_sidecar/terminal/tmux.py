@@ -129,13 +129,9 @@ class TmuxServer:
         as a viewer's (VIEW_OPTION) and gone when its terminal closes. TMUX is unset so that it
         also works from a terminal inside another tmux."""
         tmux = shutil.which(self.tmux_bin) or self.tmux_bin
-        return [
-            "env", "-u", "TMUX", tmux, "-u", "-S", self.socket_path,
-            "new-session", "-t", f"={session}", ";",
-            "set-option", "destroy-unattached", "on", ";",
-            "set-option", VIEW_OPTION, "1", ";",
-            "select-window", "-t", pane_id,
-        ]
+        viewer = ["env", "-u", "TMUX", tmux, "-u", "-S", self.socket_path, "new-session", "-t", f"={session}", ";"]
+        viewer += ["set-option", "destroy-unattached", "on", ";", "set-option", VIEW_OPTION, "1", ";"]
+        return viewer + ["select-window", "-t", pane_id]
 
     @property
     def socket_path(self) -> str:
@@ -287,8 +283,7 @@ class TmuxServer:
             return None
         lines = await client.command(f"list-panes -a -F {quote(formats.PANE_DEAD.format)}")
         return {
-            row["pane_id"]: (row["pane_dead"] == "1", formats.dead_status(row))
-            for row in formats.PANE_DEAD.parse_rows(lines)
+            row["pane_id"]: (row["pane_dead"] == "1", formats.dead_status(row)) for row in formats.PANE_DEAD.parse_rows(lines)
         }
 
     # ================================================================ pane commands
@@ -320,8 +315,7 @@ class TmuxServer:
         if self._panes.exited(pane_id):
             raise PaneGone(f"pane {pane_id} has exited")
         line = (
-            f"if-shell -F -t {quote(pane_id)} {quote('#{pane_dead}')} "
-            f"{quote('display-message -p ' + _DEAD_MARK)} {quote(inner)}"
+            f"if-shell -F -t {quote(pane_id)} {quote('#{pane_dead}')} {quote('display-message -p ' + _DEAD_MARK)} {quote(inner)}"
         )
         try:
             lines = await self._pane_command(pane_id, line, blocks=2, retry=False)
@@ -416,7 +410,11 @@ class TmuxServer:
             if isinstance(results[0], BaseException):
                 log.warning("resize-window %s failed: %s", window_id, results[0])
             state = results[1]
-            dead = not isinstance(state, BaseException) and bool(state) and (formats.DEAD.parse(state[0]) or {}).get("pane_dead") == "1"
+            dead = (
+                not isinstance(state, BaseException)
+                and bool(state)
+                and (formats.DEAD.parse(state[0]) or {}).get("pane_dead") == "1"
+            )
             if dead:
                 await self._exits.confirm(pane_id)  # exited already (exec failed?): get its status
         except BaseException:
@@ -494,10 +492,7 @@ class TmuxServer:
         cursor's; trailing spaces and the empty rows at the bottom removed) and the cursor
         (x, y), read in one tmux step."""
         check_pane_id(pane_id)
-        line = (
-            f"display-message -p -t {quote(pane_id)} {quote(formats.CURSOR.format)} ; "
-            f"capture-pane -p -t {quote(pane_id)}"
-        )
+        line = f"display-message -p -t {quote(pane_id)} {quote(formats.CURSOR.format)} ; capture-pane -p -t {quote(pane_id)}"
         reply = await self._pane_command(pane_id, line, blocks=2)
         cursor = (formats.CURSOR.parse(reply[0]) if reply else None) or {}
         x, y = cursor.get("cursor_x", ""), cursor.get("cursor_y", "")

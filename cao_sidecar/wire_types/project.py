@@ -1,12 +1,10 @@
-"""Wire types of what a project sets up: profiles, flows, trusted folders, and their notifications.
-"""
+"""Wire types of what a project sets up: profiles, flows, trusted folders, and their notifications."""
 
 from __future__ import annotations
 
 from typing import Literal, Optional
 
 import attrs
-
 
 
 @attrs.define

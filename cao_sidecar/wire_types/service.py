@@ -1,12 +1,10 @@
-"""Wire types about the sidecar itself: cao/stats (with each linked host), cao/shutdown, cao/doctor.
-"""
+"""Wire types about the sidecar itself: cao/stats (with each linked host), cao/shutdown, cao/doctor."""
 
 from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
 import attrs
-
 
 
 @attrs.define

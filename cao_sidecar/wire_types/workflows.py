@@ -1,12 +1,10 @@
-"""Wire types of workflows (cao_sidecar.workflows; docs/workflows.md).
-"""
+"""Wire types of workflows (cao_sidecar.workflows; docs/workflows.md)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
 import attrs
-
 
 
 WorkflowRunStatus = Literal["running", "completed", "failed", "interrupted"]

@@ -148,7 +148,9 @@ def parse_yaml(doc: Any) -> tuple[Optional[dict[str, Any]], list[str]]:
     raw_inputs = doc.get("inputs") or {}
     if isinstance(raw_inputs, list) and all(isinstance(i, str) for i in raw_inputs):
         inputs = dict.fromkeys(raw_inputs)
-    elif isinstance(raw_inputs, dict) and all(isinstance(k, str) and (v is None or isinstance(v, (str, int, float))) for k, v in raw_inputs.items()):
+    elif isinstance(raw_inputs, dict) and all(
+        isinstance(k, str) and (v is None or isinstance(v, (str, int, float))) for k, v in raw_inputs.items()
+    ):
         inputs = {k: (None if v is None else str(v)) for k, v in raw_inputs.items()}
     else:
         problems.append("`inputs` must be a list of names or a mapping of name: default")
@@ -178,14 +180,20 @@ def parse_yaml(doc: Any) -> tuple[Optional[dict[str, Any]], list[str]]:
 def _parse_step(item: Any, n: int, known: set[str]) -> tuple[Optional[dict[str, Any]], list[str]]:
     if not isinstance(item, dict):
         return None, [f"step {n}: must be a mapping with `profile` and `task` (or `parallel:`)"]
-    problems = [f"step {n}: unknown key `{k}` (known: {', '.join(sorted(STEP_KEYS))}, or `parallel`)" for k in item if k not in STEP_KEYS]
+    problems = [
+        f"step {n}: unknown key `{k}` (known: {', '.join(sorted(STEP_KEYS))}, or `parallel`)" for k in item if k not in STEP_KEYS
+    ]
     profile, task = item.get("profile"), item.get("task")
     if not isinstance(profile, str) or not profile:
         problems.append(f"step {n}: `profile` must be a profile's name")
     if not isinstance(task, str) or not task.strip():
         problems.append(f"step {n}: `task` must be non-empty text")
     else:
-        problems += [f"step {n}: `{{{name}}}` is neither an input nor `previous`" for name in PLACEHOLDER.findall(task) if name not in known]
+        problems += [
+            f"step {n}: `{{{name}}}` is neither an input nor `previous`"
+            for name in PLACEHOLDER.findall(task)
+            if name not in known
+        ]
     if not isinstance(item.get("worktree", False), bool):
         problems.append(f"step {n}: `worktree` must be true or false")
     timeout = item.get("timeout")

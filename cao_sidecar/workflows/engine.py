@@ -181,7 +181,9 @@ class WorkflowEngine:
             return self.info(run_id)  # running already (resumed when this sidecar started): follow it
         changed = await self._changed_since_start(run)
         if changed is not None and not force:
-            raise CaoError(changed + "; resume with --force to replay its journal anyway (steps that differ are refused), or start a new run")
+            raise CaoError(
+                changed + "; resume with --force to replay its journal anyway (steps that differ are refused), or start a new run"
+            )
         self.store.set_status(run_id, "running")
         await self._launch(run)
         return self.info(run_id)
@@ -218,13 +220,17 @@ class WorkflowEngine:
         """Why the run's script cannot be resumed as it is (gone, untrusted, changed), else None."""
         path = Path(run.path)
         if path.parent == catalog.workspace_workflows_dir(self.project) and not trust.decide(self.project).trusted:
-            raise CaoError(f"workflow '{run.name}' is in a folder you have not trusted: its scripts do not run. {trust.how_to_trust(self.project)}")
+            raise CaoError(
+                f"workflow '{run.name}' is in a folder you have not trusted: its scripts do not run. {trust.how_to_trust(self.project)}"
+            )
         try:
             digest = await asyncio.to_thread(catalog.script_hash, path)
         except OSError as exc:
             raise CaoError(f"workflow run {run.run_id}: its script {path} cannot be read ({exc.strerror or exc})") from None
         if digest != run.script_hash:
-            return f"the script {path} changed since run {run.run_id} started (content hash {run.script_hash[:12]} -> {digest[:12]})"
+            return (
+                f"the script {path} changed since run {run.run_id} started (content hash {run.script_hash[:12]} -> {digest[:12]})"
+            )
         return None
 
     async def _resume_orphan(self, run: WorkflowRun) -> None:
@@ -293,7 +299,9 @@ class WorkflowEngine:
             self.store.set_status(run_id, "failed", error=str(outcome["error"]))
         elif code < 0 or code == LOST:
             how = f"was killed (signal {-code})" if code < 0 else "lost its connection to the sidecar"
-            self.store.set_status(run_id, "interrupted", error=f"the script {how}; `cao-sidecar workflow resume {run_id}` goes on")
+            self.store.set_status(
+                run_id, "interrupted", error=f"the script {how}; `cao-sidecar workflow resume {run_id}` goes on"
+            )
         else:
             self.store.set_status(run_id, "failed", error=f"the script exited with code {code}; its output: {logfile}")
         self._notify(run_id)

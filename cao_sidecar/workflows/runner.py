@@ -66,7 +66,10 @@ async def _yaml(path: Path, inputs: dict[str, str]) -> Any:
     for group in spec["steps"]:
         here = {**values, "previous": previous}
         answers = await asyncio.gather(
-            *(step(s["profile"], fill(s["task"], here), worktree=bool(s.get("worktree")), timeout=s.get("timeout")) for s in group)
+            *(
+                step(s["profile"], fill(s["task"], here), worktree=bool(s.get("worktree")), timeout=s.get("timeout"))
+                for s in group
+            )
         )
         previous = "\n\n".join(answers)
     return previous

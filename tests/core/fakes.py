@@ -112,15 +112,28 @@ class FakeTmux:
 
     async def list_panes(self) -> list[PaneInfo]:
         return [
-            PaneInfo(pane_id=p, window_id="@" + p[1:], session="cao", window_name=p, pid=self.pids[p],
-                     dead=p in self.dead, dead_status=0 if p in self.dead else None)
+            PaneInfo(
+                pane_id=p,
+                window_id="@" + p[1:],
+                session="cao",
+                window_name=p,
+                pid=self.pids[p],
+                dead=p in self.dead,
+                dead_status=0 if p in self.dead else None,
+            )
             for p in self.screens
         ]
 
 
 def make_agent(tmp_path: Path, terminal_id: str = "aaaa0001", provider: str = "mock") -> Agent:
-    return Agent(terminal_id=terminal_id, session="cao", profile=Profile(name="p", provider=provider),
-                 provider=get_provider(provider), working_directory=str(tmp_path), agent_dir=tmp_path / terminal_id)
+    return Agent(
+        terminal_id=terminal_id,
+        session="cao",
+        profile=Profile(name="p", provider=provider),
+        provider=get_provider(provider),
+        working_directory=str(tmp_path),
+        agent_dir=tmp_path / terminal_id,
+    )
 
 
 def make_team(tmp_path: Path) -> tuple[Team, FakeTmux]:
@@ -129,11 +142,23 @@ def make_team(tmp_path: Path) -> tuple[Team, FakeTmux]:
     stores, _ = open_stores(tmp_path)
     events = EventSource()
     catalog = ProfileCatalog(workspace_dirs=[], user_dir=None)
-    supervisor = AgentSupervisor(tmux=tmux, catalog=catalog, stores=stores, events=events,  # type: ignore[arg-type]
-                                 state_dir=tmp_path, default_cwd=str(tmp_path))
-    assigns = AssignReports(state_dir=tmp_path, messages=stores.messages, agent_store=stores.agents,
-                            reports=stores.reports, logs=stores.logs, events=events,
-                            queue_stored=supervisor.queue_stored)
+    supervisor = AgentSupervisor(
+        tmux=tmux,
+        catalog=catalog,
+        stores=stores,
+        events=events,  # type: ignore[arg-type]
+        state_dir=tmp_path,
+        default_cwd=str(tmp_path),
+    )
+    assigns = AssignReports(
+        state_dir=tmp_path,
+        messages=stores.messages,
+        agent_store=stores.agents,
+        reports=stores.reports,
+        logs=stores.logs,
+        events=events,
+        queue_stored=supervisor.queue_stored,
+    )
     return Team(supervisor, assigns), tmux
 
 

@@ -176,7 +176,9 @@ class CaoClient:
         """Each workspace folder's TrustInfo: trusted, why, and what its .cao/ holds back if not."""
         return (await self.request("cao/getTrust", {}))["folders"]
 
-    async def set_trust(self, trusted: bool, path: str | os.PathLike[str] | None = None, persist: bool = True) -> list[dict[str, Any]]:
+    async def set_trust(
+        self, trusted: bool, path: str | os.PathLike[str] | None = None, persist: bool = True
+    ) -> list[dict[str, Any]]:
         """Trust (or stop trusting) `path` (default: every workspace folder); `persist` writes the
         user's trust store, else only this sidecar's connection changes."""
         params: dict[str, Any] = {"trusted": trusted, "persist": persist}
@@ -278,5 +280,3 @@ def _camel(kw: dict[str, Any]) -> dict[str, Any]:
         head, *rest = key.split("_")
         out[head + "".join(p.title() for p in rest)] = value
     return out
-
-

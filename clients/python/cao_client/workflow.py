@@ -111,4 +111,3 @@ async def merge(answer: Answer, strategy: str = "merge") -> Optional[dict[str, A
         if isinstance(exc.data, dict) and exc.data.get("reason") == "noWorktree":
             return None
         raise
-

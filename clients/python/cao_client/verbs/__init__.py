@@ -15,7 +15,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-VERBS = ("agents", "spawn", "launch", "handoff", "assign", "send", "answer", "attach", "terminate", "status", "shutdown", "workflow")
+VERBS = (
+    "agents",
+    "spawn",
+    "launch",
+    "handoff",
+    "assign",
+    "send",
+    "answer",
+    "attach",
+    "terminate",
+    "status",
+    "shutdown",
+    "workflow",
+)
 AGENT_HELP = "an agent's id, its name, or a unique prefix of either"
 
 
@@ -25,7 +38,10 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
     p.add_argument("--json", action="store_true", help="print JSON (cao/listAgents' AgentInfo objects)")
     p.add_argument("--watch", "-w", action="store_true", help="keep showing the agents as their status changes (Ctrl-C ends)")
 
-    for verb, text in (("spawn", "start an agent from a profile and print its id"), ("launch", "start an agent and attach to its tmux window")):
+    for verb, text in (
+        ("spawn", "start an agent from a profile and print its id"),
+        ("launch", "start an agent and attach to its tmux window"),
+    ):
         p = sub.add_parser(verb, help=text)
         p.add_argument("profile")
         p.add_argument("--provider", help="agent CLI to run it with (default: the profile's)")
@@ -68,7 +84,9 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
 
     for verb in VERBS:
         parser = sub.choices[verb]
-        parser.add_argument("--project", type=Path, default=None, help="the project whose team to use (default: the current directory)")
+        parser.add_argument(
+            "--project", type=Path, default=None, help="the project whose team to use (default: the current directory)"
+        )
         common(parser)
         if verb in ("spawn", "launch", "handoff", "assign"):
             parser.set_defaults(session=None)  # --session given: start it there; else the team's default

@@ -31,7 +31,8 @@ def check(args: argparse.Namespace) -> None:
         raise VerbFailed(f"--cwd {cwd} is not a directory", USAGE)
     if args.command in ("attach", "launch") and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise VerbFailed(
-            f"{args.command} needs a terminal (stdin and stdout); from a script use `cao-sidecar spawn` and `agents --json`", USAGE
+            f"{args.command} needs a terminal (stdin and stdout); from a script use `cao-sidecar spawn` and `agents --json`",
+            USAGE,
         )
 
 
@@ -65,7 +66,10 @@ async def spawn(team: Team) -> int:
         print(json.dumps(result, ensure_ascii=False))
         return 0
     print(result["terminalId"])
-    print(f"{result['profile']} is ready as {result['terminalId']} ({result['provider']}); to watch it: cao-sidecar attach {result['terminalId']}", file=sys.stderr)
+    print(
+        f"{result['profile']} is ready as {result['terminalId']} ({result['provider']}); to watch it: cao-sidecar attach {result['terminalId']}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -128,8 +132,12 @@ async def assign(team: Team) -> int:
 
     team.on_notification(on_notification)
     result = await team.client.assign(
-        args.profile, args.task, provider=args.provider, working_directory=_directory(args.cwd),
-        session=args.session, timeout_seconds=args.timeout,
+        args.profile,
+        args.task,
+        provider=args.provider,
+        working_directory=_directory(args.cwd),
+        session=args.session,
+        timeout_seconds=args.timeout,
     )
     terminal_id = result["terminalId"]
     if not args.wait:
@@ -175,7 +183,9 @@ async def _pick(team: Team, agent: dict[str, Any], prompt: dict[str, Any]) -> st
     choices = [str(c) for c in prompt.get("choices") or []]
     if not sys.stdin.isatty():
         listed = f" [choices: {' / '.join(choices)}]" if choices else ""
-        raise VerbFailed(f"{who} asks: {prompt.get('text')}{listed}; give the answer as CHOICE (standard input is not a terminal)", USAGE)
+        raise VerbFailed(
+            f"{who} asks: {prompt.get('text')}{listed}; give the answer as CHOICE (standard input is not a terminal)", USAGE
+        )
     gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def on_notification(method: str, params: Any) -> None:

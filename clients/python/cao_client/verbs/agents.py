@@ -18,7 +18,16 @@ from typing import Any, TextIO
 from cao_client.verbs.session import Team
 
 COLUMNS = ("ID", "NAME", "PROFILE", "PROVIDER", "STATUS", "AGE", "QUESTION")
-COLOURS = {"idle": "32", "completed": "32", "processing": "33", "stalled": "33;1;7", "starting": "36", "waiting_user_answer": "35;1", "error": "31;1", "exited": "2"}
+COLOURS = {
+    "idle": "32",
+    "completed": "32",
+    "processing": "33",
+    "stalled": "33;1;7",
+    "starting": "36",
+    "waiting_user_answer": "35;1",
+    "error": "31;1",
+    "exited": "2",
+}
 CLEAR = "\x1b[H\x1b[2J"
 
 
@@ -52,7 +61,15 @@ def table(agents: list[dict[str, Any]], *, colour: bool, now: float | None = Non
         return "no agents (start one: cao-sidecar spawn PROFILE)"
     now = time.time() if now is None else now
     rows = [
-        [a["terminalId"], a.get("name") or "-", a.get("profile", ""), a.get("provider", ""), a.get("status", ""), age(a.get("createdAt"), now), question(a)]
+        [
+            a["terminalId"],
+            a.get("name") or "-",
+            a.get("profile", ""),
+            a.get("provider", ""),
+            a.get("status", ""),
+            age(a.get("createdAt"), now),
+            question(a),
+        ]
         for a in agents
     ]
     widths = [max(len(str(row[i])) for row in [list(COLUMNS), *rows]) for i in range(len(COLUMNS))]

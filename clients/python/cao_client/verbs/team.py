@@ -84,7 +84,11 @@ async def status(team: Team) -> int:
             "version": team.client.server_info.get("version"),
         },
         "agents": {"total": len(agents), "byStatus": dict(Counter(a.get("status") for a in agents))},
-        "waiting": [{"terminalId": a["terminalId"], "name": a.get("name"), "question": (a.get("prompt") or {}).get("text")} for a in agents if a.get("status") == "waiting_user_answer"],
+        "waiting": [
+            {"terminalId": a["terminalId"], "name": a.get("name"), "question": (a.get("prompt") or {}).get("text")}
+            for a in agents
+            if a.get("status") == "waiting_user_answer"
+        ],
         "clients": clients,
         "stats": stats,
     }

@@ -19,7 +19,9 @@ FINAL = ("completed", "failed", "interrupted")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser("workflow", help="workflows: multi-step team runs that survive a crash (list, run, resume, runs, show, follow, cancel)")
+    p = sub.add_parser(
+        "workflow", help="workflows: multi-step team runs that survive a crash (list, run, resume, runs, show, follow, cancel)"
+    )
     verbs = p.add_subparsers(dest="workflow_command", required=True)
     q = verbs.add_parser("list", help="the workflows of this project and of your config dir")
     q.add_argument("--json", action="store_true")
@@ -27,7 +29,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     q.add_argument("files", nargs="*", type=Path, help="default: every workflow of the project")
     q = verbs.add_parser("run", help="run a workflow, print each step and its output")
     q.add_argument("name")
-    q.add_argument("--input", "-i", action="append", default=[], metavar="NAME=VALUE", help="an input of the workflow (repeatable)")
+    q.add_argument(
+        "--input", "-i", action="append", default=[], metavar="NAME=VALUE", help="an input of the workflow (repeatable)"
+    )
     q.add_argument("--no-wait", action="store_true", help="print the run's id and return at once")
     q.add_argument("--json", action="store_true", help="print the run (WorkflowRunInfo) as JSON at the end")
     q = verbs.add_parser("resume", help="go on with a run whose script or sidecar died (finished steps are not run again)")
@@ -116,12 +120,17 @@ class Progress:
 
 
 def _show(run: dict[str, Any]) -> str:
-    lines = [f"run {run['runId']}  {run['name']}  {run['status']}  started {run['startedAt']}" + (f"  ended {run['endedAt']}" if run.get("endedAt") else "")]
+    lines = [
+        f"run {run['runId']}  {run['name']}  {run['status']}  started {run['startedAt']}"
+        + (f"  ended {run['endedAt']}" if run.get("endedAt") else "")
+    ]
     if run.get("inputs"):
         lines.append("inputs: " + ", ".join(f"{k}={v}" for k, v in run["inputs"].items()))
     for step in run.get("steps", []):
         what = step.get("answer") if step["status"] == "completed" else step.get("error") or ""
-        lines.append(f"  {step['key']:>3}  {step['profile']:<20} {step['status']:<9} {step.get('terminalId') or '-':<10} {_line(what, 70)}")
+        lines.append(
+            f"  {step['key']:>3}  {step['profile']:<20} {step['status']:<9} {step.get('terminalId') or '-':<10} {_line(what, 70)}"
+        )
     if run.get("error"):
         lines.append(f"error: {run['error']}")
     if run["status"] == "completed":
