@@ -134,6 +134,7 @@ def test_codex(tmp_path: Path) -> None:
     assert 'developer_instructions="You are a careful reviewer.\\u000ASecond line."' in overrides
     assert 'mcp_servers.cao.url="http://127.0.0.1:4567/mcp"' in overrides
     assert 'mcp_servers.cao.bearer_token_env_var="CAO_MCP_TOKEN"' in overrides
+    assert "mcp_servers.cao.startup_timeout_sec=60" in overrides
     assert 'mcp_servers.files.command="mcp-files"' in overrides and 'mcp_servers.files.args=["x"]' in overrides
     assert 'approval_policy="on-request"' in overrides and 'sandbox_mode="workspace-write"' in overrides
     notify = tomllib.loads(next(o for o in overrides if o.startswith("notify=")))["notify"]

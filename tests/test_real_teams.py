@@ -134,11 +134,11 @@ def screen_of(terminal_id: str) -> str:
 
 
 def workers_screens(lead: str) -> str:
-    """Every other agent's window, for a failure's message."""
+    """Every agent's window but the lead's (every one for ""), for a failure's message."""
     out = []
     for line in SIDECAR.tmux("list-panes", "-a", "-F", "#{pane_id} #{window_name}").splitlines():
         pane, _, window = line.partition(" ")
-        if not window.endswith(lead):
+        if not lead or not window.endswith(lead):
             out.append(f"--- {window}:\n" + SIDECAR.tmux("capture-pane", "-p", "-J", "-t", pane))
     return "\n".join(out)
 
@@ -153,7 +153,10 @@ def events_tail(count: int = 40) -> str:
 
 
 async def spawn(client: LanguageClient, profile: str) -> str:
-    result = await request(client, "cao/spawn", {"profile": profile}, timeout=READY + 30)
+    try:
+        result = await request(client, "cao/spawn", {"profile": profile}, timeout=READY + 30)
+    except Exception as exc:
+        raise AssertionError(f"spawn of {profile} failed ({exc!r}):\n{workers_screens('')}\n{events_tail()}") from exc
     assert result["status"] in ("idle", "completed"), result
     return result["terminalId"]
 

@@ -130,6 +130,10 @@ def codex_args(env: Mapping[str, str], options: Mapping[str, Any] | None = None)
             f"mcp_servers.{SERVER_NAME}.url={toml_string(env['CAO_MCP_URL'])}",
             "-c",
             f'mcp_servers.{SERVER_NAME}.bearer_token_env_var="CAO_MCP_TOKEN"',
+            # Codex gives up on a server that has not answered within 10 s and never tries again:
+            # on a loaded machine the agent would then never get our tools (ready waits for them).
+            "-c",
+            f"mcp_servers.{SERVER_NAME}.startup_timeout_sec=60",
         ]
     if team_tools_preapproved(env, options):
         # Per-tool approval (Codex 0.169: auto | prompt | writes | approve); only our tools.
