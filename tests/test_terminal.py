@@ -297,9 +297,25 @@ async def test_concurrent_new_windows_share_one_session(tmux_srv: TmuxServer, tm
     assert len({p.pane_id for p in panes}) == 6
     listed = await tmux_srv.list_panes()
     assert sorted(p.window_name for p in listed) == [f"w{i}" for i in range(6)]
-    windows = tmux_cli(tmux_srv, "list-windows", "-a", "-F", "#{session_name}:#{window_name}")
-    assert PLACEHOLDER_WINDOW not in windows
+    windows = tmux_cli(tmux_srv, "list-windows", "-a", "-F", "#{window_name}").split()
+    assert windows.count(PLACEHOLDER_WINDOW) == 1  # kept, never listed as a pane
     assert tmux_cli(tmux_srv, "list-sessions", "-F", "#{session_name}").split() == ["crowd"]
+
+
+async def test_killing_every_window_of_a_session_leaves_the_server_up(tmux_srv: TmuxServer, tmp_path: Path):
+    """tmux 3.3a-3.6 (issue 5243) crash the whole server when a session is destroyed while a
+    control client is attached and a session-window-changed notification is queued: killing the
+    current window and then the last one was enough (it took every agent down with it)."""
+    other = await tmux_srv.new_window("bystander", "b", ["sleep", "60"], env={}, cwd=str(tmp_path))
+    server_pid = tmux_cli(tmux_srv, "display-message", "-p", "#{pid}").strip()
+    for _round in range(3):
+        panes = [await tmux_srv.new_window("team", f"w{i}", ["sleep", "60"], env={}, cwd=str(tmp_path)) for i in range(3)]
+        tmux_cli(tmux_srv, "select-window", "-t", panes[0].pane_id)
+        # At once, the current window first: tmux runs them in one go, before queued notifications.
+        await asyncio.gather(*(tmux_srv.kill_window(pane.pane_id) for pane in panes))
+        assert [p.window_name for p in await tmux_srv.list_panes()] == ["b"]
+    assert tmux_cli(tmux_srv, "display-message", "-p", "#{pid}").strip() == server_pid
+    assert await tmux_srv.capture(other.pane_id) is not None
 
 
 # ---------------------------------------------------------------- paste_text / send_keys
@@ -557,10 +573,10 @@ async def test_window_closed_by_someone_else_is_an_exit(tmux_srv: TmuxServer, tm
     assert exits == [(pane.pane_id, None)]
 
 
-async def test_session_recreated_after_its_last_window_dies(tmux_srv: TmuxServer, tmp_path: Path):
-    first = await tmux_srv.new_window("again", "w", ["sleep", "60"], env={}, cwd=str(tmp_path))
+async def test_session_recreated_after_someone_kills_it(tmux_srv: TmuxServer, tmp_path: Path):
+    await tmux_srv.new_window("again", "w", ["sleep", "60"], env={}, cwd=str(tmp_path))
     client = tmux_srv._pool.clients["again"]
-    await tmux_srv.kill_window(first.pane_id)  # last window: session destroyed, client gets %exit
+    tmux_cli(tmux_srv, "kill-session", "-t", "=again")  # our client gets %exit
     await asyncio.wait_for(client.wait_closed(), 5)
     assert not client.alive
     assert await tmux_srv.list_panes() == []

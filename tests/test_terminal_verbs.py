@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from cao_sidecar.terminal.clients import PLACEHOLDER_WINDOW
+
 from cao_client import CaoClient
 from conftest import isolated_env, kill_tmux
 
@@ -29,11 +31,14 @@ def sidecar(*args: str) -> list[str]:
 
 
 def windows(env: dict[str, str]) -> str:
-    return subprocess.run(
+    """The agents' windows left on the team's tmux server (a session keeps its placeholder window
+    while the orchestrator runs: terminal/clients.py)."""
+    names = subprocess.run(
         ["tmux", "-L", env["CAO_TMUX_SOCKET"], "list-windows", "-a", "-F", "#{window_name}"],
         capture_output=True,
         text=True,
-    ).stdout.strip()
+    ).stdout.split()
+    return "\n".join(name for name in names if name != PLACEHOLDER_WINDOW)
 
 
 class Terminal:

@@ -3,8 +3,12 @@
 tmux 3.3a sends ``%output`` only for panes of the session a control client is attached to, so
 every session we use gets its own client. A session needs a window before a client can attach to
 it: a session we create starts with a placeholder window (``PLACEHOLDER_WINDOW``, a long
-``sleep``) that the first real window replaces. A client exits when its session is destroyed; the
-next use attaches a new one (creating the session again if needed).
+``sleep``), and keeps it for as long as the session lives. Killing a session's last window destroys
+the session, and tmux (3.3a to 3.6, tmux issue 5243) then crashes the whole server (every agent
+with it) when a control client is attached and a ``session-window-changed`` notification was still
+queued: killing the current window and then the last one is enough. With the placeholder, killing
+agents' windows never destroys a session. A client exits when its session is destroyed anyway
+(by someone else); the next use attaches a new one (creating the session again if needed).
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from .quoting import quote, quote_format
 
 log = logging.getLogger("cao_sidecar.terminal")
 
-#: Name of the throw-away first window of a session we create (a session needs a
-#: window before a control client can attach to it); killed once a real window exists.
+#: Name of the first window of a session we create (a session needs a window before a control
+#: client can attach to it); kept for the session's life, so that it is never left empty.
 PLACEHOLDER_WINDOW = "__cao_placeholder__"
 
 RunTmux = Callable[[Sequence[str]], Awaitable[tuple[int, str, str]]]
@@ -55,7 +59,6 @@ class ClientPool:
         self._on_data: Callable[[str, bytes], None] | None = None
         self.clients: dict[str, ControlClient] = {}  # session name -> its client
         self._locks: dict[str, asyncio.Lock] = {}
-        self._placeholders: dict[str, str] = {}  # session name -> placeholder window id
         self._tasks: set[asyncio.Task[None]] = set()
 
     def set_data_listener(self, on_data: Callable[[str, bytes], None]) -> None:
@@ -63,10 +66,6 @@ class ClientPool:
         self._on_data = on_data
         for client in self.clients.values():
             client.on_data = on_data
-
-    def take_placeholder(self, session: str) -> str | None:
-        """The placeholder window of `session` to kill, once (a real window exists now)."""
-        return self._placeholders.pop(session, None)
 
     def attached(self, session: str) -> bool:
         client = self.clients.get(session)
@@ -133,7 +132,7 @@ class ClientPool:
                         last_error = exc
                         continue
                     self.clients[session] = client
-                    await self._find_placeholder(client, session)
+                    await self._keep_placeholder(client, session)
                     return client
                 created = await self._create_session(session)
                 if created is not None:
@@ -173,7 +172,6 @@ class ClientPool:
             await client.close()
             raise TmuxError(f"control client is not attached: {lines!r}")
         client.session_id, client.session_name = row["session_id"], row["session_name"]
-        client.first_window = (row["window_id"], row["window_name"])
         if row["pid"].isdigit():
             self._on_server_pid(int(row["pid"]))
         return client
@@ -197,7 +195,6 @@ class ClientPool:
             session,
         )
         temp_id = client.session_id or ""
-        first = client.first_window or ("", "")
         # Registered at once (under the temporary name too) so that a cancellation
         # below cannot leave an unowned client; close() will find it.
         self.clients[session] = client
@@ -216,39 +213,47 @@ class ClientPool:
                 return None  # created by someone else meanwhile: attach to it
             raise
         client.session_name = session
-        if first[0]:
-            self._placeholders[session] = first[0]
         return client
 
-    async def _find_placeholder(self, client: ControlClient, session: str) -> None:
+    async def _keep_placeholder(self, client: ControlClient, session: str) -> None:
+        """Give a session we attach to a placeholder window if it has none (made by an older
+        version, or by a user), so that killing its agents' windows never empties it."""
         fields = formats.WINDOW
+        target = client.session_id or "=" + session
         try:
-            lines = await client.command(f"list-windows -t {quote(client.session_id or '=' + session)} -F {quote(fields.format)}")
-        except TmuxError:
-            return
-        windows = fields.parse_rows(lines)
-        holders = [w["window_id"] for w in windows if w["window_name"] == PLACEHOLDER_WINDOW]
-        if holders and len(holders) < len(windows):
-            for wid in holders:
-                try:
-                    await client.command(f"kill-window -t {quote(wid)}")
-                except TmuxError:
-                    pass
-        elif holders:
-            self._placeholders[session] = holders[0]
+            lines = await client.command(f"list-windows -t {quote(target)} -F {quote(fields.format)}")
+            if not any(w["window_name"] == PLACEHOLDER_WINDOW for w in fields.parse_rows(lines)):
+                await client.command(f"new-window -d -t {quote(target + ':')} -n {PLACEHOLDER_WINDOW} -- sleep 2147483647")
+        except TmuxError as exc:
+            log.debug("no placeholder window for session %r: %s", session, exc)
 
     def _on_client_exit(self, client: ControlClient) -> None:
         for key, value in list(self.clients.items()):
             if value is client:
                 del self.clients[key]
-                self._placeholders.pop(key, None)
 
     async def close(self) -> None:
         """Stop every client (their sessions and windows keep running)."""
         clients = list(self.clients.values())
         self.clients.clear()
-        self._placeholders.clear()
         if clients:
             await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def drop_idle_sessions(self) -> None:
+        """Kill the sessions left with nothing but their placeholder window. Only once our clients
+        are closed: killing a session with a control client attached can crash tmux (above)."""
+        fields = formats.SESSION_WINDOW
+        rc, out, _err = await self._run_tmux(["list-windows", "-a", "-F", fields.format])
+        if rc != 0:
+            return
+        names: dict[str, set[str]] = {}
+        for row in fields.parse_rows(out.splitlines()):
+            names.setdefault(row["session_id"], set()).add(row["window_name"])
+        kills: list[str] = []
+        for session_id, windows in names.items():
+            if windows == {PLACEHOLDER_WINDOW}:
+                kills += ["kill-session", "-t", session_id, ";"]
+        if kills:
+            await self._run_tmux(kills[:-1])

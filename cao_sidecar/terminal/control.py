@@ -79,7 +79,6 @@ class ControlClient:
         self._stderr_tail = b""
         self.session_id: str | None = None
         self.session_name: str | None = None
-        self.first_window: tuple[str, str] | None = None  # (window id, name) when attached
         self._exited = asyncio.get_running_loop().create_future()
         self._attached = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read_loop(), name=f"tmux-control-{label}")

@@ -403,9 +403,6 @@ class TmuxServer:
                 client.command(f"resize-window -t {quote(window_id)} -x {w} -y {h}"),
                 client.command(f"display-message -p -t {quote(pane_id)} {quote(formats.DEAD.format)}"),
             ]
-            placeholder = self._pool.take_placeholder(session)
-            if placeholder is not None:
-                cmds.append(client.command(f"kill-window -t {quote(placeholder)}"))
             results = await asyncio.gather(*cmds, return_exceptions=True)
             if isinstance(results[0], BaseException):
                 log.warning("resize-window %s failed: %s", window_id, results[0])
@@ -570,6 +567,8 @@ class TmuxServer:
         await self._pool.close()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._started:
+            await self._pool.drop_idle_sessions()
         self._panes.forget_windows()
         self._started = False
         self._closing = False
