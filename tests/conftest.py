@@ -89,6 +89,19 @@ def kill_tmux(socket: str) -> None:
     Path(tmpdir, f"tmux-{uid}", socket).unlink(missing_ok=True)
 
 
+def agent_windows(env: dict[str, str]) -> str:
+    """The agents' windows left on a team's tmux server, one name a line (each session keeps its
+    placeholder window while the orchestrator runs: cao_sidecar/terminal/clients.py)."""
+    from cao_sidecar.terminal.clients import PLACEHOLDER_WINDOW
+
+    names = subprocess.run(
+        ["tmux", "-L", env["CAO_TMUX_SOCKET"], "list-windows", "-a", "-F", "#{window_name}"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return "\n".join(name for name in names if name != PLACEHOLDER_WINDOW)
+
+
 def sidecars_on(socket: str) -> list[int]:
     """Sidecar processes (not agents) whose command line or environment names this tmux socket."""
     needle = socket.encode()

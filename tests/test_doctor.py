@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cao_client import CaoClient, CaoError
-from conftest import ROOT, isolated_env, kill_tmux
+from conftest import ROOT, agent_windows, isolated_env, kill_tmux
 
 NODE_BIN = ROOT / ".ci" / "node" / "node_modules" / ".bin"
 REAL_CLAUDE = shutil.which("claude", path=str(NODE_BIN))
@@ -75,12 +75,7 @@ def doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def windows(env: dict[str, str]) -> str:
-    return subprocess.run(
-        ["tmux", "-L", env["CAO_TMUX_SOCKET"], "list-windows", "-a", "-F", "#{window_name}"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+windows = agent_windows
 
 
 def test_doctor_reports_clis_present_and_absent_with_versions_logins_and_install_commands(env, tmp_base):

@@ -4,7 +4,6 @@ after it, agents' handoffs cut off, a corrupt or locked state database, a full s
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 
 from cao_client import CaoError
 from conftest import isolated_env, kill_tmux
+from fixtures.full_disk import fill, mount_tmpfs
 from test_recovery import kill9, start, transcript, wait_until
 
 
@@ -166,35 +166,6 @@ async def test_a_locked_state_database_is_set_aside_and_the_sidecar_starts(env, 
         holder.wait()
     # The set-aside database is whole: its owner's table is there.
     assert sqlite3.connect(str(aside[0])).execute("SELECT count(*) FROM mine").fetchone() == (0,)
-
-
-def mount_tmpfs(directory: Path, size: str) -> None:
-    """Mount a small tmpfs at `directory`, or skip the test saying why."""
-    directory.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        pytest.skip("a real full disk needs a tmpfs mount, and mounting needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(directory)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"mount -t tmpfs is not permitted here: {done.stderr.strip()}")
-
-
-def fill(directory: Path, leave_bytes: int) -> Path:
-    """Fill the file system of `directory` until about `leave_bytes` are free."""
-    filler = directory / "filler"
-    st = os.statvfs(directory)
-    want = max(0, st.f_bavail * st.f_frsize - leave_bytes)
-    with open(filler, "wb") as handle:
-        try:
-            while want > 0:
-                chunk = min(want, 1 << 20)
-                handle.write(b"\0" * chunk)
-                want -= chunk
-            handle.flush()
-        except OSError:
-            pass
-    return filler
 
 
 async def test_a_full_state_dir_refuses_new_work_clearly_and_keeps_serving_what_runs(env, tmp_base):

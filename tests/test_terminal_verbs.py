@@ -13,10 +13,9 @@ import time
 
 import pytest
 
-from cao_sidecar.terminal.clients import PLACEHOLDER_WINDOW
 
 from cao_client import CaoClient
-from conftest import isolated_env, kill_tmux
+from conftest import agent_windows, isolated_env, kill_tmux
 
 
 @pytest.fixture
@@ -30,15 +29,7 @@ def sidecar(*args: str) -> list[str]:
     return [sys.executable, "-m", "cao_sidecar", *args]
 
 
-def windows(env: dict[str, str]) -> str:
-    """The agents' windows left on the team's tmux server (a session keeps its placeholder window
-    while the orchestrator runs: terminal/clients.py)."""
-    names = subprocess.run(
-        ["tmux", "-L", env["CAO_TMUX_SOCKET"], "list-windows", "-a", "-F", "#{window_name}"],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    return "\n".join(name for name in names if name != PLACEHOLDER_WINDOW)
+windows = agent_windows
 
 
 class Terminal:

@@ -18,6 +18,8 @@ from cao_sidecar.storage.messages import MessageStore, StoredMessage
 
 log = logging.getLogger(__name__)
 
+FULL_DISK_RETRY_SECONDS = 0.5  # a message waits this long between tries to record its typing
+
 
 @attrs.define(eq=False)
 class Delivery:
@@ -92,6 +94,14 @@ class Inbox:
         if notice is not None:
             self._on_failed(notice)
 
+    async def _record_typing(self, message_id: str) -> None:
+        """Record that `message_id` is being typed; while a full disk refuses, wait (nothing
+        tells us when there is room again). An agent that exits meanwhile gets nothing."""
+        while True:
+            if self._store.mark_typing(message_id) or not self._agent.alive:
+                return
+            await asyncio.sleep(FULL_DISK_RETRY_SECONDS)
+
     async def _run(self) -> None:
         agent = self._agent
         try:
@@ -109,7 +119,8 @@ class Inbox:
                     continue
                 # Durable before the first key: a restart then checks the screen before typing
                 # it again (recovery.settle_typing), so a crash mid-typing types nothing twice.
-                self._store.mark_typing(delivery.message_id)
+                # A full disk refuses the record: the message waits at the head of the queue.
+                await self._record_typing(delivery.message_id)
                 try:
                     turn = await self._send_input(agent, delivery.text)
                 except Exception as exc:  # noqa: BLE001 - the caller gets it through the future
@@ -122,6 +133,7 @@ class Inbox:
                 if not delivery.sent.done():
                     delivery.sent.set_result(turn)
                 await asyncio.wait({turn.done})
+                self._store.flush_pending()
         finally:
             if self._worker is asyncio.current_task():
                 self._worker = None

@@ -56,10 +56,15 @@ def write_quietly(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) 
     except sqlite3.OperationalError as exc:
         if not is_full(exc):
             raise
-        if time.monotonic() - _last_full_warning[0] > 60:
-            _last_full_warning[0] = time.monotonic()
-            log.warning("state dir full: status and delivery records are skipped until there is room")
+        warn_full()
         return 0
+
+
+def warn_full() -> None:
+    """Say that the state dir is full, once a minute at most."""
+    if time.monotonic() - _last_full_warning[0] > 60:
+        _last_full_warning[0] = time.monotonic()
+        log.warning("state dir full: status and delivery records are skipped until there is room")
 
 
 @attrs.define(frozen=True)
@@ -122,6 +127,7 @@ class MessageStore:
             self._db.execute("ALTER TABLE messages ADD COLUMN sender_id TEXT")  # state dbs from before
         if "typing_at" not in {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}:
             self._db.execute("ALTER TABLE messages ADD COLUMN typing_at REAL")
+        self._pending_delivered: dict[int, float] = {}  # row id -> when: the full disk refused it
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -135,18 +141,39 @@ class MessageStore:
         )
         return _message_id(int(cur.lastrowid or 0))
 
-    def mark_typing(self, message_id: str) -> None:
-        """Record, before typing a queued message in, that it is being typed (see recovery)."""
-        write_quietly(
-            self._db, "UPDATE messages SET typing_at=? WHERE id=? AND state='queued'", (time.time(), _rowid(message_id))
-        )
+    def mark_typing(self, message_id: str) -> bool:
+        """Record, before typing a queued message in, that it is being typed (see recovery).
+        False when the disk is full: then it must not be typed yet, or a crash before the next
+        write would leave nothing saying it was, and a restart would type it again."""
+        self.flush_pending()
+        try:
+            self._db.execute("UPDATE messages SET typing_at=? WHERE id=? AND state='queued'", (time.time(), _rowid(message_id)))
+        except sqlite3.OperationalError as exc:
+            if not is_full(exc):
+                raise
+            warn_full()
+            return False
+        return True
 
     def mark_delivered(self, message_id: str) -> None:
-        write_quietly(
-            self._db,
-            "UPDATE messages SET state='delivered', delivered_at=? WHERE id=? AND state='queued'",
-            (time.time(), _rowid(message_id)),
-        )
+        """Record a delivery. One the full disk refuses is kept and written with the next write
+        that gets through (flush_pending); until then a restart settles it from the screen."""
+        self._pending_delivered[_rowid(message_id)] = time.time()
+        self.flush_pending()
+
+    def flush_pending(self) -> None:
+        """Write the deliveries a full disk refused, as far as there is room now."""
+        for rowid, at in list(self._pending_delivered.items()):
+            try:
+                self._db.execute(
+                    "UPDATE messages SET state='delivered', delivered_at=? WHERE id=? AND state='queued'", (at, rowid)
+                )
+            except sqlite3.OperationalError as exc:
+                if not is_full(exc):
+                    raise
+                warn_full()
+                return
+            del self._pending_delivered[rowid]
 
     def mark_failed(self, message_id: str, error: str) -> Optional[StoredMessage]:
         """Mark a queued message failed. If an agent sent it, a notice for that agent is stored in

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 import pytest
 from fakes import make_agent
+from fixtures.full_disk import fill, mount_tmpfs
 
 from cao_sidecar.core.agent import Agent, Turn, TurnResult
 from cao_sidecar.core.errors import AgentExited
@@ -133,3 +135,47 @@ async def test_a_cancelled_delivery_is_never_typed(tmp_path: Path, store: Messag
     agent.apply(S.COMPLETED, "› x")
     await asyncio.sleep(0.02)
     assert typist.sent == [] and store.get(delivery.message_id).state == "failed"
+
+
+@pytest.fixture
+def full_disk_dir(tmp_path: Path):
+    directory = tmp_path / "small"
+    mount_tmpfs(directory, "2m")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], capture_output=True)
+
+
+async def test_a_full_disk_holds_a_message_until_its_typing_can_be_recorded(tmp_path: Path, full_disk_dir: Path) -> None:
+    """Typed without a record, a crash before the next write would have it typed again."""
+    db, _ = open_state_db(full_disk_dir / "state.db")
+    store = MessageStore(db)
+    agent = make_agent(tmp_path)
+    agent.status = S.IDLE
+    typist = Typist()
+    inbox = Inbox(agent, typist, store, lambda n: None)
+    first, second = inbox.put("one"), inbox.put("two")
+    await asyncio.wait_for(asyncio.shield(first.sent), 1)
+    filler = fill(full_disk_dir, 0)
+    end_turn(agent)  # "two" may go in now, but its typing cannot be recorded
+    await asyncio.sleep(1.2)
+    assert typist.sent == ["one"] and not second.sent.done()
+    assert store.get(second.message_id).state == "queued"
+    filler.unlink()  # room again
+    await asyncio.wait_for(asyncio.shield(second.sent), 3)
+    assert typist.sent == ["one", "two"]
+    assert [store.get(d.message_id).state for d in (first, second)] == ["delivered", "delivered"]
+
+
+async def test_a_delivery_the_full_disk_refused_is_recorded_when_there_is_room(full_disk_dir: Path) -> None:
+    db, _ = open_state_db(full_disk_dir / "state.db")
+    store = MessageStore(db)
+    message_id = store.add("t1", "hello", None)
+    assert store.mark_typing(message_id)
+    filler = fill(full_disk_dir, 0)
+    store.mark_delivered(message_id)
+    assert store.get(message_id).state == "queued"  # refused, kept
+    filler.unlink()
+    store.flush_pending()
+    assert store.get(message_id).state == "delivered"
