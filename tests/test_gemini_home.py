@@ -40,9 +40,14 @@ def test_system_settings_only_where_gemini_reads_them(tmp_path: Path) -> None:
     env = launch(tmp_path / "agent", tmp_path / "home")
     assert "GEMINI_CLI_SYSTEM_SETTINGS_PATH" not in env
     assert Path(env["GEMINI_CLI_HOME"]) == tmp_path / "agent" / gemini_home.HOME_DIR
-    private = Path(os.path.expanduser("~")) / ".cache"
+    private = Path(__file__).resolve().parent.parent / ".pytest_cache"  # the real-CLI tests' state
+    private.mkdir(exist_ok=True)
     if os.geteuid() == 0 and gemini_home.system_settings_accepted(private):
-        assert "GEMINI_CLI_SYSTEM_SETTINGS_PATH" in launch(Path(tempfile.mkdtemp(dir=private)), tmp_path / "home")
+        agent = Path(tempfile.mkdtemp(dir=private))
+        try:
+            assert "GEMINI_CLI_SYSTEM_SETTINGS_PATH" in launch(agent, tmp_path / "home")
+        finally:
+            shutil.rmtree(agent)
 
 
 def test_the_private_home_merges_the_users_settings_and_links_the_rest(tmp_path: Path) -> None:
