@@ -145,11 +145,18 @@ def test_codex(tmp_path: Path) -> None:
     assert "--dangerously-bypass-approvals-and-sandbox" in yolo
 
 
+def gemini_settings_file(spec: Any) -> Path:
+    """Our settings for Gemini CLI: a system settings file, or a private Gemini home's (gemini_home.py)."""
+    if "GEMINI_CLI_SYSTEM_SETTINGS_PATH" in spec.env:
+        return Path(spec.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"])
+    return Path(spec.env["GEMINI_CLI_HOME"]) / ".gemini" / "settings.json"
+
+
 def test_gemini_cli(tmp_path: Path) -> None:
     spec = get_provider("gemini_cli").launch(context(tmp_path, permission_mode="bypassPermissions"))
     argv = spec.argv
     assert opt(argv, "--approval-mode") == "yolo" and opt(argv, "--model") == "model-x"
-    settings_path = Path(spec.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"])
+    settings_path = gemini_settings_file(spec)
     assert private(settings_path) and spec.events
     # The working directory trusted up front: no folder-trust dialog, no restart before it connects.
     assert spec.env["GEMINI_CLI_TRUST_WORKSPACE"] == "true" and spec.connects_to_sidecar
@@ -229,7 +236,7 @@ def team_tool_settings(tmp_path: Path, name: str, **options: Any) -> Any:
     if name == "codex":
         return [argv[i + 1] for i, a in enumerate(argv) if a == "-c" and ".tools." in argv[i + 1]]
     if name == "gemini_cli":
-        return json.loads(Path(spec.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"]).read_text())["mcpServers"]["cao"]["trust"]
+        return json.loads(gemini_settings_file(spec).read_text())["mcpServers"]["cao"]["trust"]
     if name == "opencode":
         return json.loads(Path(spec.env["OPENCODE_CONFIG"]).read_text()).get("permission")
     if name == "copilot":

@@ -354,10 +354,16 @@ class AgentSupervisor:
             # Events win: keep the screen (answers, tails), not its reading. If the screen says
             # the turn is over and no event comes, believe the screen after a grace period.
             agent.screen = screen
-            if agent.turn is not None and status in SCREEN_END and agent.screen_fallback is None:
-                agent.screen_fallback = asyncio.get_running_loop().call_later(
-                    EVENT_GRACE_SECONDS, self._screen_fallback, agent, agent.turn
-                )
+            if agent.turn is not None and status in SCREEN_END:
+                if agent.screen_fallback is None:
+                    agent.screen_fallback = asyncio.get_running_loop().call_later(
+                        EVENT_GRACE_SECONDS, self._screen_fallback, agent, agent.turn
+                    )
+            elif agent.screen_fallback is not None:
+                # The screen works again (a line CLI's typed input reads as its prompt until the
+                # CLI draws): the grace counts from the screen's last word that the turn is over.
+                agent.screen_fallback.cancel()
+                agent.screen_fallback = None
             self._refresh_prompt(agent)
             return
         transition = agent.apply(status, screen)

@@ -22,8 +22,6 @@ assistant message; screens still report processing, waiting and errors.
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 from typing import Any, Optional
 
 from cao_sidecar.core.status import AgentStatus
@@ -36,7 +34,7 @@ from cao_sidecar.providers.screen import (
     ScreenProvider,
     command_from_options,
     extra_args,
-    hook_url,
+    relay_argv,
 )
 
 S = AgentStatus
@@ -108,20 +106,9 @@ class CodexProvider(ScreenProvider):
         if ctx.system_prompt:
             argv += ["-c", "developer_instructions=" + mcp_config.toml_value(ctx.system_prompt)]
         argv += mcp_config.codex_args(ctx.env, opts)
-        url = hook_url(ctx.env, self.name)
-        events = False
-        if url is not None and ctx.env.get("CAO_MCP_TOKEN"):
-            token_file = ctx.agent_dir / "credential"
-            notify = [
-                sys.executable,
-                str(Path(__file__).with_name("hook_relay.py")),
-                "--url",
-                url,
-                "--token-file",
-                str(token_file),
-            ]
+        notify = relay_argv(ctx, self.name)
+        if notify is not None:
             argv += ["-c", "notify=" + mcp_config.toml_value(notify)]
-            events = True
         mode = opts.get("permission_mode")
         if mode in ("bypassPermissions", "yolo") or opts.get("dangerously_bypass_approvals_and_sandbox"):
             argv += ["--dangerously-bypass-approvals-and-sandbox"]
@@ -134,7 +121,7 @@ class CodexProvider(ScreenProvider):
                 argv += ["-c", f'sandbox_mode="{sandbox}"']
         argv += extra_args(ctx)
         # Codex starts its MCP servers with the session, before its composer takes input.
-        return LaunchSpec(argv=argv, env={}, events=events, connects_to_sidecar="CAO_MCP_URL" in ctx.env)
+        return LaunchSpec(argv=argv, env={}, events=notify is not None, connects_to_sidecar="CAO_MCP_URL" in ctx.env)
 
     # ---- screen -------------------------------------------------------------------------------
 

@@ -17,22 +17,23 @@ Dialogs are boxes: folder trust ("Do you trust the files in this folder?"), auth
 ("How would you like to authenticate", "Please enter your Gemini API key"), tool confirmations
 ("Allow execution", "Apply this change?") with a "●" cursor on numbered choices.
 
-Launch: our settings go in a system settings file (`GEMINI_CLI_SYSTEM_SETTINGS_PATH`, 0600 in
-the agent's directory): `mcpServers.cao` (Streamable HTTP `httpUrl` + the agent's token) and
-command hooks (BeforeAgent → processing, AfterAgent → completed with the answer hook_relay.py
-reads from the session transcript, Notification ToolPermission → waiting) that run hook_relay.py;
-`GEMINI_CLI_TRUST_WORKSPACE=true` (no folder-trust dialog, no restart). Gemini CLI refuses a system
-settings file whose parent directories are writable by others (e.g. under /tmp): keep the
-sidecar's state directory in a private place (the default, ~/.local/state, is).
+Launch: our settings (0600 in the agent's directory): `mcpServers.cao` (Streamable HTTP `httpUrl`
++ the agent's token) and command hooks (BeforeAgent → processing, AfterAgent → completed with the
+answer hook_relay.py reads from the session transcript, Notification ToolPermission → waiting) that
+run hook_relay.py; `GEMINI_CLI_TRUST_WORKSPACE=true` (no folder-trust dialog, no restart). Gemini
+reads a system settings file only if root owns it and every directory above it, none writable by
+group or others: then `GEMINI_CLI_SYSTEM_SETTINGS_PATH`, otherwise (any ordinary user, or a state
+directory under /tmp) a private Gemini home, `GEMINI_CLI_HOME` (gemini_home.py).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Optional
 
 from cao_sidecar.core.status import AgentStatus
-from cao_sidecar.providers import gemini_family, mcp_config
+from cao_sidecar.providers import gemini_family, gemini_home, mcp_config
 from cao_sidecar.providers.base import HookEvent, LaunchContext, LaunchSpec
 from cao_sidecar.providers.cli_facts import CliFacts
 from cao_sidecar.providers.gemini_family import InputBoxScreen
@@ -123,8 +124,10 @@ class GeminiCliProvider(InputBoxScreen):
         # and so never connected to its MCP servers (ours included).
         env = {"GEMINI_CLI_TRUST_WORKSPACE": "true"}
         if settings:
-            path = mcp_config.write_private_json(ctx.agent_dir / SETTINGS_FILE, settings)
-            env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] = str(path)
+            # A system settings file where Gemini accepts one, else a private Gemini home (it
+            # skips system settings not owned by root or under a world-writable directory).
+            home = ctx.env.get("HOME") or os.path.expanduser("~")
+            env.update(gemini_home.settings_env(ctx.agent_dir, home, settings, SETTINGS_FILE))
         argv += extra_args(ctx)
         # Gemini CLI connects to its MCP servers as it starts (after the folder-trust dialog, before
         # authentication): ready waits for that, so the first task has our tools.

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import re
 import shlex
-import sys
-from pathlib import Path
 from typing import Any, Optional
 
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.providers.base import Classification, LaunchContext
-from cao_sidecar.providers.screen import Screen, ScreenProvider, command_from_options, hook_url
+from cao_sidecar.providers.screen import Screen, ScreenProvider, command_from_options, relay_argv
 
 S = AgentStatus
 
@@ -34,20 +32,10 @@ def base_argv(binary: str, ctx: LaunchContext, approval_modes: tuple[str, ...]) 
 def relay_hooks(ctx: LaunchContext, provider: str, events: tuple[str, ...], matcher: str) -> Optional[dict[str, Any]]:
     """Settings `hooks`: each event runs hook_relay.py with the agent's credential file; None when
     the sidecar gave the agent no hook endpoint."""
-    url = hook_url(ctx.env, provider)
-    if url is None or not ctx.env.get("CAO_MCP_TOKEN"):
+    argv = relay_argv(ctx, provider, "--stdin")
+    if argv is None:
         return None
-    relay = shlex.join(
-        [
-            sys.executable,
-            str(Path(__file__).with_name("hook_relay.py")),
-            "--url",
-            url,
-            "--token-file",
-            str(ctx.agent_dir / "credential"),
-            "--stdin",
-        ]
-    )
+    relay = shlex.join(argv)
     hook = {"type": "command", "command": relay, "timeout": 10000}
     return {event: [{"matcher": matcher, "hooks": [{**hook, "name": f"cao-{event}"}]}] for event in events}
 

@@ -1,11 +1,13 @@
-"""Relays a CLI's event to the sidecar: the program behind Codex `notify` and Gemini CLI hooks.
+"""Relays a CLI's event to the sidecar: the program behind Codex `notify`, Gemini CLI, Qwen Code
+and Kiro CLI hooks.
 
-Run by path (`python /…/hook_relay.py --url URL --token-file FILE [--stdin]`), so it imports
-nothing of the package: standard library only, about 30 ms. The payload is the last argument
-(Codex passes its notification JSON as one argv) or standard input (`--stdin`, Gemini hooks).
+Run by path (`python /…/hook_relay.py --url URL --token-file FILE [--stdin] [--quiet]`), so it
+imports nothing of the package: standard library only, about 30 ms. The payload is the last
+argument (Codex passes its notification JSON as one argv) or standard input (`--stdin`, hooks).
 It POSTs the payload to the sidecar's hook endpoint with the agent's own bearer token (read from
 the agent's 0600 credential file, never from the command line) and always exits 0 quickly: a
-hook must never break or stall the CLI. On standard output it prints `{}` (an empty hook reply).
+hook must never break or stall the CLI. With `--stdin` it prints `{}` (an empty hook reply)
+unless `--quiet`: Kiro CLI adds a hook's standard output to the model's context.
 
 Gemini CLI's AfterAgent `prompt_response` is not the answer when the model streamed it in pieces
 (0.61 joins its stream chunks with spaces and repeats all but the first: "a b c b  c"); its
@@ -82,7 +84,7 @@ def with_answer(payload: bytes) -> bytes:
 
 def main(argv: list[str]) -> int:
     url = token_file = None
-    use_stdin = False
+    use_stdin = quiet = False
     rest: list[str] = []
     it = iter(argv)
     for arg in it:
@@ -92,6 +94,8 @@ def main(argv: list[str]) -> int:
             token_file = next(it, None)
         elif arg == "--stdin":
             use_stdin = True
+        elif arg == "--quiet":
+            quiet = True
         else:
             rest.append(arg)
     try:
@@ -112,7 +116,7 @@ def main(argv: list[str]) -> int:
                 response.read()
     except (OSError, urllib.error.URLError, ValueError):
         pass
-    if use_stdin:
+    if use_stdin and not quiet:
         sys.stdout.write("{}\n")
     return 0
 

@@ -39,21 +39,30 @@ MCP: Kiro reads MCP servers from agent files (JSON) in `~/.kiro/agents/`; each l
 `cao-<terminalId>.json` there (Q: `~/.aws/amazonq/cli-agents/`) naming our server through the
 stdio bridge and carrying the profile's system prompt, and selects it with `--agent`. Files of
 agents that no longer exist are removed at the next launch.
+
+Events (built from Kiro's published hook format, not run against a real Kiro CLI here): the agent
+file's `hooks` run hook_relay.py (`bash -c COMMAND`, the event as JSON on standard input:
+`hook_event_name`, `cwd`, and `prompt` or `tool_name`/`tool_input`). userPromptSubmit,
+preToolUse, postToolUse → processing; stop → completed (it carries no answer: the answer is read
+from the screen). No hook reports a permission question: the screen does. Amazon Q's agent
+format knew no `stop` trigger, and an agent file with a trigger its CLI does not know may not
+load at all, so `q_cli` wires only the three processing hooks.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.providers.cli_facts import CliFacts
 from cao_sidecar.providers import mcp_config
-from cao_sidecar.providers.base import Classification, LaunchContext, LaunchSpec
+from cao_sidecar.providers.base import Classification, HookEvent, LaunchContext, LaunchSpec
 from cao_sidecar.providers.patterns import PatternProvider, compile_rules
-from cao_sidecar.providers.screen import Dialog, Screen, command_from_options, extra_args, string_list
+from cao_sidecar.providers.screen import Dialog, Screen, command_from_options, extra_args, relay_argv, string_list
 
 S = AgentStatus
 
@@ -90,6 +99,9 @@ class KiroCliProvider(PatternProvider):
     interrupt_key = "C-c"
     product = "Kiro"
     agents_dir = Path("~/.kiro/agents")
+    # The agent file's hook triggers we wire (Kiro CLI's names) and the statuses they report.
+    hook_triggers: tuple[str, ...] = ("userPromptSubmit", "preToolUse", "postToolUse", "stop")
+    event_statuses = frozenset({S.PROCESSING, S.COMPLETED})
     input_pattern = PROMPT_WITH_TEXT
     prompt_pattern = PROMPT
     rules = compile_rules(
@@ -151,7 +163,8 @@ class KiroCliProvider(PatternProvider):
     def launch(self, ctx: LaunchContext) -> LaunchSpec:
         opts = ctx.options
         argv = command_from_options(list(self.command), ctx)
-        agent_name = self._write_agent(ctx)
+        hooks = self._hooks(ctx)
+        agent_name = self._write_agent(ctx, hooks)
         if agent_name:
             argv.append("--agent=" + agent_name)
         if ctx.model:
@@ -163,12 +176,23 @@ class KiroCliProvider(PatternProvider):
             if allowed:
                 argv += ["--trust-tools=" + ",".join(allowed)]
         argv += extra_args(ctx)
-        return LaunchSpec(argv=argv, env={})
+        return LaunchSpec(argv=argv, env={}, events=bool(agent_name and hooks))
 
-    def _write_agent(self, ctx: LaunchContext) -> Optional[str]:
-        """Our agent file (MCP server through the stdio bridge, the system prompt)."""
+    def _hooks(self, ctx: LaunchContext) -> dict[str, list[dict[str, Any]]]:
+        """The agent file's `hooks`: each trigger runs hook_relay.py (quiet: Kiro adds a hook's
+        output to the model's context) with the agent's credential file; none without a hook
+        endpoint. The command is a shell line (Kiro runs `bash -c`) made of our own values only."""
+        argv = relay_argv(ctx, self.name, "--stdin", "--quiet")
+        if argv is None:
+            return {}
+        hook: dict[str, Any] = {"command": shlex.join(argv), "timeout_ms": 10000}
+        tool_hook = {**hook, "matcher": "*"}
+        return {trigger: [tool_hook if trigger in ("preToolUse", "postToolUse") else hook] for trigger in self.hook_triggers}
+
+    def _write_agent(self, ctx: LaunchContext, hooks: dict[str, list[dict[str, Any]]]) -> Optional[str]:
+        """Our agent file (MCP server through the stdio bridge, the system prompt, the hooks)."""
         extras = [srv for srv in mcp_config.extra_servers(ctx.options) if srv.transport == "stdio"]
-        if "CAO_MCP_SOCKET" not in ctx.env and not ctx.system_prompt and not extras:
+        if "CAO_MCP_SOCKET" not in ctx.env and not ctx.system_prompt and not extras and not hooks:
             return None
         directory = self._agents_dir(ctx)
         try:
@@ -197,6 +221,8 @@ class KiroCliProvider(PatternProvider):
             agent["allowedTools"] = [f"@{mcp_config.SERVER_NAME}/{tool}" for tool in mcp_config.TEAM_TOOLS]
         if ctx.model:
             agent["model"] = ctx.model
+        if hooks:
+            agent["hooks"] = hooks
         mcp_config.write_private_json(directory / f"{name}.json", agent)
         return name
 
@@ -209,6 +235,18 @@ class KiroCliProvider(PatternProvider):
                     path.unlink()
                 except OSError:
                     pass
+
+    # ---- events -------------------------------------------------------------------------------
+
+    def hook_event(self, source: str, payload: Any, turn_text: Optional[str]) -> Optional[HookEvent]:
+        if not isinstance(payload, dict):
+            return None
+        event = payload.get("hook_event_name")
+        if event not in self.hook_triggers:
+            return None  # agentSpawn, and triggers this CLI was not given
+        if event == "stop":
+            return HookEvent(S.COMPLETED)  # no answer in the event: the screen's is read
+        return HookEvent(S.PROCESSING)
 
     # ---- screen -------------------------------------------------------------------------------
 
@@ -277,6 +315,10 @@ class KiroCliProvider(PatternProvider):
         if end and (PROMPT.match(s.lines[-1]) or AGENT_PROMPT_WITH_TEXT.match(s.lines[-1])):
             end -= 1
         credits = s.last_index(lambda line: bool(CREDITS.match(line)), 0, end)
+        if credits >= 0 and s.last_index(lambda line: bool(AGENT_PROMPT_WITH_TEXT.match(line)), credits, end) >= 0:
+            # An earlier turn's credits: this turn's answer is drawn, its credits line not yet
+            # (read at its stop event).
+            credits = -1
         if credits >= 0:
             end = credits
         head = s.last_index(lambda line: bool(PROMPT_WITH_TEXT.match(line)), 0, end)

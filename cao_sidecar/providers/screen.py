@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from cao_sidecar.core.status import AgentStatus
@@ -155,6 +157,17 @@ def hook_url(env: dict[str, str], provider: str) -> Optional[str]:
         return None
     base = url[: -len("/mcp")] if url.endswith("/mcp") else url.rstrip("/")
     return f"{base}/hooks/{provider}"
+
+
+def relay_argv(ctx: LaunchContext, provider: str, *flags: str) -> Optional[list[str]]:
+    """The command that runs hook_relay.py for this agent (its hook URL and credential file, all
+    values the sidecar made: nothing from the workspace or the agent), or None when the sidecar
+    gave the agent no hook endpoint."""
+    url = hook_url(ctx.env, provider)
+    if url is None or not ctx.env.get("CAO_MCP_TOKEN"):
+        return None
+    relay = str(Path(__file__).with_name("hook_relay.py"))
+    return [sys.executable, relay, "--url", url, "--token-file", str(ctx.agent_dir / "credential"), *flags]
 
 
 class Dialog:
