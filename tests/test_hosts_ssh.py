@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -21,8 +22,9 @@ import pytest_lsp
 from pytest_lsp import LanguageClient
 
 from conftest import initialize, kill_tmux, orchestrator_pid, request
+from fixtures.scripted_cli import provider_yaml
 from remote_host import end_node, hosts_yaml, new_workspace, node_processes, ssh, sshd_unavailable
-from test_editor_common import eventually, new_sidecar, rpc_error
+from test_editor_common import error_data, eventually, new_sidecar, rpc_error
 
 SKIP = sshd_unavailable()
 pytestmark = [
@@ -33,9 +35,26 @@ pytestmark = [
 WORKSPACE = new_workspace()
 # A profile only this orchestrator's workspace has: a host runs it from the definition sent along.
 FAR_PROFILE = "---\nname: far_dev\ndescription: only in the orchestrator's workspace\nprovider: mock\n---\nYou work far away.\n"
-CONFIG, SIDECAR = new_sidecar("hosts", workspace_profiles={"far_dev.md": FAR_PROFILE})
+# host: auto looks for a profile's CLI: `caoscripted` (tests/fixtures/scripted_cli.py as a
+# user-defined provider of the config dir) is on this orchestrator's PATH only; `cao-no-such-cli`
+# is nowhere.
+PLACED_PROFILES = {
+    "scripted_dev.md": "---\nname: scripted_dev\ndescription: a CLI only main has\nprovider: scripted\n---\nYou script.\n",
+    "nowhere_dev.md": "---\nname: nowhere_dev\ndescription: a CLI no machine has\nprovider: nowhere\n---\nNo.\n",
+}
+CONFIG, SIDECAR = new_sidecar("hosts", workspace_profiles={"far_dev.md": FAR_PROFILE, **PLACED_PROFILES})
 (SIDECAR.base / "config" / "cao-sidecar").mkdir(parents=True, exist_ok=True)
 (SIDECAR.base / "config" / "cao-sidecar" / "hosts.yaml").write_text(hosts_yaml(WORKSPACE))
+_PROVIDERS = SIDECAR.base / "config" / "cao-sidecar" / "providers"
+_PROVIDERS.mkdir(parents=True, exist_ok=True)
+(_PROVIDERS / "scripted.yaml").write_text(provider_yaml(["caoscripted"]))
+(_PROVIDERS / "nowhere.yaml").write_text("command: [cao-no-such-cli]\n")
+_BIN = SIDECAR.base / "bin"
+_BIN.mkdir()
+_SCRIPT = Path(__file__).parent / "fixtures" / "scripted_cli.py"
+(_BIN / "caoscripted").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(_SCRIPT))} "$@"\n')
+(_BIN / "caoscripted").chmod(0o755)
+SIDECAR.env["PATH"] = f"{_BIN}:{SIDECAR.env.get('PATH', os.environ['PATH'])}"
 # One wheel build for every module and run (the node's install is keyed by the sources' hash).
 SIDECAR.env["XDG_CACHE_HOME"] = str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cao-sidecar-tests")
 AGENTS = 30
@@ -354,6 +373,46 @@ async def test_profiles_reports_and_worktrees_on_a_host(client: LanguageClient) 
     exc = await rpc_error(request(client, "cao/mergeWorktree", {"terminalId": "box1:00000000"}))
     assert "00000000" in exc.message
     print(f"profiles, reports and worktrees on the host: {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_auto_places_where_the_profile_fits(client: LanguageClient) -> None:
+    """host: auto skips a machine without the profile's CLI, even the emptier one; a profile no
+    machine can run is a clear error saying what each lacks, and the orchestrator goes on."""
+    started = time.monotonic()
+    busy = await request(client, "cao/spawn", {"profile": "mock_developer", "session": SESSION}, timeout=60)
+    # main has a live agent, box1 none: a mock agent (no CLI needed) goes to box1 ...
+    far = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "auto", "session": SESSION}, timeout=60)
+    assert far["terminalId"].startswith("box1:"), far
+    await request(client, "cao/terminate", {"terminalId": far["terminalId"]}, timeout=60)
+    # ... and one whose CLI only main has goes to main.
+    scripted = await request(client, "cao/spawn", {"profile": "scripted_dev", "host": "auto", "session": SESSION}, timeout=60)
+    assert ":" not in scripted["terminalId"], scripted
+    exc = await rpc_error(
+        request(client, "cao/spawn", {"profile": "nowhere_dev", "host": "auto", "session": SESSION}, timeout=90)
+    )
+    assert "no machine can run profile 'nowhere_dev'" in exc.message, exc.message
+    assert "main lacks the command `cao-no-such-cli`" in exc.message and "box1 lacks the command" in exc.message, exc.message
+    assert "notmux lacks a connection" in exc.message and "tmux" in exc.message, exc.message
+    assert set(error_data(exc)["lacking"]) == {"main", "box1", "notmux"}
+    listed = await request(client, "cao/listAgents", {"session": SESSION})  # the orchestrator goes on
+    assert {busy["terminalId"], scripted["terminalId"]} <= {a["terminalId"] for a in listed["agents"]}
+    for agent in (busy, scripted):
+        await request(client, "cao/terminate", {"terminalId": agent["terminalId"]}, timeout=60)
+    print(f"placement: {time.monotonic() - started:.1f} s")
+
+
+def test_placement_weighs_memory() -> None:
+    from cao_sidecar.hosts.install import Probe
+    from cao_sidecar.hosts.placement import Needs, host_lacks, lacks, no_fit_error
+
+    needs = Needs("dev", "claude", 400)
+    assert lacks(needs, True, 399) == ["memory (399 MiB free, 400 MiB wanted)"]
+    assert lacks(needs, True, 0) == [] and lacks(needs, True, 4000) == []  # 0: unknown, not held against it
+    assert host_lacks(needs, Probe(reachable=True, clis=("codex",), memory_mb=8000)) == ["the command `claude`"]
+    assert host_lacks(Needs("m", None, 400), Probe(reachable=True, memory_mb=8000)) == []
+    error = no_fit_error(needs, {"main": ["the command `claude`"], "box1": ["memory (10 MiB free, 400 MiB wanted)"]})
+    assert "main lacks the command `claude`; box1 lacks memory" in error.message
 
 
 def test_hosts_check_says_what_a_host_lacks() -> None:

@@ -87,6 +87,11 @@ class HostLink:
         self._tag: Optional[str] = None
         self.probe: Optional[Probe] = None  # what the host had when the link was first made
 
+    @property
+    def tag(self) -> Optional[str]:
+        """The node's install on the host (known once the link was first made)."""
+        return self._tag
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())

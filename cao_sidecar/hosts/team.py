@@ -19,8 +19,10 @@ from typing import Any, Callable, Optional
 from cao_sidecar import paths
 from cao_sidecar.core.errors import CaoError, InvalidRequest
 from cao_sidecar.hosts.config import HostConfig, HostsError, attach_over_ssh, load_hosts, qualify, split_terminal_id
+from cao_sidecar.hosts.install import probe
 from cao_sidecar.hosts.link import HostLink
 from cao_sidecar.hosts.node import KeyedCalls
+from cao_sidecar.hosts.placement import Needs, here_lacks, host_lacks, needs_of, no_fit_error
 from cao_sidecar.hosts.profiles import definition_for
 
 log = logging.getLogger(__name__)
@@ -162,11 +164,18 @@ class RemoteHosts:
     def report_to(self, worker: str, lead: Any) -> None:
         self._report_to[worker] = lead
 
-    async def place(self, local_live: int) -> str:
-        """`host: auto`: the machine with the fewest live agents per CPU, from what each reports
-        (main: this one; hosts: the node's agents and the CPUs its probe found). Hosts not linked
-        yet are linked first (briefly); one that cannot be reached is left out."""
-        candidates = [(local_live / (os.cpu_count() or 1), MAIN)]
+    async def place(self, local_live: int, needs: Needs) -> str:
+        """`host: auto`: of the machines that can take one more agent (hosts.placement: the
+        provider's command, memory), the one with the fewest live agents per CPU (main: this one;
+        hosts: the node's agents, and the CPUs, commands and memory a fresh probe finds). Hosts not
+        linked yet are linked first (briefly); one that cannot be reached is left out."""
+        lacking: dict[str, list[str]] = {}
+        candidates = []
+        here = await here_lacks(needs)
+        if here:
+            lacking[MAIN] = here
+        else:
+            candidates.append((local_live / (os.cpu_count() or 1), MAIN))
         links = []
         for name in self.configs():
             try:
@@ -176,11 +185,21 @@ class RemoteHosts:
                 links.append((name, link))
             except CaoError as exc:
                 log.info("host: auto leaves out %s: %s", name, exc.message)
-        await self.list_agents(None)
-        for name, link in links:
+                lacking[name] = [f"a connection ({exc.message})"]
+        extra = (needs.command,) if needs.command else ()
+        probes, _ = await asyncio.gather(
+            asyncio.gather(*(probe(link.host, link.tag, extra) for _, link in links)), self.list_agents(None)
+        )
+        for (name, link), found in zip(links, probes, strict=True):
+            missing = host_lacks(needs, found)
+            if missing:
+                lacking[name] = missing
+                continue
             live = self._live(self._agents_on(name))
-            cpus = link.probe.cpus if link.probe is not None and link.probe.cpus > 0 else 1
+            cpus = found.cpus or (link.probe.cpus if link.probe is not None else 0) or 1
             candidates.append((live / cpus, name))
+        if not candidates:
+            raise no_fit_error(needs, lacking)
         return min(candidates, key=lambda c: c[0])[1]  # ties: the first, main
 
     async def run_here(self, method: str, params: Any) -> Any:
@@ -317,9 +336,14 @@ def remote_host(host: Optional[str]) -> Optional[str]:
     return None if host in (None, "", "local", MAIN, UPSTREAM.node_name) else host
 
 
-async def resolve_host(core: Any, host: Optional[str]) -> Optional[str]:
-    """The host a request goes to (None: this machine); `auto` is placed here."""
+async def resolve_host(
+    core: Any, host: Optional[str], profile: Optional[str] = None, provider: Optional[str] = None
+) -> Optional[str]:
+    """The host a request goes to (None: this machine); `auto` is placed here, where an agent of
+    `profile` (with `provider`, if given) fits."""
     if host == AUTO:
+        from cao_sidecar.settings import settings
+
         live = sum(1 for agent in core.agents.values() if agent.alive)
-        host = await hosts_of(core).place(live)
+        host = await hosts_of(core).place(live, needs_of(core, profile, provider, settings().agent_memory_mb))
     return remote_host(host)

@@ -273,6 +273,7 @@ class ExtendedProvider(Provider):
         self.interrupt_key: str = attrs.get("interrupt_key", base.interrupt_key)
         self.bracketed_paste: bool = attrs.get("bracketed_paste", base.bracketed_paste)
         self.event_statuses = base.event_statuses
+        self.cli = getattr(base, "cli", None)  # the base's CLI: what must be installed (cli_facts)
         self._rules: tuple[StatusRule, ...] = attrs["rules"]
         self._dialogs: tuple[Dialog, ...] = attrs["dialogs"]
         self._env: dict[str, str] = attrs["env"]
