@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -400,6 +401,51 @@ async def test_auto_places_where_the_profile_fits(client: LanguageClient) -> Non
     for agent in (busy, scripted):
         await request(client, "cao/terminate", {"terminalId": agent["terminalId"]}, timeout=60)
     print(f"placement: {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_host_agents_assign_reports_to_it(client: LanguageClient) -> None:
+    """An agent on box1 assigns work to a worker on main: the worker's report is typed into that
+    agent on box1 (the editors see the worker's cao/workerCompleted once, as for a local agent's
+    assign); a report made while the link is down waits and arrives once it is back."""
+    started = time.monotonic()
+    lead = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "box1", "session": SESSION}, timeout=60)
+    lead_id = lead["terminalId"]
+
+    async def assign_from_box1(task: str) -> str:
+        said = await request(
+            client, "cao/handoff", {"terminalId": lead_id, "message": f"assign mock_developer@main {task}"}, timeout=60
+        )
+        found = re.search(r"terminal ([0-9a-f]{8})\)", said["output"])
+        assert found is not None and "on main" in said["output"], said["output"]
+        return found.group(1)
+
+    async def lead_shows(text: str) -> bool:
+        return text in (await request(client, "cao/getOutput", {"terminalId": lead_id, "mode": "full"}))["output"]
+
+    def reports_of(worker: str) -> list[Any]:
+        return [p for p in SIDECAR.notifications["cao/workerCompleted"] if p["terminalId"] == worker]
+
+    worker = await assign_from_box1("echo made on main")
+    await eventually(lambda: lead_shows("result of the task you assigned: made on main"), timeout=60, what="the report on box1")
+    assert len(reports_of(worker)) == 1 and reports_of(worker)[0]["output"] == "made on main"
+
+    # The link goes down before the worker ends, and stays down until its report is stored.
+    orchestrator = orchestrator_pid(SIDECAR.env)
+    late = await assign_from_box1("sleep 2 made while the link was down")
+    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == late and p["status"] == "processing", timeout=30)
+    while not reports_of(late):
+        for pid in _children(orchestrator, "ssh"):
+            os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: lead_shows("result of the task you assigned: made while the link was down"), timeout=60, what="the late report"
+    )  # fmt: skip
+    output = (await request(client, "cao/getOutput", {"terminalId": lead_id, "mode": "full"}))["output"]
+    assert output.count(f"› [message from mock_developer worker {late}]") == 1, output  # typed in once
+    for agent in (lead_id, worker, late):
+        await request(client, "cao/terminate", {"terminalId": agent}, timeout=60)
+    print(f"a host agent's assign reported to it: {time.monotonic() - started:.1f} s")
 
 
 def test_placement_weighs_memory() -> None:

@@ -12,24 +12,30 @@ import asyncio
 import json
 import logging
 import os
+import re
 import weakref
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import attrs
+
 from cao_sidecar import paths
 from cao_sidecar.core.errors import CaoError, InvalidRequest
 from cao_sidecar.hosts.config import HostConfig, HostsError, attach_over_ssh, load_hosts, qualify, split_terminal_id
+from cao_sidecar.hosts.inboxes import RemoteInboxes
 from cao_sidecar.hosts.install import probe
 from cao_sidecar.hosts.link import HostLink
 from cao_sidecar.hosts.node import KeyedCalls
 from cao_sidecar.hosts.placement import Needs, here_lacks, host_lacks, needs_of, no_fit_error
-from cao_sidecar.hosts.profiles import definition_for
+from cao_sidecar.hosts.profiles import carried_for
+from cao_sidecar.storage.messages import StoredMessage
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 180.0  # a first contact may install the node (pip) on the host
 PLACE_CONNECT_TIMEOUT = 20.0  # host: auto does not wait for a host's first install
 MAIN = "main"
+CALLER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # an agent's id on its host (8 hex digits there)
 AUTO = "auto"
 
 Listener = Callable[[str, Any], None]
@@ -42,6 +48,7 @@ class RemoteHosts:
         self._up_calls = KeyedCalls()
         self._report_to: dict[str, Any] = {}  # qualified worker id -> the lead its report goes to
         self._remember: Optional[Path] = None
+        self._inboxes: Optional[RemoteInboxes] = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.links: dict[str, HostLink] = {}
         self.agents: dict[str, dict[str, Any]] = {}  # qualified id -> its last AgentInfo-like state
@@ -109,12 +116,20 @@ class RemoteHosts:
                 self._save_used()
         return link
 
-    async def call(self, host: str, method: str, params: dict[str, Any]) -> Any:
+    async def call(self, host: str, method: str, params: dict[str, Any], key: Optional[str] = None) -> Any:
         link = self.link(host)
         if link.connects == 0:  # a first contact: fail fast if the host cannot be reached
             await link.wait_connected(CONNECT_TIMEOUT)
-        profile = await definition_for(self.core.catalog, method, params)  # the host need not have it
-        return qualify(await link.call(method, params, profile), host)
+        carry = await carried_for(self.core, method, params)  # the host need not have them
+        return qualify(await link.call(method, params, carry, key), host)
+
+    def forward_messages(self, supervisor: Any) -> None:
+        """Messages this core stores for agents of hosts (an assign's report for the host's agent
+        that asked) go to them (hosts.inboxes), now and after each reconnect."""
+        self._inboxes = RemoteInboxes(
+            supervisor.stores.messages, lambda host, method, params, key: self.call(host, method, params, key), self._background
+        )
+        supervisor.route_elsewhere = self._inboxes.accept
 
     async def call_terminal(self, terminal_id: str, method: str, params: dict[str, Any]) -> Any:
         """`method` for a qualified terminal id, on its host."""
@@ -202,8 +217,9 @@ class RemoteHosts:
             raise no_fit_error(needs, lacking)
         return min(candidates, key=lambda c: c[0])[1]  # ties: the first, main
 
-    async def run_here(self, method: str, params: Any) -> Any:
-        """A cao/* method on this orchestrator, as the editor face runs it (host routing included)."""
+    async def run_here(self, method: str, params: Any, caller: Optional[RemoteCaller] = None) -> Any:
+        """A cao/* method on this orchestrator, as the editor face runs it (host routing included).
+        `caller`: the agent of a host that asks (its assign's report goes back to it)."""
         from cao_sidecar import handlers, wire
 
         body = handlers.HANDLERS[method]
@@ -211,7 +227,7 @@ class RemoteHosts:
             typed = wire.structure_params(params, wire.METHODS[method][0])
         except wire.ParamsError as exc:
             raise InvalidRequest(f"{method}: {exc}") from None
-        return wire.unstructure(await body(LinkDoor(self.core), typed))
+        return wire.unstructure(await body(LinkDoor(self.core, caller), typed))
 
     async def _serve_up(self, host: str, params: Any) -> Any:
         """A node's team call (`cao/nodeUp`): run here, once per key, as the editor face would."""
@@ -221,9 +237,22 @@ class RemoteHosts:
         if method not in ("cao/handoff", "cao/assign", "cao/sendMessage", "cao/spawn"):
             raise CaoError(f"cao/nodeUp: a node may not call {method!r}")
 
+        caller = self._caller(host, params.get("caller"))
         return await asyncio.shield(
-            self._up_calls.run(f"{host}:{params['key']}", lambda: self.run_here(method, params.get("params")))
+            self._up_calls.run(f"{host}:{params['key']}", lambda: self.run_here(method, params.get("params"), caller))
         )
+
+    def _caller(self, host: str, raw: Any) -> Optional[RemoteCaller]:
+        """The agent of `host` that made a team call (cao/nodeUp's `caller`), if it says."""
+        if raw is None:
+            return None
+        terminal_id = raw.get("terminalId") if isinstance(raw, dict) else None
+        session = raw.get("session") if isinstance(raw, dict) else None
+        if not isinstance(terminal_id, str) or not CALLER_ID.fullmatch(terminal_id):
+            raise CaoError("cao/nodeUp: 'caller' needs the caller's 'terminalId'")
+        if not isinstance(session, str) or not session:
+            session = self.core.default_session
+        return RemoteCaller(f"{host}:{terminal_id}", session, str(self.core.default_cwd))
 
     def _on_notification(self, host: str, method: str, params: Any) -> None:
         params = qualify(params, host)
@@ -240,9 +269,15 @@ class RemoteHosts:
             listener(method, params)
 
     def _deliver_report(self, lead: Any, report: dict[str, Any]) -> None:
-        """A remote worker's report, to the local lead that assigned it (as a local assign's)."""
+        """A remote worker's report, to the lead that assigned it (as a local assign's): a local
+        one, or an agent of another host (stored here and sent there, hosts.inboxes)."""
         text = report.get("output") if report.get("status") == "completed" else f"failed: {report.get('error')}"
         message = f"[report from {report.get('profile')} {report.get('terminalId')}] {text}"
+        if isinstance(lead, RemoteCaller) and self._inboxes is not None:
+            messages = self.core.supervisor.stores.messages
+            message_id = messages.add(lead.terminal_id, message, f"{report.get('profile')} {report.get('terminalId')}")
+            self._inboxes.accept(StoredMessage(message_id, lead.terminal_id, None, message, "queued", None))
+            return
 
         async def send() -> None:
             try:
@@ -253,8 +288,11 @@ class RemoteHosts:
         self._background(send())
 
     def _on_connected(self, host: str) -> None:
-        """After a (re)connect: reconcile the agents' state (the node kept them)."""
+        """After a (re)connect: reconcile the agents' state (the node kept them); send the
+        messages that wait for its agents."""
         self._background(self.list_agents(None))
+        if self._inboxes is not None:
+            self._inboxes.resend(host)
 
     def _agents_on(self, name: str) -> list[dict[str, Any]]:
         return [a for t, a in self.agents.items() if t.startswith(f"{name}:")]
@@ -292,11 +330,23 @@ class RemoteHosts:
 _BY_CORE: "weakref.WeakKeyDictionary[Any, RemoteHosts]" = weakref.WeakKeyDictionary()
 
 
-class LinkDoor:
-    """handlers.Door for calls that come up a node's link: no progress, no questions, no shutdown."""
+@attrs.frozen
+class RemoteCaller:
+    """An agent of a host that asked this orchestrator for work (core.leads.Caller): reports for
+    it are stored for its qualified id and sent to its host (hosts.inboxes)."""
 
-    def __init__(self, core: Any) -> None:
+    terminal_id: str  # box1:ab12cd34
+    session: str
+    working_directory: str  # this machine's default: the caller's own is a path on its host
+
+
+class LinkDoor:
+    """handlers.Door for calls that come up a node's link: no progress, no questions, no shutdown.
+    `caller`: the host's agent that made the call, if it said."""
+
+    def __init__(self, core: Any, caller: Optional[RemoteCaller] = None) -> None:
         self._core = core
+        self.caller = caller
 
     async def core(self) -> Any:
         return self._core
