@@ -42,6 +42,8 @@ FAR_PROFILE = "---\nname: far_dev\ndescription: only in the orchestrator's works
 PLACED_PROFILES = {
     "scripted_dev.md": "---\nname: scripted_dev\ndescription: a CLI only main has\nprovider: scripted\n---\nYou script.\n",
     "nowhere_dev.md": "---\nname: nowhere_dev\ndescription: a CLI no machine has\nprovider: nowhere\n---\nNo.\n",
+    # A user-defined provider of the config dir only: it travels to the host with the profile.
+    "custom_dev.md": "---\nname: custom_dev\ndescription: a provider of our own\nprovider: mock_far\n---\nYou mock.\n",
 }
 CONFIG, SIDECAR = new_sidecar("hosts", workspace_profiles={"far_dev.md": FAR_PROFILE, **PLACED_PROFILES})
 (SIDECAR.base / "config" / "cao-sidecar").mkdir(parents=True, exist_ok=True)
@@ -50,6 +52,7 @@ _PROVIDERS = SIDECAR.base / "config" / "cao-sidecar" / "providers"
 _PROVIDERS.mkdir(parents=True, exist_ok=True)
 (_PROVIDERS / "scripted.yaml").write_text(provider_yaml(["caoscripted"]))
 (_PROVIDERS / "nowhere.yaml").write_text("command: [cao-no-such-cli]\n")
+(_PROVIDERS / "mock_far.yaml").write_text("extends: mock\nstatus:\n  - waiting_user_answer: 'NEEDS A HUMAN'\n")
 _BIN = SIDECAR.base / "bin"
 _BIN.mkdir()
 _SCRIPT = Path(__file__).parent / "fixtures" / "scripted_cli.py"
@@ -446,6 +449,23 @@ async def test_a_host_agents_assign_reports_to_it(client: LanguageClient) -> Non
     for agent in (lead_id, worker, late):
         await request(client, "cao/terminate", {"terminalId": agent}, timeout=60)
     print(f"a host agent's assign reported to it: {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_user_provider_travels_with_its_profile(client: LanguageClient) -> None:
+    """A profile on a user-defined provider the host does not have: the provider's file goes
+    with the request (kept in the node's memory), and the agent runs on it there."""
+    spawned = await request(client, "cao/spawn", {"profile": "custom_dev", "host": "box1", "session": SESSION}, timeout=60)
+    assert spawned["terminalId"].startswith("box1:") and spawned["provider"] == "mock_far", spawned
+    # Its own status rule reads the screen on the host: these words mean a question.
+    await request(client, "cao/sendMessage", {"terminalId": spawned["terminalId"], "message": "echo NEEDS A HUMAN"})
+    await SIDECAR.wait_for(
+        "cao/agentStatus",
+        lambda p: p["terminalId"] == spawned["terminalId"] and p["status"] == "waiting_user_answer",
+        timeout=30,
+    )  # fmt: skip
+    await request(client, "cao/terminate", {"terminalId": spawned["terminalId"]}, timeout=60)
+    assert "mock_far" not in ssh("caoremote", "ls ~/.config/cao-sidecar/providers 2>/dev/null").stdout  # memory only
 
 
 def test_placement_weighs_memory() -> None:

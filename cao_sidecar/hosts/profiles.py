@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import attrs
 
@@ -63,6 +63,16 @@ def _provider_file(workspace: Any, name: str) -> Optional[dict[str, Any]]:
     return {"name": name, "file": Path(source).name, "text": text}
 
 
+def _file_text(definition: Any, kind: str, refuse: Callable[[str], InvalidRequest]) -> str:
+    """The `text` of a definition the orchestrator sent (an object holding a file's text)."""
+    if not isinstance(definition, dict):
+        raise refuse("expected an object")
+    text = definition.get("text")
+    if not isinstance(text, str) or len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
+        raise refuse(f"'text' must be a {kind} file of at most {MAX_FILE_BYTES // 1024} KiB")
+    return text
+
+
 def supplied_provider(definition: Any) -> Any:
     """A user-defined provider the orchestrator sent, parsed as a file of this machine's would be."""
     from cao_sidecar.providers import builtin_providers
@@ -71,11 +81,8 @@ def supplied_provider(definition: Any) -> Any:
     def refuse(why: str) -> InvalidRequest:
         return InvalidRequest(f"the orchestrator's provider file: {why}", field="provider")
 
-    if not isinstance(definition, dict):
-        raise refuse("expected an object")
-    text, file, name = definition.get("text"), definition.get("file"), definition.get("name")
-    if not isinstance(text, str) or len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
-        raise refuse(f"'text' must be a provider file of at most {MAX_FILE_BYTES // 1024} KiB")
+    text = _file_text(definition, "provider", refuse)
+    file, name = definition.get("file"), definition.get("name")
     if not isinstance(file, str) or Path(file).name != file or Path(file).suffix not in SUFFIXES:
         raise refuse(f"'file' must be a file name ending in {', '.join(SUFFIXES)}")
     try:
@@ -94,11 +101,8 @@ def supplied_profile(definition: Any, requested: Any, folder: Path) -> Profile:
     def refuse(why: str) -> InvalidRequest:
         return InvalidRequest(f"the orchestrator's definition of profile {requested!r}: {why}", field="profile")
 
-    if not isinstance(definition, dict):
-        raise refuse("expected an object")
-    text, name, trusted = definition.get("text"), definition.get("name"), definition.get("trusted")
-    if not isinstance(text, str) or len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
-        raise refuse(f"'text' must be a profile file of at most {MAX_FILE_BYTES // 1024} KiB")
+    text = _file_text(definition, "profile", refuse)
+    name, trusted = definition.get("name"), definition.get("trusted")
     if not isinstance(trusted, bool):
         raise refuse("'trusted' must be true or false")
     if name != requested:
