@@ -512,9 +512,28 @@ async def test_a_restarted_orchestrator_links_to_its_hosts_again(tmp_base: Path)
     (tmp_base / "config" / "cao-sidecar").mkdir(parents=True, exist_ok=True)
     (tmp_base / "config" / "cao-sidecar" / "hosts.yaml").write_text(hosts_yaml(WORKSPACE))
     session = "restart-" + WORKSPACE[-6:]
+    reported: list[Any] = []
+
+    def on_notification(method: str, params: Any) -> None:
+        if method == "cao/workerCompleted":
+            reported.append(params["terminalId"])
+
     try:
-        async with CaoClient.start(workspace=tmp_base / "workspace", env=env, stderr=subprocess.DEVNULL) as cao:
+        async with CaoClient.start(
+            workspace=tmp_base / "workspace", env=env, stderr=subprocess.DEVNULL, on_notification=on_notification
+        ) as cao:  # fmt: skip
             far = await cao.request("cao/spawn", {"profile": "mock_developer", "host": "box1", "session": session})
+            # The agent on box1 assigns work to main; the link is down when the worker's report is
+            # stored, and the orchestrator crashes before it is back: its successor delivers it.
+            said = await cao.handoff("assign mock_developer@main sleep 1 kept across a crash", terminal_id=far["terminalId"])
+            found = re.search(r"terminal ([0-9a-f]{8})\)", said["output"])
+            assert found is not None, said["output"]
+            orchestrator, deadline = orchestrator_pid(env), time.monotonic() + 60
+            while found.group(1) not in reported and time.monotonic() < deadline:
+                for pid in _children(orchestrator, "ssh"):
+                    os.kill(pid, signal.SIGKILL)
+                await asyncio.sleep(0.05)
+            assert found.group(1) in reported, "the main worker did not report"
             kill_orchestrator(env)
         async with CaoClient.start(workspace=tmp_base / "workspace", env=env, stderr=subprocess.DEVNULL) as cao:
 
@@ -522,7 +541,14 @@ async def test_a_restarted_orchestrator_links_to_its_hosts_again(tmp_base: Path)
                 return any(a["terminalId"] == far["terminalId"] for a in await cao.list_agents(session))
 
             await eventually(listed, timeout=60, what="the remote agent listed after the restart")
+
+            async def reported_to_far() -> bool:
+                output = await cao.get_output(far["terminalId"], "full")
+                return "result of the task you assigned: kept across a crash" in output
+
+            await eventually(reported_to_far, timeout=60, what="the report, after the restart")
             await cao.terminate(far["terminalId"])
+            await cao.terminate(found.group(1))
             await cao.request("cao/shutdown", {})
     finally:
         kill_tmux(env["CAO_TMUX_SOCKET"])
