@@ -34,6 +34,7 @@ pytestmark = [
 ]
 
 WORKSPACE = new_workspace()
+THIRD_WORKSPACE = new_workspace()  # box2: the same account, another node (a third machine)
 # A profile only this orchestrator's workspace has: a host runs it from the definition sent along.
 FAR_PROFILE = "---\nname: far_dev\ndescription: only in the orchestrator's workspace\nprovider: mock\n---\nYou work far away.\n"
 # host: auto looks for a profile's CLI: `caoscripted` (tests/fixtures/scripted_cli.py as a
@@ -143,7 +144,8 @@ async def client(lsp_client: LanguageClient):
         # leaves nothing on the host: no relay, orchestrator, tmux server or agent.
         by_itself = await asyncio.to_thread(node_processes, WORKSPACE, 20)
         end_node(WORKSPACE)
-    left = await asyncio.to_thread(node_processes, WORKSPACE, 10)
+        end_node(THIRD_WORKSPACE)
+    left = await asyncio.to_thread(node_processes, WORKSPACE, 10) + await asyncio.to_thread(node_processes, THIRD_WORKSPACE, 10)
     assert not left, "left on the host after end_node:\n" + "\n".join(left)
     assert not by_itself, "left on the host by the idle node:\n" + "\n".join(by_itself)
 
@@ -449,6 +451,33 @@ async def test_a_host_agents_assign_reports_to_it(client: LanguageClient) -> Non
     for agent in (lead_id, worker, late):
         await request(client, "cao/terminate", {"terminalId": agent}, timeout=60)
     print(f"a host agent's assign reported to it: {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_third_hosts_worker_reports_to_the_host_agent(client: LanguageClient) -> None:
+    """An agent on box1 assigns work to a worker on box2 (a third machine): its report comes to
+    that agent on box1, through the orchestrator."""
+    hosts_file = SIDECAR.base / "config" / "cao-sidecar" / "hosts.yaml"
+    box2 = hosts_yaml(THIRD_WORKSPACE).split("  - name: notmux")[0].replace("name: box1", "name: box2").split("hosts:\n")[1]
+    hosts_file.write_text(hosts_yaml(WORKSPACE) + box2)
+    try:
+        lead = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "box1", "session": SESSION}, timeout=60)
+        said = await request(
+            client, "cao/handoff", {"terminalId": lead["terminalId"], "message": "assign mock_developer@box2 echo made on box2"},
+            timeout=120,
+        )  # fmt: skip
+        found = re.search(r"terminal (box2:[0-9a-f]{8})\)", said["output"])
+        assert found is not None, said["output"]
+
+        async def reported() -> bool:
+            output = (await request(client, "cao/getOutput", {"terminalId": lead["terminalId"], "mode": "full"}))["output"]
+            return f"[report from mock_developer {found.group(1)}] made on box2" in output
+
+        await eventually(reported, timeout=60, what="box2's report on box1")
+        for agent in (lead["terminalId"], found.group(1)):
+            await request(client, "cao/terminate", {"terminalId": agent}, timeout=60)
+    finally:
+        hosts_file.write_text(hosts_yaml(WORKSPACE))
 
 
 @pytest.mark.asyncio(loop_scope="module")

@@ -274,9 +274,13 @@ class RemoteHosts:
         text = report.get("output") if report.get("status") == "completed" else f"failed: {report.get('error')}"
         message = f"[report from {report.get('profile')} {report.get('terminalId')}] {text}"
         if isinstance(lead, RemoteCaller) and self._inboxes is not None:
-            messages = self.core.supervisor.stores.messages
-            message_id = messages.add(lead.terminal_id, message, f"{report.get('profile')} {report.get('terminalId')}")
-            self._inboxes.accept(StoredMessage(message_id, lead.terminal_id, None, message, "queued", None))
+            sender = f"{report.get('profile')} {report.get('terminalId')}"
+            try:
+                message_id = self.core.supervisor.stores.messages.add(lead.terminal_id, message, sender)
+            except Exception as exc:  # noqa: BLE001 - a full disk: the editors saw the report
+                log.warning("report of %s for %s not stored: %s", report.get("terminalId"), lead.terminal_id, exc)
+                return
+            self._inboxes.accept(StoredMessage(message_id, lead.terminal_id, sender, message, "queued", None))
             return
 
         async def send() -> None:
