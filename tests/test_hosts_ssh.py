@@ -524,6 +524,8 @@ def test_hosts_check_says_what_a_host_lacks() -> None:
     assert "python3: 3." in notmux.stdout
     ready = check("box1")
     assert ready.returncode == 0 and "ready" in ready.stdout and "tmux: tmux " in ready.stdout, ready.stdout + ready.stderr
+    # Your user-defined providers travel to a host: whether their commands are there.
+    assert "your provider nowhere: `cao-no-such-cli` NOT found" in ready.stdout, ready.stdout
     unknown = check("nope")
     assert unknown.returncode == 2 and "unknown host 'nope'" in unknown.stderr
 

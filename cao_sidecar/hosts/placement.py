@@ -51,10 +51,11 @@ def needs_of(core: Any, profile: Optional[str], provider: Optional[str], memory_
         provider_impl = get_provider(provider or getattr(found, "provider", None) or "", workspace=core.default_cwd)
     except CaoError:
         return Needs(name, None, memory_mb)
-    return Needs(name, _command_of(provider_impl, options.get("command")), memory_mb)
+    return Needs(name, command_of(provider_impl, options.get("command")), memory_mb)
 
 
-def _command_of(provider: Any, profile_command: Any) -> Optional[str]:
+def command_of(provider: Any, profile_command: Any) -> Optional[str]:
+    """The command an agent on `provider` runs (`profile_command`: the profile's `command` option)."""
     if isinstance(profile_command, str) and profile_command.strip():  # the profile's `command` option wins
         return profile_command.split()[0]
     if isinstance(profile_command, list) and profile_command and isinstance(profile_command[0], str):
