@@ -499,13 +499,19 @@ async def test_a_user_provider_travels_with_its_profile(client: LanguageClient) 
 
 def test_placement_weighs_memory() -> None:
     from cao_sidecar.hosts.install import Probe
-    from cao_sidecar.hosts.placement import Needs, host_lacks, lacks, no_fit_error
+    from cao_sidecar.hosts.placement import Needs, capacity_here, capacity_probe, host_lacks, lacks, no_fit_error
 
     needs = Needs("dev", "claude", 400)
     assert lacks(needs, True, 399) == ["memory (399 MiB free, 400 MiB wanted)"]
     assert lacks(needs, True, 0) == [] and lacks(needs, True, 4000) == []  # 0: unknown, not held against it
     assert host_lacks(needs, Probe(reachable=True, clis=("codex",), memory_mb=8000)) == ["the command `claude`"]
     assert host_lacks(Needs("m", None, 400), Probe(reachable=True, memory_mb=8000)) == []
+    # A node says what it has (its own PATH and memory); what it says is read with care.
+    here = capacity_here({"commands": ["sh", "cao-no-such-cli"]})
+    assert here["commands"] == ["sh"] and here["cpus"] >= 1 and here["memoryMb"] > 0
+    assert capacity_here({"commands": "sh"})["commands"] == [] and capacity_here(None)["commands"] == []
+    assert capacity_probe({"cpus": 4, "memoryMb": 900, "commands": ["claude", 3]}).clis == ("claude",)
+    assert capacity_probe("nonsense") == Probe(reachable=True)
     error = no_fit_error(needs, {"main": ["the command `claude`"], "box1": ["memory (10 MiB free, 400 MiB wanted)"]})
     assert "main lacks the command `claude`; box1 lacks memory" in error.message
 

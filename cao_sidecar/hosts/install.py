@@ -15,6 +15,7 @@ version of the program costs seconds, not a pip install.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import shlex
 import sys
@@ -68,6 +69,7 @@ def _package_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+@functools.cache  # the program this process runs: what it installs on hosts
 def source_tag() -> str:
     """`<version>-<hash of the package's sources and pyproject.toml>`: the node's install directory
     on a host."""

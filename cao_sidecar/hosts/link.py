@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import secrets
+import time
 from typing import Any, Awaitable, Callable, Optional
 
 from cao_sidecar.core.errors import CaoError
@@ -86,6 +87,7 @@ class HostLink:
         self._task: Optional[asyncio.Task[None]] = None
         self._tag: Optional[str] = None
         self.probe: Optional[Probe] = None  # what the host had when the link was first made
+        self.failed_at = 0.0  # time.monotonic() when it failed (state "failed")
 
     @property
     def tag(self) -> Optional[str]:
@@ -162,7 +164,7 @@ class HostLink:
             await asyncio.sleep(delay)
 
     def _fail(self, reason: str) -> None:
-        self.state, self.reason = "failed", reason
+        self.state, self.reason, self.failed_at = "failed", reason, time.monotonic()
         self._failed.set()
         for pending in self._pending.values():
             if not pending.future.done():

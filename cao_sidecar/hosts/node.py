@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
 NODE_CALL = "cao/nodeCall"
+CAPACITY = "cao/nodeCapacity"  # a nodeCall's method: CPUs, available memory, which commands are here
 KEEP_RESULTS_SECONDS = 3600.0  # a link down longer than this re-runs nothing: the result is gone
 MAX_KEPT = 10000
 
@@ -77,6 +78,10 @@ def register_node_call(server: Any, initialize_params: Any) -> Callable[[], None
     async def node_call(ls: Any, raw: Any) -> Any:
         params = raw if isinstance(raw, dict) else getattr(raw, "__dict__", {})
         key, method = params.get("key"), params.get("method")
+        if method == CAPACITY:  # host: auto asks what this host has now (hosts.placement)
+            from cao_sidecar.hosts.placement import capacity_here
+
+            return await asyncio.to_thread(capacity_here, params.get("params"))
         handler = ls.cao_handlers.get(method) if isinstance(method, str) else None
         if not isinstance(key, str) or not key or handler is None:
             raise JsonRpcInvalidParams(f"{NODE_CALL}: needs a 'key' and a cao/* 'method'", data={"kind": "invalidParams"})

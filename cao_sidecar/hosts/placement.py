@@ -3,8 +3,9 @@
 A machine fits when it has the command of the profile's provider (the CLI's binary; the built-in
 `mock` runs on our own Python and needs none) and at least `CAO_AGENT_MEMORY_MB` of memory
 available (the kernel's MemAvailable: a real agent CLI takes a few hundred MiB). This machine is
-looked at directly; a host by a fresh probe over ssh (one round trip, beside its link), so the
-memory is what it has now, not at its first contact. Of the machines that fit, the one with the
+looked at directly; a host is asked over its link (its node answers `cao/nodeCapacity` from its
+own environment, the one its agents get), so the memory is what it has now, not at its first
+contact. Of the machines that fit, the one with the
 fewest live agents per CPU wins (team.RemoteHosts.place); none fitting is an error that says
 what each lacks.
 """
@@ -95,6 +96,38 @@ async def here_lacks(needs: Needs) -> list[str]:
     """What this machine lacks (its PATH as the agents get it, its available memory)."""
     has = needs.command is None or command_path(needs.command, os.environ) is not None
     return lacks(needs, has, await asyncio.to_thread(_available_mb))
+
+
+MAX_COMMANDS = 32
+
+
+def capacity_here(params: Any) -> dict[str, Any]:
+    """On a node: its CPUs, available memory and which of `params.commands` its agents can run."""
+    asked = params.get("commands") if isinstance(params, dict) else None
+    if (
+        not isinstance(asked, list)
+        or len(asked) > MAX_COMMANDS
+        or not all(isinstance(c, str) and 0 < len(c) < 256 for c in asked)
+    ):
+        asked = []
+    return {
+        "cpus": os.cpu_count() or 0,
+        "memoryMb": _available_mb(),
+        "commands": [c for c in asked if command_path(c, os.environ) is not None],
+    }
+
+
+def capacity_probe(answer: Any) -> Probe:
+    """A node's `cao/nodeCapacity` answer as a Probe (what host_lacks reads)."""
+    answer = answer if isinstance(answer, dict) else {}
+
+    def number(key: str) -> int:
+        value = answer.get(key)
+        return value if isinstance(value, int) and value > 0 else 0
+
+    commands = answer.get("commands")
+    clis = tuple(c for c in commands if isinstance(c, str)) if isinstance(commands, list) else ()
+    return Probe(reachable=True, clis=clis, cpus=number("cpus"), memory_mb=number("memoryMb"))
 
 
 def host_lacks(needs: Needs, probe: Probe) -> list[str]:

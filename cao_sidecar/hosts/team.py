@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import time
 import weakref
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -23,10 +24,10 @@ from cao_sidecar import paths
 from cao_sidecar.core.errors import CaoError, InvalidRequest
 from cao_sidecar.hosts.config import HostConfig, HostsError, attach_over_ssh, load_hosts, qualify, split_terminal_id
 from cao_sidecar.hosts.inboxes import RemoteInboxes
-from cao_sidecar.hosts.install import probe
+from cao_sidecar.hosts.install import Probe
 from cao_sidecar.hosts.link import HostLink
-from cao_sidecar.hosts.node import KeyedCalls
-from cao_sidecar.hosts.placement import Needs, here_lacks, host_lacks, needs_of, no_fit_error
+from cao_sidecar.hosts.node import CAPACITY, KeyedCalls
+from cao_sidecar.hosts.placement import Needs, capacity_probe, here_lacks, host_lacks, needs_of, no_fit_error
 from cao_sidecar.hosts.profiles import carried_for
 from cao_sidecar.storage.messages import StoredMessage
 
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 180.0  # a first contact may install the node (pip) on the host
 PLACE_CONNECT_TIMEOUT = 20.0  # host: auto does not wait for a host's first install
+PLACE_RETRY_FAILED = 60.0  # host: auto tries a host that failed again after this long
+CAPACITY_TIMEOUT = 10.0  # host: auto leaves out a host whose node does not say what it has by then
 MAIN = "main"
 CALLER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # an agent's id on its host (8 hex digits there)
 AUTO = "auto"
@@ -191,19 +194,31 @@ class RemoteHosts:
             lacking[MAIN] = here
         else:
             candidates.append((local_live / (os.cpu_count() or 1), MAIN))
-        links = []
-        for name in self.configs():
+        unreachable: dict[str, str] = {}
+
+        async def linked(name: str) -> Optional[HostLink]:
+            known = self.links.get(name)
+            if known is not None and known.state == "failed" and time.monotonic() - known.failed_at < PLACE_RETRY_FAILED:
+                unreachable[name] = known.reason  # failed just now: not tried again for each placement
+                return None
             try:
                 link = self.link(name)
                 if link.connects == 0:
                     await link.wait_connected(PLACE_CONNECT_TIMEOUT)
-                links.append((name, link))
+                return link
             except CaoError as exc:
-                log.info("host: auto leaves out %s: %s", name, exc.message)
-                lacking[name] = [f"a connection ({exc.message})"]
-        extra = (needs.command,) if needs.command else ()
+                unreachable[name] = exc.message
+                return None
+
+        names = list(self.configs())
+        found_links = await asyncio.gather(*(linked(name) for name in names))
+        links = [(name, link) for name, link in zip(names, found_links, strict=True) if link is not None]
+        for name in names:
+            if name in unreachable:
+                log.info("host: auto leaves out %s: %s", name, unreachable[name])
+                lacking[name] = [f"a connection ({unreachable[name]})"]
         probes, _ = await asyncio.gather(
-            asyncio.gather(*(probe(link.host, link.tag, extra) for _, link in links)), self.list_agents(None)
+            asyncio.gather(*(self._capacity(link, needs) for _, link in links)), self.list_agents(None)
         )
         for (name, link), found in zip(links, probes, strict=True):
             missing = host_lacks(needs, found)
@@ -216,6 +231,17 @@ class RemoteHosts:
         if not candidates:
             raise no_fit_error(needs, lacking)
         return min(candidates, key=lambda c: c[0])[1]  # ties: the first, main
+
+    @staticmethod
+    async def _capacity(link: HostLink, needs: Needs) -> Probe:
+        """What a linked host has now, from its node (unreachable: its link is down)."""
+        if link.state != "connected":
+            return Probe(reachable=False, error=f"{link.state}: {link.reason}")
+        commands = [needs.command] if needs.command else []
+        try:
+            return capacity_probe(await asyncio.wait_for(link.call(CAPACITY, {"commands": commands}), CAPACITY_TIMEOUT))
+        except (CaoError, asyncio.TimeoutError) as exc:
+            return Probe(reachable=False, error=getattr(exc, "message", None) or "no answer")
 
     async def run_here(self, method: str, params: Any, caller: Optional[RemoteCaller] = None) -> Any:
         """A cao/* method on this orchestrator, as the editor face runs it (host routing included).
