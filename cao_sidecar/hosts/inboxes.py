@@ -11,6 +11,7 @@ gone on the host fails the message, as a local receiver that exited does.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from typing import Any, Awaitable, Callable
@@ -52,7 +53,7 @@ class RemoteInboxes:
             if host is None:
                 raise CaoError(f"no host in the receiver {message.receiver!r}")
             params = {"terminalId": local_id, "message": _CONTROL.sub(" ", message.text)}
-            await self._call(host, "cao/sendMessage", params, f"message-{message.message_id}")
+            await self._call(host, "cao/sendMessage", params, _key(message))
         except HostUnavailable as exc:  # kept queued: the next connect to the host sends it
             log.info("message %s for %s waits for its host: %s", message.message_id, message.receiver, exc.message)
             return
@@ -63,3 +64,10 @@ class RemoteInboxes:
         finally:
             self._sending.discard(message.message_id)
         self._messages.mark_delivered(message.message_id)
+
+
+def _key(message: StoredMessage) -> str:
+    """The send's key: the same for every re-send of this message, and not another
+    orchestrator's (a node may serve two, each numbering its own messages)."""
+    digest = hashlib.sha256(f"{message.receiver}\0{message.text}".encode()).hexdigest()[:16]
+    return f"message-{message.message_id}-{digest}"
