@@ -8,6 +8,7 @@ one, which hands off back to box1; the ssh client is killed mid-turn and nothing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shlex
@@ -453,13 +454,18 @@ async def test_a_host_agents_assign_reports_to_it(client: LanguageClient) -> Non
     print(f"a host agent's assign reported to it: {time.monotonic() - started:.1f} s")
 
 
+def _with_box2() -> str:
+    """hosts.yaml with box2 too: the same account as box1, another node (a third machine)."""
+    box2 = hosts_yaml(THIRD_WORKSPACE).split("  - name: notmux")[0].replace("name: box1", "name: box2").split("hosts:\n")[1]
+    return hosts_yaml(WORKSPACE) + box2
+
+
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_third_hosts_worker_reports_to_the_host_agent(client: LanguageClient) -> None:
     """An agent on box1 assigns work to a worker on box2 (a third machine): its report comes to
     that agent on box1, through the orchestrator."""
     hosts_file = SIDECAR.base / "config" / "cao-sidecar" / "hosts.yaml"
-    box2 = hosts_yaml(THIRD_WORKSPACE).split("  - name: notmux")[0].replace("name: box1", "name: box2").split("hosts:\n")[1]
-    hosts_file.write_text(hosts_yaml(WORKSPACE) + box2)
+    hosts_file.write_text(_with_box2())
     try:
         lead = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "box1", "session": SESSION}, timeout=60)
         said = await request(
@@ -547,7 +553,7 @@ async def test_a_restarted_orchestrator_links_to_its_hosts_again(tmp_base: Path)
     env = isolated_env(tmp_base)
     env["XDG_CACHE_HOME"] = SIDECAR.env["XDG_CACHE_HOME"]
     (tmp_base / "config" / "cao-sidecar").mkdir(parents=True, exist_ok=True)
-    (tmp_base / "config" / "cao-sidecar" / "hosts.yaml").write_text(hosts_yaml(WORKSPACE))
+    (tmp_base / "config" / "cao-sidecar" / "hosts.yaml").write_text(_with_box2())
     session = "restart-" + WORKSPACE[-6:]
     reported: list[Any] = []
 
@@ -560,6 +566,10 @@ async def test_a_restarted_orchestrator_links_to_its_hosts_again(tmp_base: Path)
             workspace=tmp_base / "workspace", env=env, stderr=subprocess.DEVNULL, on_notification=on_notification
         ) as cao:  # fmt: skip
             far = await cao.request("cao/spawn", {"profile": "mock_developer", "host": "box1", "session": session})
+            # A worker on box2 for the agent on box1: it ends after the crash; the route survives it.
+            said = await cao.handoff("assign mock_developer@box2 sleep 6 via box2 across a crash", terminal_id=far["terminalId"])
+            third = re.search(r"terminal (box2:[0-9a-f]{8})\)", said["output"])
+            assert third is not None, said["output"]
             # The agent on box1 assigns work to main; the link is down when the worker's report is
             # stored, and the orchestrator crashes before it is back: its successor delivers it.
             said = await cao.handoff("assign mock_developer@main sleep 1 kept across a crash", terminal_id=far["terminalId"])
@@ -567,8 +577,10 @@ async def test_a_restarted_orchestrator_links_to_its_hosts_again(tmp_base: Path)
             assert found is not None, said["output"]
             orchestrator, deadline = orchestrator_pid(env), time.monotonic() + 60
             while found.group(1) not in reported and time.monotonic() < deadline:
-                for pid in _children(orchestrator, "ssh"):
-                    os.kill(pid, signal.SIGKILL)
+                for pid in _children(orchestrator, "ssh"):  # box1's link only
+                    with contextlib.suppress(OSError):
+                        if WORKSPACE[2:].encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                            os.kill(pid, signal.SIGKILL)
                 await asyncio.sleep(0.05)
             assert found.group(1) in reported, "the main worker did not report"
             kill_orchestrator(env)
@@ -584,8 +596,14 @@ async def test_a_restarted_orchestrator_links_to_its_hosts_again(tmp_base: Path)
                 return "result of the task you assigned: kept across a crash" in output
 
             await eventually(reported_to_far, timeout=60, what="the report, after the restart")
-            await cao.terminate(far["terminalId"])
-            await cao.terminate(found.group(1))
+
+            async def box2_reported_to_far() -> bool:
+                output = await cao.get_output(far["terminalId"], "full")
+                return f"[report from mock_developer {third.group(1)}] via box2 across a crash" in output
+
+            await eventually(box2_reported_to_far, timeout=60, what="box2's report, after the restart")
+            for agent in (far["terminalId"], found.group(1), third.group(1)):
+                await cao.terminate(agent)
             await cao.request("cao/shutdown", {})
     finally:
         kill_tmux(env["CAO_TMUX_SOCKET"])

@@ -11,11 +11,15 @@ gone on the host fails the message, as a local receiver that exited does.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import logging
 import re
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from cao_sidecar import paths
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.hosts.config import split_terminal_id
 from cao_sidecar.hosts.link import HostUnavailable
@@ -71,3 +75,41 @@ def _key(message: StoredMessage) -> str:
     orchestrator's (a node may serve two, each numbering its own messages)."""
     digest = hashlib.sha256(f"{message.receiver}\0{message.text}".encode()).hexdigest()[:16]
     return f"message-{message.message_id}-{digest}"
+
+
+class ReportRoutes:
+    """Which host agent a third host's worker reports to (box2:w -> box1:a), kept in a file of
+    the state dir: the worker's report may come after an orchestrator restart (its node keeps
+    it until a link takes it), and must still find its way to the agent that assigned it."""
+
+    def __init__(self, path: Path, background: Callable[[Awaitable[Any]], None]) -> None:
+        self._path = path
+        self._background = background
+        self._routes: dict[str, dict[str, str]] = {}  # worker -> {terminalId, session} of its caller
+        self._lock = asyncio.Lock()
+
+    def read(self) -> dict[str, dict[str, str]]:
+        """The routes kept by an earlier run (blocking: run it off the loop)."""
+        try:
+            found = json.loads(self._path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(found, dict):
+            return {}
+        for worker, caller in found.items():
+            if isinstance(caller, dict) and all(isinstance(caller.get(k), str) for k in ("terminalId", "session")):
+                self._routes.setdefault(worker, {"terminalId": caller["terminalId"], "session": caller["session"]})
+        return dict(self._routes)
+
+    def add(self, worker: str, caller_id: str, session: str) -> None:
+        self._routes[worker] = {"terminalId": caller_id, "session": session}
+        self._background(self._write())
+
+    def drop(self, worker: str) -> None:
+        if self._routes.pop(worker, None) is not None:
+            self._background(self._write())
+
+    async def _write(self) -> None:
+        async with self._lock:  # one write at a time, each of the routes as they are then
+            text = json.dumps(self._routes)
+            await asyncio.to_thread(paths.write_private_text, self._path, text)

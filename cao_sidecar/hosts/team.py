@@ -23,7 +23,7 @@ import attrs
 from cao_sidecar import paths
 from cao_sidecar.core.errors import CaoError, InvalidRequest
 from cao_sidecar.hosts.config import HostConfig, HostsError, attach_over_ssh, load_hosts, qualify, split_terminal_id
-from cao_sidecar.hosts.inboxes import RemoteInboxes
+from cao_sidecar.hosts.inboxes import RemoteInboxes, ReportRoutes
 from cao_sidecar.hosts.install import Probe
 from cao_sidecar.hosts.link import HostLink
 from cao_sidecar.hosts.node import CAPACITY, KeyedCalls
@@ -52,6 +52,7 @@ class RemoteHosts:
         self._report_to: dict[str, Any] = {}  # qualified worker id -> the lead its report goes to
         self._remember: Optional[Path] = None
         self._inboxes: Optional[RemoteInboxes] = None
+        self._routes: Optional[ReportRoutes] = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.links: dict[str, HostLink] = {}
         self.agents: dict[str, dict[str, Any]] = {}  # qualified id -> its last AgentInfo-like state
@@ -69,6 +70,7 @@ class RemoteHosts:
         """Keep the names of the hosts this team uses in `path`, and link to them again now (after
         an orchestrator restart, their agents show up without waiting for a request)."""
         self._remember = path
+        self._routes = ReportRoutes(path.with_name(f"{path.stem}-routes.json"), self._background)
 
         def read() -> list[str]:
             try:
@@ -78,6 +80,11 @@ class RemoteHosts:
             return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
 
         async def reconnect() -> None:
+            assert self._routes is not None
+            for worker, caller in (await asyncio.to_thread(self._routes.read)).items():  # before any report comes
+                self._report_to.setdefault(
+                    worker, RemoteCaller(caller["terminalId"], caller["session"], str(self.core.default_cwd))
+                )
             for name in await asyncio.to_thread(read):
                 try:
                     if name in self.configs():
@@ -181,6 +188,8 @@ class RemoteHosts:
 
     def report_to(self, worker: str, lead: Any) -> None:
         self._report_to[worker] = lead
+        if isinstance(lead, RemoteCaller) and self._routes is not None:  # kept across a restart
+            self._routes.add(worker, lead.terminal_id, lead.session)
 
     async def place(self, local_live: int, needs: Needs) -> str:
         """`host: auto`: of the machines that can take one more agent (hosts.placement: the
@@ -287,6 +296,8 @@ class RemoteHosts:
             params["attachCommand"] = attach_over_ssh(link.host, params["attachCommand"])
         if method == "cao/workerCompleted" and isinstance(params, dict) and params.get("terminalId") in self._report_to:
             self._deliver_report(self._report_to.pop(params["terminalId"]), params)
+            if self._routes is not None:
+                self._routes.drop(params["terminalId"])
         if method == "cao/agentStatus" and isinstance(params, dict):
             known = self.agents.get(params["terminalId"])
             if known is not None:  # a full AgentInfo from listAgents; the notification updates it
