@@ -14,6 +14,8 @@ Figures (median, p90 over --runs):
   2. cao/handoff round trip with a new mock worker, teardown included
   3. status event: cao/sendMessage "echo" to an idle agent -> its `processing` cao/agentStatus
   4. --agents remote agents spawned at once: wall time; ssh processes of the orchestrator
+  5. host: auto's cost: cao/spawn placed here by auto (a fresh probe of each host: box1, and
+     notmux, which fails) vs cao/spawn here, each agent terminated after
 """
 
 from __future__ import annotations
@@ -127,6 +129,19 @@ async def bench(runs: int, agents: int, cleanups: list[tuple[Any, Any]]) -> None
                 figures.setdefault("handoff round trip", []).append(await _timed(runs, handoff))
                 events = [await _status_event(cao, statuses, terminal) for _ in range(runs)]
                 figures.setdefault("status event (send -> processing)", []).append(events)
+
+            placed_on: set[str] = set()
+
+            async def spawn_on(host: str) -> None:  # one agent here and one on box1: auto places here
+                placed = await cao.request("cao/spawn", {"profile": "mock_developer", "host": host})
+                placed_on.add("box1" if placed["terminalId"].startswith("box1:") else "main")
+                await cao.terminate(placed["terminalId"])
+
+            figures["spawn here: host local vs auto (placement's cost as 'added')"] = [
+                await _timed(runs, lambda: spawn_on("local")),
+                await _timed(runs, lambda: spawn_on("auto")),
+            ]
+            print(f"host: auto placed on: {', '.join(sorted(placed_on))}")
             for what, (local, remote) in figures.items():
                 added = (statistics.median(remote) - statistics.median(local)) * 1000
                 print(f"{what}:\n  local  {_summary(local)}\n  remote {_summary(remote)}\n  added  {added:7.1f} ms (median)")

@@ -97,7 +97,7 @@ def _handles(method: str) -> Callable[[Handler], Handler]:
 async def spawn(door: Door, p: wire.SpawnParams) -> wire.SpawnResult:
     from cao_sidecar.core.orchestrator import READY_TIMEOUT
 
-    host = await resolve_host(await door.core(), p.host or await _profile_host(door, p.profile))
+    host = await resolve_host(await door.core(), p.host or await _profile_host(door, p.profile), p.profile, p.provider)
     if host is not None:
         return await _on_host(door, host, "cao/spawn", p, wire.SpawnResult)
     core = await door.core()
@@ -120,7 +120,7 @@ async def spawn(door: Door, p: wire.SpawnParams) -> wire.SpawnResult:
 async def handoff(door: Door, p: wire.HandoffParams) -> wire.HandoffResult:
     host = (
         split_terminal_id(p.terminal_id)[0] if p.terminal_id
-        else await resolve_host(await door.core(), p.host or await _profile_host(door, p.profile))
+        else await resolve_host(await door.core(), p.host or await _profile_host(door, p.profile), p.profile, p.provider)
     )  # fmt: skip
     if host is not None:
         return await _on_host(door, host, "cao/handoff", p, wire.HandoffResult)
@@ -151,9 +151,13 @@ async def handoff(door: Door, p: wire.HandoffParams) -> wire.HandoffResult:
 
 @_handles("cao/assign")
 async def assign(door: Door, p: wire.AssignParams) -> wire.AssignResult:
-    host = await resolve_host(await door.core(), p.host or await _profile_host(door, p.profile))
+    host = await resolve_host(await door.core(), p.host or await _profile_host(door, p.profile), p.profile, p.provider)
+    caller = getattr(door, "caller", None)  # an agent of a host asked (hosts.team.LinkDoor): reported to it
     if host is not None:
-        return await _on_host(door, host, "cao/assign", p, wire.AssignResult)
+        assigned = await _on_host(door, host, "cao/assign", p, wire.AssignResult)
+        if caller is not None:
+            hosts_of(await door.core()).report_to(assigned.terminal_id, caller)
+        return assigned
     core = await door.core()
     agent = core.assign(
         p.message,
@@ -166,6 +170,7 @@ async def assign(door: Door, p: wire.AssignParams) -> wire.AssignResult:
         worktree=p.worktree,
         base_ref=p.base_ref,
         model=p.model,
+        caller=caller,
     )
     return wire.AssignResult(terminal_id=agent.terminal_id)
 

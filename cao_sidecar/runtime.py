@@ -60,6 +60,7 @@ class Runtime:
 
         # The team's hosts run their calls on this core (not a connection's view of it); the ones
         # it used before are linked to again.
+        hosts_of(core).forward_messages(core.supervisor)  # reports for hosts' agents, kept until sent
         hosts_of(core).remember_in(core.state_dir / f"hosts-{tmux_socket}.json")
         runtime: Optional[Runtime] = None
         face_task: Optional[asyncio.Task[Any]] = None

@@ -94,6 +94,8 @@ class Settings:
     pool_max_workers: int = _setting("CAO_POOL_MAX_WORKERS", 4, _count)
     #: warm workers: no new one starts while the warm ones' processes use this much memory (RSS, MiB)
     pool_max_memory_mb: int = _setting("CAO_POOL_MAX_MEMORY_MB", 2048, _count)
+    #: `host: auto` puts a new agent only on a machine with this much memory available (MiB)
+    agent_memory_mb: int = _setting("CAO_AGENT_MEMORY_MB", 400, _count)
     #: "point:marker": the sidecar kills itself there (crash tests, core.crash_hooks)
     test_kill_at: str = _setting("CAO_TEST_KILL_AT", "", str)
     # -- long handoffs (cao_sidecar/handoff_tickets.py) --

@@ -129,3 +129,25 @@ def test_a_supplied_profile_wins_over_a_file_of_its_name(tmp_path) -> None:
     assert catalog.get("mock_developer").env == {"FAR_FLAVOUR": "five"} and builtin.env != catalog.get("mock_developer").env
     catalog.reload()  # the node's own files change: the orchestrator's definition stays in force
     assert catalog.get("mock_developer").env == {"FAR_FLAVOUR": "five"}
+
+
+def test_a_provider_sent_to_a_host_is_checked_there() -> None:
+    from cao_sidecar.core.errors import InvalidRequest
+    from cao_sidecar.hosts.profiles import supplied_provider
+
+    good = {"name": "mycli", "file": "mycli.yaml", "text": "command: [mycli, --chat]\nexit_command: /quit\n"}
+    provider = supplied_provider(good)
+    assert provider.name == "mycli" and tuple(provider.command) == ("mycli", "--chat")
+    for definition, says in [
+        ("text", "expected an object"),
+        ({**good, "text": None}, "'text' must be a provider file"),
+        ({**good, "file": "../x.yaml"}, "'file' must be a file name"),
+        ({**good, "file": "mycli.sh"}, "'file' must be a file name"),
+        ({**good, "text": "status: [1]\n"}, "mycli.yaml: give 'command'"),
+        ({**good, "text": "command: [x]\nbogus: 1\n"}, "unknown fields: bogus"),
+        ({**good, "name": "other"}, "defines 'mycli', not 'other'"),
+        ({**good, "text": "x" * 300_000}, "at most 256 KiB"),
+    ]:
+        with pytest.raises(InvalidRequest) as raised:
+            supplied_provider(definition)
+        assert says in raised.value.message and "provider file" in raised.value.message, raised.value.message

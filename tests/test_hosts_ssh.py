@@ -8,7 +8,10 @@ one, which hands off back to box1; the ssh client is killed mid-turn and nothing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -21,8 +24,9 @@ import pytest_lsp
 from pytest_lsp import LanguageClient
 
 from conftest import initialize, kill_tmux, orchestrator_pid, request
+from fixtures.scripted_cli import provider_yaml
 from remote_host import end_node, hosts_yaml, new_workspace, node_processes, ssh, sshd_unavailable
-from test_editor_common import eventually, new_sidecar, rpc_error
+from test_editor_common import error_data, eventually, new_sidecar, rpc_error
 
 SKIP = sshd_unavailable()
 pytestmark = [
@@ -31,11 +35,32 @@ pytestmark = [
 ]
 
 WORKSPACE = new_workspace()
+THIRD_WORKSPACE = new_workspace()  # box2: the same account, another node (a third machine)
 # A profile only this orchestrator's workspace has: a host runs it from the definition sent along.
 FAR_PROFILE = "---\nname: far_dev\ndescription: only in the orchestrator's workspace\nprovider: mock\n---\nYou work far away.\n"
-CONFIG, SIDECAR = new_sidecar("hosts", workspace_profiles={"far_dev.md": FAR_PROFILE})
+# host: auto looks for a profile's CLI: `caoscripted` (tests/fixtures/scripted_cli.py as a
+# user-defined provider of the config dir) is on this orchestrator's PATH only; `cao-no-such-cli`
+# is nowhere.
+PLACED_PROFILES = {
+    "scripted_dev.md": "---\nname: scripted_dev\ndescription: a CLI only main has\nprovider: scripted\n---\nYou script.\n",
+    "nowhere_dev.md": "---\nname: nowhere_dev\ndescription: a CLI no machine has\nprovider: nowhere\n---\nNo.\n",
+    # A user-defined provider of the config dir only: it travels to the host with the profile.
+    "custom_dev.md": "---\nname: custom_dev\ndescription: a provider of our own\nprovider: mock_far\n---\nYou mock.\n",
+}
+CONFIG, SIDECAR = new_sidecar("hosts", workspace_profiles={"far_dev.md": FAR_PROFILE, **PLACED_PROFILES})
 (SIDECAR.base / "config" / "cao-sidecar").mkdir(parents=True, exist_ok=True)
 (SIDECAR.base / "config" / "cao-sidecar" / "hosts.yaml").write_text(hosts_yaml(WORKSPACE))
+_PROVIDERS = SIDECAR.base / "config" / "cao-sidecar" / "providers"
+_PROVIDERS.mkdir(parents=True, exist_ok=True)
+(_PROVIDERS / "scripted.yaml").write_text(provider_yaml(["caoscripted"]))
+(_PROVIDERS / "nowhere.yaml").write_text("command: [cao-no-such-cli]\n")
+(_PROVIDERS / "mock_far.yaml").write_text("extends: mock\nstatus:\n  - waiting_user_answer: 'NEEDS A HUMAN'\n")
+_BIN = SIDECAR.base / "bin"
+_BIN.mkdir()
+_SCRIPT = Path(__file__).parent / "fixtures" / "scripted_cli.py"
+(_BIN / "caoscripted").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(_SCRIPT))} "$@"\n')
+(_BIN / "caoscripted").chmod(0o755)
+SIDECAR.env["PATH"] = f"{_BIN}:{SIDECAR.env.get('PATH', os.environ['PATH'])}"
 # One wheel build for every module and run (the node's install is keyed by the sources' hash).
 SIDECAR.env["XDG_CACHE_HOME"] = str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cao-sidecar-tests")
 AGENTS = 30
@@ -120,7 +145,8 @@ async def client(lsp_client: LanguageClient):
         # leaves nothing on the host: no relay, orchestrator, tmux server or agent.
         by_itself = await asyncio.to_thread(node_processes, WORKSPACE, 20)
         end_node(WORKSPACE)
-    left = await asyncio.to_thread(node_processes, WORKSPACE, 10)
+        end_node(THIRD_WORKSPACE)
+    left = await asyncio.to_thread(node_processes, WORKSPACE, 10) + await asyncio.to_thread(node_processes, THIRD_WORKSPACE, 10)
     assert not left, "left on the host after end_node:\n" + "\n".join(left)
     assert not by_itself, "left on the host by the idle node:\n" + "\n".join(by_itself)
 
@@ -356,6 +382,146 @@ async def test_profiles_reports_and_worktrees_on_a_host(client: LanguageClient) 
     print(f"profiles, reports and worktrees on the host: {time.monotonic() - started:.1f} s")
 
 
+@pytest.mark.asyncio(loop_scope="module")
+async def test_auto_places_where_the_profile_fits(client: LanguageClient) -> None:
+    """host: auto skips a machine without the profile's CLI, even the emptier one; a profile no
+    machine can run is a clear error saying what each lacks, and the orchestrator goes on."""
+    started = time.monotonic()
+    busy = await request(client, "cao/spawn", {"profile": "mock_developer", "session": SESSION}, timeout=60)
+    # main has a live agent, box1 none: a mock agent (no CLI needed) goes to box1 ...
+    far = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "auto", "session": SESSION}, timeout=60)
+    assert far["terminalId"].startswith("box1:"), far
+    await request(client, "cao/terminate", {"terminalId": far["terminalId"]}, timeout=60)
+    # ... and one whose CLI only main has goes to main.
+    scripted = await request(client, "cao/spawn", {"profile": "scripted_dev", "host": "auto", "session": SESSION}, timeout=60)
+    assert ":" not in scripted["terminalId"], scripted
+    exc = await rpc_error(
+        request(client, "cao/spawn", {"profile": "nowhere_dev", "host": "auto", "session": SESSION}, timeout=90)
+    )
+    assert "no machine can run profile 'nowhere_dev'" in exc.message, exc.message
+    assert "main lacks the command `cao-no-such-cli`" in exc.message and "box1 lacks the command" in exc.message, exc.message
+    assert "notmux lacks a connection" in exc.message and "tmux" in exc.message, exc.message
+    assert set(error_data(exc)["lacking"]) == {"main", "box1", "notmux"}
+    listed = await request(client, "cao/listAgents", {"session": SESSION})  # the orchestrator goes on
+    assert {busy["terminalId"], scripted["terminalId"]} <= {a["terminalId"] for a in listed["agents"]}
+    for agent in (busy, scripted):
+        await request(client, "cao/terminate", {"terminalId": agent["terminalId"]}, timeout=60)
+    print(f"placement: {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_host_agents_assign_reports_to_it(client: LanguageClient) -> None:
+    """An agent on box1 assigns work to a worker on main: the worker's report is typed into that
+    agent on box1 (the editors see the worker's cao/workerCompleted once, as for a local agent's
+    assign); a report made while the link is down waits and arrives once it is back."""
+    started = time.monotonic()
+    lead = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "box1", "session": SESSION}, timeout=60)
+    lead_id = lead["terminalId"]
+
+    async def assign_from_box1(task: str) -> str:
+        said = await request(
+            client, "cao/handoff", {"terminalId": lead_id, "message": f"assign mock_developer@main {task}"}, timeout=60
+        )
+        found = re.search(r"terminal ([0-9a-f]{8})\)", said["output"])
+        assert found is not None and "on main" in said["output"], said["output"]
+        return found.group(1)
+
+    async def lead_shows(text: str) -> bool:
+        return text in (await request(client, "cao/getOutput", {"terminalId": lead_id, "mode": "full"}))["output"]
+
+    def reports_of(worker: str) -> list[Any]:
+        return [p for p in SIDECAR.notifications["cao/workerCompleted"] if p["terminalId"] == worker]
+
+    worker = await assign_from_box1("echo made on main")
+    await eventually(lambda: lead_shows("result of the task you assigned: made on main"), timeout=60, what="the report on box1")
+    assert len(reports_of(worker)) == 1 and reports_of(worker)[0]["output"] == "made on main"
+
+    # The link goes down before the worker ends, and stays down until its report is stored.
+    orchestrator = orchestrator_pid(SIDECAR.env)
+    late = await assign_from_box1("sleep 2 made while the link was down")
+    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == late and p["status"] == "processing", timeout=30)
+    while not reports_of(late):
+        for pid in _children(orchestrator, "ssh"):
+            os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: lead_shows("result of the task you assigned: made while the link was down"), timeout=60, what="the late report"
+    )  # fmt: skip
+    output = (await request(client, "cao/getOutput", {"terminalId": lead_id, "mode": "full"}))["output"]
+    assert output.count(f"› [message from mock_developer worker {late}]") == 1, output  # typed in once
+    for agent in (lead_id, worker, late):
+        await request(client, "cao/terminate", {"terminalId": agent}, timeout=60)
+    print(f"a host agent's assign reported to it: {time.monotonic() - started:.1f} s")
+
+
+def _with_box2() -> str:
+    """hosts.yaml with box2 too: the same account as box1, another node (a third machine)."""
+    box2 = hosts_yaml(THIRD_WORKSPACE).split("  - name: notmux")[0].replace("name: box1", "name: box2").split("hosts:\n")[1]
+    return hosts_yaml(WORKSPACE) + box2
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_third_hosts_worker_reports_to_the_host_agent(client: LanguageClient) -> None:
+    """An agent on box1 assigns work to a worker on box2 (a third machine): its report comes to
+    that agent on box1, through the orchestrator."""
+    hosts_file = SIDECAR.base / "config" / "cao-sidecar" / "hosts.yaml"
+    hosts_file.write_text(_with_box2())
+    try:
+        lead = await request(client, "cao/spawn", {"profile": "mock_developer", "host": "box1", "session": SESSION}, timeout=60)
+        said = await request(
+            client, "cao/handoff", {"terminalId": lead["terminalId"], "message": "assign mock_developer@box2 echo made on box2"},
+            timeout=120,
+        )  # fmt: skip
+        found = re.search(r"terminal (box2:[0-9a-f]{8})\)", said["output"])
+        assert found is not None, said["output"]
+
+        async def reported() -> bool:
+            output = (await request(client, "cao/getOutput", {"terminalId": lead["terminalId"], "mode": "full"}))["output"]
+            return f"[report from mock_developer {found.group(1)}] made on box2" in output
+
+        await eventually(reported, timeout=60, what="box2's report on box1")
+        for agent in (lead["terminalId"], found.group(1)):
+            await request(client, "cao/terminate", {"terminalId": agent}, timeout=60)
+    finally:
+        hosts_file.write_text(hosts_yaml(WORKSPACE))
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_user_provider_travels_with_its_profile(client: LanguageClient) -> None:
+    """A profile on a user-defined provider the host does not have: the provider's file goes
+    with the request (kept in the node's memory), and the agent runs on it there."""
+    spawned = await request(client, "cao/spawn", {"profile": "custom_dev", "host": "box1", "session": SESSION}, timeout=60)
+    assert spawned["terminalId"].startswith("box1:") and spawned["provider"] == "mock_far", spawned
+    # Its own status rule reads the screen on the host: these words mean a question.
+    await request(client, "cao/sendMessage", {"terminalId": spawned["terminalId"], "message": "echo NEEDS A HUMAN"})
+    await SIDECAR.wait_for(
+        "cao/agentStatus",
+        lambda p: p["terminalId"] == spawned["terminalId"] and p["status"] == "waiting_user_answer",
+        timeout=30,
+    )  # fmt: skip
+    await request(client, "cao/terminate", {"terminalId": spawned["terminalId"]}, timeout=60)
+    assert "mock_far" not in ssh("caoremote", "ls ~/.config/cao-sidecar/providers 2>/dev/null").stdout  # memory only
+
+
+def test_placement_weighs_memory() -> None:
+    from cao_sidecar.hosts.install import Probe
+    from cao_sidecar.hosts.placement import Needs, capacity_here, capacity_probe, host_lacks, lacks, no_fit_error
+
+    needs = Needs("dev", "claude", 400)
+    assert lacks(needs, True, 399) == ["memory (399 MiB free, 400 MiB wanted)"]
+    assert lacks(needs, True, 0) == [] and lacks(needs, True, 4000) == []  # 0: unknown, not held against it
+    assert host_lacks(needs, Probe(reachable=True, clis=("codex",), memory_mb=8000)) == ["the command `claude`"]
+    assert host_lacks(Needs("m", None, 400), Probe(reachable=True, memory_mb=8000)) == []
+    # A node says what it has (its own PATH and memory); what it says is read with care.
+    here = capacity_here({"commands": ["sh", "cao-no-such-cli"]})
+    assert here["commands"] == ["sh"] and here["cpus"] >= 1 and here["memoryMb"] > 0
+    assert capacity_here({"commands": "sh"})["commands"] == [] and capacity_here(None)["commands"] == []
+    assert capacity_probe({"cpus": 4, "memoryMb": 900, "commands": ["claude", 3]}).clis == ("claude",)
+    assert capacity_probe("nonsense") == Probe(reachable=True)
+    error = no_fit_error(needs, {"main": ["the command `claude`"], "box1": ["memory (10 MiB free, 400 MiB wanted)"]})
+    assert "main lacks the command `claude`; box1 lacks memory" in error.message
+
+
 def test_hosts_check_says_what_a_host_lacks() -> None:
     env = {**SIDECAR.env}
 
@@ -370,6 +536,8 @@ def test_hosts_check_says_what_a_host_lacks() -> None:
     assert "python3: 3." in notmux.stdout
     ready = check("box1")
     assert ready.returncode == 0 and "ready" in ready.stdout and "tmux: tmux " in ready.stdout, ready.stdout + ready.stderr
+    # Your user-defined providers travel to a host: whether their commands are there.
+    assert "your provider nowhere: `cao-no-such-cli` NOT found" in ready.stdout, ready.stdout
     unknown = check("nope")
     assert unknown.returncode == 2 and "unknown host 'nope'" in unknown.stderr
 
@@ -385,11 +553,36 @@ async def test_a_restarted_orchestrator_links_to_its_hosts_again(tmp_base: Path)
     env = isolated_env(tmp_base)
     env["XDG_CACHE_HOME"] = SIDECAR.env["XDG_CACHE_HOME"]
     (tmp_base / "config" / "cao-sidecar").mkdir(parents=True, exist_ok=True)
-    (tmp_base / "config" / "cao-sidecar" / "hosts.yaml").write_text(hosts_yaml(WORKSPACE))
+    (tmp_base / "config" / "cao-sidecar" / "hosts.yaml").write_text(_with_box2())
     session = "restart-" + WORKSPACE[-6:]
+    reported: list[Any] = []
+
+    def on_notification(method: str, params: Any) -> None:
+        if method == "cao/workerCompleted":
+            reported.append(params["terminalId"])
+
     try:
-        async with CaoClient.start(workspace=tmp_base / "workspace", env=env, stderr=subprocess.DEVNULL) as cao:
+        async with CaoClient.start(
+            workspace=tmp_base / "workspace", env=env, stderr=subprocess.DEVNULL, on_notification=on_notification
+        ) as cao:  # fmt: skip
             far = await cao.request("cao/spawn", {"profile": "mock_developer", "host": "box1", "session": session})
+            # A worker on box2 for the agent on box1: it ends after the crash; the route survives it.
+            said = await cao.handoff("assign mock_developer@box2 sleep 6 via box2 across a crash", terminal_id=far["terminalId"])
+            third = re.search(r"terminal (box2:[0-9a-f]{8})\)", said["output"])
+            assert third is not None, said["output"]
+            # The agent on box1 assigns work to main; the link is down when the worker's report is
+            # stored, and the orchestrator crashes before it is back: its successor delivers it.
+            said = await cao.handoff("assign mock_developer@main sleep 1 kept across a crash", terminal_id=far["terminalId"])
+            found = re.search(r"terminal ([0-9a-f]{8})\)", said["output"])
+            assert found is not None, said["output"]
+            orchestrator, deadline = orchestrator_pid(env), time.monotonic() + 60
+            while found.group(1) not in reported and time.monotonic() < deadline:
+                for pid in _children(orchestrator, "ssh"):  # box1's link only
+                    with contextlib.suppress(OSError):
+                        if WORKSPACE[2:].encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                            os.kill(pid, signal.SIGKILL)
+                await asyncio.sleep(0.05)
+            assert found.group(1) in reported, "the main worker did not report"
             kill_orchestrator(env)
         async with CaoClient.start(workspace=tmp_base / "workspace", env=env, stderr=subprocess.DEVNULL) as cao:
 
@@ -397,7 +590,20 @@ async def test_a_restarted_orchestrator_links_to_its_hosts_again(tmp_base: Path)
                 return any(a["terminalId"] == far["terminalId"] for a in await cao.list_agents(session))
 
             await eventually(listed, timeout=60, what="the remote agent listed after the restart")
-            await cao.terminate(far["terminalId"])
+
+            async def reported_to_far() -> bool:
+                output = await cao.get_output(far["terminalId"], "full")
+                return "result of the task you assigned: kept across a crash" in output
+
+            await eventually(reported_to_far, timeout=60, what="the report, after the restart")
+
+            async def box2_reported_to_far() -> bool:
+                output = await cao.get_output(far["terminalId"], "full")
+                return f"[report from mock_developer {third.group(1)}] via box2 across a crash" in output
+
+            await eventually(box2_reported_to_far, timeout=60, what="box2's report, after the restart")
+            for agent in (far["terminalId"], found.group(1), third.group(1)):
+                await cao.terminate(agent)
             await cao.request("cao/shutdown", {})
     finally:
         kill_tmux(env["CAO_TMUX_SOCKET"])

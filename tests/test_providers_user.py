@@ -19,35 +19,13 @@ from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.providers import builtin_providers, get_provider, user_providers
 from cao_sidecar.providers.user import ProviderConfigError, load_config
 from conftest import initialize, kill_tmux, request
+from fixtures.scripted_cli import provider_yaml
 from test_editor_common import error_data, new_sidecar, rpc_error, terminate_all
 
 S = AgentStatus
 SCRIPT = Path(__file__).parent / "fixtures" / "scripted_cli.py"
 
-SCRIPTED_YAML = f"""
-# A CLI the sidecar has no code for: everything it needs is here.
-command: [{json.dumps(sys.executable)}, {json.dumps(str(SCRIPT))}]
-exit_command: quit
-interrupt_key: C-c
-status:
-  - waiting_user_answer: '\\(y/n\\)$'
-    scope: last_line
-  - processing: '^thinking\\.\\.\\.$'
-    scope: last_line
-  - error: '^Error:'
-    scope: after_input
-  - idle: '^scripted>$'
-    scope: last_line
-input: '^scripted> \\S'
-prompt: '^scripted>$'
-answer:
-  start: '^= '
-  strip: '^= |^  '
-startup:
-  - rule: folder trust
-    pattern: 'Trust this folder\\?'
-    keys: [y, Enter]
-"""
+SCRIPTED_YAML = provider_yaml([sys.executable, str(SCRIPT)])
 
 MOCK_EXTENDED_YAML = """
 extends: mock

@@ -16,7 +16,7 @@ import re
 import secrets
 import shutil
 from pathlib import Path
-from typing import Awaitable, Optional
+from typing import Awaitable, Callable, Optional
 
 import attrs
 
@@ -82,6 +82,7 @@ class AgentSupervisor:
         self.default_session = default_session
         self.agents: dict[str, Agent] = {}
         self.mailboxes = LeadMailboxes(stores.messages)  # what host leads (MCP hosts) are sent
+        self.route_elsewhere: Optional[Callable[[StoredMessage], None]] = None  # to box1:ab12cd34 (hosts)
         self.worktrees = WorktreeManager(
             state_dir=state_dir, db=stores.db, agents=self.agents, agent_store=stores.agents, terminate=self.terminate
         )
@@ -318,6 +319,10 @@ class AgentSupervisor:
         """Queue a message the store holds already (a report for an assigning agent, a notice of a
         message that failed) in its receiver's inbox; it fails if the receiver has exited."""
         if self.mailboxes.accept(message):  # a host lead's: it waits until the host reads it
+            return
+        if ":" in message.receiver:  # an agent of another host: sent there (it waits until then)
+            if self.route_elsewhere is not None:
+                self.route_elsewhere(message)
             return
         receiver = self.agents.get(message.receiver)
         inbox = self._inboxes.get(message.receiver)

@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from cao_sidecar.hosts.config import HostsError, hosts_file, load_hosts
-from cao_sidecar.hosts.install import probe, source_tag
+from cao_sidecar.hosts.install import KNOWN_CLIS, probe, source_tag
 
 
 def _check(name: str) -> int:
@@ -18,7 +18,8 @@ def _check(name: str) -> int:
         print(f"cao-sidecar hosts: unknown host '{name}'; hosts: {known}", file=sys.stderr)
         return 2
     tag = source_tag()
-    found = asyncio.run(probe(host, tag))
+    wanted = _user_commands()
+    found = asyncio.run(probe(host, tag, tuple(wanted.values())))
     print(f"{host.name} ({host.ssh})")
     if not found.reachable:
         print(f"  ssh: NOT reachable: {found.error}")
@@ -27,12 +28,26 @@ def _check(name: str) -> int:
         python = found.python or "missing"
         print(f"  python3: {python}" + ("" if found.python_ok or found.python is None else " (3.11 or newer needed)"))
         print(f"  tmux: {found.tmux or 'missing'}")
-        print(f"  agent CLIs: {', '.join(found.clis) or 'none found'} (mock needs none)")
+        print(f"  agent CLIs: {', '.join(c for c in found.clis if c in KNOWN_CLIS) or 'none found'} (mock needs none)")
+        for name, command in wanted.items():  # they travel to the host; their CLIs must be there
+            print(f"  your provider {name}: `{command}` {'found' if command in found.clis else 'NOT found'}")
         print(f"  capacity: {found.cpus or '?'} CPUs, {found.memory_mb or '?'} MB available")
         print(f"  cao-sidecar {tag}: {'installed' if found.installed else 'not installed (installed on first use)'}")
     missing = found.missing()
     print(f"missing: {', '.join(missing)}" if missing else "ready")
     return 1 if missing else 0
+
+
+def _user_commands() -> dict[str, str]:
+    """The commands of your user-defined providers (this folder's, if trusted, and your config
+    dir's), by provider name."""
+    import os
+
+    from cao_sidecar.hosts.placement import command_of
+    from cao_sidecar.providers import user_providers
+
+    found = {name: command_of(provider, None) for name, provider in user_providers(os.getcwd())[0].items()}
+    return {name: command for name, command in sorted(found.items()) if command is not None}
 
 
 def main(argv: list[str]) -> int:

@@ -15,6 +15,7 @@ version of the program costs seconds, not a pip install.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import shlex
 import sys
@@ -68,6 +69,7 @@ def _package_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+@functools.cache  # the program this process runs: what it installs on hosts
 def source_tag() -> str:
     """`<version>-<hash of the package's sources and pyproject.toml>`: the node's install directory
     on a host."""
@@ -101,9 +103,9 @@ async def _run(argv: list[str], stdin: Optional[bytes] = None, timeout: float = 
     return process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
 
 
-def _probe_script(host: HostConfig, tag: str) -> str:
+def _probe_script(host: HostConfig, tag: str, commands: tuple[str, ...] = ()) -> str:
     py = shlex.quote(host.python)
-    clis = " ".join(KNOWN_CLIS)
+    clis = " ".join(shlex.quote(c) for c in dict.fromkeys((*KNOWN_CLIS, *commands)))
     return f"""
 if command -v {py} >/dev/null 2>&1; then
   echo "python=$({py} -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null)"
@@ -118,9 +120,13 @@ echo end=1
 """
 
 
-async def probe(host: HostConfig, tag: Optional[str] = None) -> Probe:
-    """One ssh round trip: python, tmux, agent CLIs and whether this version is installed."""
-    code, out, err = await _run([*ssh_base(host), "/bin/sh -s"], _probe_script(host, tag or source_tag()).encode())
+async def probe(host: HostConfig, tag: Optional[str] = None, commands: tuple[str, ...] = ()) -> Probe:
+    """One ssh round trip: python, tmux, agent CLIs (and `commands`: more to look for, for
+    placement) and whether this version is installed."""
+    if tag is None:
+        tag = await asyncio.to_thread(source_tag)
+    script = _probe_script(host, tag, commands)
+    code, out, err = await _run([*ssh_base(host), "/bin/sh -s"], script.encode())
     values: dict[str, list[str]] = {}
     for line in out.splitlines():
         key, sep, value = line.partition("=")

@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import secrets
+import time
 from typing import Any, Awaitable, Callable, Optional
 
 from cao_sidecar.core.errors import CaoError
@@ -58,10 +59,10 @@ async def _read_message(reader: asyncio.StreamReader) -> Optional[dict[str, Any]
 
 
 class _Pending:
-    def __init__(self, method: str, params: Any, profile: Optional[dict[str, Any]] = None) -> None:
+    def __init__(self, method: str, params: Any, carry: Optional[dict[str, Any]] = None) -> None:
         self.method = method
         self.params = params
-        self.profile = profile  # the orchestrator's definition of the profile it starts (hosts.profiles)
+        self.carry = carry or {}  # the orchestrator's profile and provider it starts (hosts.profiles)
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
 
@@ -86,6 +87,12 @@ class HostLink:
         self._task: Optional[asyncio.Task[None]] = None
         self._tag: Optional[str] = None
         self.probe: Optional[Probe] = None  # what the host had when the link was first made
+        self.failed_at = 0.0  # time.monotonic() when it failed (state "failed")
+
+    @property
+    def tag(self) -> Optional[str]:
+        """The node's install on the host (known once the link was first made)."""
+        return self._tag
 
     def start(self) -> None:
         if self._task is None:
@@ -103,13 +110,14 @@ class HostLink:
             )
             raise HostUnavailable(reason, host=self.host.name)
 
-    async def call(self, method: str, params: Any, profile: Optional[dict[str, Any]] = None) -> Any:
-        """`method` on the node; survives link drops (re-sent with its key). `profile`: the
-        definition of the profile it starts, which the node keeps before it runs the call."""
+    async def call(self, method: str, params: Any, carry: Optional[dict[str, Any]] = None, key: Optional[str] = None) -> Any:
+        """`method` on the node; survives link drops (re-sent with its key). `carry`: the
+        definitions of the profile (and user-defined provider) it starts, which the node keeps
+        before it runs the call. `key`: the call's own (made again with it, it runs once)."""
         if self.state == "failed":
             raise HostUnavailable(f"host '{self.host.name}': {self.reason}", host=self.host.name)
-        key = secrets.token_hex(8)
-        pending = _Pending(method, params, profile)
+        key = key or secrets.token_hex(8)
+        pending = _Pending(method, params, carry)
         self._pending[key] = pending
         if self._connected.is_set():
             self._send_call(key, pending)
@@ -122,9 +130,7 @@ class HostLink:
     def _send_call(self, key: str, pending: _Pending) -> None:
         msg_id = next(self._ids)
         self._in_flight[msg_id] = key
-        call = {"key": key, "method": pending.method, "params": pending.params}
-        if pending.profile is not None:
-            call["profile"] = pending.profile
+        call = {**pending.carry, "key": key, "method": pending.method, "params": pending.params}
         self._write({"jsonrpc": "2.0", "id": msg_id, "method": NODE_CALL, "params": call})
 
     def _write(self, message: dict[str, Any]) -> None:
@@ -134,12 +140,12 @@ class HostLink:
     async def _run(self) -> None:
         attempt = 0
         while True:
+            connects = self.connects
             try:
                 if self._tag is None:
                     self.state, self.reason = "installing", ""
                     self._tag, self.probe = await ensure_installed(self.host)
                 await self._connect_once()
-                attempt = 0 if self.connects else attempt
             except InstallError as exc:
                 self._fail(str(exc))
                 return
@@ -150,13 +156,15 @@ class HostLink:
                     return
             self._connected.clear()
             self.state = "reconnecting"
+            if self.connects > connects:  # it was up: the backoff starts again
+                attempt = 0
             delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
             attempt += 1
             log.info("link to %s down (%s); reconnecting in %.1f s", self.host.name, self.reason, delay)
             await asyncio.sleep(delay)
 
     def _fail(self, reason: str) -> None:
-        self.state, self.reason = "failed", reason
+        self.state, self.reason, self.failed_at = "failed", reason, time.monotonic()
         self._failed.set()
         for pending in self._pending.values():
             if not pending.future.done():

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
 NODE_CALL = "cao/nodeCall"
+CAPACITY = "cao/nodeCapacity"  # a nodeCall's method: CPUs, available memory, which commands are here
 KEEP_RESULTS_SECONDS = 3600.0  # a link down longer than this re-runs nothing: the result is gone
 MAX_KEPT = 10000
 
@@ -77,18 +78,23 @@ def register_node_call(server: Any, initialize_params: Any) -> Callable[[], None
     async def node_call(ls: Any, raw: Any) -> Any:
         params = raw if isinstance(raw, dict) else getattr(raw, "__dict__", {})
         key, method = params.get("key"), params.get("method")
+        if method == CAPACITY:  # host: auto asks what this host has now (hosts.placement)
+            from cao_sidecar.hosts.placement import capacity_here
+
+            return await asyncio.to_thread(capacity_here, params.get("params"))
         handler = ls.cao_handlers.get(method) if isinstance(method, str) else None
         if not isinstance(key, str) or not key or handler is None:
             raise JsonRpcInvalidParams(f"{NODE_CALL}: needs a 'key' and a cao/* 'method'", data={"kind": "invalidParams"})
         inner = params.get("params")
-        definition = params.get("profile")
+        definition, provider = params.get("profile"), params.get("provider")
 
         async def run() -> Any:
-            if definition is not None:  # the orchestrator's profile, checked here (hosts.profiles)
+            if definition is not None or provider is not None:  # the orchestrator's, checked here (hosts.profiles)
                 from cao_sidecar.hosts.profiles import supply
 
                 try:
-                    await supply(await ls.core(), definition, inner.get("profile") if isinstance(inner, dict) else None)
+                    requested = inner.get("profile") if isinstance(inner, dict) else None
+                    await supply(await ls.core(), definition, requested, provider)
                 except CaoError as exc:
                     raise JsonRpcException(message=exc.message, code=exc.code, data=exc.data or None) from None
             return await handler(ls, inner)
@@ -175,19 +181,22 @@ class Upstream:
             self._changed.set()
         self._changed = asyncio.Event()
 
-    async def call(self, method: str, params: dict[str, Any]) -> Any:
+    async def call(self, method: str, params: dict[str, Any], caller: Optional[dict[str, str]] = None) -> Any:
+        """`method` on the orchestrator; `caller` ({terminalId, session}): the agent here that
+        asks, which an assign's report comes back to."""
         from cao_sidecar.core.errors import CaoError
 
         key = secrets.token_hex(8)
+        up: dict[str, Any] = {"key": key, "method": method, "params": params}
+        if caller is not None:
+            up["caller"] = caller
         while True:
             while self._server is None:
                 changed = self._changed = self._changed or asyncio.Event()
                 await changed.wait()
             server = self._server
             lost = self._lost[id(server)]
-            answer = asyncio.ensure_future(
-                server.protocol.send_request_async(UP_CALL, {"key": key, "method": method, "params": params})
-            )
+            answer = asyncio.ensure_future(server.protocol.send_request_async(UP_CALL, up))
             lost_wait = asyncio.ensure_future(lost.wait())
             await asyncio.wait([answer, lost_wait], return_when=asyncio.FIRST_COMPLETED)
             lost_wait.cancel()

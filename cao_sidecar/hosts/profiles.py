@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import attrs
 
@@ -26,19 +26,72 @@ CARRY_PROFILE = ("cao/spawn", "cao/handoff", "cao/assign")  # the methods that s
 SCOPES = ("builtin", "user", "workspace")
 
 
-async def definition_for(catalog: Any, method: str, params: dict[str, Any]) -> Optional[dict[str, Any]]:
-    """The definition to send with `method` (None: it starts no agent by a profile this side knows)."""
+async def carried_for(core: Any, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What to send with `method`: `profile`, the definition of the profile it starts, and
+    `provider`, the file of the user-defined provider that agent runs on (either left out when
+    this side has none: the host's own, if any, applies)."""
     name = params.get("profile")
     if method not in CARRY_PROFILE or not isinstance(name, str):
+        return {}
+    entry = core.catalog.entry(name)
+    carry: dict[str, Any] = {}
+    if entry is not None:
+        try:
+            text = await asyncio.to_thread(Path(entry.path).read_text, encoding="utf-8")
+            carry["profile"] = {"name": name, "text": text, "trusted": bool(entry.layer.trusted), "scope": entry.layer.scope}
+        except (OSError, UnicodeDecodeError):
+            pass  # gone since it was loaded: the node's own profile of that name, if any
+    provider = params.get("provider") or (entry.item.provider if entry is not None else None)
+    if isinstance(provider, str):
+        found = await asyncio.to_thread(_provider_file, core.default_cwd, provider)
+        if found is not None:
+            carry["provider"] = found
+    return carry
+
+
+def _provider_file(workspace: Any, name: str) -> Optional[dict[str, Any]]:
+    """The file of the user-defined provider `name` in force here (None: a built-in, or unknown)."""
+    from cao_sidecar.providers import user_providers
+
+    source = getattr(user_providers(workspace)[0].get(name), "source", None)
+    if not source:
         return None
-    entry = catalog.entry(name)
-    if entry is None:
-        return None  # the host may know it; if not, its node says so
     try:
-        text = await asyncio.to_thread(Path(entry.path).read_text, encoding="utf-8")
+        text = Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        return None  # gone since it was loaded: the node's own profile of that name, if any
-    return {"name": name, "text": text, "trusted": bool(entry.layer.trusted), "scope": entry.layer.scope}
+        return None
+    return {"name": name, "file": Path(source).name, "text": text}
+
+
+def _file_text(definition: Any, kind: str, refuse: Callable[[str], InvalidRequest]) -> str:
+    """The `text` of a definition the orchestrator sent (an object holding a file's text)."""
+    if not isinstance(definition, dict):
+        raise refuse("expected an object")
+    text = definition.get("text")
+    if not isinstance(text, str) or len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
+        raise refuse(f"'text' must be a {kind} file of at most {MAX_FILE_BYTES // 1024} KiB")
+    return text
+
+
+def supplied_provider(definition: Any) -> Any:
+    """A user-defined provider the orchestrator sent, parsed as a file of this machine's would be."""
+    from cao_sidecar.providers import builtin_providers
+    from cao_sidecar.providers.user import SUFFIXES, ProviderConfigError, parse_config
+
+    def refuse(why: str) -> InvalidRequest:
+        return InvalidRequest(f"the orchestrator's provider file: {why}", field="provider")
+
+    text = _file_text(definition, "provider", refuse)
+    file, name = definition.get("file"), definition.get("name")
+    if not isinstance(file, str) or Path(file).name != file or Path(file).suffix not in SUFFIXES:
+        raise refuse(f"'file' must be a file name ending in {', '.join(SUFFIXES)}")
+    try:
+        provider = parse_config(text, Path(file), builtin_providers())
+    except ProviderConfigError as exc:
+        raise refuse(f"{file}: {exc}") from None
+    if provider.name != name:
+        raise refuse(f"{file} defines {provider.name!r}, not {name!r}")
+    return provider
 
 
 def supplied_profile(definition: Any, requested: Any, folder: Path) -> Profile:
@@ -48,11 +101,8 @@ def supplied_profile(definition: Any, requested: Any, folder: Path) -> Profile:
     def refuse(why: str) -> InvalidRequest:
         return InvalidRequest(f"the orchestrator's definition of profile {requested!r}: {why}", field="profile")
 
-    if not isinstance(definition, dict):
-        raise refuse("expected an object")
-    text, name, trusted = definition.get("text"), definition.get("name"), definition.get("trusted")
-    if not isinstance(text, str) or len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
-        raise refuse(f"'text' must be a profile file of at most {MAX_FILE_BYTES // 1024} KiB")
+    text = _file_text(definition, "profile", refuse)
+    name, trusted = definition.get("name"), definition.get("trusted")
     if not isinstance(trusted, bool):
         raise refuse("'trusted' must be true or false")
     if name != requested:
@@ -73,8 +123,15 @@ def supplied_profile(definition: Any, requested: Any, folder: Path) -> Profile:
     return attrs.evolve(profile, working_directory=None, host=None, pool=0, path=None)
 
 
-async def supply(core: Any, definition: Any, requested: Any) -> None:
-    """Keep the orchestrator's definition of `requested` on this node (before its request runs)."""
+async def supply(core: Any, definition: Any, requested: Any, provider: Any = None) -> None:
+    """Keep the orchestrator's definitions on this node (before its request runs): its user-defined
+    `provider`, then its profile `requested`."""
+    if provider is not None:
+        from cao_sidecar.providers import supply_provider
+
+        supply_provider(supplied_provider(provider))
+    if definition is None:
+        return
     folder = Path(core.default_cwd)
     profile = await asyncio.to_thread(supplied_profile, definition, requested, folder)
     core.catalog.supply(profile)

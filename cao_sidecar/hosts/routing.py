@@ -24,8 +24,9 @@ def elsewhere(host: Optional[str]) -> bool:
 async def call_elsewhere(core: Any, host: str, method: str, params: dict[str, Any], report_to: Any = None) -> Any:
     """`method` on `host`; `report_to`: a lead that gets the worker's report as a message (assign)."""
     params = {k: v for k, v in params.items() if v is not None}
-    if UPSTREAM.node_name is not None:
-        return await UPSTREAM.call(method, {**params, "host": host})
+    if UPSTREAM.node_name is not None:  # up the link; the caller named, for its assign's report
+        caller = {"terminalId": report_to.terminal_id, "session": report_to.session} if report_to is not None else None
+        return await UPSTREAM.call(method, {**params, "host": host}, caller)
     if host == AUTO:  # placed here, then run as the editor face runs it
         result = await hosts_of(core).run_here(method, {**params, "host": AUTO})
     else:

@@ -12,22 +12,33 @@ import asyncio
 import json
 import logging
 import os
+import re
+import time
 import weakref
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import attrs
+
 from cao_sidecar import paths
 from cao_sidecar.core.errors import CaoError, InvalidRequest
 from cao_sidecar.hosts.config import HostConfig, HostsError, attach_over_ssh, load_hosts, qualify, split_terminal_id
+from cao_sidecar.hosts.inboxes import RemoteInboxes, ReportRoutes
+from cao_sidecar.hosts.install import Probe
 from cao_sidecar.hosts.link import HostLink
-from cao_sidecar.hosts.node import KeyedCalls
-from cao_sidecar.hosts.profiles import definition_for
+from cao_sidecar.hosts.node import CAPACITY, KeyedCalls
+from cao_sidecar.hosts.placement import Needs, capacity_probe, here_lacks, host_lacks, needs_of, no_fit_error
+from cao_sidecar.hosts.profiles import carried_for
+from cao_sidecar.storage.messages import StoredMessage
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 180.0  # a first contact may install the node (pip) on the host
 PLACE_CONNECT_TIMEOUT = 20.0  # host: auto does not wait for a host's first install
+PLACE_RETRY_FAILED = 60.0  # host: auto tries a host that failed again after this long
+CAPACITY_TIMEOUT = 10.0  # host: auto leaves out a host whose node does not say what it has by then
 MAIN = "main"
+CALLER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # an agent's id on its host (8 hex digits there)
 AUTO = "auto"
 
 Listener = Callable[[str, Any], None]
@@ -40,6 +51,8 @@ class RemoteHosts:
         self._up_calls = KeyedCalls()
         self._report_to: dict[str, Any] = {}  # qualified worker id -> the lead its report goes to
         self._remember: Optional[Path] = None
+        self._inboxes: Optional[RemoteInboxes] = None
+        self._routes: Optional[ReportRoutes] = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.links: dict[str, HostLink] = {}
         self.agents: dict[str, dict[str, Any]] = {}  # qualified id -> its last AgentInfo-like state
@@ -57,6 +70,7 @@ class RemoteHosts:
         """Keep the names of the hosts this team uses in `path`, and link to them again now (after
         an orchestrator restart, their agents show up without waiting for a request)."""
         self._remember = path
+        self._routes = ReportRoutes(path.with_name(f"{path.stem}-routes.json"), self._background)
 
         def read() -> list[str]:
             try:
@@ -66,6 +80,11 @@ class RemoteHosts:
             return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
 
         async def reconnect() -> None:
+            assert self._routes is not None
+            for worker, caller in (await asyncio.to_thread(self._routes.read)).items():  # before any report comes
+                self._report_to.setdefault(
+                    worker, RemoteCaller(caller["terminalId"], caller["session"], str(self.core.default_cwd))
+                )
             for name in await asyncio.to_thread(read):
                 try:
                     if name in self.configs():
@@ -107,12 +126,20 @@ class RemoteHosts:
                 self._save_used()
         return link
 
-    async def call(self, host: str, method: str, params: dict[str, Any]) -> Any:
+    async def call(self, host: str, method: str, params: dict[str, Any], key: Optional[str] = None) -> Any:
         link = self.link(host)
         if link.connects == 0:  # a first contact: fail fast if the host cannot be reached
             await link.wait_connected(CONNECT_TIMEOUT)
-        profile = await definition_for(self.core.catalog, method, params)  # the host need not have it
-        return qualify(await link.call(method, params, profile), host)
+        carry = await carried_for(self.core, method, params)  # the host need not have them
+        return qualify(await link.call(method, params, carry, key), host)
+
+    def forward_messages(self, supervisor: Any) -> None:
+        """Messages this core stores for agents of hosts (an assign's report for the host's agent
+        that asked) go to them (hosts.inboxes), now and after each reconnect."""
+        self._inboxes = RemoteInboxes(
+            supervisor.stores.messages, lambda host, method, params, key: self.call(host, method, params, key), self._background
+        )
+        supervisor.route_elsewhere = self._inboxes.accept
 
     async def call_terminal(self, terminal_id: str, method: str, params: dict[str, Any]) -> Any:
         """`method` for a qualified terminal id, on its host."""
@@ -161,30 +188,73 @@ class RemoteHosts:
 
     def report_to(self, worker: str, lead: Any) -> None:
         self._report_to[worker] = lead
+        if isinstance(lead, RemoteCaller) and self._routes is not None:  # kept across a restart
+            self._routes.add(worker, lead.terminal_id, lead.session)
 
-    async def place(self, local_live: int) -> str:
-        """`host: auto`: the machine with the fewest live agents per CPU, from what each reports
-        (main: this one; hosts: the node's agents and the CPUs its probe found). Hosts not linked
-        yet are linked first (briefly); one that cannot be reached is left out."""
-        candidates = [(local_live / (os.cpu_count() or 1), MAIN)]
-        links = []
-        for name in self.configs():
+    async def place(self, local_live: int, needs: Needs) -> str:
+        """`host: auto`: of the machines that can take one more agent (hosts.placement: the
+        provider's command, memory), the one with the fewest live agents per CPU (main: this one;
+        hosts: the node's agents, and the CPUs, commands and memory a fresh probe finds). Hosts not
+        linked yet are linked first (briefly); one that cannot be reached is left out."""
+        lacking: dict[str, list[str]] = {}
+        candidates = []
+        here = await here_lacks(needs)
+        if here:
+            lacking[MAIN] = here
+        else:
+            candidates.append((local_live / (os.cpu_count() or 1), MAIN))
+        unreachable: dict[str, str] = {}
+
+        async def linked(name: str) -> Optional[HostLink]:
+            known = self.links.get(name)
+            if known is not None and known.state == "failed" and time.monotonic() - known.failed_at < PLACE_RETRY_FAILED:
+                unreachable[name] = known.reason  # failed just now: not tried again for each placement
+                return None
             try:
                 link = self.link(name)
                 if link.connects == 0:
                     await link.wait_connected(PLACE_CONNECT_TIMEOUT)
-                links.append((name, link))
+                return link
             except CaoError as exc:
-                log.info("host: auto leaves out %s: %s", name, exc.message)
-        await self.list_agents(None)
-        for name, link in links:
+                unreachable[name] = exc.message
+                return None
+
+        names = list(self.configs())
+        found_links = await asyncio.gather(*(linked(name) for name in names))
+        links = [(name, link) for name, link in zip(names, found_links, strict=True) if link is not None]
+        for name in names:
+            if name in unreachable:
+                log.info("host: auto leaves out %s: %s", name, unreachable[name])
+                lacking[name] = [f"a connection ({unreachable[name]})"]
+        probes, _ = await asyncio.gather(
+            asyncio.gather(*(self._capacity(link, needs) for _, link in links)), self.list_agents(None)
+        )
+        for (name, link), found in zip(links, probes, strict=True):
+            missing = host_lacks(needs, found)
+            if missing:
+                lacking[name] = missing
+                continue
             live = self._live(self._agents_on(name))
-            cpus = link.probe.cpus if link.probe is not None and link.probe.cpus > 0 else 1
+            cpus = found.cpus or (link.probe.cpus if link.probe is not None else 0) or 1
             candidates.append((live / cpus, name))
+        if not candidates:
+            raise no_fit_error(needs, lacking)
         return min(candidates, key=lambda c: c[0])[1]  # ties: the first, main
 
-    async def run_here(self, method: str, params: Any) -> Any:
-        """A cao/* method on this orchestrator, as the editor face runs it (host routing included)."""
+    @staticmethod
+    async def _capacity(link: HostLink, needs: Needs) -> Probe:
+        """What a linked host has now, from its node (unreachable: its link is down)."""
+        if link.state != "connected":
+            return Probe(reachable=False, error=f"{link.state}: {link.reason}")
+        commands = [needs.command] if needs.command else []
+        try:
+            return capacity_probe(await asyncio.wait_for(link.call(CAPACITY, {"commands": commands}), CAPACITY_TIMEOUT))
+        except (CaoError, asyncio.TimeoutError) as exc:
+            return Probe(reachable=False, error=getattr(exc, "message", None) or "no answer")
+
+    async def run_here(self, method: str, params: Any, caller: Optional[RemoteCaller] = None) -> Any:
+        """A cao/* method on this orchestrator, as the editor face runs it (host routing included).
+        `caller`: the agent of a host that asks (its assign's report goes back to it)."""
         from cao_sidecar import handlers, wire
 
         body = handlers.HANDLERS[method]
@@ -192,7 +262,7 @@ class RemoteHosts:
             typed = wire.structure_params(params, wire.METHODS[method][0])
         except wire.ParamsError as exc:
             raise InvalidRequest(f"{method}: {exc}") from None
-        return wire.unstructure(await body(LinkDoor(self.core), typed))
+        return wire.unstructure(await body(LinkDoor(self.core, caller), typed))
 
     async def _serve_up(self, host: str, params: Any) -> Any:
         """A node's team call (`cao/nodeUp`): run here, once per key, as the editor face would."""
@@ -202,9 +272,22 @@ class RemoteHosts:
         if method not in ("cao/handoff", "cao/assign", "cao/sendMessage", "cao/spawn"):
             raise CaoError(f"cao/nodeUp: a node may not call {method!r}")
 
+        caller = self._caller(host, params.get("caller"))
         return await asyncio.shield(
-            self._up_calls.run(f"{host}:{params['key']}", lambda: self.run_here(method, params.get("params")))
+            self._up_calls.run(f"{host}:{params['key']}", lambda: self.run_here(method, params.get("params"), caller))
         )
+
+    def _caller(self, host: str, raw: Any) -> Optional[RemoteCaller]:
+        """The agent of `host` that made a team call (cao/nodeUp's `caller`), if it says."""
+        if raw is None:
+            return None
+        terminal_id = raw.get("terminalId") if isinstance(raw, dict) else None
+        session = raw.get("session") if isinstance(raw, dict) else None
+        if not isinstance(terminal_id, str) or not CALLER_ID.fullmatch(terminal_id):
+            raise CaoError("cao/nodeUp: 'caller' needs the caller's 'terminalId'")
+        if not isinstance(session, str) or not session:
+            session = self.core.default_session
+        return RemoteCaller(f"{host}:{terminal_id}", session, str(self.core.default_cwd))
 
     def _on_notification(self, host: str, method: str, params: Any) -> None:
         params = qualify(params, host)
@@ -213,6 +296,8 @@ class RemoteHosts:
             params["attachCommand"] = attach_over_ssh(link.host, params["attachCommand"])
         if method == "cao/workerCompleted" and isinstance(params, dict) and params.get("terminalId") in self._report_to:
             self._deliver_report(self._report_to.pop(params["terminalId"]), params)
+            if self._routes is not None:
+                self._routes.drop(params["terminalId"])
         if method == "cao/agentStatus" and isinstance(params, dict):
             known = self.agents.get(params["terminalId"])
             if known is not None:  # a full AgentInfo from listAgents; the notification updates it
@@ -221,9 +306,19 @@ class RemoteHosts:
             listener(method, params)
 
     def _deliver_report(self, lead: Any, report: dict[str, Any]) -> None:
-        """A remote worker's report, to the local lead that assigned it (as a local assign's)."""
+        """A remote worker's report, to the lead that assigned it (as a local assign's): a local
+        one, or an agent of another host (stored here and sent there, hosts.inboxes)."""
         text = report.get("output") if report.get("status") == "completed" else f"failed: {report.get('error')}"
         message = f"[report from {report.get('profile')} {report.get('terminalId')}] {text}"
+        if isinstance(lead, RemoteCaller) and self._inboxes is not None:
+            sender = f"{report.get('profile')} {report.get('terminalId')}"
+            try:
+                message_id = self.core.supervisor.stores.messages.add(lead.terminal_id, message, sender)
+            except Exception as exc:  # noqa: BLE001 - a full disk: the editors saw the report
+                log.warning("report of %s for %s not stored: %s", report.get("terminalId"), lead.terminal_id, exc)
+                return
+            self._inboxes.accept(StoredMessage(message_id, lead.terminal_id, sender, message, "queued", None))
+            return
 
         async def send() -> None:
             try:
@@ -234,8 +329,11 @@ class RemoteHosts:
         self._background(send())
 
     def _on_connected(self, host: str) -> None:
-        """After a (re)connect: reconcile the agents' state (the node kept them)."""
+        """After a (re)connect: reconcile the agents' state (the node kept them); send the
+        messages that wait for its agents."""
         self._background(self.list_agents(None))
+        if self._inboxes is not None:
+            self._inboxes.resend(host)
 
     def _agents_on(self, name: str) -> list[dict[str, Any]]:
         return [a for t, a in self.agents.items() if t.startswith(f"{name}:")]
@@ -273,11 +371,23 @@ class RemoteHosts:
 _BY_CORE: "weakref.WeakKeyDictionary[Any, RemoteHosts]" = weakref.WeakKeyDictionary()
 
 
-class LinkDoor:
-    """handlers.Door for calls that come up a node's link: no progress, no questions, no shutdown."""
+@attrs.frozen
+class RemoteCaller:
+    """An agent of a host that asked this orchestrator for work (core.leads.Caller): reports for
+    it are stored for its qualified id and sent to its host (hosts.inboxes)."""
 
-    def __init__(self, core: Any) -> None:
+    terminal_id: str  # box1:ab12cd34
+    session: str
+    working_directory: str  # this machine's default: the caller's own is a path on its host
+
+
+class LinkDoor:
+    """handlers.Door for calls that come up a node's link: no progress, no questions, no shutdown.
+    `caller`: the host's agent that made the call, if it said."""
+
+    def __init__(self, core: Any, caller: Optional[RemoteCaller] = None) -> None:
         self._core = core
+        self.caller = caller
 
     async def core(self) -> Any:
         return self._core
@@ -317,9 +427,14 @@ def remote_host(host: Optional[str]) -> Optional[str]:
     return None if host in (None, "", "local", MAIN, UPSTREAM.node_name) else host
 
 
-async def resolve_host(core: Any, host: Optional[str]) -> Optional[str]:
-    """The host a request goes to (None: this machine); `auto` is placed here."""
+async def resolve_host(
+    core: Any, host: Optional[str], profile: Optional[str] = None, provider: Optional[str] = None
+) -> Optional[str]:
+    """The host a request goes to (None: this machine); `auto` is placed here, where an agent of
+    `profile` (with `provider`, if given) fits."""
     if host == AUTO:
+        from cao_sidecar.settings import settings
+
         live = sum(1 for agent in core.agents.values() if agent.alive)
-        host = await hosts_of(core).place(live)
+        host = await hosts_of(core).place(live, needs_of(core, profile, provider, settings().agent_memory_mb))
     return remote_host(host)

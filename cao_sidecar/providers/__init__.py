@@ -104,7 +104,17 @@ def user_providers(workspace: str | os.PathLike[str] | None = None) -> tuple[dic
 def all_providers(workspace: str | os.PathLike[str] | None = None) -> dict[str, Provider]:
     providers = dict(builtin_providers())
     providers.update(user_providers(workspace)[0])
+    providers.update(_SUPPLIED)
     return providers
+
+
+# On a host's node: the orchestrator's user-defined providers, sent with the profiles that use
+# them (hosts.profiles); they win over a file of the same name here. In memory only.
+_SUPPLIED: dict[str, Provider] = {}
+
+
+def supply_provider(provider: Provider) -> None:
+    _SUPPLIED[provider.name] = provider
 
 
 def get_provider(name: str, workspace: str | os.PathLike[str] | None = None) -> Provider:
@@ -128,5 +138,6 @@ __all__ = [
     "builtin_providers",
     "get_provider",
     "provider_names",
+    "supply_provider",
     "user_providers",
 ]

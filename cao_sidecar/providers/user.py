@@ -186,6 +186,12 @@ def load_config(path: Path, builtins: dict[str, Any]) -> Any:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ProviderConfigError(f"cannot read: {exc}") from None
+    return parse_config(text, path, builtins)
+
+
+def parse_config(text: str, path: Path, builtins: dict[str, Any]) -> Any:
+    """A provider file's text (`path`: its name, which names the provider unless it says
+    `name:`, and its format by the suffix); raises ProviderConfigError."""
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
@@ -273,6 +279,7 @@ class ExtendedProvider(Provider):
         self.interrupt_key: str = attrs.get("interrupt_key", base.interrupt_key)
         self.bracketed_paste: bool = attrs.get("bracketed_paste", base.bracketed_paste)
         self.event_statuses = base.event_statuses
+        self.cli = getattr(base, "cli", None)  # the base's CLI: what must be installed (cli_facts)
         self._rules: tuple[StatusRule, ...] = attrs["rules"]
         self._dialogs: tuple[Dialog, ...] = attrs["dialogs"]
         self._env: dict[str, str] = attrs["env"]

@@ -217,5 +217,15 @@ class MessageStore:
         ).fetchall()
         return [StoredMessage(_message_id(r[0]), *r[1:]) for r in rows]
 
+    def queued_on_host(self, host: str) -> list[StoredMessage]:
+        """Messages queued for agents of another host (receivers `host:id`), oldest first."""
+        prefix = f"{host}:"
+        rows = self._db.execute(
+            "SELECT id, receiver, sender, text, state, error, typing_at FROM messages"
+            " WHERE substr(receiver, 1, ?) = ? AND state='queued' ORDER BY id",
+            (len(prefix), prefix),
+        ).fetchall()
+        return [StoredMessage(_message_id(r[0]), *r[1:]) for r in rows]
+
     def close(self) -> None:
         self._db.close()
