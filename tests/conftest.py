@@ -102,6 +102,17 @@ def agent_windows(env: dict[str, str]) -> str:
     return "\n".join(name for name in names if name != PLACEHOLDER_WINDOW)
 
 
+def agent_panes(socket: str, fmt: str = "#{pane_id}") -> list[str]:
+    """`fmt` for each agent's pane on a team's tmux server (not the sessions' placeholder windows)."""
+    from cao_sidecar.terminal.clients import PLACEHOLDER_WINDOW
+
+    out = subprocess.run(
+        ["tmux", "-L", socket, "list-panes", "-a", "-F", "#{window_name}\t" + fmt], capture_output=True, text=True
+    ).stdout
+    rows = [line.split("\t", 1) for line in out.splitlines() if "\t" in line]
+    return [row for name, row in rows if name != PLACEHOLDER_WINDOW]
+
+
 def sidecars_on(socket: str) -> list[int]:
     """Sidecar processes (not agents) whose command line or environment names this tmux socket."""
     needle = socket.encode()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cao_client import CaoClient, CaoError
-from conftest import isolated_env, kill_tmux
+from conftest import agent_panes, isolated_env, kill_tmux
 from test_recovery import transcript, wait_until
 
 
@@ -209,16 +209,13 @@ async def test_a_busy_agent_whose_pane_id_a_new_tmux_server_reuses_is_reported_e
         await wait_until(lambda: any(n.get("terminalId") == busy and n.get("status") == "processing" for n in notes), 10)
         queued = await client.send_message(busy, "then this")
         assert queued["state"] == "queued"
-        ((old_pane, pid),) = [
-            line.split() for line in (await _tmux(socket, "list-panes", "-a", "-F", "#{pane_id} #{pane_pid}")).splitlines()
-        ]
+        ((old_pane, pid),) = [line.split() for line in agent_panes(socket, "#{pane_id} #{pane_pid}")]
         lingering_pid = int(pid)
         await _tmux(socket, "kill-server")
         await asyncio.sleep(0.3)  # the CLI still runs: no exit to see
         fresh = (await client.spawn("mock_developer"))["terminalId"]
-        assert (await _tmux(socket, "list-panes", "-a", "-F", "#{pane_id}")).split() == [
-            old_pane
-        ]  # the new server gave the new worker the busy agent's pane id
+        # The new server gave the new worker the busy agent's pane id.
+        assert agent_panes(socket) == [old_pane]
 
         await wait_until(lambda: any(n.get("terminalId") == busy and n.get("status") == "exited" for n in notes), 10)
         listed = {a["terminalId"]: a["status"] for a in await client.list_agents()}

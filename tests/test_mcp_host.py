@@ -25,7 +25,7 @@ import yaml
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from conftest import ROOT, isolated_env, kill_tmux
+from conftest import ROOT, agent_panes, isolated_env, kill_tmux
 
 DOC = ROOT / "docs" / "mcp-hosts.md"
 PLACEHOLDERS = ("/path/to/your/project", "${workspaceFolder}")
@@ -371,10 +371,7 @@ async def test_a_host_gets_no_more_than_the_users_trust_allows(short_tmp: Path, 
             # An untrusted folder's developer.md never replaces the built-in one.
             assert (profiles["developer"]["scope"] == "workspace") is trusted
             spawned = await host.ok("spawn", {"profile": "ws_helper"})
-            panes = subprocess.run(
-                ["tmux", "-L", env["CAO_TMUX_SOCKET"], "list-panes", "-a", "-F", "#{pane_id}"],
-                capture_output=True, text=True,
-            ).stdout.split()  # fmt: skip
+            panes = agent_panes(env["CAO_TMUX_SOCKET"])
             assert len(panes) == 1
             planted = pane_environment(env["CAO_TMUX_SOCKET"], panes[0]).get("PLANTED_BY_PROJECT")
             assert planted == ("planted" if trusted else None)  # the profile's env: held back unless trusted
