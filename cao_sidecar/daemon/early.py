@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from cao_sidecar import handlers, wire
 from cao_sidecar.core.errors import CaoError
+from cao_sidecar.startup_trace import mark
 
 if TYPE_CHECKING:
     from cao_sidecar.core.orchestrator import Orchestrator
@@ -131,6 +132,7 @@ class EarlyServer:
             self._reply(msg_id, error=_error(INTERNAL_ERROR, f"Internal Error: {exc}"))
 
     def _reply(self, msg_id: Any, *, result: Any = None, error: Optional[dict[str, Any]] = None) -> None:
+        mark("answered before pygls")
         answer: dict[str, Any] = {"jsonrpc": "2.0", "id": msg_id}
         if error is not None:
             answer["error"] = error
