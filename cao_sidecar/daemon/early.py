@@ -77,17 +77,30 @@ class EarlyServer:
         self._running: dict[Any, asyncio.Task[Any]] = {}
         self._quiet = asyncio.Event()  # no early request runs
         self._quiet.set()
+        self._needed = asyncio.Event()  # a request waits for pygls
         self.held: list[dict[str, Any]] = []
 
     async def settled(self) -> None:
-        """The runtime has started (or failed to) and no early request runs: pygls may load now
-        without slowing the first requests (one GIL)."""
-        await asyncio.wait([self.door.core_ready])
-        await self._quiet.wait()
+        """pygls may load now: a request waits for it, or the runtime has started (or failed to)
+        and no early request runs (loading beside them would slow them: one GIL)."""
+
+        async def quiet() -> None:
+            await asyncio.wait([self.door.core_ready])
+            await self._quiet.wait()
+
+        waits = [asyncio.ensure_future(self._needed.wait()), asyncio.ensure_future(quiet())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     def route(self, message: dict[str, Any]) -> None:
         method = message.get("method")
-        if "id" in message and method in handlers.HANDLERS:
+        params = message.get("params")
+        # Progress for a handoff needs pygls's work-done progress: that request waits for it.
+        wants_progress = isinstance(params, dict) and params.get("workDoneToken") is not None
+        if "id" in message and method in handlers.HANDLERS and not wants_progress:
             msg_id = message["id"]
             task = asyncio.get_running_loop().create_task(self._answer(method, message.get("params")))
             self._running[msg_id] = task
@@ -96,6 +109,8 @@ class EarlyServer:
             return
         if not self.cancelled(message):
             self.held.append(message)
+            if "id" in message and method is not None:
+                self._needed.set()
 
     def cancelled(self, message: dict[str, Any]) -> bool:
         """A `$/cancelRequest` of an early request: cancelled here (True); else False."""

@@ -133,6 +133,7 @@ async def serve_lsp(hub: "Hub", reader: asyncio.StreamReader, writer: asyncio.St
         server.protocol.set_writer(out)
         # pygls sees the initialize too (client capabilities, its own state), but must not answer it.
         server.protocol.answered_initialize_id = initialize["id"]
+        server.live = early.door.live  # for the workspace folders' changes held until now
         messages.dispatch(server.protocol, initialize)
         for message in early.held:  # in arrival order, before anything read later
             messages.dispatch(server.protocol, message)

@@ -7,6 +7,7 @@ core, a wire result out. Errors of the core become JSON-RPC errors with their do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Generator, Optional
 
@@ -194,6 +195,8 @@ def _register_workspace_folders(server: CaoLanguageServer) -> None:
     async def workspace_folders_changed(ls: CaoLanguageServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
         from cao_sidecar.profiles.live import file_path
 
+        with contextlib.suppress(Exception):  # sent early: the runtime (and its live config) may still start
+            await ls.core()
         live = ls.live
         if live is None:
             return
