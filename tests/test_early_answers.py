@@ -116,3 +116,42 @@ async def test_the_first_requests_are_answered_before_pygls_loads_and_the_rest_a
     # The spawn was answered by the early door, and pygls loaded only after it.
     assert "answered before pygls" in names and "editor libraries loaded" in names, names
     assert names.index("answered before pygls") < names.index("editor libraries loaded"), names
+
+
+async def test_a_short_lived_client_shuts_down_without_waiting_for_pygls(tmp_base: Path):
+    """A command-line verb or a script asks one thing and leaves: its `shutdown` is answered early too."""
+    env = isolated_env(tmp_base)
+    env.update(CAO_STARTUP_TRACE="1", CAO_ORCHESTRATOR_GRACE="1")
+    workspace = tmp_base / "workspace"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cao_sidecar", "--stdio", "--log-level", "warning",
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=workspace,
+    )  # fmt: skip
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        initialize = {"processId": os.getpid(), "rootUri": workspace.as_uri(), "capabilities": {}}
+        process.stdin.write(frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": initialize}))
+        process.stdin.write(frame({"jsonrpc": "2.0", "id": 2, "method": "cao/listAgents", "params": {}}))
+        process.stdin.write(frame({"jsonrpc": "2.0", "id": 3, "method": "shutdown"}))
+        process.stdin.write(frame({"jsonrpc": "2.0", "id": 4, "method": "cao/listAgents", "params": {}}))
+        await process.stdin.drain()
+        answers = {}
+        while len(answers) < 4:
+            message = await asyncio.wait_for(read_message(process.stdout), 60)
+            if "id" in message:
+                answers[message["id"]] = message
+        assert answers[2]["result"] == {"agents": []} and answers[3]["result"] is None
+        assert answers[4]["error"]["code"] == -32600  # after shutdown: only `exit`
+        process.stdin.write(frame({"jsonrpc": "2.0", "method": "exit"}))
+        process.stdin.close()
+        await asyncio.wait_for(process.wait(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        kill_tmux(env["CAO_TMUX_SOCKET"])
+    log = (tmp_base / "state" / "cao-sidecar" / f"orchestrator-{env['CAO_TMUX_SOCKET']}.log").read_text()
+    names = [name for _at, name in marks(log)]
+    assert names.count("answered before pygls") >= 3, names
+    if "editor libraries loaded" in names:
+        assert names.index("answered before pygls") < names.index("editor libraries loaded"), names

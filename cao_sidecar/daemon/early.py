@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+INVALID_REQUEST = -32600
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 REQUEST_CANCELLED = -32800
@@ -79,6 +80,7 @@ class EarlyServer:
         self._quiet.set()
         self._needed = asyncio.Event()  # a request waits for pygls
         self.held: list[dict[str, Any]] = []
+        self.shut_down = False  # LSP `shutdown` answered: only `exit` is expected now
 
     async def settled(self) -> None:
         """pygls may load now: a request waits for it, or the runtime has started (or failed to)
@@ -100,6 +102,14 @@ class EarlyServer:
         params = message.get("params")
         # Progress for a handoff needs pygls's work-done progress: that request waits for it.
         wants_progress = isinstance(params, dict) and params.get("workDoneToken") is not None
+        if "id" in message and method is not None and (self.shut_down or method == "shutdown"):
+            # A short-lived client (a script, a command-line verb) leaves without waiting for pygls.
+            if self.shut_down:
+                self._reply(message["id"], error=_error(INVALID_REQUEST, "the server is shutting down"))
+            else:
+                self.shut_down = True
+                self._reply(message["id"], result=None)
+            return
         if "id" in message and method in handlers.HANDLERS and not wants_progress:
             msg_id = message["id"]
             task = asyncio.get_running_loop().create_task(self._answer(method, message.get("params")))
