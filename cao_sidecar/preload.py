@@ -1,9 +1,9 @@
-"""Heavy libraries imported in a thread, from the orchestrator's start, before anyone asks.
+"""Heavy libraries imported in a thread, each group when first asked for, in the order asked.
 
-pygls/lsprotocol (about half a second) serve the editor door's first request; the MCP SDK,
-pydantic and uvicorn (about a second) serve the agent face, ACP and MCP hosts. Imported on the
-event loop, they would stall every connection; imported only when the agent face starts, the
-first spawn used to wait for them.
+pygls/lsprotocol (about half a second) serve the editor door once its first cao/* requests are
+answered (daemon.early); the MCP SDK, pydantic and uvicorn (about a second) serve the agent face,
+ACP and MCP hosts. Imported on the event loop, they would stall every connection; imported beside
+the runtime's start and the first spawn, they slowed those (one GIL).
 
 Two threads importing one package's modules at once can deadlock (Python raises
 `_DeadlockError`): the event loop's thread therefore loads the runtime's own modules before the
