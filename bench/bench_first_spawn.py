@@ -18,16 +18,26 @@ start-up milestones with wall-clock stamps), it prints when each step happened a
 and the heaviest imports of each process.
 
 Measured 2026-12-04 on the shared 2-core machine under load 3.7-8.1 (figures as printed; the
-load makes them swing: `python -c pass` took 86-544 ms in these runs), first spawn ready, median:
+load makes them swing: `python -c pass` took 58-544 ms in these runs), first spawn ready, median:
   before (a91d6e1)             4522 ms (4 runs, load 7.5)  8094 ms (5, load 8.1)  2503 ms (5, load 3.7)
   wire hooks lazy + early tmux 3479 ms (4 runs, load 6.9)  4847 ms (5, load 6.6)  2043 ms (5, load 3.7)
-Not under 0.3 s: what the first spawn waits for is CPU on one core, in series: Python's start for
-the forwarder and the orchestrator (site alone 85-250 ms each), the orchestrator's own modules
-(attrs classes are compiled at import), then pygls/lsprotocol (~0.7 s CPU idle), then the runtime
-and the mock agent. Importing in threads overlaps nothing (the GIL); starting the runtime before
-pygls loaded lost the trust notice (tests/test_trust_live.py). What would reach it: answering the
-first connection's cao/* before pygls is imported (queueing the runtime's notifications until a
-door can deliver them), or attrs classes without generated methods for the wire types.
+  main (fdf03e7), interleaved  1807 ms (5 runs, load 4.8)  1900 ms (5, load 5.8)  1381 ms (5, load 6.3)  1237 ms (5, load 4.5)
+  cao/* before pygls, same     1167 ms (5 runs, load 5.6)  1228 ms (5, load 6.2)   767 ms (5, load 5.9)   682 ms (5, load 4.3)
+What changed last: the runtime starts when the first editor joins, its cao/* requests are answered
+through the shared handlers before pygls is imported (cao_sidecar.daemon.early), notifications are
+plain JSON from the start (editor.pushes), and pygls loads only once those requests are answered
+(beside the first spawn it slowed it: one GIL). A traced run at a quiet moment (782 ms):
+  forwarder start, `initialize` answered, orchestrator launched        145 ms
+  orchestrator's Python start, cli and daemon.serve imports, listening 190 ms
+  the runtime's own modules (preload.OWN_MODULES: attrs classes)       205 ms
+  runtime start (tmux server, adopted agents, live config)              70 ms
+  agent face bound, mock agent launched, its window, ready             170 ms
+Not under 0.3 s, and not reachable in this process model: three Python processes start in series
+(forwarder, orchestrator, mock agent; `python -c pass` alone is 60-90 ms here when quiet, `site`
+with this install's .pth files 50-60 ms of it), and the orchestrator must import its own modules
+(~200 ms) before it can run a team: from the breakdown above, about 0.6 s of it is the floor of this
+design (best run measured here: 599 ms). What would go further: the forwarder launching the orchestrator before it imports asyncio (~50 ms), the
+tmux server started before the orchestrator's imports, wire types without generated attrs methods.
 """
 
 from __future__ import annotations

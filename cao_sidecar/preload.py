@@ -1,9 +1,9 @@
-"""Heavy libraries imported in a thread, from the orchestrator's start, before anyone asks.
+"""Heavy libraries imported in a thread, each group when first asked for, in the order asked.
 
-pygls/lsprotocol (about half a second) serve the editor door's first request; the MCP SDK,
-pydantic and uvicorn (about a second) serve the agent face, ACP and MCP hosts. Imported on the
-event loop, they would stall every connection; imported only when the agent face starts, the
-first spawn used to wait for them.
+pygls/lsprotocol (about half a second) serve the editor door once its first cao/* requests are
+answered (daemon.early); the MCP SDK, pydantic and uvicorn (about a second) serve the agent face,
+ACP and MCP hosts. Imported on the event loop, they would stall every connection; imported beside
+the runtime's start and the first spawn, they slowed those (one GIL).
 
 Two threads importing one package's modules at once can deadlock (Python raises
 `_DeadlockError`): the event loop's thread therefore loads the runtime's own modules before the
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import queue
 import sys
 import threading
 from typing import Optional
@@ -29,7 +30,7 @@ AGENT_FACE_MODULES = ("mcp", "mcp.server.mcpserver", "mcp.server.transport_secur
 # With these, starting the runtime imports nothing more: it can run beside the import thread.
 OWN_MODULES = (
     "cao_sidecar.runtime", "cao_sidecar.app", "cao_sidecar.core.orchestrator", "cao_sidecar.profiles.live",
-    "cao_sidecar.hosts.team", "cao_sidecar.workflows.engine", "cao_sidecar.agent_face.http",
+    "cao_sidecar.hosts.team", "cao_sidecar.workflows.engine", "cao_sidecar.agent_face.http", "cao_sidecar.handlers",
 )  # fmt: skip
 
 
@@ -38,20 +39,25 @@ class _Preload:
         self.loop = loop
         self.editor: asyncio.Future[None] = loop.create_future()
         self.agent_face: asyncio.Future[None] = loop.create_future()
-        # The agent face's libraries load when first asked for (the agent face starts, an ACP or
-        # MCP host connects): not beside the runtime's own start, which they would slow down.
-        self.agent_face_wanted = threading.Event()
+        # Each group loads when first asked for, in the order asked: never beside the runtime's
+        # start and the first spawn, which they would slow down (one GIL), unless needed.
+        self._wanted: queue.SimpleQueue[tuple[tuple[str, ...], asyncio.Future[None]]] = queue.SimpleQueue()
+        self._asked: set[int] = set()
         for name in OWN_MODULES:
             importlib.import_module(name)
         threading.Thread(target=self._run, name="cao-preload", daemon=True).start()
+
+    def want(self, modules: tuple[str, ...], done: "asyncio.Future[None]") -> None:
+        if id(done) not in self._asked:
+            self._asked.add(id(done))
+            self._wanted.put((modules, done))
 
     def _run(self) -> None:
         interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)
         try:
-            for modules, done in ((EDITOR_MODULES, self.editor), (AGENT_FACE_MODULES, self.agent_face)):
-                if done is self.agent_face:
-                    self.agent_face_wanted.wait()
+            for _ in range(2):
+                modules, done = self._wanted.get()
                 error: Optional[BaseException] = None
                 try:
                     for name in modules:
@@ -73,7 +79,7 @@ _current: Optional[_Preload] = None
 
 
 def start() -> _Preload:
-    """Start the imports (once per event loop: tests run several)."""
+    """Start the import thread (once per event loop: tests run several); it imports what is asked."""
     global _current
     loop = asyncio.get_running_loop()
     if _current is None or _current.loop is not loop:
@@ -82,12 +88,14 @@ def start() -> _Preload:
 
 
 async def editor_modules() -> None:
-    """Wait until the editor door's libraries are imported (starting the imports if needed)."""
-    await asyncio.shield(start().editor)
+    """Wait until the editor door's libraries are imported (asking for them)."""
+    current = start()
+    current.want(EDITOR_MODULES, current.editor)
+    await asyncio.shield(current.editor)
 
 
 async def agent_face_modules() -> None:
     """Wait until the agent face's (and ACP's, MCP hosts') libraries are imported (asking for them)."""
     current = start()
-    current.agent_face_wanted.set()
+    current.want(AGENT_FACE_MODULES, current.agent_face)
     await asyncio.shield(current.agent_face)

@@ -33,16 +33,6 @@ def grace_seconds() -> float:
     return settings().orchestrator_grace
 
 
-async def start_tmux_server(socket: str) -> None:
-    """Start the project's tmux server early; a failure is the runtime's to report, at its start."""
-    from cao_sidecar.terminal.tmux import TmuxServer
-
-    try:
-        await TmuxServer(socket).start()
-    except Exception as exc:  # noqa: BLE001 - reported when the runtime starts it again
-        log.debug("early tmux start failed: %s", exc)
-
-
 @attrs.define(eq=False)
 class Connection:
     id: int
@@ -128,15 +118,9 @@ class Hub:
             self.runtime_ready.cancel()
             return
         mark("first client joined")
-        # The runtime starts once the editor door can attach to it at once (its libraries are
-        # loaded): what the runtime says in its first moments (adopted agents' states, a trust
-        # notice about the workspace's files) reaches the first editor too. Starting it beside the
-        # import on a cold project made the first spawn sooner but lost that trust notice.
-        # The tmux server starts meanwhile (it says nothing to anyone; the runtime's own start
-        # then finds it running): one step less between the import and the first spawn.
-        tmux_warm = asyncio.ensure_future(start_tmux_server(self.tmux_socket))
-        await preload.editor_modules()
-        await tmux_warm
+        # The runtime starts at once, while pygls still loads: the editor door answers cao/*
+        # requests without it (daemon.early) and keeps what the runtime says meanwhile (adopted
+        # agents' states, a trust notice about the workspace's files) for its editor.
         try:
             async with Runtime.start(
                 tmux_socket=self.tmux_socket,

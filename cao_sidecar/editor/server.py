@@ -7,6 +7,7 @@ core, a wire result out. Errors of the core become JSON-RPC errors with their do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Generator, Optional
 
@@ -17,13 +18,12 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, default_converter
 from pygls.protocol.language_server import lsp_method
 
-from cao_sidecar import __version__, handlers, views, wire
+from cao_sidecar import __version__, handlers, wire
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.orchestrator import Orchestrator
 from cao_sidecar.core.status import AgentStatus
 from cao_sidecar.editor.ask import UserAsker
-from cao_sidecar.storage.reports import Report
 
 if TYPE_CHECKING:
     import cattrs
@@ -195,6 +195,8 @@ def _register_workspace_folders(server: CaoLanguageServer) -> None:
     async def workspace_folders_changed(ls: CaoLanguageServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
         from cao_sidecar.profiles.live import file_path
 
+        with contextlib.suppress(Exception):  # sent early: the runtime (and its live config) may still start
+            await ls.core()
         live = ls.live
         if live is None:
             return
@@ -205,91 +207,25 @@ def _register_workspace_folders(server: CaoLanguageServer) -> None:
             live.set_workspace_folders(folders)
 
 
-def connect_live(server: CaoLanguageServer, live: Any) -> None:
-    """Push profile and flow changes, and the problems found in their files, to the editor."""
-    server.live = live
-
-    def on_profiles() -> None:
-        server.notify("cao/profilesChanged", wire.ProfilesChangedNotification(profiles=live.profile_infos()))
-
-    def on_flows() -> None:
-        server.notify("cao/flowsChanged", wire.FlowsChangedNotification(flows=live.flow_infos()))
-
-    def on_diagnostics(path: Any, diagnostics: list[Any]) -> None:
-        server.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(uri=path.as_uri(), diagnostics=[_lsp_diagnostic(d) for d in diagnostics])
-        )
-
-    def on_trust(folders: list[wire.TrustInfo]) -> None:
-        server.notify("cao/trustChanged", wire.TrustChangedNotification(folders=folders))
-
-    def on_notice(info: wire.TrustInfo) -> None:
-        from cao_sidecar.trust import how_to_trust
-
-        text = f"cao-sidecar: {info.path} is not trusted, so its .cao/ is held back: " + "; ".join(info.held_back)
-        message = types.ShowMessageParams(type=types.MessageType.Warning, message=f"{text}. {how_to_trust(info.path)}")
-        asyncio.get_running_loop().call_soon(server.window_show_message, message)
-
-    live.on_profiles_changed(on_profiles)
-    live.on_flows_changed(on_flows)
-    live.on_diagnostics(on_diagnostics)
-    live.on_trust_changed(on_trust)
-    live.on_trust_notice(on_notice)
-    for path, diagnostics in live.all_diagnostics().items():
-        on_diagnostics(path, diagnostics)
-    live.send_notices()
-
-
-def _lsp_diagnostic(d: Any) -> types.Diagnostic:
-    line = max(0, d.line - 1)
-    end = types.Position(line=line, character=d.end_column) if d.end_column else types.Position(line=line + 1, character=0)
-    return types.Diagnostic(
-        range=types.Range(start=types.Position(line=line, character=d.column), end=end),
-        message=d.message,
-        severity=types.DiagnosticSeverity.Error if d.severity == "error" else types.DiagnosticSeverity.Warning,
-        source="cao-sidecar",
-    )
-
-
 def connect_notifications(server: CaoLanguageServer, core: Orchestrator, *, ask_user: bool = True) -> Optional[UserAsker]:
-    """Push the core's events to the editor; ask its user about agents' questions (editor.ask)
-    unless it opted out. Returns the asker (to close with the connection), if any."""
+    """What needs pygls of the core's events: handoff progress, and asking the editor's user about
+    agents' questions (editor.ask) unless it opted out. Returns the asker (to close with the
+    connection), if any. The notifications themselves: editor.pushes."""
     asker = UserAsker(server, core) if ask_user else None
 
-    def notify_status(agent: Agent, previous: Optional[AgentStatus], status: AgentStatus) -> None:
-        server.notify("cao/agentStatus", views.agent_status(agent, previous, status))
-
     def on_status(agent: Agent, previous: Optional[AgentStatus], status: AgentStatus) -> None:
-        notify_status(agent, previous, status)
         for progress in list(_HandoffProgress.active.get(agent.terminal_id, ())):
             progress.report(status)
         if asker is not None:
             asker.on_status(agent, previous, status)
 
-    def on_prompt(agent: Agent, pending: Any) -> None:
-        # The question changed while the agent keeps waiting: same status, new prompt.
-        notify_status(agent, agent.status, agent.status)
-        if asker is not None:
-            asker.on_prompt(agent, pending)
-
-    core.add_prompt_listener(on_prompt)
+    core.add_status_listener(on_status)
     if asker is not None:
-        # Questions already waiting (agents adopted after a restart): ask about them too.
+        core.add_prompt_listener(asker.on_prompt)
+        # Questions already waiting (agents adopted after a restart, or asked while pygls loaded): ask about them too.
         for agent in core.list_agents():  # not the pool's warm workers
             if agent.status is AgentStatus.WAITING_USER_ANSWER:
                 asker.on_status(agent, None, agent.status)
-
-    def on_report(report: Report) -> None:
-        server.notify("cao/workerCompleted", views.worker_completed(report, views.stored_worktree(core, report.terminal_id)))
-
-    core.add_status_listener(on_status)
-    core.add_workflow_listener(lambda run: server.notify("cao/workflowRun", run))
-    # Reports are stored until sent: those made while no editor was connected come now.
-    writer = getattr(server.protocol, "writer", None)
-    buffered = getattr(writer, "buffered", None)
-    core.set_report_sink(on_report, (lambda: buffered() == 0) if buffered is not None else (lambda: True))
-    for notice in core.notices:
-        server.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=f"cao-sidecar: {notice}"))
     return asker
 
 
