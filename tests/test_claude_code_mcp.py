@@ -18,7 +18,7 @@ import pytest_lsp
 from pytest_lsp import LanguageClient
 
 from cao_sidecar.providers import mcp_config
-from conftest import ROOT, initialize, kill_tmux, request, sidecar_config
+from conftest import ROOT, agent_panes, initialize, kill_tmux, request, sidecar_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -38,7 +38,7 @@ async def client(lsp_client: LanguageClient):
 @pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (npm install @anthropic-ai/claude-code)")
 async def test_claude_mcp_list_sees_our_server_connected(client, tmp_path):
     agent = (await request(client, "cao/spawn", {"profile": "mock_developer", "name": "claude_check"}))["terminalId"]
-    pid = SIDECAR.tmux("list-panes", "-a", "-F", "#{pane_pid}").split()[0]
+    (pid,) = agent_panes(SIDECAR.socket, "#{pane_pid}")
     raw = Path(f"/proc/{pid}/environ").read_bytes().decode()
     env = dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
 

@@ -206,7 +206,15 @@ class WorkerPool:
         self._record_soon()
         launch = asyncio.get_running_loop().create_task(self._supervisor.launch(agent, ready_timeout=READY_TIMEOUT))
         self._launches[agent.terminal_id] = launch
-        launch.add_done_callback(lambda _t: self._launches.pop(agent.terminal_id, None))
+
+        def launched(task: "asyncio.Task[None]") -> None:
+            # Ready in the same step as it stops being a launch: `take` never sees it as neither.
+            if not task.cancelled() and task.exception() is None and agent.pooled and agent.alive:
+                if agent in self._warm.get(name, []):
+                    self._ready.add(agent.terminal_id)
+            self._launches.pop(agent.terminal_id, None)
+
+        launch.add_done_callback(launched)
         try:
             await asyncio.shield(launch)
         except asyncio.CancelledError:

@@ -76,6 +76,8 @@ class EarlyServer:
         self._messages = messages
         self.door = door
         self._running: dict[Any, asyncio.Task[Any]] = {}
+        # Cancelled by their client: they are tearing down (a handoff's worker) and must finish that.
+        self._cancelling: set[asyncio.Task[Any]] = set()
         self._quiet = asyncio.Event()  # no early request runs
         self._quiet.set()
         self._needed = asyncio.Event()  # a request waits for pygls
@@ -131,6 +133,7 @@ class EarlyServer:
         if task is None:
             return False
         task.cancel()
+        self._cancelling.add(task)
         return True
 
     async def _answer(self, method: str, raw: Any) -> Any:
@@ -140,6 +143,7 @@ class EarlyServer:
 
     def _send(self, method: str, msg_id: Any, task: "asyncio.Task[Any]") -> None:
         self._running.pop(msg_id, None)
+        self._cancelling.discard(task)
         if not self._running:
             self._quiet.set()
         if task.cancelled():
@@ -166,6 +170,8 @@ class EarlyServer:
         self._messages.send(answer)
 
     def cancel(self) -> None:
-        """The connection ends: its early requests with it."""
+        """The connection ends: its early requests with it (those cancelled already go on with
+        their clean-up: a second cancel would cut it short and leave the worker's window)."""
         for task in list(self._running.values()):
-            task.cancel()
+            if task not in self._cancelling:
+                task.cancel()
