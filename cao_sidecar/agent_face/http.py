@@ -44,8 +44,9 @@ class AuthMiddleware:
         self._app = app
         self._credentials = credentials
         self._allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
-        # `on_mcp_request(terminal_id)` for each authenticated MCP request (not hooks): the core
-        # learns that an agent's CLI has connected.
+        # `on_mcp_request(terminal_id)` once an agent's CLI has our tools: its `tools/list` answered
+        # (connecting alone is not enough: a first turn sent before the list has no tools), or a
+        # tool called (a CLI that knew them already).
         self._on_mcp_request = on_mcp_request
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -65,8 +66,50 @@ class AuthMiddleware:
             await _reply(send, 401, "missing or invalid agent credential", {"www-authenticate": "Bearer"})
             return
         if self._on_mcp_request is not None and scope.get("path", "").rstrip("/") == MCP_PATH:
-            self._on_mcp_request(terminal_id)
+            await self._app(*_watch_tools(scope, receive, send, lambda: self._on_mcp_request(terminal_id)))  # type: ignore[misc]
+            return
         await self._app(scope, receive, send)
+
+
+TOOLS_SEEN_BODY_LIMIT = 64 * 1024  # a tools/list request is small; bigger bodies are not read
+
+
+def _watch_tools(scope: Any, receive: Any, send: Any, has_tools: Callable[[], None]) -> tuple[Any, Any, Any]:
+    """`scope, receive, send` that call `has_tools()` when the request calls a tool (at once), or
+    when its answer to a `tools/list` has been sent whole."""
+    body = bytearray()
+    lists_tools = False
+
+    async def peek() -> Any:
+        nonlocal lists_tools
+        message = await receive()
+        if message.get("type") == "http.request" and len(body) < TOOLS_SEEN_BODY_LIMIT:
+            body.extend(message.get("body", b""))
+            if not message.get("more_body"):
+                methods = _methods(bytes(body))
+                if "tools/call" in methods:
+                    has_tools()
+                lists_tools = "tools/list" in methods
+        return message
+
+    async def watch(message: Any) -> None:
+        await send(message)
+        if lists_tools and message.get("type") == "http.response.body" and not message.get("more_body"):
+            has_tools()
+
+    return scope, peek, watch
+
+
+def _methods(body: bytes) -> set[str]:
+    """The JSON-RPC methods in a request body (one message or a batch); none if it is not JSON."""
+    if b"tools/" not in body:
+        return set()
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return set()
+    messages = parsed if isinstance(parsed, list) else [parsed]
+    return {m["method"] for m in messages if isinstance(m, dict) and isinstance(m.get("method"), str)}
 
 
 async def _reply(send: Any, status: int, message: str, extra: Optional[dict[str, str]] = None) -> None:

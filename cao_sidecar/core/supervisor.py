@@ -297,7 +297,7 @@ class AgentSupervisor:
                 self.spawn_background(self._mark_exited(other, None))
 
     def mcp_request_seen(self, terminal_id: str) -> None:
-        """The agent face saw a request with this agent's credential on our MCP endpoint."""
+        """The agent face saw this agent's CLI get our tools (tools/list answered, or a tool called)."""
         agent = self.agents.get(terminal_id)
         if agent is None or agent.mcp_connected.is_set():
             return
