@@ -408,6 +408,11 @@ async def test_a_text_typed_into_a_busy_cli_is_not_dropped_when_it_hides_it(tmp_
         agent.keep_overruled_screen(status, screen)
     assert agent.screen == QWEN_EMPTY_PROMPT and agent.status is S.COMPLETED and not turn.seen_busy
     assert not input_dropped(agent, turn)
+    # Typed while the last screen showed it busy, and no busy screen since: not dropped either.
+    agent.keep_overruled_screen(S.PROCESSING, QWEN_BUSY_WITH_TEXT)
+    turn = agent.begin_turn("please run: touch made-by-qwen")
+    agent.keep_overruled_screen(S.COMPLETED, QWEN_EMPTY_PROMPT)
+    assert not input_dropped(agent, turn)
     # Never seen busy, at its prompt, the text nowhere: dropped (typed again).
     turn = agent.begin_turn("please run: touch made-by-qwen")
     agent.keep_overruled_screen(S.COMPLETED, QWEN_EMPTY_PROMPT)

@@ -159,6 +159,8 @@ class Agent:
 
     def begin_turn(self, text: str) -> Turn:
         self.turn = Turn(text=text, screen_before=self.screen)
+        # Typed while the screen shows the CLI busy (its events may say it is done): it may queue it.
+        self.turn.shown_busy = bool(self.screen) and self.provider.classify(self.screen) in BUSY
         return self.turn
 
     def _set_status(self, status: AgentStatus) -> Optional[AgentStatus]:
