@@ -21,6 +21,7 @@ from cao_sidecar.agent_face.credentials import CredentialStore
 from cao_sidecar.agent_face.hooks import HookEndpoint
 from cao_sidecar.core.agent import Agent, Transition
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.core.typist import input_dropped
 from cao_sidecar.profiles.profile import Profile
 from cao_sidecar.providers import get_provider
 from cao_sidecar.providers.claude_code import read_transcript_answer, transcript_answer
@@ -368,3 +369,51 @@ async def test_without_events_screens_drive(tmp_path: Path) -> None:
     agent = make_agent(tmp_path, "aider")
     agent.begin_turn("task")
     assert not agent.overruled_by_events(S.COMPLETED)
+
+
+# Qwen Code screens (0.15.10, under load): its Stop hook came while it still showed the turn's
+# spinner; the next task, typed then, was queued, then hidden for seconds before it ran.
+QWEN_RULE = "─" * 60
+QWEN_BUSY_WITH_TEXT = f"""  > please say: one
+
+  ✦ one
+
+  .   a cat walking on the keyboard somewhere... (1s · ↓ 4 tokens · esc to cancel)
+{QWEN_RULE}
+> please run: touch made-by-qwen
+{QWEN_RULE}
+  ? for shortcuts
+"""
+QWEN_EMPTY_PROMPT = f"""  > please say: one
+
+  ✦ one
+
+{QWEN_RULE}
+>   Type your message or @path/to/file
+{QWEN_RULE}
+  ? for shortcuts
+"""
+
+
+async def test_a_text_typed_into_a_busy_cli_is_not_dropped_when_it_hides_it(tmp_path: Path) -> None:
+    """Typed again, the text would run twice, and the next task would get the copy's answer."""
+    agent = make_agent(tmp_path, "qwen_code")
+    agent.apply_event(S.COMPLETED, "one")  # the Stop hook, before Qwen Code is done
+    qwen = get_provider("qwen_code")
+    assert qwen.classify(QWEN_BUSY_WITH_TEXT) is S.PROCESSING and qwen.classify(QWEN_EMPTY_PROMPT) is S.COMPLETED
+    turn = agent.begin_turn("please run: touch made-by-qwen")
+    for screen in (QWEN_BUSY_WITH_TEXT, QWEN_EMPTY_PROMPT):
+        status = qwen.classify(screen)
+        assert agent.overruled_by_events(status)
+        agent.keep_overruled_screen(status, screen)
+    assert agent.screen == QWEN_EMPTY_PROMPT and agent.status is S.COMPLETED and not turn.seen_busy
+    assert not input_dropped(agent, turn)
+    # Typed while the last screen showed it busy, and no busy screen since: not dropped either.
+    agent.keep_overruled_screen(S.PROCESSING, QWEN_BUSY_WITH_TEXT)
+    turn = agent.begin_turn("please run: touch made-by-qwen")
+    agent.keep_overruled_screen(S.COMPLETED, QWEN_EMPTY_PROMPT)
+    assert not input_dropped(agent, turn)
+    # Never seen busy, at its prompt, the text nowhere: dropped (typed again).
+    turn = agent.begin_turn("please run: touch made-by-qwen")
+    agent.keep_overruled_screen(S.COMPLETED, QWEN_EMPTY_PROMPT)
+    assert input_dropped(agent, turn)

@@ -50,6 +50,9 @@ class Turn:
     text: str
     screen_before: str
     seen_busy: bool = False
+    # The screen showed the CLI busy during the turn, even where its events overruled that reading
+    # (a CLI whose Stop hook comes before it is done): it may hold the text in its queue, unseen.
+    shown_busy: bool = False
     done: "asyncio.Future[TurnResult]" = attrs.field(factory=lambda: asyncio.get_running_loop().create_future())
 
     def shows_input(self, typed: Optional[str]) -> bool:
@@ -156,6 +159,8 @@ class Agent:
 
     def begin_turn(self, text: str) -> Turn:
         self.turn = Turn(text=text, screen_before=self.screen)
+        # Typed while the screen shows the CLI busy (its events may say it is done): it may queue it.
+        self.turn.shown_busy = bool(self.screen) and self.provider.classify(self.screen) in BUSY
         return self.turn
 
     def _set_status(self, status: AgentStatus) -> Optional[AgentStatus]:
@@ -198,6 +203,13 @@ class Agent:
         if not (status in covered or (status is AgentStatus.IDLE and AgentStatus.COMPLETED in covered)):
             return False
         return self.turn is not None or time.monotonic() - self.event_at < EVENT_HOLD_SECONDS
+
+    def keep_overruled_screen(self, status: AgentStatus, screen: str) -> None:
+        """Keep a screen whose reading the events overruled (its answers, tails), and note that it
+        showed the CLI busy during the turn."""
+        self.screen = screen
+        if self.turn is not None and status in BUSY:
+            self.turn.shown_busy = True
 
     def apply_event(self, status: AgentStatus, answer: Optional[str] = None, confirmed: bool = False) -> Transition:
         """Record a status the CLI reported itself. It ends the current turn when the turn was seen

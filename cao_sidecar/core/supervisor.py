@@ -358,7 +358,7 @@ class AgentSupervisor:
         if agent.overruled_by_events(status):
             # Events win: keep the screen (answers, tails), not its reading. If the screen says
             # the turn is over and no event comes, believe the screen after a grace period.
-            agent.screen = screen
+            agent.keep_overruled_screen(status, screen)
             if agent.turn is not None and status in SCREEN_END:
                 if agent.screen_fallback is None:
                     agent.screen_fallback = asyncio.get_running_loop().call_later(

@@ -43,10 +43,11 @@ async def owns_pane(tmux: TmuxServer, agent: Agent, *, live: bool = True) -> boo
 
 
 def input_dropped(agent: Agent, turn: Turn) -> bool:
-    """Whether the CLI dropped the turn's text: nothing busy seen, back at (or still at) its prompt,
+    """Whether the CLI dropped the turn's text: nothing busy seen (a CLI busy when the text came
+    may queue it and hide it until it submits it: Qwen Code does), back at (or still at) its prompt,
     and neither the text (its first 40 visible characters, however wrapped) nor a paste placeholder
     anywhere on the screen."""
-    if turn.seen_busy or not agent.status.accepts_input:
+    if turn.seen_busy or turn.shown_busy or not agent.status.accepts_input:
         return False
     screen = "".join(agent.screen.split())
     needle = "".join(turn.text.split())[:40]
