@@ -22,7 +22,7 @@ from cao_sidecar.core.errors import CaoError
 from cao_sidecar.core.leads import Caller, HostLead
 from cao_sidecar.core.orchestrator import Orchestrator
 from cao_sidecar.core.status import AgentStatus
-from cao_sidecar.hosts import routing
+from cao_sidecar.hosts import routing, team_calls
 
 T = TypeVar("T")
 
@@ -119,12 +119,13 @@ async def calling_core(work: Awaitable[T]) -> T:
         raise ToolError(error_text(exc)) from None
 
 
-def sender_label(lead: Caller) -> str:
-    """How a lead signs its messages: 'developer 1a2b3c4d', 'lead host-claude-code'."""
+def sender_label(lead: Caller, shown_id: Optional[str] = None) -> str:
+    """How a lead signs its messages: 'developer 1a2b3c4d', 'lead host-claude-code'. `shown_id`:
+    an agent's id as the receiver names it (box1:1a2b3c4d for an agent of another host)."""
     if isinstance(lead, HostLead):
         return lead.label
     if isinstance(lead, Agent):
-        return f"{lead.profile.name} {lead.terminal_id}"
+        return f"{lead.profile.name} {shown_id or lead.terminal_id}"
     return lead.terminal_id
 
 
@@ -200,6 +201,11 @@ async def send_message(core: Orchestrator, lead: Caller, target: str, message: s
     """To an agent of the lead's session (typed in when it is idle), or to a lead of the session
     (waits in its messages)."""
     label = sender_label(lead)
+    if team_calls.names_elsewhere(target):  # an agent of another machine (issue 19), by its qualified id
+        label = sender_label(lead, team_calls.as_others_name(lead.terminal_id))  # so it can answer
+        done = await calling_core(team_calls.send(core, lead.terminal_id, lead.session, target, message, label))
+        text = f"Message {done['messageId']} {done['state']} to {target}."
+        return tool_result(text, MessageResult(message_id=done["messageId"], state=done["state"], terminal_id=target))
     host = core.mailboxes.find(target, lead.session)
     if host is not None:
         if host.terminal_id == lead.terminal_id:
@@ -220,7 +226,9 @@ async def send_message(core: Orchestrator, lead: Caller, target: str, message: s
     return tool_result(text, MessageResult(message_id=message_id, state=state, terminal_id=receiver.terminal_id))
 
 
-def team_list(core: Orchestrator, lead: Caller) -> TeamList:
+def team_list(core: Orchestrator, lead: Caller, elsewhere: Optional[list[dict[str, Any]]] = None) -> TeamList:
+    """The lead's session: its agents here, then `elsewhere`'s (agents of other machines, as
+    cao/listAgents gives them), and its leads outside tmux."""
     agents = [
         TeamMember(
             terminal_id=a.terminal_id,
@@ -232,6 +240,17 @@ def team_list(core: Orchestrator, lead: Caller) -> TeamList:
             question=question_of(a),
         )  # fmt: skip
         for a in core.list_agents(lead.session)
+    ] + [
+        TeamMember(
+            terminal_id=a["terminalId"],
+            name=a.get("name"),
+            profile=str(a.get("profile", "")),
+            provider=str(a.get("provider", "")),
+            status=str(a.get("status", "")),
+            you=False,
+        )  # fmt: skip
+        for a in elsewhere or []
+        if isinstance(a.get("terminalId"), str)
     ]
     leads = [
         LeadMember(
@@ -245,8 +264,8 @@ def team_list(core: Orchestrator, lead: Caller) -> TeamList:
     return TeamList(session=lead.session, agents=agents, leads=leads)
 
 
-def list_sessions(core: Orchestrator, lead: Caller) -> CallToolResult:
-    team = team_list(core, lead)
+async def list_sessions(core: Orchestrator, lead: Caller) -> CallToolResult:
+    team = team_list(core, lead, await team_calls.teammates(core, lead.terminal_id, lead.session))
     return tool_result(team.model_dump_json(by_alias=True, indent=1, exclude_none=True), team)
 
 

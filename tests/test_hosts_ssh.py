@@ -422,7 +422,7 @@ async def test_a_host_agents_assign_reports_to_it(client: LanguageClient) -> Non
         said = await request(
             client, "cao/handoff", {"terminalId": lead_id, "message": f"assign mock_developer@main {task}"}, timeout=60
         )
-        found = re.search(r"terminal ([0-9a-f]{8})\)", said["output"])
+        found = re.search(r"terminal main:([0-9a-f]{8})\)", said["output"])  # as box1 names it
         assert found is not None and "on main" in said["output"], said["output"]
         return found.group(1)
 
@@ -448,7 +448,7 @@ async def test_a_host_agents_assign_reports_to_it(client: LanguageClient) -> Non
         lambda: lead_shows("result of the task you assigned: made while the link was down"), timeout=60, what="the late report"
     )  # fmt: skip
     output = (await request(client, "cao/getOutput", {"terminalId": lead_id, "mode": "full"}))["output"]
-    assert output.count(f"› [message from mock_developer worker {late}]") == 1, output  # typed in once
+    assert output.count(f"› [message from mock_developer worker main:{late}]") == 1, output  # typed in once
     for agent in (lead_id, worker, late):
         await request(client, "cao/terminate", {"terminalId": agent}, timeout=60)
     print(f"a host agent's assign reported to it: {time.monotonic() - started:.1f} s")
@@ -573,7 +573,7 @@ async def test_a_restarted_orchestrator_links_to_its_hosts_again(tmp_base: Path)
             # The agent on box1 assigns work to main; the link is down when the worker's report is
             # stored, and the orchestrator crashes before it is back: its successor delivers it.
             said = await cao.handoff("assign mock_developer@main sleep 1 kept across a crash", terminal_id=far["terminalId"])
-            found = re.search(r"terminal ([0-9a-f]{8})\)", said["output"])
+            found = re.search(r"terminal main:([0-9a-f]{8})\)", said["output"])  # as box1 names it
             assert found is not None, said["output"]
             orchestrator, deadline = orchestrator_pid(env), time.monotonic() + 60
             while found.group(1) not in reported and time.monotonic() < deadline:

@@ -16,7 +16,7 @@ from cao_sidecar import __version__, team_tools
 from cao_sidecar.core.agent import Agent
 from cao_sidecar.core.orchestrator import Orchestrator
 from cao_sidecar.handoff_tickets import HandoffTickets, Ticket
-from cao_sidecar.hosts import routing
+from cao_sidecar.hosts import team_calls
 from cao_sidecar.settings import settings
 from cao_sidecar.team_tools import (
     BASE_REF_HELP,
@@ -169,8 +169,8 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         caller = caller_of(ctx)
         if strategy not in ("merge", "rebase"):
             raise ToolError("strategy must be 'merge' or 'rebase'")
-        if routing.on_a_host(worker):  # a worker on one of the orchestrator's hosts (issue 19)
-            done = await team_tools.calling_core(routing.merge_on_host(core, worker, strategy, caller.session))
+        if team_calls.names_elsewhere(worker):  # a worker of another machine (issue 19)
+            done = await team_tools.calling_core(team_calls.merge(core, caller.terminal_id, caller.session, worker, strategy))
         else:
             done = await team_tools.calling_core(core.worktrees.merge(worker, strategy, session=caller.session))
         text = done["message"] + (": " + ", ".join(done["conflicts"]) if done["conflicts"] else "")
@@ -180,7 +180,7 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
     async def list_sessions(ctx: Context) -> Annotated[CallToolResult, TeamList]:
         """List the agents of your session (your team): terminal id, name, profile, provider, status;
         and the leads outside tmux (MCP hosts) that work with it."""
-        return team_tools.list_sessions(core, caller_of(ctx))
+        return await team_tools.list_sessions(core, caller_of(ctx))
 
     @mcp.tool()
     async def run_workflow(

@@ -142,7 +142,8 @@ class AssignReports:
         return True
 
     def _reply(self, worker_id: str, profile: str, output: str, error: str | None, caller_id: str) -> StoredMessage:
-        sender = f"{profile} worker {worker_id}"
+        # A lead of another host names this machine's agents `main:1a2b3c4d` (hosts.team_calls).
+        sender = f"{profile} worker {'main:' if ':' in caller_id and ':' not in worker_id else ''}{worker_id}"
         body = f"result of the task you assigned: {output}" if error is None else f"the task you assigned failed: {error}"
         work = self.describe_work(worker_id)
         if work:

@@ -174,7 +174,7 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         """List your session's agents (terminal id, name, profile, provider, status, and the question an
         agent waits on) and its leads (you among them)."""
         core, lead = connection.lead(ctx)
-        return team_tools.list_sessions(core, lead)
+        return await team_tools.list_sessions(core, lead)
 
     @mcp.tool()
     async def run_workflow(

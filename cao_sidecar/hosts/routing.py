@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from cao_sidecar.core.errors import WorktreeError
-from cao_sidecar.hosts.config import split_terminal_id
 from cao_sidecar.hosts.node import UPSTREAM
 from cao_sidecar.hosts.team import AUTO, MAIN, hosts_of
+from cao_sidecar.hosts.team_calls import as_node_sees
 
 
 def elsewhere(host: Optional[str]) -> bool:
@@ -26,7 +25,7 @@ async def call_elsewhere(core: Any, host: str, method: str, params: dict[str, An
     params = {k: v for k, v in params.items() if v is not None}
     if UPSTREAM.node_name is not None:  # up the link; the caller named, for its assign's report
         caller = {"terminalId": report_to.terminal_id, "session": report_to.session} if report_to is not None else None
-        return await UPSTREAM.call(method, {**params, "host": host}, caller)
+        return as_node_sees(await UPSTREAM.call(method, {**params, "host": host}, caller))
     if host == AUTO:  # placed here, then run as the editor face runs it
         result = await hosts_of(core).run_here(method, {**params, "host": AUTO})
     else:
@@ -34,18 +33,3 @@ async def call_elsewhere(core: Any, host: str, method: str, params: dict[str, An
     if report_to is not None and isinstance(result, dict) and ":" in result.get("terminalId", ""):
         hosts_of(core).report_to(result["terminalId"], report_to)
     return result
-
-
-def on_a_host(terminal_id: str) -> bool:
-    """Whether a terminal id names an agent of one of the orchestrator's hosts (box1:5c0ffee1)."""
-    return UPSTREAM.node_name is None and split_terminal_id(terminal_id)[0] is not None
-
-
-async def merge_on_host(core: Any, worker: str, strategy: str, session: str) -> Any:
-    """A lead's `merge_work` for a worker on a host: only a worktree of the lead's session, as
-    on this machine; merged there by its node."""
-    hosts = hosts_of(core)
-    host, _local = split_terminal_id(worker)
-    if host not in hosts.links or worker not in {w.get("terminalId") for w in await hosts.list_worktrees(session)}:
-        raise WorktreeError(f"no open worktree for worker '{worker}'", reason="noWorktree", terminalId=worker)
-    return await hosts.call_terminal(worker, "cao/mergeWorktree", {"strategy": strategy})

@@ -269,13 +269,17 @@ class RemoteHosts:
         if not isinstance(params, dict) or not isinstance(params.get("key"), str):
             raise CaoError("cao/nodeUp: needs a 'key'")
         method = params.get("method")
-        if method not in ("cao/handoff", "cao/assign", "cao/sendMessage", "cao/spawn"):
+        from cao_sidecar.hosts import team_calls  # it builds on this module
+
+        if method not in ("cao/handoff", "cao/assign", "cao/spawn", *team_calls.UP_METHODS):
             raise CaoError(f"cao/nodeUp: a node may not call {method!r}")
 
         caller = self._caller(host, params.get("caller"))
-        return await asyncio.shield(
-            self._up_calls.run(f"{host}:{params['key']}", lambda: self.run_here(method, params.get("params"), caller))
-        )
+        if method in team_calls.UP_METHODS:  # an agent's own tool call, held to its session
+            run = lambda: team_calls.serve(self.core, method, params.get("params"), caller)  # noqa: E731
+        else:
+            run = lambda: self.run_here(method, params.get("params"), caller)  # noqa: E731
+        return await asyncio.shield(self._up_calls.run(f"{host}:{params['key']}", run))
 
     def _caller(self, host: str, raw: Any) -> Optional[RemoteCaller]:
         """The agent of `host` that made a team call (cao/nodeUp's `caller`), if it says."""

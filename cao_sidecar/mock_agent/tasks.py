@@ -11,6 +11,7 @@
     send TARGET MESSAGE   call the sidecar's MCP tool send_message, answer its text result
                           (handoff/assign PROFILE@HOST TASK: with the tool's `host`, e.g. box1 or main)
     merge_work WORKER     call the sidecar's MCP tool merge_work, answer its text result
+    team                  call the sidecar's MCP tool list_sessions, answer its text result
     workflow NAME [K=V ...]
                           call the sidecar's MCP tool run_workflow, answer its text result
     edit PATH TEXT        write TEXT (and a newline) to PATH, relative to its working directory,
@@ -109,6 +110,8 @@ def parse_task(text: str) -> Task:
             return Task("fail", "usage: workflow NAME [INPUT=VALUE ...]")
         inputs = dict(pair.partition("=")[::2] for pair in (rest or "").split())
         return Task("tool", tool="run_workflow", arguments={"name": name, "inputs": inputs})
+    if word == "team":
+        return Task("tool", tool="list_sessions", arguments={})
     if word == "merge_work":
         if not rest:
             return Task("fail", "usage: merge_work WORKER")
