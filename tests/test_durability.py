@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cao_client import CaoError
+from cao_sidecar.core.stores import team_db
 from conftest import isolated_env, kill_tmux
 from fixtures.full_disk import fill, mount_tmpfs
 from test_recovery import kill9, start, transcript, wait_until
@@ -124,13 +125,14 @@ async def test_a_corrupt_state_database_is_set_aside_with_a_notice(env, tmp_base
     state = state_dir(env)
     state.mkdir(parents=True, mode=0o700)
     garbage = b"this is not a database, it is the user's old state" * 100
-    (state / "state.db").write_bytes(garbage)
+    database = team_db(state, env["CAO_TMUX_SOCKET"])
+    database.write_bytes(garbage)
     notes: list = []
     client = await start(env, tmp_base / "workspace", notes)
     try:
         result = await client.handoff("echo still works", profile="mock_developer")
         assert result["output"] == "still works"
-        aside = list(state.glob("state.db.corrupt-*"))
+        aside = list(state.glob(f"{database.name}.corrupt-*"))
         assert len(aside) == 1 and aside[0].read_bytes() == garbage  # kept, never deleted
         shown = await wait_until(lambda: [p for m, p in notes if m == "window/showMessage"])
         assert shown[0]["type"] == 2 and str(aside[0]) in shown[0]["message"]
@@ -146,7 +148,7 @@ async def test_a_locked_state_database_is_set_aside_and_the_sidecar_starts(env, 
          "import sqlite3, sys; db = sqlite3.connect(sys.argv[1], isolation_level=None);"
          "db.execute('PRAGMA locking_mode=EXCLUSIVE'); db.execute('CREATE TABLE IF NOT EXISTS mine (x)');"
          "db.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()",
-         str(state / "state.db")],
+         str(team_db(state, env["CAO_TMUX_SOCKET"]))],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -155,7 +157,7 @@ async def test_a_locked_state_database_is_set_aside_and_the_sidecar_starts(env, 
         client = await start(env, tmp_base / "workspace", notes)
         try:
             assert (await client.spawn("mock_developer"))["status"] in ("idle", "completed")
-            aside = list(state.glob("state.db.locked-*"))
+            aside = list(state.glob("team-*.db.locked-*"))
             assert len(aside) == 1
             shown = await wait_until(lambda: [p for m, p in notes if m == "window/showMessage"])
             assert "locked" in shown[0]["message"]
@@ -207,7 +209,7 @@ async def test_a_full_state_dir_refuses_new_work_clearly_and_keeps_serving_what_
             with pytest.raises(CaoError) as full:
                 await client.spawn("mock_developer")
             assert full.value.code == -31011
-            assert not list((state_home / "cao-sidecar").glob("state.db.*-*"))  # a full disk is no corruption
+            assert not list((state_home / "cao-sidecar").glob("*.db.*-*"))  # a full disk is no corruption
             # Room again: new work is taken.
             filler.unlink()
             fill_more.unlink()

@@ -143,6 +143,38 @@ async def test_a_front_end_of_another_project_on_the_same_socket_is_refused_clea
         await first.close()
 
 
+async def test_two_projects_at_once_keep_their_own_work(env, tmp_base):
+    """Two projects' orchestrators of one user (one state dir, a tmux server each): the second,
+    starting and restarting, neither lists, adopts nor reports the first one's agents and assigns."""
+    notes: list = []
+    first = await start(env, tmp_base / "workspace", notes)
+    other_env = {**env, "CAO_TMUX_SOCKET": env["CAO_TMUX_SOCKET"] + "-b"}
+    (tmp_base / "other").mkdir()
+    try:
+        supervisor = (await first.spawn("mock_supervisor"))["terminalId"]
+        await first.handoff("assign mock_developer sleep 3 first project's work", terminal_id=supervisor)
+        mine = {a["terminalId"] for a in await first.list_agents()}
+        other_notes: list = []
+        second = await start(other_env, tmp_base / "other", other_notes)
+        try:
+            assert await second.list_agents() == []
+            await second.spawn("mock_developer")
+            kill9(second)  # and a restart, which adopts what it had
+            await second._process.wait()
+            second = await start(other_env, tmp_base / "other", other_notes)
+            assert not {a["terminalId"] for a in await second.list_agents()} & mine
+            reported = await wait_until(lambda: [p for m, p in notes if m == "cao/workerCompleted"], timeout=30)
+            assert reported[0]["output"] == "first project's work", reported
+            assert not [p for m, p in other_notes if m == "cao/workerCompleted"]
+            assert {a["terminalId"]: a["status"] for a in await first.list_agents()}.keys() == mine
+            assert all(a["status"] != "exited" for a in await first.list_agents())
+        finally:
+            await second.close()
+    finally:
+        await first.close()
+        kill_tmux(other_env["CAO_TMUX_SOCKET"])
+
+
 async def test_assign_that_finished_while_no_sidecar_ran_is_reported_on_restart(env, tmp_base):
     workspace = tmp_base / "workspace"
     first = await start(env, workspace)

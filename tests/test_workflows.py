@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cao_sidecar.core.stores import team_db
 from conftest import isolated_env, kill_orchestrator, kill_tmux
 from test_recovery import start, wait_until
 
@@ -90,7 +91,7 @@ def received(env: dict[str, str]) -> Counter:
 
 def journal(env: dict[str, str], run_id: str) -> tuple[str, dict[int, str]]:
     """(run status, {step key: status}), read from the state db as it is now."""
-    db = sqlite3.connect(f"file:{state(env) / 'state.db'}?mode=ro", uri=True, timeout=5)
+    db = sqlite3.connect(f"file:{team_db(state(env), env['CAO_TMUX_SOCKET'])}?mode=ro", uri=True, timeout=5)
     try:
         row = db.execute("SELECT status FROM workflow_runs WHERE id=?", (run_id,)).fetchone()
         steps = dict(db.execute("SELECT key, status FROM workflow_steps WHERE run_id=?", (run_id,)).fetchall())

@@ -59,7 +59,7 @@ class Orchestrator(Team):
         default_cwd: str,
         default_session: str = "cao",
     ) -> None:
-        stores, notice = open_stores(state_dir)
+        stores, notice = open_stores(state_dir, tmux.socket_name)
         events = EventSource()
         supervisor = AgentSupervisor(
             tmux=tmux, catalog=catalog, stores=stores, events=events, state_dir=state_dir,

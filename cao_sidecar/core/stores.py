@@ -32,9 +32,16 @@ class Stores:
         self.messages.close()
 
 
-def open_stores(state_dir: Path) -> tuple[Stores, Optional[str]]:
-    """The stores under `state_dir`, and a notice for the user if the state db had to be set aside."""
-    db, notice = open_state_db(state_dir / "state.db")
+def team_db(state_dir: Path, team: str) -> Path:
+    """The database of one orchestrator (`team`: its tmux socket's name). Each has its own: two
+    projects' orchestrators run at once, and neither may adopt, report or resume the other's work."""
+    return state_dir / f"team-{team}.db"
+
+
+def open_stores(state_dir: Path, team: str) -> tuple[Stores, Optional[str]]:
+    """The stores of orchestrator `team` under `state_dir`, and a notice for the user if its
+    database had to be set aside."""
+    db, notice = open_state_db(team_db(state_dir, team))
     messages, agents, reports = MessageStore(db), AgentStore(db), ReportStore(db)
     reports.prune()
     return Stores(messages=messages, agents=agents, reports=reports, logs=ConversationLogs(state_dir / "logs"), db=db), notice

@@ -139,7 +139,7 @@ def make_agent(tmp_path: Path, terminal_id: str = "aaaa0001", provider: str = "m
 def make_team(tmp_path: Path) -> tuple[Team, FakeTmux]:
     """A team over a supervisor with a FakeTmux and real stores in `tmp_path` (SQLite: fast)."""
     tmux = FakeTmux()
-    stores, _ = open_stores(tmp_path)
+    stores, _ = open_stores(tmp_path, tmux.socket_name)
     events = EventSource()
     catalog = ProfileCatalog(workspace_dirs=[], user_dir=None)
     supervisor = AgentSupervisor(
