@@ -6,6 +6,8 @@ agent, a profile or a flow through these functions, so they all show the same fi
 
 from __future__ import annotations
 
+import json
+
 from typing import TYPE_CHECKING, Any, Optional
 
 from cao_sidecar import wire
@@ -69,6 +71,17 @@ def stored_worktree(core: Orchestrator, terminal_id: str) -> Optional[wire.Workt
     """The agent's worktree as last summarised (no git runs), or None if it has none."""
     info = core.worktrees.stored_info(terminal_id)
     return worktree_info(info) if info is not None else None
+
+
+def reported_worktree(report: Report) -> Optional[wire.WorktreeInfo]:
+    """A host's worker's worktree, as its node described it with its report (hosts.node_reports)."""
+    if report.worktree is None:
+        return None
+    try:
+        found: wire.WorktreeInfo = wire.converter.structure(json.loads(report.worktree), wire.WorktreeInfo)
+    except Exception:  # noqa: BLE001 - a node of another version: the report goes without it
+        return None
+    return found
 
 
 def spawn_result(agent: Agent, worktree: Optional[wire.WorktreeInfo] = None) -> wire.SpawnResult:

@@ -146,3 +146,29 @@ rm -rf "$ws"
         ssh("caoremote", script, timeout=60)
     except subprocess.TimeoutExpired:
         pass
+
+
+def children(pid: int, name: str) -> list[int]:
+    """The processes named `name` whose parent is `pid` (the orchestrator's ssh links)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+            if int(rest[1]) == pid and comm == name:
+                found.append(int(entry.name))
+    return found
+
+
+def host_screen(workspace: str, window: str) -> str:
+    """What the window `window` of the node of `workspace` shows now, read on the host itself
+    (not over the orchestrator's link)."""
+    tmux = f"tmux -L {shlex.quote(node_socket(workspace))}"
+    script = (
+        f"pane=$({tmux} list-panes -a -F '#{{window_name}} #{{pane_id}}' | awk -v w={shlex.quote(window)} '$1 == w {{print $2}}')"
+        f' && [ -n "$pane" ] && {tmux} capture-pane -p -J -S -200 -t "$pane"'
+    )
+    return ssh("caoremote", script).stdout

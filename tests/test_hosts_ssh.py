@@ -25,7 +25,7 @@ from pytest_lsp import LanguageClient
 
 from conftest import initialize, kill_tmux, orchestrator_pid, request
 from fixtures.scripted_cli import provider_yaml
-from remote_host import end_node, hosts_yaml, new_workspace, node_processes, ssh, sshd_unavailable
+from remote_host import children, end_node, hosts_yaml, new_workspace, node_processes, ssh, sshd_unavailable
 from test_editor_common import error_data, eventually, new_sidecar, rpc_error
 
 SKIP = sshd_unavailable()
@@ -65,20 +65,6 @@ SIDECAR.env["PATH"] = f"{_BIN}:{SIDECAR.env.get('PATH', os.environ['PATH'])}"
 SIDECAR.env["XDG_CACHE_HOME"] = str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cao-sidecar-tests")
 AGENTS = 30
 SESSION = "far-" + WORKSPACE[-6:]  # the host's state db outlives this run: its own session
-
-
-def _children(pid: int, name: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
-            if int(rest[1]) == pid and comm == name:
-                found.append(int(entry.name))
-    return found
 
 
 def _node_sessions() -> tuple[list[int], set[int]]:
@@ -176,7 +162,7 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
 
     # One ssh process for the host, one sshd session, one node relay.
     orchestrator = orchestrator_pid(SIDECAR.env)
-    links = _children(orchestrator, "ssh")
+    links = children(orchestrator, "ssh")
     relays, sessions = _node_sessions()
     assert len(links) == 1, links
     assert len(relays) == 1 and len(sessions) == 1, (relays, sessions)
@@ -270,7 +256,7 @@ async def test_a_team_over_one_ssh_connection(client: LanguageClient) -> None:
     result = await turn
     assert result["output"] == "survived" and result["terminalId"] == busy["terminalId"]
     assert (await during)["state"] in ("delivered", "queued")
-    new_links = await eventually(lambda: _children(orchestrator, "ssh"), timeout=30, what="the link back")
+    new_links = await eventually(lambda: children(orchestrator, "ssh"), timeout=30, what="the link back")
     assert len(new_links) == 1 and new_links != links
     assert {h["name"]: h for h in (await request(client, "cao/stats", {}))["hosts"]}["box1"]["connects"] >= 2
     started_since = {p["terminalId"] for p in working() if p["terminalId"] not in before}
@@ -441,7 +427,7 @@ async def test_a_host_agents_assign_reports_to_it(client: LanguageClient) -> Non
     late = await assign_from_box1("sleep 2 made while the link was down")
     await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == late and p["status"] == "processing", timeout=30)
     while not reports_of(late):
-        for pid in _children(orchestrator, "ssh"):
+        for pid in children(orchestrator, "ssh"):
             os.kill(pid, signal.SIGKILL)
         await asyncio.sleep(0.05)
     await eventually(
@@ -477,7 +463,9 @@ async def test_a_third_hosts_worker_reports_to_the_host_agent(client: LanguageCl
 
         async def reported() -> bool:
             output = (await request(client, "cao/getOutput", {"terminalId": lead["terminalId"], "mode": "full"}))["output"]
-            return f"[report from mock_developer {found.group(1)}] made on box2" in output
+            return (
+                f"[message from mock_developer worker {found.group(1)}] result of the task you assigned: made on box2" in output
+            )
 
         await eventually(reported, timeout=60, what="box2's report on box1")
         for agent in (lead["terminalId"], found.group(1)):
@@ -577,7 +565,7 @@ async def test_a_restarted_orchestrator_links_to_its_hosts_again(tmp_base: Path)
             assert found is not None, said["output"]
             orchestrator, deadline = orchestrator_pid(env), time.monotonic() + 60
             while found.group(1) not in reported and time.monotonic() < deadline:
-                for pid in _children(orchestrator, "ssh"):  # box1's link only
+                for pid in children(orchestrator, "ssh"):  # box1's link only
                     with contextlib.suppress(OSError):
                         if WORKSPACE[2:].encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                             os.kill(pid, signal.SIGKILL)
@@ -599,7 +587,10 @@ async def test_a_restarted_orchestrator_links_to_its_hosts_again(tmp_base: Path)
 
             async def box2_reported_to_far() -> bool:
                 output = await cao.get_output(far["terminalId"], "full")
-                return f"[report from mock_developer {third.group(1)}] via box2 across a crash" in output
+                return (
+                    f"[message from mock_developer worker {third.group(1)}] result of the task you assigned: via box2 across a crash"
+                    in output
+                )
 
             await eventually(box2_reported_to_far, timeout=60, what="box2's report, after the restart")
             for agent in (far["terminalId"], found.group(1), third.group(1)):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ import pytest
 import pytest_lsp
 from pytest_lsp import LanguageClient
 
-from conftest import initialize, kill_tmux, request
-from remote_host import end_node, hosts_yaml, new_workspace, node_processes, sshd_unavailable
+from conftest import initialize, kill_tmux, orchestrator_pid, request
+from remote_host import children, end_node, host_screen, hosts_yaml, new_workspace, node_processes, sshd_unavailable
 from test_editor_common import eventually, new_sidecar, rpc_error
 
 SKIP = sshd_unavailable()
@@ -141,3 +142,36 @@ async def test_a_lead_on_a_host_merges_a_worker_of_main(client: LanguageClient) 
 
 async def _shows(client: LanguageClient, agent: str, text: str) -> bool:
     return text in await screen(client, agent)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_report_sent_into_a_dead_link_arrives_once(client: LanguageClient) -> None:
+    """A box1 worker ends while its link is frozen, so what its node sends then goes into the
+    link and no further, and the link is then cut: once the link is back, the lead on main that
+    assigned the worker gets its answer once, and the editor cao/workerCompleted once."""
+    lead = await spawn(client, SESSION)
+    said = await turn(client, lead, "assign mock_developer@box1 sleep 2 ended while the link was cut")
+    found = re.search(r"terminal (box1:[0-9a-f]{8})\)", said)
+    assert found is not None, said
+    worker = found.group(1)
+    await SIDECAR.wait_for("cao/agentStatus", lambda p: p["terminalId"] == worker and p["status"] == "processing", timeout=30)
+    (link,) = children(orchestrator_pid(SIDECAR.env), "ssh")
+    os.kill(link, signal.SIGSTOP)
+    try:
+        window = f"mock_developer-{worker.split(':')[1]}"
+
+        async def ended_on_box1() -> bool:
+            return (await asyncio.to_thread(host_screen, WORKSPACE, window)).count("ended while the link was cut") >= 2
+
+        await eventually(ended_on_box1, timeout=60, what="the worker's answer on box1")
+        await asyncio.sleep(2)  # its node has sent the report by now: into the frozen link
+    finally:
+        os.kill(link, signal.SIGKILL)
+    answer = f"[message from mock_developer worker {worker}] result of the task you assigned: ended while the link was cut"
+    await eventually(lambda: _shows(client, lead, answer), timeout=90, what="the answer on main, after the link is back")
+    await asyncio.sleep(3)  # a second copy would come by now
+    assert (await screen(client, lead)).count(f"› {answer}") == 1  # typed in once
+    reports = [p for p in SIDECAR.notifications["cao/workerCompleted"] if p["terminalId"] == worker]
+    assert len(reports) == 1 and reports[0]["output"] == "ended while the link was cut", reports
+    for agent in (lead, worker):
+        await request(client, "cao/terminate", {"terminalId": agent}, timeout=60)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from cao_sidecar.core.events import EventSource, WorkerCompleted, WorkerOutcome
 from cao_sidecar.core.statedir import refusing_when_full
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 2.0  # a report that found the disk full is written again after this
 SINK_WAIT_SECONDS = 0.1  # a report waits this long at a time for the editor to catch up
+FORWARD_RETRY_SECONDS = 5.0  # a report its receiver refused is offered again after this
+
+Forward = Callable[[Report], Awaitable[Any]]  # returns once the receiver has the report
 
 
 class AssignReports:
@@ -51,6 +54,8 @@ class AssignReports:
         self._events = events
         self._sink: Optional[Callable[[Report], None]] = None
         self._sink_ready: Callable[[], bool] = lambda: True
+        self._forward: Optional[Forward] = None
+        self._forwarding: dict[int, asyncio.Task[None]] = {}  # report id -> its delivery, one at a time
         self.closing = False  # the sidecar stops: waiting for room is over
         # worker id -> where its work is (its worktree's branch), for the assigning agent
         self.describe_work: Callable[[str], Optional[str]] = lambda worker_id: None
@@ -63,7 +68,23 @@ class AssignReports:
         for report in self._reports.unsent():
             self._send(report)
 
+    def set_forwarder(self, forward: Forward) -> None:
+        """Reports go to `forward` instead of the editors (a node's go up to its orchestrator,
+        hosts.node_reports). Each is marked sent only once `forward` has returned: a dropped link
+        or a crash before that sends it again (the receiver takes each report id once), so none is
+        lost in transit. The stored unsent ones go now."""
+        if self._forward is not None:
+            return
+        self._forward = forward
+        for report in self._reports.unsent():
+            self._send(report)
+
     def _send(self, report: Report) -> None:
+        if self._forward is not None:
+            if report.report_id not in self._forwarding:
+                task = asyncio.get_running_loop().create_task(self._deliver(self._forward, report))
+                self._forwarding[report.report_id] = task
+            return
         if self._sink is None:
             return  # stored: sent when an editor connects
         if not self._sink_ready():  # the editor is behind: a crash would lose what waits here
@@ -78,6 +99,20 @@ class AssignReports:
             self._sink(report)
         except Exception:
             log.exception("report sink failed")
+
+    async def _deliver(self, forward: Forward, report: Report) -> None:
+        try:
+            while True:
+                try:
+                    await forward(report)
+                    break
+                except Exception as exc:  # noqa: BLE001 - refused (a bug there, a full disk): kept, offered again
+                    log.warning("report %s of worker %s not taken: %s", report.report_id, report.terminal_id, exc)
+                    await asyncio.sleep(FORWARD_RETRY_SECONDS)
+            # A full disk leaves it unsent: sent again after a restart, and taken once there.
+            self._reports.mark_sent(report.report_id)
+        finally:
+            self._forwarding.pop(report.report_id, None)
 
     def record_task(self, worker_id: str, profile: str, message: str, caller_id: str | None, keep: bool, timeout: float) -> str:
         """Store a new worker's task and its assign in one transaction, before it is acknowledged:
@@ -115,20 +150,35 @@ class AssignReports:
         """Report an assign whose worker is not known any more (its record is gone) as failed."""
         await self._settle(assign.worker_id, assign.profile or "unknown", AgentStatus.EXITED, "", reason, assign.caller_id)
 
+    async def report_from_host(
+        self, key: str, worker_id: str, profile: str, status: AgentStatus, output: str, error: str | None,
+        caller_id: str | None, worktree: str | None = None, work: str | None = None,
+    ) -> bool:  # fmt: skip
+        """The report of a worker of another host (`box1:ab12cd34`), sent by its node as `key`:
+        stored and sent as a local worker's is (to the editors, and to `caller_id`, the agent that
+        assigned it, if any), once per key. `worktree` (JSON) and `work`: its worktree, as its node
+        described it. False: taken before (a re-send)."""
+        return await self._settle(
+            worker_id, profile, status, output, error, caller_id,
+            claim=lambda: self._reports.take(key), worktree=worktree, work=work,
+        )  # fmt: skip
+
     async def _settle(
-        self, worker_id: str, profile: str, status: AgentStatus, output: str, error: str | None, caller_id: str | None
-    ) -> bool:
-        """Take the assign off the pending list and store its reports in one transaction, then
-        send them. False: reported already. A full disk makes it wait for room, never drop it."""
+        self, worker_id: str, profile: str, status: AgentStatus, output: str, error: str | None, caller_id: str | None,
+        claim: Optional[Callable[[], bool]] = None, worktree: str | None = None, work: str | None = None,
+    ) -> bool:  # fmt: skip
+        """Take the assign off the pending list (`claim`: or what else says it is reported once)
+        and store its reports in one transaction, then send them. False: reported already. A full
+        disk makes it wait for room, never drop it."""
         reply: StoredMessage | None = None
         while True:
             try:
                 with transaction(self._messages.connection):
-                    if not self._agent_store.claim_assign(worker_id):
+                    if not (claim() if claim is not None else self._agent_store.claim_assign(worker_id)):
                         return False
-                    report = self._reports.add(worker_id, profile, status.value, output, error)
+                    report = self._reports.add(worker_id, profile, status.value, output, error, worktree)
                     if caller_id is not None:
-                        reply = self._reply(worker_id, profile, output, error, caller_id)
+                        reply = self._reply(worker_id, profile, output, error, caller_id, work)
                 break
             except Exception as exc:
                 if not is_full(exc) or self.closing:
@@ -141,11 +191,13 @@ class AssignReports:
             self._queue_stored(reply)
         return True
 
-    def _reply(self, worker_id: str, profile: str, output: str, error: str | None, caller_id: str) -> StoredMessage:
+    def _reply(
+        self, worker_id: str, profile: str, output: str, error: str | None, caller_id: str, work: str | None = None
+    ) -> StoredMessage:
         # A lead of another host names this machine's agents `main:1a2b3c4d` (hosts.team_calls).
         sender = f"{profile} worker {'main:' if ':' in caller_id and ':' not in worker_id else ''}{worker_id}"
         body = f"result of the task you assigned: {output}" if error is None else f"the task you assigned failed: {error}"
-        work = self.describe_work(worker_id)
+        work = work or self.describe_work(worker_id)
         if work:
             body += f"\n{work}"
         # Worker output is untrusted: it must not carry paste markers into the caller's input.

@@ -93,7 +93,13 @@ async def serve_lsp(hub: "Hub", reader: asyncio.StreamReader, writer: asyncio.St
             return
         core, live = runtime.scope()
         scopes.extend(s for s in (core, live) if s is not None)
+        from cao_sidecar.hosts.node import is_node_link
         from cao_sidecar.hosts.team import hosts_of
+
+        if is_node_link(params):  # this process is a host's node: its reports go up, acknowledged
+            from cao_sidecar.hosts.node_reports import forward_reports
+
+            await forward_reports(runtime.core)
 
         # The editor hears what happens from now on, pygls loaded or not (editor.pushes).
         push_core(core, send, ready=lambda: out.buffered() == 0)

@@ -38,7 +38,8 @@ def push_core(core: Any, send: Send, ready: Callable[[], bool] = lambda: True) -
         on_status(agent, agent.status, agent.status)  # the question changed: same status, new prompt
 
     def on_report(report: "Report") -> None:
-        notify("cao/workerCompleted", views.worker_completed(report, views.stored_worktree(core, report.terminal_id)))
+        worktree = views.stored_worktree(core, report.terminal_id) or views.reported_worktree(report)
+        notify("cao/workerCompleted", views.worker_completed(report, worktree))
 
     core.add_status_listener(on_status)
     core.add_prompt_listener(on_prompt)

@@ -29,7 +29,6 @@ from cao_sidecar.hosts.link import HostLink
 from cao_sidecar.hosts.node import CAPACITY, KeyedCalls
 from cao_sidecar.hosts.placement import Needs, capacity_probe, here_lacks, host_lacks, needs_of, no_fit_error
 from cao_sidecar.hosts.profiles import carried_for
-from cao_sidecar.storage.messages import StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +187,7 @@ class RemoteHosts:
 
     def report_to(self, worker: str, lead: Any) -> None:
         self._report_to[worker] = lead
-        if isinstance(lead, RemoteCaller) and self._routes is not None:  # kept across a restart
+        if self._routes is not None:  # kept across a restart: the report may come after one
             self._routes.add(worker, lead.terminal_id, lead.session)
 
     async def place(self, local_live: int, needs: Needs) -> str:
@@ -269,8 +268,12 @@ class RemoteHosts:
         if not isinstance(params, dict) or not isinstance(params.get("key"), str):
             raise CaoError("cao/nodeUp: needs a 'key'")
         method = params.get("method")
-        from cao_sidecar.hosts import team_calls  # it builds on this module
+        from cao_sidecar.hosts import node_reports, team_calls  # they build on this module
 
+        if method == node_reports.NODE_REPORT:  # a worker of the host ended
+            return await asyncio.shield(
+                self._up_calls.run(f"{host}:{params['key']}", lambda: self._take_report(host, params.get("params")))
+            )
         if method not in ("cao/handoff", "cao/assign", "cao/spawn", *team_calls.UP_METHODS):
             raise CaoError(f"cao/nodeUp: a node may not call {method!r}")
 
@@ -293,44 +296,29 @@ class RemoteHosts:
             session = self.core.default_session
         return RemoteCaller(f"{host}:{terminal_id}", session, str(self.core.default_cwd))
 
+    async def _take_report(self, host: str, params: Any) -> Any:
+        """A host's worker's report (hosts.node_reports), to the editors and the lead that
+        assigned the worker (one of this machine or of a host), once."""
+        from cao_sidecar.hosts import node_reports
+
+        worker = f"{host}:{params.get('terminalId')}" if isinstance(params, dict) else ""
+        lead = self._report_to.get(worker)
+        taken = await node_reports.take(self.core, host, params, lead.terminal_id if lead is not None else None)
+        if self._report_to.pop(worker, None) is not None and self._routes is not None:
+            self._routes.drop(worker)
+        return taken
+
     def _on_notification(self, host: str, method: str, params: Any) -> None:
         params = qualify(params, host)
         link = self.links.get(host)
         if isinstance(params, dict) and isinstance(params.get("attachCommand"), list) and link is not None:
             params["attachCommand"] = attach_over_ssh(link.host, params["attachCommand"])
-        if method == "cao/workerCompleted" and isinstance(params, dict) and params.get("terminalId") in self._report_to:
-            self._deliver_report(self._report_to.pop(params["terminalId"]), params)
-            if self._routes is not None:
-                self._routes.drop(params["terminalId"])
         if method == "cao/agentStatus" and isinstance(params, dict):
             known = self.agents.get(params["terminalId"])
             if known is not None:  # a full AgentInfo from listAgents; the notification updates it
                 known.update({k: v for k, v in params.items() if k in ("status", "prompt")})
         for listener in list(self._listeners):
             listener(method, params)
-
-    def _deliver_report(self, lead: Any, report: dict[str, Any]) -> None:
-        """A remote worker's report, to the lead that assigned it (as a local assign's): a local
-        one, or an agent of another host (stored here and sent there, hosts.inboxes)."""
-        text = report.get("output") if report.get("status") == "completed" else f"failed: {report.get('error')}"
-        message = f"[report from {report.get('profile')} {report.get('terminalId')}] {text}"
-        if isinstance(lead, RemoteCaller) and self._inboxes is not None:
-            sender = f"{report.get('profile')} {report.get('terminalId')}"
-            try:
-                message_id = self.core.supervisor.stores.messages.add(lead.terminal_id, message, sender)
-            except Exception as exc:  # noqa: BLE001 - a full disk: the editors saw the report
-                log.warning("report of %s for %s not stored: %s", report.get("terminalId"), lead.terminal_id, exc)
-                return
-            self._inboxes.accept(StoredMessage(message_id, lead.terminal_id, sender, message, "queued", None))
-            return
-
-        async def send() -> None:
-            try:
-                await self.core.send_message(lead.terminal_id, message, f"{report.get('profile')} {report.get('terminalId')}")
-            except Exception as exc:  # noqa: BLE001 - the lead may be gone; the editors saw the report
-                log.info("report of %s not delivered: %s", report.get("terminalId"), exc)
-
-        self._background(send())
 
     def _on_connected(self, host: str) -> None:
         """After a (re)connect: reconcile the agents' state (the node kept them); send the

@@ -29,7 +29,12 @@ CREATE TABLE IF NOT EXISTS reports (
     sent_at REAL
 );
 CREATE INDEX IF NOT EXISTS reports_unsent ON reports (id) WHERE sent_at IS NULL;
+CREATE TABLE IF NOT EXISTS reports_taken (
+    key TEXT PRIMARY KEY,
+    taken_at REAL NOT NULL
+);
 """
+KEEP_TAKEN_SECONDS = 30 * 86400  # a node re-sends a report within this (it keeps it until answered)
 KEEP_SENT_SECONDS = 7 * 86400
 KEEP_UNSENT = 1000  # reports nobody collects (no editor ever connects) are kept up to this many
 
@@ -42,31 +47,43 @@ class Report:
     status: str
     output: str
     error: Optional[str]
+    worktree: Optional[str] = None  # a host's worker: its worktree as its node described it (JSON)
+
+
+COLUMNS = "id, terminal_id, profile, status, output, error, worktree"
 
 
 class ReportStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._db.executescript(SCHEMA)
+        if "worktree" not in {row[1] for row in self._db.execute("PRAGMA table_info(reports)")}:
+            self._db.execute("ALTER TABLE reports ADD COLUMN worktree TEXT")  # state dbs from before
 
-    def add(self, terminal_id: str, profile: str, status: str, output: str, error: Optional[str]) -> Report:
+    def add(
+        self, terminal_id: str, profile: str, status: str, output: str, error: Optional[str], worktree: Optional[str] = None
+    ) -> Report:
         cur = self._db.execute(
-            "INSERT INTO reports (terminal_id, profile, status, output, error, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (terminal_id, profile, status, output, error, time.time()),
+            "INSERT INTO reports (terminal_id, profile, status, output, error, worktree, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (terminal_id, profile, status, output, error, worktree, time.time()),
         )
-        return Report(int(cur.lastrowid or 0), terminal_id, profile, status, output, error)
+        return Report(int(cur.lastrowid or 0), terminal_id, profile, status, output, error, worktree)
+
+    def take(self, key: str) -> bool:
+        """Record that the report `key` (a node's, for one of its workers) has been taken: True the
+        first time, False for a re-send. Part of the transaction that stores what it brings."""
+        cur = self._db.execute("INSERT OR IGNORE INTO reports_taken (key, taken_at) VALUES (?, ?)", (key, time.time()))
+        return cur.rowcount > 0
 
     def unsent(self) -> list[Report]:
-        rows = self._db.execute(
-            "SELECT id, terminal_id, profile, status, output, error FROM reports WHERE sent_at IS NULL ORDER BY id"
-        ).fetchall()
+        rows = self._db.execute(f"SELECT {COLUMNS} FROM reports WHERE sent_at IS NULL ORDER BY id").fetchall()
         return [Report(*row) for row in rows]
 
     def latest(self, terminal_id: str) -> Optional[Report]:
         """How the assign of worker `terminal_id` ended, if it has been reported (workflows' journal
         reads it when the sidecar died between the report and the journal's own record)."""
         row = self._db.execute(
-            "SELECT id, terminal_id, profile, status, output, error FROM reports WHERE terminal_id=? ORDER BY id DESC LIMIT 1",
+            f"SELECT {COLUMNS} FROM reports WHERE terminal_id=? ORDER BY id DESC LIMIT 1",
             (terminal_id,),
         ).fetchone()
         return Report(*row) if row else None
@@ -91,3 +108,4 @@ class ReportStore:
             " (SELECT id FROM reports WHERE sent_at IS NULL ORDER BY id DESC LIMIT ?)",
             (KEEP_UNSENT,),
         )
+        write_quietly(self._db, "DELETE FROM reports_taken WHERE taken_at < ?", (time.time() - KEEP_TAKEN_SECONDS,))
