@@ -154,9 +154,11 @@ async def assign(door: Door, p: wire.AssignParams) -> wire.AssignResult:
     host = await resolve_host(await door.core(), p.host or await _profile_host(door, p.profile), p.profile, p.provider)
     caller = getattr(door, "caller", None)  # an agent of a host asked (hosts.team.LinkDoor): reported to it
     if host is not None:
-        assigned = await _on_host(door, host, "cao/assign", p, wire.AssignResult)
-        if caller is not None:
-            hosts_of(await door.core()).report_to(assigned.terminal_id, caller)
+        hosts = hosts_of(await door.core())
+        with hosts.assigning(host):
+            assigned = await _on_host(door, host, "cao/assign", p, wire.AssignResult)
+            if caller is not None:
+                hosts.report_to(assigned.terminal_id, caller)
         return assigned
     core = await door.core()
     agent = core.assign(

@@ -4,6 +4,7 @@ machine from anywhere; `local` (or no host) is the caller's own machine."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Optional
 
 from cao_sidecar.hosts.node import UPSTREAM
@@ -26,10 +27,11 @@ async def call_elsewhere(core: Any, host: str, method: str, params: dict[str, An
     if UPSTREAM.node_name is not None:  # up the link; the caller named, for its assign's report
         caller = {"terminalId": report_to.terminal_id, "session": report_to.session} if report_to is not None else None
         return as_node_sees(await UPSTREAM.call(method, {**params, "host": host}, caller))
+    hosts = hosts_of(core)
     if host == AUTO:  # placed here, then run as the editor face runs it
-        result = await hosts_of(core).run_here(method, {**params, "host": AUTO})
-    else:
-        result = await hosts_of(core).call(host, method, params)
-    if report_to is not None and isinstance(result, dict) and ":" in result.get("terminalId", ""):
-        hosts_of(core).report_to(result["terminalId"], report_to)
+        return await hosts.run_here(method, {**params, "host": AUTO}, report_to)
+    with hosts.assigning(host) if method == "cao/assign" else contextlib.nullcontext():
+        result = await hosts.call(host, method, params)
+        if report_to is not None and isinstance(result, dict) and ":" in result.get("terminalId", ""):
+            hosts.report_to(result["terminalId"], report_to)
     return result

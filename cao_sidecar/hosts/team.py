@@ -9,6 +9,7 @@ agent is kept, so `cao/listAgents` shows them while a link is down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import re
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import attrs
 
@@ -39,6 +40,7 @@ CAPACITY_TIMEOUT = 10.0  # host: auto leaves out a host whose node does not say 
 MAIN = "main"
 CALLER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # an agent's id on its host (8 hex digits there)
 AUTO = "auto"
+ASSIGN_ANSWER_WAIT = 30.0  # a report waits this long at most for the assigns on its host to be answered
 
 Listener = Callable[[str, Any], None]
 
@@ -49,6 +51,7 @@ class RemoteHosts:
         self._configs = hosts
         self._up_calls = KeyedCalls()
         self._report_to: dict[str, Any] = {}  # qualified worker id -> the lead its report goes to
+        self._assigns_out: dict[str, set[asyncio.Future[None]]] = {}  # host -> its assigns not answered yet
         self._remember: Optional[Path] = None
         self._inboxes: Optional[RemoteInboxes] = None
         self._routes: Optional[ReportRoutes] = None
@@ -185,6 +188,18 @@ class RemoteHosts:
         found = await asyncio.gather(*(one(n, link) for n, link in self.links.items()))
         return [w for worktrees in found for w in worktrees]
 
+    @contextlib.contextmanager
+    def assigning(self, host: str) -> Iterator[None]:
+        """Around an assign on `host` and the `report_to` of its answer: a fast worker's report
+        (a request of its own on the link) waits for it, not to miss its lead."""
+        out: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._assigns_out.setdefault(host, set()).add(out)
+        try:
+            yield
+        finally:
+            self._assigns_out[host].discard(out)
+            out.set_result(None)
+
     def report_to(self, worker: str, lead: Any) -> None:
         self._report_to[worker] = lead
         if self._routes is not None:  # kept across a restart: the report may come after one
@@ -302,6 +317,9 @@ class RemoteHosts:
         from cao_sidecar.hosts import node_reports
 
         worker = f"{host}:{params.get('terminalId')}" if isinstance(params, dict) else ""
+        pending = self._assigns_out.get(host)
+        if worker not in self._report_to and pending:  # maybe its assign's answer, not handled yet
+            await asyncio.wait(list(pending), timeout=ASSIGN_ANSWER_WAIT)
         lead = self._report_to.get(worker)
         taken = await node_reports.take(self.core, host, params, lead.terminal_id if lead is not None else None)
         if self._report_to.pop(worker, None) is not None and self._routes is not None:
