@@ -142,6 +142,7 @@ async def handoff(
     model: str | None = None,
     host: str | None = None,
 ) -> CallToolResult:  # fmt: skip
+    host = host if host is not None else profile_host(core, target)
     if host is not None and routing.elsewhere(host):
         params = {
             "profile": target, "message": task, "timeoutSeconds": timeout_seconds, "worktree": worktree, "baseRef": base_ref,
@@ -182,18 +183,27 @@ def assign(
     return tool_result(text, AssignResult(terminal_id=worker.terminal_id, profile=target, status=worker.status.value))
 
 
-async def assign_on_host(
-    core: Orchestrator, lead: Caller, target: str, task: str, host: str, worktree: bool | None = None, base_ref: str | None = None,
-    model: str | None = None,
+def profile_host(core: Orchestrator, target: str) -> Optional[str]:
+    """The host profile `target` names (`host:` in its front matter), where the team's tools run
+    it when the call names none; None for none (or an unknown profile: reported where it starts)."""
+    try:
+        return core.catalog.get(target).host
+    except CaoError:
+        return None
+
+
+async def assign_anywhere(
+    core: Orchestrator, lead: Caller, target: str, task: str, host: str | None, worktree: bool | None = None,
+    base_ref: str | None = None, model: str | None = None, how_results_arrive: str = "its answer will arrive as a message.",
 ) -> CallToolResult:  # fmt: skip
-    """assign on another host (issue 19); the worker's report comes back to `lead` as a message."""
-    if not routing.elsewhere(host):
-        return assign(
-            core, lead, target, task, "its answer will arrive as a message.", worktree=worktree, base_ref=base_ref, model=model
-        )
+    """assign on `host` (default: the profile's, else this machine; issue 19); the worker's report
+    comes back to `lead` as a message wherever it runs."""
+    host = host if host is not None else profile_host(core, target)
+    if host is None or not routing.elsewhere(host):
+        return assign(core, lead, target, task, how_results_arrive, worktree=worktree, base_ref=base_ref, model=model)
     params = {"profile": target, "message": task, "worktree": worktree, "baseRef": base_ref, "model": model}
     done = await calling_core(routing.call_elsewhere(core, host, "cao/assign", params, report_to=lead))
-    text = f"Assigned to {target} on {host} (terminal {done['terminalId']}); its answer will arrive as a message."
+    text = f"Assigned to {target} on {host} (terminal {done['terminalId']}); {how_results_arrive}"
     return tool_result(text, AssignResult(terminal_id=done["terminalId"], profile=target, status="processing"))
 
 

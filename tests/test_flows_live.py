@@ -394,3 +394,19 @@ async def test_command_line_flows_verbs(client):
     finally:
         kill_tmux(socket)
     assert os.path.exists(SIDECAR.state_db)
+
+
+async def test_a_flow_whose_profile_names_a_host_fails_saying_why(client):
+    """Flows run on this machine: a flow of a profile with `host: box1` does not start its agent
+    here in its place; its run fails saying why."""
+    agents = WS / ".cao" / "agents"
+    agents.mkdir(parents=True, exist_ok=True)
+    atomic_write(agents / "boxed.md", "---\nname: boxed\ndescription: on box1\nprovider: mock\nhost: box1\n---\nThere.\n")
+    for _ in range(100):  # the profile is live once listed
+        if any(p["name"] == "boxed" for p in (await request(client, "cao/listProfiles", {}))["profiles"]):
+            break
+        await asyncio.sleep(0.1)
+    await saved(FLOWS / "far.md", flow_text("far", profile="boxed"), lambda f: "far" in f)
+    run = (await request(client, "cao/runFlow", {"name": "far"}))["run"]
+    assert run["status"] == "failed" and run["terminalId"] is None, run
+    assert "profile 'boxed' runs on host 'box1'" in run["reason"], run

@@ -28,7 +28,9 @@ pytestmark = [
 ]
 
 WORKSPACE = new_workspace()
-CONFIG, SIDECAR = new_sidecar("hostteam")
+# A profile that names its host: the team's tools run it there when the call names no host.
+BOXED = "---\nname: boxed_dev\ndescription: lives on box1\nprovider: mock\nhost: box1\n---\nYou work on box1.\n"
+CONFIG, SIDECAR = new_sidecar("hostteam", workspace_profiles={"boxed_dev.md": BOXED})
 (SIDECAR.base / "config" / "cao-sidecar").mkdir(parents=True, exist_ok=True)
 (SIDECAR.base / "config" / "cao-sidecar" / "hosts.yaml").write_text(hosts_yaml(WORKSPACE))
 # One wheel build for every module and run (the node's install is keyed by the sources' hash).
@@ -173,5 +175,23 @@ async def test_a_report_sent_into_a_dead_link_arrives_once(client: LanguageClien
     assert (await screen(client, lead)).count(f"› {answer}") == 1  # typed in once
     reports = [p for p in SIDECAR.notifications["cao/workerCompleted"] if p["terminalId"] == worker]
     assert len(reports) == 1 and reports[0]["output"] == "ended while the link was cut", reports
+    for agent in (lead, worker):
+        await request(client, "cao/terminate", {"terminalId": agent}, timeout=60)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_an_agents_tools_run_a_profile_on_the_host_it_names(client: LanguageClient) -> None:
+    """A lead's handoff and assign of a profile with `host: box1`, naming no host, run it on box1
+    (as an editor's do); the answers come back as for any worker."""
+    lead = await spawn(client, SESSION)
+    said = await turn(client, lead, "assign boxed_dev echo placed by its profile")
+    assert re.search(r"Assigned to boxed_dev on box1 \(terminal box1:[0-9a-f]{8}\)", said), said
+    worker = re.search(r"terminal (box1:[0-9a-f]{8})", said).group(1)  # type: ignore[union-attr]
+    answer = f"[message from boxed_dev worker {worker}] result of the task you assigned: placed by its profile"
+    await eventually(lambda: _shows(client, lead, answer), timeout=60, what="the assign's answer")
+    assert await turn(client, lead, "handoff boxed_dev echo handed off by its profile") == "handed off by its profile"
+    ran = [p["terminalId"] for p in SIDECAR.notifications["cao/agentStatus"] if p.get("profile") == "boxed_dev"]
+    assert ran and all(t.startswith("box1:") for t in ran), ran
+    assert len(set(ran)) == 2, ran  # the assign's worker and the handoff's
     for agent in (lead, worker):
         await request(client, "cao/terminate", {"terminalId": agent}, timeout=60)

@@ -8,7 +8,7 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import attrs
 import pytest
@@ -146,11 +146,23 @@ class FakeAgent:
     terminal_id: str
 
 
+@attrs.define
+class FakeProfile:
+    name: str
+    host: Optional[str] = None
+
+
+class FakeCatalog:
+    def get(self, name: str) -> FakeProfile:
+        return FakeProfile(name)
+
+
 class FakeCore:
     default_cwd = "/"
 
     def __init__(self) -> None:
         self.assigned: list[tuple[str, dict[str, Any]]] = []
+        self.catalog = FakeCatalog()
 
     def assign(self, message: str, **kw: Any) -> FakeAgent:
         self.assigned.append((message, kw))

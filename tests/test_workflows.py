@@ -373,3 +373,18 @@ async def test_a_step_in_its_own_worktree_and_its_branch_merged_at_the_end(env, 
     assert result["answer"] == "wrote notes.txt" and result["merged"] is True
     assert (workspace / "notes.txt").read_text() == "written in a worktree\n"  # merged into main
     assert len(git(workspace, env, "log", "--oneline", "main").splitlines()) >= 2
+
+
+async def test_a_step_whose_profile_names_a_host_is_refused_saying_why(env, tmp_base):
+    """Workflow steps run on this machine: a step of a profile with `host: box1` is not started
+    here in its place; the run fails saying why, and no agent starts."""
+    workspace = tmp_base / "workspace"
+    agents = workspace / ".cao" / "agents"
+    agents.mkdir(parents=True)
+    (agents / "boxed.md").write_text("---\nname: boxed\ndescription: on box1\nprovider: mock\nhost: box1\n---\nYou work there.\n")
+    script = workspace / ".cao" / "workflows" / "far.py"
+    script.parent.mkdir(parents=True)
+    script.write_text('from cao_client.workflow import step\n\nasync def main():\n    return await step("boxed", "echo far")\n')
+    code, _out, err = await cli(env, workspace, "run", "far")
+    assert code != 0 and "profile 'boxed' runs on host 'box1'" in err, err
+    assert received(env) == Counter()  # nothing was typed into any agent

@@ -45,7 +45,7 @@ Specialists are named by profile (for example: developer, reviewer, tester)."""
 
 HOST_HELP = (
     "The host to run the specialist on: a name from the team's hosts (hosts.yaml), 'main' for the "
-    "orchestrator's machine. Default: the machine you run on."
+    "orchestrator's machine. Default: the host the profile names, else the machine you run on."
 )
 
 
@@ -129,19 +129,8 @@ def build_mcp_server(core: Orchestrator, caller_of: Callable[[Context], Agent]) 
         """Start a specialist agent on a task in the background and return at once with its terminal id.
         When it finishes, its answer is delivered to you as a message that names the worker (terminal id and
         profile). Use this to run several tasks in parallel; do not wait or poll for the result."""
-        if host is not None:  # on another host (issue 19): its answer comes back the same way
-            return await team_tools.assign_on_host(
-                core, caller_of(ctx), target, task, host, worktree=worktree, base_ref=base_ref, model=model
-            )
-        return team_tools.assign(
-            core,
-            caller_of(ctx),
-            target,
-            task,
-            "its answer will arrive as a message.",
-            worktree=worktree,
-            base_ref=base_ref,
-            model=model,
+        return await team_tools.assign_anywhere(  # on another host too (issue 19): its answer comes back the same way
+            core, caller_of(ctx), target, task, host, worktree=worktree, base_ref=base_ref, model=model
         )
 
     @mcp.tool()

@@ -34,6 +34,7 @@ from cao_sidecar.core.errors import CaoError, InvalidRequest, Untrusted
 from cao_sidecar.flows.catalog import FlowCatalog
 from cao_sidecar.flows.flow import Flow, fill_placeholders
 from cao_sidecar.flows.gate import run_gate
+from cao_sidecar.hosts.config import runs_elsewhere
 from cao_sidecar.profiles.files import NAME_PATTERN, NAME_RULE
 from cao_sidecar.profiles.layers import Entry
 from cao_sidecar.settings import Settings, settings
@@ -43,14 +44,18 @@ if TYPE_CHECKING:
     from cao_sidecar.core.agent import Agent
     from cao_sidecar.core.events import WorkerOutcome
     from cao_sidecar.workflows.engine import WorkflowEngine
+    from cao_sidecar.profiles.catalog import ProfileCatalog
 
 
 class AssignsWork(Protocol):
-    """What the scheduler needs of the core (core.team.Team): where flows run by default, and
-    assigning a worker."""
+    """What the scheduler needs of the core (core.team.Team): where flows run by default, the
+    profiles (their host), and assigning a worker."""
 
     @property
     def default_cwd(self) -> str: ...
+
+    @property
+    def catalog(self) -> "ProfileCatalog": ...
 
     def assign(
         self,
@@ -295,6 +300,13 @@ class FlowScheduler:
                 return self._finish(flow.path, run.run_id, "gate_failed", reason=f"the gate's JSON has no value for {names}")
         if flow.workflow is not None:
             return await self._start_workflow(flow, run, inputs, task)
+        try:
+            host = runs_elsewhere(core.catalog.get(flow.profile))
+        except CaoError:
+            host = None  # an unknown profile: core.assign says so
+        if host is not None:
+            reason = f"profile '{flow.profile}' runs on host '{host}' (its host:), and flows run on this machine only"
+            return self._finish(flow.path, run.run_id, "failed", reason=reason, task=task)
         try:
             agent = core.assign(
                 task,

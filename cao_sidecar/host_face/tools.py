@@ -156,7 +156,9 @@ def build_host_server(connection: HostConnection) -> MCPServer:
         wait_for_messages or read_messages."""
         core, lead = connection.lead(ctx)
         how = "its answer will arrive in your messages (wait_for_messages)."
-        return team_tools.assign(core, lead, target, task, how, worktree=worktree, base_ref=base_ref, model=model)
+        return await team_tools.assign_anywhere(
+            core, lead, target, task, None, worktree=worktree, base_ref=base_ref, model=model, how_results_arrive=how
+        )
 
     @mcp.tool()
     async def send_message(

@@ -24,6 +24,13 @@ NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 RESERVED = {"local", "auto", "main"}  # local: the caller's machine; main: the orchestrator's; auto: placed
 
 
+def runs_elsewhere(profile: object) -> Optional[str]:
+    """The host a profile's `host:` sends its agents to, if it names one (auto, main and local
+    do not): for what starts agents on this machine only (flows, workflow steps)."""
+    host = getattr(profile, "host", None)
+    return host if isinstance(host, str) and host and host not in RESERVED else None
+
+
 class HostsError(ValueError):
     """hosts.yaml is not valid; the message says where."""
 

@@ -32,6 +32,7 @@ from cao_sidecar import paths, trust, views, wire
 from cao_sidecar.core.errors import CaoError, InvalidRequest
 from cao_sidecar.core.events import WorkerCompleted
 from cao_sidecar.core.status import AgentStatus
+from cao_sidecar.hosts.config import runs_elsewhere
 from cao_sidecar.storage.messages import transaction
 from cao_sidecar.storage.workflows import WorkflowRun, WorkflowStep, WorkflowStore
 from cao_sidecar.workflows import catalog
@@ -338,6 +339,15 @@ class WorkflowEngine:
         return wire.WorkflowStepResult(answer=step.answer, terminal_id=worker_id, replayed=False)
 
     def _send(self, p: wire.WorkflowStepParams, digest: str) -> str:
+        try:
+            host = runs_elsewhere(self.core.catalog.get(p.profile))
+        except CaoError:
+            host = None  # an unknown profile: core.assign says so
+        if host is not None:
+            raise InvalidRequest(
+                f"profile '{p.profile}' runs on host '{host}' (its host:), and workflow steps run on this machine "
+                "only: give this step a profile without host:", field="profile",
+            )  # fmt: skip
         self.store.add_pending(p.run_id, p.key, p.profile, digest, p.task)  # journaled before it is sent
         self._notify(p.run_id)
         timeout = p.timeout_seconds if p.timeout_seconds is not None else ASSIGN_TIMEOUT_SECONDS
