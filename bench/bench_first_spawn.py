@@ -85,7 +85,7 @@ async def read_message(reader: asyncio.StreamReader) -> dict[str, Any]:
 class Run:
     """One cold project: temp dirs, a workspace, its own tmux socket."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, repo: Path = REPO) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="cao-bench-first-"))
         self.socket = f"cao-bench-first-{os.getpid()}-{index}"
         self.workspace = self.base / "workspace"
@@ -96,7 +96,7 @@ class Run:
         self.env.update(
             XDG_STATE_HOME=str(self.base / "state"), XDG_CONFIG_HOME=str(self.base / "config"),
             XDG_CACHE_HOME=str(self.base / "cache"), XDG_DATA_HOME=str(self.base / "data"),
-            HOME=str(self.base / "home"), CAO_TMUX_SOCKET=self.socket, PYTHONPATH=str(REPO),
+            HOME=str(self.base / "home"), CAO_TMUX_SOCKET=self.socket, PYTHONPATH=str(repo),
         )  # fmt: skip
         self.stderr_path = self.base / "forwarder.err"
 
@@ -211,6 +211,10 @@ async def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-breakdown", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--against", type=Path, metavar="CHECKOUT",
+        help="another checkout of cao-sidecar (e.g. a git worktree of main): its runs alternate with this one's",
+    )  # fmt: skip
     args = parser.parse_args()
 
     floor = []
@@ -219,16 +223,19 @@ async def main() -> int:
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         floor.append(time.perf_counter() - t0)
 
-    results: list[dict[str, float]] = []
+    # Alternate runs: a machine's load drifts, and both versions then see the same drift.
+    trees = [REPO] if args.against is None else [REPO, args.against.resolve()]
+    results: dict[Path, list[dict[str, float]]] = {tree: [] for tree in trees}
     for i in range(args.runs):
-        run = Run(i)
-        try:
-            results.append(await run.measure())
-        finally:
-            run.close()
+        for tree in trees if i % 2 == 0 else trees[::-1]:
+            run = Run(i, tree)
+            try:
+                results[tree].append(await run.measure())
+            finally:
+                run.close()
 
-    def cell(key: str) -> str:
-        values = [r[key] * 1000 for r in results if key in r]
+    def cell(key: str, tree: Path = REPO) -> str:
+        values = [r[key] * 1000 for r in results[tree] if key in r]
         return (
             f"min {min(values):6.0f} ms  median {statistics.median(values):6.0f} ms  max {max(values):6.0f} ms" if values else "-"
         )
@@ -237,6 +244,10 @@ async def main() -> int:
           f"`python -c pass` takes {statistics.median(floor) * 1000:.0f} ms here (median of 3)")  # fmt: skip
     print(f"  launch -> initialize answer     {cell('initialize')}")
     print(f"  launch -> first spawn ready     {cell('spawn_ready')}   (mock agent, status idle)")
+    if args.against is not None:
+        print(f"against {args.against} (runs alternating with this checkout's):")
+        print(f"  launch -> initialize answer     {cell('initialize', args.against.resolve())}")
+        print(f"  launch -> first spawn ready     {cell('spawn_ready', args.against.resolve())}")
     if not args.no_breakdown:
         run = Run(args.runs)
         try:
@@ -244,7 +255,7 @@ async def main() -> int:
         finally:
             run.close()
     if args.json:
-        print(json.dumps(results))
+        print(json.dumps(results[REPO] if args.against is None else {str(k): v for k, v in results.items()}))
     return 0
 
 

@@ -100,7 +100,9 @@ async def start_agent_face(core: Any, tmux_socket: str, created: Callable[[Any],
     core.agents_may_start.set()
     mark("agent face bound")
     try:
-        await preload.agent_face_modules()
+        # About a second of imports, in a thread but under one GIL: not beside an editor's first
+        # requests (a first spawn), unless an agent that connects as it starts is launched.
+        await preload.agent_face_modules(when_calm=core.tool_client_launched)
         # Our own tools module in a thread too (pydantic models): the core's modules, which it
         # imports, are loaded by now, so the loop never waits on its import lock.
         await asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "cao_sidecar.agent_face.tools")

@@ -12,6 +12,8 @@ from cao_sidecar import __version__
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from cao_sidecar.daemon.prelaunch import Started
+
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -225,6 +227,8 @@ def _front_end_options(argv: list[str]) -> Optional[dict[str, str]]:
 
 
 def _forward(options: dict[str, str]) -> int:
+    # The orchestrator first, if none runs: it starts while this process loads the rest.
+    head, started = _prelaunch(options)
     import logging
 
     from cao_sidecar.daemon.forward import main_forward
@@ -236,8 +240,31 @@ def _forward(options: dict[str, str]) -> int:
     )
     return main_forward(
         options["door"], tmux_socket=options.get("tmux-socket"), project=None, session=options["session"],
-        log_level=options["log-level"],
+        log_level=options["log-level"], head=head, started=started,
     )  # fmt: skip
+
+
+def _prelaunch(options: dict[str, str]) -> tuple[bytes, "Optional[Started]"]:
+    """stdin's first bytes read (`--stdio`: its `initialize` names the project) and the
+    orchestrator launched for the project, if none ran (cao_sidecar.daemon.prelaunch)."""
+    from pathlib import Path
+
+    from cao_sidecar import paths
+    from cao_sidecar.daemon import prelaunch
+
+    head = b""
+    root: Optional[str] = None
+    if options["door"] == "lsp":
+        head, message = prelaunch.read_first_message(sys.stdin.fileno())
+        if message is None or not prelaunch.is_initialize(message):
+            return head, None  # anything else first: the forwarder answers it as ever
+        root = prelaunch.workspace_root(message)
+    try:
+        project = Path(root or os.getcwd()).resolve()
+        socket = paths.tmux_socket_name(options.get("tmux-socket"), project)
+    except (OSError, RuntimeError, ValueError):
+        return head, None
+    return head, prelaunch.start_if_none(project, socket, session=options["session"], log_level=options["log-level"])
 
 
 def _serve(argv: list[str]) -> int:

@@ -18,7 +18,7 @@ import importlib
 import queue
 import sys
 import threading
-from typing import Optional
+from typing import Any, Callable, Optional
 
 # The event loop's thread gives the GIL up at every system call and then waits up to a switch
 # interval (5 ms) to get it back from the import thread: a short one while it runs keeps the
@@ -43,6 +43,9 @@ class _Preload:
         # start and the first spawn, which they would slow down (one GIL), unless needed.
         self._wanted: queue.SimpleQueue[tuple[tuple[str, ...], asyncio.Future[None]]] = queue.SimpleQueue()
         self._asked: set[int] = set()
+        self.holds = 0
+        self.calm = asyncio.Event()  # no hold open (`hold`)
+        self.calm.set()
         for name in OWN_MODULES:
             importlib.import_module(name)
         threading.Thread(target=self._run, name="cao-preload", daemon=True).start()
@@ -87,6 +90,25 @@ def start() -> _Preload:
     return _current
 
 
+def hold() -> Callable[[], None]:
+    """Latency-critical work starts (an editor's first requests, answered before pygls): imports
+    asked with `when_calm` wait until it ends. Returns the release (idempotent)."""
+    current = start()
+    current.holds += 1
+    current.calm.clear()
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            current.holds -= 1
+            if current.holds == 0:
+                current.calm.set()
+
+    return release
+
+
 async def editor_modules() -> None:
     """Wait until the editor door's libraries are imported (asking for them)."""
     current = start()
@@ -94,8 +116,18 @@ async def editor_modules() -> None:
     await asyncio.shield(current.editor)
 
 
-async def agent_face_modules() -> None:
-    """Wait until the agent face's (and ACP's, MCP hosts') libraries are imported (asking for them)."""
+async def agent_face_modules(*, when_calm: Optional["asyncio.Event"] = None) -> None:
+    """Wait until the agent face's (and ACP's, MCP hosts') libraries are imported (asking for them).
+
+    `when_calm`: ask only once no hold is open (`hold`), or once this event is set (they are
+    needed now), or once something else asked for them."""
     current = start()
+    if when_calm is not None and id(current.agent_face) not in current._asked:
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(current.calm.wait()), asyncio.ensure_future(when_calm.wait())]
+        try:
+            await asyncio.wait([*waits, current.agent_face], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
     current.want(AGENT_FACE_MODULES, current.agent_face)
     await asyncio.shield(current.agent_face)

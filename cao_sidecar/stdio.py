@@ -63,10 +63,13 @@ class PipeWriter:
                 pass
 
 
-async def open_reader(stdin: BinaryIO, *, limit: int) -> asyncio.StreamReader:
-    """An asyncio reader on `stdin`; `limit` bounds one line (StreamReader.readuntil)."""
+async def open_reader(stdin: BinaryIO, *, limit: int, head: bytes = b"") -> asyncio.StreamReader:
+    """An asyncio reader on `stdin`; `limit` bounds one line (StreamReader.readuntil). `head`:
+    bytes of `stdin` read already (daemon.prelaunch), read first."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit)
+    if head:
+        reader.feed_data(head)
     mode = os.fstat(stdin.fileno()).st_mode
     if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)

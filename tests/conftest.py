@@ -299,3 +299,12 @@ def tmp_base():
     base = Path(tempfile.mkdtemp(prefix="cao-test-"))
     yield base
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def team_env(tmp_base):
+    """An isolated env whose orchestrator ends 1 s after its last client; its tmux goes at the end."""
+    env = isolated_env(tmp_base)
+    env["CAO_ORCHESTRATOR_GRACE"] = "1"
+    yield env
+    kill_tmux(env["CAO_TMUX_SOCKET"])

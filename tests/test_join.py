@@ -37,11 +37,8 @@ pytestmark = [pytest.mark.timeout(120)]
 
 
 @pytest.fixture
-def env(tmp_base):
-    env = isolated_env(tmp_base)
-    env["CAO_ORCHESTRATOR_GRACE"] = "1"
-    yield env
-    kill_tmux(env["CAO_TMUX_SOCKET"])
+def env(team_env):
+    return team_env
 
 
 class Editors:

@@ -116,6 +116,10 @@ class Orchestrator(Team):
         return self.supervisor.agents_may_start
 
     @property
+    def tool_client_launched(self) -> asyncio.Event:
+        return self.supervisor.tool_client_launched
+
+    @property
     def worktrees(self) -> WorktreeManager:
         return self.supervisor.worktrees
 

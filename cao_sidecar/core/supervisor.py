@@ -93,6 +93,9 @@ class AgentSupervisor:
         self._env_hooks: list[EnvHook] = []
         # Set once everything agents may call (the MCP server) is up; launches wait for it.
         self.agents_may_start = asyncio.Event()
+        # Set when an agent is launched whose CLI connects to the MCP server as it starts (its
+        # readiness waits for that): the server's libraries must load now, not once it is quiet.
+        self.tool_client_launched = asyncio.Event()
         self._monitor = StatusMonitor(tmux, self._on_classified)
         self._stalls = StallWatch(self._on_stalled, lambda agent: settings().stall_seconds)
         self._ready = ReadyWaiter(tmux, self._monitor.refresh)
@@ -252,6 +255,8 @@ class AgentSupervisor:
                 agent.agent_dir.mkdir(exist_ok=True, mode=0o700)
                 spec, env = launch_command(agent, self._env_hooks)
             check_installed(agent, spec, env)
+            if spec.connects_to_sidecar:
+                self.tool_client_launched.set()
             # The launch wired the CLI's own events (hooks, notify): they end its turns.
             agent.events_active = spec.events
             window_name = agent.name or f"{agent.profile.name}-{agent.terminal_id}"

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from cao_sidecar import handlers, wire
+from cao_sidecar import handlers, preload, wire
 from cao_sidecar.core.errors import CaoError
 from cao_sidecar.startup_trace import mark
 
@@ -117,7 +117,14 @@ class EarlyServer:
             task = asyncio.get_running_loop().create_task(self._answer(method, message.get("params")))
             self._running[msg_id] = task
             self._quiet.clear()
-            task.add_done_callback(lambda done: self._send(method, msg_id, done))
+            # The MCP SDK's import waits for it too (cao_sidecar.preload): a first spawn runs alone.
+            release = preload.hold()
+
+            def answered(done: "asyncio.Task[Any]") -> None:
+                release()
+                self._send(method, msg_id, done)
+
+            task.add_done_callback(answered)
             return
         if not self.cancelled(message):
             self.held.append(message)

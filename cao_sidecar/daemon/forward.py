@@ -19,14 +19,13 @@ import fcntl
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 from cao_sidecar import paths
-from cao_sidecar.daemon import locate
+from cao_sidecar.daemon import locate, prelaunch
 from cao_sidecar.startup_trace import mark
 
 log = logging.getLogger(__name__)
@@ -47,24 +46,9 @@ class OtherConfig(CannotJoin):
 CONFIG_WAIT = 15.0
 
 
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (killed, not yet reaped) is gone too
-        return not Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].strip().startswith("Z")
-    except OSError:
-        return True
-
-
 def _check_project(where: locate.Place, project: Path) -> None:
     info = locate.read_info(where)
-    if info is None or not _pid_alive(info.get("pid")):
+    if info is None or not prelaunch.pid_alive(info.get("pid")):
         return
     theirs = info.get("project")
     if isinstance(theirs, str) and not locate.same_project(theirs, project):
@@ -114,26 +98,6 @@ def _log_tail(path: Path, size: int = 2000) -> str:
         return ""
 
 
-def _spawn(where: locate.Place, project: Path, session: str, log_level: str) -> subprocess.Popen[bytes]:
-    stderr = paths.open_private(where.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    argv = [
-        sys.executable, "-m", "cao_sidecar", "serve", "--project", str(project),
-        "--tmux-socket", where.tmux_socket, "--session", session, "--log-level", log_level,
-    ]  # fmt: skip
-    try:
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            start_new_session=True,  # not in the editor's process group: it outlives the front end
-            cwd=str(project) if project.is_dir() else "/",
-            close_fds=True,
-        )
-    finally:
-        os.close(stderr)
-
-
 async def _with_start_lock(where: locate.Place) -> int:
     fd = paths.open_private(where.start_lock, os.O_RDWR | os.O_CREAT)
     deadline = time.monotonic() + START_TIMEOUT
@@ -149,20 +113,30 @@ async def _with_start_lock(where: locate.Place) -> int:
 
 
 async def connect(
-    tmux_socket: str, project: Path, *, session: str = "cao", log_level: str = "warning"
+    tmux_socket: str,
+    project: Path,
+    *,
+    session: str = "cao",
+    log_level: str = "warning",
+    started: Optional[prelaunch.Started] = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A connection to the project's orchestrator, started if none runs."""
+    """A connection to the project's orchestrator, started if none runs. `started`: the one this
+    front end launched already (daemon.prelaunch), with the start lock it holds."""
     where = locate.place(tmux_socket)
-    await _check_identity(where, project)
-    if (pair := await _try_connect(where)) is not None:
-        return pair
-    fd = await _with_start_lock(where)
-    try:
-        await _check_identity(where, project)  # another front end may have started one meanwhile
+    if started is not None:
+        fd, process = started.lock_fd, started.process
+    else:
+        await _check_identity(where, project)
         if (pair := await _try_connect(where)) is not None:
             return pair
-        process = _spawn(where, project, session, log_level)
-        mark("orchestrator launched")
+        fd = await _with_start_lock(where)
+    try:
+        if started is None:
+            await _check_identity(where, project)  # another front end may have started one meanwhile
+            if (pair := await _try_connect(where)) is not None:
+                return pair
+            process = prelaunch.spawn_orchestrator(where, project, session, log_level)
+            mark("orchestrator launched")
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if (pair := await _try_connect(where)) is not None:
@@ -297,24 +271,33 @@ async def _serve_refusal(messages: Any, reason: str) -> int:
     return 1
 
 
-async def forward_lsp(*, tmux_socket: Optional[str], session: str, log_level: str) -> int:
+async def forward_lsp(
+    *, tmux_socket: Optional[str], session: str, log_level: str, head: bytes = b"", started: Optional[prelaunch.Started] = None
+) -> int:
+    """`head`: what was read of stdin already (daemon.prelaunch); `started`: the orchestrator
+    launched for its `initialize`."""
     from cao_sidecar.daemon.lsp_door import answer_initialize
     from cao_sidecar.editor import handshake
     from cao_sidecar.editor.transport import MessageReader, open_stdin_reader, take_stdout_for_protocol
 
     out = _Out(*await _stdout_writer(take_stdout_for_protocol()))
-    stdin = await open_stdin_reader(sys.stdin.buffer)
+    stdin = await open_stdin_reader(sys.stdin.buffer, head=head)
     messages = MessageReader(stdin, _SyncWriter(out))
     initialize = await answer_initialize(messages)
     mark("initialize answered")
     if initialize is None:
+        if started is not None:
+            os.close(started.lock_fd)  # it ends by itself: no one joins within its grace
         await out.close()
         return 0
-    root = handshake.workspace_root(initialize.get("params"))
-    project = await asyncio.to_thread(Path(root or os.getcwd()).resolve)
-    socket = paths.tmux_socket_name(tmux_socket, project)
+    if started is not None:
+        project, socket = started.project, started.tmux_socket
+    else:
+        root = handshake.workspace_root(initialize.get("params"))
+        project = await asyncio.to_thread(Path(root or os.getcwd()).resolve)
+        socket = paths.tmux_socket_name(tmux_socket, project)
     try:
-        sock_reader, sock_writer = await connect(socket, project, session=session, log_level=log_level)
+        sock_reader, sock_writer = await connect(socket, project, session=session, log_level=log_level, started=started)
     except (CannotJoin, OSError, paths.UnsafeDirectory) as exc:
         log.error("cannot join the orchestrator: %s", exc)
         code = await _serve_refusal(messages, f"cao-sidecar: {exc}")
@@ -326,15 +309,26 @@ async def forward_lsp(*, tmux_socket: Optional[str], session: str, log_level: st
     return await _relay(stdin, out, sock_reader, sock_writer)
 
 
-async def forward_lines(door: str, *, tmux_socket: Optional[str], project: Optional[str], session: str, log_level: str) -> int:
+async def forward_lines(
+    door: str,
+    *,
+    tmux_socket: Optional[str],
+    project: Optional[str],
+    session: str,
+    log_level: str,
+    started: Optional[prelaunch.Started] = None,
+) -> int:
     """`--acp` and `mcp`: relay newline-delimited JSON-RPC to the orchestrator's `door`."""
     from cao_sidecar.editor.transport import open_stdin_reader, take_stdout_for_protocol
 
     out = _Out(*await _stdout_writer(take_stdout_for_protocol()))
-    root = await asyncio.to_thread(Path(project or os.getcwd()).resolve)
-    socket = paths.tmux_socket_name(tmux_socket, root)
+    if started is not None:
+        root, socket = started.project, started.tmux_socket
+    else:
+        root = await asyncio.to_thread(Path(project or os.getcwd()).resolve)
+        socket = paths.tmux_socket_name(tmux_socket, root)
     try:
-        sock_reader, sock_writer = await connect(socket, root, session=session, log_level=log_level)
+        sock_reader, sock_writer = await connect(socket, root, session=session, log_level=log_level, started=started)
     except (CannotJoin, OSError, paths.UnsafeDirectory) as exc:
         print(f"cao-sidecar: cannot join the orchestrator: {exc}", file=sys.stderr)
         await out.close()
@@ -343,10 +337,24 @@ async def forward_lines(door: str, *, tmux_socket: Optional[str], project: Optio
     return await _relay(await open_stdin_reader(sys.stdin.buffer), out, sock_reader, sock_writer)
 
 
-def main_forward(door: str, *, tmux_socket: Optional[str], project: Optional[str], session: str, log_level: str) -> int:
+def main_forward(
+    door: str,
+    *,
+    tmux_socket: Optional[str],
+    project: Optional[str],
+    session: str,
+    log_level: str,
+    head: bytes = b"",
+    started: Optional[prelaunch.Started] = None,
+) -> int:
+    """`head` and `started`: see daemon.prelaunch (`--stdio`'s first bytes, an orchestrator launched)."""
     try:
         if door == "lsp":
-            return asyncio.run(forward_lsp(tmux_socket=tmux_socket, session=session, log_level=log_level))
-        return asyncio.run(forward_lines(door, tmux_socket=tmux_socket, project=project, session=session, log_level=log_level))
+            return asyncio.run(
+                forward_lsp(tmux_socket=tmux_socket, session=session, log_level=log_level, head=head, started=started)
+            )
+        return asyncio.run(
+            forward_lines(door, tmux_socket=tmux_socket, project=project, session=session, log_level=log_level, started=started)
+        )
     except KeyboardInterrupt:
         return 130

@@ -25,9 +25,10 @@ MAX_HEADER_LINE = 8192
 SERVER_NOT_INITIALIZED = -32002
 
 
-async def open_stdin_reader(stdin: BinaryIO) -> asyncio.StreamReader:
-    """stdin as a reader for LSP framing (header lines are short: a small line limit)."""
-    return await stdio.open_reader(stdin, limit=MAX_HEADER_LINE * 4)
+async def open_stdin_reader(stdin: BinaryIO, *, head: bytes = b"") -> asyncio.StreamReader:
+    """stdin as a reader for LSP framing (header lines are short: a small line limit); `head`:
+    bytes of it read already, read first."""
+    return await stdio.open_reader(stdin, limit=MAX_HEADER_LINE * 4, head=head)
 
 
 class MessageReader:
