@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 import attrs
 
+from cao_sidecar.core.errors import InvalidRequest
 from cao_sidecar.core.leads import Caller
 
 
@@ -30,3 +32,14 @@ class WorkerSpec:
         return attrs.evolve(
             self, session=self.session or caller.session, working_directory=self.working_directory or caller.working_directory
         )
+
+
+MODEL_PATTERN = re.compile(r"[^\s\x00-\x1f\x7f-]\S{0,199}")
+
+
+def checked_model(model: str) -> str:
+    """A per-call model name (each provider puts it on its command line or config): one word of
+    at most 200 characters, not flag-like."""
+    if not MODEL_PATTERN.fullmatch(model) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in model):
+        raise InvalidRequest("field 'model' must be one word of 1-200 characters, not starting with '-'", field="model")
+    return model

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
+import os
 import secrets
 import shutil
 from pathlib import Path
@@ -33,6 +33,7 @@ from cao_sidecar.core.events import EventSource, PromptChanged, StatusChanged
 from cao_sidecar.core.inbox import Inbox
 from cao_sidecar.core.monitor import StatusMonitor
 from cao_sidecar.core.stalls import StallWatch
+from cao_sidecar.core.spec import checked_model
 from cao_sidecar.core.startup import EnvHook, ReadyWaiter, check_installed, launch_command, wait_mcp_connection
 from cao_sidecar.core.statedir import check_room, refusing_when_full
 from cao_sidecar.core.status import SCREEN_END, AgentStatus
@@ -93,8 +94,7 @@ class AgentSupervisor:
         self._env_hooks: list[EnvHook] = []
         # Set once everything agents may call (the MCP server) is up; launches wait for it.
         self.agents_may_start = asyncio.Event()
-        # Set when an agent is launched whose CLI connects to the MCP server as it starts (its
-        # readiness waits for that): the server's libraries must load now, not once it is quiet.
+        # Set when an agent whose CLI connects to the MCP server as it starts is launched (app.py).
         self.tool_client_launched = asyncio.Event()
         self._monitor = StatusMonitor(tmux, self._on_classified)
         self._stalls = StallWatch(self._on_stalled, lambda agent: settings().stall_seconds)
@@ -591,14 +591,3 @@ class AgentSupervisor:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
-
-
-MODEL_PATTERN = re.compile(r"[^\s\x00-\x1f\x7f-]\S{0,199}")
-
-
-def checked_model(model: str) -> str:
-    """A per-call model name (each provider puts it on its command line or config): one word of
-    at most 200 characters, not flag-like."""
-    if not MODEL_PATTERN.fullmatch(model) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in model):
-        raise InvalidRequest("field 'model' must be one word of 1-200 characters, not starting with '-'", field="model")
-    return model

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Optional, Protocol
 
 import attrs
-from croniter import croniter
 
 from cao_sidecar.core.errors import CaoError, InvalidRequest, Untrusted
 from cao_sidecar.flows.catalog import FlowCatalog
@@ -113,6 +112,8 @@ class Clock:
 
 
 def next_after(schedule: str, base: datetime) -> datetime:
+    from croniter import croniter  # not at start-up: see flows.flow
+
     return croniter(schedule, base).get_next(datetime)
 
 
