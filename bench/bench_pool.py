@@ -314,6 +314,11 @@ class CaoServer:
         self.env.update(CAO_API_PORT=str(self.port), CAO_HOME_DIR=str(self.home / ".aws" / "cli-agent-orchestrator"))
         (base / "tmux").mkdir()
         self.env["TMUX_TMPDIR"] = str(base / "tmux")
+        # CAO types `claude ...` into a login shell, whose /etc/profile resets PATH: the shell's own
+        # start files put our Claude Code first, as a user's would with it installed.
+        self.home.mkdir(parents=True, exist_ok=True)
+        for name in (".profile", ".bashrc"):
+            (self.home / name).write_text(f'export PATH="{NODE_BIN}:$PATH"\n')
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: Optional[subprocess.Popen[bytes]] = None
         self.workspace = base / "workspace"
