@@ -225,7 +225,10 @@ def test_two_sidecars_never_run_the_same_slot(tmp_path):
 
 
 def test_yaml_module_is_pyyaml_safe_loader_based():
-    # The frontmatter loader is a SafeLoader subclass (no Python object construction at all).
+    # The frontmatter loader is a safe loader (libyaml's when PyYAML has it): no Python object
+    # construction at all.
     from cao_sidecar.profiles.files import _Loader
 
-    assert issubclass(_Loader, yaml.SafeLoader)
+    assert issubclass(_Loader, (yaml.SafeLoader, yaml.CSafeLoader))
+    assert issubclass(_Loader, yaml.constructor.SafeConstructor)
+    assert not issubclass(_Loader, yaml.constructor.FullConstructor)
