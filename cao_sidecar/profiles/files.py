@@ -146,7 +146,7 @@ def candidate_files(directory: Path) -> list[Path]:
 _SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_SafeLoader):  # type: ignore[misc,valid-type]
+class _Loader(_SafeLoader):
     """The safe loader, with the key positions of the top-level mapping kept."""
 
 
