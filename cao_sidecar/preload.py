@@ -20,10 +20,13 @@ import sys
 import threading
 from typing import Any, Callable, Optional
 
+from cao_sidecar.startup_trace import mark
+
 # The event loop's thread gives the GIL up at every system call and then waits up to a switch
 # interval (5 ms) to get it back from the import thread: a short one while it runs keeps the
 # loop's start-up (tmux, the first spawn) from crawling.
 SWITCH_INTERVAL = 0.0005
+HOLD_MAX_SECONDS = 1.0  # see hold()
 EDITOR_MODULES = ("lsprotocol.types", "pygls.lsp.server", "pygls.protocol")
 AGENT_FACE_MODULES = ("mcp", "mcp.server.mcpserver", "mcp.server.transport_security", "mcp_types", "pydantic", "uvicorn")
 # Loaded on the loop's thread first (quick): the import thread must find them there.
@@ -92,7 +95,9 @@ def start() -> _Preload:
 
 def hold() -> Callable[[], None]:
     """Latency-critical work starts (an editor's first requests, answered before pygls): imports
-    asked with `when_calm` wait until it ends. Returns the release (idempotent)."""
+    asked with `when_calm`, and `calm()` waiters, wait until it ends, or for HOLD_MAX_SECONDS at
+    most (a first request can be a long handoff: its worker may call tools before it ends).
+    Returns the release (idempotent)."""
     current = start()
     current.holds += 1
     current.calm.clear()
@@ -102,11 +107,20 @@ def hold() -> Callable[[], None]:
         nonlocal released
         if not released:
             released = True
+            timer.cancel()
             current.holds -= 1
             if current.holds == 0:
                 current.calm.set()
 
+    timer = current.loop.call_later(HOLD_MAX_SECONDS, release)
     return release
+
+
+async def calm() -> None:
+    """Return once no hold is open (at once in a process without the import thread)."""
+    current = _current
+    if current is not None and current.loop is asyncio.get_running_loop():
+        await current.calm.wait()
 
 
 async def editor_modules() -> None:
@@ -129,5 +143,6 @@ async def agent_face_modules(*, when_calm: Optional["asyncio.Event"] = None) -> 
         finally:
             for wait in waits:
                 wait.cancel()
+    mark("agent face libraries asked")
     current.want(AGENT_FACE_MODULES, current.agent_face)
     await asyncio.shield(current.agent_face)

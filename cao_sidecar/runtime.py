@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
 
 import attrs
 
+from cao_sidecar import preload
 from cao_sidecar.daemon.fanout import CoreScope, Fanout, LiveScope
 
 if TYPE_CHECKING:
@@ -67,7 +68,8 @@ class Runtime:
         pool_task: Optional[asyncio.Task[None]] = None
         workflows_task: Optional[asyncio.Task[None]] = None
         try:
-            live = await start_live(core, initialize_params, workspace)
+            # Watching starts once an editor's first requests are served (cao_sidecar.preload).
+            live = await start_live(core, initialize_params, workspace, watch_after=preload.calm)
             runtime = cls(core=core, live=live, workspace=workspace, tmux_socket=tmux_socket)
             runtime.fanout.connect_core(core)
             if live is not None:

@@ -60,6 +60,13 @@ async def cold_forwarder(tmp_base: Path, **extra_env: str) -> AsyncIterator[tupl
         kill_tmux(env["CAO_TMUX_SOCKET"])
 
 
+def read_or_empty(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:  # not written yet
+        return ""
+
+
 def orchestrator_marks(tmp_base: Path, env: dict[str, str]) -> list[str]:
     """The orchestrator's start-up milestones, in order."""
     log = (tmp_base / "state" / "cao-sidecar" / f"orchestrator-{env['CAO_TMUX_SOCKET']}.log").read_text()
@@ -155,3 +162,62 @@ async def test_a_short_lived_client_shuts_down_without_waiting_for_pygls(tmp_bas
     assert names.count("answered before pygls") >= 3, names
     if "editor libraries loaded" in names:
         assert names.index("answered before pygls") < names.index("editor libraries loaded"), names
+
+
+async def test_the_mcp_sdk_loads_after_a_first_spawn_not_beside_it(tmp_base: Path):
+    """About a second of imports under one GIL slowed the first spawn: they start once it is answered."""
+    async with cold_forwarder(tmp_base) as (process, env):
+        assert process.stdin is not None and process.stdout is not None
+        initialize = {"processId": os.getpid(), "rootUri": (tmp_base / "workspace").as_uri(), "capabilities": {}}
+        process.stdin.write(frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": initialize}))
+        process.stdin.write(frame({"jsonrpc": "2.0", "id": 2, "method": "cao/spawn", "params": {"profile": "mock_developer"}}))
+        await process.stdin.drain()
+        while (message := await asyncio.wait_for(read_message(process.stdout), 60)).get("id") != 2:
+            pass
+        assert message["result"]["status"] == "idle"
+        log = tmp_base / "state" / "cao-sidecar" / f"orchestrator-{env['CAO_TMUX_SOCKET']}.log"
+        while "agent face serving" not in read_or_empty(log):  # noqa: ASYNC110 - another process's log
+            await asyncio.sleep(0.1)
+        process.stdin.write(frame({"jsonrpc": "2.0", "id": 3, "method": "cao/shutdown", "params": {"terminateAgents": True}}))
+        process.stdin.close()
+        await asyncio.wait_for(process.wait(), 30)
+    names = orchestrator_marks(tmp_base, env)
+    assert names.index("agent ready") < names.index("answered before pygls") < names.index("agent face libraries asked"), names
+
+
+async def test_a_long_first_request_keeps_neither_the_mcp_server_nor_the_file_watch_waiting(tmp_base: Path):
+    """The early hold is capped: a first handoff's worker may call tools, and files change, before it ends."""
+    workspace = tmp_base / "workspace"
+    async with cold_forwarder(tmp_base, CAO_MOCK_DELAY_MS="30000") as (process, env):
+        assert process.stdin is not None and process.stdout is not None
+        initialize = {"processId": os.getpid(), "rootUri": workspace.as_uri(), "capabilities": {}}
+        handoff = {"profile": "mock_developer", "message": "slow work"}
+        process.stdin.write(frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": initialize}))
+        process.stdin.write(frame({"jsonrpc": "2.0", "id": 2, "method": "cao/handoff", "params": handoff}))
+        await process.stdin.drain()
+        log = tmp_base / "state" / "cao-sidecar" / f"orchestrator-{env['CAO_TMUX_SOCKET']}.log"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while "agent face serving" not in read_or_empty(log):
+            assert loop.time() < deadline, "the MCP server waited for the first request to end"
+            await asyncio.sleep(0.1)
+        # A profile saved while the handoff still runs is seen (the watch started meanwhile).
+        agents = workspace / ".cao" / "agents"
+        agents.mkdir(parents=True, exist_ok=True)
+        (agents / "late_helper.md").write_text("---\nname: late_helper\nprovider: mock\n---\nYou help.\n")
+        seen: list[dict[str, Any]] = []
+        next_id = 10
+        while True:
+            process.stdin.write(frame({"jsonrpc": "2.0", "id": next_id, "method": "cao/listProfiles", "params": {}}))
+            await process.stdin.drain()
+            while (message := await asyncio.wait_for(read_message(process.stdout), 60)).get("id") != next_id:
+                seen.append(message)
+            if "late_helper" in [p["name"] for p in message["result"]["profiles"]]:
+                break
+            assert loop.time() < deadline, "the profile saved during the first request was not seen"
+            next_id += 1
+            await asyncio.sleep(0.2)
+        assert not any(m.get("id") == 2 for m in seen), "the handoff ended: the test proves nothing"
+        process.stdin.write(frame({"jsonrpc": "2.0", "id": 3, "method": "cao/shutdown", "params": {"terminateAgents": True}}))
+        process.stdin.close()
+        await asyncio.wait_for(process.wait(), 30)

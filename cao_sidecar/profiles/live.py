@@ -19,7 +19,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Awaitable, Callable, Iterable, Optional
 from urllib.parse import unquote, urlparse
 
 from cao_sidecar import paths, trust, views, wire
@@ -104,11 +104,12 @@ class LiveConfig:
 
     # ---- life cycle -----------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, watch_after: Optional[Callable[[], Awaitable[None]]] = None) -> None:
+        """Load, then watch (once `watch_after()` returns, if given: profiles.watch)."""
         await self.reload({"profiles", "flows", "workflows"})
         self.core.add_completed_listener(self.scheduler.on_worker_completed)
         self.scheduler.start()
-        self.watcher.start()
+        self.watcher.start(watch_after)
 
     async def close(self) -> None:
         self._closed = True
@@ -369,12 +370,14 @@ class LiveConfig:
         return [views.flow_info(s) for s in self.scheduler.states()]
 
 
-async def start_live(core: Any, initialize_params: Any, workspace: Path) -> Optional[LiveConfig]:
+async def start_live(
+    core: Any, initialize_params: Any, workspace: Path, watch_after: Optional[Callable[[], Awaitable[None]]] = None
+) -> Optional[LiveConfig]:
     """Start watching profiles and flows; None (logged) if that fails: agents still work."""
     live = None
     try:
         live = LiveConfig(core=core, folders=workspace_folders(initialize_params, workspace))
-        await live.start()
+        await live.start(watch_after)
         return live
     except Exception:
         log.exception("profiles and flows could not be watched; they stay as loaded at start-up")

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Awaitable, Callable, Iterable, Optional
 
 from watchfiles import awatch
 
@@ -70,12 +70,15 @@ class DirWatcher:
     def targets(self) -> list[Path]:
         return list(self._targets)
 
-    def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._run(), name="cao-dir-watcher")
+    def start(self, after: Optional[Callable[[], Awaitable[None]]] = None) -> None:
+        """Watch from now on, or once `after()` returns (the first watch costs the event loop
+        about 10 ms: the orchestrator starts it once an editor's first spawn is served)."""
+        self._task = asyncio.get_running_loop().create_task(self._run(after), name="cao-dir-watcher")
+
+    def _rescan_soon(self) -> None:
         # awatch sets up its watches in a thread a moment later and reports nothing from before:
         # look once more after that, so a save made while it started is not missed.
-        loop.call_later(STARTUP_RESCAN_SECONDS, self._fire, set(self._targets))
+        asyncio.get_running_loop().call_later(STARTUP_RESCAN_SECONDS, self._fire, set(self._targets))
 
     def set_targets(self, targets: Iterable[Path]) -> None:
         self._targets = list(dict.fromkeys(targets))
@@ -93,8 +96,12 @@ class DirWatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
-    async def _run(self) -> None:
+    async def _run(self, after: Optional[Callable[[], Awaitable[None]]]) -> None:
         loop = asyncio.get_running_loop()
+        if after is not None:
+            await after()
+            self._fire(set(self._targets))  # what changed while it waited
+        self._rescan_soon()
         previous: Optional[set[Path]] = None
         while not self._closed:
             targets = list(self._targets)
