@@ -17,27 +17,28 @@ the orchestrator and the agent inherit it) and CAO_STARTUP_TRACE=1 (the orchestr
 start-up milestones with wall-clock stamps), it prints when each step happened after the launch
 and the heaviest imports of each process.
 
-Measured 2026-12-04 on the shared 2-core machine under load 3.7-8.1 (figures as printed; the
-load makes them swing: `python -c pass` took 58-544 ms in these runs), first spawn ready, median:
-  before (a91d6e1)             4522 ms (4 runs, load 7.5)  8094 ms (5, load 8.1)  2503 ms (5, load 3.7)
-  wire hooks lazy + early tmux 3479 ms (4 runs, load 6.9)  4847 ms (5, load 6.6)  2043 ms (5, load 3.7)
-  main (fdf03e7), interleaved  1807 ms (5 runs, load 4.8)  1900 ms (5, load 5.8)  1381 ms (5, load 6.3)  1237 ms (5, load 4.5)
-  cao/* before pygls, same     1167 ms (5 runs, load 5.6)  1228 ms (5, load 6.2)   767 ms (5, load 5.9)   682 ms (5, load 4.3)
-What changed last: the runtime starts when the first editor joins, its cao/* requests are answered
-through the shared handlers before pygls is imported (cao_sidecar.daemon.early), notifications are
-plain JSON from the start (editor.pushes), and pygls loads only once those requests are answered
-(beside the first spawn it slowed it: one GIL). A traced run at a quiet moment (782 ms):
-  forwarder start, `initialize` answered, orchestrator launched        145 ms
-  orchestrator's Python start, cli and daemon.serve imports, listening 190 ms
-  the runtime's own modules (preload.OWN_MODULES: attrs classes)       205 ms
-  runtime start (tmux server, adopted agents, live config)              70 ms
-  agent face bound, mock agent launched, its window, ready             170 ms
-Not under 0.3 s, and not reachable in this process model: three Python processes start in series
-(forwarder, orchestrator, mock agent; `python -c pass` alone is 60-90 ms here when quiet, `site`
-with this install's .pth files 50-60 ms of it), and the orchestrator must import its own modules
-(~200 ms) before it can run a team: from the breakdown above, about 0.6 s of it is the floor of this
-design (best run measured here: 599 ms). What would go further: the forwarder launching the orchestrator before it imports asyncio (~50 ms), the
-tmux server started before the orchestrator's imports, wire types without generated attrs methods.
+Measured 2026-12-05 on a quiet 2-core machine (`python -c pass` 16-19 ms), 20 cold runs each,
+alternating with a checkout of the previous main (--against), first spawn ready:
+  before (3cfd04f)   median 302 ms (287-345)    this version   median 237 ms (216-251)   (load 1.8)
+  before (3cfd04f)   median 281 ms (259-349)    this version   median 230 ms (218-266)   (load 2.7, 16 runs)
+What changed last:
+  - the forwarder launches the orchestrator as its first act (daemon.prelaunch: `--stdio` reads the
+    editor's `initialize` blocking, before asyncio), at ~27 ms instead of ~54 ms;
+  - the MCP SDK (about a second of imports in a thread, one GIL) and the first file watch (anyio's
+    backend on the loop) wait until an editor's first requests are served (preload.hold, at most
+    1 s), unless a launched CLI connects to the MCP server as it starts;
+  - croniter loads only for a cron flow; profile frontmatter is parsed with libyaml.
+A traced run (import profiling on, 231 ms; figures are after the editor started the forwarder):
+  forwarder start, initialize read, orchestrator launched               30 ms
+  orchestrator's Python start, cli and daemon.serve imports, listening  91 ms
+  the runtime's own modules (preload.OWN_MODULES: attrs classes)       174 ms
+  runtime start (providers, profiles, tmux server, adoption)           206 ms
+  mock agent launched, its window, ready                               229 ms
+Earlier figures (2026-12-04, a loaded machine: `python -c pass` 58-544 ms) went from 2.5-8 s
+before the early door to 0.68-1.23 s with it. What is left is mostly Python importing our own
+modules (~75 ms, attrs classes) and the three processes' own start (forwarder, orchestrator,
+mock agent); what would go further: wire types without generated attrs methods, provider patterns
+compiled on first use.
 """
 
 from __future__ import annotations
