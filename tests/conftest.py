@@ -34,6 +34,10 @@ def _new_socket() -> str:
 def pytest_sessionfinish(session: Any, exitstatus: Any) -> None:
     for socket in SOCKETS:
         end_orchestrators(socket, signal.SIGKILL)
+    tmux_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}")
+    for socket in SOCKETS:  # and their tmux servers: a test that kept its agents leaves none running
+        if (tmux_dir / socket).exists():
+            subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
 
 
 def isolated_env(base: Path, *, trusted: bool = True) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -12,6 +13,7 @@ from typing import Any, Awaitable, Callable, Generator, Optional
 
 NotificationHandler = Callable[[str, Any], None]
 RequestHandler = Callable[[str, Any], Any]  # (method, params) -> the result to send back
+CANCEL_ANSWER_WAIT = 15.0  # seconds a cancelled request waits for the sidecar to answer it
 
 
 class CaoError(Exception):
@@ -105,7 +107,8 @@ class CaoClient:
                 self.notify("exit", None)
                 return await asyncio.wait_for(self._process.wait(), 10)
             except (asyncio.TimeoutError, CaoError, ConnectionError):
-                self._process.kill()
+                with contextlib.suppress(ProcessLookupError):  # it has exited meanwhile (its orchestrator went)
+                    self._process.kill()
         return await self._process.wait()
 
     async def __aenter__(self) -> "CaoClient":
@@ -198,6 +201,10 @@ class CaoClient:
         except asyncio.CancelledError:
             if self._process.returncode is None:
                 self._write({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": msg_id}})
+                # Its answer comes once the sidecar has undone what it started (a handoff's
+                # worker is torn down): a client that leaves right after must not leave it half done.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(future), CANCEL_ANSWER_WAIT)
             raise
         finally:
             self._pending.pop(msg_id, None)
