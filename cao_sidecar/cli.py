@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return explain_main(argv[1:])
     front_end = _front_end_options(argv)
-    if front_end is not None:  # `--stdio` / `--acp`: a forwarder, started by editors on every open
+    if front_end is not None:  # `--stdio` / `--acp` / `mcp`: a forwarder, started by editors and MCP hosts
         return _forward(front_end)
 
     args = build_parser().parse_args(argv)
@@ -198,18 +198,22 @@ _FRONT_END_OPTIONS = ("--tmux-socket", "--session", "--log-level")
 
 def _front_end_options(argv: list[str]) -> Optional[dict[str, str]]:
     """The options of a plain front-end command line (`--stdio`/`--acp` and the common options,
-    no verb), read without argparse's full parser: building it imports the wire types and every
-    verb's module, which a forwarder (it only relays bytes) must not wait for. None: anything
-    else, for the full parser (and its errors and --help)."""
-    options = {"door": "lsp", "session": "cao", "log-level": "warning"}
+    no verb; or `mcp` with them and `--project`), read without argparse's full parser: building
+    it imports the wire types and every verb's module, which a forwarder (it only relays bytes)
+    must not wait for. None: anything else, for the full parser (and its errors and --help)."""
+    mcp = argv[:1] == ["mcp"]
+    if mcp:
+        argv = argv[1:]
+    allowed = (*_FRONT_END_OPTIONS, "--project") if mcp else _FRONT_END_OPTIONS
+    options = {"door": "mcp" if mcp else "lsp", "session": "cao", "log-level": "warning"}
     flags: set[str] = set()
     i = 0
     while i < len(argv):
         arg = argv[i]
         name, has_value, value = arg.partition("=")
-        if arg in _FRONT_END_FLAGS:
+        if arg in _FRONT_END_FLAGS and not mcp:
             flags.add(arg)
-        elif name in _FRONT_END_OPTIONS:
+        elif name in allowed:
             if not has_value:
                 if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
                     return None
@@ -219,6 +223,8 @@ def _front_end_options(argv: list[str]) -> Optional[dict[str, str]]:
         else:
             return None
         i += 1
+    if mcp:
+        return options if os.path.isdir(options.get("project", ".")) else None  # not a folder: the full parser says so
     if "--acp" in flags:
         options["door"] = "acp"
     elif "--stdio" not in flags and sys.stdin.isatty():
@@ -239,8 +245,8 @@ def _forward(options: dict[str, str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     return main_forward(
-        options["door"], tmux_socket=options.get("tmux-socket"), project=None, session=options["session"],
-        log_level=options["log-level"], head=head, started=started,
+        options["door"], tmux_socket=options.get("tmux-socket"), project=options.get("project"),
+        session=options["session"], log_level=options["log-level"], head=head, started=started,
     )  # fmt: skip
 
 
@@ -260,7 +266,7 @@ def _prelaunch(options: dict[str, str]) -> tuple[bytes, "Optional[Started]"]:
             return head, None  # anything else first: the forwarder answers it as ever
         root = prelaunch.workspace_root(message)
     try:
-        project = Path(root or os.getcwd()).resolve()
+        project = Path(root or options.get("project") or os.getcwd()).resolve()
         socket = paths.tmux_socket_name(options.get("tmux-socket"), project)
     except (OSError, RuntimeError, ValueError):
         return head, None

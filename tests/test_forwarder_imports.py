@@ -83,6 +83,15 @@ def test_acp_forwarder_imports_nothing_heavy(tmp_path):
     assert heavy_among(modules) == []
 
 
+def test_mcp_host_forwarder_imports_nothing_heavy(tmp_path):
+    done = run_forwarder(tmp_path, "mcp", b"")
+    err = done.stderr.decode()
+    assert done.returncode == 1 and "cannot join the orchestrator" in err, err[-2000:]
+    modules = imported_modules(err)
+    assert "cao_sidecar.daemon.forward" in modules, "the importtime listing is missing"
+    assert heavy_among(modules) == []
+
+
 def test_advertised_lists_match_the_wire_and_providers():
     """What `initialize` lists without importing wire or the providers is what they hold."""
     from cao_sidecar import wire

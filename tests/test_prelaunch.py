@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from cao_sidecar.daemon import prelaunch
-from conftest import orchestrators_on
+from conftest import isolated_env, orchestrators_on
 
 pytestmark = [pytest.mark.timeout(90)]
 
@@ -234,3 +235,33 @@ def test_root_is_only_given_for_initialize():
     assert not prelaunch.is_initialize({"jsonrpc": "2.0", "id": 1, "method": "shutdown"})
     assert not prelaunch.is_initialize({"jsonrpc": "2.0", "method": "initialize"})  # a notification
     assert prelaunch.workspace_root(initialize_message(Path("/srv/x y"))) == "/srv/x y"
+
+
+async def test_an_mcp_host_front_end_launches_the_orchestrator_of_its_project(env, tmp_base):
+    workspace = tmp_base / "workspace"
+    workspace.mkdir(exist_ok=True)
+    env["CAO_STARTUP_TRACE"] = "1"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cao_sidecar", "mcp", "--project", str(workspace), env=env, cwd=tmp_base,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}
+    process.stdin.write(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}).encode() + b"\n")
+    answer = json.loads(await asyncio.wait_for(process.stdout.readline(), 60))
+    assert answer["id"] == 1 and "serverInfo" in answer["result"], answer
+    assert served_project(env) == str(workspace.resolve())
+    process.stdin.close()
+    await asyncio.wait_for(process.wait(), 30)
+    err = (await process.stderr.read()).decode(errors="replace")
+    assert "startup-trace orchestrator launched" in err, err[-2000:]  # by the front end's first act
+
+
+def test_an_mcp_host_front_end_with_a_missing_project_says_so(tmp_base):
+    env = isolated_env(tmp_base)
+    done = subprocess.run(
+        [sys.executable, "-m", "cao_sidecar", "mcp", "--project", str(tmp_base / "nowhere")],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "is not a directory" in done.stderr, done.stderr
+    assert orchestrators_on(env["CAO_TMUX_SOCKET"]) == []
