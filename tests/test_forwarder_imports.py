@@ -74,17 +74,9 @@ def test_stdio_forwarder_imports_nothing_heavy(tmp_path):
     assert heavy_among(modules) == []
 
 
-def test_acp_forwarder_imports_nothing_heavy(tmp_path):
-    done = run_forwarder(tmp_path, "--acp", b"")
-    err = done.stderr.decode()
-    assert done.returncode == 1 and "cannot join the orchestrator" in err, err[-2000:]
-    modules = imported_modules(err)
-    assert "cao_sidecar.daemon.forward" in modules, "the importtime listing is missing"
-    assert heavy_among(modules) == []
-
-
-def test_mcp_host_forwarder_imports_nothing_heavy(tmp_path):
-    done = run_forwarder(tmp_path, "mcp", b"")
+@pytest.mark.parametrize("front_end", ["--acp", "mcp"])
+def test_acp_and_mcp_host_forwarders_import_nothing_heavy(tmp_path, front_end):
+    done = run_forwarder(tmp_path, front_end, b"")
     err = done.stderr.decode()
     assert done.returncode == 1 and "cannot join the orchestrator" in err, err[-2000:]
     modules = imported_modules(err)
