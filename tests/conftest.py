@@ -19,6 +19,8 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from cao_sidecar.terminal.tmux import default_socket_path
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -34,9 +36,8 @@ def _new_socket() -> str:
 def pytest_sessionfinish(session: Any, exitstatus: Any) -> None:
     for socket in SOCKETS:
         end_orchestrators(socket, signal.SIGKILL)
-    tmux_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}")
     for socket in SOCKETS:  # and their tmux servers: a test that kept its agents leaves none running
-        if (tmux_dir / socket).exists():
+        if os.path.exists(default_socket_path(socket)):
             subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path

@@ -48,7 +48,7 @@ CONFIG_WAIT = 15.0
 
 def _check_project(where: locate.Place, project: Path) -> None:
     info = locate.read_info(where)
-    if info is None or not prelaunch.pid_alive(info.get("pid")):
+    if info is None or not locate.pid_alive(info.get("pid")):
         return
     theirs = info.get("project")
     if isinstance(theirs, str) and not locate.same_project(theirs, project):

@@ -71,6 +71,22 @@ def read_info(where: Place) -> Optional[dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
+def pid_alive(pid: Any) -> bool:
+    """An orchestrator's recorded pid still runs (not a zombie)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) is gone too
+        return not Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].strip().startswith("Z")
+    except OSError:
+        return True
+
+
 def write_info(where: Place, project: Path) -> None:
     info = {"pid": os.getpid(), "project": str(project), "config": str(paths.config_dir())}
     paths.write_private_text(where.info, json.dumps(info))

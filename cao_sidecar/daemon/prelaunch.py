@@ -43,21 +43,6 @@ class Started:
         self.tmux_socket = tmux_socket
 
 
-def pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (killed, not yet reaped) is gone too
-        return not Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].strip().startswith("Z")
-    except OSError:
-        return True
-
-
 def spawn_orchestrator(where: locate.Place, project: Path, session: str, log_level: str) -> "subprocess.Popen[bytes]":
     """`cao-sidecar serve` for `project`, detached: its own session, stderr to its log."""
     stderr = paths.open_private(where.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -83,7 +68,7 @@ def _none_runs(where: locate.Place) -> bool:
     if locate.socket_is_ours(where.socket):
         return False  # one listens (or died and left it: forward.connect sees which)
     info = locate.read_info(where)
-    return info is None or not pid_alive(info.get("pid"))
+    return info is None or not locate.pid_alive(info.get("pid"))
 
 
 def start_if_none(project: Path, tmux_socket: str, *, session: str, log_level: str) -> Optional[Started]:

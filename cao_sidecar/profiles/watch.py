@@ -100,8 +100,7 @@ class DirWatcher:
         loop = asyncio.get_running_loop()
         if after is not None:
             await after()
-            self._fire(set(self._targets))  # what changed while it waited
-        self._rescan_soon()
+        self._rescan_soon()  # also what changed while it waited
         previous: Optional[set[Path]] = None
         while not self._closed:
             targets = list(self._targets)
