@@ -563,6 +563,30 @@ async def test_kill_window(tmux_srv: TmuxServer, tmp_path: Path):
     assert exits == []  # no exit event for a window we killed
 
 
+async def test_a_new_window_cancelled_before_its_answer_leaves_no_window(tmux_srv: TmuxServer, tmp_path: Path):
+    """Cancelled after tmux made the window but before its answer was read: the caller never
+    learns the pane, so new_window closes the window itself."""
+    await tmux_srv.new_window("c", "keep", ["sleep", "60"], env={}, cwd=str(tmp_path))
+
+    def names() -> list[str]:
+        return tmux_cli(tmux_srv, "list-windows", "-a", "-F", "#{window_name}").split()
+
+    opening = asyncio.ensure_future(tmux_srv.new_window("c", "cancelled", ["sleep", "60"], env={}, cwd=str(tmp_path)))
+    deadline = time.monotonic() + 10
+    while "cancelled" not in names():
+        assert time.monotonic() < deadline, "tmux never made the window"
+        await asyncio.sleep(0)  # lets the command be written; then a blocking wait keeps its answer unread
+        for _ in range(20):
+            if "cancelled" in names():
+                break
+            time.sleep(0.005)
+    opening.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+    assert "cancelled" not in names() and "keep" in names()
+    assert [p.window_name for p in await tmux_srv.list_panes()] == ["keep"]
+
+
 async def test_window_closed_by_someone_else_is_an_exit(tmux_srv: TmuxServer, tmp_path: Path):
     exits: list[tuple[str, int | None]] = []
     tmux_srv.add_exit_listener(lambda p, s: exits.append((p, s)))

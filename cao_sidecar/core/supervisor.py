@@ -279,7 +279,7 @@ class AgentSupervisor:
             mark("agent ready")
             self.stores.logs.event("ready", agent.terminal_id, mcpConnected=agent.mcp_connected.is_set())
         except BaseException:
-            self.spawn_cleanup(self.discard(agent))
+            await self.clean_up(self.discard(agent))  # the failure is answered once the window is gone
             raise
 
     async def spawn(self, spec: WorkerSpec, *, ready_timeout: float = READY_TIMEOUT) -> Agent:
@@ -580,12 +580,18 @@ class AgentSupervisor:
         task.add_done_callback(self._background_done)
         return task
 
-    def spawn_cleanup(self, coro: Awaitable[object]) -> None:
+    def spawn_cleanup(self, coro: Awaitable[object]) -> asyncio.Task[object]:
         """A background removal of a failed agent's window: close() lets it finish, so a failed
         `run` (whose sidecar closes right after) leaves no dead window behind."""
         task = self.spawn_background(coro)
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
+        return task
+
+    async def clean_up(self, coro: Awaitable[object]) -> None:
+        """Remove a failed agent before its failure is answered (a client leaving on the answer finds
+        no window); never cut short: a second cancel or a slow removal leaves it in the background."""
+        await asyncio.wait([self.spawn_cleanup(coro)], timeout=CLEANUP_WAIT_SECONDS)
 
     def _background_done(self, task: asyncio.Task[object]) -> None:
         self._background.discard(task)

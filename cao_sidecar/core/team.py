@@ -273,8 +273,10 @@ class Team:
                 await self.supervisor.interrupt(agent)
             if new_worker:
                 await self.assigns.close_handoff(agent.terminal_id)  # the caller hears it as the answer
-                if not keep:
-                    self.supervisor.spawn_cleanup(self.supervisor.teardown(agent))
+                if not keep and isinstance(exc, (asyncio.CancelledError, AgentTimeout)):
+                    self.supervisor.spawn_cleanup(self.supervisor.teardown(agent))  # answered at once
+                elif not keep:
+                    await self.supervisor.clean_up(self.supervisor.teardown(agent))  # as a success is
             raise
         self.supervisor.stores.logs.event("handoff.end", agent.terminal_id, ok=True)
         await self.supervisor.worktrees.finish(agent.terminal_id)  # its work committed and summarised

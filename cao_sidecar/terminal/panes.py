@@ -8,12 +8,15 @@ process: the pid we saw decides whether an event is about the pane we know.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable
 
 import attrs
 
 from . import formats
+from .errors import TmuxError
+from .quoting import quote, quote_format
 
 log = logging.getLogger("cao_sidecar.terminal")
 
@@ -184,3 +187,39 @@ class PaneBook:
     def forget_windows(self) -> None:
         self._tracked.clear()
         self._window_pane.clear()
+
+
+def new_window_line(session: str, window_name: str, argv: list[str], *, env: dict[str, str], cwd: str) -> str:
+    """The control-mode `new-window` command that runs ``argv`` (no shell) in ``session``;
+    every name and argument is checked and quoted. Raises ValueError or TmuxError."""
+    check_name("session name", session, session=True)
+    check_name("window name", window_name)
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise ValueError("argv must be a non-empty list of strings")
+    for key, value in env.items():
+        if not key or "=" in key or "\x00" in key or "\x00" in value:
+            raise ValueError(f"bad environment variable {key!r}")
+    cwd = os.path.abspath(cwd)
+    # One stat of a local directory; a thread hop would queue every new window behind the executor.
+    if not os.path.isdir(cwd):
+        raise TmuxError(f"no such directory: {cwd}")
+    # tmux runs a single-element command through `sh -c STRING`: keep it literal.
+    args = list(argv) if len(argv) > 1 else ["/bin/sh", "-c", 'exec "$0"', argv[0]]
+    parts = [
+        "new-window",
+        "-d",
+        "-P",
+        "-F",
+        quote(formats.NEW_WINDOW.format),
+        "-t",
+        quote(f"={session}:"),
+        "-n",
+        quote_format(window_name),
+        "-c",
+        quote_format(cwd),
+    ]
+    for key, value in env.items():
+        parts += ["-e", quote(f"{key}={value}")]
+    parts.append("--")
+    parts += [quote(a) for a in args]
+    return " ".join(parts)

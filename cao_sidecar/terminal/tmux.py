@@ -48,8 +48,8 @@ from . import formats
 from .clients import PLACEHOLDER_WINDOW, ClientPool
 from .errors import ControlClientExited, PaneGone, TmuxError, TmuxMissing, target_missing
 from .exits import PaneExitWatcher
-from .panes import CONTROL_CHARS, PaneBook, PaneInfo, check_name, check_pane_id, pane_info
-from .quoting import quote, quote_format
+from .panes import CONTROL_CHARS, PaneBook, PaneInfo, check_pane_id, new_window_line, pane_info
+from .quoting import quote
 
 __all__ = ["PaneInfo", "TmuxError", "PaneGone", "TmuxServer", "PLACEHOLDER_WINDOW"]
 
@@ -347,38 +347,30 @@ class TmuxServer:
         The session is created if needed (windows are ``default_size``). ``env`` is
         added to the server's environment for this process; ``cwd`` must exist.
         """
-        check_name("session name", session, session=True)
-        check_name("window name", window_name)
-        if not argv or not all(isinstance(a, str) for a in argv):
-            raise ValueError("argv must be a non-empty list of strings")
-        for key, value in env.items():
-            if not key or "=" in key or "\x00" in key or "\x00" in value:
-                raise ValueError(f"bad environment variable {key!r}")
-        cwd = os.path.abspath(cwd)  # noqa: ASYNC240 - string work (and getcwd), no disk access
-        # One stat of a local directory; a thread hop would queue every new window behind the executor.
-        if not os.path.isdir(cwd):  # noqa: ASYNC240
-            raise TmuxError(f"no such directory: {cwd}")
-        # tmux runs a single-element command through `sh -c STRING`: keep it literal.
-        args = list(argv) if len(argv) > 1 else ["/bin/sh", "-c", 'exec "$0"', argv[0]]
-        parts = [
-            "new-window",
-            "-d",
-            "-P",
-            "-F",
-            quote(formats.NEW_WINDOW.format),
-            "-t",
-            quote(f"={session}:"),
-            "-n",
-            quote_format(window_name),
-            "-c",
-            quote_format(cwd),
-        ]
-        for key, value in env.items():
-            parts += ["-e", quote(f"{key}={value}")]
-        parts.append("--")
-        parts += [quote(a) for a in args]
-        line = " ".join(parts)
+        line = new_window_line(session, window_name, argv, env=env, cwd=cwd)
+        opening = asyncio.ensure_future(self._open_window(session, window_name, line))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # tmux may have made the window already, and our caller will never learn its pane:
+            # close it here, so a cancelled start leaves nothing behind.
+            closing = asyncio.ensure_future(self._close_unclaimed(opening))
+            self._tasks.add(closing)
+            closing.add_done_callback(self._tasks.discard)
+            await asyncio.shield(closing)  # a second cancel leaves it to finish alone
+            raise
 
+    async def _close_unclaimed(self, opening: asyncio.Future[PaneInfo]) -> None:
+        try:
+            pane = await opening
+        except (TmuxError, OSError):
+            return  # no window was made
+        try:
+            await self.kill_window(pane.pane_id, pid=pane.pid)
+        except TmuxError as exc:
+            log.warning("cannot close the window of a cancelled start (%s): %s", pane.pane_id, exc)
+
+    async def _open_window(self, session: str, window_name: str, line: str) -> PaneInfo:
         for attempt in range(2):
             client = await self._pool.ensure(session)
             try:
