@@ -587,6 +587,26 @@ async def test_a_new_window_cancelled_before_its_answer_leaves_no_window(tmux_sr
     assert [p.window_name for p in await tmux_srv.list_panes()] == ["keep"]
 
 
+async def test_an_exit_while_the_answer_is_on_its_way_is_part_of_the_answer(tmux_srv: TmuxServer, tmp_path: Path, monkeypatch):
+    """The window is made in a task of its own: an exit seen after that task ended but before
+    the caller has its pane is still answered (dead), not an event for a pane nobody knows yet."""
+    exits: list[str] = []
+    tmux_srv.add_exit_listener(lambda p, s: exits.append(p))
+    open_window = tmux_srv._open_window
+
+    async def exit_seen_on_the_way(*args):
+        pane = await open_window(*args)
+        # Runs after this task ends and before new_window's caller resumes.
+        asyncio.get_running_loop().call_soon(tmux_srv._panes.report_exit, pane.pane_id, 7, pane.pid)
+        return pane
+
+    monkeypatch.setattr(tmux_srv, "_open_window", exit_seen_on_the_way)
+    pane = await tmux_srv.new_window("e", "w", ["sleep", "60"], env={}, cwd=str(tmp_path))
+    assert (pane.dead, pane.dead_status) == (True, 7)
+    await asyncio.sleep(0.1)
+    assert exits == []
+
+
 async def test_window_closed_by_someone_else_is_an_exit(tmux_srv: TmuxServer, tmp_path: Path):
     exits: list[tuple[str, int | None]] = []
     tmux_srv.add_exit_listener(lambda p, s: exits.append((p, s)))

@@ -350,7 +350,7 @@ class TmuxServer:
         line = new_window_line(session, window_name, argv, env=env, cwd=cwd)
         opening = asyncio.ensure_future(self._open_window(session, window_name, line))
         try:
-            return await asyncio.shield(opening)
+            pane = await asyncio.shield(opening)
         except asyncio.CancelledError:
             # tmux may have made the window already, and our caller will never learn its pane:
             # close it here, so a cancelled start leaves nothing behind.
@@ -359,12 +359,17 @@ class TmuxServer:
             closing.add_done_callback(self._tasks.discard)
             await asyncio.shield(closing)  # a second cancel leaves it to finish alone
             raise
+        exit_status = self._panes.answered(pane.pane_id)  # in the step that gives the caller its pane
+        if exit_status is not None:
+            pane.dead, pane.dead_status = True, exit_status[0]
+        return pane
 
     async def _close_unclaimed(self, opening: asyncio.Future[PaneInfo]) -> None:
         try:
             pane = await opening
         except (TmuxError, OSError):
             return  # no window was made
+        self._panes.answered(pane.pane_id)  # nobody takes the answer; killed next, so no exit event
         try:
             await self.kill_window(pane.pane_id, pid=pane.pid)
         except TmuxError as exc:
@@ -409,16 +414,9 @@ class TmuxServer:
         except BaseException:
             self._panes.not_answered(pane_id)
             raise
-        exit_status = self._panes.answered(pane_id)
-        return PaneInfo(
-            pane_id=pane_id,
-            window_id=window_id,
-            session=session,
-            window_name=window_name,
-            pid=pid,
-            dead=exit_status is not None,
-            dead_status=exit_status[0] if exit_status is not None else None,
-        )
+        # Not answered yet: until our caller has the pane (a later step of the loop), an exit
+        # is still part of the answer.
+        return PaneInfo(pane_id, window_id, session, window_name, pid, dead=False, dead_status=None)
 
     async def paste_text(self, pane_id: str, text: str, *, bracketed: bool = True) -> None:
         """Paste ``text`` byte-exact into the pane (bracketed if the app asked for it).
