@@ -157,6 +157,7 @@ class Run:
                 await process.wait()
             await self.wait_orchestrator_gone()
             subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, env=self.env)
+            Path(f"/tmp/tmux-{os.getuid()}/{self.socket}").unlink(missing_ok=True)  # tmux leaves it
         return figures
 
     async def wait_orchestrator_gone(self) -> None:

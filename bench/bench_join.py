@@ -137,6 +137,7 @@ class JoinBench:
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        Path(f"/tmp/tmux-{os.getuid()}/{self.socket}").unlink(missing_ok=True)  # tmux leaves it
         try:
             pid = json.loads(self.info.read_text())["pid"]
             os.kill(pid, 15)

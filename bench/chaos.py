@@ -447,6 +447,7 @@ class Chaos:
             await self.client.close()
         self._signal_orchestrator(signal.SIGTERM)  # it would outlive the client while agents run
         self._tmux("kill-server")
+        Path(f"/tmp/tmux-{os.getuid()}/{self.socket}").unlink(missing_ok=True)  # tmux leaves it
         if self.tmpfs:
             if self.keep:  # sockets and files removed meanwhile are skipped
                 shutil.copytree(

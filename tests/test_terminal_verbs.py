@@ -32,6 +32,13 @@ def sidecar(*args: str) -> list[str]:
 windows = agent_windows
 
 
+def without_terminal(env: dict[str, str], tmp_base, *args: str) -> subprocess.CompletedProcess[str]:
+    """`cao-sidecar ARGS` in the workspace, no terminal, its output captured."""
+    return subprocess.run(
+        sidecar(*args), env=env, cwd=tmp_base / "workspace", stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
+    )
+
+
 class Terminal:
     """A pseudo-terminal for a child's stdin and stderr (stdout stays a pipe: the answer), and
     its stdout too with `stdout_too`."""
@@ -71,14 +78,8 @@ class Terminal:
 
 def test_run_without_a_terminal_fails_fast_with_the_agents_question_and_leaves_no_window(env, tmp_base):
     started = time.monotonic()
-    result = subprocess.run(
-        sidecar("run", "--profile", "mock_developer", "--timeout", "120", "ask Shall I delete the build directory?"),
-        env=env,
-        cwd=tmp_base / "workspace",
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = without_terminal(
+        env, tmp_base, "run", "--profile", "mock_developer", "--timeout", "120", "ask Shall I delete the build directory?"
     )
     assert result.returncode == 1
     assert time.monotonic() - started < 60  # not the 120 s timeout
@@ -108,17 +109,21 @@ def test_run_on_a_terminal_asks_the_question_and_types_the_answer(env, tmp_base)
 
 
 def test_a_failed_run_leaves_no_dead_window(env, tmp_base):
-    result = subprocess.run(
-        sidecar("run", "--profile", "mock_developer", "fail the disk is full"),
-        env=env,
-        cwd=tmp_base / "workspace",
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = without_terminal(env, tmp_base, "run", "--profile", "mock_developer", "fail the disk is full")
     assert result.returncode == 1 and "reported an error" in result.stderr
     assert windows(env) == ""
+
+
+def test_the_demo_leaves_no_tmux_server_or_socket_behind(tmp_base):
+    env = isolated_env(tmp_base)
+    del env["CAO_TMUX_SOCKET"]  # the demo's own private server, as a user gets it
+    env["TMUX_TMPDIR"] = str(tmp_base / "t")  # where tmux puts its sockets: ours alone
+    (tmp_base / "t").mkdir()
+    result = without_terminal(env, tmp_base, "demo")
+    assert result.returncode == 0 and "Combined answer:" in result.stdout, result.stdout + result.stderr
+    sockets = tmp_base / "t" / f"tmux-{os.getuid()}"
+    assert sockets.is_dir()  # the demo did run its own server here
+    assert list(sockets.iterdir()) == []
 
 
 def test_a_bare_cao_sidecar_on_a_terminal_says_what_it_is_instead_of_waiting(env, tmp_base):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -83,6 +84,10 @@ def run_demo(args: argparse.Namespace, socket: str) -> int:
     finally:
         if socket.startswith("cao-demo-"):
             subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+            # tmux 3.3a leaves its socket file behind: one more in /tmp for every demo otherwise.
+            tmpdir = os.environ.get("TMUX_TMPDIR") or "/tmp"
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(tmpdir, f"tmux-{os.getuid()}", socket))
 
 
 if __name__ == "__main__":
