@@ -6,11 +6,13 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from cao_sidecar.terminal import formats
 from cao_sidecar.terminal.formats import SEPARATOR, Fields
+from cao_sidecar.terminal.tmux import default_socket_path
 
 TMUX = shutil.which("tmux") or "tmux"
 
@@ -90,3 +92,4 @@ def test_every_format_of_the_sidecar_parses_what_tmux_prints():
         assert pane["pane_dead"] == "0" and formats.dead_status(pane) is None
     finally:
         subprocess.run([TMUX, "-L", socket, "kill-server"], capture_output=True, timeout=10)
+        Path(default_socket_path(socket)).unlink(missing_ok=True)  # tmux 3.3a leaves it
