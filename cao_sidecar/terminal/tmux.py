@@ -266,10 +266,11 @@ class TmuxServer:
         if not await self._window_exists(window_id):
             self._panes.window_gone(window_id, pane_id)
 
-    def _spawn_task(self, coro: object) -> None:
+    def _spawn_task(self, coro: object) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _dead_state(self, pane_id: str) -> tuple[bool, int | None]:
         lines = await self._pane_command(pane_id, f"display-message -p -t {quote(pane_id)} {quote(formats.DEAD.format)}")
@@ -354,10 +355,7 @@ class TmuxServer:
         except asyncio.CancelledError:
             # tmux may have made the window already, and our caller will never learn its pane:
             # close it here, so a cancelled start leaves nothing behind.
-            closing = asyncio.ensure_future(self._close_unclaimed(opening))
-            self._tasks.add(closing)
-            closing.add_done_callback(self._tasks.discard)
-            await asyncio.shield(closing)  # a second cancel leaves it to finish alone
+            await asyncio.shield(self._spawn_task(self._close_unclaimed(opening)))  # a second cancel leaves it alone
             raise
         exit_status = self._panes.answered(pane.pane_id)  # in the step that gives the caller its pane
         if exit_status is not None:
